@@ -1,0 +1,75 @@
+"""session_presets: named presets, fast shared sessions and no hidden state for requests.
+
+Use ``get_session(name)`` for a shared, process-wide session, or one of the
+factories (``default_session``, ``ephemeral_session``, ``background_session``)
+for a session you own and close.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from ._version import __version__
+from .adapters import PresetAdapter
+from .background import BackgroundSession, TransferState, TransferTask, background_session
+from .config import PresetConfig
+from .errors import (
+    ConfigError,
+    IdentifierInUseError,
+    InsecureRedirectError,
+    InsecureSessionWarning,
+    SessionInvalidatedError,
+    SessionPresetsError,
+    SessionPresetsWarning,
+    SessionReuseWarning,
+    TotalTimeoutError,
+    TransferError,
+    UnknownPresetError,
+    UnknownVariableWarning,
+)
+from .presets import default_session, ephemeral_session, get_preset, preset_names, register_preset
+from .registry import SessionRegistry, close_all, get_session
+from .sessions import (
+    InvalidationTimeoutError,
+    PresetSession,
+    SessionReuseError,
+    SessionState,
+    SessionStats,
+)
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+__all__ = [
+    "BackgroundSession",
+    "ConfigError",
+    "IdentifierInUseError",
+    "InsecureRedirectError",
+    "InsecureSessionWarning",
+    "InvalidationTimeoutError",
+    "PresetAdapter",
+    "PresetConfig",
+    "PresetSession",
+    "SessionInvalidatedError",
+    "SessionPresetsError",
+    "SessionPresetsWarning",
+    "SessionRegistry",
+    "SessionReuseError",
+    "SessionReuseWarning",
+    "SessionState",
+    "SessionStats",
+    "TotalTimeoutError",
+    "TransferError",
+    "TransferState",
+    "TransferTask",
+    "UnknownPresetError",
+    "UnknownVariableWarning",
+    "__version__",
+    "background_session",
+    "close_all",
+    "default_session",
+    "ephemeral_session",
+    "get_preset",
+    "get_session",
+    "preset_names",
+    "register_preset",
+]

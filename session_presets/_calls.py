@@ -1,0 +1,137 @@
+"""Per-call bookkeeping: the connections a call holds, its deadline, and aborting it.
+
+A call is one ``PresetSession.send`` (redirect hops included). Aborting a call
+shuts down the sockets it holds, which wakes a thread blocked in ``recv`` at
+once; that is how ``invalidate_and_cancel`` and ``total_timeout`` interrupt a
+blocking requests call from another thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from typing import Any, Final
+
+__all__ = ["CANCELLED", "DEADLINE", "Call", "current_call", "set_current_call", "watchdog"]
+
+log = logging.getLogger(__name__)
+
+#: Abort reason: the session was invalidated with invalidate_and_cancel().
+CANCELLED: Final = "cancelled"
+#: Abort reason: the call ran past its total_timeout.
+DEADLINE: Final = "deadline"
+
+#: How often the watchdog looks at deadlines while calls are in flight.
+_WATCH_INTERVAL: Final = 0.05
+
+_local = threading.local()
+
+
+class Call:
+    """One call in flight: its deadline, the connections it uses, and why it was aborted."""
+
+    __slots__ = ("conns", "deadline", "reason", "thread_id", "total_timeout")
+
+    def __init__(self, total_timeout: float | None) -> None:
+        self.total_timeout = total_timeout
+        self.deadline = None if total_timeout is None else time.monotonic() + total_timeout
+        self.conns: list[Any] = []
+        self.reason: str | None = None
+        self.thread_id = threading.get_ident()
+
+    def remaining(self) -> float | None:
+        """Seconds left before the deadline, or None without one."""
+        if self.deadline is None:
+            return None
+        return self.deadline - time.monotonic()
+
+    def abort(self, reason: str) -> None:
+        """Mark the call aborted and shut down every socket it holds."""
+        if self.reason is None:
+            self.reason = reason
+        for conn in list(self.conns):
+            shutdown_connection(conn)
+
+    def raise_if_aborted(self) -> None:
+        """Raise urllib3's ProtocolError if the call was aborted (mapped by the session)."""
+        if self.reason is not None:
+            from urllib3.exceptions import ProtocolError
+
+            raise ProtocolError(f"call aborted: {self.reason}")
+
+
+def current_call() -> Call | None:
+    """Return the call running on this thread, if any."""
+    return getattr(_local, "call", None)
+
+
+def set_current_call(call: Call | None) -> None:
+    """Make ``call`` the call running on this thread."""
+    _local.call = call
+
+
+def shutdown_connection(conn: Any) -> None:
+    """Shut down the socket under a urllib3 connection without closing its descriptor."""
+    sock = getattr(conn, "sock", None)
+    if sock is None:
+        return
+    try:
+        # The plain socket method: SSLSocket.shutdown would also drop the TLS
+        # object under a thread that is still reading from it.
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+class _Watchdog:
+    """One daemon thread per process that aborts calls past their deadline."""
+
+    def __init__(self) -> None:
+        self._calls: dict[Call, None] = {}
+        self._wake = threading.Condition(threading.Lock())
+        self._thread: threading.Thread | None = None
+        self._idle = True
+
+    def add(self, call: Call) -> None:
+        self._calls[call] = None
+        if self._idle:
+            with self._wake:
+                if self._thread is None or not self._thread.is_alive():
+                    self._thread = threading.Thread(
+                        target=self._run, name="session-presets-watchdog", daemon=True
+                    )
+                    self._thread.start()
+                self._idle = False
+                self._wake.notify()
+
+    def discard(self, call: Call) -> None:
+        self._calls.pop(call, None)
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                # Idle is set before the emptiness check, and add() inserts before
+                # it reads idle, so a call added now is either seen here or wakes us.
+                self._idle = True
+                if not self._calls:
+                    self._wake.wait()
+                    continue
+                self._idle = False
+            now = time.monotonic()
+            for call in list(self._calls):
+                if call.deadline is not None and call.deadline <= now and call.reason is None:
+                    log.debug("call exceeded total_timeout=%r; aborting it", call.total_timeout)
+                    call.abort(DEADLINE)
+            time.sleep(_WATCH_INTERVAL)
+
+    def after_fork(self) -> None:
+        self.__init__()  # type: ignore[misc]
+
+
+watchdog = _Watchdog()
+
+if hasattr(os, "register_at_fork"):  # pragma: no branch
+    os.register_at_fork(after_in_child=watchdog.after_fork)

@@ -1,0 +1,341 @@
+"""PresetAdapter: an HTTPAdapter that applies a preset to every request it sends."""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+import time
+from typing import Any, ClassVar, Final
+
+from requests.adapters import HTTPAdapter
+from requests.models import PreparedRequest, Response
+from urllib3 import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.exceptions import MaxRetryError, ResponseError
+from urllib3.util import Retry, Timeout
+
+from ._calls import DEADLINE, Call, current_call
+from .config import PresetConfig
+from .tls import TrustConfig, get_ssl_context
+
+__all__ = ["Counters", "PresetAdapter", "PresetRetry"]
+
+log = logging.getLogger(__name__)
+
+#: Methods retried after a read error or a retryable status: the idempotent ones.
+IDEMPOTENT_METHODS: Final = frozenset({"DELETE", "GET", "HEAD", "OPTIONS", "PUT", "TRACE"})
+
+#: How finely a retry back-off sleep checks for cancellation.
+_SLEEP_SLICE: Final = 0.05
+
+
+class Counters:
+    """Live counters of one session, incremented where the events happen."""
+
+    __slots__ = ("_lock", "connections_opened", "connections_reused", "errors", "requests", "retries")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.requests = 0
+        self.connections_opened = 0
+        self.connections_reused = 0
+        self.retries = 0
+        self.errors = 0
+
+    def add(self, name: str) -> None:
+        """Add one to counter ``name``."""
+        with self._lock:
+            setattr(self, name, getattr(self, name) + 1)
+
+    def snapshot(self) -> dict[str, int]:
+        """Return the counters as a dict, read consistently."""
+        with self._lock:
+            return {
+                "requests": self.requests,
+                "connections_opened": self.connections_opened,
+                "connections_reused": self.connections_reused,
+                "retries": self.retries,
+                "errors": self.errors,
+            }
+
+
+class PresetRetry(Retry):
+    """urllib3's Retry, bounded by the call's total deadline and interruptible by cancel."""
+
+    counters: Counters | None = None
+
+    def new(self, **kw: Any) -> PresetRetry:
+        retry = super().new(**kw)
+        retry.counters = self.counters
+        return retry  # type: ignore[return-value]
+
+    def increment(
+        self,
+        method: str | None = None,
+        url: str | None = None,
+        response: Any = None,
+        error: Exception | None = None,
+        _pool: Any = None,
+        _stacktrace: Any = None,
+    ) -> PresetRetry:
+        call = current_call()
+        if call is not None:
+            call.raise_if_aborted()
+        retry: PresetRetry = super().increment(  # type: ignore[assignment]
+            method, url, response=response, error=error, _pool=_pool, _stacktrace=_stacktrace
+        )
+        if call is not None:
+            remaining = call.remaining()
+            pause = retry.get_backoff_time()
+            if response is not None:
+                pause = max(pause, retry.get_retry_after(response) or 0.0)
+            if remaining is not None and pause >= remaining:
+                call.reason = DEADLINE
+                reason = error or ResponseError(
+                    f"total_timeout reached before the next retry (last status {getattr(response, 'status', None)})"
+                )
+                raise MaxRetryError(_pool, url or "", reason)
+        if self.counters is not None:
+            self.counters.add("retries")
+        return retry
+
+    def _sleep_backoff(self) -> None:
+        self._interruptible_sleep(self.get_backoff_time())
+
+    def _interruptible_sleep(self, seconds: float) -> None:
+        call = current_call()
+        if call is None:
+            time.sleep(seconds)
+            return
+        until = time.monotonic() + seconds
+        while True:
+            call.raise_if_aborted()
+            left = until - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(min(left, _SLEEP_SLICE))
+
+    def sleep_for_retry(self, response: Any) -> bool:
+        seconds = self.get_retry_after(response)
+        if seconds:
+            self._interruptible_sleep(seconds)
+            return True
+        return False
+
+
+class _ConnectionMixin:
+    """Counts opened and reused connections and remembers when each was opened."""
+
+    counters: ClassVar[Counters]
+    preset_connected_at: float = 0.0
+    _preset_fresh: bool = False
+    sock: Any
+
+    def connect(self) -> None:
+        super().connect()  # type: ignore[misc]
+        self.preset_connected_at = time.monotonic()
+        self._preset_fresh = True
+        self.counters.add("connections_opened")
+        call = current_call()
+        if call is not None and call.reason is not None:
+            from ._calls import shutdown_connection
+
+            shutdown_connection(self)
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        if not self._preset_fresh and self.sock is not None:
+            self.counters.add("connections_reused")
+        try:
+            super().request(*args, **kwargs)  # type: ignore[misc]
+        finally:
+            self._preset_fresh = False
+
+
+class _PoolMixin:
+    """Hands the call its connection, and retires connections past max_connection_age."""
+
+    max_connection_age: ClassVar[float | None]
+
+    def _get_conn(self, timeout: float | None = None) -> Any:
+        conn = super()._get_conn(timeout)  # type: ignore[misc]
+        age_limit = self.max_connection_age
+        if (
+            age_limit is not None
+            and conn.sock is not None
+            and time.monotonic() - conn.preset_connected_at > age_limit
+        ):
+            log.debug("closing a connection older than max_connection_age=%r", age_limit)
+            conn.close()
+        call = current_call()
+        if call is not None:
+            call.conns.append(conn)
+        return conn
+
+
+def _pool_classes(counters: Counters, max_age: float | None) -> dict[str, type[HTTPConnectionPool]]:
+    attrs = {"counters": counters}
+    http_conn = type("PresetHTTPConnection", (_ConnectionMixin, HTTPConnection), attrs)
+    https_conn = type("PresetHTTPSConnection", (_ConnectionMixin, HTTPSConnection), attrs)
+    pool_attrs = {"max_connection_age": max_age}
+    http_pool = type("PresetHTTPConnectionPool", (_PoolMixin, HTTPConnectionPool), {**pool_attrs, "ConnectionCls": http_conn})
+    https_pool = type("PresetHTTPSConnectionPool", (_PoolMixin, HTTPSConnectionPool), {**pool_attrs, "ConnectionCls": https_conn})
+    return {"http": http_pool, "https": https_pool}
+
+
+def _trust(
+    *,
+    verify: bool,
+    trust_store: str,
+    ca_bundle: str | None,
+    client_cert: str | tuple[str, str] | None,
+    tls_min_version: str,
+) -> TrustConfig:
+    if not verify:
+        # Trust anchors mean nothing without verification: one insecure context each.
+        return TrustConfig(verify=False, client_cert=client_cert, tls_min_version=tls_min_version)
+    return TrustConfig(
+        verify=True,
+        trust_store=trust_store,
+        ca_bundle=ca_bundle,
+        client_cert=client_cert,
+        tls_min_version=tls_min_version,
+    )
+
+
+def _cert_reqs(context: ssl.SSLContext) -> str:
+    return "CERT_NONE" if context.verify_mode == ssl.CERT_NONE else "CERT_REQUIRED"
+
+
+class PresetAdapter(HTTPAdapter):
+    """An HTTPAdapter that applies a preset: timeouts, retries, cache headers, pools, TLS.
+
+    - ``timeout=None`` (what requests passes when the caller gives none) becomes
+      the preset's ``(connect_timeout, read_timeout)``; a per-call timeout wins.
+    - Retries come from a urllib3 ``Retry`` built from the preset: idempotent
+      methods only, ``retry_statuses``, Retry-After honoured, bounded by the
+      call's ``total_timeout``.
+    - ``cache_policy='reload'`` adds ``Cache-Control: no-cache`` and ``Pragma: no-cache``.
+    - Every HTTPS connection uses the shared context of its trust configuration,
+      so no new connection reloads a CA bundle.
+    - Connections older than ``max_connection_age`` are not reused.
+
+    Args:
+        config: the preset to apply.
+        counters: where connection and retry counts go; a new set if omitted.
+    """
+
+    def __init__(self, config: PresetConfig, *, counters: Counters | None = None) -> None:
+        self.preset = config
+        self.counters = counters if counters is not None else Counters()
+        self._pool_classes = _pool_classes(self.counters, config.max_connection_age)
+        self._timeout = Timeout(connect=config.connect_timeout, read=config.read_timeout)
+        self._trust = _trust(
+            verify=config.verify,
+            trust_store=config.trust_store,
+            ca_bundle=config.ca_bundle,
+            client_cert=config.client_cert,
+            tls_min_version=config.tls_min_version,
+        )
+        self._context = get_ssl_context(self._trust)
+        self._cert_reqs = _cert_reqs(self._context)
+        self._no_cache = config.cache_policy == "reload"
+        retry = PresetRetry(
+            total=config.retries,
+            connect=None,
+            read=None,
+            redirect=False,
+            status=None,
+            other=0,
+            allowed_methods=IDEMPOTENT_METHODS,
+            status_forcelist=config.retry_statuses,
+            backoff_factor=config.backoff_factor,
+            backoff_max=config.backoff_max,
+            backoff_jitter=config.backoff_factor,
+            raise_on_status=True,
+            raise_on_redirect=False,
+            respect_retry_after_header=True,
+        )
+        retry.counters = self.counters
+        super().__init__(
+            pool_connections=config.pool_connections,
+            pool_maxsize=config.pool_maxsize,
+            max_retries=retry,
+        )
+
+    def init_poolmanager(self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any) -> None:
+        super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
+        self.poolmanager.pool_classes_by_scheme = self._pool_classes
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        manager.pool_classes_by_scheme = self._pool_classes
+        return manager
+
+    def context_for(self, verify: Any, cert: Any) -> ssl.SSLContext:
+        """Return the shared SSLContext for a call's merged ``verify`` and ``cert``."""
+        if cert is None and verify is self.preset.verify:
+            return self._context
+        client = self._trust.client_cert
+        if cert is not None:
+            client = (str(cert[0]), str(cert[1])) if isinstance(cert, (list, tuple)) else str(cert)
+        trust = _trust(
+            verify=verify is not False,
+            trust_store=self._trust.trust_store,
+            ca_bundle=verify if isinstance(verify, str) else self._trust.ca_bundle,
+            client_cert=client,
+            tls_min_version=self._trust.tls_min_version,
+        )
+        return self._context if trust == self._trust else get_ssl_context(trust)
+
+    def build_connection_pool_key_attributes(
+        self, request: PreparedRequest, verify: Any, cert: Any = None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        host_params, pool_kwargs = super().build_connection_pool_key_attributes(request, verify, cert)
+        if host_params.get("scheme") == "https":
+            context = self.context_for(verify, cert)
+            pool_kwargs = {"ssl_context": context, "cert_reqs": _cert_reqs(context)}
+        return host_params, pool_kwargs
+
+    def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
+        # Deliberately empty: requests would set ca_certs on the pool here, and
+        # urllib3 would then load that bundle on every new connection. The shared
+        # context already holds the trust anchors and the client certificate.
+        return None
+
+    def add_headers(self, request: PreparedRequest, **kwargs: Any) -> None:
+        if self._no_cache:
+            request.headers.setdefault("Cache-Control", "no-cache")
+            request.headers.setdefault("Pragma", "no-cache")
+
+    def send(
+        self,
+        request: PreparedRequest,
+        stream: bool = False,
+        timeout: Any = None,
+        verify: Any = True,
+        cert: Any = None,
+        proxies: Any = None,
+    ) -> Response:
+        if timeout is None:
+            timeout = self._timeout
+        call: Call | None = current_call()
+        if call is not None and call.deadline is not None:
+            remaining = call.deadline - time.monotonic()
+            if remaining <= 0:
+                call.reason = DEADLINE
+                call.raise_if_aborted()
+        self.counters.add("requests")
+        return super().send(request, stream=stream, timeout=timeout, verify=verify, cert=cert, proxies=proxies)
+
+    def close_idle(self) -> None:
+        """Close every pooled connection; connections in use close when released."""
+        self.poolmanager.clear()
+        for manager in list(self.proxy_manager.values()):
+            manager.clear()
+
+    def forget_pools_after_fork(self) -> None:
+        """Drop every pool without touching its sockets (they belong to the parent)."""
+        self.proxy_manager = {}
+        self.init_poolmanager(self._pool_connections, self._pool_maxsize, block=self._pool_block)
+

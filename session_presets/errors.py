@@ -1,0 +1,86 @@
+"""Exception and warning hierarchy.
+
+Every error raised by session_presets derives from :class:`SessionPresetsError`.
+Errors that a request can raise also derive from the requests exception a caller
+already catches, so ``except requests.RequestException`` keeps working.
+"""
+
+from __future__ import annotations
+
+import requests
+from urllib3.exceptions import InsecureRequestWarning
+
+__all__ = [
+    "ConfigError",
+    "IdentifierInUseError",
+    "InsecureRedirectError",
+    "InsecureSessionWarning",
+    "SessionInvalidatedError",
+    "SessionPresetsError",
+    "SessionPresetsWarning",
+    "SessionReuseWarning",
+    "TotalTimeoutError",
+    "TransferError",
+    "UnknownPresetError",
+    "UnknownVariableWarning",
+]
+
+
+class SessionPresetsError(Exception):
+    """Base class of every error raised by session_presets."""
+
+
+class ConfigError(SessionPresetsError, ValueError):
+    """A preset field, factory argument or environment variable is invalid.
+
+    The message names the field or variable, the value given and the accepted form.
+    When several environment variables are bad, ``problems`` lists one line each.
+    """
+
+    def __init__(self, message: str, *, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems: list[str] = list(problems) if problems else [message]
+
+
+class UnknownPresetError(ConfigError, KeyError):
+    """No preset has the requested name; the message suggests the nearest one."""
+
+    def __str__(self) -> str:
+        # KeyError.__str__ would wrap the message in quotes.
+        return str(self.args[0]) if self.args else ""
+
+
+class SessionInvalidatedError(SessionPresetsError, requests.RequestException):
+    """The session was invalidated: it refuses new requests, or cancelled this one."""
+
+
+class TotalTimeoutError(SessionPresetsError, requests.Timeout):
+    """A call ran past its ``total_timeout`` deadline (retries and body included)."""
+
+
+class InsecureRedirectError(SessionPresetsError, requests.exceptions.InvalidURL):
+    """A redirect from https to http was refused (see ``allow_insecure_redirects``)."""
+
+
+class TransferError(SessionPresetsError, requests.RequestException):
+    """A background transfer or its journal failed; the message names the file."""
+
+
+class IdentifierInUseError(TransferError):
+    """Another live process holds the background session identifier."""
+
+
+class SessionPresetsWarning(UserWarning):
+    """Base class of every warning emitted by session_presets."""
+
+
+class SessionReuseWarning(SessionPresetsWarning):
+    """Many short-lived sessions of one preset were created: use ``get_session``."""
+
+
+class UnknownVariableWarning(SessionPresetsWarning):
+    """A ``SESSION_PRESETS_*`` variable matches no preset and field."""
+
+
+class InsecureSessionWarning(SessionPresetsWarning, InsecureRequestWarning):
+    """A session was built with ``verify=False``; emitted once per session."""

@@ -1,0 +1,162 @@
+"""Built-in presets, user presets and the caller-owned session factories.
+
+A preset is resolved in layers, lowest first: built-in preset, base preset,
+``register_preset`` fields, ``SESSION_PRESETS_<FIELD>``,
+``SESSION_PRESETS_<PRESET>_<FIELD>``, then factory keyword overrides.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import threading
+import types
+from collections.abc import Mapping
+from typing import Any, Final
+
+from .config import PresetConfig
+from .env import ambiguity, apply_environment
+from .errors import ConfigError, UnknownPresetError
+from .sessions import PresetSession
+
+__all__ = [
+    "BUILTIN_PRESETS",
+    "default_session",
+    "ephemeral_session",
+    "get_preset",
+    "preset_names",
+    "register_preset",
+    "resolve",
+]
+
+_DAY: Final = 86400.0
+
+#: The three URLSession-like configurations.
+BUILTIN_PRESETS: Final[Mapping[str, PresetConfig]] = types.MappingProxyType(
+    {
+        "default": PresetConfig(name="default"),
+        "ephemeral": PresetConfig(name="ephemeral", pool_connections=4, pool_maxsize=4),
+        "background": PresetConfig(
+            name="background",
+            connect_timeout=30.0,
+            read_timeout=60.0,
+            total_timeout=7 * _DAY,
+            retries=None,
+            backoff_factor=1.0,
+            backoff_max=300.0,
+            pool_connections=4,
+            pool_maxsize=4,
+        ),
+    }
+)
+
+_lock = threading.Lock()
+#: name -> (base name, fields given in code)
+_registered: dict[str, tuple[str, Mapping[str, Any]]] = {}
+
+
+def preset_names() -> list[str]:
+    """Return every known preset name, built-in first, then registered, each sorted."""
+    return sorted(BUILTIN_PRESETS) + sorted(_registered)
+
+
+def _unknown(name: object) -> UnknownPresetError:
+    known = preset_names()
+    close = difflib.get_close_matches(str(name), known, n=1, cutoff=0.5)
+    hint = f"; did you mean {close[0]!r}?" if close else f"; known presets: {', '.join(known)}"
+    return UnknownPresetError(f"unknown preset {name!r}{hint}")
+
+
+def _code_layers(name: str) -> PresetConfig:
+    """Resolve built-in, base and code layers of ``name`` (no environment)."""
+    builtin = BUILTIN_PRESETS.get(name)
+    if builtin is not None:
+        return builtin
+    entry = _registered.get(name)
+    if entry is None:
+        raise _unknown(name)
+    base_name, fields = entry
+    base = _code_layers(base_name)
+    label = f"base preset {base_name!r}"
+    inherited = {field: label for field in PresetConfig.field_names()}
+    rebased = dataclasses.replace(base, name=name, _origins=inherited)
+    return rebased._with(fields, origin="code")
+
+
+def resolve(
+    name: str,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+) -> PresetConfig:
+    """Return the effective configuration of ``name``: code, environment, then overrides.
+
+    Raises:
+        UnknownPresetError: no preset has that name.
+        ConfigError: a field, override or environment variable is invalid.
+    """
+    if not isinstance(name, str):
+        raise _unknown(name)
+    config = _code_layers(name)
+    config = apply_environment(
+        config, os.environ if environ is None else environ, preset_names=preset_names()
+    )
+    if overrides:
+        config = config.replace(**overrides)
+    return config
+
+
+def get_preset(name: str) -> PresetConfig:
+    """Return the effective configuration of preset ``name`` (code + environment).
+
+    Raises:
+        UnknownPresetError: no preset has that name.
+        ConfigError: an environment variable is invalid; every bad one is listed.
+    """
+    return resolve(name)
+
+
+def register_preset(name: str, *, base: str = "default", **fields: Any) -> PresetConfig:
+    """Define preset ``name`` from ``base`` with ``fields`` changed; return its effective config.
+
+    Raises:
+        ConfigError: the name is taken or would make an environment variable
+            ambiguous, or a field is invalid.
+        UnknownPresetError: ``base`` is not a known preset.
+    """
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"preset name {name!r} is invalid: expected a non-empty string")
+    with _lock:
+        if name in BUILTIN_PRESETS or name in _registered:
+            raise ConfigError(f"preset {name!r} is already defined; choose another name")
+        problem = ambiguity(name, preset_names())
+        if problem is not None:
+            raise ConfigError(problem)
+        _code_layers(base)._with(fields, origin="code")  # validate before storing
+        _registered[name] = (base, types.MappingProxyType(dict(fields)))
+    return resolve(name)
+
+
+def _forget_registered() -> None:
+    """Drop every registered preset (for tests)."""
+    with _lock:
+        _registered.clear()
+
+
+def default_session(**overrides: Any) -> PresetSession:
+    """Return a new caller-owned session of the ``default`` preset; close it when done.
+
+    Raises:
+        ConfigError: an override or environment variable is invalid.
+    """
+    return PresetSession(resolve("default", overrides))
+
+
+def ephemeral_session(**overrides: Any) -> PresetSession:
+    """Return a new caller-owned session with private cookies, connections and pools.
+
+    Raises:
+        ConfigError: an override or environment variable is invalid.
+    """
+    return PresetSession(resolve("ephemeral", overrides))

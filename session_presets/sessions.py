@@ -1,0 +1,540 @@
+"""PresetSession: a requests.Session with a preset, no hidden state and a URLSession lifecycle."""
+
+from __future__ import annotations
+
+import collections
+import enum
+import http.cookiejar
+import logging
+import os
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+import warnings
+import weakref
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+from requests.cookies import RequestsCookieJar
+from requests.models import PreparedRequest, Response
+from requests.utils import address_in_network, get_netrc_auth, is_ipv4_address, is_valid_cidr
+
+from ._calls import CANCELLED, DEADLINE, Call, current_call, set_current_call, watchdog
+from .adapters import Counters, PresetAdapter
+from .config import PresetConfig
+from .env import STRICT_REUSE_VARIABLE, parse_bool
+from .errors import (
+    ConfigError,
+    InsecureRedirectError,
+    InsecureSessionWarning,
+    SessionInvalidatedError,
+    SessionPresetsError,
+    SessionReuseWarning,
+    TotalTimeoutError,
+)
+
+__all__ = [
+    "InvalidationTimeoutError",
+    "PresetSession",
+    "SessionReuseError",
+    "SessionState",
+    "SessionStats",
+    "safe_url",
+]
+
+log = logging.getLogger(__name__)
+
+#: More caller-owned sessions of one preset than this within REUSE_WINDOW warn.
+REUSE_LIMIT: Final = 32
+#: The window, in seconds, over which caller-owned sessions are counted.
+REUSE_WINDOW: Final = 60.0
+#: How long invalidate_and_cancel waits for aborted calls to unwind.
+CANCEL_GRACE: Final = 1.0
+
+
+class SessionState(str, enum.Enum):
+    """Lifecycle of a session: active, then invalidating, then invalidated."""
+
+    ACTIVE = "active"
+    INVALIDATING = "invalidating"
+    INVALIDATED = "invalidated"
+
+
+class InvalidationTimeoutError(SessionPresetsError, TimeoutError):
+    """finish_tasks_and_invalidate timed out; the session stays invalidating."""
+
+
+class SessionReuseError(SessionPresetsError):
+    """Strict reuse mode: too many caller-owned sessions of one preset were created."""
+
+
+@dataclass(frozen=True, slots=True)
+class SessionStats:
+    """A snapshot of a session's counters.
+
+    For plain calls, ``requests == connections_opened + connections_reused``.
+    """
+
+    requests: int = 0
+    connections_opened: int = 0
+    connections_reused: int = 0
+    retries: int = 0
+    errors: int = 0
+
+
+def safe_url(url: str | bytes | None) -> str:
+    """Return ``url`` without credentials, query string or fragment, for logs and errors."""
+    if url is None:
+        return ""
+    text = url.decode("utf-8", "replace") if isinstance(url, bytes) else url
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        return "<invalid URL>"
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+class _BlockAllCookies(http.cookiejar.DefaultCookiePolicy):
+    """cookies='none': nothing a server sets is ever stored."""
+
+    def set_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
+        return False
+
+
+def _load_cookie_file(path: str) -> RequestsCookieJar:
+    jar = RequestsCookieJar()
+    if not os.path.exists(path):
+        return jar
+    try:
+        info = os.stat(path)
+        if hasattr(os, "getuid") and info.st_uid != os.getuid():
+            raise ConfigError(
+                f"cookie_file={path!r} is owned by another user (uid {info.st_uid}); "
+                "refusing to read cookies from it"
+            )
+        source = http.cookiejar.MozillaCookieJar()
+        source.load(path, ignore_discard=True, ignore_expires=False)
+    except (http.cookiejar.LoadError, OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            f"cookie_file={path!r} cannot be read ({exc}); expected a Netscape cookies.txt file. "
+            "It was left untouched."
+        ) from exc
+    for cookie in source:
+        jar.set_cookie(cookie)
+    return jar
+
+
+def _save_cookie_file(path: str, jar: http.cookiejar.CookieJar) -> None:
+    target = http.cookiejar.MozillaCookieJar()
+    for cookie in jar:
+        target.set_cookie(cookie)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, temp = tempfile.mkstemp(prefix=".cookies-", dir=directory)
+    os.close(fd)
+    try:
+        os.chmod(temp, 0o600)
+        target.save(temp, ignore_discard=True, ignore_expires=False)
+        os.chmod(temp, 0o600)
+        os.replace(temp, path)
+    except BaseException:
+        try:
+            os.unlink(temp)
+        except OSError:
+            pass
+        raise
+
+
+class _ProxySnapshot:
+    """The environment's proxies, read once; NO_PROXY is applied per URL."""
+
+    __slots__ = ("no_proxy", "proxies")
+
+    def __init__(self, setting: str | Mapping[str, str]) -> None:
+        self.no_proxy: list[str] = []
+        if setting == "none":
+            self.proxies: dict[str, str] = {}
+        elif isinstance(setting, Mapping):
+            self.proxies = {k: v for k, v in setting.items() if k != "no_proxy"}
+            self.no_proxy = _split_no_proxy(setting.get("no_proxy", ""))
+        else:
+            found = urllib.request.getproxies_environment()
+            self.no_proxy = _split_no_proxy(found.pop("no", ""))
+            self.proxies = {k: v for k, v in found.items() if k in ("http", "https", "all")}
+
+    def bypass(self, url: str) -> bool:
+        if not self.no_proxy:
+            return False
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        if "*" in self.no_proxy:
+            return True
+        if is_ipv4_address(host):
+            for entry in self.no_proxy:
+                if is_valid_cidr(entry) and address_in_network(host, entry):
+                    return True
+                if entry == host:
+                    return True
+            return False
+        with_port = f"{host}:{parts.port}" if parts.port else host
+        for entry in self.no_proxy:
+            bare = entry.lstrip(".")
+            if host == bare or with_port == bare or host.endswith("." + bare):
+                return True
+        return False
+
+
+def _split_no_proxy(value: str) -> list[str]:
+    return [item.strip().lower() for item in value.replace(" ", ",").split(",") if item.strip()]
+
+
+_reuse_lock = threading.Lock()
+_reuse_times: dict[str, collections.deque[float]] = {}
+_reuse_warned: set[str] = set()
+_live_sessions: weakref.WeakSet[PresetSession] = weakref.WeakSet()
+
+
+def _note_caller_owned(preset: str) -> None:
+    now = time.monotonic()
+    with _reuse_lock:
+        times = _reuse_times.setdefault(preset, collections.deque())
+        times.append(now)
+        while times and now - times[0] > REUSE_WINDOW:
+            times.popleft()
+        if len(times) <= REUSE_LIMIT or preset in _reuse_warned:
+            return
+        _reuse_warned.add(preset)
+    message = (
+        f"more than {REUSE_LIMIT} sessions of preset {preset!r} were created within "
+        f"{REUSE_WINDOW:g} s; each pays a new connection and TLS handshake. "
+        f"Use session_presets.get_session({preset!r}) to share one."
+    )
+    strict = os.environ.get(STRICT_REUSE_VARIABLE, "")
+    try:
+        is_strict = bool(strict) and parse_bool(strict)
+    except ValueError:
+        raise ConfigError(
+            f"{STRICT_REUSE_VARIABLE}={strict!r} is invalid: expected a boolean: 1/0/true/false/yes/no/on/off"
+        ) from None
+    if is_strict:
+        raise SessionReuseError(message)
+    warnings.warn(message, SessionReuseWarning, stacklevel=4)
+
+
+def _forget_reuse_counts() -> None:
+    """Reset the reuse guard (for tests)."""
+    with _reuse_lock:
+        _reuse_times.clear()
+        _reuse_warned.clear()
+
+
+class PresetSession(requests.Session):
+    """A requests.Session built from a PresetConfig, with URLSession semantics.
+
+    - The environment is read once, when the session is built: proxies,
+      ``REQUESTS_CA_BUNDLE``. netrc is never read unless ``store_credentials``.
+    - ``state`` runs active → invalidating → invalidated; an invalidated
+      session refuses every request with SessionInvalidatedError.
+    - Use it as a context manager, or get a shared one with ``get_session``.
+
+    Args:
+        config: the preset to apply; the effective ``default`` preset if omitted.
+
+    Raises:
+        ConfigError: the configuration cannot be applied (bad CA bundle,
+            client certificate, cookie file).
+    """
+
+    def __init__(self, config: PresetConfig | None = None, *, _registry_owned: bool = False) -> None:
+        if config is None:
+            from .presets import get_preset
+
+            config = get_preset("default")
+        if not _registry_owned:
+            _note_caller_owned(config.name)
+        super().__init__()
+        self.config = config
+        self._registry_owned = _registry_owned
+        self._lock = threading.Lock()
+        self._drained = threading.Condition(self._lock)
+        self._calls: set[Call] = set()
+        self._state = SessionState.ACTIVE
+        self._on_invalidated: list[Callable[[PresetSession], None]] = []
+        self._counters = Counters()
+
+        self.trust_env = False
+        self.max_redirects = config.max_redirects
+        self.headers["User-Agent"] = config.user_agent
+        self.headers.update(config.headers)
+        self.verify = config.verify
+        self._proxy_snapshot = _ProxySnapshot(config.proxies)
+        self.proxies = dict(self._proxy_snapshot.proxies)
+        self.cookies = self._build_cookie_jar(config)
+
+        for adapter in self.adapters.values():
+            adapter.close()
+        self.adapters.clear()
+        self.adapter = PresetAdapter(config, counters=self._counters)
+        self.mount("https://", self.adapter)
+        self.mount("http://", self.adapter)
+        _live_sessions.add(self)
+        if not config.verify:
+            warnings.warn(
+                f"preset {config.name!r} has verify=False: TLS certificates are not checked "
+                "for this session",
+                InsecureSessionWarning,
+                stacklevel=3,
+            )
+        log.debug("built session for preset %r", config.name)
+
+    @staticmethod
+    def _build_cookie_jar(config: PresetConfig) -> RequestsCookieJar:
+        if config.cookies == "file":
+            assert config.cookie_file is not None
+            return _load_cookie_file(config.cookie_file)
+        jar = RequestsCookieJar()
+        if config.cookies == "none":
+            jar.set_policy(_BlockAllCookies())
+        return jar
+
+    # -- state -------------------------------------------------------------
+
+    @property
+    def state(self) -> SessionState:
+        """Where the session is in its lifecycle."""
+        return self._state
+
+    @property
+    def stats(self) -> SessionStats:
+        """A snapshot of this session's request, connection, retry and error counts."""
+        return SessionStats(**self._counters.snapshot())
+
+    def __repr__(self) -> str:
+        return f"<PresetSession preset={self.config.name!r} state={self._state.value}>"
+
+    # -- requests hooks ----------------------------------------------------
+
+    def merge_environment_settings(
+        self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
+    ) -> dict[str, Any]:
+        # The environment was read when the session was built; nothing is read here.
+        if self.proxies and not proxies and self._proxy_snapshot.bypass(url):
+            proxies = {key: None for key in self.proxies}
+        return {
+            "proxies": requests.sessions.merge_setting(proxies, self.proxies),
+            "stream": requests.sessions.merge_setting(stream, self.stream),
+            "verify": requests.sessions.merge_setting(verify, self.verify),
+            "cert": requests.sessions.merge_setting(cert, self.cert),
+        }
+
+    def prepare_request(self, request: requests.Request) -> PreparedRequest:
+        if self.config.store_credentials and request.auth is None and self.auth is None and request.url:
+            request.auth = get_netrc_auth(request.url)
+        return super().prepare_request(request)
+
+    def rebuild_auth(self, prepared_request: PreparedRequest, response: Response) -> None:
+        if not self.config.allow_insecure_redirects:
+            old = (response.request.url or "") if response.request is not None else ""
+            new = prepared_request.url or ""
+            if old.lower().startswith("https://") and new.lower().startswith("http://"):
+                raise InsecureRedirectError(
+                    f"refused redirect from {safe_url(old)} to {safe_url(new)}: it would drop TLS "
+                    "(set allow_insecure_redirects=True to allow it)",
+                    response=response,
+                )
+        super().rebuild_auth(prepared_request, response)
+
+    def send(self, request: PreparedRequest, **kwargs: Any) -> Response:  # type: ignore[override]
+        outer = current_call()
+        if outer is not None and outer in self._calls:
+            # A redirect hop of a call already in flight on this session.
+            if self._state is not SessionState.ACTIVE and outer.reason is not None:
+                raise self._aborted_error(outer, request, None)
+            return super().send(request, **kwargs)
+        call = Call(self.config.total_timeout)
+        with self._lock:
+            if self._state is not SessionState.ACTIVE:
+                raise SessionInvalidatedError(
+                    f"session for preset {self.config.name!r} is {self._state.value}; "
+                    "it refuses new requests",
+                    request=request,
+                )
+            self._calls.add(call)
+        set_current_call(call)
+        if call.deadline is not None:
+            watchdog.add(call)
+        try:
+            return super().send(request, **kwargs)
+        except Exception as exc:
+            if call.reason is not None:
+                raise self._aborted_error(call, request, exc) from exc
+            self._counters.add("errors")
+            raise
+        finally:
+            set_current_call(outer)
+            watchdog.discard(call)
+            with self._lock:
+                self._calls.discard(call)
+                if not self._calls:
+                    self._drained.notify_all()
+
+    def _aborted_error(self, call: Call, request: PreparedRequest, exc: Exception | None) -> Exception:
+        self._counters.add("errors")
+        if call.reason == CANCELLED:
+            return SessionInvalidatedError(
+                f"request to {safe_url(request.url)} was cancelled: the session for preset "
+                f"{self.config.name!r} was invalidated",
+                request=request,
+            )
+        assert call.reason == DEADLINE
+        return TotalTimeoutError(
+            f"request to {safe_url(request.url)} exceeded total_timeout={call.total_timeout:g}s "
+            f"(preset {self.config.name!r}; retries and body included)",
+            request=request,
+        )
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def finish_tasks_and_invalidate(self, timeout: float | None = None) -> None:
+        """Refuse new requests, wait for those in flight, then close every connection.
+
+        Like URLSession's ``finishTasksAndInvalidate``. Safe to call twice.
+
+        Args:
+            timeout: seconds to wait for requests in flight; None waits forever.
+
+        Raises:
+            InvalidationTimeoutError: requests were still in flight after
+                ``timeout``; the session stays invalidating.
+        """
+        me = threading.get_ident()
+        with self._lock:
+            if self._state is SessionState.INVALIDATED:
+                return
+            if self._state is SessionState.ACTIVE:
+                log.debug("invalidating session for preset %r", self.config.name)
+            self._state = SessionState.INVALIDATING
+            ends = None if timeout is None else time.monotonic() + timeout
+            while any(call.thread_id != me for call in self._calls):
+                left = None if ends is None else ends - time.monotonic()
+                if left is not None and left <= 0:
+                    raise InvalidationTimeoutError(
+                        f"{len(self._calls)} request(s) still in flight after {timeout:g}s; "
+                        f"session for preset {self.config.name!r} stays invalidating"
+                    )
+                self._drained.wait(left)
+        self._finish_invalidation()
+
+    def invalidate_and_cancel(self) -> None:
+        """Refuse new requests, abort those in flight, then close every connection.
+
+        Like URLSession's ``invalidateAndCancel``. Aborted requests raise
+        SessionInvalidatedError in their own threads within about a second.
+        """
+        me = threading.get_ident()
+        with self._lock:
+            if self._state is SessionState.INVALIDATED:
+                return
+            self._state = SessionState.INVALIDATING
+            calls = [call for call in self._calls if call.thread_id != me]
+        log.debug("cancelling %d request(s) of preset %r", len(calls), self.config.name)
+        for call in calls:
+            call.abort(CANCELLED)
+        ends = time.monotonic() + CANCEL_GRACE
+        with self._lock:
+            while any(call.thread_id != me for call in self._calls):
+                left = ends - time.monotonic()
+                if left <= 0:
+                    break
+                self._drained.wait(left)
+        self._finish_invalidation()
+
+    def _finish_invalidation(self) -> None:
+        if self._state is SessionState.INVALIDATED:
+            return
+        try:
+            self._save_cookies()
+        finally:
+            for adapter in self.adapters.values():
+                adapter.close()
+            self._state = SessionState.INVALIDATED
+            log.debug("session for preset %r invalidated", self.config.name)
+            callbacks, self._on_invalidated = self._on_invalidated, []
+            for callback in callbacks:
+                callback(self)
+
+    def close(self) -> None:
+        """Same as ``finish_tasks_and_invalidate()``; safe to call twice."""
+        self.finish_tasks_and_invalidate()
+
+    def __exit__(self, *args: object) -> None:
+        self.close()
+
+    def flush(self) -> None:
+        """Write cookies to ``cookie_file`` (if any) and close idle connections.
+
+        The next request opens a new connection. Requests in flight are not disturbed.
+        """
+        self._save_cookies()
+        for adapter in self.adapters.values():
+            if isinstance(adapter, PresetAdapter):
+                adapter.close_idle()
+        log.debug("flushed session for preset %r", self.config.name)
+
+    def reset(self) -> None:
+        """Empty cookies (memory and file), credentials and connections; then work afresh."""
+        self.cookies.clear()
+        self.auth = None
+        if self.config.cookie_file is not None:
+            try:
+                os.unlink(self.config.cookie_file)
+            except FileNotFoundError:
+                pass
+        for adapter in self.adapters.values():
+            if isinstance(adapter, PresetAdapter):
+                adapter.close_idle()
+        log.debug("reset session for preset %r", self.config.name)
+
+    def _save_cookies(self) -> None:
+        if self.config.cookies == "file" and self.config.cookie_file is not None:
+            _save_cookie_file(self.config.cookie_file, self.cookies)
+
+    def _after_fork_in_child(self) -> None:
+        self._lock = threading.Lock()
+        self._drained = threading.Condition(self._lock)
+        self._calls = set()
+        self._counters._lock = threading.Lock()
+        for adapter in self.adapters.values():
+            if isinstance(adapter, PresetAdapter):
+                adapter.forget_pools_after_fork()
+
+    def __del__(self) -> None:
+        if getattr(self, "_state", None) is not SessionState.ACTIVE or sys.is_finalizing():
+            return
+        if not getattr(self, "_registry_owned", True):
+            warnings.warn(
+                f"unclosed session for preset {self.config.name!r}: use 'with' or call close(), "
+                "or share one with session_presets.get_session()",
+                ResourceWarning,
+                stacklevel=2,
+            )
+        for adapter in getattr(self, "adapters", {}).values():
+            adapter.close()
+
+
+def _after_fork_in_child() -> None:
+    for session in list(_live_sessions):
+        session._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):  # pragma: no branch
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
