@@ -8,6 +8,7 @@ blocking requests call from another thread.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -78,12 +79,10 @@ def shutdown_connection(conn: Any) -> None:
     sock = getattr(conn, "sock", None)
     if sock is None:
         return
-    try:
-        # The plain socket method: SSLSocket.shutdown would also drop the TLS
-        # object under a thread that is still reading from it.
+    # The plain socket method: SSLSocket.shutdown would also drop the TLS
+    # object under a thread that is still reading from it.
+    with contextlib.suppress(OSError):
         socket.socket.shutdown(sock, socket.SHUT_RDWR)
-    except OSError:
-        pass
 
 
 class _Watchdog:

@@ -68,7 +68,7 @@ class PresetRetry(Retry):
     def new(self, **kw: Any) -> PresetRetry:
         retry = super().new(**kw)
         retry.counters = self.counters
-        return retry  # type: ignore[return-value]
+        return retry
 
     def increment(
         self,
@@ -82,7 +82,7 @@ class PresetRetry(Retry):
         call = current_call()
         if call is not None:
             call.raise_if_aborted()
-        retry: PresetRetry = super().increment(  # type: ignore[assignment]
+        retry: PresetRetry = super().increment(
             method, url, response=response, error=error, _pool=_pool, _stacktrace=_stacktrace
         )
         if call is not None:
@@ -178,8 +178,12 @@ def _pool_classes(counters: Counters, max_age: float | None) -> dict[str, type[H
     http_conn = type("PresetHTTPConnection", (_ConnectionMixin, HTTPConnection), attrs)
     https_conn = type("PresetHTTPSConnection", (_ConnectionMixin, HTTPSConnection), attrs)
     pool_attrs = {"max_connection_age": max_age}
-    http_pool = type("PresetHTTPConnectionPool", (_PoolMixin, HTTPConnectionPool), {**pool_attrs, "ConnectionCls": http_conn})
-    https_pool = type("PresetHTTPSConnectionPool", (_PoolMixin, HTTPSConnectionPool), {**pool_attrs, "ConnectionCls": https_conn})
+    http_pool = type(
+        "PresetHTTPConnectionPool", (_PoolMixin, HTTPConnectionPool), {**pool_attrs, "ConnectionCls": http_conn}
+    )
+    https_pool = type(
+        "PresetHTTPSConnectionPool", (_PoolMixin, HTTPSConnectionPool), {**pool_attrs, "ConnectionCls": https_conn}
+    )
     return {"http": http_pool, "https": https_pool}
 
 

@@ -10,7 +10,7 @@ import types
 from collections.abc import Iterable, Mapping
 from typing import Any, Final, Literal
 
-import requests
+from requests.__version__ import __version__ as _requests_version
 
 from ._version import __version__
 from .errors import ConfigError
@@ -29,7 +29,7 @@ __all__ = [
 DEFAULT_RETRY_STATUSES: Final = frozenset({429, 502, 503, 504})
 
 #: The User-Agent every preset sends unless told otherwise.
-DEFAULT_USER_AGENT: Final = f"session-presets/{__version__} python-requests/{requests.__version__}"
+DEFAULT_USER_AGENT: Final = f"session-presets/{__version__} python-requests/{_requests_version}"
 
 #: Headers a preset refuses in ``headers``: credentials never live in a preset.
 FORBIDDEN_HEADERS: Final = frozenset({"authorization", "proxy-authorization"})

@@ -79,7 +79,7 @@ def _code_layers(name: str) -> PresetConfig:
     base_name, fields = entry
     base = _code_layers(base_name)
     label = f"base preset {base_name!r}"
-    inherited = {field: label for field in PresetConfig.field_names()}
+    inherited = dict.fromkeys(PresetConfig.field_names(), label)
     rebased = dataclasses.replace(base, name=name, _origins=inherited)
     return rebased._with(fields, origin="code")
 

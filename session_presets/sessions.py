@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import enum
 import http.cookiejar
 import logging
@@ -145,10 +146,8 @@ def _save_cookie_file(path: str, jar: http.cookiejar.CookieJar) -> None:
         os.chmod(temp, 0o600)
         os.replace(temp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(temp)
-        except OSError:
-            pass
         raise
 
 
@@ -186,7 +185,7 @@ class _ProxySnapshot:
         with_port = f"{host}:{parts.port}" if parts.port else host
         for entry in self.no_proxy:
             bare = entry.lstrip(".")
-            if host == bare or with_port == bare or host.endswith("." + bare):
+            if bare in (host, with_port) or host.endswith("." + bare):
                 return True
         return False
 
@@ -326,7 +325,7 @@ class PresetSession(requests.Session):
     ) -> dict[str, Any]:
         # The environment was read when the session was built; nothing is read here.
         if self.proxies and not proxies and self._proxy_snapshot.bypass(url):
-            proxies = {key: None for key in self.proxies}
+            proxies = dict.fromkeys(self.proxies)
         return {
             "proxies": requests.sessions.merge_setting(proxies, self.proxies),
             "stream": requests.sessions.merge_setting(stream, self.stream),
@@ -351,7 +350,7 @@ class PresetSession(requests.Session):
                 )
         super().rebuild_auth(prepared_request, response)
 
-    def send(self, request: PreparedRequest, **kwargs: Any) -> Response:  # type: ignore[override]
+    def send(self, request: PreparedRequest, **kwargs: Any) -> Response:
         outer = current_call()
         if outer is not None and outer in self._calls:
             # A redirect hop of a call already in flight on this session.
@@ -493,10 +492,8 @@ class PresetSession(requests.Session):
         self.cookies.clear()
         self.auth = None
         if self.config.cookie_file is not None:
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.config.cookie_file)
-            except FileNotFoundError:
-                pass
         for adapter in self.adapters.values():
             if isinstance(adapter, PresetAdapter):
                 adapter.close_idle()
