@@ -7,7 +7,7 @@ import math
 import os
 import re
 import types
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final, Literal
 
 from requests.__version__ import __version__ as _requests_version
@@ -23,6 +23,7 @@ __all__ = [
     "OVERRIDE",
     "PresetConfig",
     "mask_url",
+    "validate_field",
 ]
 
 #: Statuses retried by default; Retry-After is honoured for each of them.
@@ -45,7 +46,7 @@ CookiePolicy = Literal["memory", "none", "file"]
 TrustStore = Literal["certifi", "system"]
 
 _TLS_VERSIONS: Final = frozenset({"TLSv1.2", "TLSv1.3"})
-_HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _CREDENTIALS_IN_URL = re.compile(r"(?<=://)([^/@\s]*)@")
 
 #: The accepted form of each field, as shown in error messages.
@@ -143,7 +144,7 @@ def _headers(value: object) -> Mapping[str, str]:
         raise _bad("headers", value)
     clean: dict[str, str] = {}
     for name, text in value.items():
-        if not isinstance(name, str) or not _HEADER_NAME.match(name):
+        if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
             raise ConfigError(
                 f"headers: header name {name!r} is invalid: expected an HTTP token (letters, digits, '-')"
             )
@@ -190,6 +191,62 @@ def _client_cert(value: object) -> str | tuple[str, str] | None:
             raise _bad("client_cert", value)
         return (cert, key)
     return _path("client_cert", value)
+
+
+def _user_agent(value: object) -> str:
+    text = _clean_text("user_agent", value)
+    if not text:
+        raise _bad("user_agent", value)
+    return text
+
+
+def _retries(value: object) -> int | None:
+    return None if value is None else _whole("retries", value, minimum=0)
+
+
+#: One check per field: returns the normalised value or raises ConfigError.
+_VALIDATORS: Final[Mapping[str, Callable[[Any], Any]]] = types.MappingProxyType(
+    {
+        "connect_timeout": lambda v: _duration("connect_timeout", v),
+        "read_timeout": lambda v: _duration("read_timeout", v),
+        "total_timeout": lambda v: _duration("total_timeout", v, allow_none=True),
+        "retries": _retries,
+        "backoff_factor": lambda v: _duration("backoff_factor", v, allow_zero=True),
+        "backoff_max": lambda v: _duration("backoff_max", v),
+        "retry_statuses": _statuses,
+        "pool_connections": lambda v: _whole("pool_connections", v, minimum=1),
+        "pool_maxsize": lambda v: _whole("pool_maxsize", v, minimum=1),
+        "max_connection_age": lambda v: _duration("max_connection_age", v, allow_none=True),
+        "cache_policy": lambda v: _choice("cache_policy", v, ("reload", "protocol")),
+        "cookies": lambda v: _choice("cookies", v, ("memory", "none", "file")),
+        "cookie_file": lambda v: _path("cookie_file", v),
+        "store_credentials": lambda v: _flag("store_credentials", v),
+        "headers": _headers,
+        "user_agent": _user_agent,
+        "verify": lambda v: _flag("verify", v),
+        "ca_bundle": lambda v: _path("ca_bundle", v),
+        "client_cert": _client_cert,
+        "trust_store": lambda v: _choice("trust_store", v, ("certifi", "system")),
+        "tls_min_version": lambda v: _choice("tls_min_version", v, _TLS_VERSIONS),
+        "proxies": _proxies,
+        "max_redirects": lambda v: _whole("max_redirects", v, minimum=0),
+        "allow_insecure_redirects": lambda v: _flag("allow_insecure_redirects", v),
+        "max_concurrent_transfers": lambda v: _whole("max_concurrent_transfers", v, minimum=1),
+        "state_dir": lambda v: _path("state_dir", v),
+    }
+)
+
+
+def validate_field(field: str, value: Any) -> Any:
+    """Return ``value`` normalised for ``field``, checked alone (not in combination).
+
+    Raises:
+        ConfigError: the value is invalid for the field, or the field is unknown.
+    """
+    check = _VALIDATORS.get(field)
+    if check is None:
+        raise ConfigError(f"unknown preset field {field!r}")
+    return check(value)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -242,43 +299,8 @@ class PresetConfig:
         fix = object.__setattr__
         if not isinstance(self.name, str) or not self.name:
             raise ConfigError(f"name={self.name!r} is invalid: expected a non-empty string")
-        fix(self, "connect_timeout", _duration("connect_timeout", self.connect_timeout))
-        fix(self, "read_timeout", _duration("read_timeout", self.read_timeout))
-        fix(self, "total_timeout", _duration("total_timeout", self.total_timeout, allow_none=True))
-        if self.retries is not None:
-            fix(self, "retries", _whole("retries", self.retries, minimum=0))
-        fix(self, "backoff_factor", _duration("backoff_factor", self.backoff_factor, allow_zero=True))
-        fix(self, "backoff_max", _duration("backoff_max", self.backoff_max))
-        fix(self, "retry_statuses", _statuses(self.retry_statuses))
-        fix(self, "pool_connections", _whole("pool_connections", self.pool_connections, minimum=1))
-        fix(self, "pool_maxsize", _whole("pool_maxsize", self.pool_maxsize, minimum=1))
-        fix(
-            self,
-            "max_connection_age",
-            _duration("max_connection_age", self.max_connection_age, allow_none=True),
-        )
-        _choice("cache_policy", self.cache_policy, ("reload", "protocol"))
-        _choice("cookies", self.cookies, ("memory", "none", "file"))
-        fix(self, "cookie_file", _path("cookie_file", self.cookie_file))
-        _flag("store_credentials", self.store_credentials)
-        fix(self, "headers", _headers(self.headers))
-        _clean_text("user_agent", self.user_agent)
-        if not self.user_agent:
-            raise _bad("user_agent", self.user_agent)
-        _flag("verify", self.verify)
-        fix(self, "ca_bundle", _path("ca_bundle", self.ca_bundle))
-        fix(self, "client_cert", _client_cert(self.client_cert))
-        _choice("trust_store", self.trust_store, ("certifi", "system"))
-        _choice("tls_min_version", self.tls_min_version, _TLS_VERSIONS)
-        fix(self, "proxies", _proxies(self.proxies))
-        fix(self, "max_redirects", _whole("max_redirects", self.max_redirects, minimum=0))
-        _flag("allow_insecure_redirects", self.allow_insecure_redirects)
-        fix(
-            self,
-            "max_concurrent_transfers",
-            _whole("max_concurrent_transfers", self.max_concurrent_transfers, minimum=1),
-        )
-        fix(self, "state_dir", _path("state_dir", self.state_dir))
+        for field, check in _VALIDATORS.items():
+            fix(self, field, check(getattr(self, field)))
         fix(self, "_origins", types.MappingProxyType(dict(self._origins)))
         self._check_combinations()
 

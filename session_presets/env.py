@@ -13,7 +13,7 @@ import warnings
 from collections.abc import Callable, Collection, Mapping
 from typing import Any, Final
 
-from .config import FIELD_FORMS, PresetConfig
+from .config import FIELD_FORMS, PresetConfig, validate_field
 from .errors import ConfigError, UnknownVariableWarning
 
 __all__ = [
@@ -222,6 +222,14 @@ def ambiguity(new_name: str, existing: Collection[str]) -> str | None:
             f"preset name {new_name!r} is invalid: use letters, digits, '-', '_' and '.', "
             "starting and ending with a letter or digit"
         )
+    reserved = {field.upper() for field in PresetConfig.field_names()} | {
+        name.removeprefix(PREFIX) for name in _EXTRA_VARIABLES
+    }
+    if stem in reserved:
+        return (
+            f"preset name {new_name!r} is refused: {PREFIX}{stem} is already a variable of its own, "
+            "so its variables would be ambiguous"
+        )
     taken = known_variables(existing)
     for field in PresetConfig.field_names():
         candidate = variable_name(field, new_name)
@@ -279,7 +287,7 @@ def apply_environment(
                 problems.append(_problem(variable, text, field))
                 continue
             try:
-                config._with({field: value}, origin="probe")
+                value = validate_field(field, value)
             except ConfigError as exc:
                 problems.append(_problem(variable, text, field, _reason(exc)))
                 continue

@@ -1,0 +1,119 @@
+"""PresetConfig: validation when built, replace(), origins, masked repr, built-in presets."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from session_presets import ConfigError, PresetConfig, get_preset, preset_names
+from session_presets.config import DEFAULT_USER_AGENT
+
+
+def test_builtin_presets_match_the_design_table() -> None:
+    """The default, ephemeral and background presets carry the values of DESIGN §3."""
+    default, ephemeral, background = (get_preset(n) for n in ("default", "ephemeral", "background"))
+    assert (default.connect_timeout, default.read_timeout, default.total_timeout) == (10, 20, 60)
+    assert (default.retries, default.backoff_factor, default.backoff_max) == (2, 0.5, 30)
+    assert default.retry_statuses == frozenset({429, 502, 503, 504})
+    assert (default.pool_connections, default.pool_maxsize, default.max_connection_age) == (10, 10, 300)
+    assert (default.cache_policy, default.cookies, default.store_credentials) == ("reload", "memory", False)
+    assert (default.verify, default.ca_bundle, default.trust_store, default.tls_min_version) == (
+        True, None, "certifi", "TLSv1.2")
+    assert (default.proxies, default.max_redirects, default.allow_insecure_redirects) == ("env", 10, False)
+    assert default.user_agent == DEFAULT_USER_AGENT
+    assert (ephemeral.pool_connections, ephemeral.pool_maxsize) == (4, 4)
+    assert (background.connect_timeout, background.read_timeout, background.total_timeout) == (30, 60, 7 * 86400)
+    assert (background.retries, background.backoff_factor, background.backoff_max) == (None, 1, 300)
+    assert background.max_concurrent_transfers == 4
+    assert preset_names()[:3] == ["background", "default", "ephemeral"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("connect_timeout", 0), ("connect_timeout", -1), ("connect_timeout", True), ("connect_timeout", None),
+        ("read_timeout", float("nan")), ("read_timeout", "20"), ("total_timeout", float("inf")),
+        ("retries", -1), ("retries", 1.5), ("backoff_factor", -0.1), ("backoff_max", 0),
+        ("retry_statuses", [99]), ("retry_statuses", "503"), ("retry_statuses", [True]),
+        ("pool_connections", 0), ("pool_maxsize", "4"), ("max_connection_age", 0),
+        ("cache_policy", "never"), ("cookies", "disk"), ("store_credentials", 1),
+        ("headers", ["x"]), ("user_agent", ""), ("verify", "yes"), ("ca_bundle", 3), ("client_cert", ("a",)),
+        ("trust_store", "os"), ("tls_min_version", "TLSv1.0"), ("proxies", "auto"), ("proxies", 5),
+        ("max_redirects", -1), ("allow_insecure_redirects", None), ("max_concurrent_transfers", 0),
+        ("state_dir", ""),
+    ],
+)
+def test_invalid_field_names_field_value_and_form(field: str, value: object) -> None:
+    """An invalid value raises ConfigError naming the field, the value and the accepted form."""
+    with pytest.raises(ConfigError) as info:
+        PresetConfig(**{field: value})
+    message = str(info.value)
+    assert field in message
+    assert "expected" in message or "invalid" in message
+
+
+def test_replace_returns_validated_copy_marked_override() -> None:
+    """replace() returns a new validated object; the original is unchanged and frozen."""
+    base = get_preset("default")
+    changed = base.replace(read_timeout=5)
+    assert changed.read_timeout == 5 and base.read_timeout == 20
+    assert changed.origin("read_timeout") == "override"
+    assert base.origin("read_timeout") == "built-in"
+    with pytest.raises(ConfigError, match="read_timeout"):
+        base.replace(read_timeout=0)
+    with pytest.raises(ConfigError, match="did you mean 'read_timeout'"):
+        base.replace(read_timout=3)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        base.read_timeout = 3  # type: ignore[misc]
+    with pytest.raises(ConfigError, match="unknown preset field"):
+        base.origin("nope")
+
+
+@pytest.mark.parametrize("name", ["Authorization", "proxy-authorization"])
+def test_authorization_header_is_refused(name: str) -> None:
+    """Credentials never live in a preset: Authorization in headers is a ConfigError."""
+    with pytest.raises(ConfigError, match="refused"):
+        PresetConfig(headers={name: "Bearer x"})
+
+
+@pytest.mark.parametrize(("name", "value"), [("X-A", "a\r\nX-Evil: 1"), ("X-A\n", "a"), ("X A", "a"), ("X-A", 3)])
+def test_header_injection_is_refused(name: str, value: object) -> None:
+    """CR/LF or invalid characters in header names or values raise ConfigError."""
+    with pytest.raises(ConfigError, match="headers"):
+        PresetConfig(headers={name: value})
+
+
+def test_repr_masks_proxy_password() -> None:
+    """The repr of a config never shows a proxy password."""
+    config = PresetConfig(proxies={"https": "http://user:s3cret@proxy.example:3128"})
+    assert "s3cret" not in repr(config)
+    assert "***@proxy.example" in repr(config)
+    with pytest.raises(ConfigError) as info:
+        PresetConfig(proxies={"https": "http://user:s3cret@proxy\r\n"})
+    assert "s3cret" not in str(info.value)
+
+
+def test_combinations_are_checked() -> None:
+    """cookies='file' needs cookie_file, and unlimited retries need a total_timeout."""
+    with pytest.raises(ConfigError, match="cookie_file"):
+        PresetConfig(cookies="file")
+    with pytest.raises(ConfigError, match="cookies='file'"):
+        PresetConfig(cookie_file="/tmp/x")
+    with pytest.raises(ConfigError, match="total_timeout"):
+        PresetConfig(retries=None, total_timeout=None)
+    assert PresetConfig(cookies="file", cookie_file="/tmp/c.txt").cookie_file == "/tmp/c.txt"
+
+
+def test_values_are_normalised() -> None:
+    """Numbers become floats, collections frozen, client_cert lists become tuples."""
+    config = PresetConfig(connect_timeout=3, retry_statuses=[503, 503], client_cert=["c.pem", "k.pem"],
+                          headers={"X-Trace": "1"})
+    assert isinstance(config.connect_timeout, float)
+    assert config.retry_statuses == frozenset({503})
+    assert config.client_cert == ("c.pem", "k.pem")
+    with pytest.raises(TypeError):
+        config.headers["X-Other"] = "2"  # type: ignore[index]
+    assert config.as_dict()["retry_statuses"] == [503]
+    assert config == PresetConfig(connect_timeout=3.0, retry_statuses={503}, client_cert=("c.pem", "k.pem"),
+                                  headers={"X-Trace": "1"})
