@@ -53,7 +53,9 @@ def flaky(arrivals: Arrivals, failures: int) -> Callable[[Handler], None]:
     return route
 
 
-def status_then_ok(arrivals: Arrivals, status: int, retry_after: str | None, failures: int = 1) -> Callable[[Handler], None]:
+def status_then_ok(
+    arrivals: Arrivals, status: int, retry_after: str | None, failures: int = 1
+) -> Callable[[Handler], None]:
     """A route that answers ``status`` (with Retry-After) ``failures`` times, then 200."""
 
     def route(h: Handler) -> None:

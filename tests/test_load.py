@@ -18,7 +18,7 @@ PER_THREAD = 500
 
 
 def _hammer(server: LoopbackServer, threads: int, per_thread: int) -> tuple[list[str], Counter[int]]:
-    """Run ``threads`` × ``per_thread`` GETs through get_session(); return errors and connections used."""
+    """Run ``threads`` x ``per_thread`` GETs through get_session(); return errors and connections used."""
     server.route("/rid", request_id_route)
     session = get_session()
     errors: list[str] = []
@@ -74,7 +74,7 @@ def wide_pool(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.timeout(60)
 @pytest.mark.usefixtures("wide_pool")
 def test_sixteen_threads_share_one_session(http_server: LoopbackServer) -> None:
-    """16 threads × 500 GETs through one get_session(): no error, every body is its own, ≤ 16 connections."""
+    """16 threads x 500 GETs through one get_session(): no error, every body is its own, ≤ 16 connections."""
     errors, used = _hammer(http_server, THREADS, PER_THREAD)
     _check(http_server, THREADS, PER_THREAD, errors, used)
     stats = get_session().stats
@@ -87,7 +87,7 @@ def test_sixteen_threads_share_one_session(http_server: LoopbackServer) -> None:
 @pytest.mark.usefixtures("wide_pool")
 def test_sixteen_threads_share_one_session_over_tls(https_server: LoopbackServer, ca_bundle: str,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    """16 threads × 100 HTTPS GETs through one get_session(): no error, ≤ 16 TLS connections."""
+    """16 threads x 100 HTTPS GETs through one get_session(): no error, ≤ 16 TLS connections."""
     monkeypatch.setenv("SESSION_PRESETS_CA_BUNDLE", ca_bundle)
     errors, used = _hammer(https_server, THREADS, 100)
     _check(https_server, THREADS, 100, errors, used)
@@ -97,7 +97,7 @@ def test_sixteen_threads_share_one_session_over_tls(https_server: LoopbackServer
 @pytest.mark.timeout(900)
 @pytest.mark.usefixtures("wide_pool")
 def test_soak_sixteen_threads(http_server: LoopbackServer, request: pytest.FixtureRequest) -> None:
-    """Soak: 16 threads × LOAD_SOAK_PER_THREAD (default 5000) GETs with the same guarantees."""
+    """Soak: 16 threads x LOAD_SOAK_PER_THREAD (default 5000) GETs with the same guarantees."""
     if "slow" not in (request.config.getoption("-m") or ""):
         pytest.skip("soak test: run with -m slow (LOAD_SOAK_PER_THREAD sets the count)")
     per_thread = int(os.environ.get("LOAD_SOAK_PER_THREAD", "5000"))
