@@ -24,6 +24,7 @@ import requests
 from requests.cookies import RequestsCookieJar
 from requests.models import PreparedRequest, Response
 from requests.utils import address_in_network, get_netrc_auth, is_ipv4_address, is_valid_cidr
+from urllib3.exceptions import ResponseError
 
 from ._calls import CANCELLED, DEADLINE, Call, current_call, set_current_call, watchdog
 from .adapters import Counters, PresetAdapter
