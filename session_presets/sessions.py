@@ -394,9 +394,12 @@ class PresetSession(requests.Session):
                 request=request,
             )
         assert call.reason == DEADLINE
+        # A retry given up for lack of time: say which status the server last sent.
+        last = getattr(exc.args[0], "reason", None) if exc is not None and exc.args else None
+        detail = f"; gave up: {last}" if isinstance(last, ResponseError) else ""
         return TotalTimeoutError(
             f"request to {safe_url(request.url)} exceeded total_timeout={call.total_timeout:g}s "
-            f"(preset {self.config.name!r}; retries and body included)",
+            f"(preset {self.config.name!r}; retries and body included){detail}",
             request=request,
         )
 
