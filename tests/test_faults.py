@@ -1,0 +1,147 @@
+"""Reliability under server faults: resets, retryable statuses, stalls, trickles, dropped keep-alives."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import requests
+
+import session_presets
+from session_presets import InsecureRedirectError, TotalTimeoutError, ephemeral_session
+
+from .fault_servers import Arrivals, flaky, status_then_ok
+from .servers import LoopbackServer
+
+
+@pytest.mark.timeout(20)
+def test_reset_before_response_is_retried_for_get(http_server: LoopbackServer) -> None:
+    """A GET whose connection is reset before any response byte is retried on a new connection."""
+    arrivals = Arrivals()
+    http_server.route("/flaky", flaky(arrivals, failures=1))
+    with ephemeral_session(backoff_factor=0) as session:
+        response = session.get(http_server.url("/flaky"))
+        assert response.status_code == 200
+        assert response.content == b"recovered"
+        assert session.stats.retries == 1
+    seen = [r for r in http_server.requests if r.path == "/flaky"]
+    assert [r.method for r in seen] == ["GET", "GET"]
+    assert seen[0].connection != seen[1].connection
+    assert http_server.connections == 2
+
+
+@pytest.mark.timeout(20)
+def test_reset_before_response_is_never_retried_for_post(http_server: LoopbackServer) -> None:
+    """A POST whose connection is reset is sent once only and fails with a clear ConnectionError."""
+    arrivals = Arrivals()
+    http_server.route("/flaky", flaky(arrivals, failures=5))
+    with ephemeral_session(backoff_factor=0, retries=3) as session:
+        with pytest.raises(requests.ConnectionError) as info:
+            session.post(http_server.url("/flaky"), data=b"payload")
+        assert session.stats.retries == 0
+    seen = [r for r in http_server.requests if r.path == "/flaky"]
+    assert [(r.method, r.body) for r in seen] == [("POST", b"payload")]
+    message = str(info.value)
+    assert "reset" in message.lower() or "aborted" in message.lower(), message
+
+
+@pytest.mark.timeout(20)
+def test_503_retry_after_is_honoured(http_server: LoopbackServer) -> None:
+    """A 503 with Retry-After: 1 is retried no sooner than 1 s later, measured on the server."""
+    arrivals = Arrivals()
+    http_server.route("/busy", status_then_ok(arrivals, 503, "1"))
+    with ephemeral_session(backoff_factor=0) as session:
+        response = session.get(http_server.url("/busy"))
+    assert response.status_code == 200
+    assert response.content == b"finally"
+    assert len(arrivals.times) == 2
+    gap = arrivals.times[1] - arrivals.times[0]
+    assert 1.0 <= gap < 3.0, gap
+
+
+@pytest.mark.timeout(20)
+def test_retries_exhausted_name_the_last_status(http_server: LoopbackServer) -> None:
+    """When retries run out on a retryable status, the error names that status; the server saw every try."""
+    with ephemeral_session(backoff_factor=0, retries=2) as session, pytest.raises(requests.RequestException) as info:
+        session.get(http_server.url("/status/502"))
+    assert "502" in str(info.value)
+    assert [r.path for r in http_server.requests] == ["/status/502"] * 3
+
+
+@pytest.mark.timeout(20)
+def test_retry_after_beyond_total_timeout_fails_without_sleeping(http_server: LoopbackServer) -> None:
+    """A Retry-After longer than the remaining total_timeout fails at once, naming the status."""
+    arrivals = Arrivals()
+    http_server.route("/later", status_then_ok(arrivals, 429, "30"))
+    started = time.monotonic()
+    with ephemeral_session(backoff_factor=0, total_timeout=5) as session, pytest.raises(requests.Timeout) as info:
+        session.get(http_server.url("/later"))
+    assert time.monotonic() - started < 3
+    assert "429" in str(info.value)
+    assert len(arrivals.times) == 1
+
+
+@pytest.mark.timeout(20)
+def test_stalled_body_hits_read_timeout(http_server: LoopbackServer) -> None:
+    """A body that stops arriving fails after read_timeout with a read-timeout error."""
+    with ephemeral_session(read_timeout=0.5, retries=0) as session:
+        started = time.monotonic()
+        with pytest.raises((requests.ReadTimeout, requests.ConnectionError)) as info:
+            session.get(http_server.url("/stall?after=10&for=5"))
+        elapsed = time.monotonic() - started
+    assert 0.4 <= elapsed < 3.0, elapsed
+    assert "timed out" in str(info.value).lower() or "timeout" in str(info.value).lower(), str(info.value)
+    assert [r.path for r in http_server.requests] == ["/stall?after=10&for=5"]
+
+
+@pytest.mark.timeout(20)
+def test_trickling_body_hits_total_timeout(http_server: LoopbackServer) -> None:
+    """A server trickling 1 byte/s trips total_timeout within about a second of the deadline."""
+    with ephemeral_session(read_timeout=5, total_timeout=1.5, retries=0) as session:
+        started = time.monotonic()
+        with pytest.raises(TotalTimeoutError) as info:
+            session.get(http_server.url("/trickle?bytes=60&interval=1"))
+        elapsed = time.monotonic() - started
+    assert isinstance(info.value, requests.Timeout)
+    assert 1.5 <= elapsed < 2.6, elapsed
+    assert "total_timeout" in str(info.value)
+    assert len(http_server.requests) == 1
+
+
+@pytest.mark.timeout(20)
+def test_idle_keepalive_closed_by_server_is_replaced(http_server: LoopbackServer) -> None:
+    """A pooled connection the server closed while idle is replaced transparently for GET."""
+    with ephemeral_session(retries=0) as session:
+        assert session.get(http_server.url("/ok")).content == b"ok"
+        http_server.close_idle_connections()
+        time.sleep(0.1)
+        assert session.get(http_server.url("/ok")).content == b"ok"
+    assert http_server.connections == 2
+    assert [r.connection for r in http_server.requests] == [1, 2]
+
+
+@pytest.mark.timeout(20)
+def test_https_to_http_redirect_is_refused(
+    https_server: LoopbackServer, http_server: LoopbackServer, ca_bundle: str
+) -> None:
+    """An https→http redirect raises InsecureRedirectError and the http server sees nothing."""
+    target = http_server.url("/echo")
+    with ephemeral_session(ca_bundle=ca_bundle) as session, pytest.raises(InsecureRedirectError) as info:
+        session.get(https_server.url(f"/redirect?to={target}"))
+    assert isinstance(info.value, session_presets.SessionPresetsError)
+    assert "allow_insecure_redirects" in str(info.value)
+    assert len(https_server.requests) == 1
+    assert http_server.requests == []
+
+
+@pytest.mark.timeout(20)
+def test_https_to_http_redirect_allowed_when_configured(
+    https_server: LoopbackServer, http_server: LoopbackServer, ca_bundle: str
+) -> None:
+    """With allow_insecure_redirects=True the https→http redirect is followed."""
+    target = http_server.url("/echo")
+    with ephemeral_session(ca_bundle=ca_bundle, allow_insecure_redirects=True) as session:
+        response = session.get(https_server.url(f"/redirect?to={target}"))
+    assert response.status_code == 200
+    assert response.json()["path"] == "/echo"
+    assert [r.path for r in http_server.requests] == ["/echo"]
