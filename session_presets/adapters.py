@@ -156,6 +156,18 @@ class _PoolMixin:
     """Hands the call its connection, and retires connections past max_connection_age."""
 
     max_connection_age: ClassVar[float | None]
+    #: The insecure context of a verify=False preset: warned about once per session already.
+    acknowledged_context: ClassVar[ssl.SSLContext | None] = None
+    conn_kw: dict[str, Any]
+
+    def _validate_conn(self, conn: Any) -> None:
+        acknowledged = self.acknowledged_context
+        if acknowledged is None or self.conn_kw.get("ssl_context") is not acknowledged:
+            super()._validate_conn(conn)  # type: ignore[misc]
+            return
+        # urllib3 would warn on every request; the session warned once when built.
+        if conn.is_closed:
+            conn.connect()
 
     def _get_conn(self, timeout: float | None = None) -> Any:
         conn = super()._get_conn(timeout)  # type: ignore[misc]
@@ -173,11 +185,13 @@ class _PoolMixin:
         return conn
 
 
-def _pool_classes(counters: Counters, max_age: float | None) -> dict[str, type[HTTPConnectionPool]]:
+def _pool_classes(
+    counters: Counters, max_age: float | None, acknowledged: ssl.SSLContext | None
+) -> dict[str, type[HTTPConnectionPool]]:
     attrs = {"counters": counters}
     http_conn = type("PresetHTTPConnection", (_ConnectionMixin, HTTPConnection), attrs)
     https_conn = type("PresetHTTPSConnection", (_ConnectionMixin, HTTPSConnection), attrs)
-    pool_attrs = {"max_connection_age": max_age}
+    pool_attrs = {"max_connection_age": max_age, "acknowledged_context": acknowledged}
     http_pool = type(
         "PresetHTTPConnectionPool", (_PoolMixin, HTTPConnectionPool), {**pool_attrs, "ConnectionCls": http_conn}
     )
@@ -232,7 +246,6 @@ class PresetAdapter(HTTPAdapter):
     def __init__(self, config: PresetConfig, *, counters: Counters | None = None) -> None:
         self.preset = config
         self.counters = counters if counters is not None else Counters()
-        self._pool_classes = _pool_classes(self.counters, config.max_connection_age)
         self._timeout = Timeout(connect=config.connect_timeout, read=config.read_timeout)
         self._trust = _trust(
             verify=config.verify,
@@ -243,6 +256,9 @@ class PresetAdapter(HTTPAdapter):
         )
         self._context = get_ssl_context(self._trust)
         self._cert_reqs = _cert_reqs(self._context)
+        self._pool_classes = _pool_classes(
+            self.counters, config.max_connection_age, None if config.verify else self._context
+        )
         self._no_cache = config.cache_policy == "reload"
         retry = PresetRetry(
             total=config.retries,

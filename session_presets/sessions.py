@@ -265,7 +265,8 @@ class PresetSession(requests.Session):
         self._lock = threading.Lock()
         self._drained = threading.Condition(self._lock)
         self._calls: set[Call] = set()
-        self._state = SessionState.ACTIVE
+        # Not active until fully built, so a failed build is never reported as a leak.
+        self._state = SessionState.INVALIDATED
         self._on_invalidated: list[Callable[[PresetSession], None]] = []
         self._counters = Counters()
 
@@ -276,14 +277,14 @@ class PresetSession(requests.Session):
         self.verify = config.verify
         self._proxy_snapshot = _ProxySnapshot(config.proxies)
         self.proxies = dict(self._proxy_snapshot.proxies)
-        self.cookies = self._build_cookie_jar(config)
-
         for adapter in self.adapters.values():
             adapter.close()
         self.adapters.clear()
+        self.cookies = self._build_cookie_jar(config)
         self.adapter = PresetAdapter(config, counters=self._counters)
         self.mount("https://", self.adapter)
         self.mount("http://", self.adapter)
+        self._state = SessionState.ACTIVE
         _live_sessions.add(self)
         if not config.verify:
             warnings.warn(

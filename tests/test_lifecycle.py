@@ -1,0 +1,283 @@
+"""PresetSession lifecycle with URLSession semantics: invalidate, cancel, flush, reset, leak guard, stats."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import stat
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from session_presets import (
+    InvalidationTimeoutError,
+    PresetSession,
+    SessionInvalidatedError,
+    SessionReuseError,
+    SessionReuseWarning,
+    SessionState,
+    default_session,
+    ephemeral_session,
+    get_preset,
+    get_session,
+    register_preset,
+)
+
+from .servers import LoopbackServer
+
+
+def _in_thread(target, *args):  # type: ignore[no-untyped-def]
+    box: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            box["result"] = target(*args)
+        except BaseException as exc:
+            box["error"] = exc
+        box["done"] = time.monotonic()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, box
+
+
+def _wait_for_request(server: LoopbackServer, path: str, count: int = 1) -> None:
+    for _ in range(500):
+        if sum(1 for seen in server.requests if seen.path.startswith(path)) >= count:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"server never saw {path}")
+
+
+def test_finish_tasks_waits_for_requests_in_flight(https_server: LoopbackServer, ca_bundle: str) -> None:
+    """A slow request completes with its full body; invalidation returns after it; then requests are refused."""
+    session = default_session(ca_bundle=ca_bundle)
+    thread, box = _in_thread(lambda: session.get(https_server.url("/slow?delay=0.6")))
+    _wait_for_request(https_server, "/slow")
+    session.finish_tasks_and_invalidate()
+    returned = time.monotonic()
+    thread.join(5)
+    assert box["result"].content == b"slow"  # type: ignore[attr-defined]
+    assert box["done"] <= returned  # type: ignore[operator]
+    assert session.state is SessionState.INVALIDATED
+    with pytest.raises(SessionInvalidatedError, match="refuses new requests"):
+        session.get(https_server.url())
+    assert len(https_server.requests) == 1
+    session.close()  # a second close is harmless
+
+
+def test_finish_tasks_timeout_leaves_invalidating(http_server: LoopbackServer) -> None:
+    """A timeout while requests are in flight raises and leaves the session invalidating."""
+    session = default_session()
+    thread, _box = _in_thread(lambda: session.get(http_server.url("/slow?delay=1")))
+    _wait_for_request(http_server, "/slow")
+    with pytest.raises(InvalidationTimeoutError):
+        session.finish_tasks_and_invalidate(timeout=0.05)
+    assert session.state is SessionState.INVALIDATING
+    with pytest.raises(SessionInvalidatedError):
+        session.get(http_server.url())
+    thread.join(5)
+    session.close()
+    assert session.state is SessionState.INVALIDATED
+
+
+@pytest.mark.timeout(20)
+def test_invalidate_and_cancel_aborts_blocked_read(https_server: LoopbackServer, ca_bundle: str) -> None:
+    """A thread blocked on a 1 byte/s body raises SessionInvalidatedError soon after cancel."""
+    session = default_session(ca_bundle=ca_bundle, total_timeout=None)
+    thread, box = _in_thread(lambda: session.get(https_server.url("/trickle?bytes=30&interval=1")))
+    _wait_for_request(https_server, "/trickle")
+    time.sleep(0.2)
+    cancelled = time.monotonic()
+    session.invalidate_and_cancel()
+    thread.join(10)
+    assert isinstance(box.get("error"), SessionInvalidatedError), box
+    assert box["done"] - cancelled < 2.0  # type: ignore[operator]  # the body would take 30 s
+    assert session.state is SessionState.INVALIDATED
+    assert session.stats.errors == 1
+
+
+def test_cancel_interrupts_retry_backoff(http_server: LoopbackServer) -> None:
+    """A call sleeping between retries is cancelled too, and the server sees no further attempt."""
+    session = default_session(retries=3, backoff_factor=5, total_timeout=None)
+    thread, box = _in_thread(lambda: session.get(http_server.url("/status/503")))
+    _wait_for_request(http_server, "/status/503", count=2)  # urllib3 retries once at once, then backs off
+    session.invalidate_and_cancel()
+    thread.join(5)
+    assert isinstance(box.get("error"), SessionInvalidatedError)
+    time.sleep(0.1)
+    assert len(http_server.requests) == 2
+
+
+def test_flush_opens_new_connection_and_keeps_cookies(https_server: LoopbackServer, ca_bundle: str,
+                                                      tmp_path: Path) -> None:
+    """flush() writes the cookie file (0600) and the next request opens a new connection."""
+    cookie_file = tmp_path / "cookies.txt"
+    with default_session(ca_bundle=ca_bundle, cookies="file", cookie_file=str(cookie_file)) as session:
+        session.get(https_server.url("/set-cookie?name=sid&value=42"))
+        session.get(https_server.url("/ok"))
+        assert https_server.connections == 1
+        session.flush()
+        assert stat.S_IMODE(cookie_file.stat().st_mode) == 0o600
+        assert "sid\t42" in cookie_file.read_text()
+        session.get(https_server.url("/ok"))
+        assert https_server.connections == 2
+        assert https_server.requests[-1].header("Cookie") == "sid=42"
+        assert session.stats.connections_opened == https_server.connections
+    with default_session(ca_bundle=ca_bundle, cookies="file", cookie_file=str(cookie_file)) as again:
+        again.get(https_server.url("/echo"))
+    assert https_server.requests[-1].header("Cookie") == "sid=42"
+
+
+def test_reset_forgets_cookies_auth_file_and_connections(http_server: LoopbackServer, tmp_path: Path) -> None:
+    """reset() empties cookies and credentials, deletes the cookie file, and reconnects."""
+    cookie_file = tmp_path / "cookies.txt"
+    with default_session(cookies="file", cookie_file=str(cookie_file)) as session:
+        session.auth = ("user", "pw")
+        session.get(http_server.url("/set-cookie?name=sid&value=1"))
+        session.flush()
+        assert cookie_file.exists()
+        session.reset()
+        assert not cookie_file.exists()
+        session.get(http_server.url("/echo"))
+        seen = http_server.requests[-1]
+        assert seen.header("Cookie") is None
+        assert seen.header("Authorization") is None
+        assert http_server.connections == 2
+        assert session.state is SessionState.ACTIVE
+
+
+def test_stats_match_server_connection_counts(http_server: LoopbackServer) -> None:
+    """connections_opened equals what the server accepted: reuse, flush, and server-closed keep-alive."""
+    with default_session() as session:
+        for _ in range(10):
+            session.get(http_server.url())
+        assert (session.stats.connections_opened, http_server.connections) == (1, 1)
+        session.flush()
+        session.get(http_server.url())
+        assert (session.stats.connections_opened, http_server.connections) == (2, 2)
+        session.get(http_server.url("/close"))
+        session.get(http_server.url())
+        assert (session.stats.connections_opened, http_server.connections) == (3, 3)
+        http_server.close_idle_connections()
+        time.sleep(0.05)
+        session.get(http_server.url())
+        stats = session.stats
+        assert stats.connections_opened == http_server.connections == 4
+        assert stats.requests == 14 == stats.connections_opened + stats.connections_reused
+        assert stats.errors == stats.retries == 0
+
+
+def test_stats_count_in_place_reconnects(http_server: LoopbackServer) -> None:
+    """A reconnect that urllib3 makes in place on a retired connection is counted too."""
+    with default_session(max_connection_age=0.05) as session:
+        session.get(http_server.url())
+        time.sleep(0.1)
+        session.get(http_server.url())
+        assert session.stats.connections_opened == http_server.connections == 2
+
+
+def test_gc_of_unclosed_session_warns() -> None:
+    """An active caller-owned session collected by the GC emits a ResourceWarning naming the preset."""
+    with pytest.warns(ResourceWarning, match="unclosed session for preset 'ephemeral'.*with"):
+        ephemeral_session()
+        gc.collect()
+
+
+def test_registry_sessions_never_warn() -> None:
+    """A registry session is never reported as leaked or as churn."""
+    get_session()
+    get_session("ephemeral")
+    gc.collect()
+
+
+def test_many_sessions_warn_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """33 quick default_session() calls emit exactly one SessionReuseWarning pointing at get_session."""
+    with pytest.warns(SessionReuseWarning, match=r"get_session\('default'\)") as record:
+        for _ in range(40):
+            default_session().close()
+    assert len([w for w in record if w.category is SessionReuseWarning]) == 1
+
+
+def test_strict_reuse_raises(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SESSION_PRESETS_STRICT_REUSE=1 turns the churn warning into an error."""
+    monkeypatch.setenv("SESSION_PRESETS_STRICT_REUSE", "1")
+    with pytest.raises(SessionReuseError, match="get_session"):
+        for _ in range(33):
+            ephemeral_session().close()
+
+
+def test_registry_replaces_invalidated_session(http_server: LoopbackServer) -> None:
+    """Closing a registry session removes it; the next get_session builds a new one."""
+    first = get_session()
+    first.get(http_server.url())
+    first.close()
+    second = get_session()
+    assert second is not first
+    assert second.state is SessionState.ACTIVE
+    second.get(http_server.url())
+    assert http_server.connections == 2
+
+
+def test_lifecycle_logged_without_query(caplog: pytest.LogCaptureFixture, http_server: LoopbackServer) -> None:
+    """DEBUG carries lifecycle events; error messages and logs never carry query strings."""
+    caplog.set_level(logging.DEBUG, logger="session_presets")
+    session = default_session(total_timeout=0.3)
+    with pytest.raises(requests.Timeout) as info:
+        session.get(http_server.url("/trickle?bytes=10&interval=0.2&token=SECRET"))
+    session.close()
+    text = caplog.text + str(info.value)
+    assert "invalidated" in caplog.text
+    assert "SECRET" not in text
+
+
+def test_cookie_policy_none_stores_nothing(http_server: LoopbackServer) -> None:
+    """cookies='none' never stores a cookie a server sets, but sends per-request cookies."""
+    with default_session(cookies="none") as session:
+        session.get(http_server.url("/set-cookie?name=a&value=1"))
+        session.get(http_server.url("/echo"), cookies={"explicit": "yes"})
+    assert http_server.requests[-1].header("Cookie") == "explicit=yes"
+    assert len(session.cookies) == 0
+
+
+def test_corrupt_cookie_file_is_reported_and_kept(tmp_path: Path) -> None:
+    """A cookie file that is not a cookies.txt file raises ConfigError naming it, and is not deleted."""
+    from session_presets import ConfigError
+
+    path = tmp_path / "cookies.txt"
+    path.write_bytes(b"\x00garbage")
+    with pytest.raises(ConfigError, match="cookies.txt"):
+        default_session(cookies="file", cookie_file=str(path))
+    assert path.read_bytes() == b"\x00garbage"
+
+
+def test_plain_constructor_uses_default_preset(http_server: LoopbackServer) -> None:
+    """PresetSession() with no config uses the effective default preset."""
+    with PresetSession() as session:
+        assert session.config == get_preset("default")
+        assert repr(session) == "<PresetSession preset='default' state=active>"
+
+
+def test_registered_preset_through_registry(http_server: LoopbackServer) -> None:
+    """get_session works for a registered preset and applies its headers."""
+    register_preset("tagged", headers={"X-Team": "core"})
+    get_session("tagged").get(http_server.url("/echo"))
+    assert http_server.requests[-1].header("X-Team") == "core"
+
+
+def test_close_from_inside_a_hook_does_not_deadlock(http_server: LoopbackServer) -> None:
+    """A session closed by its own thread mid-call does not wait for itself."""
+    session = default_session()
+
+    def hook(response, *args, **kwargs):  # type: ignore[no-untyped-def]
+        session.finish_tasks_and_invalidate(timeout=1)
+        return response
+
+    session.hooks["response"].append(hook)
+    assert session.get(http_server.url()).status_code == 200
+    assert session.state is SessionState.INVALIDATED
+    assert os.getpid() > 0
