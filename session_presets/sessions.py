@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import copy
 import contextlib
 import enum
 import http.cookiejar
@@ -324,20 +325,33 @@ class PresetSession(requests.Session):
 
     def merge_environment_settings(
         self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
-    ) -> dict[str, Any]:
+    ) -> Any:
         # The environment was read when the session was built; nothing is read here.
-        if self.proxies and not proxies and self._proxy_snapshot.bypass(url):
-            proxies = dict.fromkeys(self.proxies)
+        # requests' merge_setting is avoided on purpose: its runtime Protocol
+        # checks cost more than the rest of this method.
+        merged: dict[str, Any] = dict(self.proxies)
+        if merged and not proxies and self._proxy_snapshot.bypass(url):
+            merged = {}
+        if proxies:
+            merged.update(proxies)
+            merged = {key: value for key, value in merged.items() if value is not None}
         return {
-            "proxies": requests.sessions.merge_setting(proxies, self.proxies),
-            "stream": requests.sessions.merge_setting(stream, self.stream),
-            "verify": requests.sessions.merge_setting(verify, self.verify),
-            "cert": requests.sessions.merge_setting(cert, self.cert),
+            "proxies": merged,
+            "stream": self.stream if stream is None else stream,
+            "verify": self.verify if verify is None else verify,
+            "cert": self.cert if cert is None else cert,
         }
 
     def prepare_request(self, request: requests.Request) -> PreparedRequest:
         if self.config.store_credentials and request.auth is None and self.auth is None and request.url:
+            request = copy.copy(request)
             request.auth = get_netrc_auth(request.url)
+        if not request.headers or not request.params:
+            # Same result as merging an empty mapping, without requests' slow
+            # runtime Protocol checks; the caller's Request is left untouched.
+            request = copy.copy(request)
+            request.headers = request.headers or None  # type: ignore[assignment]
+            request.params = request.params or None  # type: ignore[assignment]
         return super().prepare_request(request)
 
     def rebuild_auth(self, prepared_request: PreparedRequest, response: Response) -> None:
