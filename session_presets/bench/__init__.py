@@ -1,0 +1,126 @@
+"""``session-presets bench``: the same requests through each pattern, measured in one run.
+
+The server runs in a process of its own (see :mod:`.server`), over HTTPS with
+a throwaway CA unless plain HTTP is asked for. Nothing in the library imports
+this package; it imports the library like any user would.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from ..registry import default_registry, get_session
+from .certs import BenchSetupError, make_certificates
+from .report import environment, format_table, ratios
+from .scenarios import PER_CALL_SCENARIOS, SCENARIOS, BenchContext, ScenarioSkipped, open_fds, run_scenario
+from .server import ServerProcess
+
+__all__ = ["DEFAULT_DOWNLOAD_MIB", "DEFAULT_REQUESTS", "BenchOptions", "BenchSetupError", "format_table", "run_bench"]
+
+#: N, the request count of every pooled scenario.
+DEFAULT_REQUESTS: Final = 2000
+#: The request count of the connection-per-call scenarios, at most N.
+DEFAULT_SLOW_REQUESTS: Final = 300
+#: Size of the download scenarios' file, in MiB.
+DEFAULT_DOWNLOAD_MIB: Final = 256
+
+
+@dataclass(frozen=True, slots=True)
+class BenchOptions:
+    """What one bench run does.
+
+    Attributes:
+        requests: N for the pooled scenarios.
+        slow_requests: N for the connection-per-call scenarios; min(N, 300) if None.
+        scheme: "https" (throwaway CA) or "http".
+        download_mib: size of the download scenarios' file, in MiB (fractions allowed).
+        scenarios: which scenarios to run, in the standard order; all if None.
+    """
+
+    requests: int = DEFAULT_REQUESTS
+    slow_requests: int | None = None
+    scheme: str = "https"
+    download_mib: float = DEFAULT_DOWNLOAD_MIB
+    scenarios: Sequence[str] | None = None
+
+
+def run_bench(options: BenchOptions, *, on_scenario: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run the bench and return ``{"scenarios": ..., "ratios": ..., "environment": ...}``.
+
+    Args:
+        options: what to run.
+        on_scenario: called with each scenario's name before it runs (progress).
+
+    Raises:
+        BenchSetupError: the certificates or the server cannot be set up.
+        ValueError: an option is out of range or names an unknown scenario.
+    """
+    if options.requests < 1:
+        raise ValueError("--requests must be at least 1")
+    if options.scheme not in ("http", "https"):
+        raise ValueError("--scheme must be http or https")
+    if options.download_mib <= 0:
+        raise ValueError("--download-mib must be above 0")
+    wanted = list(SCENARIOS if options.scenarios is None else options.scenarios)
+    unknown = [name for name in wanted if name not in SCENARIOS]
+    if unknown:
+        raise ValueError(f"unknown scenario(s) {', '.join(unknown)}; known: {', '.join(SCENARIOS)}")
+    slow = options.slow_requests if options.slow_requests is not None else DEFAULT_SLOW_REQUESTS
+    slow = max(1, min(options.requests, slow))
+    download_bytes = max(1, int(options.download_mib * (1 << 20)))
+
+    scratch = tempfile.mkdtemp(prefix="session-presets-bench-")
+    try:
+        fds_baseline = open_fds()
+        bundle = cert = key = None
+        if options.scheme == "https":
+            certs = make_certificates(scratch)
+            bundle, cert, key = certs.bundle, certs.cert, certs.key
+        try:
+            server = ServerProcess(cert=cert, key=key)
+        except (OSError, RuntimeError) as exc:
+            raise BenchSetupError(f"cannot start the bench server: {exc}") from exc
+        with server:
+            ctx = BenchContext(
+                server=server,
+                bundle=bundle,
+                requests=options.requests,
+                slow_requests=slow,
+                download_bytes=download_bytes,
+                scratch=scratch,
+                warmup=min(20, options.requests),
+            )
+            results: dict[str, dict[str, Any]] = {}
+            try:
+                for name in [n for n in SCENARIOS if n in wanted]:
+                    if on_scenario is not None:
+                        on_scenario(name)
+                    try:
+                        results[name] = run_scenario(name, ctx)
+                    except ScenarioSkipped as exc:
+                        results[name] = {"skipped": str(exc)}
+                    except Exception as exc:  # one failing scenario must not hide the others
+                        results[name] = {"error": f"{type(exc).__name__}: {exc}".splitlines()[0]}
+            finally:
+                if ctx.preset in default_registry.names():
+                    get_session(ctx.preset).close()
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return {
+        "scenarios": results,
+        "ratios": ratios(results),
+        "environment": environment(
+            scheme=options.scheme,
+            n_requests=options.requests,
+            slow_requests=slow,
+            slow_scenarios=sorted(PER_CALL_SCENARIOS),
+            download_bytes=download_bytes,
+            open_fds_at_start=fds_baseline,
+            pid=os.getpid(),
+        ),
+    }

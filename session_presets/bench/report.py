@@ -1,0 +1,135 @@
+"""Ratios, the environment description and the human-readable table of a bench run."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import ssl
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from .._version import __version__
+from .scenarios import DOWNLOAD_SCENARIOS
+
+__all__ = ["environment", "format_table", "ratios"]
+
+#: The scenarios every other one is compared with, by req/s.
+BASELINES = ("requests_get", "requests_session")
+
+
+def _rate(result: Mapping[str, Any] | None) -> float | None:
+    if not result or "req_per_s" not in result or not result["req_per_s"]:
+        return None
+    return float(result["req_per_s"])
+
+
+def ratios(scenarios: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, float]]:
+    """Return req/s of each request scenario divided by each baseline's req/s.
+
+    The key ``background_download_vs_requests_stream`` compares the two
+    downloads by throughput, when both ran.
+    """
+    out: dict[str, dict[str, float]] = {}
+    for baseline in BASELINES:
+        base = _rate(scenarios.get(baseline))
+        if base is None:
+            continue
+        out[f"vs_{baseline}"] = {
+            name: rate / base
+            for name, result in scenarios.items()
+            if name not in DOWNLOAD_SCENARIOS and (rate := _rate(result)) is not None
+        }
+    background, plain = scenarios.get("background_download"), scenarios.get("requests_stream")
+    if background and plain and background.get("mib_per_s") and plain.get("mib_per_s"):
+        out["downloads"] = {"background_download_vs_requests_stream": background["mib_per_s"] / plain["mib_per_s"]}
+    return out
+
+
+def environment(**run: Any) -> dict[str, Any]:
+    """Describe the machine and the versions the figures come from, plus ``run`` settings."""
+    info: dict[str, Any] = {
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "session_presets": __version__,
+        "requests": importlib.metadata.version("requests"),
+        "urllib3": importlib.metadata.version("urllib3"),
+        "openssl": ssl.OPENSSL_VERSION,
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "executable": sys.executable,
+    }
+    try:
+        import httpx
+
+        info["httpx"] = httpx.__version__
+    except ImportError:
+        info["httpx"] = None
+    try:
+        import psutil
+
+        info["measured_with"] = f"psutil {psutil.__version__}"
+    except ImportError:
+        info["measured_with"] = "/proc/self" if os.path.isdir("/proc/self/fd") else "resource"
+    info.update(run)
+    return info
+
+
+def _mib(value: float) -> str:
+    return f"{value / (1 << 20):+.2f}"
+
+
+def format_table(report: Mapping[str, Any]) -> str:
+    """Return the report as an aligned text table followed by the ratios."""
+    scenarios: Mapping[str, Mapping[str, Any]] = report["scenarios"]
+    env = report["environment"]
+    lines = [
+        f"session-presets bench: {env.get('scheme', 'https')} on 127.0.0.1, server in its own process; "
+        f"python {env['python']}, requests {env['requests']}, urllib3 {env['urllib3']}, "
+        f"{env['cpu_count']} CPU(s)",
+        "",
+    ]
+    header = ("scenario", "requests", "seconds", "req/s", "conns", "rss MiB", "fds after", "note")
+    rows: list[tuple[str, ...]] = [header]
+    for name, result in scenarios.items():
+        if "skipped" in result or "error" in result:
+            reason = result.get("skipped") or f"error: {result.get('error')}"
+            rows.append((name, "-", "-", "-", "-", "-", "-", str(reason)))
+            continue
+        note = ""
+        if "mib_per_s" in result:
+            note = f"{result['bytes'] / (1 << 20):.0f} MiB at {result['mib_per_s']:.0f} MiB/s"
+        elif result.get("open_fds_after") != result.get("open_fds_before"):
+            note = f"fds before {result.get('open_fds_before')}"
+        rows.append(
+            (
+                name,
+                str(result["requests"]),
+                f"{result['seconds']:.3f}",
+                f"{result['req_per_s']:.0f}",
+                str(result["connections_opened"]),
+                _mib(result["rss_growth_bytes"]),
+                str(result["open_fds_after"]),
+                note,
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    for index, row in enumerate(rows):
+        cells = [row[0].ljust(widths[0])] + [cell.rjust(widths[i]) for i, cell in enumerate(row[1:-1], 1)]
+        lines.append("  ".join([*cells, row[-1]]).rstrip())
+        if index == 0:
+            lines.append("  ".join("-" * width for width in widths[:-1]) + "  " + "-" * max(4, widths[-1]))
+    found = report.get("ratios", {})
+    for baseline in ("requests_get", "requests_session"):
+        table = found.get(f"vs_{baseline}")
+        if table:
+            lines.append("")
+            lines.append(f"req/s relative to {baseline}:")
+            lines.extend(f"  {name.ljust(widths[0])}  {value:8.2f}x" for name, value in table.items())
+    downloads = found.get("downloads")
+    if downloads:
+        lines.append("")
+        value = downloads["background_download_vs_requests_stream"]
+        lines.append(f"background_download throughput relative to requests_stream: {value:.2f}x")
+    return "\n".join(lines)

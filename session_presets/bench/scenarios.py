@@ -1,0 +1,439 @@
+"""The bench scenarios: one way of making N requests each, measured the same way.
+
+Every scenario gets the same treatment: a warm-up on throwaway clients of its
+own kind (so that imports, trust stores and code paths are warm but no pooled
+connection is carried into the measurement), a garbage collection, a reset of
+the server's connection count, then the timed run. Memory and descriptors are
+read after the run, while the scenario's long-lived client (if any) is still
+open, and then everything it opened is closed.
+"""
+
+from __future__ import annotations
+
+import gc
+import itertools
+import os
+import ssl
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+import requests
+import urllib3
+
+from ..errors import SessionReuseWarning
+from ..presets import ephemeral_session, preset_names, register_preset
+from ..registry import SessionRegistry, get_session
+from .server import ServerProcess
+
+__all__ = [
+    "DOWNLOAD_SCENARIOS",
+    "REQUEST_SCENARIOS",
+    "SCENARIOS",
+    "BenchContext",
+    "ScenarioSkipped",
+    "open_fds",
+    "rss_bytes",
+    "run_scenario",
+]
+
+#: Scenarios that make many small requests, in the order they run.
+REQUEST_SCENARIOS: Final = (
+    "requests_get",
+    "session_per_call",
+    "requests_session",
+    "get_session",
+    "ephemeral_per_call",
+    "urllib3_pool",
+    "httpx_client",
+)
+#: Scenarios that make one large download to a file.
+DOWNLOAD_SCENARIOS: Final = ("background_download", "requests_stream")
+#: Every scenario, in the order they run.
+SCENARIOS: Final = REQUEST_SCENARIOS + DOWNLOAD_SCENARIOS
+#: Scenarios that open a connection per call; they run ``slow_requests`` times.
+PER_CALL_SCENARIOS: Final = frozenset({"requests_get", "session_per_call", "ephemeral_per_call"})
+#: Chunk size of the plain requests streaming loop (1 MiB is its fastest form).
+STREAM_CHUNK: Final = 1 << 20
+
+_run_numbers = itertools.count(1)
+
+
+class ScenarioSkipped(Exception):
+    """The scenario cannot run here (a package or feature is missing); the message says why."""
+
+
+@dataclass
+class BenchContext:
+    """What every scenario shares: the server, trust, sizes and a scratch directory.
+
+    Attributes:
+        server: the loopback server in its own process.
+        bundle: certifi plus the throwaway CA, or None for plain HTTP.
+        requests: N, the request count of the pooled scenarios.
+        slow_requests: the request count of the connection-per-call scenarios.
+        download_bytes: size of the download scenarios' file.
+        scratch: a temporary directory for downloads and journals.
+        warmup: calls made on throwaway clients before each request scenario.
+    """
+
+    server: ServerProcess
+    bundle: str | None
+    requests: int
+    slow_requests: int
+    download_bytes: int
+    scratch: str
+    warmup: int = 20
+    preset: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.preset:
+            self.preset = _bench_preset(self.bundle)
+
+    @property
+    def url(self) -> str:
+        """The small-response URL."""
+        return self.server.url("/ok")
+
+    def blob_url(self, size: int) -> str:
+        """The URL of a ``size``-byte download."""
+        return self.server.url(f"/blob/{size}")
+
+    @property
+    def verify(self) -> str | bool:
+        """What plain requests is given as ``verify``."""
+        return self.bundle if self.bundle is not None else True
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """A client SSLContext trusting the bundle (for httpx)."""
+        return ssl.create_default_context(cafile=self.bundle) if self.bundle else ssl.create_default_context()
+
+
+def _bench_preset(bundle: str | None) -> str:
+    """Register a preset for this run that trusts ``bundle``; return its name."""
+    while True:
+        name = f"bench-{os.getpid()}-{next(_run_numbers)}"
+        if name not in preset_names():
+            break
+    if bundle is not None:
+        register_preset(name, ca_bundle=bundle)
+    else:
+        register_preset(name)
+    return name
+
+
+# -- measurement ------------------------------------------------------------------
+
+
+def rss_bytes() -> int:
+    """Return the resident set size of this process, in bytes."""
+    try:
+        import psutil
+
+        return int(psutil.Process().memory_info().rss)
+    except ImportError:
+        pass
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        import resource
+
+        # Peak, not current, but the best that is left; kibibytes on Linux.
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def open_fds() -> int:
+    """Return how many file descriptors this process has open."""
+    try:
+        import psutil
+
+        return int(psutil.Process().num_fds())
+    except ImportError:
+        pass
+    try:
+        return len(os.listdir("/proc/self/fd")) - 1  # minus the listing's own descriptor
+    except OSError:
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        count = 0
+        for fd in range(min(limit, 4096)):
+            try:
+                os.fstat(fd)
+            except OSError:
+                continue
+            count += 1
+        return count
+
+
+Closer = Callable[[], None]
+Body = Callable[[BenchContext], "tuple[int, Closer, dict[str, Any]]"]
+
+
+def _measure(ctx: BenchContext, warm: Callable[[BenchContext], None], body: Body) -> dict[str, Any]:
+    warm(ctx)
+    gc.collect()
+    ctx.server.reset()
+    fds_before = open_fds()
+    rss_before = rss_bytes()
+    started = time.perf_counter()
+    count, close, extra = body(ctx)
+    seconds = time.perf_counter() - started
+    try:
+        gc.collect()
+        rss_after = rss_bytes()
+        fds_after = open_fds()
+        connections = ctx.server.connections()
+    finally:
+        close()
+    return {
+        "requests": count,
+        "seconds": seconds,
+        "req_per_s": count / seconds if seconds > 0 else 0.0,
+        "connections_opened": connections,
+        "rss_growth_bytes": rss_after - rss_before,
+        "open_fds_after": fds_after,
+        "open_fds_before": fds_before,
+        **extra,
+    }
+
+
+def _nothing() -> None:
+    return None
+
+
+def _check(status: int) -> None:
+    if status != 200:
+        raise RuntimeError(f"the bench server answered HTTP {status}")
+
+
+# -- request scenarios --------------------------------------------------------------
+
+
+def _requests_get_once(ctx: BenchContext) -> None:
+    _check(requests.get(ctx.url, verify=ctx.verify).status_code)
+
+
+def _session_once(ctx: BenchContext) -> None:
+    with requests.Session() as session:
+        session.verify = ctx.verify
+        # verify= again per call: REQUESTS_CA_BUNDLE would override session.verify (requests issue 3829).
+        _check(session.get(ctx.url, verify=ctx.verify).status_code)
+
+
+def _ephemeral_once(ctx: BenchContext) -> None:
+    with ephemeral_session(ca_bundle=ctx.bundle) as session:
+        _check(session.get(ctx.url).status_code)
+
+
+def _per_call(once: Callable[[BenchContext], None]) -> tuple[Callable[[BenchContext], None], Body]:
+    def warm(ctx: BenchContext) -> None:
+        for _ in range(min(ctx.warmup, ctx.slow_requests)):
+            once(ctx)
+
+    def body(ctx: BenchContext) -> tuple[int, Closer, dict[str, Any]]:
+        for _ in range(ctx.slow_requests):
+            once(ctx)
+        return ctx.slow_requests, _nothing, {}
+
+    return warm, body
+
+
+def _requests_session_calls(ctx: BenchContext, count: int) -> requests.Session:
+    session = requests.Session()
+    session.verify = ctx.verify
+    get, url, verify = session.get, ctx.url, ctx.verify
+    for _ in range(count):
+        # verify= again per call: REQUESTS_CA_BUNDLE would override session.verify (requests issue 3829).
+        _check(get(url, verify=verify).status_code)
+    return session
+
+
+def _requests_session() -> tuple[Callable[[BenchContext], None], Body]:
+    def warm(ctx: BenchContext) -> None:
+        _requests_session_calls(ctx, ctx.warmup).close()
+
+    def body(ctx: BenchContext) -> tuple[int, Closer, dict[str, Any]]:
+        session = _requests_session_calls(ctx, ctx.requests)
+        return ctx.requests, session.close, {}
+
+    return warm, body
+
+
+def _get_session() -> tuple[Callable[[BenchContext], None], Body]:
+    def warm(ctx: BenchContext) -> None:
+        registry = SessionRegistry()
+        for _ in range(ctx.warmup):
+            _check(registry.get(ctx.preset).get(ctx.url).status_code)
+        registry.close_all()
+
+    def body(ctx: BenchContext) -> tuple[int, Closer, dict[str, Any]]:
+        name, url = ctx.preset, ctx.url
+        for _ in range(ctx.requests):
+            _check(get_session(name).get(url).status_code)
+        session = get_session(name)
+        stats = session.stats
+        return ctx.requests, session.close, {"client_connections_opened": stats.connections_opened}
+
+    return warm, body
+
+
+def _urllib3_calls(ctx: BenchContext, count: int) -> urllib3.PoolManager:
+    manager = urllib3.PoolManager(ca_certs=ctx.bundle) if ctx.bundle else urllib3.PoolManager()
+    request, url = manager.request, ctx.url
+    for _ in range(count):
+        _check(request("GET", url).status)
+    return manager
+
+
+def _urllib3_pool() -> tuple[Callable[[BenchContext], None], Body]:
+    def warm(ctx: BenchContext) -> None:
+        _urllib3_calls(ctx, ctx.warmup).clear()
+
+    def body(ctx: BenchContext) -> tuple[int, Closer, dict[str, Any]]:
+        manager = _urllib3_calls(ctx, ctx.requests)
+        return ctx.requests, manager.clear, {}
+
+    return warm, body
+
+
+def _httpx_client() -> tuple[Callable[[BenchContext], None], Body]:
+    try:
+        import httpx
+    except ImportError:
+        raise ScenarioSkipped("httpx is not installed") from None
+
+    def calls(ctx: BenchContext, count: int) -> Any:
+        client = httpx.Client(verify=ctx.ssl_context())
+        get, url = client.get, ctx.url
+        for _ in range(count):
+            _check(get(url).status_code)
+        return client
+
+    def warm(ctx: BenchContext) -> None:
+        calls(ctx, ctx.warmup).close()
+
+    def body(ctx: BenchContext) -> tuple[int, Closer, dict[str, Any]]:
+        client = calls(ctx, ctx.requests)
+        return ctx.requests, client.close, {}
+
+    return warm, body
+
+
+# -- download scenarios ---------------------------------------------------------------
+
+
+def _download_extra(ctx: BenchContext, dest: str) -> dict[str, Any]:
+    size = os.path.getsize(dest)
+    os.unlink(dest)
+    if size != ctx.download_bytes:
+        raise RuntimeError(f"downloaded {size} bytes, expected {ctx.download_bytes}")
+    return {"bytes": size}
+
+
+def _stream_to(ctx: BenchContext, url: str, dest: str) -> None:
+    with requests.get(url, stream=True, verify=ctx.verify) as response:
+        _check(response.status_code)
+        with open(dest, "wb") as out:
+            for chunk in response.iter_content(STREAM_CHUNK):
+                out.write(chunk)
+
+
+def _requests_stream() -> tuple[Callable[[BenchContext], None], Body]:
+    def warm(ctx: BenchContext) -> None:
+        dest = os.path.join(ctx.scratch, "warm.bin")
+        _stream_to(ctx, ctx.blob_url(min(ctx.download_bytes, 1 << 20)), dest)
+        os.unlink(dest)
+
+    def body(ctx: BenchContext) -> tuple[int, Closer, dict[str, Any]]:
+        dest = os.path.join(ctx.scratch, "requests_stream.bin")
+        _stream_to(ctx, ctx.blob_url(ctx.download_bytes), dest)
+        return 1, _nothing, _download_extra(ctx, dest)
+
+    return warm, body
+
+
+def _background_download() -> tuple[Callable[[BenchContext], None], Body]:
+    from ..background import background_session
+
+    identifier = f"bench-{os.getpid()}-{next(_run_numbers)}"
+    holder: dict[str, Any] = {}
+
+    def session(ctx: BenchContext) -> Any:
+        if "bg" not in holder:
+            try:
+                holder["bg"] = background_session(
+                    identifier, ca_bundle=ctx.bundle, state_dir=os.path.join(ctx.scratch, "state")
+                )
+            except NotImplementedError as exc:
+                raise ScenarioSkipped(f"background sessions are not available ({exc})") from None
+        return holder["bg"]
+
+    def fetch(ctx: BenchContext, url: str, dest: str) -> None:
+        task = session(ctx).download(url, dest).wait()
+        if str(getattr(task.state, "value", task.state)) != "completed":
+            raise RuntimeError(f"background download ended {task.state}: {task.error}")
+
+    def close() -> None:
+        bg = holder.pop("bg", None)
+        if bg is not None:
+            bg.finish_tasks_and_invalidate()
+
+    def warm(ctx: BenchContext) -> None:
+        dest = os.path.join(ctx.scratch, "warm-bg.bin")
+        try:
+            fetch(ctx, ctx.blob_url(min(ctx.download_bytes, 1 << 20)), dest)
+        except BaseException:
+            close()
+            raise
+        os.unlink(dest)
+
+    def body(ctx: BenchContext) -> tuple[int, Closer, dict[str, Any]]:
+        dest = os.path.join(ctx.scratch, "background_download.bin")
+        try:
+            fetch(ctx, ctx.blob_url(ctx.download_bytes), dest)
+            extra = _download_extra(ctx, dest)
+        except BaseException:
+            close()
+            raise
+        return 1, close, extra
+
+    return warm, body
+
+
+_FACTORIES: Final[dict[str, Callable[[], tuple[Callable[[BenchContext], None], Body]]]] = {
+    "requests_get": lambda: _per_call(_requests_get_once),
+    "session_per_call": lambda: _per_call(_session_once),
+    "requests_session": _requests_session,
+    "get_session": _get_session,
+    "ephemeral_per_call": lambda: _per_call(_ephemeral_once),
+    "urllib3_pool": _urllib3_pool,
+    "httpx_client": _httpx_client,
+    "background_download": _background_download,
+    "requests_stream": _requests_stream,
+}
+
+
+def run_scenario(name: str, ctx: BenchContext) -> dict[str, Any]:
+    """Run scenario ``name`` and return its figures.
+
+    Returns:
+        requests, seconds, req_per_s, connections_opened (counted by the
+        server), rss_growth_bytes, open_fds_after and open_fds_before; the
+        download scenarios add bytes and mib_per_s.
+
+    Raises:
+        ScenarioSkipped: the scenario cannot run here.
+        KeyError: ``name`` is not a scenario.
+    """
+    warm, body = _FACTORIES[name]()
+    with warnings.catch_warnings():
+        # Opening a session per call is the point of these scenarios.
+        warnings.simplefilter("ignore", SessionReuseWarning)
+        result = _measure(ctx, warm, body)
+    if "bytes" in result:
+        result["mib_per_s"] = result["bytes"] / (1 << 20) / result["seconds"] if result["seconds"] > 0 else 0.0
+    return result

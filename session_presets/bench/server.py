@@ -1,0 +1,366 @@
+"""The bench's loopback HTTP/1.1 server, run in a process of its own.
+
+The client and the server must not share a GIL, or the figures would measure
+their contention rather than the client. This module is therefore both a
+script (``python server.py --port 0 [--cert C --key K]``, standard library
+only) and the parent-side handle, :class:`ServerProcess`, that starts it and
+talks to it.
+
+Routes:
+
+- ``/ok``: 200 with the body ``ok``.
+- ``/blob/<size>`` [rate]: ``size`` bytes of a fixed pattern (byte ``i`` is
+  ``i % 256``), with an ETag, ``Accept-Ranges`` and ``Range``/``If-Range``
+  support (206 and ``Content-Range``). ``rate`` limits it to that many bytes
+  per second, for interrupt tests.
+- anything else: 404.
+
+Control goes over the process's stdin and stdout, one line each way, so that
+reading the counters never opens a connection the counters would see:
+``count`` answers the connections accepted since the last ``reset``;
+``reset`` answers ``ok``; ``quit`` (or end of input) stops the server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from typing import IO, Final
+from urllib.parse import parse_qs, urlsplit
+
+__all__ = ["ServerProcess", "blob_bytes", "main"]
+
+#: One period of the blob pattern, repeated: byte ``i`` of a blob is ``i % 256``.
+_PERIOD: Final = 256
+#: The largest piece of blob written with one ``sendall``.
+_CHUNK: Final = 1 << 20
+_PATTERN: Final = bytes(range(_PERIOD)) * (_CHUNK // _PERIOD + 1)
+#: A request head larger than this closes the connection.
+_MAX_HEAD: Final = 64 * 1024
+#: How long the parent waits for the server to report its port.
+_START_TIMEOUT: Final = 20.0
+
+_REASONS: Final = {200: "OK", 206: "Partial Content", 404: "Not Found", 416: "Range Not Satisfiable",
+                   400: "Bad Request", 501: "Not Implemented"}
+
+
+def blob_bytes(start: int, end: int) -> bytes:
+    """Return bytes ``start``..``end`` (exclusive) of any blob: what the server sends there."""
+    out = bytearray()
+    offset = start
+    while offset < end:
+        phase = offset % _PERIOD
+        take = min(end - offset, _CHUNK)
+        out += _PATTERN[phase : phase + take]
+        offset += take
+    return bytes(out)
+
+
+# -- server side (runs in the child process) -----------------------------------
+
+
+class _Counter:
+    """Connections accepted since the last reset."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.value = 0
+
+    def add(self) -> None:
+        with self.lock:
+            self.value += 1
+
+    def take(self, *, reset: bool) -> int:
+        with self.lock:
+            value = self.value
+            if reset:
+                self.value = 0
+            return value
+
+
+def _head(status: int, headers: list[tuple[str, str]], *, keep_alive: bool) -> bytes:
+    lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}"]
+    lines += [f"{name}: {value}" for name, value in headers]
+    if not keep_alive:
+        lines.append("Connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def _send_blob(sock: socket.socket, start: int, end: int, rate: float | None) -> None:
+    offset = start
+    step = _CHUNK if rate is None else max(1, min(_CHUNK, int(rate / 10)))
+    view = memoryview(_PATTERN)
+    began = time.monotonic()
+    while offset < end:
+        phase = offset % _PERIOD
+        take = min(end - offset, step)
+        sock.sendall(view[phase : phase + take])
+        offset += take
+        if rate is not None:
+            due = began + (offset - start) / rate
+            pause = due - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+
+
+def _blob(sock: socket.socket, method: bytes, path: str, query: str, headers: dict[bytes, bytes],
+          keep_alive: bool) -> None:
+    try:
+        size = int(path.rsplit("/", 1)[1])
+    except ValueError:
+        sock.sendall(_head(400, [("Content-Length", "0")], keep_alive=keep_alive))
+        return
+    params = parse_qs(query)
+    rate = float(params["rate"][-1]) if "rate" in params else None
+    etag = f'"blob-{size}"'
+    start, end, status = 0, size, 200
+    wanted = headers.get(b"range", b"").decode("latin-1")
+    if_range = headers.get(b"if-range")
+    if wanted.startswith("bytes=") and (if_range is None or if_range.decode("latin-1") == etag):
+        first, _, last = wanted[6:].partition("-")
+        try:
+            start = int(first)
+            end = int(last) + 1 if last else size
+        except ValueError:
+            start, end = 0, size
+        else:
+            if start >= size or end > size or start >= end:
+                sock.sendall(_head(416, [("Content-Range", f"bytes */{size}"), ("Content-Length", "0")],
+                                   keep_alive=keep_alive))
+                return
+            status = 206
+    fields = [("Content-Type", "application/octet-stream"), ("Content-Length", str(end - start)),
+              ("ETag", etag), ("Accept-Ranges", "bytes")]
+    if status == 206:
+        fields.append(("Content-Range", f"bytes {start}-{end - 1}/{size}"))
+    sock.sendall(_head(status, fields, keep_alive=keep_alive))
+    if method != b"HEAD":
+        _send_blob(sock, start, end, rate)
+
+
+def _serve_connection(sock: socket.socket, context: ssl.SSLContext | None) -> None:
+    try:
+        if context is not None:
+            sock = context.wrap_socket(sock, server_side=True)
+        _serve_requests(sock)
+    except (OSError, ssl.SSLError, ValueError):
+        pass
+    finally:
+        with contextlib.suppress(OSError):
+            sock.close()
+
+
+_OK_FIELDS: Final = [("Content-Type", "text/plain"), ("Content-Length", "2")]
+_OK_KEEP: Final = _head(200, _OK_FIELDS, keep_alive=True) + b"ok"
+_OK_CLOSE: Final = _head(200, _OK_FIELDS, keep_alive=False) + b"ok"
+
+
+def _serve_requests(sock: socket.socket) -> None:
+    buffer = b""
+    while True:
+        while b"\r\n\r\n" not in buffer:
+            data = sock.recv(65536)
+            if not data or len(buffer) > _MAX_HEAD:
+                return
+            buffer += data
+        head, _, buffer = buffer.partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        method, target, version = lines[0].split(b" ", 2)
+        headers: dict[bytes, bytes] = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            headers[name.strip().lower()] = value.strip()
+        if b"chunked" in headers.get(b"transfer-encoding", b"").lower():
+            sock.sendall(_head(501, [("Content-Length", "0")], keep_alive=False))
+            return
+        length = int(headers.get(b"content-length", b"0"))
+        while len(buffer) < length:
+            data = sock.recv(65536)
+            if not data:
+                return
+            buffer += data
+        buffer = buffer[length:]
+        keep_alive = version == b"HTTP/1.1" and headers.get(b"connection", b"").lower() != b"close"
+        parts = urlsplit(target.decode("latin-1"))
+        if parts.path == "/ok":
+            sock.sendall(_OK_KEEP if keep_alive else _OK_CLOSE)
+        elif parts.path.startswith("/blob/"):
+            _blob(sock, method, parts.path, parts.query, headers, keep_alive)
+        else:
+            sock.sendall(_head(404, [("Content-Length", "9")], keep_alive=keep_alive) + b"not found")
+        if not keep_alive:
+            return
+
+
+def _accept_forever(listener: socket.socket, context: ssl.SSLContext | None, counter: _Counter) -> None:
+    while True:
+        try:
+            sock, _ = listener.accept()
+        except OSError:
+            return
+        counter.add()
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        threading.Thread(target=_serve_connection, args=(sock, context), daemon=True).start()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the server until ``quit`` or end of input on stdin.
+
+    Args:
+        argv: ``--port N`` (0 picks a free one), and ``--cert``/``--key`` PEM files for TLS.
+
+    Returns:
+        The exit status.
+    """
+    parser = argparse.ArgumentParser(description="session-presets bench server")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--cert")
+    parser.add_argument("--key")
+    args = parser.parse_args(argv)
+    context = None
+    if args.cert:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(args.cert, args.key)
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", args.port))
+    listener.listen(512)
+    counter = _Counter()
+    threading.Thread(target=_accept_forever, args=(listener, context, counter), daemon=True).start()
+    out = sys.stdout
+    out.write(f"port {listener.getsockname()[1]}\n")
+    out.flush()
+    for line in sys.stdin:
+        command = line.strip()
+        if command == "count":
+            out.write(f"{counter.take(reset=False)}\n")
+        elif command == "reset":
+            counter.take(reset=True)
+            out.write("ok\n")
+        elif command == "quit":
+            break
+        else:
+            out.write(f"error unknown command {command!r}\n")
+        out.flush()
+    listener.close()
+    return 0
+
+
+# -- parent side ----------------------------------------------------------------
+
+
+class ServerProcess:
+    """A handle on the bench server running in a child process.
+
+    Use it as a context manager. ``connections()`` reads the count of
+    connections accepted since the last ``reset()``, over the control pipe.
+
+    Args:
+        cert: server certificate PEM path, for HTTPS; plain HTTP if omitted.
+        key: the certificate's private key PEM path.
+
+    Raises:
+        RuntimeError: the server did not start; the message has its stderr.
+    """
+
+    def __init__(self, *, cert: str | None = None, key: str | None = None) -> None:
+        self.scheme = "https" if cert else "http"
+        command = [sys.executable, os.path.abspath(__file__), "--port", "0"]
+        if cert:
+            command += ["--cert", cert, "--key", key or cert]
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the process
+        self._process = subprocess.Popen(
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            text=True,
+            bufsize=1,
+        )
+        self._lock = threading.Lock()
+        try:
+            self.port = self._read_port()
+        except BaseException:
+            self.close()
+            raise
+
+    def _read_port(self) -> int:
+        timer = threading.Timer(_START_TIMEOUT, self._process.kill)
+        timer.start()
+        try:
+            line = self._stdout.readline()
+        finally:
+            timer.cancel()
+        if not line.startswith("port "):
+            self._process.wait(5)
+            self._stderr.seek(0)
+            detail = self._stderr.read().decode("utf-8", "replace").strip().splitlines()
+            raise RuntimeError("bench server did not start: " + (detail[-1] if detail else "no output"))
+        return int(line.split()[1])
+
+    @property
+    def _stdout(self) -> IO[str]:
+        assert self._process.stdout is not None
+        return self._process.stdout
+
+    def _ask(self, command: str) -> str:
+        stdin = self._process.stdin
+        assert stdin is not None
+        with self._lock:
+            stdin.write(command + "\n")
+            stdin.flush()
+            answer = self._stdout.readline().strip()
+        if not answer or answer.startswith("error"):
+            raise RuntimeError(f"bench server answered {answer!r} to {command!r}")
+        return answer
+
+    def url(self, path: str = "/ok") -> str:
+        """Return the URL of ``path`` on the server."""
+        return f"{self.scheme}://127.0.0.1:{self.port}{path}"
+
+    def connections(self) -> int:
+        """Return how many connections the server accepted since the last reset."""
+        return int(self._ask("count"))
+
+    def reset(self) -> None:
+        """Set the connection count back to zero."""
+        self._ask("reset")
+
+    def close(self) -> None:
+        """Stop the server process and release its pipes; safe to call twice."""
+        process = self._process
+        if process.returncode is None:
+            try:
+                if process.stdin is not None:
+                    process.stdin.write("quit\n")
+                    process.stdin.flush()
+            except (OSError, ValueError):
+                pass
+            try:
+                process.wait(5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        for pipe in (process.stdin, process.stdout):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
+        self._stderr.close()
+
+    def __enter__(self) -> ServerProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
