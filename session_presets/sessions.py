@@ -343,15 +343,16 @@ class PresetSession(requests.Session):
         }
 
     def prepare_request(self, request: requests.Request) -> PreparedRequest:
-        if self.config.store_credentials and request.auth is None and self.auth is None and request.url:
+        url = request.url
+        if self.config.store_credentials and request.auth is None and self.auth is None and url:
             request = copy.copy(request)
-            request.auth = get_netrc_auth(request.url)
+            request.auth = get_netrc_auth(url)
         if not request.headers or not request.params:
             # Same result as merging an empty mapping, without requests' slow
             # runtime Protocol checks; the caller's Request is left untouched.
             request = copy.copy(request)
             request.headers = request.headers or None  # type: ignore[assignment]
-            request.params = request.params or None  # type: ignore[assignment]
+            request.params = request.params or None
         return super().prepare_request(request)
 
     def rebuild_auth(self, prepared_request: PreparedRequest, response: Response) -> None:

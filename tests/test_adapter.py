@@ -223,3 +223,48 @@ def test_adapter_can_be_mounted_on_plain_session(http_server: LoopbackServer) ->
         session.get(http_server.url("/echo"))
     assert http_server.requests[-1].header("Pragma") == "no-cache"
     assert adapter.counters.snapshot()["requests"] == 1
+
+
+def test_requests_read_no_environment_and_no_files(http_server: LoopbackServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once built, a session's requests read neither os.environ nor netrc nor any file."""
+    import os
+    import sys
+
+    with default_session() as session:
+        session.get(http_server.url())  # warm: pools built
+
+        class SpyEnviron(dict):  # type: ignore[type-arg]
+            reads: list[str] = []
+
+            def __getitem__(self, key):  # type: ignore[no-untyped-def]
+                self.reads.append(key)
+                return super().__getitem__(key)
+
+            def get(self, key, default=None):  # type: ignore[no-untyped-def]
+                self.reads.append(key)
+                return super().get(key, default)
+
+            def __iter__(self):  # type: ignore[no-untyped-def]
+                self.reads.append("<iter>")
+                return super().__iter__()
+
+        spy = SpyEnviron(os.environ)
+        monkeypatch.setattr(os, "environ", spy)
+        opened: list[str] = []
+
+        def audit(event: str, args: tuple) -> None:  # type: ignore[type-arg]
+            if event in ("open", "os.listdir", "os.scandir") and threading.current_thread() is main:
+                opened.append(f"{event}:{args[0]!r}")
+
+        def no_netrc(*args: object, **kwargs: object) -> None:
+            raise AssertionError("netrc was consulted")
+
+        main = threading.current_thread()
+        monkeypatch.setattr(requests.sessions, "get_netrc_auth", no_netrc)
+        monkeypatch.setattr(requests.utils, "get_netrc_auth", no_netrc)
+        sys.addaudithook(audit)
+        for _ in range(5):
+            session.get(http_server.url())
+        main = None  # type: ignore[assignment]  # disarm the hook (audit hooks cannot be removed)
+        assert spy.reads == []
+        assert opened == []
