@@ -62,6 +62,8 @@ class _State:
     requests: list[Seen] = field(default_factory=list)
     routes: dict[str, Route] = field(default_factory=dict)
     open_sockets: list[socket.socket] = field(default_factory=list)
+    accepted: int = 0
+    handshake_errors: list[str] = field(default_factory=list)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -240,10 +242,14 @@ class _Server(ThreadingHTTPServer):
         # Headers and body go out in separate writes: without NODELAY, Nagle plus
         # the client's delayed ACK would add 40 ms to every response.
         request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with self.state.lock:
+            self.state.accepted += 1
         if self.tls_context is not None:
             try:
                 request = self.tls_context.wrap_socket(request, server_side=True)
-            except (OSError, ssl.SSLError):
+            except (OSError, ssl.SSLError) as exc:
+                with self.state.lock:
+                    self.state.handshake_errors.append(str(exc))
                 return
         try:
             super().finish_request(request, client_address)
@@ -294,6 +300,18 @@ class LoopbackServer:
     def connections(self) -> int:
         with self.state.lock:
             return self.state.connections
+
+    @property
+    def accepted(self) -> int:
+        """TCP connections accepted, TLS handshake failures included (``connections`` counts only served ones)."""
+        with self.state.lock:
+            return self.state.accepted
+
+    @property
+    def handshake_errors(self) -> list[str]:
+        """The server-side error of every failed TLS handshake, such as an alert from the client."""
+        with self.state.lock:
+            return list(self.state.handshake_errors)
 
     @property
     def requests(self) -> list[Seen]:
