@@ -87,9 +87,15 @@ def mask_url(url: str) -> str:
     return _CREDENTIALS_IN_URL.sub("***@", url)
 
 
+def _shown(value: object) -> str:
+    try:
+        return repr(mask_url(value) if isinstance(value, str) else value)
+    except ValueError:  # an int with more digits than int->str conversion allows
+        return "<a number too large to show>"
+
+
 def _bad(field: str, value: object) -> ConfigError:
-    shown = mask_url(value) if isinstance(value, str) else value
-    return ConfigError(f"{field}={shown!r} is invalid: expected {FIELD_FORMS[field]}")
+    return ConfigError(f"{field}={_shown(value)} is invalid: expected {FIELD_FORMS[field]}")
 
 
 def _duration(field: str, value: object, *, allow_none: bool = False, allow_zero: bool = False) -> float | None:
@@ -97,7 +103,10 @@ def _duration(field: str, value: object, *, allow_none: bool = False, allow_zero
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise _bad(field, value)
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond float range
+        raise _bad(field, value) from None
     if math.isnan(number) or math.isinf(number) or number < 0 or (number == 0 and not allow_zero):
         raise _bad(field, value)
     return number
