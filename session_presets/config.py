@@ -133,8 +133,7 @@ def _choice(field: str, value: object, choices: Iterable[str]) -> str:
 def _clean_text(field: str, value: object, *, what: str = "") -> str:
     if not isinstance(value, str) or "\r" in value or "\n" in value or "\x00" in value:
         label = f"{field}{what}"
-        shown = value if not isinstance(value, str) else mask_url(value)
-        raise ConfigError(f"{label}={shown!r} is invalid: CR, LF and NUL are not allowed ({FIELD_FORMS[field]})")
+        raise ConfigError(f"{label}={_shown(value)} is invalid: CR, LF and NUL are not allowed ({FIELD_FORMS[field]})")
     return value
 
 
