@@ -124,7 +124,10 @@ def _load_cookie_file(path: str) -> RequestsCookieJar:
                 "refusing to read cookies from it"
             )
         source = http.cookiejar.MozillaCookieJar()
-        source.load(path, ignore_discard=True, ignore_expires=False)
+        with warnings.catch_warnings():
+            # cookiejar warns "http.cookiejar bug!" on a malformed line before raising LoadError.
+            warnings.filterwarnings("ignore", "http.cookiejar bug", UserWarning)
+            source.load(path, ignore_discard=True, ignore_expires=False)
     except (http.cookiejar.LoadError, OSError, UnicodeDecodeError) as exc:
         raise ConfigError(
             f"cookie_file={path!r} cannot be read ({exc}); expected a Netscape cookies.txt file. "
