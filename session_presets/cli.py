@@ -207,8 +207,29 @@ def _shown(value: Any) -> str:
     return str(value)
 
 
+def _effective_presets() -> dict[str, PresetConfig]:
+    """Resolve every preset; bad variables of all presets are reported together.
+
+    Raises:
+        ConfigError: one or more variables are invalid; ``problems`` lists each once.
+    """
+    configs: dict[str, PresetConfig] = {}
+    problems: list[str] = []
+    for name in preset_names():
+        try:
+            configs[name] = get_preset(name)
+        except ConfigError as exc:
+            problems.extend(problem for problem in exc.problems if problem not in problems)
+    if len(problems) == 1:
+        raise ConfigError(problems[0], problems=problems)
+    if problems:
+        listing = "\n".join(f"  - {line}" for line in problems)
+        raise ConfigError(f"{len(problems)} invalid environment variables:\n{listing}", problems=problems)
+    return configs
+
+
 def _cmd_presets(args: argparse.Namespace) -> int:
-    configs: dict[str, PresetConfig] = {name: get_preset(name) for name in preset_names()}
+    configs = _effective_presets()
     if args.json:
         out: dict[str, dict[str, Any]] = {}
         for name, config in configs.items():

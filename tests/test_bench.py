@@ -1,0 +1,228 @@
+"""The bench: its out-of-process server, certificates, scenarios and report (tiny sizes)."""
+
+from __future__ import annotations
+
+import json
+import os
+import ssl
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+import requests
+
+from session_presets.bench import BenchOptions, run_bench
+from session_presets.bench.certs import BenchSetupError, make_certificates
+from session_presets.bench.report import format_table, ratios
+from session_presets.bench.scenarios import SCENARIOS, open_fds, rss_bytes
+from session_presets.bench.server import ServerProcess, blob_bytes
+from session_presets.cli import main
+
+RESULT_KEYS = {"requests", "seconds", "req_per_s", "connections_opened", "rss_growth_bytes", "open_fds_after"}
+
+
+@pytest.fixture(scope="module")
+def tiny_report() -> dict:  # type: ignore[type-arg]
+    """One HTTPS bench run with 20 requests and a 256 KiB download, through the CLI."""
+    import io
+    from contextlib import redirect_stdout
+
+    buffer = io.StringIO()
+    with redirect_stdout(buffer):
+        status = main(["bench", "--requests", "20", "--download-mib", "0.25", "--json"])
+    assert status == 0
+    report: dict = json.loads(buffer.getvalue())  # type: ignore[type-arg]
+    return report
+
+
+def test_bench_json_has_every_scenario_and_section(tiny_report: dict) -> None:  # type: ignore[type-arg]
+    """--json prints scenarios, ratios and environment; every scenario key is present."""
+    assert set(tiny_report) == {"scenarios", "ratios", "environment"}
+    assert set(tiny_report["scenarios"]) == set(SCENARIOS)
+    env = tiny_report["environment"]
+    for key in ("python", "requests", "urllib3", "cpu_count", "platform"):
+        assert env[key]
+    assert env["scheme"] == "https"
+
+
+def test_bench_request_scenarios_report_every_figure(tiny_report: dict) -> None:  # type: ignore[type-arg]
+    """Each request scenario that ran reports the six figures, with honest request counts."""
+    scenarios = tiny_report["scenarios"]
+    for name in ("requests_get", "session_per_call", "requests_session", "get_session",
+                 "ephemeral_per_call", "urllib3_pool", "httpx_client", "requests_stream"):
+        assert set(scenarios[name]) >= RESULT_KEYS, name
+        assert scenarios[name]["req_per_s"] > 0
+    assert scenarios["get_session"]["requests"] == 20
+    assert scenarios["requests_get"]["requests"] == 20
+
+
+def test_bench_server_counts_connections_per_scenario(tiny_report: dict) -> None:  # type: ignore[type-arg]
+    """get_session opens one connection for all its calls; per-call patterns one per call."""
+    scenarios = tiny_report["scenarios"]
+    assert scenarios["get_session"]["connections_opened"] == 1
+    assert scenarios["get_session"]["client_connections_opened"] == 1
+    assert scenarios["requests_session"]["connections_opened"] == 1
+    assert scenarios["urllib3_pool"]["connections_opened"] == 1
+    assert scenarios["requests_get"]["connections_opened"] == 20
+    assert scenarios["ephemeral_per_call"]["connections_opened"] == 20
+    assert scenarios["requests_stream"]["connections_opened"] == 1
+    assert scenarios["requests_stream"]["bytes"] == 256 * 1024
+
+
+def test_bench_ephemeral_sessions_leave_no_descriptors(tiny_report: dict) -> None:  # type: ignore[type-arg]
+    """ephemeral_per_call closes every session: descriptors end where they started."""
+    result = tiny_report["scenarios"]["ephemeral_per_call"]
+    assert result["open_fds_after"] == result["open_fds_before"]
+
+
+def test_bench_background_download_ran_or_says_why(tiny_report: dict) -> None:  # type: ignore[type-arg]
+    """background_download either reports its figures or names why it was skipped."""
+    result = tiny_report["scenarios"]["background_download"]
+    if "skipped" in result:
+        assert "background" in result["skipped"]
+    else:
+        assert set(result) >= RESULT_KEYS
+        assert result["bytes"] == 256 * 1024
+
+
+def test_bench_ratios_against_both_baselines(tiny_report: dict) -> None:  # type: ignore[type-arg]
+    """Ratios compare req/s with requests_get and requests_session."""
+    found = tiny_report["ratios"]
+    assert found["vs_requests_get"]["requests_get"] == pytest.approx(1.0)
+    assert found["vs_requests_session"]["requests_session"] == pytest.approx(1.0)
+    assert "get_session" in found["vs_requests_get"]
+    assert "requests_stream" not in found["vs_requests_get"]
+
+
+def test_bench_table_is_readable(tiny_report: dict) -> None:  # type: ignore[type-arg]
+    """The table names every scenario and ends with the ratios."""
+    table = format_table(tiny_report)
+    for name in SCENARIOS:
+        assert name in table
+    assert "req/s relative to requests_get:" in table
+    assert "req/s relative to requests_session:" in table
+
+
+def test_bench_http_subset_prints_a_table(capsys: pytest.CaptureFixture[str]) -> None:
+    """--scheme http with --scenarios runs only those, and prints the table."""
+    status = main(["bench", "--scheme", "http", "--requests", "10", "--scenarios", "get_session,requests_session"])
+    assert status == 0
+    out = capsys.readouterr().out
+    assert "get_session" in out
+    assert "requests_session" in out
+    assert "urllib3_pool" not in out
+
+
+def test_bench_unknown_scenario_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    """An unknown --scenarios name exits 2 and lists the known ones."""
+    assert main(["bench", "--requests", "5", "--scenarios", "warp_drive"]) == 2
+    assert "unknown scenario" in capsys.readouterr().err
+
+
+def test_ratios_skip_missing_and_skipped_scenarios() -> None:
+    """Skipped scenarios are left out of the ratios instead of dividing by nothing."""
+    found = ratios({"requests_get": {"req_per_s": 10.0}, "get_session": {"req_per_s": 200.0},
+                    "httpx_client": {"skipped": "httpx is not installed"}})
+    assert found == {"vs_requests_get": {"requests_get": 1.0, "get_session": 20.0}}
+
+
+def test_server_process_counts_and_resets() -> None:
+    """The server runs in another process and counts accepted connections over its pipe."""
+    with ServerProcess() as server, requests.Session() as session:
+        assert server.connections() == 0
+        for _ in range(3):
+            assert session.get(server.url("/ok")).text == "ok"
+        assert server.connections() == 1
+        requests.get(server.url("/ok"), timeout=5).close()
+        assert server.connections() == 2
+        server.reset()
+        assert server.connections() == 0
+        assert session.get(server.url("/missing")).status_code == 404
+
+
+def test_server_process_blob_supports_range_and_if_range() -> None:
+    """Blobs honour Range, and If-Range with a stale ETag gets the whole body."""
+    with ServerProcess() as server, requests.Session() as session:
+        url = server.url("/blob/1000")
+        whole = session.get(url)
+        assert whole.content == blob_bytes(0, 1000)
+        assert whole.headers["Accept-Ranges"] == "bytes"
+        etag = whole.headers["ETag"]
+        part = session.get(url, headers={"Range": "bytes=600-", "If-Range": etag})
+        assert part.status_code == 206
+        assert part.headers["Content-Range"] == "bytes 600-999/1000"
+        assert part.content == blob_bytes(600, 1000)
+        stale = session.get(url, headers={"Range": "bytes=600-", "If-Range": '"other"'})
+        assert stale.status_code == 200
+        assert len(stale.content) == 1000
+        assert session.get(url, headers={"Range": "bytes=5000-"}).status_code == 416
+
+
+def test_server_process_does_not_outlive_its_handle() -> None:
+    """close() stops the child process."""
+    server = ServerProcess()
+    process = server._process
+    server.close()
+    server.close()
+    assert process.returncode is not None
+
+
+def test_certificates_make_a_working_https_pair(tmp_path: Path) -> None:
+    """The throwaway CA signs a 127.0.0.1 certificate the bundle trusts (trustme path)."""
+    certs = make_certificates(str(tmp_path))
+    _check_pair(certs.cert, certs.key, certs.bundle)
+    with open(certs.bundle) as bundle, open(certs.ca) as ca:
+        assert bundle.read().rstrip().endswith(ca.read().rstrip())
+
+
+def test_certificates_fall_back_to_cryptography(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without trustme, the cryptography package makes an equivalent pair."""
+    monkeypatch.setitem(sys.modules, "trustme", None)
+    certs = make_certificates(str(tmp_path))
+    _check_pair(certs.cert, certs.key, certs.bundle)
+
+
+def test_certificates_without_any_backend_say_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without trustme and cryptography the HTTPS bench exits 2 suggesting the bench extra."""
+    monkeypatch.setitem(sys.modules, "trustme", None)
+    monkeypatch.setitem(sys.modules, "cryptography", None)
+    with pytest.raises(BenchSetupError, match=r"pip install 'session-presets\[bench\]'"):
+        make_certificates(str(tmp_path))
+    assert main(["bench", "--requests", "2"]) == 2
+    assert "session-presets[bench]" in capsys.readouterr().err
+
+
+def _check_pair(cert: str, key: str, bundle: str) -> None:
+    with ServerProcess(cert=cert, key=key) as server:
+        context = ssl.create_default_context(cafile=bundle)
+        with urllib.request.urlopen(server.url("/ok"), context=context, timeout=10) as response:
+            assert response.read() == b"ok"
+
+
+def test_measurements_work_without_psutil(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without psutil, memory and descriptors come from /proc (or resource)."""
+    with_psutil = open_fds()
+    monkeypatch.setitem(sys.modules, "psutil", None)
+    assert rss_bytes() > 0
+    assert abs(open_fds() - with_psutil) <= 1
+
+
+def test_run_bench_rejects_bad_options() -> None:
+    """Option validation names the bad option."""
+    with pytest.raises(ValueError, match="--requests"):
+        run_bench(BenchOptions(requests=0))
+    with pytest.raises(ValueError, match="--scheme"):
+        run_bench(BenchOptions(scheme="ftp"))
+
+
+def test_bench_leaves_no_scratch_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The scratch directory (certificates, downloads) is removed after the run."""
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    run_bench(BenchOptions(requests=3, download_mib=0.01, scenarios=["requests_stream", "get_session"]))
+    assert os.listdir(tmp_path) == []
