@@ -112,6 +112,20 @@ def _duration(field: str, value: object, *, allow_none: bool = False, allow_zero
     return number
 
 
+#: The longest connect or read timeout that every platform's sockets accept (about 31 years).
+_MAX_SOCKET_TIMEOUT: Final = 1e9
+
+
+def _socket_timeout(field: str, value: object) -> float | None:
+    number = _duration(field, value)
+    if number is not None and number > _MAX_SOCKET_TIMEOUT:
+        raise ConfigError(
+            f"{field}={_shown(value)} is invalid: longer than a socket timeout can be "
+            f"(at most {_MAX_SOCKET_TIMEOUT:g}s); expected {FIELD_FORMS[field]}"
+        )
+    return number
+
+
 def _whole(field: str, value: object, *, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise _bad(field, value)
@@ -215,8 +229,8 @@ def _retries(value: object) -> int | None:
 #: One check per field: returns the normalised value or raises ConfigError.
 _VALIDATORS: Final[Mapping[str, Callable[[Any], Any]]] = types.MappingProxyType(
     {
-        "connect_timeout": lambda v: _duration("connect_timeout", v),
-        "read_timeout": lambda v: _duration("read_timeout", v),
+        "connect_timeout": lambda v: _socket_timeout("connect_timeout", v),
+        "read_timeout": lambda v: _socket_timeout("read_timeout", v),
         "total_timeout": lambda v: _duration("total_timeout", v, allow_none=True),
         "retries": _retries,
         "backoff_factor": lambda v: _duration("backoff_factor", v, allow_zero=True),
