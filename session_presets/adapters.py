@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 #: Methods retried after a read error or a retryable status: the idempotent ones.
 IDEMPOTENT_METHODS: Final = frozenset({"DELETE", "GET", "HEAD", "OPTIONS", "PUT", "TRACE"})
 
+#: Origins whose pool lookup is remembered per adapter before the memo is emptied.
+_POOL_CACHE_SIZE: Final = 64
+
 #: How finely a retry back-off sleep checks for cancellation.
 _SLEEP_SLICE: Final = 0.05
 
@@ -260,6 +263,7 @@ class PresetAdapter(HTTPAdapter):
             self.counters, config.max_connection_age, None if config.verify else self._context
         )
         self._no_cache = config.cache_policy == "reload"
+        self._pool_cache: dict[tuple[str, Any, Any], HTTPConnectionPool] = {}
         retry = PresetRetry(
             total=config.retries,
             connect=None,
@@ -317,6 +321,34 @@ class PresetAdapter(HTTPAdapter):
             pool_kwargs = {"ssl_context": context, "cert_reqs": _cert_reqs(context)}
         return host_params, pool_kwargs
 
+    def get_connection_with_tls_context(
+        self,
+        request: PreparedRequest,
+        verify: Any,
+        proxies: dict[str, str] | None = None,
+        cert: Any = None,
+    ) -> HTTPConnectionPool:
+        # Direct connections are looked up once per origin and trust setting;
+        # requests would parse the URL three times and rebuild the pool key.
+        url = request.url
+        if proxies or not isinstance(url, str):
+            return super().get_connection_with_tls_context(request, verify, proxies=proxies, cert=cert)
+        slash = url.find("/", url.find("//") + 2)
+        key = (url[:slash] if slash > 0 else url, verify, cert)
+        pool = self._pool_cache.get(key)
+        if pool is None or pool.pool is None:
+            pool = super().get_connection_with_tls_context(request, verify, proxies=proxies, cert=cert)
+            if len(self._pool_cache) >= _POOL_CACHE_SIZE:
+                self._pool_cache.clear()
+            self._pool_cache[key] = pool
+        return pool
+
+    def request_url(self, request: PreparedRequest, proxies: dict[str, str] | None) -> str:
+        if proxies:
+            return super().request_url(request, proxies)
+        path = request.path_url
+        return "/" + path.lstrip("/") if path.startswith("//") else path
+
     def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
         # Deliberately empty: requests would set ca_certs on the pool here, and
         # urllib3 would then load that bundle on every new connection. The shared
@@ -350,6 +382,7 @@ class PresetAdapter(HTTPAdapter):
 
     def close_idle(self) -> None:
         """Close every pooled connection; connections in use close when released."""
+        self._pool_cache.clear()
         self.poolmanager.clear()
         for manager in list(self.proxy_manager.values()):
             manager.clear()
@@ -357,5 +390,6 @@ class PresetAdapter(HTTPAdapter):
     def forget_pools_after_fork(self) -> None:
         """Drop every pool without touching its sockets (they belong to the parent)."""
         self.proxy_manager = {}
+        self._pool_cache = {}
         self.init_poolmanager(self._pool_connections, self._pool_maxsize, block=self._pool_block)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import collections
-import copy
 import contextlib
 import enum
 import http.cookiejar
@@ -22,7 +21,9 @@ from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
-from requests.cookies import RequestsCookieJar
+from requests.cookies import RequestsCookieJar, cookiejar_from_dict, merge_cookies
+from requests.sessions import merge_hooks, merge_setting
+from requests.structures import CaseInsensitiveDict
 from requests.models import PreparedRequest, Response
 from requests.utils import address_in_network, get_netrc_auth, is_ipv4_address, is_valid_cidr
 from urllib3.exceptions import ResponseError
@@ -103,6 +104,16 @@ def safe_url(url: str | bytes | None) -> str:
     if parts.port is not None:
         host = f"{host}:{parts.port}"
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+class _PresetPreparedRequest(PreparedRequest):
+    """A PreparedRequest that skips the Cookie header work when there are no cookies."""
+
+    def prepare_cookies(self, cookies: Any) -> None:
+        if isinstance(cookies, http.cookiejar.CookieJar) and next(iter(cookies), None) is None:
+            self._cookies = cookies
+            return
+        super().prepare_cookies(cookies)
 
 
 class _BlockAllCookies(http.cookiejar.DefaultCookiePolicy):
@@ -346,17 +357,38 @@ class PresetSession(requests.Session):
         }
 
     def prepare_request(self, request: requests.Request) -> PreparedRequest:
+        # The same merge as requests.Session.prepare_request, minus what this
+        # session never does (netrc unless store_credentials) and minus the
+        # work an empty mapping costs there (runtime Protocol checks, cookie
+        # headers from empty jars), which is most of its time.
         url = request.url
-        if self.config.store_credentials and request.auth is None and self.auth is None and url:
-            request = copy.copy(request)
-            request.auth = get_netrc_auth(url)
-        if not request.headers or not request.params:
-            # Same result as merging an empty mapping, without requests' slow
-            # runtime Protocol checks; the caller's Request is left untouched.
-            request = copy.copy(request)
-            request.headers = request.headers or None  # type: ignore[assignment]
-            request.params = request.params or None
-        return super().prepare_request(request)
+        cookies: Any = request.cookies or {}
+        if not isinstance(cookies, http.cookiejar.CookieJar):
+            cookies = cookiejar_from_dict(cookies)
+        merged_cookies = merge_cookies(merge_cookies(RequestsCookieJar(), self.cookies), cookies)
+        auth = request.auth
+        if self.config.store_credentials and not auth and not self.auth and url:
+            auth = get_netrc_auth(url)
+        headers: Any = self.headers
+        if request.headers:
+            headers = merge_setting(request.headers, self.headers, dict_class=CaseInsensitiveDict)
+        params: Any = None
+        if request.params or self.params:
+            params = merge_setting(request.params, self.params)
+        prepared = _PresetPreparedRequest()
+        prepared.prepare(
+            method=(request.method or "").upper(),
+            url=url,
+            files=request.files,
+            data=request.data,
+            json=request.json,
+            headers=headers,
+            params=params,
+            auth=merge_setting(auth, self.auth),
+            cookies=merged_cookies,
+            hooks=merge_hooks(request.hooks, self.hooks),
+        )
+        return prepared
 
     def rebuild_auth(self, prepared_request: PreparedRequest, response: Response) -> None:
         if not self.config.allow_insecure_redirects:
