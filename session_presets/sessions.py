@@ -22,9 +22,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import requests
 from requests.cookies import RequestsCookieJar, cookiejar_from_dict, merge_cookies
+from requests.models import PreparedRequest, Response
 from requests.sessions import merge_hooks, merge_setting
 from requests.structures import CaseInsensitiveDict
-from requests.models import PreparedRequest, Response
 from requests.utils import address_in_network, get_netrc_auth, is_ipv4_address, is_valid_cidr
 from urllib3.exceptions import ResponseError
 
