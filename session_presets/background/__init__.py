@@ -1,31 +1,16 @@
-"""Background sessions: resumable file transfers with a journal (DESIGN §7)."""
+"""Background sessions: resumable file transfers with a journal (DESIGN §7).
+
+- ``engine``: BackgroundSession, its worker threads and lifecycle, and
+  ``background_session``, which keeps one live object per identifier.
+- ``transfer``: one task's attempts: Range/If-Range resume, back-off, verification.
+- ``journal``: the SQLite journal that lets a new process resume.
+- ``lockfile``: the OS lock (one process per identifier) and the state directory.
+- ``task``: TransferTask and TransferState.
+"""
 
 from __future__ import annotations
 
-import enum
-from typing import Any
+from .engine import BackgroundSession, background_session
+from .task import TransferState, TransferTask
 
 __all__ = ["BackgroundSession", "TransferState", "TransferTask", "background_session"]
-
-
-class TransferState(str, enum.Enum):
-    """State of a background transfer."""
-
-    PENDING = "pending"
-    RUNNING = "running"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-
-class TransferTask:
-    """One download or upload of a background session (placeholder)."""
-
-
-class BackgroundSession:
-    """Runs transfers on worker threads with a journal (placeholder)."""
-
-
-def background_session(identifier: str, **overrides: Any) -> BackgroundSession:
-    """Return the live background session of ``identifier`` (placeholder)."""
-    raise NotImplementedError("background sessions are not built yet")

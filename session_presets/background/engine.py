@@ -1,0 +1,594 @@
+"""BackgroundSession: worker threads, the task queue, the lifecycle and one object per identifier."""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any, Final
+
+from ..config import PresetConfig
+from ..errors import ConfigError, SessionInvalidatedError, TransferError
+from ..presets import resolve
+from ..sessions import InvalidationTimeoutError, PresetSession, SessionState, safe_url
+from .journal import Journal, TaskRecord
+from .lockfile import IdentifierLock, default_state_dir, validate_identifier
+from .task import DOWNLOAD, FINISHED, UPLOAD, ProgressCallback, TransferState, TransferTask
+from .transfer import DiskFullError, Runner, Stopped
+
+__all__ = ["BackgroundSession", "background_session"]
+
+log = logging.getLogger(__name__)
+
+#: How long invalidate_and_cancel (and process exit) waits for workers to stop.
+STOP_GRACE: Final = 2.0
+
+#: Headers a download manages itself; a caller may not set them.
+_MANAGED_HEADERS: Final = frozenset({"range", "if-range", "accept-encoding"})
+
+_SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
+
+_registry: dict[str, BackgroundSession] = {}
+_registry_lock = threading.Lock()
+
+
+def _check_headers(headers: Mapping[str, str] | None, *, download: bool) -> dict[str, str]:
+    if headers is None:
+        return {}
+    if not isinstance(headers, Mapping):
+        raise ConfigError(f"headers={headers!r} is invalid: expected a mapping of header names to strings")
+    clean: dict[str, str] = {}
+    for name, value in headers.items():
+        if not isinstance(name, str) or not isinstance(value, str) or any(c in name + value for c in "\r\n\0"):
+            raise ConfigError(f"headers: {name!r} is invalid: names and values must be strings without CR, LF, NUL")
+        if download and name.lower() in _MANAGED_HEADERS:
+            raise ConfigError(f"headers: {name!r} is refused: background downloads manage it themselves")
+        clean[name] = value
+    return clean
+
+
+def _check_url(url: object) -> str:
+    if not isinstance(url, str) or not re.match(r"^https?://[^/\s]+", url, re.IGNORECASE):
+        shown = safe_url(url) if isinstance(url, str) else url
+        raise ConfigError(f"url={shown!r} is invalid: expected an absolute http:// or https:// URL")
+    return url
+
+
+class BackgroundSession:
+    """Resumable file transfers on worker threads, with a journal that survives the process.
+
+    Get one with :func:`background_session`: there is one live object per
+    identifier per process, and one process per identifier at a time.
+
+    Attributes:
+        identifier: the name of the session; it names the journal and lock files.
+        config: the effective ``background`` preset.
+        journal_path: ``<state_dir>/<identifier>.sqlite3``.
+
+    Raises:
+        IdentifierInUseError: another live process holds the identifier.
+        TransferError: the journal is damaged, not SQLite, or from a newer version.
+    """
+
+    def __init__(self, identifier: str, config: PresetConfig, *, auth: Any = None) -> None:
+        self.identifier = validate_identifier(identifier)
+        self.config = config
+        self._auth = auth
+        state_dir = config.state_dir or default_state_dir()
+        try:
+            os.makedirs(state_dir, mode=0o700, exist_ok=True)
+        except OSError as exc:
+            raise TransferError(f"cannot create the state directory {state_dir!r}: {exc}") from exc
+        self.state_dir = state_dir
+        self.journal_path = os.path.join(state_dir, f"{identifier}.sqlite3")
+        self._lockfile = IdentifierLock(os.path.join(state_dir, f"{identifier}.lock"), identifier)
+        try:
+            self._journal = Journal(self.journal_path)
+        except BaseException:
+            self._lockfile.release()
+            raise
+        self._state = SessionState.ACTIVE
+        self._cond = threading.Condition(threading.Lock())
+        self._tasks: dict[int, TransferTask] = {}
+        self._queue: collections.deque[TransferTask] = collections.deque()
+        self._workers: list[threading.Thread] = []
+        self._stopping = False
+        # The engine retries and resumes by itself: the HTTP layer must not retry.
+        self._http = PresetSession(config.replace(retries=0, retry_statuses=frozenset()), _registry_owned=True)
+        self._runner = Runner(self._http, config, auth, self._journal)
+        try:
+            self._reattach()
+        except BaseException:
+            self._close_resources()
+            raise
+        log.debug("background session %r opened (journal %r)", identifier, self.journal_path)
+
+    # -- state -----------------------------------------------------------------
+
+    @property
+    def state(self) -> SessionState:
+        """Where the session is in its lifecycle: active, invalidating, invalidated."""
+        return self._state
+
+    def __repr__(self) -> str:
+        return f"<BackgroundSession {self.identifier!r} state={self._state.value} tasks={len(self._tasks)}>"
+
+    def __enter__(self) -> BackgroundSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.finish_tasks_and_invalidate()
+
+    def _require_active(self) -> None:
+        if self._state is not SessionState.ACTIVE:
+            raise SessionInvalidatedError(
+                f"background session {self.identifier!r} is {self._state.value}; it refuses new transfers. "
+                f"Call background_session({self.identifier!r}) for a new one."
+            )
+
+    # -- journal ---------------------------------------------------------------
+
+    def _reattach(self) -> None:
+        records = self._journal.load()
+        with self._cond:
+            for record in records:
+                self._tasks[record.id] = self._task_from_record(record)
+
+    def _task_from_record(self, record: TaskRecord) -> TransferTask:
+        state = TransferState(record.state)
+        resume = state in (TransferState.PENDING, TransferState.RUNNING) or (
+            state is TransferState.FAILED and record.resumable
+        )
+        bytes_done = record.bytes_done
+        if resume and record.kind == DOWNLOAD:
+            try:
+                bytes_done = os.stat(record.path + ".part").st_size
+            except FileNotFoundError:
+                bytes_done = 0
+        task = TransferTask(
+            self,
+            task_id=record.id,
+            kind=record.kind,
+            url=record.url,
+            path=record.path,
+            method=record.method,
+            headers=record.headers,
+            sha256=record.sha256,
+            progress=None,
+            created_at=record.created_at,
+            state=TransferState.PENDING if resume else state,
+            bytes_done=bytes_done,
+            bytes_total=record.bytes_total,
+            etag=record.etag,
+            last_modified=record.last_modified,
+            error=None if resume or record.error is None else TransferError(record.error),
+        )
+        if resume:
+            log.debug(
+                "resuming task %d (%s of %s) from byte %d", record.id, record.kind, safe_url(record.url), bytes_done
+            )
+            self._runner.save(task, state=TransferState.PENDING.value, error=None, resumable=0, bytes_done=bytes_done)
+            self._enqueue(task)
+        return task
+
+    # -- transfers -------------------------------------------------------------
+
+    def download(
+        self,
+        url: str,
+        dest: str | os.PathLike[str],
+        *,
+        headers: Mapping[str, str] | None = None,
+        sha256: str | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> TransferTask:
+        """Start downloading ``url`` into ``dest`` on a worker thread.
+
+        The body goes to ``dest + ".part"``, which becomes ``dest`` only when it
+        is complete: its length matches, and its sha256 if one is given.
+
+        Args:
+            url: an http:// or https:// URL.
+            dest: the file to create; its directory must exist.
+            headers: extra request headers. Authorization, Proxy-Authorization
+                and Cookie are sent but never written to the journal.
+            sha256: the expected hex digest of the file.
+            progress: called with the task from a worker thread, at most about
+                10 times a second and once more when the task ends.
+
+        Returns:
+            The task, already queued.
+
+        Raises:
+            SessionInvalidatedError: the session is invalidating or invalidated.
+            ConfigError: an argument is invalid, or another unfinished task
+                writes to ``dest``.
+            TransferError: the journal cannot be written.
+        """
+        url = _check_url(url)
+        path = os.path.abspath(os.fspath(dest))
+        clean = _check_headers(headers, download=True)
+        if sha256 is not None and (not isinstance(sha256, str) or not _SHA256.match(sha256)):
+            raise ConfigError(f"sha256={sha256!r} is invalid: expected 64 hexadecimal digits")
+        if not os.path.isdir(os.path.dirname(path)):
+            raise ConfigError(f"dest={path!r} is invalid: its directory does not exist")
+        with self._cond:
+            self._require_active()
+            for other in self._tasks.values():
+                if other.kind == DOWNLOAD and other.dest == path and not other.done:
+                    raise ConfigError(f"dest={path!r} is already the target of unfinished task {other.id}")
+            try:
+                # A .part no task owns cannot be trusted to resume from.
+                os.unlink(path + ".part")
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise TransferError(f"cannot remove the stale {path + '.part'!r}: {exc}") from exc
+            return self._add(DOWNLOAD, url, path, "GET", clean, None if sha256 is None else sha256.lower(), progress)
+
+    def upload(
+        self,
+        url: str,
+        src: str | os.PathLike[str],
+        *,
+        method: str = "PUT",
+        headers: Mapping[str, str] | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> TransferTask:
+        """Start sending the file ``src`` to ``url`` on a worker thread.
+
+        The body streams from the file; a failed attempt is retried from the start.
+
+        Args:
+            url: an http:// or https:// URL.
+            src: the file to send.
+            method: the HTTP method, ``PUT`` unless told otherwise.
+            headers: extra request headers (credentials never reach the journal).
+            progress: called as for :meth:`download`.
+
+        Returns:
+            The task, already queued.
+
+        Raises:
+            SessionInvalidatedError: the session is invalidating or invalidated.
+            ConfigError: an argument is invalid or ``src`` is not a readable file.
+            TransferError: the journal cannot be written.
+        """
+        url = _check_url(url)
+        path = os.path.abspath(os.fspath(src))
+        clean = _check_headers(headers, download=False)
+        if not isinstance(method, str) or not re.match(r"^[A-Z]+$", method.upper()):
+            raise ConfigError(f"method={method!r} is invalid: expected an HTTP method such as 'PUT' or 'POST'")
+        if not os.path.isfile(path):
+            raise ConfigError(f"src={path!r} is invalid: it is not an existing file")
+        with self._cond:
+            self._require_active()
+            return self._add(UPLOAD, url, path, method.upper(), clean, None, progress)
+
+    def _add(
+        self,
+        kind: str,
+        url: str,
+        path: str,
+        method: str,
+        headers: dict[str, str],
+        sha256: str | None,
+        progress: ProgressCallback | None,
+    ) -> TransferTask:
+        task_id, created_at = self._journal.add(
+            kind=kind,
+            url=url,
+            path=path,
+            method=method,
+            headers=headers,
+            sha256=sha256,
+            state=TransferState.PENDING.value,
+        )
+        task = TransferTask(
+            self,
+            task_id=task_id,
+            kind=kind,
+            url=url,
+            path=path,
+            method=method,
+            headers=headers,
+            sha256=sha256,
+            progress=progress,
+            created_at=created_at,
+        )
+        self._tasks[task_id] = task
+        self._enqueue(task)
+        log.debug("queued task %d: %s %s", task_id, kind, safe_url(url))
+        return task
+
+    def _enqueue(self, task: TransferTask) -> None:
+        self._queue.append(task)
+        if not self._workers:
+            for number in range(self.config.max_concurrent_transfers):
+                worker = threading.Thread(
+                    target=self._work, name=f"session-presets-{self.identifier}-{number}", daemon=True
+                )
+                self._workers.append(worker)
+                worker.start()
+        self._cond.notify()
+
+    def tasks(self) -> list[TransferTask]:
+        """Return every task of the session, oldest first, finished ones included until forgotten."""
+        with self._cond:
+            return list(self._tasks.values())
+
+    def forget(self, task: TransferTask) -> None:
+        """Drop ``task`` from the session and its journal, cancelling it first if unfinished.
+
+        Raises:
+            ConfigError: the task does not belong to this session.
+            TransferError: the journal cannot be written.
+        """
+        if self._tasks.get(task.id) is not task:
+            raise ConfigError(f"{task!r} does not belong to background session {self.identifier!r}")
+        if not task.done:
+            task.cancel()
+            task.wait(STOP_GRACE)
+        with self._cond:
+            self._tasks.pop(task.id, None)
+            if self._state is not SessionState.INVALIDATED:
+                self._journal.delete(task.id)
+
+    # -- workers ---------------------------------------------------------------
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._stopping:
+                    self._cond.wait()
+                if self._stopping:
+                    return
+                task = self._queue.popleft()
+                task._state = TransferState.RUNNING
+            self._runner.save(task, state=TransferState.RUNNING.value)
+            self._execute(task)
+            with self._cond:
+                self._cond.notify_all()
+
+    def _execute(self, task: TransferTask) -> None:
+        try:
+            self._runner.run(task)
+        except Stopped:
+            if task._cancel_requested:
+                self._end_cancelled(task)
+            else:
+                # The process is suspending: the journal keeps the task for the next run.
+                task._state = TransferState.PENDING
+                self._runner.save(task, state=TransferState.PENDING.value, bytes_done=task.bytes_done)
+                task._done.set()
+            return
+        except TransferError as exc:
+            self._end(task, TransferState.FAILED, exc)
+            return
+        except Exception as exc:
+            log.debug("task %d failed unexpectedly", task.id, exc_info=True)
+            error = TransferError(f"{task.kind} of {safe_url(task.url)} failed unexpectedly: {exc!r}")
+            error.__cause__ = exc
+            self._end(task, TransferState.FAILED, error)
+            return
+        self._end(task, TransferState.COMPLETED, None)
+
+    def _end(self, task: TransferTask, state: TransferState, error: TransferError | None) -> None:
+        task._error = error
+        task._state = state
+        self._runner.save(
+            task,
+            state=state.value,
+            error=None if error is None else str(error),
+            resumable=int(isinstance(error, DiskFullError)),
+            bytes_done=task.bytes_done,
+            bytes_total=task.bytes_total,
+        )
+        log.debug("task %d %s", task.id, state.value)
+        task._notify(final=True)
+        task._done.set()
+
+    def _end_cancelled(self, task: TransferTask) -> None:
+        if task.kind == DOWNLOAD:
+            try:
+                os.unlink(task.path + ".part")
+            except FileNotFoundError:
+                pass
+            except OSError as exc:  # pragma: no cover - we own the .part we wrote
+                log.debug("cannot remove %r: %s", task.path + ".part", exc)
+        self._end(task, TransferState.CANCELLED, None)
+
+    def _cancel(self, task: TransferTask) -> None:
+        with self._cond:
+            if task.state in FINISHED or task._cancel_requested:
+                return
+            task._cancel_requested = True
+            task._stop.set()
+            queued = task.state is TransferState.PENDING and task in self._queue
+            if queued:
+                self._queue.remove(task)
+        if queued:
+            self._end_cancelled(task)
+            with self._cond:
+                self._cond.notify_all()
+        else:
+            self._runner.interrupt(task)
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def finish_tasks_and_invalidate(self, timeout: float | None = None) -> None:
+        """Refuse new transfers, wait for every task to end, then release the identifier.
+
+        Safe to call twice. Afterwards ``background_session(identifier)`` returns a new object.
+
+        Args:
+            timeout: seconds to wait for the tasks; None waits as long as they take.
+
+        Raises:
+            InvalidationTimeoutError: tasks were still unfinished after
+                ``timeout``; the session stays invalidating and they keep running.
+        """
+        with self._cond:
+            if self._state is SessionState.INVALIDATED:
+                return
+            self._state = SessionState.INVALIDATING
+            ends = None if timeout is None else time.monotonic() + timeout
+            while True:
+                unfinished = [task for task in self._tasks.values() if not task.done]
+                if not unfinished:
+                    break
+                left = None if ends is None else ends - time.monotonic()
+                if left is not None and left <= 0:
+                    raise InvalidationTimeoutError(
+                        f"{len(unfinished)} transfer(s) still unfinished after {timeout:g}s; background "
+                        f"session {self.identifier!r} stays invalidating"
+                    )
+                self._cond.wait(left)
+        self._shut_down()
+
+    def invalidate_and_cancel(self) -> None:
+        """Refuse new transfers, cancel every unfinished task, delete their ``.part`` files.
+
+        Safe to call twice. Afterwards ``background_session(identifier)`` returns a new object.
+        """
+        with self._cond:
+            if self._state is SessionState.INVALIDATED:
+                return
+            self._state = SessionState.INVALIDATING
+            unfinished = [task for task in self._tasks.values() if not task.done]
+        for task in unfinished:
+            self._cancel(task)
+        ends = time.monotonic() + STOP_GRACE
+        for task in unfinished:
+            task.wait(max(0.0, ends - time.monotonic()))
+        self._shut_down()
+
+    def close(self) -> None:
+        """Same as ``finish_tasks_and_invalidate()``."""
+        self.finish_tasks_and_invalidate()
+
+    def _suspend(self, grace: float = STOP_GRACE) -> None:
+        """Stop every transfer but keep it in the journal for the next run (process exit)."""
+        with self._cond:
+            if self._state is SessionState.INVALIDATED:
+                return
+            self._state = SessionState.INVALIDATING
+            running = [task for task in self._tasks.values() if task.state is TransferState.RUNNING]
+            self._stopping = True
+            self._cond.notify_all()
+        for task in running:
+            task._stop.set()
+            self._runner.interrupt(task)
+        ends = time.monotonic() + grace
+        for task in running:
+            task.wait(max(0.0, ends - time.monotonic()))
+        self._shut_down()
+
+    def _shut_down(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+            workers, self._workers = self._workers, []
+        me = threading.current_thread()
+        for worker in workers:
+            if worker is not me:
+                worker.join(STOP_GRACE)
+        self._close_resources()
+        log.debug("background session %r invalidated", self.identifier)
+
+    def _close_resources(self) -> None:
+        try:
+            self._http.invalidate_and_cancel()
+        finally:
+            with self._cond:
+                self._journal.close()
+                self._lockfile.release()
+                self._state = SessionState.INVALIDATED
+            with _registry_lock:
+                if _registry.get(self.identifier) is self:
+                    del _registry[self.identifier]
+
+    def _after_fork_in_child(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._lockfile.forget_after_fork()
+        self._journal.forget_after_fork()
+        self._workers = []
+        self._queue.clear()
+        self._stopping = True
+        self._state = SessionState.INVALIDATED
+
+
+def background_session(identifier: str, **overrides: Any) -> BackgroundSession:
+    """Return the live background session of ``identifier``, opening it if needed.
+
+    The first call in a process takes the identifier's OS lock, opens its
+    journal at ``<state_dir>/<identifier>.sqlite3`` and resumes every
+    unfinished task of a previous run from its ``.part`` file. Later calls
+    return the same object until it is invalidated.
+
+    Args:
+        identifier: letters, digits, ``.``, ``_`` and ``-``; it names the files.
+        **overrides: fields of the ``background`` preset (``total_timeout``,
+            ``max_concurrent_transfers``, ``state_dir``...), plus ``auth``: a
+            requests auth for every task, never stored, which is how a task
+            reattached after a restart gets its credentials back.
+
+    Raises:
+        ConfigError: the identifier or an override is invalid, or the live
+            session of ``identifier`` was built with other settings.
+        IdentifierInUseError: another live process holds the identifier.
+        TransferError: the journal is damaged, not SQLite, or from a newer version.
+    """
+    identifier = validate_identifier(identifier)
+    auth = overrides.pop("auth", None)
+    with _registry_lock:
+        session = _registry.get(identifier)
+    if session is not None and session.state is SessionState.ACTIVE:
+        if overrides or auth is not None:
+            wanted = resolve("background", overrides)
+            if wanted != session.config or (auth is not None and auth != session._auth):
+                raise ConfigError(
+                    f"background session {identifier!r} is already live with other settings; "
+                    "invalidate it before opening it with new ones"
+                )
+        return session
+    with _registry_lock:
+        session = _registry.get(identifier)
+        if session is not None and session.state is SessionState.ACTIVE:
+            return session
+        session = BackgroundSession(identifier, resolve("background", overrides), auth=auth)
+        _registry[identifier] = session
+        return session
+
+
+def _live_sessions() -> list[BackgroundSession]:
+    """Every live background session of this process (for tests and process exit)."""
+    with _registry_lock:
+        return list(_registry.values())
+
+
+def _suspend_all() -> None:
+    for session in _live_sessions():
+        try:
+            session._suspend(grace=1.0)
+        except Exception:  # pragma: no cover - best effort at interpreter exit
+            log.debug("suspending %r failed", session, exc_info=True)
+
+
+def _after_fork_in_child() -> None:
+    global _registry_lock
+    _registry_lock = threading.Lock()
+    sessions = list(_registry.values())
+    _registry.clear()
+    for session in sessions:
+        session._after_fork_in_child()
+
+
+atexit.register(_suspend_all)
+if hasattr(os, "register_at_fork"):  # pragma: no branch
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -1,0 +1,284 @@
+"""The journal of a background session: an SQLite file that outlives the process.
+
+It records every task (kind, URL, local path, headers without credentials,
+expected digest), its validator (ETag, Last-Modified) and its progress, so a
+new process can resume unfinished transfers from their ``.part`` files.
+
+The file is created with mode 0600. A file that is not an SQLite database, is
+damaged, or comes from a newer version of this library raises TransferError
+naming it, and is never modified or deleted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any, Final
+from urllib.parse import urlsplit, urlunsplit
+
+from ..errors import TransferError
+
+__all__ = ["CREDENTIAL_HEADERS", "SCHEMA_VERSION", "Journal", "TaskRecord", "strip_credentials"]
+
+log = logging.getLogger(__name__)
+
+#: Version of the journal schema, kept in ``PRAGMA user_version``.
+SCHEMA_VERSION: Final = 1
+
+#: Headers never written to the journal (lower-cased).
+CREDENTIAL_HEADERS: Final = frozenset({"authorization", "proxy-authorization", "cookie"})
+
+_SCHEMA: Final = """
+CREATE TABLE tasks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    url TEXT NOT NULL,
+    path TEXT NOT NULL,
+    method TEXT NOT NULL,
+    headers TEXT NOT NULL,
+    sha256 TEXT,
+    state TEXT NOT NULL,
+    bytes_done INTEGER NOT NULL DEFAULT 0,
+    bytes_total INTEGER,
+    etag TEXT,
+    last_modified TEXT,
+    error TEXT,
+    resumable INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+"""
+
+#: Columns that ``Journal.update`` may change.
+_MUTABLE: Final = frozenset(
+    {"state", "bytes_done", "bytes_total", "etag", "last_modified", "error", "resumable"}
+)
+
+
+def strip_credentials(url: str, headers: Mapping[str, str]) -> tuple[str, dict[str, str]]:
+    """Return ``url`` without ``user:password@`` and ``headers`` without credential headers."""
+    parts = urlsplit(url)
+    if "@" in parts.netloc:
+        url = urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+    kept = {name: value for name, value in headers.items() if name.lower() not in CREDENTIAL_HEADERS}
+    return url, kept
+
+
+@dataclasses.dataclass
+class TaskRecord:
+    """One row of the journal."""
+
+    id: int
+    kind: str
+    url: str
+    path: str
+    method: str
+    headers: dict[str, str]
+    sha256: str | None
+    state: str
+    bytes_done: int
+    bytes_total: int | None
+    etag: str | None
+    last_modified: str | None
+    error: str | None
+    resumable: bool
+    created_at: float
+
+
+class Journal:
+    """The SQLite journal at ``path``; every method is safe to call from any thread.
+
+    Args:
+        path: the journal file; created with mode 0600 if missing.
+
+    Raises:
+        TransferError: the file cannot be created or opened, is not an SQLite
+            database, is damaged, or has a newer schema. The message names the
+            file; the file is left untouched.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        existed = os.path.exists(path)
+        if not existed:
+            try:
+                os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+            except FileExistsError:  # pragma: no cover - another process raced us past the lock
+                existed = True
+            except OSError as exc:
+                raise TransferError(f"cannot create the background journal {path!r}: {exc}") from exc
+        try:
+            self._db: sqlite3.Connection | None = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise self._unusable(exc) from exc
+        try:
+            self._check_and_create(existed)
+        except BaseException:
+            self._db.close()
+            self._db = None
+            raise
+        with contextlib.suppress(OSError):
+            os.chmod(path, 0o600)
+
+    def _unusable(self, exc: BaseException) -> TransferError:
+        return TransferError(
+            f"the background journal {self.path!r} cannot be used: {exc}. It is not a valid "
+            "session_presets journal (damaged, or not an SQLite file). It was left untouched: "
+            "move it away to start afresh, or keep it for inspection."
+        )
+
+    def _check_and_create(self, existed: bool) -> None:
+        db = self._db
+        assert db is not None
+        try:
+            db.execute("PRAGMA synchronous=FULL")
+            version = int(db.execute("PRAGMA user_version").fetchone()[0])
+            if version > SCHEMA_VERSION:
+                raise TransferError(
+                    f"the background journal {self.path!r} has schema version {version}, newer than "
+                    f"this library's {SCHEMA_VERSION}: it was written by a newer session_presets. "
+                    "It was left untouched: upgrade session_presets, or use another identifier."
+                )
+            check = db.execute("PRAGMA quick_check").fetchone()
+            if check is None or check[0] != "ok":
+                raise self._unusable(sqlite3.DatabaseError(f"integrity check failed: {check}"))
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if version == 0:
+                if tables - {"sqlite_sequence"}:
+                    raise self._unusable(sqlite3.DatabaseError("it holds tables but no schema version"))
+                db.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
+            elif "tasks" not in tables:
+                raise self._unusable(sqlite3.DatabaseError("the tasks table is missing"))
+        except sqlite3.Error as exc:
+            raise self._unusable(exc) from exc
+        log.debug("opened journal %r (existed=%r)", self.path, existed)
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise TransferError(f"the background journal {self.path!r} is closed")
+        return self._db
+
+    def add(
+        self,
+        *,
+        kind: str,
+        url: str,
+        path: str,
+        method: str,
+        headers: Mapping[str, str],
+        sha256: str | None,
+        state: str,
+    ) -> tuple[int, float]:
+        """Record a new task; credentials in ``url`` and ``headers`` are dropped first.
+
+        Returns:
+            The task's id and its creation time (seconds since the epoch).
+
+        Raises:
+            TransferError: the journal cannot be written.
+        """
+        url, kept = strip_credentials(url, headers)
+        now = time.time()
+        with self._lock:
+            try:
+                cursor = self._conn().execute(
+                    "INSERT INTO tasks (kind, url, path, method, headers, sha256, state, created_at, updated_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (kind, url, path, method, json.dumps(kept), sha256, state, now, now),
+                )
+            except sqlite3.Error as exc:
+                raise TransferError(f"cannot write the background journal {self.path!r}: {exc}") from exc
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid, now
+
+    def update(self, task_id: int, **fields: Any) -> None:
+        """Change columns of one task in a single transaction.
+
+        Raises:
+            TransferError: the journal cannot be written (for example, the disk is full).
+        """
+        unknown = set(fields) - _MUTABLE
+        if unknown:
+            raise ValueError(f"not journal columns: {sorted(unknown)}")
+        columns = ", ".join(f"{name} = ?" for name in fields)
+        values = [*fields.values(), time.time(), task_id]
+        with self._lock:
+            try:
+                self._conn().execute(f"UPDATE tasks SET {columns}, updated_at = ? WHERE id = ?", values)
+            except sqlite3.Error as exc:
+                raise TransferError(f"cannot write the background journal {self.path!r}: {exc}") from exc
+
+    def delete(self, task_id: int) -> None:
+        """Remove one task.
+
+        Raises:
+            TransferError: the journal cannot be written.
+        """
+        with self._lock:
+            try:
+                self._conn().execute("DELETE FROM tasks WHERE id = ?", (task_id,))
+            except sqlite3.Error as exc:
+                raise TransferError(f"cannot write the background journal {self.path!r}: {exc}") from exc
+
+    def load(self) -> list[TaskRecord]:
+        """Return every task, oldest first.
+
+        Raises:
+            TransferError: the journal cannot be read, or a row is malformed.
+        """
+        with self._lock:
+            try:
+                rows = self._conn().execute(
+                    "SELECT id, kind, url, path, method, headers, sha256, state, bytes_done, bytes_total, "
+                    "etag, last_modified, error, resumable, created_at FROM tasks ORDER BY id"
+                ).fetchall()
+            except sqlite3.Error as exc:
+                raise self._unusable(exc) from exc
+        records = []
+        for row in rows:
+            try:
+                headers = json.loads(row[5])
+                if not isinstance(headers, dict):
+                    raise ValueError("headers is not a JSON object")
+                records.append(
+                    TaskRecord(
+                        id=int(row[0]),
+                        kind=str(row[1]),
+                        url=str(row[2]),
+                        path=str(row[3]),
+                        method=str(row[4]),
+                        headers={str(k): str(v) for k, v in headers.items()},
+                        sha256=row[6],
+                        state=str(row[7]),
+                        bytes_done=int(row[8]),
+                        bytes_total=None if row[9] is None else int(row[9]),
+                        etag=row[10],
+                        last_modified=row[11],
+                        error=row[12],
+                        resumable=bool(row[13]),
+                        created_at=float(row[14]),
+                    )
+                )
+            except (TypeError, ValueError) as exc:
+                raise self._unusable(ValueError(f"task row {row[0]!r} is malformed: {exc}")) from exc
+        return records
+
+    def close(self) -> None:
+        """Close the database; safe to call twice."""
+        with self._lock:
+            db, self._db = self._db, None
+        if db is not None:
+            db.close()
+
+    def forget_after_fork(self) -> None:
+        """In a forked child: drop the parent's connection without using it."""
+        self._db = None
+        self._lock = threading.Lock()
