@@ -381,16 +381,28 @@ class _Progress:
 
 
 def _task_dest(task: Any) -> str | None:
-    for attribute in ("dest", "destination", "path"):
-        value = getattr(task, attribute, None)
-        if value is not None:
-            return os.path.abspath(os.fspath(str(value)))
-    return None
+    value = getattr(task, "dest", None)
+    return None if value is None else os.path.abspath(os.fspath(str(value)))
 
 
 def _state(task: Any) -> str:
     state = getattr(task, "state", "")
     return str(getattr(state, "value", state))
+
+
+def _find_or_start(bg: Any, args: argparse.Namespace, output: str, progress: _Progress | None) -> tuple[Any, bool]:
+    """Return the task that writes ``output`` and whether it was reattached from an earlier run."""
+    for existing in bg.tasks():
+        if _task_dest(existing) != output:
+            continue
+        if _state(existing) in ("pending", "running"):
+            if existing.url == args.url and getattr(existing, "sha256", None) == args.sha256:
+                return existing, True  # an interrupted run of the same command: its .part resumes
+            existing.cancel()
+            existing.wait()
+        with contextlib.suppress(Exception):
+            bg.forget(existing)
+    return bg.download(args.url, output, sha256=args.sha256, progress=progress), False
 
 
 def _cmd_download(args: argparse.Namespace) -> int:
@@ -411,57 +423,50 @@ def _cmd_download(args: argparse.Namespace) -> int:
         _err("background downloads are not available in this build of session-presets")
         return EXIT_CONFIG
     progress = _Progress(os.path.basename(output)) if sys.stderr.isatty() else None
+    interrupted = False
     try:
-        task = None
-        for existing in bg.tasks():
-            if _task_dest(existing) == output and _state(existing) in ("pending", "running"):
-                task = existing  # reattached after an interruption: wait for it
-                if progress is not None:
-                    with contextlib.suppress(Exception):
-                        existing.progress = progress
-                break
-        if task is None:
-            task = bg.download(args.url, output, sha256=args.sha256, progress=progress)
+        task, reattached = _find_or_start(bg, args, output, progress)
         try:
-            task.wait()
+            while not task.done:
+                task.wait(_PROGRESS_INTERVAL)
+                if reattached and progress is not None:
+                    progress(task)  # a reattached task has no callback of this run
         except KeyboardInterrupt:
+            interrupted = True
             if progress is not None:
                 progress.close()
             _err(f"interrupted; partial data kept in {output}.part: run the same command again to resume")
-            sys.stdout.flush()
-            sys.stderr.flush()
-            # Like a kill: the journal and the .part file stay as they are, for the next run to resume.
-            os._exit(EXIT_INTERRUPTED)
+            # The session is left live: at exit it suspends the transfer and keeps the
+            # journal and the .part file, like a kill would, for the next run to resume.
+            return EXIT_INTERRUPTED
         if progress is not None:
+            progress(task)
             progress.close()
         state = _state(task)
         if state != "completed":
-            error = getattr(task, "error", None)
-            return _transfer_failed(args.url, error, state)
+            return _transfer_failed(args.url, getattr(task, "error", None), state)
         with contextlib.suppress(Exception):
             bg.forget(task)
         if sys.stderr.isatty():
-            _err(f"saved {output} ({getattr(task, 'bytes_done', 0)} bytes)")
+            _err(f"saved {output} ({task.bytes_done} bytes)")
         return EXIT_OK
     finally:
         if progress is not None:
             progress.close()
-        bg.finish_tasks_and_invalidate()
+        if not interrupted:
+            bg.finish_tasks_and_invalidate()
 
 
 def _transfer_failed(url: str, error: BaseException | None, state: str) -> int:
     if error is None:
         _err(f"{safe_url(url)}: download {state}")
-        return EXIT_NETWORK
-    response = getattr(error, "response", None)
-    status = getattr(response, "status_code", None)
-    if isinstance(status, int) and status >= 400:
-        _err(f"HTTP {status} {getattr(response, 'reason', '') or ''}".rstrip() + f" from {safe_url(url)}")
         return EXIT_HTTP
-    if isinstance(error, TransferError) and not isinstance(error.__cause__, (OSError, requests.RequestException)):
-        _err(str(error).splitlines()[0])
-        return EXIT_NETWORK
-    return _network_error(url, error)
+    if any(isinstance(item, (requests.RequestException, ssl.SSLError)) and not isinstance(item, TransferError)
+           for item in _causes(error)):
+        return _network_error(url, error)
+    message = str(error).strip().splitlines()
+    _err(message[0] if message else f"{safe_url(url)}: download {state}")
+    return EXIT_HTTP
 
 
 # -- bench ------------------------------------------------------------------------------

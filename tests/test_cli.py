@@ -366,6 +366,32 @@ def test_download_ctrl_c_keeps_part_then_rerun_resumes(tmp_path: Path, blob_serv
     assert result.returncode == 0, result.stderr
     assert target.read_bytes() == blob_bytes(0, size)
     assert not part.exists()
+    starts = blob_server.blob_starts()
+    assert starts, "the rerun made no request"
+    assert all(0 < start <= kept for start in starts), f"the rerun did not resume: {starts}"
+
+
+@pytest.mark.usefixtures("needs_background")
+def test_download_http_error_exits_1(tmp_path: Path, blob_server, capsys) -> None:  # type: ignore[no-untyped-def]
+    """A 404 fails the download with exit 1 and the status on one stderr line."""
+    target = tmp_path / "missing.bin"
+    assert main(["download", blob_server.url("/nothing-here"), "-o", str(target)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "404" in err[0]
+    assert not target.exists()
+
+
+@pytest.mark.usefixtures("needs_background")
+def test_download_connection_refused_exits_3(tmp_path: Path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """With retries bounded by a short total_timeout, a refused connection exits 3 on one line."""
+    monkeypatch.setenv("SESSION_PRESETS_BACKGROUND_TOTAL_TIMEOUT", "1s")
+    monkeypatch.setenv("SESSION_PRESETS_BACKGROUND_BACKOFF_FACTOR", "50ms")
+    status = main(["download", f"http://127.0.0.1:{_refused_port()}/x", "-o", str(tmp_path / "x")])
+    assert status == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "connection refused" in err[0]
 
 
 def test_progress_plain_line_without_tqdm(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:

@@ -18,7 +18,8 @@ Routes:
 Control goes over the process's stdin and stdout, one line each way, so that
 reading the counters never opens a connection the counters would see:
 ``count`` answers the connections accepted since the last ``reset``;
-``reset`` answers ``ok``; ``quit`` (or end of input) stops the server.
+``sent`` the blob body bytes sent since then; ``starts`` the first byte
+offset of each blob response since then; ``reset`` answers ``ok``; ``quit`` (or end of input) stops the server.
 """
 
 from __future__ import annotations
@@ -68,22 +69,36 @@ def blob_bytes(start: int, end: int) -> bytes:
 
 
 class _Counter:
-    """Connections accepted since the last reset."""
+    """Connections accepted, and blob bytes sent, since the last reset."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.value = 0
+        self.sent = 0
+        self.starts: list[int] = []
 
     def add(self) -> None:
         with self.lock:
             self.value += 1
 
-    def take(self, *, reset: bool) -> int:
+    def add_sent(self, count: int) -> None:
         with self.lock:
-            value = self.value
+            self.sent += count
+
+    def add_start(self, offset: int) -> None:
+        with self.lock:
+            self.starts.append(offset)
+
+    def take(self, *, reset: bool) -> tuple[int, int, list[int]]:
+        with self.lock:
+            value, sent, starts = self.value, self.sent, list(self.starts)
             if reset:
-                self.value = 0
-            return value
+                self.value = self.sent = 0
+                self.starts.clear()
+            return value, sent, starts
+
+
+_counter = _Counter()
 
 
 def _head(status: int, headers: list[tuple[str, str]], *, keep_alive: bool) -> bytes:
@@ -103,6 +118,7 @@ def _send_blob(sock: socket.socket, start: int, end: int, rate: float | None) ->
         phase = offset % _PERIOD
         take = min(end - offset, step)
         sock.sendall(view[phase : phase + take])
+        _counter.add_sent(take)
         offset += take
         if rate is not None:
             due = began + (offset - start) / rate
@@ -141,6 +157,7 @@ def _blob(sock: socket.socket, method: bytes, path: str, query: str, headers: di
               ("ETag", etag), ("Accept-Ranges", "bytes")]
     if status == 206:
         fields.append(("Content-Range", f"bytes {start}-{end - 1}/{size}"))
+    _counter.add_start(start)
     sock.sendall(_head(status, fields, keep_alive=keep_alive))
     if method != b"HEAD":
         _send_blob(sock, start, end, rate)
@@ -200,13 +217,13 @@ def _serve_requests(sock: socket.socket) -> None:
             return
 
 
-def _accept_forever(listener: socket.socket, context: ssl.SSLContext | None, counter: _Counter) -> None:
+def _accept_forever(listener: socket.socket, context: ssl.SSLContext | None) -> None:
     while True:
         try:
             sock, _ = listener.accept()
         except OSError:
             return
-        counter.add()
+        _counter.add()
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         threading.Thread(target=_serve_connection, args=(sock, context), daemon=True).start()
 
@@ -233,17 +250,20 @@ def main(argv: list[str] | None = None) -> int:
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("127.0.0.1", args.port))
     listener.listen(512)
-    counter = _Counter()
-    threading.Thread(target=_accept_forever, args=(listener, context, counter), daemon=True).start()
+    threading.Thread(target=_accept_forever, args=(listener, context), daemon=True).start()
     out = sys.stdout
     out.write(f"port {listener.getsockname()[1]}\n")
     out.flush()
     for line in sys.stdin:
         command = line.strip()
         if command == "count":
-            out.write(f"{counter.take(reset=False)}\n")
+            out.write(f"{_counter.take(reset=False)[0]}\n")
+        elif command == "sent":
+            out.write(f"{_counter.take(reset=False)[1]}\n")
+        elif command == "starts":
+            out.write("starts " + ",".join(str(n) for n in _counter.take(reset=False)[2]) + "\n")
         elif command == "reset":
-            counter.take(reset=True)
+            _counter.take(reset=True)
             out.write("ok\n")
         elif command == "quit":
             break
@@ -330,8 +350,17 @@ class ServerProcess:
         """Return how many connections the server accepted since the last reset."""
         return int(self._ask("count"))
 
+    def bytes_sent(self) -> int:
+        """Return how many blob body bytes the server sent since the last reset."""
+        return int(self._ask("sent"))
+
+    def blob_starts(self) -> list[int]:
+        """Return the first byte offset of each blob response since the last reset (206 resumes > 0)."""
+        text = self._ask("starts").split(" ", 1)
+        return [int(item) for item in text[1].split(",")] if len(text) > 1 and text[1] else []
+
     def reset(self) -> None:
-        """Set the connection count back to zero."""
+        """Set the connection and byte counts back to zero."""
         self._ask("reset")
 
     def close(self) -> None:
