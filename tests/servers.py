@@ -125,7 +125,7 @@ class Handler(BaseHTTPRequestHandler):
             return
         builtin(self)
 
-    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = do_OPTIONS = _dispatch  # noqa: N815
+    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = do_OPTIONS = _dispatch
 
 
 def _ok(h: Handler) -> None:

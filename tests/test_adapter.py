@@ -225,7 +225,9 @@ def test_adapter_can_be_mounted_on_plain_session(http_server: LoopbackServer) ->
     assert adapter.counters.snapshot()["requests"] == 1
 
 
-def test_requests_read_no_environment_and_no_files(http_server: LoopbackServer, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_requests_read_no_environment_and_no_files(
+    http_server: LoopbackServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Once built, a session's requests read neither os.environ nor netrc nor any file."""
     import os
     import sys
