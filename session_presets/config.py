@@ -151,6 +151,22 @@ def _clean_text(field: str, value: object, *, what: str = "") -> str:
     return value
 
 
+def _header_value(field: str, value: object, *, what: str = "") -> str:
+    # What requests and http.client would refuse on every request is refused here, once.
+    text = _clean_text(field, value, what=what)
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        raise ConfigError(
+            f"{field}{what}={_shown(text)} is invalid: header values must be Latin-1 text ({FIELD_FORMS[field]})"
+        ) from None
+    if text[:1].isspace():
+        raise ConfigError(
+            f"{field}{what}={_shown(text)} is invalid: leading whitespace is not allowed ({FIELD_FORMS[field]})"
+        )
+    return text
+
+
 def _path(field: str, value: object) -> str | None:
     if value is None:
         return None
@@ -175,7 +191,7 @@ def _headers(value: object) -> Mapping[str, str]:
                 f"headers: {name!r} is refused in a preset: credentials never live in configuration; "
                 "pass auth= to the session or the request instead"
             )
-        clean[name] = _clean_text("headers", text, what=f"[{name!r}]")
+        clean[name] = _header_value("headers", text, what=f"[{name!r}]")
     return types.MappingProxyType(clean)
 
 
@@ -216,7 +232,7 @@ def _client_cert(value: object) -> str | tuple[str, str] | None:
 
 
 def _user_agent(value: object) -> str:
-    text = _clean_text("user_agent", value)
+    text = _header_value("user_agent", value)
     if not text:
         raise _bad("user_agent", value)
     return text
