@@ -359,47 +359,39 @@ def _requests_stream() -> tuple[Callable[[BenchContext], None], Body]:
 def _background_download() -> tuple[Callable[[BenchContext], None], Body]:
     from ..background import background_session
 
-    identifier = f"bench-{os.getpid()}-{next(_run_numbers)}"
-    holder: dict[str, Any] = {}
+    run = next(_run_numbers)
 
-    def session(ctx: BenchContext) -> Any:
-        if "bg" not in holder:
-            try:
-                holder["bg"] = background_session(
-                    identifier, ca_bundle=ctx.bundle, state_dir=os.path.join(ctx.scratch, "state")
-                )
-            except NotImplementedError as exc:
-                raise ScenarioSkipped(f"background sessions are not available ({exc})") from None
-        return holder["bg"]
-
-    def fetch(ctx: BenchContext, url: str, dest: str) -> None:
-        task = session(ctx).download(url, dest).wait()
-        if str(getattr(task.state, "value", task.state)) != "completed":
-            raise RuntimeError(f"background download ended {task.state}: {task.error}")
-
-    def close() -> None:
-        bg = holder.pop("bg", None)
-        if bg is not None:
-            bg.finish_tasks_and_invalidate()
+    def fetch(ctx: BenchContext, identifier: str, url: str, dest: str) -> Any:
+        try:
+            bg = background_session(identifier, ca_bundle=ctx.bundle, state_dir=os.path.join(ctx.scratch, "state"))
+        except NotImplementedError as exc:
+            raise ScenarioSkipped(f"background sessions are not available ({exc})") from None
+        try:
+            task = bg.download(url, dest).wait()
+            if str(getattr(task.state, "value", task.state)) != "completed":
+                raise RuntimeError(f"background download ended {task.state}: {task.error}")
+            bg.forget(task)
+        except BaseException:
+            bg.invalidate_and_cancel()
+            raise
+        return bg
 
     def warm(ctx: BenchContext) -> None:
+        # A session of its own, closed before the run: no pooled connection carries over.
         dest = os.path.join(ctx.scratch, "warm-bg.bin")
-        try:
-            fetch(ctx, ctx.blob_url(min(ctx.download_bytes, 1 << 20)), dest)
-        except BaseException:
-            close()
-            raise
+        url = ctx.blob_url(min(ctx.download_bytes, 1 << 20))
+        fetch(ctx, f"bench-{os.getpid()}-{run}-warm", url, dest).finish_tasks_and_invalidate()
         os.unlink(dest)
 
     def body(ctx: BenchContext) -> tuple[int, Closer, dict[str, Any]]:
         dest = os.path.join(ctx.scratch, "background_download.bin")
+        bg = fetch(ctx, f"bench-{os.getpid()}-{run}", ctx.blob_url(ctx.download_bytes), dest)
         try:
-            fetch(ctx, ctx.blob_url(ctx.download_bytes), dest)
             extra = _download_extra(ctx, dest)
         except BaseException:
-            close()
+            bg.finish_tasks_and_invalidate()
             raise
-        return 1, close, extra
+        return 1, bg.finish_tasks_and_invalidate, extra
 
     return warm, body
 
