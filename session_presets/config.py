@@ -47,7 +47,8 @@ TrustStore = Literal["certifi", "system"]
 
 _TLS_VERSIONS: Final = frozenset({"TLSv1.2", "TLSv1.3"})
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_CREDENTIALS_IN_URL = re.compile(r"(?<=://)([^/@\s]*)@")
+# Greedy up to the last "@" of the authority, as urllib3 splits it: a password may hold "@".
+_CREDENTIALS_IN_URL = re.compile(r"(?<=://)([^/?#\s]*)@")
 
 #: The accepted form of each field, as shown in error messages.
 FIELD_FORMS: Final[Mapping[str, str]] = types.MappingProxyType(
