@@ -1,0 +1,136 @@
+"""The registry: one shared session per preset, from many threads and after a fork.
+
+Run it with no arguments. It starts its own loopback HTTP server, then:
+
+1. eight threads make 20 calls each through ``get_session()``: they share one
+   session and at most ``pool_maxsize`` connections;
+2. a worker made by ``os.fork()`` calls ``get_session()`` too: it gets a new
+   session and opens a connection of its own, never one of its parent's.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from session_presets import close_all, get_preset, get_session
+
+
+class CountingServer(ThreadingHTTPServer):
+    """A loopback HTTP/1.1 server that counts the connections it accepts."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), PidHandler)
+        self.connections = 0
+        self.lock = threading.Lock()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}{path}"
+
+
+class PidHandler(BaseHTTPRequestHandler):
+    """Answers with the connection's number, so a caller can see which one it used."""
+
+    protocol_version = "HTTP/1.1"
+    server: CountingServer
+
+    def setup(self) -> None:
+        super().setup()
+        with self.server.lock:
+            self.server.connections += 1
+            self.number = self.server.connections
+
+    def do_GET(self) -> None:
+        body = str(self.number).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def from_threads(server: CountingServer) -> None:
+    """Eight threads share the registry's session."""
+    seen_sessions: set[int] = set()
+    used: set[str] = set()
+    lock = threading.Lock()
+
+    def work(_: int) -> None:
+        for _ in range(20):
+            session = get_session()
+            reply = session.get(server.url("/thread"))
+            with lock:
+                seen_sessions.add(id(session))
+                used.add(reply.text)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(work, range(8)))
+    stats = get_session().stats
+    print(f"threads: 8 x 20 calls used {len(seen_sessions)} session object(s) and {len(used)} connection(s) "
+          f"(pool_maxsize={get_preset('default').pool_maxsize}); server accepted {server.connections}; "
+          f"client stats: requests={stats.requests} opened={stats.connections_opened}")
+
+
+def from_a_forked_worker(server: CountingServer) -> int:
+    """A child process builds its own session on first use; the parent's sockets stay the parent's."""
+    parent_session = get_session()
+    parent_connection = parent_session.get(server.url("/parent")).text
+    before = server.connections
+    read_end, write_end = os.pipe()
+    with warnings.catch_warnings():
+        # Python 3.12+ warns about fork() with threads running (here: the demo server's).
+        # The child below only uses the registry, which is rebuilt after fork.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # the worker
+        os.close(read_end)
+        status = 1
+        try:
+            child_session = get_session()
+            connection = child_session.get(server.url("/child")).text
+            report = f"{child_session is not parent_session} {connection}"
+            os.write(write_end, report.encode())
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    with os.fdopen(read_end) as pipe:
+        new_object, child_connection = pipe.read().split()
+    _, status = os.waitpid(pid, 0)
+    print(f"fork: the worker got a new session object: {new_object}; it used connection #{child_connection}, "
+          f"the parent uses #{parent_connection}; server connections {before} -> {server.connections}")
+    again = parent_session.get(server.url("/parent-again")).text
+    print(f"fork: the parent still reuses its own connection #{again}")
+    if os.waitstatus_to_exitcode(status) != 0 or child_connection == parent_connection:
+        return 1
+    return 0
+
+
+def main() -> int:
+    """Run both demonstrations against a loopback server."""
+    server = CountingServer()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        from_threads(server)
+        if not hasattr(os, "fork"):
+            print("fork: not available on this platform")
+            return 0
+        return from_a_forked_worker(server)
+    finally:
+        close_all()
+        server.shutdown()
+        server.server_close()
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
