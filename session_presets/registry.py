@@ -7,10 +7,10 @@ import logging
 import os
 import threading
 import weakref
-from typing import Any
+from typing import Any, Final
 
 from .presets import resolve
-from .sessions import PresetSession
+from .sessions import InvalidationTimeoutError, PresetSession
 
 __all__ = ["SessionRegistry", "close_all", "default_registry", "get_session"]
 
@@ -101,6 +101,22 @@ def close_all(timeout: float | None = None) -> None:
     default_registry.close_all(timeout)
 
 
+#: How long the exit handler lets each shared session finish its requests.
+EXIT_GRACE: Final = 5.0
+
+
+def _close_at_exit() -> None:
+    """Invalidate every shared session at exit; cancel those still busy after EXIT_GRACE."""
+    with default_registry._lock:
+        sessions = list(default_registry._sessions.values())
+    for session in sessions:
+        try:
+            session.finish_tasks_and_invalidate(EXIT_GRACE)
+        except InvalidationTimeoutError:
+            log.debug("session for preset %r still busy at exit; cancelling", session.config.name)
+            session.invalidate_and_cancel()
+
+
 def _after_fork_in_child() -> None:
     for registry in list(_registries):
         registry._after_fork_in_child()
@@ -108,4 +124,4 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):  # pragma: no branch
     os.register_at_fork(after_in_child=_after_fork_in_child)
-atexit.register(close_all)
+atexit.register(_close_at_exit)

@@ -116,3 +116,29 @@ def test_forked_child_builds_its_own_session(http_server: LoopbackServer) -> Non
     assert http_server.connections == 2
     parent.get(http_server.url("/echo"))
     assert http_server.requests[-1].connection == 1  # the parent keeps its own connection
+
+
+def test_exit_handler_cancels_a_session_still_busy(
+    http_server: LoopbackServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At exit, a shared session busy past the grace period is cancelled instead of hanging."""
+    monkeypatch.setattr(sp_registry, "EXIT_GRACE", 0.1)
+    session = get_session()
+    errors: list[BaseException] = []
+
+    def slow() -> None:
+        try:
+            session.get(http_server.url("/trickle?bytes=20&interval=0.5"))
+        except BaseException as exc:
+            errors.append(exc)
+
+    worker = threading.Thread(target=slow)
+    worker.start()
+    for _ in range(200):
+        if http_server.requests:
+            break
+        threading.Event().wait(0.01)
+    sp_registry._close_at_exit()
+    worker.join(5)
+    assert session.state is SessionState.INVALIDATED
+    assert errors and type(errors[0]).__name__ == "SessionInvalidatedError"
