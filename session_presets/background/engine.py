@@ -34,7 +34,7 @@ _MANAGED_HEADERS: Final = frozenset({"range", "if-range", "accept-encoding"})
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 
 _registry: dict[str, BackgroundSession] = {}
-_registry_lock = threading.Lock()
+_registry_lock = threading.RLock()
 
 
 def _check_headers(headers: Mapping[str, str] | None, *, download: bool) -> dict[str, str]:
@@ -582,7 +582,7 @@ def _suspend_all() -> None:
 
 def _after_fork_in_child() -> None:
     global _registry_lock
-    _registry_lock = threading.Lock()
+    _registry_lock = threading.RLock()
     sessions = list(_registry.values())
     _registry.clear()
     for session in sessions:

@@ -56,6 +56,9 @@ CREATE TABLE tasks (
 );
 """
 
+_KINDS: Final = frozenset({"download", "upload"})
+_STATES: Final = frozenset({"pending", "running", "completed", "failed", "cancelled"})
+
 #: Columns that ``Journal.update`` may change.
 _MUTABLE: Final = frozenset(
     {"state", "bytes_done", "bytes_total", "etag", "last_modified", "error", "resumable"}
@@ -248,6 +251,8 @@ class Journal:
                 headers = json.loads(row[5])
                 if not isinstance(headers, dict):
                     raise ValueError("headers is not a JSON object")
+                if row[1] not in _KINDS or row[7] not in _STATES:
+                    raise ValueError(f"unknown kind {row[1]!r} or state {row[7]!r}")
                 records.append(
                     TaskRecord(
                         id=int(row[0]),
