@@ -32,6 +32,7 @@ class EchoHandler(BaseHTTPRequestHandler):
     """Answers every GET with the request headers it received."""
 
     protocol_version = "HTTP/1.1"
+    wbufsize = 64 * 1024  # headers and body leave in one send: no Nagle/delayed-ACK stall
 
     def do_GET(self) -> None:
         body = json.dumps(dict(self.headers)).encode()
@@ -48,7 +49,7 @@ class EchoHandler(BaseHTTPRequestHandler):
 def main() -> int:
     """Register, derive, inspect, use, and show the refusals."""
     server = EchoServer()
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
     try:
         register_preset(
             "api",

@@ -35,6 +35,7 @@ class SlowHandler(BaseHTTPRequestHandler):
     """``/slow`` sleeps a second before answering; anything else answers at once."""
 
     protocol_version = "HTTP/1.1"
+    wbufsize = 64 * 1024  # headers and body leave in one send: no Nagle/delayed-ACK stall
 
     def do_GET(self) -> None:
         if self.path == "/slow":
@@ -60,7 +61,7 @@ def show(preset: str, *fields: str) -> None:
 def main() -> int:
     """Show environment binding, provenance, a timeout it causes, and a bad value."""
     server = SlowServer()
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
     saved = dict(os.environ)
     try:
         os.environ["SESSION_PRESETS_RETRIES"] = "0"  # every preset

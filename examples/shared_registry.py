@@ -39,6 +39,7 @@ class PidHandler(BaseHTTPRequestHandler):
     """Answers with the connection's number, so a caller can see which one it used."""
 
     protocol_version = "HTTP/1.1"
+    wbufsize = 64 * 1024  # headers and body leave in one send: no Nagle/delayed-ACK stall
     server: CountingServer
 
     def setup(self) -> None:
@@ -118,7 +119,7 @@ def from_a_forked_worker(server: CountingServer) -> int:
 def main() -> int:
     """Run both demonstrations against a loopback server."""
     server = CountingServer()
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
     try:
         from_threads(server)
         if not hasattr(os, "fork"):

@@ -33,6 +33,7 @@ class EchoHandler(BaseHTTPRequestHandler):
     """Answers every GET with a JSON echo of the path and headers (keep-alive)."""
 
     protocol_version = "HTTP/1.1"
+    wbufsize = 64 * 1024  # headers and body leave in one send: no Nagle/delayed-ACK stall
     server: CountingServer
 
     def setup(self) -> None:
@@ -55,7 +56,7 @@ class EchoHandler(BaseHTTPRequestHandler):
 def main() -> int:
     """Show the shared session's reuse, its preset settings and an ephemeral session."""
     server = CountingServer()
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
     try:
         config = get_preset("default")
         print(f"default preset: connect {config.connect_timeout:g}s, read {config.read_timeout:g}s, "

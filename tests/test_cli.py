@@ -241,8 +241,9 @@ def test_get_timeout_exits_3(capsys: pytest.CaptureFixture[str], http_server: Lo
     assert "timed out" in err[0]
 
 
-def test_debug_shows_the_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+def test_debug_shows_the_traceback(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     """--debug prints the traceback that is otherwise hidden."""
+    monkeypatch.setenv("SESSION_PRESETS_RETRIES", "0")
     assert main(["get", "--debug", f"http://127.0.0.1:{_refused_port()}/"]) == 3
     assert "Traceback" in capsys.readouterr().err
 
@@ -408,3 +409,21 @@ def test_progress_plain_line_without_tqdm(capsys: pytest.CaptureFixture[str], mo
     err = capsys.readouterr().err
     assert "\rfile.bin:  50% (0.5 of 1.0 MiB)" in err
     assert err.endswith("\n")
+
+
+def test_progress_uses_tqdm_when_installed(capsys: pytest.CaptureFixture[str]) -> None:
+    """With tqdm installed the progress is a tqdm bar on stderr, closed at the end."""
+    pytest.importorskip("tqdm")
+    progress = cli._Progress("file.bin")
+
+    class Task:
+        bytes_done = 1024 * 1024
+        bytes_total = 2 * 1024 * 1024
+
+    progress(Task())
+    Task.bytes_done = Task.bytes_total
+    progress(Task())
+    progress.close()
+    err = capsys.readouterr().err
+    assert "file.bin" in err
+    assert "100%" in err
