@@ -546,3 +546,59 @@ def test_complete_part_is_finished_after_416(http_server: LoopbackServer, tmp_pa
     (ranged,) = [hit for hit in route.log if hit.range is not None]
     assert ranged.status == 416
     assert ranged.range == f"bytes={len(data)}-"
+
+
+def test_resume_without_validators_sends_range_only(http_server: LoopbackServer, data: bytes, tmp_path: Path) -> None:
+    """A server without ETag or Last-Modified still gets a plain Range request, and the file is correct."""
+    route = FileRoute(data, etag=None, last_modified=None)
+    route.drops = [MIB]
+    http_server.route("/plain", route)
+    task = open_bg().download(http_server.url("/plain"), tmp_path / "out.bin").wait(20)
+    assert task.state is TransferState.COMPLETED, task.error
+    assert (tmp_path / "out.bin").read_bytes() == data
+    assert [(hit.range, hit.if_range, hit.status) for hit in route.log] == [
+        (None, None, 200),
+        (f"bytes={MIB}-", None, 206),
+    ]
+
+
+def test_redirect_loop_fails_without_retrying(http_server: LoopbackServer, tmp_path: Path) -> None:
+    """Errors that a retry cannot fix, such as too many redirects, fail the task at once."""
+    url = http_server.url("/redirect?to=/redirect%3Fto%3D/redirect")
+    task = open_bg(max_redirects=1).download(url, tmp_path / "out.bin").wait(20)
+    assert task.state is TransferState.FAILED
+    assert task.attempts == 1
+    assert "redirect" in str(task.error).lower()
+
+
+def test_cancel_from_progress_callback(http_server: LoopbackServer, served: FileRoute, tmp_path: Path) -> None:
+    """A task cancelled from its own progress callback ends cancelled with no .part left."""
+    task = open_bg().download(http_server.url("/file"), tmp_path / "out.bin", progress=lambda t: t.cancel())
+    assert task.wait(20).state is TransferState.CANCELLED
+    assert not (tmp_path / "out.bin.part").exists()
+    assert task.progress is not None
+
+
+def test_retry_after_forms() -> None:
+    """Retry-After is read as seconds or as an HTTP date; anything else is ignored."""
+    from email.utils import formatdate
+
+    from session_presets.background.transfer import _retry_after
+
+    assert _retry_after("7") == 7.0
+    assert _retry_after(None) is None
+    assert _retry_after("soon") is None
+    later = _retry_after(formatdate(time.time() + 30, usegmt=True))
+    assert later is not None
+    assert 25 < later <= 30
+    assert _retry_after(formatdate(time.time() - 30, usegmt=True)) == 0.0
+
+
+def test_close_is_finish_tasks_and_invalidate(http_server: LoopbackServer, served: FileRoute, tmp_path: Path) -> None:
+    """close() waits for tasks like finish_tasks_and_invalidate and is safe to call twice."""
+    bg = open_bg()
+    task = bg.download(http_server.url("/file"), tmp_path / "out.bin")
+    bg.close()
+    bg.close()
+    assert task.state is TransferState.COMPLETED
+    assert bg.state is SessionState.INVALIDATED

@@ -398,3 +398,12 @@ def test_repr_and_task_listing(http_server: LoopbackServer, src: Path) -> None:
     assert bg.tasks() == [task]
     rows = _records(Path(bg.journal_path))
     assert json.dumps(rows[0]["headers"]) == "{}"
+
+
+def test_cancel_upload_mid_body(http_server: LoopbackServer, src: Path) -> None:
+    """An upload cancelled while its body is being read stops and ends cancelled."""
+    route = UploadRoute()
+    http_server.route("/up", route)
+    task = open_bg().upload(http_server.url("/up"), src, progress=lambda t: t.cancel())
+    assert task.wait(20).state is TransferState.CANCELLED
+    assert route.bodies == []

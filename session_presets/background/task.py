@@ -117,6 +117,15 @@ class TransferTask:
         return self.dest if self.dest is not None else str(self.src)
 
     @property
+    def progress(self) -> ProgressCallback | None:
+        """The progress callback; set it to watch a task reattached from the journal."""
+        return self._progress
+
+    @progress.setter
+    def progress(self, callback: ProgressCallback | None) -> None:
+        self._progress = callback
+
+    @property
     def state(self) -> TransferState:
         """Where the task is: pending, running, completed, failed or cancelled."""
         return self._state
