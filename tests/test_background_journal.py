@@ -407,3 +407,16 @@ def test_cancel_upload_mid_body(http_server: LoopbackServer, src: Path) -> None:
     task = open_bg().upload(http_server.url("/up"), src, progress=lambda t: t.cancel())
     assert task.wait(20).state is TransferState.CANCELLED
     assert route.bodies == []
+
+
+def test_environment_configures_background_sessions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SESSION_PRESETS_BACKGROUND_* variables set timeouts, retries and concurrency; overrides win."""
+    monkeypatch.setenv("SESSION_PRESETS_BACKGROUND_MAX_CONCURRENT_TRANSFERS", "3")
+    monkeypatch.setenv("SESSION_PRESETS_BACKGROUND_TOTAL_TIMEOUT", "1h")
+    monkeypatch.setenv("SESSION_PRESETS_RETRIES", "5")
+    bg = background_session("envy", read_timeout=7)
+    assert bg.config.max_concurrent_transfers == 3
+    assert bg.config.total_timeout == 3600.0
+    assert bg.config.retries == 5
+    assert bg.config.read_timeout == 7.0
+    assert bg.config.origin("max_concurrent_transfers") == "env SESSION_PRESETS_BACKGROUND_MAX_CONCURRENT_TRANSFERS"
