@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import socket
 import ssl
 import time
 import warnings
@@ -88,6 +89,15 @@ def test_hostname_mismatch_is_refused(serve, ca: trustme.CA, ca_bundle: str) -> 
     assert ["bad certificate" in e for e in _handshake_errors(server)] == [True]
 
 
+def _legacy_server_context(ca: trustme.CA) -> ssl.SSLContext:
+    """A server context offering only TLS 1.0 and 1.1 (callers silence their DeprecationWarning)."""
+    context = leaf_context(
+        ca, "127.0.0.1", minimum_version=ssl.TLSVersion.TLSv1, maximum_version=ssl.TLSVersion.TLSv1_1
+    )
+    context.set_ciphers("DEFAULT:@SECLEVEL=0")
+    return context
+
+
 def _can_serve_tls11() -> str | None:
     """Return why this OpenSSL cannot complete a TLS 1.1 handshake, or None if it can."""
     if not getattr(ssl, "HAS_TLSv1_1", False):
@@ -96,8 +106,7 @@ def _can_serve_tls11() -> str | None:
         warnings.simplefilter("ignore", DeprecationWarning)
         try:
             ca = trustme.CA()
-            server = leaf_context(ca, "127.0.0.1", maximum_version=ssl.TLSVersion.TLSv1_1)
-            server.set_ciphers("DEFAULT:@SECLEVEL=0")
+            server = _legacy_server_context(ca)
             client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
             client.check_hostname = False
             client.verify_mode = ssl.CERT_NONE
@@ -133,14 +142,23 @@ def test_legacy_tls_server_is_refused(serve, ca: trustme.CA, ca_bundle: str) -> 
         pytest.skip(reason)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        context = leaf_context(ca, "127.0.0.1", maximum_version=ssl.TLSVersion.TLSv1_1)
-        context.set_ciphers("DEFAULT:@SECLEVEL=0")
+        context = _legacy_server_context(ca)
     server = serve(context)
     error = _ssl_failure(server.url("/ok"), ca_bundle=ca_bundle)
     message = str(error).lower()
     assert "protocol" in message or "version" in message, message
     assert server.requests == []
-    assert len(_handshake_errors(server)) == 1
+    assert ["unsupported protocol" in e for e in _handshake_errors(server)] == [True]
+    # Control: a client that allows TLS 1.1 does get through, so the refusal came from the floor.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        client.load_verify_locations(ca_bundle)
+        client.set_ciphers("DEFAULT:@SECLEVEL=0")
+        client.minimum_version = ssl.TLSVersion.TLSv1
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as raw, \
+            client.wrap_socket(raw, server_hostname="127.0.0.1") as tls_sock:
+        assert tls_sock.version() in ("TLSv1", "TLSv1.1")
 
 
 @pytest.mark.timeout(20)
