@@ -8,11 +8,12 @@ import threading
 import time
 from typing import Any, ClassVar, Final
 
+import requests
 from requests.adapters import HTTPAdapter
 from requests.models import PreparedRequest, Response
 from urllib3 import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.exceptions import MaxRetryError, ResponseError
+from urllib3.exceptions import MaxRetryError, ReadTimeoutError, ResponseError
 from urllib3.util import Retry, Timeout
 
 from ._calls import DEADLINE, Call, current_call
@@ -378,7 +379,15 @@ class PresetAdapter(HTTPAdapter):
                 call.reason = DEADLINE
                 call.raise_if_aborted()
         self.counters.add("requests")
-        return super().send(request, stream=stream, timeout=timeout, verify=verify, cert=cert, proxies=proxies)
+        try:
+            return super().send(request, stream=stream, timeout=timeout, verify=verify, cert=cert, proxies=proxies)
+        except requests.ConnectionError as exc:
+            # With retries, urllib3 wraps a final read timeout in MaxRetryError, which
+            # requests reports as ConnectionError; callers rightly expect a Timeout.
+            wrapped = exc.args[0] if exc.args else None
+            if isinstance(wrapped, MaxRetryError) and isinstance(wrapped.reason, ReadTimeoutError):
+                raise requests.ReadTimeout(wrapped, request=request) from exc
+            raise
 
     def close_idle(self) -> None:
         """Close every pooled connection; connections in use close when released."""

@@ -6,9 +6,11 @@ The environment is read when a session is built, never on a request.
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import re
 import threading
+import types
 import warnings
 from collections.abc import Callable, Collection, Mapping
 from typing import Any, Final
@@ -204,14 +206,19 @@ def _problem(variable: str, text: str, field: str, detail: str | None = None) ->
     return f"{variable}={_masked(variable, text)!r} is invalid: {reason}"
 
 
-def known_variables(preset_names: Collection[str]) -> dict[str, tuple[str | None, str]]:
+def known_variables(preset_names: Collection[str]) -> Mapping[str, tuple[str | None, str]]:
     """Map every valid variable name to its (preset or None, field)."""
+    return _known_variables(tuple(preset_names))
+
+
+@functools.lru_cache(maxsize=8)
+def _known_variables(preset_names: tuple[str, ...]) -> Mapping[str, tuple[str | None, str]]:
     fields = PresetConfig.field_names()
     table: dict[str, tuple[str | None, str]] = {variable_name(f): (None, f) for f in fields}
     for preset in preset_names:
         for field in fields:
             table[variable_name(field, preset)] = (preset, field)
-    return table
+    return types.MappingProxyType(table)
 
 
 def ambiguity(new_name: str, existing: Collection[str]) -> str | None:

@@ -390,6 +390,12 @@ class PresetSession(requests.Session):
         )
         return prepared
 
+    def resolve_redirects(self, resp: Response, req: PreparedRequest, *args: Any, **kwargs: Any) -> Any:
+        if self.get_redirect_target(resp) is None:
+            # Most responses are not redirects; requests would still parse the URL.
+            return iter(())
+        return super().resolve_redirects(resp, req, *args, **kwargs)
+
     def rebuild_auth(self, prepared_request: PreparedRequest, response: Response) -> None:
         if not self.config.allow_insecure_redirects:
             old = (response.request.url or "") if response.request is not None else ""

@@ -18,7 +18,7 @@ from .servers import LoopbackServer
 def test_preset_timeout_applies_when_call_gives_none(http_server: LoopbackServer) -> None:
     """requests passes timeout=None by default; the preset's read_timeout applies, a per-call timeout wins."""
     with default_session(read_timeout=0.2, retries=0) as session:
-        with pytest.raises(requests.ConnectionError, match="Read timed out"):
+        with pytest.raises(requests.ReadTimeout, match="Read timed out"):
             session.get(http_server.url("/slow?delay=0.6"))
         assert session.get(http_server.url("/slow?delay=0.4"), timeout=3).content == b"slow"
 
@@ -270,3 +270,12 @@ def test_requests_read_no_environment_and_no_files(
         main = None  # type: ignore[assignment]  # disarm the hook (audit hooks cannot be removed)
         assert spy.reads == []
         assert opened == []
+
+
+def test_read_timeout_after_retries_is_a_timeout(http_server: LoopbackServer) -> None:
+    """A read timeout that outlives its retries raises requests.ReadTimeout, after one retry on the server."""
+    with default_session(read_timeout=0.2, retries=1, backoff_factor=0) as session:
+        with pytest.raises(requests.ReadTimeout):
+            session.get(http_server.url("/slow?delay=0.6"))
+        assert session.stats.retries == 1
+    assert [seen.path for seen in http_server.requests] == ["/slow?delay=0.6"] * 2
