@@ -401,7 +401,9 @@ class PresetConfig:
         out: dict[str, Any] = {}
         for name in self.field_names():
             value = getattr(self, name)
-            if isinstance(value, frozenset):
+            if name == "retries" and value is None:
+                value = "unlimited"  # the same word the environment accepts
+            elif isinstance(value, frozenset):
                 value = sorted(value)
             elif isinstance(value, Mapping):
                 value = {k: mask_url(v) for k, v in value.items()}
