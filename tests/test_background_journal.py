@@ -406,7 +406,7 @@ def test_cancel_upload_mid_body(http_server: LoopbackServer, src: Path) -> None:
     http_server.route("/up", route)
     task = open_bg().upload(http_server.url("/up"), src, progress=lambda t: t.cancel())
     assert task.wait(20).state is TransferState.CANCELLED
-    assert route.bodies == []
+    assert all(len(body) < src.stat().st_size for body in route.bodies)
 
 
 def test_environment_configures_background_sessions(monkeypatch: pytest.MonkeyPatch) -> None:

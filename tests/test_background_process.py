@@ -102,8 +102,8 @@ def test_kill_9_then_new_process_resumes_from_part(http_server: LoopbackServer, 
     (task,) = bg.tasks()
     assert task.wait(20).state is TransferState.COMPLETED, task.error
     assert hashlib.sha256(dest.read_bytes()).digest() == hashlib.sha256(data).digest()
-    assert route.ranges[0] is None
-    assert f"bytes={offset}-" in route.ranges
+    # The killed child's request is logged whenever the server notices the dead socket.
+    assert sorted(route.ranges, key=str) == [None, f"bytes={offset}-"]
     assert route.log[route.ranges.index(f"bytes={offset}-")].status == 206
 
 
@@ -165,4 +165,4 @@ def test_disk_full_fails_then_next_run_resumes(http_server: LoopbackServer, tmp_
     assert task.state in (TransferState.PENDING, TransferState.RUNNING, TransferState.COMPLETED)
     assert task.wait(20).state is TransferState.COMPLETED, task.error
     assert dest.read_bytes() == data
-    assert route.ranges == [None, f"bytes={limit}-"]
+    assert sorted(route.ranges, key=str) == [None, f"bytes={limit}-"]
