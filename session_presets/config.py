@@ -60,8 +60,8 @@ FIELD_FORMS: Final[Mapping[str, str]] = types.MappingProxyType(
         "backoff_factor": "a duration >= 0 such as 0.5, 500ms, 1s",
         "backoff_max": "a duration > 0 such as 30s, 5m",
         "retry_statuses": "comma-separated HTTP status codes from 100 to 599, such as 429,503",
-        "pool_connections": "a whole number >= 1",
-        "pool_maxsize": "a whole number >= 1",
+        "pool_connections": "a whole number from 1 to 1024",
+        "pool_maxsize": "a whole number from 1 to 1024",
         "max_connection_age": "a duration > 0 such as 300s, 5m, or none/off",
         "cache_policy": "'reload' or 'protocol'",
         "cookies": "'memory', 'none' or 'file' (with cookie_file)",
@@ -127,8 +127,18 @@ def _socket_timeout(field: str, value: object) -> float | None:
     return number
 
 
-def _whole(field: str, value: object, *, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+#: The most pools or pooled connections a preset may ask for: urllib3 allocates
+#: a queue slot for every pooled connection up front.
+_MAX_POOL: Final = 1024
+
+
+def _whole(field: str, value: object, *, minimum: int, maximum: int | None = None) -> int:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or value < minimum
+        or (maximum is not None and value > maximum)
+    ):
         raise _bad(field, value)
     return value
 
@@ -253,8 +263,8 @@ _VALIDATORS: Final[Mapping[str, Callable[[Any], Any]]] = types.MappingProxyType(
         "backoff_factor": lambda v: _duration("backoff_factor", v, allow_zero=True),
         "backoff_max": lambda v: _duration("backoff_max", v),
         "retry_statuses": _statuses,
-        "pool_connections": lambda v: _whole("pool_connections", v, minimum=1),
-        "pool_maxsize": lambda v: _whole("pool_maxsize", v, minimum=1),
+        "pool_connections": lambda v: _whole("pool_connections", v, minimum=1, maximum=_MAX_POOL),
+        "pool_maxsize": lambda v: _whole("pool_maxsize", v, minimum=1, maximum=_MAX_POOL),
         "max_connection_age": lambda v: _duration("max_connection_age", v, allow_none=True),
         "cache_policy": lambda v: _choice("cache_policy", v, ("reload", "protocol")),
         "cookies": lambda v: _choice("cookies", v, ("memory", "none", "file")),

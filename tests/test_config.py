@@ -117,3 +117,11 @@ def test_values_are_normalised() -> None:
     assert config.as_dict()["retry_statuses"] == [503]
     assert config == PresetConfig(connect_timeout=3.0, retry_statuses={503}, client_cert=("c.pem", "k.pem"),
                                   headers={"X-Trace": "1"})
+
+
+@pytest.mark.parametrize("field", ["pool_maxsize", "pool_connections"])
+def test_pool_sizes_are_bounded(field: str) -> None:
+    """A pool size urllib3 would allocate up front (10**9 slots) is refused when the preset is built."""
+    assert getattr(PresetConfig(**{field: 1024}), field) == 1024
+    with pytest.raises(ConfigError, match=f"{field}=1000000000 is invalid: expected a whole number from 1 to 1024"):
+        PresetConfig(**{field: 10**9})

@@ -97,9 +97,9 @@ def test_sixteen_threads_share_one_session_over_tls(https_server: LoopbackServer
 @pytest.mark.timeout(900)
 @pytest.mark.usefixtures("wide_pool")
 def test_soak_sixteen_threads(http_server: LoopbackServer, request: pytest.FixtureRequest) -> None:
-    """Soak: 16 threads x LOAD_SOAK_PER_THREAD (default 5000) GETs with the same guarantees."""
-    if "slow" not in (request.config.getoption("-m") or ""):
-        pytest.skip("soak test: run with -m slow (LOAD_SOAK_PER_THREAD sets the count)")
-    per_thread = int(os.environ.get("LOAD_SOAK_PER_THREAD", "5000"))
+    """Soak: 16 threads x LOAD_SOAK_PER_THREAD GETs with the same guarantees (small count unless -m slow)."""
+    # The default run and CI use a smaller count; `pytest -m slow` soaks for real.
+    default = "5000" if "slow" in (request.config.getoption("-m") or "") else "300"
+    per_thread = int(os.environ.get("LOAD_SOAK_PER_THREAD", default))
     errors, used = _hammer(http_server, THREADS, per_thread)
     _check(http_server, THREADS, per_thread, errors, used)
