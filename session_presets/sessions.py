@@ -29,7 +29,7 @@ from requests.utils import address_in_network, get_netrc_auth, is_ipv4_address, 
 from urllib3.exceptions import ResponseError
 
 from ._calls import CANCELLED, DEADLINE, Call, current_call, set_current_call, watchdog
-from .adapters import Counters, PresetAdapter
+from .adapters import IDEMPOTENT_METHODS, Counters, PresetAdapter
 from .config import PresetConfig
 from .env import STRICT_REUSE_VARIABLE, parse_bool
 from .errors import (
@@ -433,6 +433,15 @@ class PresetSession(requests.Session):
             if call.reason is not None:
                 raise self._aborted_error(call, request, exc) from exc
             self._counters.add("errors")
+            if (
+                isinstance(exc, requests.ConnectionError)
+                and (request.method or "").upper() not in IDEMPOTENT_METHODS
+                and hasattr(exc, "add_note")
+            ):
+                exc.add_note(
+                    f"session_presets: {request.method} {safe_url(request.url)} was not retried: "
+                    "the method is not idempotent, so the server may have acted on it"
+                )
             raise
         finally:
             set_current_call(outer)

@@ -43,6 +43,8 @@ def test_reset_before_response_is_never_retried_for_post(http_server: LoopbackSe
     assert [(r.method, r.body) for r in seen] == [("POST", b"payload")]
     message = str(info.value)
     assert "reset" in message.lower() or "aborted" in message.lower(), message
+    notes = getattr(info.value, "__notes__", [])
+    assert any("POST" in note and "not retried" in note and "/flaky" in note for note in notes), notes
 
 
 @pytest.mark.timeout(20)
