@@ -525,6 +525,13 @@ class PresetSession(requests.Session):
                 self._drained.wait(left)
         self._finish_invalidation()
 
+    def _abort_thread_calls(self, thread_id: int, reason: str) -> None:
+        """Abort the calls that thread ``thread_id`` has in flight (for background transfers)."""
+        with self._lock:
+            calls = [call for call in self._calls if call.thread_id == thread_id]
+        for call in calls:
+            call.abort(reason)
+
     def _finish_invalidation(self) -> None:
         if self._state is SessionState.INVALIDATED:
             return
