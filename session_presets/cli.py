@@ -390,13 +390,21 @@ def _state(task: Any) -> str:
     return str(getattr(state, "value", state))
 
 
+def _without_userinfo(url: str) -> str:
+    # The journal never stores user:password@, so compare URLs without it.
+    from .background.journal import strip_credentials
+
+    return strip_credentials(url, {})[0]
+
+
 def _find_or_start(bg: Any, args: argparse.Namespace, output: str, progress: _Progress | None) -> tuple[Any, bool]:
     """Return the task that writes ``output`` and whether it was reattached from an earlier run."""
     for existing in bg.tasks():
         if _task_dest(existing) != output:
             continue
         if _state(existing) in ("pending", "running"):
-            if existing.url == args.url and getattr(existing, "sha256", None) == args.sha256:
+            same_url = _without_userinfo(existing.url) == _without_userinfo(args.url)
+            if same_url and getattr(existing, "sha256", None) == args.sha256:
                 return existing, True  # an interrupted run of the same command: its .part resumes
             existing.cancel()
             existing.wait()
