@@ -11,6 +11,8 @@ from typing import Any, ClassVar, Final
 import requests
 from requests.adapters import HTTPAdapter
 from requests.models import PreparedRequest, Response
+from requests.structures import CaseInsensitiveDict
+from requests.utils import get_encoding_from_headers
 from urllib3 import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.exceptions import MaxRetryError, ReadTimeoutError, ResponseError
@@ -355,6 +357,23 @@ class PresetAdapter(HTTPAdapter):
         # urllib3 would then load that bundle on every new connection. The shared
         # context already holds the trust anchors and the client certificate.
         return None
+
+    def build_response(self, req: PreparedRequest, resp: Any) -> Response:
+        headers = getattr(resp, "headers", None)
+        if headers is None or "set-cookie" in headers or "set-cookie2" in headers:
+            return super().build_response(req, resp)
+        # What requests builds, minus the cookie extraction that a response
+        # without Set-Cookie headers cannot change (a sixth of this call).
+        response = Response()
+        response.status_code = resp.status
+        response.headers = CaseInsensitiveDict(headers)
+        response.encoding = get_encoding_from_headers(response.headers)
+        response.raw = resp
+        response.reason = resp.reason
+        response.url = req.url.decode("utf-8") if isinstance(req.url, bytes) else (req.url or "")
+        response.request = req
+        response.connection = self
+        return response
 
     def add_headers(self, request: PreparedRequest, **kwargs: Any) -> None:
         if self._no_cache:

@@ -362,10 +362,12 @@ class PresetSession(requests.Session):
         # work an empty mapping costs there (runtime Protocol checks, cookie
         # headers from empty jars), which is most of its time.
         url = request.url
-        cookies: Any = request.cookies or {}
-        if not isinstance(cookies, http.cookiejar.CookieJar):
-            cookies = cookiejar_from_dict(cookies)
-        merged_cookies = merge_cookies(merge_cookies(RequestsCookieJar(), self.cookies), cookies)
+        merged_cookies = merge_cookies(RequestsCookieJar(), self.cookies)
+        if request.cookies:
+            cookies: Any = request.cookies
+            if not isinstance(cookies, http.cookiejar.CookieJar):
+                cookies = cookiejar_from_dict(cookies)
+            merged_cookies = merge_cookies(merged_cookies, cookies)
         auth = request.auth
         if self.config.store_credentials and not auth and not self.auth and url:
             auth = get_netrc_auth(url)
