@@ -164,6 +164,19 @@ def test_corrupt_journal_raises_and_is_kept(state_dir: Path) -> None:
     _assert_refused(path, "cannot be used")
 
 
+def test_journal_of_another_user_raises_and_is_kept(state_dir: Path, http_server: LoopbackServer) -> None:
+    """A journal owned by another user raises TransferError naming the file, which is left untouched."""
+    if not hasattr(os, "getuid") or os.getuid() != 0:
+        pytest.skip("needs root to give a file to another user")
+    http_server.route("/file", FileRoute(make_data(1024)))
+    bg = background_session("t")
+    bg.download(http_server.url("/file"), str(state_dir / "out.bin")).wait(10)
+    bg.finish_tasks_and_invalidate()
+    path = state_dir / "t.sqlite3"
+    os.chown(path, 4242, 4242)
+    _assert_refused(path, "owned by another user")
+
+
 def test_newer_journal_raises_and_is_kept(state_dir: Path) -> None:
     """A journal with a newer schema version raises TransferError naming the file, which is left untouched."""
     path = state_dir / "t.sqlite3"

@@ -111,6 +111,13 @@ class Journal:
         self.path = path
         self._lock = threading.Lock()
         existed = os.path.exists(path)
+        if existed and hasattr(os, "getuid"):
+            owner = os.stat(path).st_uid
+            if owner != os.getuid():
+                raise TransferError(
+                    f"the background journal {path!r} is owned by another user (uid {owner}); "
+                    "refusing to use it. It was left untouched."
+                )
         if not existed:
             try:
                 os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
