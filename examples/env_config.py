@@ -9,44 +9,21 @@ the ConfigError a bad value gives: every bad variable, named, at build time.
 from __future__ import annotations
 
 import os
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import requests
+from _loopback import LoopbackHandler, LoopbackServer
 
 from session_presets import ConfigError, close_all, get_preset, get_session
 
 
-class SlowServer(ThreadingHTTPServer):
-    """A loopback server whose /slow answer takes a second."""
-
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), SlowHandler)
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}{path}"
-
-
-class SlowHandler(BaseHTTPRequestHandler):
+class SlowHandler(LoopbackHandler):
     """``/slow`` sleeps a second before answering; anything else answers at once."""
 
-    protocol_version = "HTTP/1.1"
-    wbufsize = 64 * 1024  # headers and body leave in one send: no Nagle/delayed-ACK stall
-
-    def do_GET(self) -> None:
+    def respond(self) -> tuple[int, dict[str, str], bytes]:
         if self.path == "/slow":
             time.sleep(1.0)
-        self.send_response(200)
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"ok")
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+        return 200, {}, b"ok"
 
 
 def show(preset: str, *fields: str) -> None:
@@ -60,50 +37,47 @@ def show(preset: str, *fields: str) -> None:
 
 def main() -> int:
     """Show environment binding, provenance, a timeout it causes, and a bad value."""
-    server = SlowServer()
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-    saved = dict(os.environ)
-    try:
-        os.environ["SESSION_PRESETS_RETRIES"] = "0"  # every preset
-        os.environ["SESSION_PRESETS_DEFAULT_READ_TIMEOUT"] = "300ms"  # one preset
-        os.environ["SESSION_PRESETS_EPHEMERAL_HEADERS"] = '{"X-Team": "payments"}'
-        print("effective values and where they come from:")
-        show("default", "read_timeout", "retries", "connect_timeout")
-        show("ephemeral", "read_timeout", "retries", "headers")
-
-        session = get_session("default")  # the environment is read now, once
-        started = time.monotonic()
+    with LoopbackServer(SlowHandler) as server:
+        saved = dict(os.environ)
         try:
-            session.get(server.url("/slow"))
-        except (requests.Timeout, requests.ConnectionError) as exc:
-            # requests reports a read timeout as ConnectionError once urllib3's retries are spent.
-            print(f"GET /slow with the default preset: {type(exc).__name__} after "
-                  f"{time.monotonic() - started:.1f}s (read_timeout 300ms, no retries)")
-        else:
-            print("expected a timeout")
-            return 1
-        print(f"GET /fast: {session.get(server.url('/fast')).status_code}")
+            os.environ["SESSION_PRESETS_RETRIES"] = "0"  # every preset
+            os.environ["SESSION_PRESETS_DEFAULT_READ_TIMEOUT"] = "300ms"  # one preset
+            os.environ["SESSION_PRESETS_EPHEMERAL_HEADERS"] = '{"X-Team": "payments"}'
+            print("effective values and where they come from:")
+            show("default", "read_timeout", "retries", "connect_timeout")
+            show("ephemeral", "read_timeout", "retries", "headers")
 
-        os.environ["SESSION_PRESETS_CONNECT_TIMEOUT"] = "soon"
-        os.environ["SESSION_PRESETS_DEFAULT_POOL_MAXSIZE"] = "-4"
-        try:
-            get_preset("default")
-        except ConfigError as exc:
-            print("a bad value is an error when the session is built, never ignored:")
-            print(f"  {exc}".replace("\n", "\n  "))
-            print(f"  ({len(exc.problems)} problem(s) in .problems)")
-        else:
-            print("expected a ConfigError")
-            return 1
-        # Sessions already built keep the configuration they were built with.
-        print(f"the shared session built earlier still works: {session.get(server.url('/fast')).status_code}")
-        return 0
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-        close_all()
-        server.shutdown()
-        server.server_close()
+            session = get_session("default")  # the environment is read now, once
+            started = time.monotonic()
+            try:
+                session.get(server.url("/slow"))
+            except (requests.Timeout, requests.ConnectionError) as exc:
+                # requests reports a read timeout as ConnectionError once urllib3's retries are spent.
+                print(f"GET /slow with the default preset: {type(exc).__name__} after "
+                      f"{time.monotonic() - started:.1f}s (read_timeout 300ms, no retries)")
+            else:
+                print("expected a timeout")
+                return 1
+            print(f"GET /fast: {session.get(server.url('/fast')).status_code}")
+
+            os.environ["SESSION_PRESETS_CONNECT_TIMEOUT"] = "soon"
+            os.environ["SESSION_PRESETS_DEFAULT_POOL_MAXSIZE"] = "-4"
+            try:
+                get_preset("default")
+            except ConfigError as exc:
+                print("a bad value is an error when the session is built, never ignored:")
+                print(f"  {exc}".replace("\n", "\n  "))
+                print(f"  ({len(exc.problems)} problem(s) in .problems)")
+            else:
+                print("expected a ConfigError")
+                return 1
+            # Sessions already built keep the configuration they were built with.
+            print(f"the shared session built earlier still works: {session.get(server.url('/fast')).status_code}")
+            return 0
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+            close_all()
 
 
 if __name__ == "__main__":

@@ -15,51 +15,20 @@ import sys
 import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+
+from _loopback import LoopbackHandler, LoopbackServer
 
 from session_presets import close_all, get_preset, get_session
 
 
-class CountingServer(ThreadingHTTPServer):
-    """A loopback HTTP/1.1 server that counts the connections it accepts."""
-
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), PidHandler)
-        self.connections = 0
-        self.lock = threading.Lock()
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}{path}"
-
-
-class PidHandler(BaseHTTPRequestHandler):
+class PidHandler(LoopbackHandler):
     """Answers with the connection's number, so a caller can see which one it used."""
 
-    protocol_version = "HTTP/1.1"
-    wbufsize = 64 * 1024  # headers and body leave in one send: no Nagle/delayed-ACK stall
-    server: CountingServer
-
-    def setup(self) -> None:
-        super().setup()
-        with self.server.lock:
-            self.server.connections += 1
-            self.number = self.server.connections
-
-    def do_GET(self) -> None:
-        body = str(self.number).encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+    def respond(self) -> tuple[int, dict[str, str], bytes]:
+        return 200, {}, str(self.connection_number).encode()
 
 
-def from_threads(server: CountingServer) -> None:
+def from_threads(server: LoopbackServer) -> None:
     """Eight threads share the registry's session."""
     seen_sessions: set[int] = set()
     used: set[str] = set()
@@ -81,7 +50,7 @@ def from_threads(server: CountingServer) -> None:
           f"client stats: requests={stats.requests} opened={stats.connections_opened}")
 
 
-def from_a_forked_worker(server: CountingServer) -> int:
+def from_a_forked_worker(server: LoopbackServer) -> int:
     """A child process builds its own session on first use; the parent's sockets stay the parent's."""
     parent_session = get_session()
     parent_connection = parent_session.get(server.url("/parent")).text
@@ -118,19 +87,16 @@ def from_a_forked_worker(server: CountingServer) -> int:
 
 def main() -> int:
     """Run both demonstrations against a loopback server."""
-    server = CountingServer()
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-    try:
-        from_threads(server)
-        if not hasattr(os, "fork"):
-            print("fork: not available on this platform")
-            return 0
-        return from_a_forked_worker(server)
-    finally:
-        close_all()
-        server.shutdown()
-        server.server_close()
-        sys.stdout.flush()
+    with LoopbackServer(PidHandler) as server:
+        try:
+            from_threads(server)
+            if not hasattr(os, "fork"):
+                print("fork: not available on this platform")
+                return 0
+            return from_a_forked_worker(server)
+        finally:
+            close_all()
+            sys.stdout.flush()
 
 
 if __name__ == "__main__":

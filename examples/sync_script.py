@@ -8,83 +8,49 @@ shared session, a new one for a caller-owned ephemeral session.
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+
+from _loopback import LoopbackHandler, LoopbackServer
 
 from session_presets import close_all, ephemeral_session, get_preset, get_session
 
 
-class CountingServer(ThreadingHTTPServer):
-    """A loopback HTTP/1.1 server that counts the connections it accepts."""
-
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), EchoHandler)
-        self.connections = 0
-        self.lock = threading.Lock()
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}{path}"
-
-
-class EchoHandler(BaseHTTPRequestHandler):
+class EchoHandler(LoopbackHandler):
     """Answers every GET with a JSON echo of the path and headers (keep-alive)."""
 
-    protocol_version = "HTTP/1.1"
-    wbufsize = 64 * 1024  # headers and body leave in one send: no Nagle/delayed-ACK stall
-    server: CountingServer
-
-    def setup(self) -> None:
-        super().setup()
-        with self.server.lock:
-            self.server.connections += 1
-
-    def do_GET(self) -> None:
+    def respond(self) -> tuple[int, dict[str, str], bytes]:
         body = json.dumps({"path": self.path, "headers": dict(self.headers)}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+        return 200, {"Content-Type": "application/json"}, body
 
 
 def main() -> int:
     """Show the shared session's reuse, its preset settings and an ephemeral session."""
-    server = CountingServer()
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-    try:
-        config = get_preset("default")
-        print(f"default preset: connect {config.connect_timeout:g}s, read {config.read_timeout:g}s, "
-              f"total {config.total_timeout:g}s, retries {config.retries}, cache_policy {config.cache_policy!r}")
+    with LoopbackServer(EchoHandler) as server:
+        try:
+            config = get_preset("default")
+            print(f"default preset: connect {config.connect_timeout:g}s, read {config.read_timeout:g}s, "
+                  f"total {config.total_timeout:g}s, retries {config.retries}, cache_policy {config.cache_policy!r}")
 
-        # Anywhere in the program: the same session, the same pooled connection.
-        for number in range(5):
-            reply = get_session().get(server.url(f"/item/{number}"))
-            reply.raise_for_status()
-        echoed = reply.json()["headers"]
-        stats = get_session().stats
-        print(f"5 calls through get_session(): server saw {server.connections} connection(s); "
-              f"client stats: opened={stats.connections_opened} reused={stats.connections_reused}")
-        print(f"every call carried a timeout and sent Cache-Control: {echoed.get('Cache-Control')!r}, "
-              f"User-Agent: {echoed.get('User-Agent')!r}")
-        assert server.connections == 1
+            # Anywhere in the program: the same session, the same pooled connection.
+            for number in range(5):
+                reply = get_session().get(server.url(f"/item/{number}"))
+                reply.raise_for_status()
+            echoed = reply.json()["headers"]
+            stats = get_session().stats
+            print(f"5 calls through get_session(): server saw {server.connections} connection(s); "
+                  f"client stats: opened={stats.connections_opened} reused={stats.connections_reused}")
+            print(f"every call carried a timeout and sent Cache-Control: {echoed.get('Cache-Control')!r}, "
+                  f"User-Agent: {echoed.get('User-Agent')!r}")
+            assert server.connections == 1
 
-        # Caller-owned, private state: close it (the with block does).
-        before = server.connections
-        with ephemeral_session() as private:
-            private.get(server.url("/private")).raise_for_status()
-        print(f"an ephemeral session opened {server.connections - before} new connection "
-              f"and is now {private.state.value}")
-        return 0
-    finally:
-        close_all()
-        server.shutdown()
-        server.server_close()
+            # Caller-owned, private state: close it (the with block does).
+            before = server.connections
+            with ephemeral_session() as private:
+                private.get(server.url("/private")).raise_for_status()
+            print(f"an ephemeral session opened {server.connections - before} new connection "
+                  f"and is now {private.state.value}")
+            return 0
+        finally:
+            close_all()
 
 
 if __name__ == "__main__":
