@@ -20,6 +20,7 @@ from urllib3.util import Retry, Timeout
 
 from ._calls import DEADLINE, Call, current_call
 from .config import PresetConfig
+from .errors import ConfigError
 from .tls import TrustConfig, get_ssl_context
 
 __all__ = ["Counters", "PresetAdapter", "PresetRetry"]
@@ -313,7 +314,14 @@ class PresetAdapter(HTTPAdapter):
             client_cert=client,
             tls_min_version=self._trust.tls_min_version,
         )
-        return self._context if trust == self._trust else get_ssl_context(trust)
+        if trust == self._trust:
+            return self._context
+        try:
+            return get_ssl_context(trust)
+        except ConfigError as exc:
+            # A per-call verify= or cert= is not configuration: fail the call the
+            # way requests does for a bad path, with an OSError naming it.
+            raise OSError(f"cannot use verify={verify!r} / cert={cert!r} for this call: {exc}") from exc
 
     def build_connection_pool_key_attributes(
         self, request: PreparedRequest, verify: Any, cert: Any = None

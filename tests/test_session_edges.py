@@ -181,3 +181,12 @@ def test_requests_exceptions_pass_through(http_server: LoopbackServer) -> None:
             session.get("127.0.0.1/x")
         with pytest.raises(requests.exceptions.InvalidURL):
             session.get("http://")
+
+
+def test_bad_per_call_ca_path_is_an_oserror_naming_it(http_server: LoopbackServer) -> None:
+    """A per-call verify= path that cannot be loaded fails that call with OSError, as in requests."""
+    with default_session() as session:
+        with pytest.raises(OSError, match="/nonexistent/ca.pem") as info:
+            session.get("https://127.0.0.1:9/", verify="/nonexistent/ca.pem")
+        assert not isinstance(info.value, ConfigError)
+        assert session.get(http_server.url()).status_code == 200
