@@ -6,6 +6,7 @@ import logging
 import ssl
 import threading
 import time
+import weakref
 from typing import Any, ClassVar, Final
 
 import requests
@@ -18,7 +19,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.exceptions import MaxRetryError, ReadTimeoutError, ResponseError
 from urllib3.util import Retry, Timeout
 
-from ._calls import DEADLINE, Call, current_call
+from ._calls import DEADLINE, Call, current_call, shutdown_connection
 from .config import PresetConfig
 from .errors import ConfigError
 from .tls import TrustConfig, get_ssl_context
@@ -146,8 +147,6 @@ class _ConnectionMixin:
         self.counters.add("connections_opened")
         call = current_call()
         if call is not None and call.reason is not None:
-            from ._calls import shutdown_connection
-
             shutdown_connection(self)
 
     def request(self, *args: Any, **kwargs: Any) -> None:
@@ -163,6 +162,8 @@ class _PoolMixin:
     """Hands the call its connection, and retires connections past max_connection_age."""
 
     max_connection_age: ClassVar[float | None]
+    #: Connections handed out and not yet returned, including those under a streamed body.
+    checked_out: ClassVar[weakref.WeakSet[Any]]
     #: The insecure context of a verify=False preset: warned about once per session already.
     acknowledged_context: ClassVar[ssl.SSLContext | None] = None
     conn_kw: dict[str, Any]
@@ -189,16 +190,25 @@ class _PoolMixin:
         call = current_call()
         if call is not None:
             call.conns.append(conn)
+        self.checked_out.add(conn)
         return conn
+
+    def _put_conn(self, conn: Any) -> None:
+        if conn is not None:  # urllib3 puts None back for a connection it dropped
+            self.checked_out.discard(conn)
+        super()._put_conn(conn)  # type: ignore[misc]
 
 
 def _pool_classes(
-    counters: Counters, max_age: float | None, acknowledged: ssl.SSLContext | None
+    counters: Counters,
+    max_age: float | None,
+    acknowledged: ssl.SSLContext | None,
+    checked_out: weakref.WeakSet[Any],
 ) -> dict[str, type[HTTPConnectionPool]]:
     attrs = {"counters": counters}
     http_conn = type("PresetHTTPConnection", (_ConnectionMixin, HTTPConnection), attrs)
     https_conn = type("PresetHTTPSConnection", (_ConnectionMixin, HTTPSConnection), attrs)
-    pool_attrs = {"max_connection_age": max_age, "acknowledged_context": acknowledged}
+    pool_attrs = {"max_connection_age": max_age, "acknowledged_context": acknowledged, "checked_out": checked_out}
     http_pool = type(
         "PresetHTTPConnectionPool", (_PoolMixin, HTTPConnectionPool), {**pool_attrs, "ConnectionCls": http_conn}
     )
@@ -263,8 +273,9 @@ class PresetAdapter(HTTPAdapter):
         )
         self._context = get_ssl_context(self._trust)
         self._cert_reqs = _cert_reqs(self._context)
+        self._checked_out: weakref.WeakSet[Any] = weakref.WeakSet()
         self._pool_classes = _pool_classes(
-            self.counters, config.max_connection_age, None if config.verify else self._context
+            self.counters, config.max_connection_age, None if config.verify else self._context, self._checked_out
         )
         self._no_cache = config.cache_policy == "reload"
         self._pool_cache: dict[tuple[str, Any, Any], HTTPConnectionPool] = {}
@@ -416,6 +427,11 @@ class PresetAdapter(HTTPAdapter):
                 raise requests.ReadTimeout(wrapped, request=request) from exc
             raise
 
+    def abort_checked_out(self) -> None:
+        """Shut down the socket of every connection in use, streamed bodies included."""
+        for conn in list(self._checked_out):
+            shutdown_connection(conn)
+
     def close_idle(self) -> None:
         """Close every pooled connection; connections in use close when released."""
         self._pool_cache.clear()
@@ -427,5 +443,7 @@ class PresetAdapter(HTTPAdapter):
         """Drop every pool without touching its sockets (they belong to the parent)."""
         self.proxy_manager = {}
         self._pool_cache = {}
+        # Those sockets are shared with the parent: shutting one down would cut its call.
+        self._checked_out.clear()
         self.init_poolmanager(self._pool_connections, self._pool_maxsize, block=self._pool_block)
 

@@ -518,6 +518,10 @@ class PresetSession(requests.Session):
         log.debug("cancelling %d request(s) of preset %r", len(calls), self.config.name)
         for call in calls:
             call.abort(CANCELLED)
+        # Bodies streamed with stream=True hold their connection after send() returned.
+        for adapter in self.adapters.values():
+            if isinstance(adapter, PresetAdapter):
+                adapter.abort_checked_out()
         ends = time.monotonic() + CANCEL_GRACE
         with self._lock:
             while any(call.thread_id != me for call in self._calls):

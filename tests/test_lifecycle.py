@@ -281,3 +281,30 @@ def test_close_from_inside_a_hook_does_not_deadlock(http_server: LoopbackServer)
     assert session.get(http_server.url()).status_code == 200
     assert session.state is SessionState.INVALIDATED
     assert os.getpid() > 0
+
+
+@pytest.mark.timeout(20)
+def test_invalidate_and_cancel_cuts_a_streamed_body(http_server: LoopbackServer) -> None:
+    """A body read with stream=True after send() returned is cut too, and its reader gets a requests error."""
+    session = default_session(total_timeout=None)
+    response = session.get(http_server.url("/trickle?bytes=30&interval=1"), stream=True)
+    thread, box = _in_thread(lambda: b"".join(response.iter_content(1)))
+    time.sleep(0.3)
+    cancelled = time.monotonic()
+    session.invalidate_and_cancel()
+    thread.join(10)
+    assert isinstance(box.get("error"), requests.RequestException), box
+    assert box["done"] - cancelled < 2.0  # type: ignore[operator]  # the body would take 30 s
+    response.close()
+
+
+def test_finished_streams_leave_nothing_checked_out(http_server: LoopbackServer) -> None:
+    """Connections return to the pool when a streamed body is consumed, so cancel has nothing to cut."""
+    with default_session() as session:
+        for _ in range(3):
+            with session.get(http_server.url(), stream=True) as response:
+                assert response.content == b"ok"
+        assert len(session.adapter._checked_out) == 0
+        session.get(http_server.url())
+        assert len(session.adapter._checked_out) == 0
+    assert http_server.connections == 1
