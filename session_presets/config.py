@@ -422,6 +422,19 @@ class PresetConfig:
             out[name] = value
         return out
 
+    def __reduce__(self) -> tuple[Any, tuple[dict[str, Any]]]:
+        # Read-only mappings do not pickle; rebuild (and revalidate) from plain values.
+        state: dict[str, Any] = {}
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            state[field.name] = dict(value) if isinstance(value, Mapping) else value
+        return (_rebuild, (state,))
+
     def __repr__(self) -> str:
         shown = ", ".join(f"{key}={value!r}" for key, value in self.as_dict().items())
         return f"PresetConfig(name={self.name!r}, {shown})"
+
+
+def _rebuild(state: dict[str, Any]) -> PresetConfig:
+    """Unpickle a PresetConfig (see PresetConfig.__reduce__)."""
+    return PresetConfig(**state)

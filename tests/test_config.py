@@ -125,3 +125,18 @@ def test_pool_sizes_are_bounded(field: str) -> None:
     assert getattr(PresetConfig(**{field: 1024}), field) == 1024
     with pytest.raises(ConfigError, match=f"{field}=1000000000 is invalid: expected a whole number from 1 to 1024"):
         PresetConfig(**{field: 10**9})
+
+
+def test_pickle_and_deepcopy_keep_values_and_origins() -> None:
+    """A config survives pickle (multiprocessing) and deepcopy, with its origins."""
+    import copy
+    import pickle
+
+    from session_presets import register_preset
+
+    config = register_preset("pickled", headers={"X-A": "1"}, proxies={"https": "http://u:p@proxy:1"})
+    for clone in (pickle.loads(pickle.dumps(config)), copy.deepcopy(config)):
+        assert clone == config
+        assert clone.origin("headers") == "code"
+        assert clone.origin("read_timeout") == "base preset 'default'"
+        assert dict(clone.headers) == {"X-A": "1"}
