@@ -353,7 +353,7 @@ class PresetAdapter(HTTPAdapter):
         # Direct connections are looked up once per origin and trust setting;
         # requests would parse the URL three times and rebuild the pool key.
         url = request.url
-        if proxies or not isinstance(url, str):
+        if proxies or not isinstance(url, str) or isinstance(cert, list):
             return super().get_connection_with_tls_context(request, verify, proxies=proxies, cert=cert)
         slash = url.find("/", url.find("//") + 2)
         key = (url[:slash] if slash > 0 else url, verify, cert)

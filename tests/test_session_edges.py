@@ -190,3 +190,13 @@ def test_bad_per_call_ca_path_is_an_oserror_naming_it(http_server: LoopbackServe
             session.get("https://127.0.0.1:9/", verify="/nonexistent/ca.pem")
         assert not isinstance(info.value, ConfigError)
         assert session.get(http_server.url()).status_code == 200
+
+
+def test_client_cert_given_as_a_list(https_server: LoopbackServer, ca, ca_bundle, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """cert=[cert, key] (a list, not a tuple) works like the tuple form."""
+    client = ca.issue_cert("client@example.org")
+    cert_path, key_path = tmp_path / "c.pem", tmp_path / "k.pem"
+    client.cert_chain_pems[0].write_to_path(str(cert_path))
+    client.private_key_pem.write_to_path(str(key_path))
+    with default_session(ca_bundle=ca_bundle) as session:
+        assert session.get(https_server.url(), cert=[str(cert_path), str(key_path)]).status_code == 200
