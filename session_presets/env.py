@@ -15,7 +15,7 @@ import warnings
 from collections.abc import Callable, Collection, Mapping
 from typing import Any, Final
 
-from .config import FIELD_FORMS, PresetConfig, validate_field
+from .config import FIELD_FORMS, PresetConfig, mask_url, validate_field
 from .errors import ConfigError, UnknownVariableWarning
 
 __all__ = [
@@ -195,15 +195,9 @@ _PARSERS: Final[Mapping[str, Callable[[str], Any]]] = {
 }
 
 
-def _masked(variable: str, text: str) -> str:
-    from .config import mask_url
-
-    return mask_url(text)
-
-
 def _problem(variable: str, text: str, field: str, detail: str | None = None) -> str:
     reason = detail if detail is not None else f"expected {FIELD_FORMS[field]}"
-    return f"{variable}={_masked(variable, text)!r} is invalid: {reason}"
+    return f"{variable}={mask_url(text)!r} is invalid: {reason}"
 
 
 def known_variables(preset_names: Collection[str]) -> Mapping[str, tuple[str | None, str]]:
