@@ -106,8 +106,27 @@ def safe_url(url: str | bytes | None) -> str:
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
+#: How many distinct URLs the prepared-URL memo keeps before it starts afresh.
+_URL_MEMO_SIZE: Final = 1024
+_url_memo: dict[str, str] = {}
+
+
 class _PresetPreparedRequest(PreparedRequest):
-    """A PreparedRequest that skips the Cookie header work when there are no cookies."""
+    """A PreparedRequest that remembers prepared URLs and skips empty-cookie work."""
+
+    def prepare_url(self, url: Any, params: Any) -> None:
+        # Without params, preparing a URL (parse, IDNA, requote) depends on the
+        # text alone, and services call the same few URLs over and over.
+        if params or not isinstance(url, str):
+            super().prepare_url(url, params)
+            return
+        prepared = _url_memo.get(url)
+        if prepared is None:
+            super().prepare_url(url, params)
+            if len(_url_memo) >= _URL_MEMO_SIZE:
+                _url_memo.clear()
+            _url_memo[url] = prepared = self.url or ""
+        self.url = prepared
 
     def prepare_cookies(self, cookies: Any) -> None:
         if isinstance(cookies, http.cookiejar.CookieJar) and next(iter(cookies), None) is None:

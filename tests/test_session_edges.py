@@ -200,3 +200,15 @@ def test_client_cert_given_as_a_list(https_server: LoopbackServer, ca, ca_bundle
     client.private_key_pem.write_to_path(str(key_path))
     with default_session(ca_bundle=ca_bundle) as session:
         assert session.get(https_server.url(), cert=[str(cert_path), str(key_path)]).status_code == 200
+
+
+def test_prepared_url_memo_is_exact(http_server: LoopbackServer) -> None:
+    """Remembered URLs reach the server exactly as requests would prepare them, with and without params."""
+    with default_session() as session:
+        odd = http_server.url("/echo/ü space?q=a b")
+        for _ in range(2):
+            session.get(odd)
+            session.get(odd, params={"x": "1"})
+    paths = [seen.path for seen in http_server.requests]
+    expected = requests.Request("GET", odd).prepare().path_url
+    assert paths == [expected, expected + "&x=1"] * 2
