@@ -511,16 +511,16 @@ class PresetSession(requests.Session):
             if self._state is SessionState.ACTIVE:
                 log.debug("invalidating session for preset %r", self.config.name)
             self._state = SessionState.INVALIDATING
-            ends = None if timeout is None else time.monotonic() + timeout
-            while any(call.thread_id != me for call in self._calls):
-                left = None if ends is None else ends - time.monotonic()
-                if left is not None and left <= 0:
-                    raise InvalidationTimeoutError(
-                        f"{len(self._calls)} request(s) still in flight after {timeout:g}s; "
-                        f"session for preset {self.config.name!r} stays invalidating"
-                    )
-                self._drained.wait(left)
+            if not self._drained.wait_for(lambda: self._only_own_calls(me), timeout):
+                raise InvalidationTimeoutError(
+                    f"{len(self._calls)} request(s) still in flight after {timeout:g}s; "
+                    f"session for preset {self.config.name!r} stays invalidating"
+                )
         self._finish_invalidation()
+
+    def _only_own_calls(self, thread_id: int) -> bool:
+        """True when no thread but ``thread_id`` has a call in flight (hold ``_lock``)."""
+        return all(call.thread_id == thread_id for call in self._calls)
 
     def invalidate_and_cancel(self) -> None:
         """Refuse new requests, abort those in flight, then close every connection.
@@ -541,13 +541,8 @@ class PresetSession(requests.Session):
         for adapter in self.adapters.values():
             if isinstance(adapter, PresetAdapter):
                 adapter.abort_checked_out()
-        ends = time.monotonic() + CANCEL_GRACE
         with self._lock:
-            while any(call.thread_id != me for call in self._calls):
-                left = ends - time.monotonic()
-                if left <= 0:
-                    break
-                self._drained.wait(left)
+            self._drained.wait_for(lambda: self._only_own_calls(me), CANCEL_GRACE)
         self._finish_invalidation()
 
     def _abort_thread_calls(self, thread_id: int, reason: str) -> None:

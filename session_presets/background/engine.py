@@ -437,18 +437,12 @@ class BackgroundSession:
             if self._state is SessionState.INVALIDATED:
                 return
             self._state = SessionState.INVALIDATING
-            ends = None if timeout is None else time.monotonic() + timeout
-            while True:
-                unfinished = [task for task in self._tasks.values() if not task.done]
-                if not unfinished:
-                    break
-                left = None if ends is None else ends - time.monotonic()
-                if left is not None and left <= 0:
-                    raise InvalidationTimeoutError(
-                        f"{len(unfinished)} transfer(s) still unfinished after {timeout:g}s; background "
-                        f"session {self.identifier!r} stays invalidating"
-                    )
-                self._cond.wait(left)
+            if not self._cond.wait_for(lambda: all(task.done for task in self._tasks.values()), timeout):
+                unfinished = sum(1 for task in self._tasks.values() if not task.done)
+                raise InvalidationTimeoutError(
+                    f"{unfinished} transfer(s) still unfinished after {timeout:g}s; background "
+                    f"session {self.identifier!r} stays invalidating"
+                )
         self._shut_down()
 
     def invalidate_and_cancel(self) -> None:
