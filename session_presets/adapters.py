@@ -411,9 +411,9 @@ class PresetAdapter(HTTPAdapter):
         if timeout is None:
             timeout = self._timeout
         call: Call | None = current_call()
-        if call is not None and call.deadline is not None:
-            remaining = call.deadline - time.monotonic()
-            if remaining <= 0:
+        if call is not None:
+            remaining = call.remaining()
+            if remaining is not None and remaining <= 0:
                 call.reason = DEADLINE
                 call.raise_if_aborted()
         self.counters.add("requests")
