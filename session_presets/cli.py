@@ -35,6 +35,7 @@ import requests
 
 from ._version import __version__
 from .config import PresetConfig
+from .env import collected_error
 from .errors import ConfigError, InsecureRedirectError, SessionPresetsWarning, TransferError
 from .presets import get_preset, preset_names
 from .registry import get_session
@@ -220,11 +221,8 @@ def _effective_presets() -> dict[str, PresetConfig]:
             configs[name] = get_preset(name)
         except ConfigError as exc:
             problems.extend(problem for problem in exc.problems if problem not in problems)
-    if len(problems) == 1:
-        raise ConfigError(problems[0], problems=problems)
     if problems:
-        listing = "\n".join(f"  - {line}" for line in problems)
-        raise ConfigError(f"{len(problems)} invalid environment variables:\n{listing}", problems=problems)
+        raise collected_error(problems)
     return configs
 
 

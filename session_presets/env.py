@@ -23,6 +23,7 @@ __all__ = [
     "PREFIX",
     "STRICT_REUSE_VARIABLE",
     "apply_environment",
+    "collected_error",
     "parse_bool",
     "parse_duration",
     "variable_name",
@@ -295,7 +296,7 @@ def apply_environment(
             changes[field] = value
             origins[field] = f"env {variable}"
     if problems:
-        raise _collected(problems)
+        raise collected_error(problems)
     try:
         return config._with(changes, origin=origins)
     except ConfigError as exc:
@@ -307,7 +308,8 @@ def _reason(exc: ConfigError) -> str:
     return text.split(" is invalid: ", 1)[1] if " is invalid: " in text else text
 
 
-def _collected(problems: list[str]) -> ConfigError:
+def collected_error(problems: list[str]) -> ConfigError:
+    """Return one ConfigError listing every problem line (the message alone for just one)."""
     if len(problems) == 1:
         return ConfigError(problems[0], problems=problems)
     listing = "\n".join(f"  - {line}" for line in problems)
