@@ -12,6 +12,7 @@ from session_presets import env as sp_env
 from session_presets import presets as sp_presets
 from session_presets import registry as sp_registry
 from session_presets import sessions as sp_sessions
+from session_presets.background import engine as sp_engine
 
 from .servers import LoopbackServer
 
@@ -34,6 +35,8 @@ def clean_environ(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.Temp
     sp_env._forget_warnings()
     sp_sessions._forget_reuse_counts()
     yield
+    for background in sp_engine._live_sessions():  # a test may leave transfers running
+        background.invalidate_and_cancel()
     sp_registry.close_all(timeout=5)
     sp_presets._forget_registered()
     sp_sessions._forget_reuse_counts()

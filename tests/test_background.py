@@ -7,7 +7,6 @@ import itertools
 import random
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,6 @@ from session_presets import (
     TransferTask,
     background_session,
 )
-from session_presets.background import engine
 
 from .background_server import FileRoute
 from .servers import LoopbackServer
@@ -40,14 +38,6 @@ FAST: dict[str, Any] = {
 }
 
 pytestmark = pytest.mark.timeout(30)
-
-
-@pytest.fixture(autouse=True)
-def _close_background_sessions() -> Iterator[None]:
-    """Cancel every background session a test left open."""
-    yield
-    for session in engine._live_sessions():
-        session.invalidate_and_cancel()
 
 
 def make_data(size: int, seed: int = 1) -> bytes:

@@ -7,7 +7,6 @@ import os
 import sqlite3
 import stat
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,14 +30,6 @@ from .servers import LoopbackServer
 from .test_background import FAST, MIB, make_data, open_bg
 
 pytestmark = pytest.mark.timeout(30)
-
-
-@pytest.fixture(autouse=True)
-def _close_background_sessions() -> Iterator[None]:
-    """Cancel every background session a test left open."""
-    yield
-    for session in engine._live_sessions():
-        session.invalidate_and_cancel()
 
 
 @pytest.fixture

@@ -9,13 +9,11 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from session_presets import IdentifierInUseError, TransferState, background_session
-from session_presets.background import engine
 
 from .background_server import FileRoute
 from .servers import LoopbackServer
@@ -48,14 +46,6 @@ CHILD = textwrap.dedent(
     bg.finish_tasks_and_invalidate()
     """
 )
-
-
-@pytest.fixture(autouse=True)
-def _close_background_sessions() -> Iterator[None]:
-    """Cancel every background session a test left open."""
-    yield
-    for session in engine._live_sessions():
-        session.invalidate_and_cancel()
 
 
 def spawn(*args: str) -> subprocess.Popen[str]:
