@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import socket
 import threading
 import time
 from typing import Any, Final
+
+from . import _process
 
 __all__ = ["CANCELLED", "DEADLINE", "Call", "current_call", "set_current_call", "watchdog"]
 
@@ -99,10 +100,7 @@ class _Watchdog:
         if self._idle:
             with self._wake:
                 if self._thread is None or not self._thread.is_alive():
-                    self._thread = threading.Thread(
-                        target=self._run, name="session-presets-watchdog", daemon=True
-                    )
-                    self._thread.start()
+                    self._thread = _process.start_thread(self._run, name="session-presets-watchdog")
                 self._idle = False
                 self._wake.notify()
 
@@ -131,6 +129,4 @@ class _Watchdog:
 
 
 watchdog = _Watchdog()
-
-if hasattr(os, "register_at_fork"):  # pragma: no branch
-    os.register_at_fork(after_in_child=watchdog.after_fork)
+_process.on_fork_child(watchdog.after_fork, order=_process.ORDER_CALLS)

@@ -9,12 +9,12 @@ import difflib
 import functools
 import json
 import re
-import threading
 import types
 import warnings
 from collections.abc import Callable, Collection, Mapping
 from typing import Any, Final
 
+from . import _process
 from .config import FIELD_FORMS, PresetConfig, mask_url, validate_field
 from .errors import ConfigError, UnknownVariableWarning
 
@@ -48,7 +48,7 @@ _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 _FALSE: Final = frozenset({"0", "false", "no", "off"})
 _NONE: Final = frozenset({"none", "off"})
 
-_warned_lock = threading.Lock()
+_warned_lock = _process.fork_safe_lock()
 _warned: set[str] = set()
 
 
@@ -333,7 +333,9 @@ def _warn_unknown(environ: Mapping[str, str], table: Mapping[str, tuple[str | No
         )
 
 
-def _forget_warnings() -> None:
-    """Let unknown variables warn again (for tests)."""
+def _clear_warnings() -> None:
     with _warned_lock:
         _warned.clear()
+
+
+_process.on_reset(_clear_warnings, order=_process.ORDER_ENV)

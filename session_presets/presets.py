@@ -10,11 +10,11 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
-import threading
 import types
 from collections.abc import Mapping
 from typing import Any, Final
 
+from . import _process
 from .config import PresetConfig
 from .env import ambiguity, apply_environment
 from .errors import ConfigError, UnknownPresetError
@@ -51,7 +51,7 @@ BUILTIN_PRESETS: Final[Mapping[str, PresetConfig]] = types.MappingProxyType(
     }
 )
 
-_lock = threading.Lock()
+_lock = _process.fork_safe_lock()
 #: name -> (base name, fields given in code)
 _registered: dict[str, tuple[str, Mapping[str, Any]]] = {}
 
@@ -138,10 +138,12 @@ def register_preset(name: str, *, base: str = "default", **fields: Any) -> Prese
     return resolve(name)
 
 
-def _forget_registered() -> None:
-    """Drop every registered preset (for tests)."""
+def _clear_registered() -> None:
     with _lock:
         _registered.clear()
+
+
+_process.on_reset(_clear_registered, order=_process.ORDER_PRESETS)
 
 
 def default_session(**overrides: Any) -> PresetSession:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import atexit
 import logging
-import os
 import threading
 import weakref
 from typing import Any, Final
 
+from . import _process
 from .presets import resolve
 from .sessions import InvalidationTimeoutError, PresetSession
 
@@ -122,6 +121,14 @@ def _after_fork_in_child() -> None:
         registry._after_fork_in_child()
 
 
-if hasattr(os, "register_at_fork"):  # pragma: no branch
-    os.register_at_fork(after_in_child=_after_fork_in_child)
-atexit.register(_close_at_exit)
+def _cancel_all() -> None:
+    for registry in list(_registries):
+        with registry._lock:
+            sessions = list(registry._sessions.values())
+        for session in sessions:
+            session.invalidate_and_cancel()
+
+
+_process.on_fork_child(_after_fork_in_child, order=_process.ORDER_REGISTRY)
+_process.on_exit(_close_at_exit, order=_process.ORDER_REGISTRY)
+_process.on_reset(_cancel_all, order=_process.ORDER_REGISTRY)

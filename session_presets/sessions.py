@@ -28,6 +28,7 @@ from requests.structures import CaseInsensitiveDict
 from requests.utils import address_in_network, get_netrc_auth, is_ipv4_address, is_valid_cidr
 from urllib3.exceptions import ResponseError
 
+from . import _process
 from ._calls import CANCELLED, DEADLINE, Call, current_call, set_current_call, watchdog
 from .adapters import IDEMPOTENT_METHODS, Counters, PresetAdapter
 from .config import PresetConfig
@@ -229,7 +230,7 @@ def _split_no_proxy(value: str) -> list[str]:
     return [item.strip().lower() for item in value.replace(" ", ",").split(",") if item.strip()]
 
 
-_reuse_lock = threading.Lock()
+_reuse_lock = _process.fork_safe_lock()
 _reuse_times: dict[str, collections.deque[float]] = {}
 _reuse_warned: set[str] = set()
 _live_sessions: weakref.WeakSet[PresetSession] = weakref.WeakSet()
@@ -262,11 +263,13 @@ def _note_caller_owned(preset: str) -> None:
     warnings.warn(message, SessionReuseWarning, stacklevel=4)
 
 
-def _forget_reuse_counts() -> None:
-    """Reset the reuse guard (for tests)."""
+def _clear_reuse_counts() -> None:
     with _reuse_lock:
         _reuse_times.clear()
         _reuse_warned.clear()
+
+
+_process.on_reset(_clear_reuse_counts, order=_process.ORDER_SESSIONS)
 
 
 class PresetSession(requests.Session):
@@ -628,7 +631,6 @@ def _after_fork_in_child() -> None:
         session._after_fork_in_child()
 
 
-if hasattr(os, "register_at_fork"):  # pragma: no branch
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+_process.on_fork_child(_after_fork_in_child, order=_process.ORDER_SESSIONS)
 
 

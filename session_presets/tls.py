@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import os
 import ssl
-import threading
 from dataclasses import dataclass
 from typing import Any, Final
 
 import certifi
 
+from . import _process
 from .errors import ConfigError
 
 __all__ = ["TrustConfig", "ca_loads", "get_ssl_context"]
@@ -44,7 +44,7 @@ class _CountingContext(ssl.SSLContext):
         super().load_verify_locations(*args, **kwargs)
 
 
-_lock = threading.Lock()
+_lock = _process.fork_safe_lock()
 _contexts: dict[TrustConfig, ssl.SSLContext] = {}
 
 
@@ -119,7 +119,9 @@ def _load_ca(context: ssl.SSLContext, location: str, trust: TrustConfig) -> None
         ) from exc
 
 
-def _forget_contexts() -> None:
-    """Drop every shared context (for tests)."""
+def _clear_contexts() -> None:
     with _lock:
         _contexts.clear()
+
+
+_process.on_reset(_clear_contexts, order=_process.ORDER_TLS)

@@ -8,10 +8,8 @@ from collections.abc import Iterator
 import pytest
 import trustme
 
-from session_presets import env as sp_env
-from session_presets import presets as sp_presets
+from session_presets import _process
 from session_presets import registry as sp_registry
-from session_presets import sessions as sp_sessions
 from session_presets.background import engine as sp_engine
 
 from .servers import LoopbackServer
@@ -32,14 +30,12 @@ def clean_environ(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.Temp
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("SESSION_PRESETS_STATE_DIR", str(home / "state"))
-    sp_env._forget_warnings()
-    sp_sessions._forget_reuse_counts()
+    _process.reset()
     yield
     for background in sp_engine._live_sessions():  # a test may leave transfers running
         background.invalidate_and_cancel()
     sp_registry.close_all(timeout=5)
-    sp_presets._forget_registered()
-    sp_sessions._forget_reuse_counts()
+    _process.reset()
 
 
 @pytest.fixture(scope="session")

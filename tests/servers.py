@@ -35,6 +35,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from session_presets import _process
+
 Route = Callable[["Handler"], None]
 
 
@@ -255,6 +257,11 @@ class _Server(ThreadingHTTPServer):
             super().finish_request(request, client_address)
         except (OSError, ssl.SSLError):
             pass
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        # One thread start at a time (see _process.start_thread): a handler thread
+        # that dies in its bootstrap would leave the client waiting on a socket.
+        _process.start_thread(self.process_request_thread, name="loopback-connection", args=(request, client_address))
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         pass

@@ -90,7 +90,7 @@ def test_old_connections_are_not_reused(http_server: LoopbackServer) -> None:
 
 def test_one_ca_load_per_trust_configuration(https_server: LoopbackServer, ca_bundle: str) -> None:
     """20 new HTTPS connections from 20 sessions load the CA bundle once, into one shared context."""
-    sp_tls._forget_contexts()
+    sp_tls._clear_contexts()
     before = sp_tls.ca_loads()
     for _ in range(20):
         with default_session(ca_bundle=ca_bundle) as session:

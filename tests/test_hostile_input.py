@@ -95,7 +95,7 @@ def test_env_values_only_raise_config_error_naming_the_variable(field: str, text
 @given(value=ANY_VALUE)
 def test_field_values_only_raise_config_error_naming_the_field(field: str, value: Any) -> None:
     """Any value for any PresetConfig field builds a session or raises ConfigError naming the field."""
-    sp_sessions._forget_reuse_counts()
+    sp_sessions._clear_reuse_counts()
     try:
         PresetConfig(**{field: value})
     except ConfigError as exc:
@@ -124,7 +124,7 @@ def test_preset_name_values_only_raise_config_error(value: Any) -> None:
 def test_accepted_header_and_agent_reach_the_server_verbatim(http_server: LoopbackServer, value: str,
                                                             agent: str) -> None:
     """A header value or User-Agent a preset accepts is sent as is; a refused one raises ConfigError."""
-    sp_sessions._forget_reuse_counts()
+    sp_sessions._clear_reuse_counts()
     try:
         session = ephemeral_session(headers={"X-Hostile": value}, user_agent=agent, retries=0)
     except ConfigError as exc:

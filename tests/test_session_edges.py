@@ -106,7 +106,7 @@ def test_registry_session_is_not_collected_with_a_warning(http_server: LoopbackS
 def test_system_trust_store_without_truststore(monkeypatch: pytest.MonkeyPatch) -> None:
     """trust_store='system' without the truststore package is a clear ConfigError."""
     monkeypatch.setitem(sys.modules, "truststore", None)
-    sp_tls._forget_contexts()
+    sp_tls._clear_contexts()
     with pytest.raises(ConfigError, match=r"pip install 'session-presets\[truststore\]'"):
         default_session(trust_store="system")
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import atexit
 import collections
 import logging
 import os
@@ -12,6 +11,7 @@ import time
 from collections.abc import Mapping
 from typing import Any, Final
 
+from .. import _process
 from ..config import PresetConfig
 from ..errors import ConfigError, SessionInvalidatedError, TransferError
 from ..presets import resolve
@@ -34,7 +34,7 @@ _MANAGED_HEADERS: Final = frozenset({"range", "if-range", "accept-encoding"})
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 
 _registry: dict[str, BackgroundSession] = {}
-_registry_lock = threading.RLock()
+_registry_lock = _process.fork_safe_lock(reentrant=True)
 
 
 def _check_headers(headers: Mapping[str, str] | None, *, download: bool) -> dict[str, str]:
@@ -310,11 +310,9 @@ class BackgroundSession:
         self._queue.append(task)
         if not self._workers:
             for number in range(self.config.max_concurrent_transfers):
-                worker = threading.Thread(
-                    target=self._work, name=f"session-presets-{self.identifier}-{number}", daemon=True
+                self._workers.append(
+                    _process.start_thread(self._work, name=f"session-presets-{self.identifier}-{number}")
                 )
-                self._workers.append(worker)
-                worker.start()
         self._cond.notify()
 
     def tasks(self) -> list[TransferTask]:
@@ -574,15 +572,18 @@ def _suspend_all() -> None:
             log.debug("suspending %r failed", session, exc_info=True)
 
 
+def _cancel_all() -> None:
+    for session in _live_sessions():
+        session.invalidate_and_cancel()
+
+
 def _after_fork_in_child() -> None:
-    global _registry_lock
-    _registry_lock = threading.RLock()
     sessions = list(_registry.values())
     _registry.clear()
     for session in sessions:
         session._after_fork_in_child()
 
 
-atexit.register(_suspend_all)
-if hasattr(os, "register_at_fork"):  # pragma: no branch
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+_process.on_fork_child(_after_fork_in_child, order=_process.ORDER_BACKGROUND)
+_process.on_exit(_suspend_all, order=_process.ORDER_BACKGROUND)
+_process.on_reset(_cancel_all, order=_process.ORDER_BACKGROUND)

@@ -225,7 +225,20 @@ def _accept_forever(listener: socket.socket, context: ssl.SSLContext | None) -> 
             return
         _counter.add()
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        threading.Thread(target=_serve_connection, args=(sock, context), daemon=True).start()
+        # Wait until each connection thread runs before starting the next: two
+        # threads in their bootstrap at once can kill one under a tracer such as
+        # coverage (CPython issue 98257). The package's _process.start_thread
+        # does the same; this script stays standard-library only.
+        running = threading.Event()
+        thread = threading.Thread(target=_serve_started, args=(running, sock, context), daemon=True)
+        thread.start()
+        while not running.wait(0.05) and thread.is_alive():
+            pass
+
+
+def _serve_started(running: threading.Event, sock: socket.socket, context: ssl.SSLContext | None) -> None:
+    running.set()
+    _serve_connection(sock, context)
 
 
 def main(argv: list[str] | None = None) -> int:
