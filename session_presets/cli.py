@@ -33,13 +33,13 @@ from typing import IO, Any, Final, NoReturn, TextIO
 
 import requests
 
+from ._redact import safe_url, without_userinfo
 from ._version import __version__
 from .config import PresetConfig
 from .env import collected_error
 from .errors import ConfigError, InsecureRedirectError, SessionPresetsWarning, TransferError
 from .presets import get_preset, preset_names
 from .registry import get_session
-from .sessions import safe_url
 
 __all__ = ["EXIT_CONFIG", "EXIT_HTTP", "EXIT_INTERRUPTED", "EXIT_NETWORK", "EXIT_OK", "main"]
 
@@ -388,20 +388,13 @@ def _state(task: Any) -> str:
     return str(getattr(state, "value", state))
 
 
-def _without_userinfo(url: str) -> str:
-    # The journal never stores user:password@, so compare URLs without it.
-    from .background.journal import strip_credentials
-
-    return strip_credentials(url, {})[0]
-
-
 def _find_or_start(bg: Any, args: argparse.Namespace, output: str, progress: _Progress | None) -> tuple[Any, bool]:
     """Return the task that writes ``output`` and whether it was reattached from an earlier run."""
     for existing in bg.tasks():
         if _task_dest(existing) != output:
             continue
         if _state(existing) in ("pending", "running"):
-            same_url = _without_userinfo(existing.url) == _without_userinfo(args.url)
+            same_url = without_userinfo(existing.url) == without_userinfo(args.url)
             if same_url and getattr(existing, "sha256", None) == args.sha256:
                 return existing, True  # an interrupted run of the same command: its .part resumes
             existing.cancel()

@@ -18,7 +18,7 @@ import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import requests
 from requests.cookies import RequestsCookieJar, cookiejar_from_dict, merge_cookies
@@ -30,6 +30,7 @@ from urllib3.exceptions import ResponseError
 
 from . import _process
 from ._calls import CANCELLED, DEADLINE, Call, current_call, set_current_call, watchdog
+from ._redact import safe_url
 from .adapters import IDEMPOTENT_METHODS, Counters, PresetAdapter
 from .config import PresetConfig
 from .env import STRICT_REUSE_VARIABLE, parse_bool
@@ -49,7 +50,6 @@ __all__ = [
     "SessionReuseError",
     "SessionState",
     "SessionStats",
-    "safe_url",
 ]
 
 log = logging.getLogger(__name__)
@@ -90,21 +90,6 @@ class SessionStats:
     connections_reused: int = 0
     retries: int = 0
     errors: int = 0
-
-
-def safe_url(url: str | bytes | None) -> str:
-    """Return ``url`` without credentials, query string or fragment, for logs and errors."""
-    if url is None:
-        return ""
-    text = url.decode("utf-8", "replace") if isinstance(url, bytes) else url
-    try:
-        parts = urlsplit(text)
-    except ValueError:
-        return "<invalid URL>"
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 #: How many distinct URLs the prepared-URL memo keeps before it starts afresh.

@@ -12,7 +12,7 @@ import requests
 
 from session_presets import ConfigError, SessionReuseError, default_session, ephemeral_session, get_session
 from session_presets import tls as sp_tls
-from session_presets.sessions import safe_url
+from session_presets._redact import safe_url
 
 from .servers import LoopbackServer
 

@@ -12,10 +12,11 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from .. import _process
+from .._redact import safe_url
 from ..config import PresetConfig
 from ..errors import ConfigError, SessionInvalidatedError, TransferError
 from ..presets import resolve
-from ..sessions import InvalidationTimeoutError, PresetSession, SessionState, safe_url
+from ..sessions import InvalidationTimeoutError, PresetSession, SessionState
 from .journal import Journal, TaskRecord
 from .lockfile import IdentifierLock, default_state_dir, validate_identifier
 from .task import DOWNLOAD, FINISHED, UPLOAD, ProgressCallback, TransferState, TransferTask

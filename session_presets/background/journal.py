@@ -21,19 +21,17 @@ import threading
 import time
 from collections.abc import Mapping
 from typing import Any, Final
-from urllib.parse import urlsplit, urlunsplit
 
+from .._redact import CREDENTIAL_HEADERS, strip_credentials
 from ..errors import TransferError
 
-__all__ = ["CREDENTIAL_HEADERS", "SCHEMA_VERSION", "Journal", "TaskRecord", "strip_credentials"]
+__all__ = ["SCHEMA_VERSION", "Journal", "TaskRecord"]
 
 log = logging.getLogger(__name__)
 
 #: Version of the journal schema, kept in ``PRAGMA user_version``.
 SCHEMA_VERSION: Final = 1
 
-#: Headers never written to the journal (lower-cased).
-CREDENTIAL_HEADERS: Final = frozenset({"authorization", "proxy-authorization", "cookie"})
 
 _SCHEMA: Final = """
 CREATE TABLE tasks (
@@ -63,15 +61,6 @@ _STATES: Final = frozenset({"pending", "running", "completed", "failed", "cancel
 _MUTABLE: Final = frozenset(
     {"state", "bytes_done", "bytes_total", "etag", "last_modified", "error", "resumable"}
 )
-
-
-def strip_credentials(url: str, headers: Mapping[str, str]) -> tuple[str, dict[str, str]]:
-    """Return ``url`` without ``user:password@`` and ``headers`` without credential headers."""
-    parts = urlsplit(url)
-    if "@" in parts.netloc:
-        url = urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
-    kept = {name: value for name, value in headers.items() if name.lower() not in CREDENTIAL_HEADERS}
-    return url, kept
 
 
 @dataclasses.dataclass

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
-from ..sessions import safe_url
+from .._redact import safe_url
 
 if TYPE_CHECKING:
     from .engine import BackgroundSession

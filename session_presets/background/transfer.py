@@ -35,9 +35,10 @@ import requests
 import urllib3.exceptions
 
 from .._calls import CANCELLED, shutdown_connection
+from .._redact import safe_url
 from ..config import PresetConfig
 from ..errors import SessionInvalidatedError, TransferError
-from ..sessions import PresetSession, safe_url
+from ..sessions import PresetSession
 from .journal import Journal
 from .task import DOWNLOAD, TransferTask
 
