@@ -22,7 +22,7 @@ import time
 from collections.abc import Mapping
 from typing import Any, Final
 
-from .._redact import CREDENTIAL_HEADERS, strip_credentials
+from .._redact import strip_credentials
 from ..errors import TransferError
 
 __all__ = ["SCHEMA_VERSION", "Journal", "TaskRecord"]
