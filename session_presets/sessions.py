@@ -43,6 +43,7 @@ from .errors import (
     SessionReuseWarning,
     TotalTimeoutError,
 )
+from .presets import resolve
 
 __all__ = [
     "InvalidationTimeoutError",
@@ -50,6 +51,8 @@ __all__ = [
     "SessionReuseError",
     "SessionState",
     "SessionStats",
+    "default_session",
+    "ephemeral_session",
 ]
 
 log = logging.getLogger(__name__)
@@ -276,9 +279,7 @@ class PresetSession(requests.Session):
 
     def __init__(self, config: PresetConfig | None = None, *, _registry_owned: bool = False) -> None:
         if config is None:
-            from .presets import get_preset
-
-            config = get_preset("default")
+            config = resolve("default")
         if not _registry_owned:
             _note_caller_owned(config.name)
         super().__init__()
@@ -619,3 +620,21 @@ def _after_fork_in_child() -> None:
 _process.on_fork_child(_after_fork_in_child, order=_process.ORDER_SESSIONS)
 
 
+
+
+def default_session(**overrides: Any) -> PresetSession:
+    """Return a new caller-owned session of the ``default`` preset; close it when done.
+
+    Raises:
+        ConfigError: an override or environment variable is invalid.
+    """
+    return PresetSession(resolve("default", overrides))
+
+
+def ephemeral_session(**overrides: Any) -> PresetSession:
+    """Return a new caller-owned session with private cookies, connections and pools.
+
+    Raises:
+        ConfigError: an override or environment variable is invalid.
+    """
+    return PresetSession(resolve("ephemeral", overrides))

@@ -152,7 +152,7 @@ class BackgroundSession:
             except FileNotFoundError:
                 bytes_done = 0
         task = TransferTask(
-            self,
+            self._cancel,
             task_id=record.id,
             kind=record.kind,
             url=record.url,
@@ -291,7 +291,7 @@ class BackgroundSession:
             state=TransferState.PENDING.value,
         )
         task = TransferTask(
-            self,
+            self._cancel,
             task_id=task_id,
             kind=kind,
             url=url,
