@@ -11,6 +11,9 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final, Literal
 
 from requests.__version__ import __version__ as _requests_version
+from requests.utils import prepend_scheme_if_needed
+from urllib3.exceptions import LocationParseError
+from urllib3.util import parse_url
 
 from ._version import __version__
 from .errors import ConfigError
@@ -21,6 +24,7 @@ __all__ = [
     "DEFAULT_USER_AGENT",
     "FIELD_FORMS",
     "OVERRIDE",
+    "PROXY_SCHEMES",
     "PresetConfig",
     "mask_url",
     "validate_field",
@@ -46,6 +50,8 @@ CookiePolicy = Literal["memory", "none", "file"]
 TrustStore = Literal["certifi", "system"]
 
 _TLS_VERSIONS: Final = frozenset({"TLSv1.2", "TLSv1.3"})
+#: Proxy URL schemes urllib3 can use (socks* need the PySocks extra of requests).
+PROXY_SCHEMES: Final = frozenset({"http", "https", "socks4", "socks4a", "socks5", "socks5h"})
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # Greedy up to the last "@" of the authority, as urllib3 splits it: a password may hold "@".
 _CREDENTIALS_IN_URL = re.compile(r"(?<=://)([^/?#\s]*)@")
@@ -74,7 +80,10 @@ FIELD_FORMS: Final[Mapping[str, str]] = types.MappingProxyType(
         "client_cert": "a path to a PEM file, or a JSON list [cert, key], or none",
         "trust_store": "'certifi' or 'system'",
         "tls_min_version": "'TLSv1.2' or 'TLSv1.3'",
-        "proxies": "'env', 'none', or a JSON object such as {\"https\": \"http://proxy:3128\"}",
+        "proxies": (
+            "'env', 'none', or a JSON object of proxy URLs (http, https, socks4, socks4a, socks5 or socks5h) "
+            "such as {\"https\": \"http://proxy:3128\"}"
+        ),
         "max_redirects": "a whole number >= 0",
         "allow_insecure_redirects": "a boolean: 1/0/true/false/yes/no/on/off",
         "max_concurrent_transfers": "a whole number >= 1",
@@ -215,8 +224,20 @@ def _proxies(value: object) -> str | Mapping[str, str]:
     for key, url in value.items():
         if not isinstance(key, str) or not key:
             raise _bad("proxies", value)
-        clean[key] = _clean_text("proxies", url, what=f"[{key!r}]")
+        clean[key] = _proxy_url(key, _clean_text("proxies", url, what=f"[{key!r}]"))
     return types.MappingProxyType(clean)
+
+
+def _proxy_url(key: str, url: str) -> str:
+    # Checked as requests' adapter reads it on every request (scheme-less means http), so a
+    # proxy that would make every request fail with InvalidURL is refused once, here.
+    try:
+        parsed = parse_url(prepend_scheme_if_needed(url, "http"))
+    except (LocationParseError, ValueError):
+        parsed = None
+    if parsed is None or not parsed.host or (parsed.scheme or "").lower() not in PROXY_SCHEMES:
+        raise ConfigError(f"proxies[{key!r}]={_shown(url)} is invalid: expected {FIELD_FORMS['proxies']}")
+    return url
 
 
 def _statuses(value: object) -> frozenset[int]:

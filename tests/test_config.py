@@ -140,3 +140,35 @@ def test_pickle_and_deepcopy_keep_values_and_origins() -> None:
         assert clone.origin("headers") == "code"
         assert clone.origin("read_timeout") == "base preset 'default'"
         assert dict(clone.headers) == {"X-A": "1"}
+
+
+@pytest.mark.parametrize(
+    "url", ["not a url", "ftp://proxy.example:21", "http://", "http://proxy.example:99999", "gopher://proxy:70"]
+)
+def test_proxy_that_is_not_a_usable_url_is_refused_at_build(url: str) -> None:
+    """A proxy that is not a URL, or has a scheme urllib3 cannot use, is a ConfigError when built."""
+    from session_presets import default_session
+
+    with pytest.raises(ConfigError) as info:
+        default_session(proxies={"http": url, "https": "http://127.0.0.1:3128"})
+    message = str(info.value)
+    assert f"proxies['http']={url!r} is invalid" in message
+    assert "socks5h" in message
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://proxy:3128", "https://proxy:3128", "socks4://proxy:1080", "socks4a://proxy:1080",
+     "socks5://u:p@proxy:1080", "socks5h://proxy:1080", "proxy.example:3128", "http://[::1]:3128"],
+)
+def test_proxy_schemes_requests_can_use_are_accepted(url: str) -> None:
+    """http, https and the four socks schemes are accepted; a bare host:port means http, as in requests."""
+    assert PresetConfig(proxies={"all": url}).proxies == {"all": url}
+
+
+def test_proxy_password_is_masked_in_the_refusal() -> None:
+    """A refused proxy URL is shown without its password."""
+    with pytest.raises(ConfigError) as info:
+        PresetConfig(proxies={"https": "ftp://user:s3cret@proxy.example:21"})
+    assert "s3cret" not in str(info.value)
+    assert "***@proxy.example" in str(info.value)

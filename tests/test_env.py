@@ -173,3 +173,14 @@ def test_register_preset_refusals() -> None:
         register_preset("x2", read_timeout=-1)
     with pytest.raises(ConfigError, match="unknown preset field"):
         register_preset("x3", bogus=1)
+
+
+@pytest.mark.parametrize("text", ['{"https": "ftp://proxy.example:21"}', '{"http": "not a url"}'])
+def test_unusable_proxy_from_environment_is_refused(monkeypatch: pytest.MonkeyPatch, text: str) -> None:
+    """SESSION_PRESETS_PROXIES with a non-URL or unsupported scheme is a ConfigError naming the variable."""
+    monkeypatch.setenv("SESSION_PRESETS_PROXIES", text)
+    with pytest.raises(ConfigError) as info:
+        default_session()
+    message = str(info.value)
+    assert message.startswith(f"SESSION_PRESETS_PROXIES={text!r} is invalid")
+    assert "socks5h" in message
