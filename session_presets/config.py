@@ -27,6 +27,7 @@ __all__ = [
     "PROXY_SCHEMES",
     "PresetConfig",
     "mask_url",
+    "parse_duration",
     "validate_field",
 ]
 
@@ -108,7 +109,35 @@ def _bad(field: str, value: object) -> ConfigError:
     return ConfigError(f"{field}={_shown(value)} is invalid: expected {FIELD_FORMS[field]}")
 
 
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*(ms|s|m|h|d)?\s*$", re.IGNORECASE)
+_UNITS: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_NONE: Final = frozenset({"none", "off"})
+
+
+def parse_duration(text: str, *, allow_none: bool = False) -> float | None:
+    """Parse ``20``, ``20s``, ``500ms``, ``2m``, ``1h``, ``7d`` (and ``none``/``off``).
+
+    Raises:
+        ValueError: the text is not a duration.
+    """
+    lowered = text.strip().lower()
+    if lowered in _NONE:
+        if allow_none:
+            return None
+        raise ValueError(f"{text!r} is not a duration")
+    match = _DURATION.match(lowered)
+    if match is None:
+        raise ValueError(f"{text!r} is not a duration")
+    return float(match.group(1)) * _UNITS[(match.group(2) or "s").lower()]
+
+
 def _duration(field: str, value: object, *, allow_none: bool = False, allow_zero: bool = False) -> float | None:
+    if isinstance(value, str):
+        # Code accepts the forms the environment accepts: read_timeout="5s".
+        try:
+            value = parse_duration(value, allow_none=allow_none)
+        except ValueError:
+            raise _bad(field, value) from None
     if value is None and allow_none:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):

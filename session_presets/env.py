@@ -10,12 +10,11 @@ import functools
 import json
 import re
 import types
-import warnings
 from collections.abc import Callable, Collection, Mapping
 from typing import Any, Final
 
-from . import _process
-from .config import FIELD_FORMS, PresetConfig, mask_url, validate_field
+from . import _process, _warn
+from .config import FIELD_FORMS, PresetConfig, mask_url, parse_duration, validate_field
 from .errors import ConfigError, UnknownVariableWarning
 
 __all__ = [
@@ -42,11 +41,8 @@ CA_BUNDLE_VARIABLES: Final = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 #: Variables with this prefix that are not preset fields.
 _EXTRA_VARIABLES: Final = frozenset({STRICT_REUSE_VARIABLE})
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*(ms|s|m|h|d)?\s*$", re.IGNORECASE)
-_UNITS: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 _FALSE: Final = frozenset({"0", "false", "no", "off"})
-_NONE: Final = frozenset({"none", "off"})
 
 _warned_lock = _process.fork_safe_lock()
 _warned: set[str] = set()
@@ -66,23 +62,6 @@ def variable_name(field: str, preset: str | None = None) -> str:
     if preset is None:
         return f"{PREFIX}{field.upper()}"
     return f"{PREFIX}{variable_stem(preset)}_{field.upper()}"
-
-
-def parse_duration(text: str, *, allow_none: bool = False) -> float | None:
-    """Parse ``20``, ``20s``, ``500ms``, ``2m``, ``1h``, ``7d`` (and ``none``/``off``).
-
-    Raises:
-        ValueError: the text is not a duration.
-    """
-    lowered = text.strip().lower()
-    if lowered in _NONE:
-        if allow_none:
-            return None
-        raise _BadValue(text)
-    match = _DURATION.match(lowered)
-    if match is None:
-        raise _BadValue(text)
-    return float(match.group(1)) * _UNITS[(match.group(2) or "s").lower()]
 
 
 def parse_bool(text: str) -> bool:
@@ -323,14 +302,55 @@ def _warn_unknown(environ: Mapping[str, str], table: Mapping[str, tuple[str | No
         with _warned_lock:
             if variable in _warned:
                 continue
+        verdict = _unknown_verdict(variable, table)
+        if verdict is None:
+            continue  # may belong to a preset registered later: looked at again on the next build
+        with _warned_lock:
+            if variable in _warned:
+                continue
             _warned.add(variable)
-        close = difflib.get_close_matches(variable, [*table, *_EXTRA_VARIABLES], n=1, cutoff=0.6)
-        hint = f"; did you mean {close[0]}?" if close else ""
-        warnings.warn(
-            f"{variable} matches no preset and field and is ignored{hint}",
-            UnknownVariableWarning,
-            stacklevel=4,
-        )
+        _warn.warn(verdict, UnknownVariableWarning)
+
+
+#: How close an unknown preset part must be to a known preset's to be taken for a typo of it.
+_PRESET_TYPO_CUTOFF: Final = 0.8
+
+
+def _unknown_verdict(variable: str, table: Mapping[str, tuple[str | None, str]]) -> str | None:
+    """Return the warning for an unknown variable, or None while it may name a later preset.
+
+    ``SESSION_PRESETS_<STEM>_<FIELD>`` with a known field and an unknown stem is taken for a
+    preset not registered yet, unless the stem is a near miss of a known preset's. A
+    suggestion never crosses scopes: a per-preset variable is never told to use the global
+    one, which would apply its value to every preset.
+    """
+    rest = variable.removeprefix(PREFIX)
+    presets = {variable_stem(p): p for p, _ in table.values() if p is not None}
+    fields = {f.upper(): f for f in PresetConfig.field_names()}
+    for upper in sorted(fields, key=len, reverse=True):
+        stem = rest.removesuffix(f"_{upper}")
+        if stem != rest and stem:
+            # A typo rarely adds or drops a "_": PAYMENTS_EU is a preset of its own, not PAYMENTS.
+            alike = [known for known in presets if known.count("_") == stem.count("_")]
+            close = difflib.get_close_matches(stem, alike, n=1, cutoff=_PRESET_TYPO_CUTOFF)
+            if not close:
+                return None
+            return _unknown_message(variable, variable_name(fields[upper], presets[close[0]]))
+    for stem in sorted(presets, key=len, reverse=True):
+        if rest.startswith(f"{stem}_"):
+            field_part = rest.removeprefix(f"{stem}_")
+            close = difflib.get_close_matches(field_part, fields, n=1, cutoff=0.6)
+            return _unknown_message(variable, variable_name(fields[close[0]], presets[stem]) if close else None)
+    # Compared without the common prefix, which would make every pair look alike.
+    globals_ = {name.removeprefix(PREFIX): name for name, (preset, _) in table.items() if preset is None}
+    globals_.update({name.removeprefix(PREFIX): name for name in _EXTRA_VARIABLES})
+    close = difflib.get_close_matches(rest, globals_, n=1, cutoff=0.6)
+    return _unknown_message(variable, globals_[close[0]] if close else None)
+
+
+def _unknown_message(variable: str, suggestion: str | None) -> str:
+    hint = f"; did you mean {suggestion}?" if suggestion else ""
+    return f"{variable} matches no preset and field and is ignored{hint}"
 
 
 def _clear_warnings() -> None:

@@ -28,7 +28,7 @@ from requests.structures import CaseInsensitiveDict
 from requests.utils import address_in_network, get_netrc_auth, is_ipv4_address, is_valid_cidr
 from urllib3.exceptions import ResponseError
 
-from . import _process
+from . import _process, _warn
 from ._calls import CANCELLED, DEADLINE, Call, current_call, set_current_call, watchdog
 from ._redact import safe_url
 from .adapters import IDEMPOTENT_METHODS, Counters, PresetAdapter
@@ -248,7 +248,7 @@ def _note_caller_owned(preset: str) -> None:
         ) from None
     if is_strict:
         raise SessionReuseError(message)
-    warnings.warn(message, SessionReuseWarning, stacklevel=4)
+    _warn.warn(message, SessionReuseWarning)
 
 
 def _clear_reuse_counts() -> None:
@@ -310,11 +310,9 @@ class PresetSession(requests.Session):
         self._state = SessionState.ACTIVE
         _live_sessions.add(self)
         if not config.verify:
-            warnings.warn(
-                f"preset {config.name!r} has verify=False: TLS certificates are not checked "
-                "for this session",
+            _warn.warn(
+                f"preset {config.name!r} has verify=False: TLS certificates are not checked for this session",
                 InsecureSessionWarning,
-                stacklevel=3,
             )
         log.debug("built session for preset %r", config.name)
 

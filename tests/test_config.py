@@ -33,7 +33,8 @@ def test_builtin_presets_match_the_design_table() -> None:
     ("field", "value"),
     [
         ("connect_timeout", 0), ("connect_timeout", -1), ("connect_timeout", True), ("connect_timeout", None),
-        ("read_timeout", float("nan")), ("read_timeout", "20"), ("total_timeout", float("inf")),
+        ("read_timeout", float("nan")), ("read_timeout", "20 parsecs"), ("read_timeout", "off"),
+        ("total_timeout", float("inf")),
         ("retries", -1), ("retries", 1.5), ("backoff_factor", -0.1), ("backoff_max", 0),
         ("retry_statuses", [99]), ("retry_statuses", "503"), ("retry_statuses", [True]),
         ("pool_connections", 0), ("pool_maxsize", "4"), ("max_connection_age", 0),
@@ -172,3 +173,20 @@ def test_proxy_password_is_masked_in_the_refusal() -> None:
         PresetConfig(proxies={"https": "ftp://user:s3cret@proxy.example:21"})
     assert "s3cret" not in str(info.value)
     assert "***@proxy.example" in str(info.value)
+
+
+def test_duration_strings_are_accepted_in_code() -> None:
+    """Code accepts the duration forms the environment accepts, none/off where a limit can be lifted."""
+    from session_presets import register_preset
+
+    config = register_preset(
+        "textual", read_timeout="5s", connect_timeout="500ms", total_timeout="off", backoff_max="2m",
+        backoff_factor="0", max_connection_age="none",
+    )
+    assert (config.read_timeout, config.connect_timeout, config.total_timeout) == (5.0, 0.5, None)
+    assert (config.backoff_max, config.backoff_factor, config.max_connection_age) == (120.0, 0.0, None)
+    assert config.origin("read_timeout") == "code"
+    assert PresetConfig(read_timeout="20").read_timeout == 20.0
+    assert get_preset("default").replace(total_timeout="7d").total_timeout == 7 * 86400
+    with pytest.raises(ConfigError, match=r"read_timeout='none' is invalid: expected a duration > 0"):
+        register_preset("textual2", read_timeout="none")
