@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import difflib
 import functools
-import json
 import re
 import types
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
 from typing import Any, Final
 
 from . import _process, _warn
-from .config import FIELD_FORMS, PresetConfig, mask_url, parse_duration, validate_field
+from .config import FIELD_FORMS, FIELD_PARSERS, PresetConfig, mask_url, parse_bool, parse_duration, validate_field
 from .errors import ConfigError, UnknownVariableWarning
 
 __all__ = [
@@ -41,15 +40,8 @@ CA_BUNDLE_VARIABLES: Final = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 #: Variables with this prefix that are not preset fields.
 _EXTRA_VARIABLES: Final = frozenset({STRICT_REUSE_VARIABLE})
 
-_TRUE: Final = frozenset({"1", "true", "yes", "on"})
-_FALSE: Final = frozenset({"0", "false", "no", "off"})
-
 _warned_lock = _process.fork_safe_lock()
 _warned: set[str] = set()
-
-
-class _BadValue(ValueError):
-    """A text value does not have the accepted form."""
 
 
 def variable_stem(preset: str) -> str:
@@ -62,117 +54,6 @@ def variable_name(field: str, preset: str | None = None) -> str:
     if preset is None:
         return f"{PREFIX}{field.upper()}"
     return f"{PREFIX}{variable_stem(preset)}_{field.upper()}"
-
-
-def parse_bool(text: str) -> bool:
-    """Parse ``1/0/true/false/yes/no/on/off``, case-insensitively.
-
-    Raises:
-        ValueError: the text is not a boolean.
-    """
-    lowered = text.strip().lower()
-    if lowered in _TRUE:
-        return True
-    if lowered in _FALSE:
-        return False
-    raise _BadValue(text)
-
-
-def _parse_whole(text: str) -> int:
-    stripped = text.strip()
-    if not re.fullmatch(r"\d+", stripped):
-        raise _BadValue(text)
-    return int(stripped)
-
-
-def _parse_retries(text: str) -> int | None:
-    if text.strip().lower() == "unlimited":
-        return None
-    return _parse_whole(text)
-
-
-def _parse_statuses(text: str) -> frozenset[int]:
-    parts = [part.strip() for part in text.split(",")]
-    if not text.strip():
-        return frozenset()
-    return frozenset(_parse_whole(part) for part in parts)
-
-
-def _parse_json_object(text: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except ValueError:
-        raise _BadValue(text) from None
-    if not isinstance(value, dict):
-        raise _BadValue(text)
-    return value
-
-
-def _parse_proxies(text: str) -> str | dict[str, Any]:
-    stripped = text.strip()
-    if stripped.lower() in ("env", "none"):
-        return stripped.lower()
-    return _parse_json_object(stripped)
-
-
-def _parse_optional_path(text: str) -> str | None:
-    return None if text.strip().lower() == "none" or not text.strip() else text
-
-
-def _parse_client_cert(text: str) -> str | tuple[str, str] | None:
-    stripped = text.strip()
-    if stripped.startswith("["):
-        try:
-            value = json.loads(stripped)
-        except ValueError:
-            raise _BadValue(text) from None
-        if not isinstance(value, list) or len(value) != 2 or not all(isinstance(v, str) for v in value):
-            raise _BadValue(text)
-        return (value[0], value[1])
-    return _parse_optional_path(text)
-
-
-def _word(text: str) -> str:
-    return text.strip()
-
-
-def _lower_word(text: str) -> str:
-    return text.strip().lower()
-
-
-def _tls_version(text: str) -> str:
-    lowered = text.strip().lower().replace("tlsv", "").replace("tls", "")
-    return {"1.2": "TLSv1.2", "1.3": "TLSv1.3"}.get(lowered, text.strip())
-
-
-_PARSERS: Final[Mapping[str, Callable[[str], Any]]] = {
-    "connect_timeout": parse_duration,
-    "read_timeout": parse_duration,
-    "total_timeout": lambda text: parse_duration(text, allow_none=True),
-    "retries": _parse_retries,
-    "backoff_factor": parse_duration,
-    "backoff_max": parse_duration,
-    "retry_statuses": _parse_statuses,
-    "pool_connections": _parse_whole,
-    "pool_maxsize": _parse_whole,
-    "max_connection_age": lambda text: parse_duration(text, allow_none=True),
-    "cache_policy": _lower_word,
-    "cookies": _lower_word,
-    "cookie_file": _parse_optional_path,
-    "store_credentials": parse_bool,
-    "headers": _parse_json_object,
-    "user_agent": _word,
-    "verify": parse_bool,
-    "ca_bundle": _parse_optional_path,
-    "client_cert": _parse_client_cert,
-    "trust_store": _lower_word,
-    "tls_min_version": _tls_version,
-    "proxies": _parse_proxies,
-    "max_redirects": _parse_whole,
-    "allow_insecure_redirects": parse_bool,
-    "max_concurrent_transfers": _parse_whole,
-    "state_dir": _parse_optional_path,
-}
 
 
 def _problem(variable: str, text: str, field: str, detail: str | None = None) -> str:
@@ -263,14 +144,14 @@ def apply_environment(
             if text is None:
                 continue
             try:
-                value = _PARSERS[field](text)
+                value = FIELD_PARSERS[field](text)
             except ValueError:
                 problems.append(_problem(variable, text, field))
                 continue
             try:
                 value = validate_field(field, value)
             except ConfigError as exc:
-                problems.append(_problem(variable, text, field, _reason(exc)))
+                problems.append(_problem(variable, text, field, exc.reason))
                 continue
             changes[field] = value
             origins[field] = f"env {variable}"
@@ -280,11 +161,6 @@ def apply_environment(
         return config._with(changes, origin=origins)
     except ConfigError as exc:
         raise ConfigError(f"environment: {exc}") from None
-
-
-def _reason(exc: ConfigError) -> str:
-    text = str(exc)
-    return text.split(" is invalid: ", 1)[1] if " is invalid: " in text else text
 
 
 def collected_error(problems: list[str]) -> ConfigError:

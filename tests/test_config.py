@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 
 from session_presets import ConfigError, PresetConfig, get_preset, preset_names
-from session_presets.config import DEFAULT_USER_AGENT
+from session_presets.config import DEFAULT_USER_AGENT, FIELD_FORMS
+from tests.servers import LoopbackServer
 
 
 def test_builtin_presets_match_the_design_table() -> None:
@@ -190,3 +192,51 @@ def test_duration_strings_are_accepted_in_code() -> None:
     assert get_preset("default").replace(total_timeout="7d").total_timeout == 7 * 86400
     with pytest.raises(ConfigError, match=r"read_timeout='none' is invalid: expected a duration > 0"):
         register_preset("textual2", read_timeout="none")
+
+
+@pytest.mark.parametrize(("name", "value"), [("X A", "1"), ("X-A", "a\r\nX-Evil: 1"), ("X-A", "caf\u20ac")])
+def test_one_header_check_for_presets_background_and_cli(
+    name: str, value: str, http_server: LoopbackServer, tmp_path: Path
+) -> None:
+    """Presets, background downloads and the CLI's -H refuse the same headers, before anything is sent."""
+    from session_presets import background_session
+    from session_presets.cli import main
+
+    with pytest.raises(ConfigError, match="headers"):
+        PresetConfig(headers={name: value})
+    bg = background_session("header-check")
+    with pytest.raises(ConfigError, match="headers"):
+        bg.download(http_server.url("/ok"), tmp_path / "out", headers={name: value})
+    bg.invalidate_and_cancel()
+    assert main(["get", "-H", f"{name}: {value}", http_server.url("/ok")]) == 2
+    assert http_server.requests == []
+
+
+def test_config_error_carries_field_value_and_expected_form() -> None:
+    """A refused value gives a ConfigError with structured field, value and expected (password masked)."""
+    with pytest.raises(ConfigError) as info:
+        PresetConfig(read_timeout="soon")
+    error = info.value
+    assert (error.field, error.value, error.expected) == ("read_timeout", "soon", FIELD_FORMS["read_timeout"])
+    assert error.reason == f"expected {FIELD_FORMS['read_timeout']}"
+    with pytest.raises(ConfigError) as info:
+        PresetConfig(proxies={"https": "ftp://user:s3cret@proxy:21"})
+    error = info.value
+    assert (error.field, error.value) == ("proxies['https']", "ftp://***@proxy:21")
+    with pytest.raises(ConfigError) as info:
+        PresetConfig(headers={"X-A": "a\nb"})
+    assert (info.value.field, info.value.value) == ("headers['X-A']", "a\nb")
+    assert info.value.reason == f"CR, LF and NUL are not allowed ({FIELD_FORMS['headers']})"
+
+
+def test_every_field_has_one_spec_and_the_tables_follow_it() -> None:
+    """Each PresetConfig field carries its spec; forms, parsers and validators are derived from it."""
+    from session_presets.config import FIELD_PARSERS, FIELD_SPECS, validate_field
+
+    assert tuple(FIELD_SPECS) == PresetConfig.field_names()
+    assert {f.name for f in dataclasses.fields(PresetConfig)} == {*FIELD_SPECS, "name", "_origins"}
+    for name, spec in FIELD_SPECS.items():
+        assert FIELD_FORMS[name] == spec.form and FIELD_PARSERS[name] is spec.parse
+        default = getattr(PresetConfig(), name)
+        assert validate_field(name, default) == default
+        assert spec.doc and spec.form
