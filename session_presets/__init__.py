@@ -27,7 +27,7 @@ from .errors import (
     UnknownPresetError,
     UnknownVariableWarning,
 )
-from .presets import default_session, ephemeral_session, get_preset, preset_names, register_preset
+from .presets import get_preset, preset_names, register_preset
 from .registry import SessionRegistry, close_all, get_session
 from .sessions import (
     InvalidationTimeoutError,
@@ -35,6 +35,8 @@ from .sessions import (
     SessionReuseError,
     SessionState,
     SessionStats,
+    default_session,
+    ephemeral_session,
 )
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

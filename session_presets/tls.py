@@ -11,16 +11,15 @@ from __future__ import annotations
 import os
 import ssl
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 
 import certifi
 
 from . import _process
+from .config import TLS_VERSIONS
 from .errors import ConfigError
 
 __all__ = ["TrustConfig", "ca_loads", "get_ssl_context"]
-
-_TLS_VERSIONS: Final = {"TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3}
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +81,7 @@ def _build(trust: TrustConfig) -> ssl.SSLContext:
     else:
         context = _CountingContext(ssl.PROTOCOL_TLS_CLIENT)
         _load_ca(context, trust.ca_bundle or certifi.where(), trust)
-    context.minimum_version = _TLS_VERSIONS[trust.tls_min_version]
+    context.minimum_version = TLS_VERSIONS[trust.tls_min_version]
     if trust.client_cert is not None:
         cert, key = trust.client_cert if isinstance(trust.client_cert, tuple) else (trust.client_cert, None)
         try:

@@ -24,8 +24,9 @@ import requests
 import urllib3
 
 from ..errors import SessionReuseWarning
-from ..presets import ephemeral_session, preset_names, register_preset
+from ..presets import preset_names, register_preset
 from ..registry import SessionRegistry, get_session
+from ..sessions import ephemeral_session
 from .server import ServerProcess
 
 __all__ = [
