@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
+import sys
 import threading
 import time
 import weakref
@@ -16,10 +18,19 @@ from requests.structures import CaseInsensitiveDict
 from requests.utils import get_encoding_from_headers
 from urllib3 import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.exceptions import MaxRetryError, ReadTimeoutError, ResponseError
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    LocationParseError,
+    MaxRetryError,
+    NameResolutionError,
+    NewConnectionError,
+    ReadTimeoutError,
+    ResponseError,
+)
 from urllib3.util import Retry, Timeout
+from urllib3.util.connection import allowed_gai_family
 
-from ._calls import DEADLINE, Call, current_call, shutdown_connection
+from ._calls import DEADLINE, AbortHandle, Call, current_call, shutdown_connection
 from .config import PresetConfig
 from .errors import ConfigError
 from .tls import TrustConfig, get_ssl_context
@@ -133,29 +144,133 @@ class PresetRetry(Retry):
 
 
 class _ConnectionMixin:
-    """Counts opened and reused connections and remembers when each was opened."""
+    """Counts opened and reused connections, and keeps every phase inside the call's deadline.
+
+    The socket is created here rather than in urllib3 so that the call can cut
+    it (``invalidate_and_cancel``, ``total_timeout``) while it connects and
+    during the TLS handshake, and every phase's socket timeout is capped at
+    the time the call has left.
+    """
 
     counters: ClassVar[Counters]
     preset_connected_at: float = 0.0
+    #: How a call cuts this connection while it connects (see _calls.AbortHandle).
+    preset_abort_handle: AbortHandle | None = None
+    #: The call holding this connection now, if any.
+    preset_call: Call | None = None
     _preset_fresh: bool = False
     sock: Any
+    timeout: Any
+    host: str
+    port: int
+    _dns_host: str
+    socket_options: Any
+    source_address: tuple[str, int] | None
+
+    def _new_conn(self) -> socket.socket:
+        call = current_call()
+        host = self._dns_host
+        if host.startswith("["):
+            host = host.strip("[]")
+        try:
+            host.encode("idna")
+        except UnicodeError:
+            raise LocationParseError(f"'{host}', label empty or too long") from None
+        try:
+            # Name resolution blocks in the C library and cannot be interrupted:
+            # the deadline is checked as soon as it returns.
+            addresses = socket.getaddrinfo(host, self.port, allowed_gai_family(), socket.SOCK_STREAM)
+        except socket.gaierror as exc:
+            raise NameResolutionError(self.host, self, exc) from exc  # type: ignore[arg-type]
+        if not addresses:
+            raise NewConnectionError(self, "Failed to establish a new connection: getaddrinfo returned nothing")  # type: ignore[arg-type]
+        error: OSError | None = None
+        for family, kind, proto, _, address in addresses:
+            try:
+                return self._connect_to(call, family, kind, proto, address)
+            except OSError as exc:
+                error = exc
+        assert error is not None
+        if call is not None:
+            call.expire_if_due()
+        if isinstance(error, TimeoutError):
+            raise ConnectTimeoutError(
+                self, f"Connection to {self.host} timed out. (connect timeout={self.timeout})"
+            ) from error
+        raise NewConnectionError(self, f"Failed to establish a new connection: {error}") from error  # type: ignore[arg-type]
+
+    def _connect_to(self, call: Call | None, family: int, kind: int, proto: int, address: Any) -> socket.socket:
+        """Connect one socket to ``address``, cuttable by the call from before ``connect()`` starts."""
+        sock = socket.socket(family, kind, proto)
+        try:
+            for option in self.socket_options or ():
+                sock.setsockopt(*option)
+            if self.source_address:
+                sock.bind(self.source_address)
+            self._preset_close_abort_handle()
+            self.preset_abort_handle = AbortHandle(sock)
+            timeout = Timeout.resolve_default_timeout(self.timeout)
+            if call is not None:
+                call.hold(self)
+                # After the handle is published: an abort from now on reaches the socket.
+                timeout = call.cap(timeout)
+            sock.settimeout(timeout)
+            sock.connect(address)
+            if call is not None:
+                # An abort between the check above and connect() may have found
+                # the socket not yet connecting; it is caught here. The cap also
+                # bounds the TLS handshake that follows.
+                sock.settimeout(call.cap(timeout))
+        except BaseException:
+            self._preset_close_abort_handle()
+            sock.close()
+            raise
+        sys.audit("http.client.connect", self, self.host, self.port)
+        return sock
+
+    def _preset_close_abort_handle(self) -> None:
+        handle, self.preset_abort_handle = self.preset_abort_handle, None
+        if handle is not None:
+            handle.close()
 
     def connect(self) -> None:
-        super().connect()  # type: ignore[misc]
+        call = current_call()
+        try:
+            super().connect()  # type: ignore[misc]
+        except BaseException:
+            if call is not None:
+                call.expire_if_due()
+            raise
+        finally:
+            # Connected and, for HTTPS, handshaken: from now on the call cuts self.sock.
+            self._preset_close_abort_handle()
         self.preset_connected_at = time.monotonic()
         self._preset_fresh = True
         self.counters.add("connections_opened")
-        call = current_call()
         if call is not None and call.reason is not None:
             shutdown_connection(self)
 
     def request(self, *args: Any, **kwargs: Any) -> None:
         if not self._preset_fresh and self.sock is not None:
             self.counters.add("connections_reused")
+        call = current_call()
+        if call is not None:
+            self.timeout = call.cap(Timeout.resolve_default_timeout(self.timeout))
         try:
             super().request(*args, **kwargs)  # type: ignore[misc]
         finally:
             self._preset_fresh = False
+
+    def getresponse(self) -> Any:
+        call = current_call()
+        if call is None:
+            return super().getresponse()  # type: ignore[misc]
+        self.timeout = call.cap(Timeout.resolve_default_timeout(self.timeout))
+        try:
+            return super().getresponse()  # type: ignore[misc]
+        except TimeoutError:
+            call.expire_if_due()
+            raise
 
 
 class _PoolMixin:
@@ -189,13 +304,17 @@ class _PoolMixin:
             conn.close()
         call = current_call()
         if call is not None:
-            call.conns.append(conn)
+            call.hold(conn)
         self.checked_out.add(conn)
         return conn
 
     def _put_conn(self, conn: Any) -> None:
         if conn is not None:  # urllib3 puts None back for a connection it dropped
             self.checked_out.discard(conn)
+            # Before it is back in the pool, where another call may take it.
+            holder = conn.preset_call
+            if holder is not None:
+                holder.release(conn)
         super()._put_conn(conn)  # type: ignore[misc]
 
 
