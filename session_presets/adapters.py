@@ -363,8 +363,17 @@ class PresetAdapter(HTTPAdapter):
 
     @property
     def _context(self) -> ssl.SSLContext:
-        """The shared context of the preset's own trust configuration, built on first use."""
-        return get_ssl_context(self._trust)
+        """The shared context of the preset's own trust configuration, built on first use.
+
+        Raises:
+            OSError: OpenSSL refused what the build-time check let through (a key
+                that does not match its certificate); the call fails as requests
+                fails one for a bad certificate, with the ConfigError chained.
+        """
+        try:
+            return get_ssl_context(self._trust)
+        except ConfigError as exc:
+            raise OSError(f"cannot use the TLS configuration of preset {self.preset.name!r}: {exc}") from exc
 
     def context_for(self, verify: Any, cert: Any) -> ssl.SSLContext:
         """Return the shared SSLContext for a call's merged ``verify`` and ``cert``."""
