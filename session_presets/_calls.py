@@ -192,9 +192,22 @@ class _Watchdog:
 
     def __init__(self) -> None:
         self._calls: dict[Call, None] = {}
-        self._wake = threading.Condition(threading.Lock())
+        self._wake_condition: threading.Condition | None = None
         self._thread: threading.Thread | None = None
         self._idle = True
+
+    @property
+    def _wake(self) -> threading.Condition:
+        # Built on first use, from the threading module as it is then: a lock
+        # made at import time stays an OS lock after gevent's patch_all(), and
+        # holding one while the watchdog greenlet starts blocks every greenlet.
+        wake = self._wake_condition
+        if wake is None:
+            with _wake_lock:
+                if self._wake_condition is None:
+                    self._wake_condition = threading.Condition(threading.Lock())
+                wake = self._wake_condition
+        return wake
 
     def add(self, call: Call) -> None:
         self._calls[call] = None
@@ -228,6 +241,9 @@ class _Watchdog:
     def after_fork(self) -> None:
         self.__init__()  # type: ignore[misc]
 
+
+#: Guards the watchdog's lazy condition; held for no I/O, so an OS lock is fine under gevent.
+_wake_lock = _process.fork_safe_lock()
 
 watchdog = _Watchdog()
 _process.on_fork_child(watchdog.after_fork, order=_process.ORDER_CALLS)

@@ -17,7 +17,6 @@ from requests.models import PreparedRequest, Response
 from requests.structures import CaseInsensitiveDict
 from requests.utils import get_encoding_from_headers
 from urllib3 import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.exceptions import (
     ConnectTimeoutError,
     LocationParseError,
@@ -30,10 +29,11 @@ from urllib3.exceptions import (
 from urllib3.util import Retry, Timeout
 from urllib3.util.connection import allowed_gai_family
 
+from . import _process
 from ._calls import DEADLINE, AbortHandle, Call, current_call, shutdown_connection
 from .config import PresetConfig
 from .errors import ConfigError
-from .tls import TrustConfig, get_ssl_context
+from .tls import TrustConfig, check_trust, get_ssl_context
 
 __all__ = ["Counters", "PresetAdapter", "PresetRetry"]
 
@@ -318,22 +318,72 @@ class _PoolMixin:
         super()._put_conn(conn)  # type: ignore[misc]
 
 
+class _CurrentConnectionCls:
+    """A pool's ``ConnectionCls``, derived from its urllib3 base class's current one at each use.
+
+    vcrpy and pytest-recording patch ``ConnectionCls`` on urllib3's pool classes,
+    before or after this module is imported. A class attribute set once here would
+    hide that patch; reading the base class's attribute whenever a connection is
+    made lets the patch reach the pool, and its removal too. The counting subclass
+    is built once per base connection class and reused, so ``isinstance`` checks on
+    pooled connections (vcrpy makes them) keep holding.
+    """
+
+    def __init__(self, base_pool: type[HTTPConnectionPool], name: str, counters: Counters) -> None:
+        self._base_pool = base_pool
+        self._name = name
+        self._counters = counters
+        self._built: tuple[type, type] | None = None
+
+    def __get__(self, pool: object, owner: type | None = None) -> type:
+        current: type = self._base_pool.ConnectionCls
+        built = self._built
+        if built is None or built[0] is not current:
+            with _classes_lock:
+                built = self._built
+                if built is None or built[0] is not current:
+                    built = (current, type(self._name, (_ConnectionMixin, current), {"counters": self._counters}))
+                    self._built = built
+        return built[1]
+
+
+class _AcknowledgedContext:
+    """The insecure context a verify=False preset was warned about, looked up when a pool asks."""
+
+    def __init__(self, trust: TrustConfig) -> None:
+        self._trust = trust
+
+    def __get__(self, pool: object, owner: type | None = None) -> ssl.SSLContext:
+        return get_ssl_context(self._trust)
+
+
+_classes_lock = _process.fork_safe_lock()
+
+
 def _pool_classes(
     counters: Counters,
     max_age: float | None,
-    acknowledged: ssl.SSLContext | None,
+    acknowledged: TrustConfig | None,
     checked_out: weakref.WeakSet[Any],
 ) -> dict[str, type[HTTPConnectionPool]]:
-    attrs = {"counters": counters}
-    http_conn = type("PresetHTTPConnection", (_ConnectionMixin, HTTPConnection), attrs)
-    https_conn = type("PresetHTTPSConnection", (_ConnectionMixin, HTTPSConnection), attrs)
-    pool_attrs = {"max_connection_age": max_age, "acknowledged_context": acknowledged, "checked_out": checked_out}
+    # The pool classes carry this adapter's counters and limits; their connection
+    # classes and the acknowledged context are resolved only when a pool needs them.
+    pool_attrs = {"max_connection_age": max_age, "checked_out": checked_out}
     http_pool = type(
-        "PresetHTTPConnectionPool", (_PoolMixin, HTTPConnectionPool), {**pool_attrs, "ConnectionCls": http_conn}
+        "PresetHTTPConnectionPool",
+        (_PoolMixin, HTTPConnectionPool),
+        {
+            **pool_attrs,
+            "ConnectionCls": _CurrentConnectionCls(HTTPConnectionPool, "PresetHTTPConnection", counters),
+        },
     )
-    https_pool = type(
-        "PresetHTTPSConnectionPool", (_PoolMixin, HTTPSConnectionPool), {**pool_attrs, "ConnectionCls": https_conn}
-    )
+    https_attrs: dict[str, Any] = {
+        **pool_attrs,
+        "ConnectionCls": _CurrentConnectionCls(HTTPSConnectionPool, "PresetHTTPSConnection", counters),
+    }
+    if acknowledged is not None:
+        https_attrs["acknowledged_context"] = _AcknowledgedContext(acknowledged)
+    https_pool = type("PresetHTTPSConnectionPool", (_PoolMixin, HTTPSConnectionPool), https_attrs)
     return {"http": http_pool, "https": https_pool}
 
 
@@ -390,14 +440,14 @@ class PresetAdapter(HTTPAdapter):
             client_cert=config.client_cert,
             tls_min_version=config.tls_min_version,
         )
-        self._context = get_ssl_context(self._trust)
-        self._cert_reqs = _cert_reqs(self._context)
+        # Checked now, built on the first HTTPS connection (see tls).
+        check_trust(self._trust)
         self._checked_out: weakref.WeakSet[Any] = weakref.WeakSet()
         self._pool_classes = _pool_classes(
-            self.counters, config.max_connection_age, None if config.verify else self._context, self._checked_out
+            self.counters, config.max_connection_age, None if config.verify else self._trust, self._checked_out
         )
         self._no_cache = config.cache_policy == "reload"
-        self._pool_cache: dict[tuple[str, Any, Any], HTTPConnectionPool] = {}
+        self._pool_cache: dict[tuple[str, Any, Any, type], HTTPConnectionPool] = {}
         retry = PresetRetry(
             total=config.retries,
             connect=None,
@@ -429,6 +479,20 @@ class PresetAdapter(HTTPAdapter):
         manager = super().proxy_manager_for(proxy, **proxy_kwargs)
         manager.pool_classes_by_scheme = self._pool_classes
         return manager
+
+    @property
+    def _context(self) -> ssl.SSLContext:
+        """The shared context of the preset's own trust configuration, built on first use.
+
+        Raises:
+            OSError: OpenSSL refused what the build-time check let through (a key
+                that does not match its certificate); the call fails as requests
+                fails one for a bad certificate, with the ConfigError chained.
+        """
+        try:
+            return get_ssl_context(self._trust)
+        except ConfigError as exc:
+            raise OSError(f"cannot use the TLS configuration of preset {self.preset.name!r}: {exc}") from exc
 
     def context_for(self, verify: Any, cert: Any) -> ssl.SSLContext:
         """Return the shared SSLContext for a call's merged ``verify`` and ``cert``."""
@@ -475,7 +539,9 @@ class PresetAdapter(HTTPAdapter):
         if proxies or not isinstance(url, str) or isinstance(cert, list):
             return super().get_connection_with_tls_context(request, verify, proxies=proxies, cert=cert)
         slash = url.find("/", url.find("//") + 2)
-        key = (url[:slash] if slash > 0 else url, verify, cert)
+        # ssl.SSLContext is in the key: after truststore or gevent replace it, the
+        # pools holding contexts built from the old class are not used again.
+        key = (url[:slash] if slash > 0 else url, verify, cert, ssl.SSLContext)
         pool = self._pool_cache.get(key)
         if pool is None or pool.pool is None:
             pool = super().get_connection_with_tls_context(request, verify, proxies=proxies, cert=cert)
