@@ -146,19 +146,34 @@ def _clear_registered() -> None:
 _process.on_reset(_clear_registered, order=_process.ORDER_PRESETS)
 
 
-def default_session(**overrides: Any) -> PresetSession:
+def default_session(*, auth: Any = None, **overrides: Any) -> PresetSession:
     """Return a new caller-owned session of the ``default`` preset; close it when done.
 
+    Args:
+        auth: a requests auth (such as a ``(user, password)`` pair) for every
+            request of the session; credentials never live in a preset.
+        **overrides: PresetConfig fields.
+
     Raises:
         ConfigError: an override or environment variable is invalid.
     """
-    return PresetSession(resolve("default", overrides))
+    return _with_auth(PresetSession(resolve("default", overrides)), auth)
 
 
-def ephemeral_session(**overrides: Any) -> PresetSession:
+def ephemeral_session(*, auth: Any = None, **overrides: Any) -> PresetSession:
     """Return a new caller-owned session with private cookies, connections and pools.
 
+    Args:
+        auth: a requests auth for every request of the session.
+        **overrides: PresetConfig fields.
+
     Raises:
         ConfigError: an override or environment variable is invalid.
     """
-    return PresetSession(resolve("ephemeral", overrides))
+    return _with_auth(PresetSession(resolve("ephemeral", overrides)), auth)
+
+
+def _with_auth(session: PresetSession, auth: Any) -> PresetSession:
+    if auth is not None:
+        session.auth = auth
+    return session
