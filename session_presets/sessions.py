@@ -143,6 +143,14 @@ class _PresetPreparedRequest(PreparedRequest):
         super().prepare_cookies(cookies)
 
 
+def _has_none_value(headers: Any) -> bool:
+    """True when a session header is None (requests drops those when it merges)."""
+    store = getattr(headers, "_store", None)  # CaseInsensitiveDict: skip its per-key lookups
+    if isinstance(store, dict):
+        return any(value is None for _, value in store.values())
+    return None in headers.values()
+
+
 class _BlockAllCookies(http.cookiejar.DefaultCookiePolicy):
     """cookies='none': nothing a server sets is ever stored."""
 
@@ -523,7 +531,7 @@ class PresetSession(requests.Session):
         if self.config.store_credentials and not auth and not self.auth and url:
             auth = get_netrc_auth(url)
         headers: Any = self.headers
-        if request.headers or None in headers.values():
+        if request.headers or _has_none_value(headers):
             # requests' merge also drops the session headers set to None.
             headers = merge_setting(request.headers, self.headers, dict_class=CaseInsensitiveDict)
         params: Any = None
