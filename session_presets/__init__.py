@@ -10,11 +10,12 @@ from __future__ import annotations
 import logging
 
 from ._version import __version__
-from .adapters import PresetAdapter
+from .adapters import PresetAdapter, PresetTimeout
 from .background import BackgroundSession, TransferState, TransferTask, background_session
 from .config import PresetConfig
 from .errors import (
     ConfigError,
+    ForeignAdapterWarning,
     IdentifierInUseError,
     InsecureRedirectError,
     InsecureSessionWarning,
@@ -22,6 +23,7 @@ from .errors import (
     SessionPresetsError,
     SessionPresetsWarning,
     SessionReuseWarning,
+    SharedSessionError,
     TotalTimeoutError,
     TransferError,
     UnknownPresetError,
@@ -44,6 +46,7 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 __all__ = [
     "BackgroundSession",
     "ConfigError",
+    "ForeignAdapterWarning",
     "IdentifierInUseError",
     "InsecureRedirectError",
     "InsecureSessionWarning",
@@ -51,6 +54,7 @@ __all__ = [
     "PresetAdapter",
     "PresetConfig",
     "PresetSession",
+    "PresetTimeout",
     "SessionInvalidatedError",
     "SessionPresetsError",
     "SessionPresetsWarning",
@@ -59,6 +63,7 @@ __all__ = [
     "SessionReuseWarning",
     "SessionState",
     "SessionStats",
+    "SharedSessionError",
     "TotalTimeoutError",
     "TransferError",
     "TransferState",

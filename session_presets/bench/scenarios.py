@@ -294,7 +294,8 @@ def _get_session() -> tuple[Callable[[BenchContext], None], Body]:
             _check(get_session(name).get(url).status_code)
         session = get_session(name)
         stats = session.stats
-        return ctx.requests, session.close, {"client_connections_opened": stats.connections_opened}
+        extra = {"client_connections_opened": stats.connections_opened}
+        return ctx.requests, session.finish_tasks_and_invalidate, extra
 
     return warm, body
 
