@@ -138,11 +138,14 @@ class PresetRetry(Retry):
             if response is not None:
                 pause = max(pause, retry.get_retry_after(response) or 0.0)
             if remaining is not None and pause >= remaining:
+                if error is None:
+                    # No time for another try on a retryable status: with
+                    # raise_on_status=False urllib3 hands this response back, as
+                    # requests does when its retries run out.
+                    status = getattr(response, "status", None)
+                    raise MaxRetryError(_pool, url or "", ResponseError(f"no time left to retry status {status}"))
                 call.reason = DEADLINE
-                reason = error or ResponseError(
-                    f"total_timeout reached before the next retry (last status {getattr(response, 'status', None)})"
-                )
-                raise MaxRetryError(_pool, url or "", reason)
+                raise MaxRetryError(_pool, url or "", error)
         if self.counters is not None:
             self.counters.add("retries")
         return retry
@@ -498,7 +501,9 @@ class PresetAdapter(HTTPAdapter):
       and its first expiry raises (no retry after a timeout).
     - Retries come from a urllib3 ``Retry`` built from the preset: idempotent
       methods only, ``retry_statuses``, Retry-After honoured, bounded by the
-      call's ``total_timeout``.
+      call's ``total_timeout``. When status retries run out (by count, or because
+      ``total_timeout`` leaves no time for another try) the last response is
+      returned, as requests does with ``raise_on_status=False``; never RetryError.
     - ``cache_policy='reload'``: a PresetSession puts ``Cache-Control: no-cache``
       and ``Pragma: no-cache`` in its default headers; on any other session the
       adapter adds them to requests that lack them.
@@ -561,7 +566,9 @@ class PresetAdapter(HTTPAdapter):
             backoff_factor=config.backoff_factor,
             backoff_max=config.backoff_max,
             backoff_jitter=config.backoff_factor,
-            raise_on_status=True,
+            # Like requests with raise_on_status=False: when status retries run out
+            # (by count or by total_timeout), the last response is returned, never RetryError.
+            raise_on_status=False,
             raise_on_redirect=False,
             respect_retry_after_header=True,
         )
