@@ -281,6 +281,8 @@ class Exchange(BaseHTTPRequestHandler):
     """
 
     protocol_version = "HTTP/1.1"
+    # Errors to unparsable request lines get a status line (HTTP/0.9 has none).
+    default_request_version = "HTTP/1.1"
     server: _HTTPServer
     #: The request being answered.
     recorded: RecordedRequest
