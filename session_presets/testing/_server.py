@@ -717,15 +717,20 @@ class MockServer:
         self._errors: list[str] = []
         self._tmpdir: str | None = None
         self._ca_bundle: str | None = None
-        if tls or ca is not None:
-            ssl_context = self._trustme_context(ca)
-        if ssl_context is not None and tls_min_version is not None:
-            ssl_context.minimum_version = tls_min_version
-        self._ssl_context = ssl_context
-        self.scheme = "https" if ssl_context is not None else "http"
         server_class = _HTTPServer6 if host == "::1" else _HTTPServer
+        # Bound (and listening) from here on: the port is known before start().
         self._httpd = server_class(self, (host, 0), exchange_class)
         self.port: int = self._httpd.server_address[1]
+        try:
+            if tls or ca is not None:
+                ssl_context = self._trustme_context(ca)
+            if ssl_context is not None and tls_min_version is not None:
+                ssl_context.minimum_version = tls_min_version
+        except BaseException:
+            self._httpd.server_close()
+            raise
+        self._ssl_context = ssl_context
+        self.scheme = "https" if ssl_context is not None else "http"
 
     def _trustme_context(self, ca: Any) -> ssl.SSLContext:
         try:
