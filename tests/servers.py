@@ -191,8 +191,8 @@ class _State:
         return self._mock.handshake_errors
 
     @property
-    def routes(self) -> dict[tuple[str | None, str], object]:
-        return self._mock._routes  # type: ignore[return-value]
+    def routes(self) -> dict[str, object]:
+        return {path: route.respond for (_, path), route in self._mock._routes.items()}
 
 
 class LoopbackServer:

@@ -155,6 +155,33 @@ def test_unconsumed_enqueued_response_is_reported(server: MockServer) -> None:
         server.check_assertions()
 
 
+def test_route_with_times_is_a_one_shot_expectation(server: MockServer) -> None:
+    """A route with times=N answers N requests then goes away; unmet counts and unrouted requests are reported."""
+    server.route("/once", MockResponse(200, body=b"first"), method="GET", times=1)
+    server.route("/twice", MockResponse(200), times=2)
+    with default_session(**server.preset_overrides) as session:
+        assert session.get(server.url("/once")).text == "first"
+        assert session.get(server.url("/once?again=1")).status_code == 404
+        session.get(server.url("/twice"))
+    message = (
+        r"no route for GET /once\?again=1 \(answered 404\); "
+        r"route any method /twice expected 1 more request\(s\)"
+    )
+    with pytest.raises(AssertionError, match=message):
+        server.check_assertions()
+    with pytest.raises(ValueError, match="route times=0: expected a count >= 1"):
+        server.route("/never", MockResponse(), times=0)
+
+
+def test_a_fallback_of_your_own_answers_unrouted_requests_unreported(server: MockServer) -> None:
+    """Setting fallback answers every unrouted request with it, and check_assertions no longer reports them."""
+    server.fallback = MockResponse(200, body=b"catch-all")
+    with default_session(**server.preset_overrides) as session:
+        assert session.get(server.url("/anything")).text == "catch-all"
+    assert server.fallback == MockResponse(200, body=b"catch-all")
+    server.check_assertions()
+
+
 def test_enqueue_after_close_raises() -> None:
     """enqueue on a closed server raises RuntimeError naming the server; close twice is harmless."""
     mock = MockServer().start()

@@ -616,6 +616,16 @@ class FileRoute:
         """Called after each piece of body is written (a hook for slow-link subclasses)."""
 
 
+@dataclass
+class _Route:
+    respond: Responder
+    remaining: int | None
+
+
+#: The default fallback; a request it answers is reported by check_assertions.
+_NO_ROUTE: Final = MockResponse(404, body=b"no route\n")
+
+
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -704,9 +714,9 @@ class MockServer:
         self._closing = threading.Event()
         self._state = "new"
         self._queue: collections.deque[MockResponse] = collections.deque()
-        self._routes: dict[tuple[str | None, str], Responder] = {}
-        #: What answers a request no queued response or route takes.
-        self.fallback: Responder = MockResponse(404, body=b"no route\n")
+        self._routes: dict[tuple[str | None, str], _Route] = {}
+        self._fallback: Responder = _NO_ROUTE
+        self._unmatched: list[str] = []
         self._recorded: list[RecordedRequest] = []
         self._taken: queue.Queue[RecordedRequest] = queue.Queue()
         self._per_connection: dict[int, int] = {}
@@ -791,6 +801,22 @@ class MockServer:
         """Whether :meth:`close` was called."""
         return self._state == "closed"
 
+    @property
+    def fallback(self) -> Responder:
+        """What answers a request no queued response or route takes: 404 unless set.
+
+        While it is the default, each such request is reported by :meth:`check_assertions`.
+        """
+        return self._fallback
+
+    @fallback.setter
+    def fallback(self, respond: Responder) -> None:
+        self._fallback = respond
+
+    @property
+    def _default_fallback(self) -> bool:
+        return self._fallback is _NO_ROUTE
+
     # -- addresses and trust -----------------------------------------------------------
 
     def url(self, path: str = "/") -> str:
@@ -856,19 +882,41 @@ class MockServer:
             self._queue.append(response)
         return response
 
-    def route(self, path: str, respond: Responder, *, method: str | None = None) -> None:
+    def route(self, path: str, respond: Responder, *, method: str | None = None, times: int | None = None) -> None:
         """Answer requests for ``path`` (exact, query ignored) with a canned response or a handler.
+
+        A later route for the same method and path replaces the earlier one.
 
         Args:
             path: The path, starting with ``/``.
             respond: A :class:`MockResponse`, or a callable taking the :class:`Exchange` and
                 returning a response (or None once it has replied itself).
             method: Only this method (``"GET"``...); any method when None.
+            times: Answer this many requests, then go away (an expectation that
+                :meth:`check_assertions` reports if not met); every request when None.
+
+        Raises:
+            ValueError: ``path`` does not start with ``/``, or ``times`` is below 1.
         """
         if not path.startswith("/"):
             raise ValueError(f"route path={path!r}: expected a path starting with '/'")
+        if times is not None and (isinstance(times, bool) or times < 1):
+            raise ValueError(f"route times={times!r}: expected a count >= 1, or None for every request")
         with self._lock:
-            self._routes[(method.upper() if method else None, path)] = respond
+            self._routes[(method.upper() if method else None, path)] = _Route(respond, times)
+
+    def _take_route(self, recorded: RecordedRequest) -> Responder | None:
+        """The route answering ``recorded``, counting down a limited one (hold ``_lock``)."""
+        for key in ((recorded.method, recorded.path), (None, recorded.path)):
+            route = self._routes.get(key)
+            if route is None:
+                continue
+            if route.remaining is not None:
+                route.remaining -= 1
+                if route.remaining == 0:
+                    del self._routes[key]
+            return route.respond
+        return None
 
     def _fault_at_start(self) -> Fault | None:
         with self._lock:
@@ -879,14 +927,11 @@ class MockServer:
     def _answer(self, exchange: Exchange) -> None:
         recorded = exchange.recorded
         with self._lock:
-            if self._queue:
-                responder: Responder = self._queue.popleft()
-            else:
-                responder = (
-                    self._routes.get((recorded.method, recorded.path))
-                    or self._routes.get((None, recorded.path))
-                    or self.fallback
-                )
+            responder = self._queue.popleft() if self._queue else self._take_route(recorded)
+            if responder is None:
+                responder = self.fallback
+                if self._default_fallback:
+                    self._unmatched.append(f"{recorded.method} {recorded.target}")
         if isinstance(responder, MockResponse):
             exchange.send(responder)
             return
@@ -962,13 +1007,20 @@ class MockServer:
             return len(self._queue)
 
     def check_assertions(self) -> None:
-        """Fail if an enqueued response was never served or a handler raised.
+        """Fail if a handler raised, a request found no route, or an expected request never came.
+
+        Reported: handler exceptions, requests answered by the default 404
+        fallback, routes with ``times`` left, and enqueued responses never served.
 
         Raises:
             AssertionError: naming each problem.
         """
         with self._lock:
             problems = [f"handler error: {error}" for error in self._errors]
+            problems += [f"no route for {request} (answered 404)" for request in self._unmatched]
+            for (method, path), route in self._routes.items():
+                if route.remaining is not None:
+                    problems.append(f"route {method or 'any method'} {path} expected {route.remaining} more request(s)")
             if self._queue:
                 statuses = ", ".join(str(response.status) for response in self._queue)
                 problems.append(f"{len(self._queue)} enqueued response(s) never served (statuses {statuses})")
