@@ -18,6 +18,7 @@ The examples import it as ``from _loopback import ...``: a script run as
 
 from __future__ import annotations
 
+import ssl
 from email.message import Message
 from types import TracebackType
 
@@ -55,14 +56,15 @@ class LoopbackServer:
         connections: How many connections the server has accepted so far.
     """
 
-    def __init__(self, handler: type[LoopbackHandler]) -> None:
+    def __init__(self, handler: type[LoopbackHandler], *, context: ssl.SSLContext | None = None) -> None:
         """Bind to a free loopback port.
 
         Args:
             handler: The handler class that answers the requests.
+            context: A server-side SSLContext to serve HTTPS with; plain HTTP when None.
         """
         self._handler = handler
-        self._mock = MockServer()
+        self._mock = MockServer(ssl_context=context)
         self._mock.fallback = self._answer
 
     def _answer(self, exchange: Exchange) -> MockResponse:

@@ -11,6 +11,9 @@ between or during requests:
 - ``shift_start``: the next that many 206 responses start 10 bytes early.
 - ``statuses``: statuses answered (with ``Retry-After: 0``) before serving.
 - ``delay``: seconds slept after every ``chunk`` bytes (a throttled server).
+- ``honor_if_range``: False makes a server that answers a Range with 206 whatever If-Range says.
+- ``lying_416``: the next that many Range requests get 416 ``bytes */<start>``.
+- ``before_headers``: called once a request arrived, before the status is sent.
 - ``on_response``: called after each response, e.g. to change the file.
 
 ``log`` holds one ``Hit`` per request: its Range and If-Range, the status sent
@@ -58,6 +61,9 @@ class FileRoute(testing.FileRoute):
         self.statuses: list[int] = []
         self.delay = 0.0
         self.require_auth: str | None = None
+        self.honor_if_range = True
+        self.lying_416 = 0
+        self.before_headers: Callable[[], None] | None = None
         self.on_response: Callable[[FileRoute], None] | None = None
         self.log: list[Hit] = []
         self.active = 0
@@ -87,20 +93,21 @@ class FileRoute(testing.FileRoute):
             if self.on_response is not None:
                 self.on_response(self)
 
+    def if_range_holds(self, if_range: str | None) -> bool:
+        return not self.honor_if_range or super().if_range_holds(if_range)
+
     def choose_range(self, exchange: testing.Exchange, size: int) -> tuple[int, int, int]:
         if self.ignore_range:
             return 200, 0, size
-        status, start, stop = super().choose_range(exchange, size)
-        if status == 206 and self.shift_start:
-            self.shift_start -= 1
-            start = max(0, start - 10)
-        return status, start, stop
+        return super().choose_range(exchange, size)
 
     def after_piece(self, exchange: testing.Exchange) -> None:
         if self.delay:
             time.sleep(self.delay)
 
     def _serve(self, h: Handler) -> None:
+        if self.before_headers is not None:
+            self.before_headers()
         if self.require_auth is not None and h.headers.get("Authorization") != self.require_auth:
             self._note(h, 401, 0)
             h.reply(401, b"who are you")
@@ -113,6 +120,15 @@ class FileRoute(testing.FileRoute):
         with self._lock:
             data = self.data
         status, start, stop = self.choose_range(h, len(data))
+        if status != 200 and self.lying_416:
+            self.lying_416 -= 1
+            requested = h.headers.get("Range", "").removeprefix("bytes=").split("-")[0]
+            self._note(h, 416, 0)
+            h.reply(416, b"", {"Content-Range": f"bytes */{requested}", **self.validators()})
+            return
+        if status == 206 and self.shift_start:
+            self.shift_start -= 1
+            start = max(0, start - 10)
         sent = self.serve(h, data, status, start, stop)
         self._note(h, status, sent)
 
