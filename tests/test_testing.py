@@ -343,6 +343,17 @@ def test_malformed_header_gets_400_and_is_recorded(server: MockServer) -> None:
     assert "Malformed header" in (recorded.malformed or "")
 
 
+def test_multipart_request_is_not_mistaken_for_a_malformed_one(server: MockServer) -> None:
+    """A multipart/form-data upload is recorded whole, not refused: only header-line defects get a 400."""
+    with default_session(**server.preset_overrides) as session:
+        response = session.post(server.url("/form"), files={"file": ("a.txt", b"payload")})
+    [recorded] = server.requests
+    assert response.status_code == 404
+    assert recorded.malformed is None
+    assert b"payload" in recorded.body
+    assert (recorded.header("Content-Type") or "").startswith("multipart/form-data; boundary=")
+
+
 def test_overlong_request_line_and_bad_content_length_are_recorded(server: MockServer) -> None:
     """A request line over 64 KiB gets 414; a non-numeric Content-Length gets 400; both recorded."""
     assert _exchange(server, b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 414 ")
