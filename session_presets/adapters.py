@@ -19,7 +19,9 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.exceptions import MaxRetryError, ReadTimeoutError, ResponseError
 from urllib3.util import Retry, Timeout
 
+from . import _metrics
 from ._calls import DEADLINE, Call, current_call, shutdown_connection
+from ._metrics import SessionMetrics, Transaction, current_transaction, set_current_transaction
 from .config import PresetConfig
 from .errors import ConfigError
 from .tls import TrustConfig, get_ssl_context
@@ -55,6 +57,11 @@ class Counters:
         """Add one to counter ``name``."""
         with self._lock:
             setattr(self, name, getattr(self, name) + 1)
+
+    def after_fork(self) -> None:
+        """Start from zero with a new lock (in a forked child)."""
+        self._lock = threading.Lock()
+        self.requests = self.connections_opened = self.connections_reused = self.retries = self.errors = 0
 
     def snapshot(self) -> dict[str, int]:
         """Return the counters as a dict, read consistently."""
@@ -106,6 +113,9 @@ class PresetRetry(Retry):
                 raise MaxRetryError(_pool, url or "", reason)
         if self.counters is not None:
             self.counters.add("retries")
+        tx = current_transaction()
+        if tx is not None:
+            tx.new_attempt()
         return retry
 
     def _sleep_backoff(self) -> None:
@@ -133,29 +143,102 @@ class PresetRetry(Retry):
 
 
 class _ConnectionMixin:
-    """Counts opened and reused connections and remembers when each was opened."""
+    """Counts opened and reused connections, remembers when each was opened, and marks
+    the phases of the request it carries (see :mod:`._metrics`) where they happen."""
 
     counters: ClassVar[Counters]
+    metrics: ClassVar[SessionMetrics]
     preset_connected_at: float = 0.0
     _preset_fresh: bool = False
+    #: The request this connection carries now (metrics), until its body is released.
+    _preset_tx: Transaction | None = None
+    #: None (closed), "idle" or "active", for the open-connection gauges.
+    _preset_state: str | None = None
+    _preset_generation: int = 0
+    #: Remote address, TLS version and cipher, read once when connected.
+    _preset_peer: tuple[str | None, str | None, str | None] = (None, None, None)
     sock: Any
 
+    def _new_conn(self) -> Any:
+        sock = super()._new_conn()  # type: ignore[misc]
+        # Name resolution happens inside urllib3's create_connection here, so
+        # until the connection path resolves names itself, dns stays None and
+        # connect covers both.
+        _metrics.mark("connect_done")
+        return sock
+
     def connect(self) -> None:
+        tx = current_transaction()
+        if tx is not None:
+            tx.connect_start = _metrics._now()
+            tx.dns_done = tx.connect_done = tx.tls_done = None
         super().connect()  # type: ignore[misc]
         self.preset_connected_at = time.monotonic()
         self._preset_fresh = True
         self.counters.add("connections_opened")
+        sock = self.sock
+        version = cipher = None
+        if isinstance(sock, ssl.SSLSocket):
+            if tx is not None:
+                tx.tls_done = _metrics._now()
+            version = sock.version()
+            suite = sock.cipher()
+            cipher = suite[0] if suite else None
+        try:
+            address: str | None = str(sock.getpeername()[0])
+        except (OSError, AttributeError, IndexError, TypeError):
+            address = None
+        self._preset_peer = (address, version, cipher)
+        self.metrics.connection_state(self, "active")
         call = current_call()
         if call is not None and call.reason is not None:
             shutdown_connection(self)
 
     def request(self, *args: Any, **kwargs: Any) -> None:
+        tx = current_transaction()
+        if tx is not None:
+            if self.sock is None:
+                # Connect first, so that the connect phase is not counted as sending.
+                self.connect()
+            tx.conn = self
+            self._preset_tx = tx
+            tx.reused = not self._preset_fresh
+            tx.remote_address, tx.tls_version, tx.cipher = self._preset_peer
+            tx.request_start = _metrics._now()
         if not self._preset_fresh and self.sock is not None:
             self.counters.add("connections_reused")
         try:
             super().request(*args, **kwargs)  # type: ignore[misc]
         finally:
             self._preset_fresh = False
+        if tx is not None:
+            tx.request_done = _metrics._now()
+
+    def send(self, data: Any) -> None:
+        tx = self._preset_tx
+        if tx is not None:
+            if isinstance(data, memoryview):
+                tx.bytes_sent += data.nbytes
+            elif isinstance(data, (bytes, bytearray, str)):
+                tx.bytes_sent += len(data)
+        super().send(data)  # type: ignore[misc]
+
+    def getresponse(self) -> Any:
+        response = super().getresponse()  # type: ignore[misc]
+        tx = self._preset_tx
+        if tx is not None:
+            tx.response_start = _metrics._now()
+            tx.status = response.status
+            tx.raw = response
+            tx.header_bytes = _metrics.header_size(response)
+        return response
+
+    def close(self) -> None:
+        try:
+            super().close()  # type: ignore[misc]
+        finally:
+            if self._preset_state is not None:
+                self.metrics.connection_state(self, None)
 
 
 class _PoolMixin:
@@ -191,11 +274,19 @@ class _PoolMixin:
         if call is not None:
             call.conns.append(conn)
         self.checked_out.add(conn)
+        if conn._preset_state == "idle":
+            conn.metrics.connection_state(conn, "active")
         return conn
 
     def _put_conn(self, conn: Any) -> None:
         if conn is not None:  # urllib3 puts None back for a connection it dropped
             self.checked_out.discard(conn)
+            # The body was read to its end or the response closed: its request is over.
+            tx = conn._preset_tx
+            if tx is not None:
+                tx.finish()
+            if conn._preset_state == "active":
+                conn.metrics.connection_state(conn, "idle")
         super()._put_conn(conn)  # type: ignore[misc]
 
 
@@ -204,8 +295,9 @@ def _pool_classes(
     max_age: float | None,
     acknowledged: ssl.SSLContext | None,
     checked_out: weakref.WeakSet[Any],
+    metrics: SessionMetrics,
 ) -> dict[str, type[HTTPConnectionPool]]:
-    attrs = {"counters": counters}
+    attrs = {"counters": counters, "metrics": metrics}
     http_conn = type("PresetHTTPConnection", (_ConnectionMixin, HTTPConnection), attrs)
     https_conn = type("PresetHTTPSConnection", (_ConnectionMixin, HTTPSConnection), attrs)
     pool_attrs = {"max_connection_age": max_age, "acknowledged_context": acknowledged, "checked_out": checked_out}
@@ -258,11 +350,15 @@ class PresetAdapter(HTTPAdapter):
     Args:
         config: the preset to apply.
         counters: where connection and retry counts go; a new set if omitted.
+        metrics: where request and connection aggregates go; a new set if omitted.
     """
 
-    def __init__(self, config: PresetConfig, *, counters: Counters | None = None) -> None:
+    def __init__(
+        self, config: PresetConfig, *, counters: Counters | None = None, metrics: SessionMetrics | None = None
+    ) -> None:
         self.preset = config
         self.counters = counters if counters is not None else Counters()
+        self.metrics = metrics if metrics is not None else SessionMetrics(config.name)
         self._timeout = Timeout(connect=config.connect_timeout, read=config.read_timeout)
         self._trust = _trust(
             verify=config.verify,
@@ -275,7 +371,11 @@ class PresetAdapter(HTTPAdapter):
         self._cert_reqs = _cert_reqs(self._context)
         self._checked_out: weakref.WeakSet[Any] = weakref.WeakSet()
         self._pool_classes = _pool_classes(
-            self.counters, config.max_connection_age, None if config.verify else self._context, self._checked_out
+            self.counters,
+            config.max_connection_age,
+            None if config.verify else self._context,
+            self._checked_out,
+            self.metrics,
         )
         self._no_cache = config.cache_policy == "reload"
         self._pool_cache: dict[tuple[str, Any, Any], HTTPConnectionPool] = {}
@@ -417,8 +517,25 @@ class PresetAdapter(HTTPAdapter):
                 call.reason = DEADLINE
                 call.raise_if_aborted()
         self.counters.add("requests")
+        tx: Transaction | None = None
+        if _metrics.ENABLED:
+            tx = self.metrics.start(request.method or "", request.url or "")
+            set_current_transaction(tx)
         try:
-            return super().send(request, stream=stream, timeout=timeout, verify=verify, cert=cert, proxies=proxies)
+            try:
+                response = super().send(
+                    request, stream=stream, timeout=timeout, verify=verify, cert=cert, proxies=proxies
+                )
+            except BaseException as exc:
+                if tx is not None:
+                    tx.fail(exc)
+                raise
+            finally:
+                if tx is not None:
+                    set_current_transaction(None)
+            if tx is not None:
+                tx.response_built(response)
+            return response
         except requests.ConnectionError as exc:
             # With retries, urllib3 wraps a final read timeout in MaxRetryError, which
             # requests reports as ConnectionError; callers rightly expect a Timeout.

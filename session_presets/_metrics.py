@@ -1,0 +1,563 @@
+"""Transaction metrics per response and the OpenTelemetry-convention aggregates per session.
+
+Every figure is taken where its event happens: the connection classes mark
+the connect, TLS and request phases, the response's arrival, and the moment
+the body is released back to the pool (read to the end, or closed). Nothing
+is reconstructed afterwards from totals.
+
+- :class:`Transaction` is the mutable recorder of one request (one redirect
+  hop: retries included); it is found through a thread-local while the
+  request is sent, and through the connection while its body is read.
+- :class:`TransactionMetrics` is its frozen snapshot, ``response.metrics``.
+- :class:`SessionMetrics` keeps a session's aggregates: request and
+  connection duration histograms, open connections, active requests.
+- A sink (see :class:`MetricsSink`, used by :mod:`session_presets.otel`)
+  hears every request and connection event of every session.
+
+Set :data:`ENABLED` to False to stop recording (``response.metrics`` is then
+None and the aggregates stay empty); it exists to measure what metrics cost.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import math
+import threading
+import time
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, Protocol
+
+from . import _process
+from ._redact import safe_url
+
+__all__ = [
+    "CONNECTION_DURATION_BUCKETS",
+    "ENABLED",
+    "REQUEST_DURATION_BUCKETS",
+    "Histogram",
+    "HistogramSnapshot",
+    "MetricsSink",
+    "SessionMetrics",
+    "Transaction",
+    "TransactionMetrics",
+    "add_sink",
+    "current_transaction",
+    "format_timing",
+    "header_size",
+    "mark",
+    "remove_sink",
+    "set_current_transaction",
+]
+
+log = logging.getLogger(__name__)
+
+#: Record metrics at all; a switch for measuring their cost, not configuration.
+ENABLED = True
+
+#: OpenTelemetry's advisory bucket boundaries (seconds) for http.client.request.duration.
+REQUEST_DURATION_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+#: OpenTelemetry's advisory bucket boundaries (seconds) for http.client.connection.duration.
+CONNECTION_DURATION_BUCKETS: Final = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+
+#: Sub-buckets per power of two in the quantile buckets: at most ~6% relative error.
+_STEPS_PER_OCTAVE: Final = 8
+#: Quantile buckets start at 2**-20 s (about 1 µs); smaller values share the first one.
+_MIN_EXPONENT: Final = -20
+
+_now = time.perf_counter
+_local = threading.local()
+
+
+# -- histograms -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class HistogramSnapshot:
+    """A histogram read at one moment: OTel explicit buckets plus quantiles.
+
+    Attributes:
+        boundaries: the upper bounds (seconds) of the explicit buckets.
+        bucket_counts: one count per bucket, ``len(boundaries) + 1`` of them; bucket i
+            holds values in ``(boundaries[i-1], boundaries[i]]``, the last one the rest.
+        count: how many values were recorded.
+        sum: their sum, in seconds.
+        p50, p90, p99: quantiles in seconds (None when empty), read from fixed
+            log-scale buckets finer than ``boundaries`` (within about 6%).
+    """
+
+    boundaries: tuple[float, ...]
+    bucket_counts: tuple[int, ...]
+    count: int = 0
+    sum: float = 0.0
+    p50: float | None = None
+    p90: float | None = None
+    p99: float | None = None
+    _fine: tuple[tuple[int, int], ...] = field(default=(), repr=False, compare=False)
+
+    def quantile(self, q: float) -> float | None:
+        """Return the ``q`` quantile (0 < q <= 1) in seconds, or None when empty.
+
+        Raises:
+            ValueError: ``q`` is outside (0, 1].
+        """
+        if not 0.0 < q <= 1.0:
+            raise ValueError(f"quantile q={q!r} is invalid: expected a number in (0, 1]")
+        return _quantile(self._fine, self.count, q)
+
+
+def _fine_index(value: float) -> int:
+    if value <= 0.0:
+        return 0
+    mantissa, exponent = math.frexp(value)  # value = mantissa * 2**exponent, mantissa in [0.5, 1)
+    if exponent <= _MIN_EXPONENT:
+        return 0
+    return (exponent - _MIN_EXPONENT) * _STEPS_PER_OCTAVE + int((mantissa - 0.5) * 2 * _STEPS_PER_OCTAVE)
+
+
+def _fine_value(index: int) -> float:
+    """The middle of quantile bucket ``index``."""
+    octave, step = divmod(index, _STEPS_PER_OCTAVE)
+    low = 0.5 + step / (2 * _STEPS_PER_OCTAVE)
+    return math.ldexp(low + 1 / (4 * _STEPS_PER_OCTAVE), octave + _MIN_EXPONENT)
+
+
+def _quantile(fine: Sequence[tuple[int, int]], count: int, q: float) -> float | None:
+    if count == 0:
+        return None
+    rank = max(1, math.ceil(q * count))
+    seen = 0
+    for index, hits in fine:
+        seen += hits
+        if seen >= rank:
+            return _fine_value(index)
+    return _fine_value(fine[-1][0])  # pragma: no cover - counts always add up to count
+
+
+class Histogram:
+    """A fixed-bucket histogram of durations; the owner holds the lock around every call."""
+
+    __slots__ = ("boundaries", "count", "counts", "fine", "sum")
+
+    def __init__(self, boundaries: tuple[float, ...]) -> None:
+        self.boundaries = boundaries
+        self.counts = [0] * (len(boundaries) + 1)
+        # Sparse, and bounded by the handful of octaves real durations span.
+        self.fine: dict[int, int] = {}
+        self.count = 0
+        self.sum = 0.0
+
+    def record(self, value: float) -> None:
+        """Add one duration, in seconds."""
+        self.counts[bisect.bisect_left(self.boundaries, value)] += 1
+        index = _fine_index(value)
+        self.fine[index] = self.fine.get(index, 0) + 1
+        self.count += 1
+        self.sum += value
+
+    def snapshot(self) -> HistogramSnapshot:
+        """Return the histogram as it is now."""
+        fine = tuple(sorted(self.fine.items()))
+        return HistogramSnapshot(
+            boundaries=self.boundaries,
+            bucket_counts=tuple(self.counts),
+            count=self.count,
+            sum=self.sum,
+            p50=_quantile(fine, self.count, 0.5),
+            p90=_quantile(fine, self.count, 0.9),
+            p99=_quantile(fine, self.count, 0.99),
+            _fine=fine,
+        )
+
+
+# -- one request --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionMetrics:
+    """What one request (one redirect hop, retries included) cost, phase by phase.
+
+    Times are in seconds; a phase that did not happen is None (a reused
+    connection has no dns, connect or tls). ``body`` and ``total`` are None
+    until the body was read to its end or the response closed. The phases are
+    those of the last attempt; ``total`` runs from the first attempt to the
+    end of the body.
+
+    Attributes:
+        dns: name resolution.
+        connect: TCP connect (after dns).
+        tls: TLS handshake.
+        request: sending the request line, headers and body.
+        wait: from the request sent to the response's status line and headers.
+        body: from the headers to the end of the body (or its close).
+        total: from the start of the request to the end of the body.
+        reused: the request went over a connection that was already open.
+        attempts: 1 plus the retries.
+        remote_address: the peer's IP address.
+        tls_version: e.g. "TLSv1.3"; None over plain HTTP.
+        cipher: the TLS cipher suite; None over plain HTTP.
+        bytes_sent: HTTP bytes written (request line, headers, body), before TLS.
+        bytes_received: HTTP bytes read (status line and headers as parsed, body as
+            received, before decoding), before TLS.
+    """
+
+    dns: float | None = None
+    connect: float | None = None
+    tls: float | None = None
+    request: float | None = None
+    wait: float | None = None
+    body: float | None = None
+    total: float | None = None
+    reused: bool = False
+    attempts: int = 1
+    remote_address: str | None = None
+    tls_version: str | None = None
+    cipher: str | None = None
+    bytes_sent: int = 0
+    bytes_received: int = 0
+
+
+def _span(start: float | None, end: float | None) -> float | None:
+    if start is None or end is None:
+        return None
+    return max(0.0, end - start)
+
+
+class Transaction:
+    """The recorder of one request: marks set where each event happens."""
+
+    __slots__ = (
+        "attempts",
+        "body_done",
+        "bytes_received",
+        "bytes_sent",
+        "cipher",
+        "conn",
+        "connect_done",
+        "connect_start",
+        "dns_done",
+        "done",
+        "error_type",
+        "header_bytes",
+        "method",
+        "metrics",
+        "raw",
+        "remote_address",
+        "request_done",
+        "request_start",
+        "response",
+        "response_start",
+        "reused",
+        "started",
+        "status",
+        "tls_done",
+        "tls_version",
+        "url",
+    )
+
+    def __init__(self, metrics: SessionMetrics, method: str, url: str) -> None:
+        self.metrics = metrics
+        self.method = method
+        self.url = url
+        self.started = _now()
+        self.attempts = 1
+        self.done = False
+        self.response: Any = None
+        self.raw: Any = None
+        self.conn: Any = None
+        self.status: int | None = None
+        self.error_type: str | None = None
+        self.body_done: float | None = None
+        self._clear_attempt()
+
+    def _clear_attempt(self) -> None:
+        self.connect_start: float | None = None
+        self.dns_done: float | None = None
+        self.connect_done: float | None = None
+        self.tls_done: float | None = None
+        self.request_start: float | None = None
+        self.request_done: float | None = None
+        self.response_start: float | None = None
+        self.reused = False
+        self.remote_address: str | None = None
+        self.tls_version: str | None = None
+        self.cipher: str | None = None
+        self.bytes_sent = 0
+        self.bytes_received = 0
+        self.header_bytes = 0
+
+    def new_attempt(self) -> None:
+        """A retry begins: forget the last attempt's phases and its connection."""
+        self.attempts += 1
+        self.detach()
+        self.raw = None
+        self._clear_attempt()
+
+    def detach(self) -> None:
+        """Stop listening to the connection of the current attempt."""
+        conn = self.conn
+        if conn is not None:
+            conn._preset_tx = None
+            self.conn = None
+
+    def freeze(self) -> TransactionMetrics:
+        """Return the figures recorded so far."""
+        connect_from = self.dns_done if self.dns_done is not None else self.connect_start
+        received = self.bytes_received
+        if self.raw is not None:
+            received = self.header_bytes + int(getattr(self.raw, "_fp_bytes_read", 0) or 0)
+        return TransactionMetrics(
+            dns=_span(self.connect_start, self.dns_done),
+            connect=_span(connect_from, self.connect_done),
+            tls=_span(self.connect_done, self.tls_done),
+            request=_span(self.request_start, self.request_done),
+            wait=_span(self.request_done, self.response_start),
+            body=_span(self.response_start, self.body_done),
+            total=_span(self.started, self.body_done),
+            reused=self.reused,
+            attempts=self.attempts,
+            remote_address=self.remote_address,
+            tls_version=self.tls_version,
+            cipher=self.cipher,
+            bytes_sent=self.bytes_sent,
+            bytes_received=received,
+        )
+
+    def response_built(self, response: Any) -> None:
+        """The requests Response exists: give it its metrics, now and when the body ends."""
+        self.response = response
+        response.metrics = self.freeze()
+
+    def finish(self) -> None:
+        """The body was read to its end or the response closed: record the request."""
+        if self.done:
+            return
+        self.body_done = _now()
+        self.done = True
+        self.detach()
+        frozen = self.freeze()
+        self.raw = None
+        response, self.response = self.response, None
+        if response is not None:
+            response.metrics = frozen
+        self.metrics.request_ended(self, frozen.total or 0.0)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "%s %s %s -> %s in %.3f ms (reused=%s, attempts=%d)",
+                self.metrics.preset,
+                self.method,
+                safe_url(self.url),
+                self.status,
+                (frozen.total or 0.0) * 1000,
+                frozen.reused,
+                frozen.attempts,
+            )
+
+    def fail(self, error: BaseException) -> None:
+        """The request ended without a response: record its duration and the error type."""
+        if self.done:
+            return
+        self.done = True
+        self.detach()
+        self.raw = None
+        self.response = None
+        self.error_type = type(error).__qualname__
+        duration = _now() - self.started
+        self.metrics.request_ended(self, duration)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "%s %s %s -> %s after %.3f ms (attempts=%d)",
+                self.metrics.preset,
+                self.method,
+                safe_url(self.url),
+                self.error_type,
+                duration * 1000,
+                self.attempts,
+            )
+
+
+def current_transaction() -> Transaction | None:
+    """Return the request being sent on this thread, if metrics are recorded for it."""
+    return getattr(_local, "tx", None)
+
+
+def set_current_transaction(tx: Transaction | None) -> None:
+    """Make ``tx`` the request being sent on this thread."""
+    _local.tx = tx
+
+
+def header_size(raw: Any) -> int:
+    """Return the size of a urllib3 response's status line and headers as parsed."""
+    size = len(getattr(raw, "version_string", "HTTP/1.1")) + len(str(raw.reason or "")) + 7  # " 200 " and CRLF
+    for name, value in raw.headers.items():
+        size += len(name) + len(value) + 4  # ": " and CRLF
+    return size + 2  # the blank line
+
+
+def mark(event: str) -> None:
+    """Record that ``event`` happened now for the request being sent on this thread.
+
+    Events, in order: ``connect_start``, ``dns_done`` (the address is resolved),
+    ``connect_done`` (TCP is connected), ``tls_done`` (the handshake finished).
+    """
+    tx = getattr(_local, "tx", None)
+    if tx is not None:
+        setattr(tx, event, _now())
+
+
+# -- per session ----------------------------------------------------------------------------
+
+
+class MetricsSink(Protocol):
+    """Hears every request and connection event of every session (an exporter)."""
+
+    def request_started(self, tx: Transaction) -> None:
+        """A request starts."""
+
+    def request_ended(self, tx: Transaction, duration: float) -> None:
+        """A request ended: body done, or failed (``tx.error_type`` set)."""
+
+    def connection_state(
+        self, metrics: SessionMetrics, origin: tuple[str, str, int], old: str | None, new: str | None, age: float | None
+    ) -> None:
+        """A connection moved between None (closed), "idle" and "active"; ``age`` when it closed."""
+
+
+_sinks: tuple[MetricsSink, ...] = ()
+_sinks_lock = threading.Lock()
+
+
+def add_sink(sink: MetricsSink) -> None:
+    """Send every later request and connection event to ``sink`` too."""
+    global _sinks
+    with _sinks_lock:
+        if sink not in _sinks:
+            _sinks = (*_sinks, sink)
+
+
+def remove_sink(sink: MetricsSink) -> None:
+    """Stop sending events to ``sink``."""
+    global _sinks
+    with _sinks_lock:
+        _sinks = tuple(s for s in _sinks if s is not sink)
+
+
+_live: weakref.WeakSet[SessionMetrics] = weakref.WeakSet()
+
+
+class SessionMetrics:
+    """A session's aggregates, in OpenTelemetry's terms; thread-safe, zeroed in a forked child.
+
+    Args:
+        preset: the preset's name, reported with every figure.
+    """
+
+    def __init__(self, preset: str) -> None:
+        self.preset = preset
+        self._lock = threading.Lock()
+        self._zero()
+        _live.add(self)
+
+    def _zero(self) -> None:
+        self.request_duration = Histogram(REQUEST_DURATION_BUCKETS)
+        self.connection_duration = Histogram(CONNECTION_DURATION_BUCKETS)
+        self.active_requests = 0
+        self.open_connections = 0
+        # Connections opened before a fork are the parent's: their closing is not ours.
+        self.generation = getattr(self, "generation", 0) + 1
+
+    def start(self, method: str, url: str) -> Transaction:
+        """Begin recording one request and count it active."""
+        tx = Transaction(self, method, url)
+        with self._lock:
+            self.active_requests += 1
+        for sink in _sinks:
+            sink.request_started(tx)
+        return tx
+
+    def request_ended(self, tx: Transaction, duration: float) -> None:
+        """Count a request done and record its duration."""
+        with self._lock:
+            self.active_requests -= 1
+            self.request_duration.record(duration)
+        for sink in _sinks:
+            sink.request_ended(tx, duration)
+
+    def connection_state(self, conn: Any, new: str | None) -> None:
+        """Move ``conn`` to state ``new``: "active", "idle", or None (closed)."""
+        old: str | None = conn._preset_state
+        if old == new:
+            return
+        age: float | None = None
+        with self._lock:
+            if old is not None and conn._preset_generation != self.generation:
+                # Opened before a fork, by the parent: not one of ours to count down.
+                old = None
+            if old is None:
+                if new is None:
+                    conn._preset_state = None
+                    return
+                conn._preset_generation = self.generation
+                self.open_connections += 1
+            elif new is None:
+                self.open_connections -= 1
+                age = max(0.0, time.monotonic() - conn.preset_connected_at)
+                self.connection_duration.record(age)
+        conn._preset_state = new
+        for sink in _sinks:
+            sink.connection_state(self, (conn.scheme, conn.host, conn.port), old, new, age)
+
+    def snapshot(self) -> dict[str, Any]:
+        """Return the aggregates as keyword arguments of SessionStats."""
+        with self._lock:
+            return {
+                "open_connections": self.open_connections,
+                "active_requests": self.active_requests,
+                "request_duration": self.request_duration.snapshot(),
+                "connection_duration": self.connection_duration.snapshot(),
+            }
+
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()
+        self._zero()
+
+
+def _after_fork_in_child() -> None:
+    for metrics in list(_live):
+        metrics._after_fork()
+
+
+_process.on_fork_child(_after_fork_in_child, order=_process.ORDER_SESSIONS)
+
+
+# -- text ----------------------------------------------------------------------------------
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value * 1000:.3f} ms"
+
+
+def format_timing(metrics: TransactionMetrics | None) -> str:
+    """Return the phase breakdown of one response as text, like ``curl -w``."""
+    if metrics is None:
+        return "timing: not recorded\n"
+    rows = [
+        ("dns", _ms(metrics.dns)),
+        ("connect", _ms(metrics.connect)),
+        ("tls", _ms(metrics.tls)),
+        ("request", _ms(metrics.request)),
+        ("wait", _ms(metrics.wait)),
+        ("body", _ms(metrics.body)),
+        ("total", _ms(metrics.total)),
+        ("reused", "yes" if metrics.reused else "no"),
+        ("attempts", str(metrics.attempts)),
+        ("remote_address", metrics.remote_address or "-"),
+        ("tls_version", metrics.tls_version or "-"),
+        ("cipher", metrics.cipher or "-"),
+        ("bytes_sent", str(metrics.bytes_sent)),
+        ("bytes_received", str(metrics.bytes_received)),
+    ]
+    width = max(len(name) for name, _ in rows)
+    return "".join(f"{name.rjust(width)}: {value}\n" for name, value in rows)
