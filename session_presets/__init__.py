@@ -8,7 +8,9 @@ for a session you own and close.
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING, Any
 
+from ._metrics import TransactionMetrics
 from ._version import __version__
 from .adapters import PresetAdapter
 from .background import BackgroundSession, TransferState, TransferTask, background_session
@@ -37,7 +39,19 @@ from .sessions import (
     SessionStats,
 )
 
+if TYPE_CHECKING:
+    from .otel import instrument
+
 logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+
+def __getattr__(name: str) -> Any:
+    # instrument lives with the OpenTelemetry glue, loaded only when asked for.
+    if name == "instrument":
+        from .otel import instrument
+
+        return instrument
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "BackgroundSession",
@@ -58,6 +72,7 @@ __all__ = [
     "SessionState",
     "SessionStats",
     "TotalTimeoutError",
+    "TransactionMetrics",
     "TransferError",
     "TransferState",
     "TransferTask",
@@ -70,6 +85,7 @@ __all__ = [
     "ephemeral_session",
     "get_preset",
     "get_session",
+    "instrument",
     "preset_names",
     "register_preset",
 ]

@@ -241,6 +241,7 @@ class Transaction:
         "done",
         "error_type",
         "header_bytes",
+        "labels",
         "method",
         "metrics",
         "raw",
@@ -270,6 +271,8 @@ class Transaction:
         self.status: int | None = None
         self.error_type: str | None = None
         self.body_done: float | None = None
+        #: The exporter's attributes of this request, worked out once.
+        self.labels: dict[str, Any] | None = None
         self._clear_attempt()
 
     def _clear_attempt(self) -> None:
@@ -444,6 +447,14 @@ def remove_sink(sink: MetricsSink) -> None:
         _sinks = tuple(s for s in _sinks if s is not sink)
 
 
+def _notify(event: Any, *args: Any) -> None:
+    try:
+        event(*args)
+    except Exception:
+        # An exporter's failure must never fail the request it describes.
+        log.debug("metrics sink %r failed", event, exc_info=True)
+
+
 _live: weakref.WeakSet[SessionMetrics] = weakref.WeakSet()
 
 
@@ -474,7 +485,7 @@ class SessionMetrics:
         with self._lock:
             self.active_requests += 1
         for sink in _sinks:
-            sink.request_started(tx)
+            _notify(sink.request_started, tx)
         return tx
 
     def request_ended(self, tx: Transaction, duration: float) -> None:
@@ -483,7 +494,7 @@ class SessionMetrics:
             self.active_requests -= 1
             self.request_duration.record(duration)
         for sink in _sinks:
-            sink.request_ended(tx, duration)
+            _notify(sink.request_ended, tx, duration)
 
     def connection_state(self, conn: Any, new: str | None) -> None:
         """Move ``conn`` to state ``new``: "active", "idle", or None (closed)."""
@@ -507,7 +518,7 @@ class SessionMetrics:
                 self.connection_duration.record(age)
         conn._preset_state = new
         for sink in _sinks:
-            sink.connection_state(self, (conn.scheme, conn.host, conn.port), old, new, age)
+            _notify(sink.connection_state, self, (conn.preset_scheme, conn.host, conn.port), old, new, age)
 
     def snapshot(self) -> dict[str, Any]:
         """Return the aggregates as keyword arguments of SessionStats."""

@@ -148,6 +148,7 @@ class _ConnectionMixin:
 
     counters: ClassVar[Counters]
     metrics: ClassVar[SessionMetrics]
+    preset_scheme: ClassVar[str]
     preset_connected_at: float = 0.0
     _preset_fresh: bool = False
     #: The request this connection carries now (metrics), until its body is released.
@@ -298,8 +299,8 @@ def _pool_classes(
     metrics: SessionMetrics,
 ) -> dict[str, type[HTTPConnectionPool]]:
     attrs = {"counters": counters, "metrics": metrics}
-    http_conn = type("PresetHTTPConnection", (_ConnectionMixin, HTTPConnection), attrs)
-    https_conn = type("PresetHTTPSConnection", (_ConnectionMixin, HTTPSConnection), attrs)
+    http_conn = type("PresetHTTPConnection", (_ConnectionMixin, HTTPConnection), {**attrs, "preset_scheme": "http"})
+    https_conn = type("PresetHTTPSConnection", (_ConnectionMixin, HTTPSConnection), {**attrs, "preset_scheme": "https"})
     pool_attrs = {"max_connection_age": max_age, "acknowledged_context": acknowledged, "checked_out": checked_out}
     http_pool = type(
         "PresetHTTPConnectionPool", (_PoolMixin, HTTPConnectionPool), {**pool_attrs, "ConnectionCls": http_conn}

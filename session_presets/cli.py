@@ -33,6 +33,7 @@ from typing import IO, Any, Final, NoReturn, TextIO
 
 import requests
 
+from ._metrics import format_timing
 from ._redact import safe_url, without_userinfo
 from ._version import __version__
 from .config import PresetConfig
@@ -304,6 +305,8 @@ def _cmd_get(args: argparse.Namespace) -> int:
         finally:
             if to_file:
                 out.close()
+    if args.timing:
+        sys.stderr.write(format_timing(getattr(response, "metrics", None)))
     if response.status_code >= 400:
         _err(f"HTTP {response.status_code} {response.reason or ''}".rstrip() + f" from {safe_url(response.url)}")
         return EXIT_HTTP
@@ -557,6 +560,8 @@ def build_parser() -> argparse.ArgumentParser:
     get.add_argument("-o", "--output", metavar="FILE", help="write the body to FILE instead of stdout")
     get.add_argument("-H", "--header", action="append", default=[], metavar="'Name: value'",
                      help="add a request header (repeatable); 'Name:' removes one")
+    get.add_argument("-w", "--timing", action="store_true",
+                     help="after the body, print the time of each phase to stderr (like curl -w)")
     get.set_defaults(run=_cmd_get)
 
     download = sub.add_parser("download", parents=[common], help="resumable background download with progress")

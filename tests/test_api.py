@@ -11,9 +11,9 @@ EXPECTED = {
     "InsecureSessionWarning", "InvalidationTimeoutError", "PresetAdapter", "PresetConfig",
     "PresetSession", "SessionInvalidatedError", "SessionPresetsError", "SessionPresetsWarning",
     "SessionRegistry", "SessionReuseError", "SessionReuseWarning", "SessionState", "SessionStats",
-    "TotalTimeoutError", "TransferError", "TransferState", "TransferTask", "UnknownPresetError",
+    "TotalTimeoutError", "TransactionMetrics", "TransferError", "TransferState", "TransferTask", "UnknownPresetError",
     "UnknownVariableWarning", "__version__", "background_session", "close_all", "default_session",
-    "ephemeral_session", "get_preset", "get_session", "preset_names", "register_preset",
+    "ephemeral_session", "get_preset", "get_session", "instrument", "preset_names", "register_preset",
 }
 
 
