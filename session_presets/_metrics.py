@@ -30,6 +30,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
+import requests
+
 from . import _process
 from ._redact import safe_url
 
@@ -39,6 +41,7 @@ __all__ = [
     "REQUEST_DURATION_BUCKETS",
     "Histogram",
     "HistogramSnapshot",
+    "MeteredResponse",
     "MetricsSink",
     "SessionMetrics",
     "Transaction",
@@ -240,6 +243,7 @@ class Transaction:
         "dns_done",
         "done",
         "error_type",
+        "frozen",
         "header_bytes",
         "labels",
         "method",
@@ -248,7 +252,6 @@ class Transaction:
         "remote_address",
         "request_done",
         "request_start",
-        "response",
         "response_start",
         "reused",
         "started",
@@ -265,8 +268,8 @@ class Transaction:
         self.started = _now()
         self.attempts = 1
         self.done = False
-        self.response: Any = None
         self.raw: Any = None
+        self.frozen: TransactionMetrics | None = None
         self.conn: Any = None
         self.status: int | None = None
         self.error_type: str | None = None
@@ -328,24 +331,25 @@ class Transaction:
             bytes_received=received,
         )
 
-    def response_built(self, response: Any) -> None:
-        """The requests Response exists: give it its metrics, now and when the body ends."""
-        self.response = response
-        response.metrics = self.freeze()
+    def snapshot(self) -> TransactionMetrics:
+        """Return the figures, kept once the request is over."""
+        frozen = self.frozen
+        if frozen is None:
+            frozen = self.freeze()
+            if self.done:
+                # Read after the body's last read call returned, so its bytes are counted.
+                self.frozen = frozen
+        return frozen
 
     def finish(self) -> None:
         """The body was read to its end or the response closed: record the request."""
         if self.done:
             return
-        self.body_done = _now()
+        self.body_done = now = _now()
         self.done = True
         self.detach()
-        frozen = self.freeze()
-        self.raw = None
-        response, self.response = self.response, None
-        if response is not None:
-            response.metrics = frozen
-        self.metrics.request_ended(self, frozen.total or 0.0)
+        total = now - self.started
+        self.metrics.request_ended(self, total)
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "%s %s %s -> %s in %.3f ms (reused=%s, attempts=%d)",
@@ -353,9 +357,9 @@ class Transaction:
                 self.method,
                 safe_url(self.url),
                 self.status,
-                (frozen.total or 0.0) * 1000,
-                frozen.reused,
-                frozen.attempts,
+                total * 1000,
+                self.reused,
+                self.attempts,
             )
 
     def fail(self, error: BaseException) -> None:
@@ -365,7 +369,6 @@ class Transaction:
         self.done = True
         self.detach()
         self.raw = None
-        self.response = None
         self.error_type = type(error).__qualname__
         duration = _now() - self.started
         self.metrics.request_ended(self, duration)
@@ -379,6 +382,18 @@ class Transaction:
                 duration * 1000,
                 self.attempts,
             )
+
+
+class MeteredResponse(requests.Response):
+    """A requests Response whose ``metrics`` are read from its request's recorder."""
+
+    _preset_tx: Transaction | None = None
+
+    @property
+    def metrics(self) -> TransactionMetrics | None:
+        """What this request cost, phase by phase; None when metrics are off."""
+        tx = self._preset_tx
+        return None if tx is None else tx.snapshot()
 
 
 def current_transaction() -> Transaction | None:

@@ -7,7 +7,7 @@ import ssl
 import threading
 import time
 import weakref
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar, Final, cast
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -21,7 +21,7 @@ from urllib3.util import Retry, Timeout
 
 from . import _metrics
 from ._calls import DEADLINE, Call, current_call, shutdown_connection
-from ._metrics import SessionMetrics, Transaction, current_transaction, set_current_transaction
+from ._metrics import MeteredResponse, SessionMetrics, Transaction, current_transaction, set_current_transaction
 from .config import PresetConfig
 from .errors import ConfigError
 from .tls import TrustConfig, get_ssl_context
@@ -534,8 +534,9 @@ class PresetAdapter(HTTPAdapter):
             finally:
                 if tx is not None:
                     set_current_transaction(None)
-            if tx is not None:
-                tx.response_built(response)
+            # What requests built, with a metrics property read from the recorder.
+            response.__class__ = MeteredResponse
+            cast(MeteredResponse, response)._preset_tx = tx
             return response
         except requests.ConnectionError as exc:
             # With retries, urllib3 wraps a final read timeout in MaxRetryError, which
