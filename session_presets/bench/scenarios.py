@@ -17,12 +17,13 @@ import ssl
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import requests
 import urllib3
 
+from .._metrics import REQUEST_DURATION_BUCKETS, Histogram
 from ..errors import SessionReuseWarning
 from ..presets import ephemeral_session, preset_names, register_preset
 from ..registry import SessionRegistry, get_session
@@ -88,6 +89,8 @@ class BenchContext:
     scratch: str
     warmup: int = 20
     preset: str = ""
+    #: Per-call latencies of the timed run: the library's own histogram (OTel buckets, quantiles).
+    latency: Histogram = field(default_factory=lambda: Histogram(REQUEST_DURATION_BUCKETS))
 
     def __post_init__(self) -> None:
         if not self.preset:
@@ -194,6 +197,7 @@ def _measure(ctx: BenchContext, warm: Callable[[BenchContext], None], body: Body
     ctx.server.reset()
     fds_before = open_fds()
     rss_before = rss_bytes()
+    ctx.latency = Histogram(REQUEST_DURATION_BUCKETS)
     started = time.perf_counter()
     count, close, extra = body(ctx)
     seconds = time.perf_counter() - started
@@ -214,8 +218,16 @@ def _measure(ctx: BenchContext, warm: Callable[[BenchContext], None], body: Body
         "open_fds_after": fds_after,
         "open_fds_before": fds_before,
         "server_sockets_after": server_sockets,
+        **_latency(ctx.latency),
         **extra,
     }
+
+
+def _latency(histogram: Histogram) -> dict[str, float]:
+    if histogram.count < 2:  # a single download has no distribution to speak of
+        return {}
+    snapshot = histogram.snapshot()
+    return {"p50_ms": (snapshot.p50 or 0.0) * 1000, "p99_ms": (snapshot.p99 or 0.0) * 1000}
 
 
 def _nothing() -> None:
@@ -252,8 +264,11 @@ def _per_call(once: Callable[[BenchContext], None]) -> tuple[Callable[[BenchCont
             once(ctx)
 
     def body(ctx: BenchContext) -> tuple[int, Closer, dict[str, Any]]:
+        record, clock = ctx.latency.record, time.perf_counter
         for _ in range(ctx.slow_requests):
+            started = clock()
             once(ctx)
+            record(clock() - started)
         return ctx.slow_requests, _nothing, {}
 
     return warm, body
@@ -263,9 +278,12 @@ def _requests_session_calls(ctx: BenchContext, count: int) -> requests.Session:
     session = requests.Session()
     session.verify = ctx.verify
     get, url, verify = session.get, ctx.url, ctx.verify
+    record, clock = ctx.latency.record, time.perf_counter
     for _ in range(count):
+        started = clock()
         # verify= again per call: REQUESTS_CA_BUNDLE would override session.verify (requests issue 3829).
         _check(get(url, verify=verify).status_code)
+        record(clock() - started)
     return session
 
 
@@ -289,11 +307,16 @@ def _get_session() -> tuple[Callable[[BenchContext], None], Body]:
 
     def body(ctx: BenchContext) -> tuple[int, Closer, dict[str, Any]]:
         name, url = ctx.preset, ctx.url
+        record, clock = ctx.latency.record, time.perf_counter
         for _ in range(ctx.requests):
+            started = clock()
             _check(get_session(name).get(url).status_code)
+            record(clock() - started)
         session = get_session(name)
         stats = session.stats
-        return ctx.requests, session.close, {"client_connections_opened": stats.connections_opened}
+        # The session's own histogram, timed from inside, next to the bench's.
+        own = {"session_p50_ms": (stats.p50 or 0.0) * 1000, "session_p99_ms": (stats.p99 or 0.0) * 1000}
+        return ctx.requests, session.close, {"client_connections_opened": stats.connections_opened, **own}
 
     return warm, body
 
@@ -301,8 +324,11 @@ def _get_session() -> tuple[Callable[[BenchContext], None], Body]:
 def _urllib3_calls(ctx: BenchContext, count: int) -> urllib3.PoolManager:
     manager = urllib3.PoolManager(ca_certs=ctx.bundle) if ctx.bundle else urllib3.PoolManager()
     request, url = manager.request, ctx.url
+    record, clock = ctx.latency.record, time.perf_counter
     for _ in range(count):
+        started = clock()
         _check(request("GET", url).status)
+        record(clock() - started)
     return manager
 
 
@@ -326,8 +352,11 @@ def _httpx_client() -> tuple[Callable[[BenchContext], None], Body]:
     def calls(ctx: BenchContext, count: int) -> Any:
         client = httpx.Client(verify=ctx.ssl_context())
         get, url = client.get, ctx.url
+        record, clock = ctx.latency.record, time.perf_counter
         for _ in range(count):
+            started = clock()
             _check(get(url).status_code)
+            record(clock() - started)
         return client
 
     def warm(ctx: BenchContext) -> None:
