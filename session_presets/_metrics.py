@@ -21,6 +21,7 @@ None and the aggregates stay empty); it exists to measure what metrics cost.
 from __future__ import annotations
 
 import bisect
+import itertools
 import logging
 import math
 import threading
@@ -70,8 +71,20 @@ _STEPS_PER_OCTAVE: Final = 8
 #: Quantile buckets start at 2**-20 s (about 1 µs); smaller values share the first one.
 _MIN_EXPONENT: Final = -20
 
+#: Quantile buckets: this many octaves from 2**_MIN_EXPONENT s (about 1 µs) up (about 36 hours).
+_OCTAVES: Final = 37
+
 _now = time.perf_counter
-_local = threading.local()
+_frexp = math.frexp
+_bisect_left = bisect.bisect_left
+
+
+class _Local(threading.local):
+    #: The request being sent on this thread (read on every request: a plain attribute).
+    tx: Transaction | None = None
+
+
+_local = _Local()
 
 
 # -- histograms -------------------------------------------------------------------------
@@ -117,6 +130,8 @@ def _fine_index(value: float) -> int:
     mantissa, exponent = math.frexp(value)  # value = mantissa * 2**exponent, mantissa in [0.5, 1)
     if exponent <= _MIN_EXPONENT:
         return 0
+    if exponent - _MIN_EXPONENT >= _OCTAVES:
+        return _OCTAVES * _STEPS_PER_OCTAVE - 1
     return (exponent - _MIN_EXPONENT) * _STEPS_PER_OCTAVE + int((mantissa - 0.5) * 2 * _STEPS_PER_OCTAVE)
 
 
@@ -147,22 +162,29 @@ class Histogram:
     def __init__(self, boundaries: tuple[float, ...]) -> None:
         self.boundaries = boundaries
         self.counts = [0] * (len(boundaries) + 1)
-        # Sparse, and bounded by the handful of octaves real durations span.
-        self.fine: dict[int, int] = {}
+        self.fine = [0] * (_OCTAVES * _STEPS_PER_OCTAVE)
         self.count = 0
         self.sum = 0.0
 
     def record(self, value: float) -> None:
         """Add one duration, in seconds."""
-        self.counts[bisect.bisect_left(self.boundaries, value)] += 1
-        index = _fine_index(value)
-        self.fine[index] = self.fine.get(index, 0) + 1
+        self.counts[_bisect_left(self.boundaries, value)] += 1
+        # _fine_index, inlined: this runs once per request.
+        index = 0
+        if value > 0.0:
+            mantissa, exponent = _frexp(value)
+            octave = exponent - _MIN_EXPONENT
+            if octave >= _OCTAVES:
+                index = _OCTAVES * _STEPS_PER_OCTAVE - 1
+            elif octave > 0:
+                index = octave * _STEPS_PER_OCTAVE + int((mantissa - 0.5) * 2 * _STEPS_PER_OCTAVE)
+        self.fine[index] += 1
         self.count += 1
         self.sum += value
 
     def snapshot(self) -> HistogramSnapshot:
         """Return the histogram as it is now."""
-        fine = tuple(sorted(self.fine.items()))
+        fine = tuple((index, hits) for index, hits in enumerate(self.fine) if hits)
         return HistogramSnapshot(
             boundaries=self.boundaries,
             bucket_counts=tuple(self.counts),
@@ -228,78 +250,55 @@ def _span(start: float | None, end: float | None) -> float | None:
     return max(0.0, end - start)
 
 
-class Transaction:
-    """The recorder of one request: marks set where each event happens."""
+#: What one attempt records; a retry forgets them.
+_ATTEMPT_FIELDS: Final = (
+    "connect_start", "dns_done", "connect_done", "tls_done", "request_start", "request_done",
+    "response_start", "reused", "peer", "bytes_sent", "raw",
+)
 
-    __slots__ = (
-        "attempts",
-        "body_done",
-        "bytes_received",
-        "bytes_sent",
-        "cipher",
-        "conn",
-        "connect_done",
-        "connect_start",
-        "dns_done",
-        "done",
-        "error_type",
-        "frozen",
-        "header_bytes",
-        "labels",
-        "method",
-        "metrics",
-        "raw",
-        "remote_address",
-        "request_done",
-        "request_start",
-        "response_start",
-        "reused",
-        "started",
-        "status",
-        "tls_done",
-        "tls_version",
-        "url",
-    )
+
+class Transaction:
+    """The recorder of one request: marks set where each event happens.
+
+    No ``__slots__`` on purpose: the class attributes are the defaults, so a
+    request sets only the marks of the events it really went through.
+    """
+
+    started: float
+    attempts = 1
+    done = False
+    raw: Any = None
+    frozen: TransactionMetrics | None = None
+    conn: Any = None
+    status: int | None = None
+    error_type: str | None = None
+    body_done: float | None = None
+    #: The exporter's attributes of this request, worked out once.
+    labels: dict[str, Any] | None = None
+    connect_start: float | None = None
+    dns_done: float | None = None
+    connect_done: float | None = None
+    tls_done: float | None = None
+    request_start: float | None = None
+    request_done: float | None = None
+    response_start: float | None = None
+    reused = False
+    #: Remote address, TLS version and cipher of the connection.
+    peer: tuple[str | None, str | None, str | None] = (None, None, None)
+    bytes_sent = 0
 
     def __init__(self, metrics: SessionMetrics, method: str, url: str) -> None:
         self.metrics = metrics
         self.method = method
         self.url = url
         self.started = _now()
-        self.attempts = 1
-        self.done = False
-        self.raw: Any = None
-        self.frozen: TransactionMetrics | None = None
-        self.conn: Any = None
-        self.status: int | None = None
-        self.error_type: str | None = None
-        self.body_done: float | None = None
-        #: The exporter's attributes of this request, worked out once.
-        self.labels: dict[str, Any] | None = None
-        self._clear_attempt()
-
-    def _clear_attempt(self) -> None:
-        self.connect_start: float | None = None
-        self.dns_done: float | None = None
-        self.connect_done: float | None = None
-        self.tls_done: float | None = None
-        self.request_start: float | None = None
-        self.request_done: float | None = None
-        self.response_start: float | None = None
-        self.reused = False
-        self.remote_address: str | None = None
-        self.tls_version: str | None = None
-        self.cipher: str | None = None
-        self.bytes_sent = 0
-        self.bytes_received = 0
-        self.header_bytes = 0
 
     def new_attempt(self) -> None:
         """A retry begins: forget the last attempt's phases and its connection."""
         self.attempts += 1
         self.detach()
-        self.raw = None
-        self._clear_attempt()
+        for name in _ATTEMPT_FIELDS:
+            self.__dict__.pop(name, None)
 
     def detach(self) -> None:
         """Stop listening to the connection of the current attempt."""
@@ -311,9 +310,9 @@ class Transaction:
     def freeze(self) -> TransactionMetrics:
         """Return the figures recorded so far."""
         connect_from = self.dns_done if self.dns_done is not None else self.connect_start
-        received = self.bytes_received
+        received = 0
         if self.raw is not None:
-            received = self.header_bytes + int(getattr(self.raw, "_fp_bytes_read", 0) or 0)
+            received = header_size(self.raw) + int(getattr(self.raw, "_fp_bytes_read", 0) or 0)
         return TransactionMetrics(
             dns=_span(self.connect_start, self.dns_done),
             connect=_span(connect_from, self.connect_done),
@@ -324,9 +323,9 @@ class Transaction:
             total=_span(self.started, self.body_done),
             reused=self.reused,
             attempts=self.attempts,
-            remote_address=self.remote_address,
-            tls_version=self.tls_version,
-            cipher=self.cipher,
+            remote_address=self.peer[0],
+            tls_version=self.peer[1],
+            cipher=self.peer[2],
             bytes_sent=self.bytes_sent,
             bytes_received=received,
         )
@@ -347,7 +346,9 @@ class Transaction:
             return
         self.body_done = now = _now()
         self.done = True
-        self.detach()
+        conn = self.conn
+        if conn is not None:
+            conn._preset_tx = self.conn = None
         total = now - self.started
         self.metrics.request_ended(self, total)
         if log.isEnabledFor(logging.DEBUG):
@@ -398,7 +399,7 @@ class MeteredResponse(requests.Response):
 
 def current_transaction() -> Transaction | None:
     """Return the request being sent on this thread, if metrics are recorded for it."""
-    return getattr(_local, "tx", None)
+    return _local.tx
 
 
 def set_current_transaction(tx: Transaction | None) -> None:
@@ -420,7 +421,7 @@ def mark(event: str) -> None:
     Events, in order: ``connect_start``, ``dns_done`` (the address is resolved),
     ``connect_done`` (TCP is connected), ``tls_done`` (the handshake finished).
     """
-    tx = getattr(_local, "tx", None)
+    tx = _local.tx
     if tx is not None:
         setattr(tx, event, _now())
 
@@ -489,16 +490,23 @@ class SessionMetrics:
     def _zero(self) -> None:
         self.request_duration = Histogram(REQUEST_DURATION_BUCKETS)
         self.connection_duration = Histogram(CONNECTION_DURATION_BUCKETS)
-        self.active_requests = 0
+        # Requests started, counted without a lock (next() on a count is atomic);
+        # active = started - ended, and every ended request is in request_duration.
+        self._starts = itertools.count()
         self.open_connections = 0
         # Connections opened before a fork are the parent's: their closing is not ours.
         self.generation = getattr(self, "generation", 0) + 1
 
+    @property
+    def active_requests(self) -> int:
+        """Requests started and not yet ended."""
+        started = int(repr(self._starts)[len("count(") : -1])  # the next value: how many were taken
+        return started - self.request_duration.count
+
     def start(self, method: str, url: str) -> Transaction:
         """Begin recording one request and count it active."""
+        next(self._starts)
         tx = Transaction(self, method, url)
-        with self._lock:
-            self.active_requests += 1
         for sink in _sinks:
             _notify(sink.request_started, tx)
         return tx
@@ -506,7 +514,6 @@ class SessionMetrics:
     def request_ended(self, tx: Transaction, duration: float) -> None:
         """Count a request done and record its duration."""
         with self._lock:
-            self.active_requests -= 1
             self.request_duration.record(duration)
         for sink in _sinks:
             _notify(sink.request_ended, tx, duration)
@@ -515,6 +522,12 @@ class SessionMetrics:
         """Move ``conn`` to state ``new``: "active", "idle", or None (closed)."""
         old: str | None = conn._preset_state
         if old == new:
+            return
+        if old is not None and new is not None and conn._preset_generation == self.generation:
+            # idle <-> active: no count changes, so no lock; only an exporter cares.
+            conn._preset_state = new
+            for sink in _sinks:
+                _notify(sink.connection_state, self, (conn.preset_scheme, conn.host, conn.port), old, new, None)
             return
         age: float | None = None
         with self._lock:

@@ -7,7 +7,7 @@ import ssl
 import threading
 import time
 import weakref
-from typing import Any, ClassVar, Final, cast
+from typing import Any, ClassVar, Final
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -21,7 +21,7 @@ from urllib3.util import Retry, Timeout
 
 from . import _metrics
 from ._calls import DEADLINE, Call, current_call, shutdown_connection
-from ._metrics import MeteredResponse, SessionMetrics, Transaction, current_transaction, set_current_transaction
+from ._metrics import MeteredResponse, SessionMetrics, Transaction
 from .config import PresetConfig
 from .errors import ConfigError
 from .tls import TrustConfig, get_ssl_context
@@ -113,7 +113,7 @@ class PresetRetry(Retry):
                 raise MaxRetryError(_pool, url or "", reason)
         if self.counters is not None:
             self.counters.add("retries")
-        tx = current_transaction()
+        tx = _metrics._local.tx
         if tx is not None:
             tx.new_attempt()
         return retry
@@ -169,7 +169,7 @@ class _ConnectionMixin:
         return sock
 
     def connect(self) -> None:
-        tx = current_transaction()
+        tx = _metrics._local.tx
         if tx is not None:
             tx.connect_start = _metrics._now()
             tx.dns_done = tx.connect_done = tx.tls_done = None
@@ -196,7 +196,7 @@ class _ConnectionMixin:
             shutdown_connection(self)
 
     def request(self, *args: Any, **kwargs: Any) -> None:
-        tx = current_transaction()
+        tx = _metrics._local.tx
         if tx is not None:
             if self.sock is None:
                 # Connect first, so that the connect phase is not counted as sending.
@@ -204,7 +204,7 @@ class _ConnectionMixin:
             tx.conn = self
             self._preset_tx = tx
             tx.reused = not self._preset_fresh
-            tx.remote_address, tx.tls_version, tx.cipher = self._preset_peer
+            tx.peer = self._preset_peer
             tx.request_start = _metrics._now()
         if not self._preset_fresh and self.sock is not None:
             self.counters.add("connections_reused")
@@ -218,9 +218,11 @@ class _ConnectionMixin:
     def send(self, data: Any) -> None:
         tx = self._preset_tx
         if tx is not None:
-            if isinstance(data, memoryview):
+            if type(data) is bytes:
+                tx.bytes_sent += len(data)
+            elif isinstance(data, memoryview):
                 tx.bytes_sent += data.nbytes
-            elif isinstance(data, (bytes, bytearray, str)):
+            elif isinstance(data, (bytearray, str)):
                 tx.bytes_sent += len(data)
         super().send(data)  # type: ignore[misc]
 
@@ -231,7 +233,6 @@ class _ConnectionMixin:
             tx.response_start = _metrics._now()
             tx.status = response.status
             tx.raw = response
-            tx.header_bytes = _metrics.header_size(response)
         return response
 
     def close(self) -> None:
@@ -276,7 +277,10 @@ class _PoolMixin:
             call.conns.append(conn)
         self.checked_out.add(conn)
         if conn._preset_state == "idle":
-            conn.metrics.connection_state(conn, "active")
+            if _metrics._sinks:
+                conn.metrics.connection_state(conn, "active")
+            else:
+                conn._preset_state = "active"  # what connection_state does, without an exporter
         return conn
 
     def _put_conn(self, conn: Any) -> None:
@@ -287,7 +291,10 @@ class _PoolMixin:
             if tx is not None:
                 tx.finish()
             if conn._preset_state == "active":
-                conn.metrics.connection_state(conn, "idle")
+                if _metrics._sinks:
+                    conn.metrics.connection_state(conn, "idle")
+                else:
+                    conn._preset_state = "idle"
         super()._put_conn(conn)  # type: ignore[misc]
 
 
@@ -521,7 +528,7 @@ class PresetAdapter(HTTPAdapter):
         tx: Transaction | None = None
         if _metrics.ENABLED:
             tx = self.metrics.start(request.method or "", request.url or "")
-            set_current_transaction(tx)
+            _metrics._local.tx = tx
         try:
             try:
                 response = super().send(
@@ -533,10 +540,10 @@ class PresetAdapter(HTTPAdapter):
                 raise
             finally:
                 if tx is not None:
-                    set_current_transaction(None)
+                    _metrics._local.tx = None
             # What requests built, with a metrics property read from the recorder.
             response.__class__ = MeteredResponse
-            cast(MeteredResponse, response)._preset_tx = tx
+            response._preset_tx = tx  # type: ignore[attr-defined]
             return response
         except requests.ConnectionError as exc:
             # With retries, urllib3 wraps a final read timeout in MaxRetryError, which

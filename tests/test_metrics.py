@@ -26,11 +26,12 @@ SLACK = 20.0
 
 
 class PhasedServer:
-    """An HTTPS server of one connection at a time that delays each phase by a known amount.
+    """An HTTPS server of one connection that delays each phase by a known amount.
 
-    Before the TLS handshake it sleeps ``tls_delay``; after the request headers,
-    ``request_delay`` before it reads the body; then ``wait_delay`` before the
-    status line; then it sends ``chunks`` body chunks ``body_delay`` apart.
+    Once the ClientHello has arrived it sleeps ``tls_delay`` before the handshake;
+    after the request headers, ``request_delay`` before it reads the body; then
+    ``wait_delay`` before the status line; then it sends ``chunks`` body chunks,
+    each ``body_delay`` after the one before (the first after the headers).
     """
 
     def __init__(self, context: ssl.SSLContext, *, tls_delay: float, request_delay: float,
@@ -59,6 +60,7 @@ class PhasedServer:
             return
         self.connections += 1
         try:
+            raw.recv(1, socket.MSG_PEEK)  # the client's handshake started: its connect is over
             time.sleep(tls_delay)
             with self.context.wrap_socket(raw, server_side=True) as conn:
                 head = b""
@@ -83,9 +85,8 @@ class PhasedServer:
                 conn.sendall(
                     b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % (len(chunk) * self.chunks)
                 )
-                for index in range(self.chunks):
-                    if index:
-                        time.sleep(body_delay)
+                for _ in range(self.chunks):
+                    time.sleep(body_delay)
                     conn.sendall(chunk)
         except OSError:
             pass
@@ -107,8 +108,12 @@ def test_each_phase_is_at_least_the_delay_the_server_put_in_it(
     server_context: ssl.SSLContext, tls_session: sp.PresetSession
 ) -> None:
     """dns/connect/tls/request/wait/body/total come from where they happen: each covers the server's delay."""
+    # tls and request are bound causally (the client cannot finish before the
+    # server resumes); wait and body are not (the client's own thread may mark
+    # its start late on a loaded machine), so the server delays those by more.
     delay = 0.3
-    server = PhasedServer(server_context, tls_delay=delay, request_delay=delay, wait_delay=delay, body_delay=delay)
+    server = PhasedServer(server_context, tls_delay=delay, request_delay=delay, wait_delay=2 * delay,
+                          body_delay=delay, chunks=3)
     body = b"u" * (16 << 20)
     try:
         response = tls_session.post(server.url("/upload"), data=body)
@@ -123,10 +128,10 @@ def test_each_phase_is_at_least_the_delay_the_server_put_in_it(
     assert m.connect is not None and 0 <= m.connect < SLACK
     assert m.tls is not None and delay <= m.tls < delay + SLACK
     assert m.request is not None and delay <= m.request < delay + SLACK
-    assert m.wait is not None and delay <= m.wait < delay + SLACK
-    assert m.body is not None and 2 * delay <= m.body < 2 * delay + SLACK
+    assert m.wait is not None and delay <= m.wait < 2 * delay + SLACK
+    assert m.body is not None and 2 * delay <= m.body < 3 * delay + SLACK
     assert m.total is not None and m.total >= m.connect + m.tls + m.request + m.wait + m.body
-    assert m.total >= 5 * delay
+    assert m.total >= 6 * delay
     assert (m.reused, m.attempts, m.remote_address) == (False, 1, "127.0.0.1")
     assert m.tls_version is not None and m.tls_version.startswith("TLS")
     assert m.cipher
@@ -182,7 +187,7 @@ def test_streamed_body_fills_body_and_total_when_consumed(http_server: LoopbackS
         assert session.stats.active_requests == 1
         assert response.content == b"zzz"
         assert response.metrics.body is not None and response.metrics.total is not None
-        assert response.metrics.body >= 0.1  # two of the server's gaps
+        assert response.metrics.total >= response.metrics.body > 0
         assert session.stats.active_requests == 0
 
 
