@@ -106,6 +106,9 @@ def test_bench_request_scenarios_report_latency_quantiles(tiny_report: dict) -> 
     assert 0 < scenarios["get_session"]["session_p50_ms"] <= scenarios["get_session"]["session_p99_ms"]
     assert "p50_ms" not in scenarios["requests_stream"]
     assert "p50 ms" in format_table(tiny_report) and "p99 ms" in format_table(tiny_report)
+    off = scenarios["get_session_metrics_off"]
+    assert (off["requests"], off["connections_opened"], off["client_connections_opened"]) == (20, 1, 1)
+    assert off["session_p50_ms"] == 0.0  # nothing recorded with metrics off
 
 
 def test_bench_table_is_readable(tiny_report: dict) -> None:  # type: ignore[type-arg]

@@ -23,6 +23,7 @@ from typing import Any, Final
 import requests
 import urllib3
 
+from .. import _metrics
 from .._metrics import REQUEST_DURATION_BUCKETS, Histogram
 from ..errors import SessionReuseWarning
 from ..presets import ephemeral_session, preset_names, register_preset
@@ -47,6 +48,7 @@ REQUEST_SCENARIOS: Final = (
     "session_per_call",
     "requests_session",
     "get_session",
+    "get_session_metrics_off",
     "ephemeral_per_call",
     "urllib3_pool",
     "httpx_client",
@@ -321,6 +323,29 @@ def _get_session() -> tuple[Callable[[BenchContext], None], Body]:
     return warm, body
 
 
+def _get_session_metrics_off() -> tuple[Callable[[BenchContext], None], Body]:
+    """get_session with metrics switched off: what the metrics cost, in the same run."""
+    warm, body = _get_session()
+
+    def warm_off(ctx: BenchContext) -> None:
+        # A new shared session, as get_session had: no connection carried over.
+        get_session(ctx.preset).finish_tasks_and_invalidate()
+        _metrics.ENABLED = False
+        try:
+            warm(ctx)
+        finally:
+            _metrics.ENABLED = True
+
+    def body_off(ctx: BenchContext) -> tuple[int, Closer, dict[str, Any]]:
+        _metrics.ENABLED = False
+        try:
+            return body(ctx)
+        finally:
+            _metrics.ENABLED = True
+
+    return warm_off, body_off
+
+
 def _urllib3_calls(ctx: BenchContext, count: int) -> urllib3.PoolManager:
     manager = urllib3.PoolManager(ca_certs=ctx.bundle) if ctx.bundle else urllib3.PoolManager()
     request, url = manager.request, ctx.url
@@ -460,6 +485,7 @@ _FACTORIES: Final[dict[str, Callable[[], tuple[Callable[[BenchContext], None], B
     "session_per_call": lambda: _per_call(_session_once),
     "requests_session": _requests_session,
     "get_session": _get_session,
+    "get_session_metrics_off": _get_session_metrics_off,
     "ephemeral_per_call": lambda: _per_call(_ephemeral_once),
     "urllib3_pool": _urllib3_pool,
     "httpx_client": _httpx_client,
