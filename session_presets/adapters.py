@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
+import sys
 import threading
 import time
 import weakref
@@ -15,16 +17,24 @@ from requests.models import PreparedRequest, Response
 from requests.structures import CaseInsensitiveDict
 from requests.utils import get_encoding_from_headers
 from urllib3 import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.exceptions import MaxRetryError, ReadTimeoutError, ResponseError
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    LocationParseError,
+    MaxRetryError,
+    NameResolutionError,
+    NewConnectionError,
+    ReadTimeoutError,
+    ResponseError,
+)
 from urllib3.util import Retry, Timeout
+from urllib3.util.connection import allowed_gai_family
 
-from . import _metrics
-from ._calls import DEADLINE, Call, current_call, shutdown_connection
+from . import _metrics, _process
+from ._calls import DEADLINE, AbortHandle, Call, current_call, shutdown_connection
 from ._metrics import MeteredResponse, SessionMetrics, Transaction
 from .config import PresetConfig
 from .errors import ConfigError
-from .tls import TrustConfig, get_ssl_context
+from .tls import TrustConfig, check_trust, get_ssl_context
 
 __all__ = ["Counters", "PresetAdapter", "PresetRetry"]
 
@@ -143,13 +153,23 @@ class PresetRetry(Retry):
 
 
 class _ConnectionMixin:
-    """Counts opened and reused connections, remembers when each was opened, and marks
-    the phases of the request it carries (see :mod:`._metrics`) where they happen."""
+    """Counts opened and reused connections, keeps every phase inside the call's deadline,
+    and marks the phases of the request it carries (see :mod:`._metrics`) where they happen.
+
+    The socket is created here rather than in urllib3 so that the call can cut
+    it (``invalidate_and_cancel``, ``total_timeout``) while it connects and
+    during the TLS handshake, and every phase's socket timeout is capped at
+    the time the call has left.
+    """
 
     counters: ClassVar[Counters]
     metrics: ClassVar[SessionMetrics]
     preset_scheme: ClassVar[str]
     preset_connected_at: float = 0.0
+    #: How a call cuts this connection while it connects (see _calls.AbortHandle).
+    preset_abort_handle: AbortHandle | None = None
+    #: The call holding this connection now, if any.
+    preset_call: Call | None = None
     _preset_fresh: bool = False
     #: The request this connection carries now (metrics), until its body is released.
     _preset_tx: Transaction | None = None
@@ -159,21 +179,96 @@ class _ConnectionMixin:
     #: Remote address, TLS version and cipher, read once when connected.
     _preset_peer: tuple[str | None, str | None, str | None] = (None, None, None)
     sock: Any
+    timeout: Any
+    host: str
+    port: int
+    _dns_host: str
+    socket_options: Any
+    source_address: tuple[str, int] | None
 
-    def _new_conn(self) -> Any:
-        sock = super()._new_conn()  # type: ignore[misc]
-        # Name resolution happens inside urllib3's create_connection here, so
-        # until the connection path resolves names itself, dns stays None and
-        # connect covers both.
-        _metrics.mark("connect_done")
+    def _new_conn(self) -> socket.socket:
+        call = current_call()
+        host = self._dns_host
+        if host.startswith("["):
+            host = host.strip("[]")
+        try:
+            host.encode("idna")
+        except UnicodeError:
+            raise LocationParseError(f"'{host}', label empty or too long") from None
+        try:
+            # Name resolution blocks in the C library and cannot be interrupted:
+            # the deadline is checked as soon as it returns.
+            addresses = socket.getaddrinfo(host, self.port, allowed_gai_family(), socket.SOCK_STREAM)
+        except socket.gaierror as exc:
+            raise NameResolutionError(self.host, self, exc) from exc  # type: ignore[arg-type]
+        _metrics.mark("dns_done")
+        if not addresses:
+            raise NewConnectionError(self, "Failed to establish a new connection: getaddrinfo returned nothing")  # type: ignore[arg-type]
+        error: OSError | None = None
+        for family, kind, proto, _, address in addresses:
+            try:
+                return self._connect_to(call, family, kind, proto, address)
+            except OSError as exc:
+                error = exc
+        assert error is not None
+        if call is not None:
+            call.expire_if_due()
+        if isinstance(error, TimeoutError):
+            raise ConnectTimeoutError(
+                self, f"Connection to {self.host} timed out. (connect timeout={self.timeout})"
+            ) from error
+        raise NewConnectionError(self, f"Failed to establish a new connection: {error}") from error  # type: ignore[arg-type]
+
+    def _connect_to(self, call: Call | None, family: int, kind: int, proto: int, address: Any) -> socket.socket:
+        """Connect one socket to ``address``, cuttable by the call from before ``connect()`` starts."""
+        sock = socket.socket(family, kind, proto)
+        try:
+            for option in self.socket_options or ():
+                sock.setsockopt(*option)
+            if self.source_address:
+                sock.bind(self.source_address)
+            self._preset_close_abort_handle()
+            self.preset_abort_handle = AbortHandle(sock)
+            timeout = Timeout.resolve_default_timeout(self.timeout)
+            if call is not None:
+                call.hold(self)
+                # After the handle is published: an abort from now on reaches the socket.
+                timeout = call.cap(timeout)
+            sock.settimeout(timeout)
+            sock.connect(address)
+            _metrics.mark("connect_done")
+            if call is not None:
+                # An abort between the check above and connect() may have found
+                # the socket not yet connecting; it is caught here. The cap also
+                # bounds the TLS handshake that follows.
+                sock.settimeout(call.cap(timeout))
+        except BaseException:
+            self._preset_close_abort_handle()
+            sock.close()
+            raise
+        sys.audit("http.client.connect", self, self.host, self.port)
         return sock
+
+    def _preset_close_abort_handle(self) -> None:
+        handle, self.preset_abort_handle = self.preset_abort_handle, None
+        if handle is not None:
+            handle.close()
 
     def connect(self) -> None:
         tx = _metrics._local.tx
         if tx is not None:
             tx.connect_start = _metrics._now()
             tx.dns_done = tx.connect_done = tx.tls_done = None
-        super().connect()  # type: ignore[misc]
+        call = current_call()
+        try:
+            super().connect()  # type: ignore[misc]
+        except BaseException:
+            if call is not None:
+                call.expire_if_due()
+            raise
+        finally:
+            # Connected and, for HTTPS, handshaken: from now on the call cuts self.sock.
+            self._preset_close_abort_handle()
         self.preset_connected_at = time.monotonic()
         self._preset_fresh = True
         self.counters.add("connections_opened")
@@ -191,7 +286,6 @@ class _ConnectionMixin:
             address = None
         self._preset_peer = (address, version, cipher)
         self.metrics.connection_state(self, "active")
-        call = current_call()
         if call is not None and call.reason is not None:
             shutdown_connection(self)
 
@@ -208,6 +302,9 @@ class _ConnectionMixin:
             tx.request_start = _metrics._now()
         if not self._preset_fresh and self.sock is not None:
             self.counters.add("connections_reused")
+        call = current_call()
+        if call is not None:
+            self.timeout = call.cap(Timeout.resolve_default_timeout(self.timeout))
         try:
             super().request(*args, **kwargs)  # type: ignore[misc]
         finally:
@@ -226,21 +323,30 @@ class _ConnectionMixin:
                 tx.bytes_sent += len(data)
         super().send(data)  # type: ignore[misc]
 
-    def getresponse(self) -> Any:
-        response = super().getresponse()  # type: ignore[misc]
-        tx = self._preset_tx
-        if tx is not None:
-            tx.response_start = _metrics._now()
-            tx.status = response.status
-            tx.raw = response
-        return response
-
     def close(self) -> None:
         try:
             super().close()  # type: ignore[misc]
         finally:
             if self._preset_state is not None:
                 self.metrics.connection_state(self, None)
+
+    def getresponse(self) -> Any:
+        call = current_call()
+        if call is None:
+            response = super().getresponse()  # type: ignore[misc]
+        else:
+            self.timeout = call.cap(Timeout.resolve_default_timeout(self.timeout))
+            try:
+                response = super().getresponse()  # type: ignore[misc]
+            except TimeoutError:
+                call.expire_if_due()
+                raise
+        tx = self._preset_tx
+        if tx is not None:
+            tx.response_start = _metrics._now()
+            tx.status = response.status
+            tx.raw = response
+        return response
 
 
 class _PoolMixin:
@@ -274,7 +380,7 @@ class _PoolMixin:
             conn.close()
         call = current_call()
         if call is not None:
-            call.conns.append(conn)
+            call.hold(conn)
         self.checked_out.add(conn)
         if conn._preset_state == "idle":
             if _metrics._sinks:
@@ -295,26 +401,85 @@ class _PoolMixin:
                     conn.metrics.connection_state(conn, "idle")
                 else:
                     conn._preset_state = "idle"
+            # Before it is back in the pool, where another call may take it.
+            holder = conn.preset_call
+            if holder is not None:
+                holder.release(conn)
         super()._put_conn(conn)  # type: ignore[misc]
+
+
+class _CurrentConnectionCls:
+    """A pool's ``ConnectionCls``, derived from its urllib3 base class's current one at each use.
+
+    vcrpy and pytest-recording patch ``ConnectionCls`` on urllib3's pool classes,
+    before or after this module is imported. A class attribute set once here would
+    hide that patch; reading the base class's attribute whenever a connection is
+    made lets the patch reach the pool, and its removal too. The counting subclass
+    is built once per base connection class and reused, so ``isinstance`` checks on
+    pooled connections (vcrpy makes them) keep holding.
+    """
+
+    def __init__(self, base_pool: type[HTTPConnectionPool], name: str, attrs: dict[str, Any]) -> None:
+        self._base_pool = base_pool
+        self._name = name
+        self._attrs = attrs
+        self._built: tuple[type, type] | None = None
+
+    def __get__(self, pool: object, owner: type | None = None) -> type:
+        current: type = self._base_pool.ConnectionCls
+        built = self._built
+        if built is None or built[0] is not current:
+            with _classes_lock:
+                built = self._built
+                if built is None or built[0] is not current:
+                    built = (current, type(self._name, (_ConnectionMixin, current), dict(self._attrs)))
+                    self._built = built
+        return built[1]
+
+
+class _AcknowledgedContext:
+    """The insecure context a verify=False preset was warned about, looked up when a pool asks."""
+
+    def __init__(self, trust: TrustConfig) -> None:
+        self._trust = trust
+
+    def __get__(self, pool: object, owner: type | None = None) -> ssl.SSLContext:
+        return get_ssl_context(self._trust)
+
+
+_classes_lock = _process.fork_safe_lock()
 
 
 def _pool_classes(
     counters: Counters,
     max_age: float | None,
-    acknowledged: ssl.SSLContext | None,
+    acknowledged: TrustConfig | None,
     checked_out: weakref.WeakSet[Any],
     metrics: SessionMetrics,
 ) -> dict[str, type[HTTPConnectionPool]]:
-    attrs = {"counters": counters, "metrics": metrics}
-    http_conn = type("PresetHTTPConnection", (_ConnectionMixin, HTTPConnection), {**attrs, "preset_scheme": "http"})
-    https_conn = type("PresetHTTPSConnection", (_ConnectionMixin, HTTPSConnection), {**attrs, "preset_scheme": "https"})
-    pool_attrs = {"max_connection_age": max_age, "acknowledged_context": acknowledged, "checked_out": checked_out}
+    # The pool classes carry this adapter's counters and limits; their connection
+    # classes and the acknowledged context are resolved only when a pool needs them.
+    pool_attrs = {"max_connection_age": max_age, "checked_out": checked_out}
+    conn_attrs = {"counters": counters, "metrics": metrics}
     http_pool = type(
-        "PresetHTTPConnectionPool", (_PoolMixin, HTTPConnectionPool), {**pool_attrs, "ConnectionCls": http_conn}
+        "PresetHTTPConnectionPool",
+        (_PoolMixin, HTTPConnectionPool),
+        {
+            **pool_attrs,
+            "ConnectionCls": _CurrentConnectionCls(
+                HTTPConnectionPool, "PresetHTTPConnection", {**conn_attrs, "preset_scheme": "http"}
+            ),
+        },
     )
-    https_pool = type(
-        "PresetHTTPSConnectionPool", (_PoolMixin, HTTPSConnectionPool), {**pool_attrs, "ConnectionCls": https_conn}
-    )
+    https_attrs: dict[str, Any] = {
+        **pool_attrs,
+        "ConnectionCls": _CurrentConnectionCls(
+            HTTPSConnectionPool, "PresetHTTPSConnection", {**conn_attrs, "preset_scheme": "https"}
+        ),
+    }
+    if acknowledged is not None:
+        https_attrs["acknowledged_context"] = _AcknowledgedContext(acknowledged)
+    https_pool = type("PresetHTTPSConnectionPool", (_PoolMixin, HTTPSConnectionPool), https_attrs)
     return {"http": http_pool, "https": https_pool}
 
 
@@ -375,18 +540,18 @@ class PresetAdapter(HTTPAdapter):
             client_cert=config.client_cert,
             tls_min_version=config.tls_min_version,
         )
-        self._context = get_ssl_context(self._trust)
-        self._cert_reqs = _cert_reqs(self._context)
+        # Checked now, built on the first HTTPS connection (see tls).
+        check_trust(self._trust)
         self._checked_out: weakref.WeakSet[Any] = weakref.WeakSet()
         self._pool_classes = _pool_classes(
             self.counters,
             config.max_connection_age,
-            None if config.verify else self._context,
+            None if config.verify else self._trust,
             self._checked_out,
             self.metrics,
         )
         self._no_cache = config.cache_policy == "reload"
-        self._pool_cache: dict[tuple[str, Any, Any], HTTPConnectionPool] = {}
+        self._pool_cache: dict[tuple[str, Any, Any, type], HTTPConnectionPool] = {}
         retry = PresetRetry(
             total=config.retries,
             connect=None,
@@ -418,6 +583,20 @@ class PresetAdapter(HTTPAdapter):
         manager = super().proxy_manager_for(proxy, **proxy_kwargs)
         manager.pool_classes_by_scheme = self._pool_classes
         return manager
+
+    @property
+    def _context(self) -> ssl.SSLContext:
+        """The shared context of the preset's own trust configuration, built on first use.
+
+        Raises:
+            OSError: OpenSSL refused what the build-time check let through (a key
+                that does not match its certificate); the call fails as requests
+                fails one for a bad certificate, with the ConfigError chained.
+        """
+        try:
+            return get_ssl_context(self._trust)
+        except ConfigError as exc:
+            raise OSError(f"cannot use the TLS configuration of preset {self.preset.name!r}: {exc}") from exc
 
     def context_for(self, verify: Any, cert: Any) -> ssl.SSLContext:
         """Return the shared SSLContext for a call's merged ``verify`` and ``cert``."""
@@ -464,7 +643,9 @@ class PresetAdapter(HTTPAdapter):
         if proxies or not isinstance(url, str) or isinstance(cert, list):
             return super().get_connection_with_tls_context(request, verify, proxies=proxies, cert=cert)
         slash = url.find("/", url.find("//") + 2)
-        key = (url[:slash] if slash > 0 else url, verify, cert)
+        # ssl.SSLContext is in the key: after truststore or gevent replace it, the
+        # pools holding contexts built from the old class are not used again.
+        key = (url[:slash] if slash > 0 else url, verify, cert, ssl.SSLContext)
         pool = self._pool_cache.get(key)
         if pool is None or pool.pool is None:
             pool = super().get_connection_with_tls_context(request, verify, proxies=proxies, cert=cert)

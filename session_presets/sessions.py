@@ -28,7 +28,7 @@ from requests.structures import CaseInsensitiveDict
 from requests.utils import address_in_network, get_netrc_auth, is_ipv4_address, is_valid_cidr
 from urllib3.exceptions import ResponseError
 
-from . import _process
+from . import _process, _warn
 from ._calls import CANCELLED, DEADLINE, Call, current_call, set_current_call, watchdog
 from ._metrics import (
     CONNECTION_DURATION_BUCKETS,
@@ -50,6 +50,7 @@ from .errors import (
     SessionReuseWarning,
     TotalTimeoutError,
 )
+from .presets import resolve
 
 __all__ = [
     "InvalidationTimeoutError",
@@ -57,6 +58,8 @@ __all__ = [
     "SessionReuseError",
     "SessionState",
     "SessionStats",
+    "default_session",
+    "ephemeral_session",
 ]
 
 log = logging.getLogger(__name__)
@@ -287,7 +290,7 @@ def _note_caller_owned(preset: str) -> None:
         ) from None
     if is_strict:
         raise SessionReuseError(message)
-    warnings.warn(message, SessionReuseWarning, stacklevel=4)
+    _warn.warn(message, SessionReuseWarning)
 
 
 def _clear_reuse_counts() -> None:
@@ -318,9 +321,7 @@ class PresetSession(requests.Session):
 
     def __init__(self, config: PresetConfig | None = None, *, _registry_owned: bool = False) -> None:
         if config is None:
-            from .presets import get_preset
-
-            config = get_preset("default")
+            config = resolve("default")
         if not _registry_owned:
             _note_caller_owned(config.name)
         super().__init__()
@@ -352,11 +353,9 @@ class PresetSession(requests.Session):
         self._state = SessionState.ACTIVE
         _live_sessions.add(self)
         if not config.verify:
-            warnings.warn(
-                f"preset {config.name!r} has verify=False: TLS certificates are not checked "
-                "for this session",
+            _warn.warn(
+                f"preset {config.name!r} has verify=False: TLS certificates are not checked for this session",
                 InsecureSessionWarning,
-                stacklevel=3,
             )
         log.debug("built session for preset %r", config.name)
 
@@ -663,3 +662,21 @@ def _after_fork_in_child() -> None:
 _process.on_fork_child(_after_fork_in_child, order=_process.ORDER_SESSIONS)
 
 
+
+
+def default_session(**overrides: Any) -> PresetSession:
+    """Return a new caller-owned session of the ``default`` preset; close it when done.
+
+    Raises:
+        ConfigError: an override or environment variable is invalid.
+    """
+    return PresetSession(resolve("default", overrides))
+
+
+def ephemeral_session(**overrides: Any) -> PresetSession:
+    """Return a new caller-owned session with private cookies, connections and pools.
+
+    Raises:
+        ConfigError: an override or environment variable is invalid.
+    """
+    return PresetSession(resolve("ephemeral", overrides))

@@ -26,8 +26,9 @@ import urllib3
 from .. import _metrics
 from .._metrics import REQUEST_DURATION_BUCKETS, Histogram
 from ..errors import SessionReuseWarning
-from ..presets import ephemeral_session, preset_names, register_preset
+from ..presets import preset_names, register_preset
 from ..registry import SessionRegistry, get_session
+from ..sessions import ephemeral_session
 from .server import ServerProcess
 
 __all__ = [
