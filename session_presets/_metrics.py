@@ -40,6 +40,7 @@ __all__ = [
     "CONNECTION_DURATION_BUCKETS",
     "ENABLED",
     "REQUEST_DURATION_BUCKETS",
+    "UNCLOSED",
     "Histogram",
     "HistogramSnapshot",
     "MeteredResponse",
@@ -60,6 +61,9 @@ log = logging.getLogger(__name__)
 
 #: Record metrics at all; a switch for measuring their cost, not configuration.
 ENABLED = True
+
+#: error.type of a streamed response collected while neither read to its end nor closed.
+UNCLOSED: Final = "unclosed_response"
 
 #: OpenTelemetry's advisory bucket boundaries (seconds) for http.client.request.duration.
 REQUEST_DURATION_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
@@ -363,14 +367,18 @@ class Transaction:
                 self.attempts,
             )
 
-    def fail(self, error: BaseException) -> None:
-        """The request ended without a response: record its duration and the error type."""
+    def fail(self, error: BaseException | str) -> None:
+        """The request ended without a body read or closed: record its duration and the error type.
+
+        Args:
+            error: the exception, or the error type to report.
+        """
         if self.done:
             return
         self.done = True
         self.detach()
         self.raw = None
-        self.error_type = type(error).__qualname__
+        self.error_type = error if isinstance(error, str) else type(error).__qualname__
         duration = _now() - self.started
         self.metrics.request_ended(self, duration)
         if log.isEnabledFor(logging.DEBUG):
@@ -383,6 +391,18 @@ class Transaction:
                 duration * 1000,
                 self.attempts,
             )
+
+
+    def abandon(self) -> None:
+        """A streamed response was collected unread and unclosed: end its request and its connection."""
+        if self.done:
+            return
+        conn = self.conn
+        self.fail(UNCLOSED)
+        if conn is not None:
+            # Nothing else holds it now: close it, so its socket and the
+            # open-connection count do not wait for the garbage collector.
+            conn.close()
 
 
 class MeteredResponse(requests.Response):

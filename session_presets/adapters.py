@@ -725,6 +725,9 @@ class PresetAdapter(HTTPAdapter):
             # What requests built, with a metrics property read from the recorder.
             response.__class__ = MeteredResponse
             response._preset_tx = tx  # type: ignore[attr-defined]
+            if stream and tx is not None and not tx.done:
+                # A streamed body left unread and unclosed still ends its request.
+                weakref.finalize(response, tx.abandon).atexit = False
             return response
         except requests.ConnectionError as exc:
             # With retries, urllib3 wraps a final read timeout in MaxRetryError, which

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -200,6 +201,20 @@ def test_streamed_body_fills_body_and_total_when_closed(http_server: LoopbackSer
         assert response.metrics.total is not None and response.metrics.body is not None
         assert session.stats.active_requests == 0
         assert session.stats.request_duration.count == 1
+
+
+def test_an_abandoned_stream_ends_its_request_and_connection(http_server: LoopbackServer) -> None:
+    """A streamed response collected unread and unclosed ends as unclosed_response and closes its socket."""
+    with sp.default_session() as session:
+        response = session.get(http_server.url("/stall?after=1&for=5"), stream=True)
+        assert (session.stats.active_requests, session.stats.open_connections) == (1, 1)
+        del response
+        gc.collect()
+        stats = session.stats
+        assert (stats.active_requests, stats.open_connections) == (0, 0)
+        assert stats.request_duration.count == stats.connection_duration.count == 1
+        session.get(http_server.url("/ok"))
+    assert http_server.connections == 2
 
 
 def test_attempts_count_the_retries(http_server: LoopbackServer) -> None:
