@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import ssl
 import sys
@@ -13,9 +14,10 @@ from typing import Any, ClassVar, Final
 
 import requests
 from requests.adapters import HTTPAdapter
+from requests.auth import _basic_auth_str
 from requests.models import PreparedRequest, Response
 from requests.structures import CaseInsensitiveDict
-from requests.utils import get_encoding_from_headers
+from requests.utils import get_encoding_from_headers, get_netrc_auth
 from urllib3 import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import (
     ConnectTimeoutError,
@@ -30,13 +32,14 @@ from urllib3.util import Retry, Timeout
 from urllib3.util.connection import allowed_gai_family
 
 from . import _metrics, _process
-from ._calls import DEADLINE, AbortHandle, Call, current_call, shutdown_connection
+from ._calls import DEADLINE, AbortHandle, Call, current_call, set_current_call, shutdown_connection, watchdog
 from ._metrics import MeteredResponse, SessionMetrics, Transaction
+from ._redact import safe_url
 from .config import PresetConfig
-from .errors import ConfigError
+from .errors import ConfigError, TotalTimeoutError
 from .tls import TrustConfig, check_trust, get_ssl_context
 
-__all__ = ["Counters", "PresetAdapter", "PresetRetry"]
+__all__ = ["Counters", "PresetAdapter", "PresetRetry", "PresetTimeout"]
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +51,27 @@ _POOL_CACHE_SIZE: Final = 64
 
 #: How finely a retry back-off sleep checks for cancellation.
 _SLEEP_SLICE: Final = 0.05
+
+#: The variables through which requests' merge_environment_settings hands a CA bundle to the adapter.
+_ENV_CA_BUNDLE_VARIABLES: Final = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+
+#: Per thread: whether the call in flight gave its own ``timeout=`` (its timeouts are not retried).
+_attempt = threading.local()
+
+
+class PresetTimeout(Timeout):
+    """The preset's own connect/read timeouts, as a session passes them when a call gives none.
+
+    An adapter sees this type, or None, when the caller did not choose a
+    timeout: a connect or read timeout is then retried like any transient
+    error. Any other ``timeout=`` is the caller's: each attempt gets it, and the
+    first timeout raises at once, as it would with requests.
+    """
+
+
+def _is_timeout(error: Exception | None) -> bool:
+    # NewConnectionError subclasses ConnectTimeoutError but is a refusal, not a timeout.
+    return isinstance(error, (ReadTimeoutError, ConnectTimeoutError)) and not isinstance(error, NewConnectionError)
 
 
 class Counters:
@@ -107,6 +131,10 @@ class PresetRetry(Retry):
         call = current_call()
         if call is not None:
             call.raise_if_aborted()
+        if getattr(_attempt, "caller_timeout", False) and _is_timeout(error):
+            # The caller's own timeout= is the longest it wants to wait for a
+            # silent peer; retrying would multiply it.
+            raise MaxRetryError(_pool, url or "", error)
         retry: PresetRetry = super().increment(
             method, url, response=response, error=error, _pool=_pool, _stacktrace=_stacktrace
         )
@@ -187,6 +215,10 @@ class _ConnectionMixin:
     source_address: tuple[str, int] | None
 
     def _new_conn(self) -> socket.socket:
+        if hasattr(self, "_socks_options"):
+            # A SOCKS connection connects through its proxy (PySocks): urllib3's own
+            # code does that; the deadline still caps the timeouts it is given.
+            return super()._new_conn()  # type: ignore[misc, no-any-return]
         call = current_call()
         host = self._dns_host
         if host.startswith("["):
@@ -483,6 +515,51 @@ def _pool_classes(
     return {"http": http_pool, "https": https_pool}
 
 
+def _socks_pool_classes(
+    counters: Counters,
+    max_age: float | None,
+    acknowledged: ssl.SSLContext | None,
+    checked_out: weakref.WeakSet[Any],
+) -> dict[str, type[HTTPConnectionPool]]:
+    """The preset's pool classes built on urllib3's SOCKS ones (needs PySocks: requests[socks])."""
+    from urllib3.contrib.socks import (
+        SOCKSConnection,
+        SOCKSHTTPConnectionPool,
+        SOCKSHTTPSConnection,
+        SOCKSHTTPSConnectionPool,
+    )
+
+    attrs = {"counters": counters}
+    http_conn = type("PresetSOCKSConnection", (_ConnectionMixin, SOCKSConnection), attrs)
+    https_conn = type("PresetSOCKSHTTPSConnection", (_ConnectionMixin, SOCKSHTTPSConnection), attrs)
+    pool_attrs = {"max_connection_age": max_age, "acknowledged_context": acknowledged, "checked_out": checked_out}
+    http_pool = type(
+        "PresetSOCKSHTTPConnectionPool",
+        (_PoolMixin, SOCKSHTTPConnectionPool),
+        {**pool_attrs, "ConnectionCls": http_conn},
+    )
+    https_pool = type(
+        "PresetSOCKSHTTPSConnectionPool",
+        (_PoolMixin, SOCKSHTTPSConnectionPool),
+        {**pool_attrs, "ConnectionCls": https_conn},
+    )
+    return {"http": http_pool, "https": https_pool}
+
+
+def _check_paths(verify: Any, cert: Any) -> None:
+    """Raise requests' OSError for a per-call CA bundle or client certificate path that does not exist."""
+    ours = "session_presets: pass verify= a PEM CA bundle file or directory and cert= a PEM file or a (cert, key) pair"
+    if isinstance(verify, str) and not os.path.exists(verify):
+        raise OSError(f"Could not find a suitable TLS CA certificate bundle, invalid path: {verify} ({ours})")
+    if cert is None:
+        return
+    cert_file, key_file = (cert[0], cert[1]) if isinstance(cert, (list, tuple)) else (cert, None)
+    if not os.path.exists(cert_file):
+        raise OSError(f"Could not find the TLS certificate file, invalid path: {cert_file} ({ours})")
+    if key_file and not os.path.exists(key_file):
+        raise OSError(f"Could not find the TLS key file, invalid path: {key_file} ({ours})")
+
+
 def _trust(
     *,
     verify: bool,
@@ -510,15 +587,34 @@ def _cert_reqs(context: ssl.SSLContext) -> str:
 class PresetAdapter(HTTPAdapter):
     """An HTTPAdapter that applies a preset: timeouts, retries, cache headers, pools, TLS.
 
-    - ``timeout=None`` (what requests passes when the caller gives none) becomes
-      the preset's ``(connect_timeout, read_timeout)``; a per-call timeout wins.
+    - ``timeout=None`` (what requests passes when the caller gives none) or a
+      :class:`PresetTimeout` becomes the preset's ``(connect_timeout,
+      read_timeout)``, and a timeout is retried like other transient errors.
+      Any other per-call timeout is the caller's: it applies to each attempt
+      and its first expiry raises (no retry after a timeout).
     - Retries come from a urllib3 ``Retry`` built from the preset: idempotent
       methods only, ``retry_statuses``, Retry-After honoured, bounded by the
       call's ``total_timeout``.
-    - ``cache_policy='reload'`` adds ``Cache-Control: no-cache`` and ``Pragma: no-cache``.
+    - ``cache_policy='reload'``: a PresetSession puts ``Cache-Control: no-cache``
+      and ``Pragma: no-cache`` in its default headers; on any other session the
+      adapter adds them to requests that lack them.
     - Every HTTPS connection uses the shared context of its trust configuration,
       so no new connection reloads a CA bundle.
     - Connections older than ``max_connection_age`` are not reused.
+
+    Mounted on a plain ``requests.Session`` (or a subclass such as
+    ``OAuth2Session``), it still enforces ``total_timeout`` for each request it
+    sends (each redirect hop, body included unless ``stream=True``), drops
+    credentials that requests read from netrc (an ``Authorization`` equal to the
+    netrc entry of the URL, unless ``store_credentials``), and, when the preset
+    sets ``ca_bundle``, ignores a ``verify=`` equal to ``REQUESTS_CA_BUNDLE`` or
+    ``CURL_CA_BUNDLE``: that is requests handing over the environment's bundle.
+
+    Subclasses may override ``build_connection_pool_key_attributes`` to add
+    per-request pool settings (such as ``server_hostname``); pools are then
+    looked up through requests on every call rather than memoised per origin.
+    A subclass whose ``__init__`` takes other arguments overrides
+    ``__getstate__``/``__setstate__`` too if it must pickle.
 
     Args:
         config: the preset to apply.
@@ -532,7 +628,7 @@ class PresetAdapter(HTTPAdapter):
         self.preset = config
         self.counters = counters if counters is not None else Counters()
         self.metrics = metrics if metrics is not None else SessionMetrics(config.name)
-        self._timeout = Timeout(connect=config.connect_timeout, read=config.read_timeout)
+        self._timeout = PresetTimeout(connect=config.connect_timeout, read=config.read_timeout)
         self._trust = _trust(
             verify=config.verify,
             trust_store=config.trust_store,
@@ -552,6 +648,11 @@ class PresetAdapter(HTTPAdapter):
         )
         self._no_cache = config.cache_policy == "reload"
         self._pool_cache: dict[tuple[str, Any, Any, type], HTTPConnectionPool] = {}
+        # A subclass that adds per-request pool settings must not get a pool memoised per origin.
+        self._memo_pools = (
+            type(self).build_connection_pool_key_attributes is PresetAdapter.build_connection_pool_key_attributes
+        )
+        self._socks_classes: dict[str, type[HTTPConnectionPool]] | None = None
         retry = PresetRetry(
             total=config.retries,
             connect=None,
@@ -579,9 +680,29 @@ class PresetAdapter(HTTPAdapter):
         super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
         self.poolmanager.pool_classes_by_scheme = self._pool_classes
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Pools, sockets, counters and contexts belong to this process: a
+        # pickle carries the preset alone, as requests' adapters carry their settings.
+        return {"preset": self.preset}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["preset"])  # type: ignore[misc]
+
     def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
         manager = super().proxy_manager_for(proxy, **proxy_kwargs)
-        manager.pool_classes_by_scheme = self._pool_classes
+        if proxy.lower().startswith("socks"):
+            # SOCKSProxyManager's pools build SOCKS connections; plain ones would be
+            # handed _socks_options they do not know.
+            if self._socks_classes is None:
+                self._socks_classes = _socks_pool_classes(
+                    self.counters,
+                    self.preset.max_connection_age,
+                    None if self.preset.verify else self._context,
+                    self._checked_out,
+                )
+            manager.pool_classes_by_scheme = self._socks_classes
+        else:
+            manager.pool_classes_by_scheme = self._pool_classes
         return manager
 
     @property
@@ -599,9 +720,17 @@ class PresetAdapter(HTTPAdapter):
             raise OSError(f"cannot use the TLS configuration of preset {self.preset.name!r}: {exc}") from exc
 
     def context_for(self, verify: Any, cert: Any) -> ssl.SSLContext:
-        """Return the shared SSLContext for a call's merged ``verify`` and ``cert``."""
+        """Return the shared SSLContext for a call's merged ``verify`` and ``cert``.
+
+        Raises:
+            OSError: ``verify`` or ``cert`` names a file that does not exist
+                (requests' own message, then ours) or cannot be loaded.
+        """
+        if isinstance(verify, str) and self._is_environment_bundle(verify):
+            verify = self.preset.verify
         if cert is None and verify is self.preset.verify:
             return self._context
+        _check_paths(verify, cert)
         client = self._trust.client_cert
         if cert is not None:
             client = (str(cert[0]), str(cert[1])) if isinstance(cert, (list, tuple)) else str(cert)
@@ -620,6 +749,12 @@ class PresetAdapter(HTTPAdapter):
             # A per-call verify= or cert= is not configuration: fail the call the
             # way requests does for a bad path, with an OSError naming it.
             raise OSError(f"cannot use verify={verify!r} / cert={cert!r} for this call: {exc}") from exc
+
+    def _is_environment_bundle(self, verify: str) -> bool:
+        """True when ``verify`` is the environment's CA bundle handed over by requests; ca_bundle beats it."""
+        if self._trust.ca_bundle is None:
+            return False
+        return any(verify == os.environ.get(name) for name in _ENV_CA_BUNDLE_VARIABLES)
 
     def build_connection_pool_key_attributes(
         self, request: PreparedRequest, verify: Any, cert: Any = None
@@ -640,7 +775,7 @@ class PresetAdapter(HTTPAdapter):
         # Direct connections are looked up once per origin and trust setting;
         # requests would parse the URL three times and rebuild the pool key.
         url = request.url
-        if proxies or not isinstance(url, str) or isinstance(cert, list):
+        if proxies or not self._memo_pools or not isinstance(url, str) or isinstance(cert, list):
             return super().get_connection_with_tls_context(request, verify, proxies=proxies, cert=cert)
         slash = url.find("/", url.find("//") + 2)
         # ssl.SSLContext is in the key: after truststore or gevent replace it, the
@@ -684,9 +819,23 @@ class PresetAdapter(HTTPAdapter):
         return response
 
     def add_headers(self, request: PreparedRequest, **kwargs: Any) -> None:
-        if self._no_cache:
+        # A PresetSession keeps them in its default headers, where mocks, caches and
+        # the caller (who may remove them) see them; any other session gets them here.
+        if self._no_cache and not getattr(request, "preset_session_prepared", False):
             request.headers.setdefault("Cache-Control", "no-cache")
             request.headers.setdefault("Pragma", "no-cache")
+
+    def _drop_netrc_credentials(self, request: PreparedRequest) -> None:
+        """Remove an Authorization header that requests took from netrc (plain sessions only)."""
+        if self.preset.store_credentials or getattr(request, "preset_session_prepared", False):
+            return
+        header = request.headers.get("Authorization")
+        if not isinstance(header, str) or not header.startswith("Basic "):
+            return
+        found = get_netrc_auth(request.url or "")
+        if found and header == _basic_auth_str(*found):
+            log.debug("dropped netrc credentials for %s (store_credentials=False)", safe_url(request.url))
+            del request.headers["Authorization"]
 
     def send(
         self,
@@ -700,11 +849,21 @@ class PresetAdapter(HTTPAdapter):
         if timeout is None:
             timeout = self._timeout
         call: Call | None = current_call()
-        if call is not None:
+        own: Call | None = None
+        if call is None and self.preset.total_timeout is not None:
+            # Not sent by a PresetSession (a plain Session, OAuth2Session...):
+            # the adapter keeps the deadline itself, one per request it sends.
+            own = call = Call(self.preset.total_timeout)
+            set_current_call(own)
+            watchdog.add(own)
+        elif call is not None:
             remaining = call.remaining()
             if remaining is not None and remaining <= 0:
                 call.reason = DEADLINE
                 call.raise_if_aborted()
+        self._drop_netrc_credentials(request)
+        outer_choice = getattr(_attempt, "caller_timeout", False)
+        _attempt.caller_timeout = not isinstance(timeout, PresetTimeout)
         self.counters.add("requests")
         tx: Transaction | None = None
         if _metrics.ENABLED:
@@ -728,14 +887,34 @@ class PresetAdapter(HTTPAdapter):
             if stream and tx is not None and not tx.done:
                 # A streamed body left unread and unclosed still ends its request.
                 weakref.finalize(response, tx.abandon).atexit = False
+            if own is not None and not stream:
+                response.content  # the body is part of the deadline, as on a PresetSession  # noqa: B018
             return response
-        except requests.ConnectionError as exc:
+        except Exception as exc:
+            if own is not None:
+                # A socket timeout capped at the deadline fires before the watchdog looks.
+                own.expire_if_due()
+            if own is not None and own.reason == DEADLINE:
+                raise TotalTimeoutError(
+                    f"request to {safe_url(request.url)} exceeded total_timeout={own.total_timeout:g}s "
+                    f"(preset {self.preset.name!r}; retries and body included)",
+                    request=request,
+                ) from exc
+            wrapped = exc.args[0] if exc.args else None
             # With retries, urllib3 wraps a final read timeout in MaxRetryError, which
             # requests reports as ConnectionError; callers rightly expect a Timeout.
-            wrapped = exc.args[0] if exc.args else None
-            if isinstance(wrapped, MaxRetryError) and isinstance(wrapped.reason, ReadTimeoutError):
+            if (
+                isinstance(exc, requests.ConnectionError)
+                and isinstance(wrapped, MaxRetryError)
+                and isinstance(wrapped.reason, ReadTimeoutError)
+            ):
                 raise requests.ReadTimeout(wrapped, request=request) from exc
             raise
+        finally:
+            _attempt.caller_timeout = outer_choice
+            if own is not None:
+                watchdog.discard(own)
+                set_current_call(None)
 
     def abort_checked_out(self) -> None:
         """Shut down the socket of every connection in use, streamed bodies included."""

@@ -141,4 +141,3 @@ def _clear_registered() -> None:
 
 
 _process.on_reset(_clear_registered, order=_process.ORDER_PRESETS)
-

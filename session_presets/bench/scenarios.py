@@ -319,7 +319,8 @@ def _get_session() -> tuple[Callable[[BenchContext], None], Body]:
         stats = session.stats
         # The session's own histogram, timed from inside, next to the bench's.
         own = {"session_p50_ms": (stats.p50 or 0.0) * 1000, "session_p99_ms": (stats.p99 or 0.0) * 1000}
-        return ctx.requests, session.close, {"client_connections_opened": stats.connections_opened, **own}
+        extra = {"client_connections_opened": stats.connections_opened, **own}
+        return ctx.requests, session.finish_tasks_and_invalidate, extra
 
     return warm, body
 
@@ -329,8 +330,6 @@ def _get_session_metrics_off() -> tuple[Callable[[BenchContext], None], Body]:
     warm, body = _get_session()
 
     def warm_off(ctx: BenchContext) -> None:
-        # A new shared session, as get_session had: no connection carried over.
-        get_session(ctx.preset).finish_tasks_and_invalidate()
         _metrics.ENABLED = False
         try:
             warm(ctx)
