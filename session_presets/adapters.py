@@ -31,8 +31,9 @@ from urllib3.exceptions import (
 from urllib3.util import Retry, Timeout
 from urllib3.util.connection import allowed_gai_family
 
-from . import _process
+from . import _metrics, _process
 from ._calls import DEADLINE, AbortHandle, Call, current_call, set_current_call, shutdown_connection, watchdog
+from ._metrics import MeteredResponse, SessionMetrics, Transaction
 from ._redact import safe_url
 from .config import PresetConfig
 from .errors import ConfigError, TotalTimeoutError
@@ -91,6 +92,11 @@ class Counters:
         with self._lock:
             setattr(self, name, getattr(self, name) + 1)
 
+    def after_fork(self) -> None:
+        """Start from zero with a new lock (in a forked child)."""
+        self._lock = threading.Lock()
+        self.requests = self.connections_opened = self.connections_reused = self.retries = self.errors = 0
+
     def snapshot(self) -> dict[str, int]:
         """Return the counters as a dict, read consistently."""
         with self._lock:
@@ -148,6 +154,9 @@ class PresetRetry(Retry):
                 raise MaxRetryError(_pool, url or "", error)
         if self.counters is not None:
             self.counters.add("retries")
+        tx = _metrics._local.tx
+        if tx is not None:
+            tx.new_attempt()
         return retry
 
     def _sleep_backoff(self) -> None:
@@ -175,7 +184,8 @@ class PresetRetry(Retry):
 
 
 class _ConnectionMixin:
-    """Counts opened and reused connections, and keeps every phase inside the call's deadline.
+    """Counts opened and reused connections, keeps every phase inside the call's deadline,
+    and marks the phases of the request it carries (see :mod:`._metrics`) where they happen.
 
     The socket is created here rather than in urllib3 so that the call can cut
     it (``invalidate_and_cancel``, ``total_timeout``) while it connects and
@@ -184,12 +194,21 @@ class _ConnectionMixin:
     """
 
     counters: ClassVar[Counters]
+    metrics: ClassVar[SessionMetrics]
+    preset_scheme: ClassVar[str]
     preset_connected_at: float = 0.0
     #: How a call cuts this connection while it connects (see _calls.AbortHandle).
     preset_abort_handle: AbortHandle | None = None
     #: The call holding this connection now, if any.
     preset_call: Call | None = None
     _preset_fresh: bool = False
+    #: The request this connection carries now (metrics), until its body is released.
+    _preset_tx: Transaction | None = None
+    #: None (closed), "idle" or "active", for the open-connection gauges.
+    _preset_state: str | None = None
+    _preset_generation: int = 0
+    #: Remote address, TLS version and cipher, read once when connected.
+    _preset_peer: tuple[str | None, str | None, str | None] = (None, None, None)
     sock: Any
     timeout: Any
     host: str
@@ -217,6 +236,7 @@ class _ConnectionMixin:
             addresses = socket.getaddrinfo(host, self.port, allowed_gai_family(), socket.SOCK_STREAM)
         except socket.gaierror as exc:
             raise NameResolutionError(self.host, self, exc) from exc  # type: ignore[arg-type]
+        _metrics.mark("dns_done")
         if not addresses:
             raise NewConnectionError(self, "Failed to establish a new connection: getaddrinfo returned nothing")  # type: ignore[arg-type]
         error: OSError | None = None
@@ -251,6 +271,7 @@ class _ConnectionMixin:
                 timeout = call.cap(timeout)
             sock.settimeout(timeout)
             sock.connect(address)
+            _metrics.mark("connect_done")
             if call is not None:
                 # An abort between the check above and connect() may have found
                 # the socket not yet connecting; it is caught here. The cap also
@@ -269,6 +290,10 @@ class _ConnectionMixin:
             handle.close()
 
     def connect(self) -> None:
+        tx = _metrics._local.tx
+        if tx is not None:
+            tx.connect_start = _metrics._now()
+            tx.dns_done = tx.connect_done = tx.tls_done = None
         call = current_call()
         try:
             super().connect()  # type: ignore[misc]
@@ -282,10 +307,34 @@ class _ConnectionMixin:
         self.preset_connected_at = time.monotonic()
         self._preset_fresh = True
         self.counters.add("connections_opened")
+        sock = self.sock
+        version = cipher = None
+        if isinstance(sock, ssl.SSLSocket):
+            if tx is not None:
+                tx.tls_done = _metrics._now()
+            version = sock.version()
+            suite = sock.cipher()
+            cipher = suite[0] if suite else None
+        try:
+            address: str | None = str(sock.getpeername()[0])
+        except (OSError, AttributeError, IndexError, TypeError):
+            address = None
+        self._preset_peer = (address, version, cipher)
+        self.metrics.connection_state(self, "active")
         if call is not None and call.reason is not None:
             shutdown_connection(self)
 
     def request(self, *args: Any, **kwargs: Any) -> None:
+        tx = _metrics._local.tx
+        if tx is not None:
+            if self.sock is None:
+                # Connect first, so that the connect phase is not counted as sending.
+                self.connect()
+            tx.conn = self
+            self._preset_tx = tx
+            tx.reused = not self._preset_fresh
+            tx.peer = self._preset_peer
+            tx.request_start = _metrics._now()
         if not self._preset_fresh and self.sock is not None:
             self.counters.add("connections_reused")
         call = current_call()
@@ -295,17 +344,44 @@ class _ConnectionMixin:
             super().request(*args, **kwargs)  # type: ignore[misc]
         finally:
             self._preset_fresh = False
+        if tx is not None:
+            tx.request_done = _metrics._now()
+
+    def send(self, data: Any) -> None:
+        tx = self._preset_tx
+        if tx is not None:
+            if type(data) is bytes:
+                tx.bytes_sent += len(data)
+            elif isinstance(data, memoryview):
+                tx.bytes_sent += data.nbytes
+            elif isinstance(data, (bytearray, str)):
+                tx.bytes_sent += len(data)
+        super().send(data)  # type: ignore[misc]
+
+    def close(self) -> None:
+        try:
+            super().close()  # type: ignore[misc]
+        finally:
+            if self._preset_state is not None:
+                self.metrics.connection_state(self, None)
 
     def getresponse(self) -> Any:
         call = current_call()
         if call is None:
-            return super().getresponse()  # type: ignore[misc]
-        self.timeout = call.cap(Timeout.resolve_default_timeout(self.timeout))
-        try:
-            return super().getresponse()  # type: ignore[misc]
-        except TimeoutError:
-            call.expire_if_due()
-            raise
+            response = super().getresponse()  # type: ignore[misc]
+        else:
+            self.timeout = call.cap(Timeout.resolve_default_timeout(self.timeout))
+            try:
+                response = super().getresponse()  # type: ignore[misc]
+            except TimeoutError:
+                call.expire_if_due()
+                raise
+        tx = self._preset_tx
+        if tx is not None:
+            tx.response_start = _metrics._now()
+            tx.status = response.status
+            tx.raw = response
+        return response
 
 
 class _PoolMixin:
@@ -341,11 +417,25 @@ class _PoolMixin:
         if call is not None:
             call.hold(conn)
         self.checked_out.add(conn)
+        if conn._preset_state == "idle":
+            if _metrics._sinks:
+                conn.metrics.connection_state(conn, "active")
+            else:
+                conn._preset_state = "active"  # what connection_state does, without an exporter
         return conn
 
     def _put_conn(self, conn: Any) -> None:
         if conn is not None:  # urllib3 puts None back for a connection it dropped
             self.checked_out.discard(conn)
+            # The body was read to its end or the response closed: its request is over.
+            tx = conn._preset_tx
+            if tx is not None:
+                tx.finish()
+            if conn._preset_state == "active":
+                if _metrics._sinks:
+                    conn.metrics.connection_state(conn, "idle")
+                else:
+                    conn._preset_state = "idle"
             # Before it is back in the pool, where another call may take it.
             holder = conn.preset_call
             if holder is not None:
@@ -364,10 +454,10 @@ class _CurrentConnectionCls:
     pooled connections (vcrpy makes them) keep holding.
     """
 
-    def __init__(self, base_pool: type[HTTPConnectionPool], name: str, counters: Counters) -> None:
+    def __init__(self, base_pool: type[HTTPConnectionPool], name: str, attrs: dict[str, Any]) -> None:
         self._base_pool = base_pool
         self._name = name
-        self._counters = counters
+        self._attrs = attrs
         self._built: tuple[type, type] | None = None
 
     def __get__(self, pool: object, owner: type | None = None) -> type:
@@ -377,7 +467,7 @@ class _CurrentConnectionCls:
             with _classes_lock:
                 built = self._built
                 if built is None or built[0] is not current:
-                    built = (current, type(self._name, (_ConnectionMixin, current), {"counters": self._counters}))
+                    built = (current, type(self._name, (_ConnectionMixin, current), dict(self._attrs)))
                     self._built = built
         return built[1]
 
@@ -400,21 +490,27 @@ def _pool_classes(
     max_age: float | None,
     acknowledged: TrustConfig | None,
     checked_out: weakref.WeakSet[Any],
+    metrics: SessionMetrics,
 ) -> dict[str, type[HTTPConnectionPool]]:
     # The pool classes carry this adapter's counters and limits; their connection
     # classes and the acknowledged context are resolved only when a pool needs them.
     pool_attrs = {"max_connection_age": max_age, "checked_out": checked_out}
+    conn_attrs = {"counters": counters, "metrics": metrics}
     http_pool = type(
         "PresetHTTPConnectionPool",
         (_PoolMixin, HTTPConnectionPool),
         {
             **pool_attrs,
-            "ConnectionCls": _CurrentConnectionCls(HTTPConnectionPool, "PresetHTTPConnection", counters),
+            "ConnectionCls": _CurrentConnectionCls(
+                HTTPConnectionPool, "PresetHTTPConnection", {**conn_attrs, "preset_scheme": "http"}
+            ),
         },
     )
     https_attrs: dict[str, Any] = {
         **pool_attrs,
-        "ConnectionCls": _CurrentConnectionCls(HTTPSConnectionPool, "PresetHTTPSConnection", counters),
+        "ConnectionCls": _CurrentConnectionCls(
+            HTTPSConnectionPool, "PresetHTTPSConnection", {**conn_attrs, "preset_scheme": "https"}
+        ),
     }
     if acknowledged is not None:
         https_attrs["acknowledged_context"] = _AcknowledgedContext(acknowledged)
@@ -424,6 +520,7 @@ def _pool_classes(
 
 def _socks_pool_classes(
     counters: Counters,
+    metrics: SessionMetrics,
     max_age: float | None,
     acknowledged: ssl.SSLContext | None,
     checked_out: weakref.WeakSet[Any],
@@ -436,7 +533,7 @@ def _socks_pool_classes(
         SOCKSHTTPSConnectionPool,
     )
 
-    attrs = {"counters": counters}
+    attrs = {"counters": counters, "metrics": metrics}
     http_conn = type("PresetSOCKSConnection", (_ConnectionMixin, SOCKSConnection), attrs)
     https_conn = type("PresetSOCKSHTTPSConnection", (_ConnectionMixin, SOCKSHTTPSConnection), attrs)
     pool_attrs = {"max_connection_age": max_age, "acknowledged_context": acknowledged, "checked_out": checked_out}
@@ -528,11 +625,15 @@ class PresetAdapter(HTTPAdapter):
     Args:
         config: the preset to apply.
         counters: where connection and retry counts go; a new set if omitted.
+        metrics: where request and connection aggregates go; a new set if omitted.
     """
 
-    def __init__(self, config: PresetConfig, *, counters: Counters | None = None) -> None:
+    def __init__(
+        self, config: PresetConfig, *, counters: Counters | None = None, metrics: SessionMetrics | None = None
+    ) -> None:
         self.preset = config
         self.counters = counters if counters is not None else Counters()
+        self.metrics = metrics if metrics is not None else SessionMetrics(config.name)
         self._timeout = PresetTimeout(connect=config.connect_timeout, read=config.read_timeout)
         self._trust = _trust(
             verify=config.verify,
@@ -545,7 +646,11 @@ class PresetAdapter(HTTPAdapter):
         check_trust(self._trust)
         self._checked_out: weakref.WeakSet[Any] = weakref.WeakSet()
         self._pool_classes = _pool_classes(
-            self.counters, config.max_connection_age, None if config.verify else self._trust, self._checked_out
+            self.counters,
+            config.max_connection_age,
+            None if config.verify else self._trust,
+            self._checked_out,
+            self.metrics,
         )
         self._no_cache = config.cache_policy == "reload"
         self._pool_cache: dict[tuple[str, Any, Any, type], HTTPConnectionPool] = {}
@@ -599,6 +704,7 @@ class PresetAdapter(HTTPAdapter):
             if self._socks_classes is None:
                 self._socks_classes = _socks_pool_classes(
                     self.counters,
+                    self.metrics,
                     self.preset.max_connection_age,
                     None if self.preset.verify else self._context,
                     self._checked_out,
@@ -768,8 +874,28 @@ class PresetAdapter(HTTPAdapter):
         outer_choice = getattr(_attempt, "caller_timeout", False)
         _attempt.caller_timeout = not isinstance(timeout, PresetTimeout)
         self.counters.add("requests")
+        tx: Transaction | None = None
+        if _metrics.ENABLED:
+            tx = self.metrics.start(request.method or "", request.url or "")
+            _metrics._local.tx = tx
         try:
-            response = super().send(request, stream=stream, timeout=timeout, verify=verify, cert=cert, proxies=proxies)
+            try:
+                response = super().send(
+                    request, stream=stream, timeout=timeout, verify=verify, cert=cert, proxies=proxies
+                )
+            except BaseException as exc:
+                if tx is not None:
+                    tx.fail(exc)
+                raise
+            finally:
+                if tx is not None:
+                    _metrics._local.tx = None
+            # What requests built, with a metrics property read from the recorder.
+            response.__class__ = MeteredResponse
+            response._preset_tx = tx  # type: ignore[attr-defined]
+            if stream and tx is not None and not tx.done:
+                # A streamed body left unread and unclosed still ends its request.
+                weakref.finalize(response, tx.abandon).atexit = False
             if own is not None and not stream:
                 response.content  # the body is part of the deadline, as on a PresetSession  # noqa: B018
             return response

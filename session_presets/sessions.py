@@ -30,6 +30,13 @@ from urllib3.exceptions import ResponseError
 
 from . import _process, _warn
 from ._calls import CANCELLED, DEADLINE, Call, current_call, set_current_call, watchdog
+from ._metrics import (
+    CONNECTION_DURATION_BUCKETS,
+    REQUEST_DURATION_BUCKETS,
+    Histogram,
+    HistogramSnapshot,
+    SessionMetrics,
+)
 from ._readonly import ReadOnlyAdapters, ReadOnlyDict, ReadOnlyHeaders, freeze_hooks, shared_refusal
 from ._redact import safe_url
 from .adapters import IDEMPOTENT_METHODS, Counters, PresetAdapter, PresetTimeout
@@ -83,11 +90,26 @@ class SessionReuseError(SessionPresetsError):
     """Strict reuse mode: too many caller-owned sessions of one preset were created."""
 
 
+_EMPTY_REQUESTS: Final = Histogram(REQUEST_DURATION_BUCKETS).snapshot()
+_EMPTY_CONNECTIONS: Final = Histogram(CONNECTION_DURATION_BUCKETS).snapshot()
+
+
 @dataclass(frozen=True, slots=True)
 class SessionStats:
-    """A snapshot of a session's counters.
+    """A snapshot of a session's counters and its OpenTelemetry-convention aggregates.
 
     For plain calls, ``requests == connections_opened + connections_reused``.
+
+    Attributes:
+        requests, connections_opened, connections_reused, retries, errors: counts.
+        connections_resumed: TLS sessions resumed (0 until TLS resumption exists).
+        open_connections: connections open now, idle or in use (http.client.open_connections).
+        active_requests: requests in flight now, bodies being read included
+            (http.client.active_requests).
+        request_duration: the histogram of request durations, start to end of body
+            (http.client.request.duration, OTel default buckets).
+        connection_duration: the histogram of how long closed connections were open
+            (http.client.connection.duration).
     """
 
     requests: int = 0
@@ -95,6 +117,26 @@ class SessionStats:
     connections_reused: int = 0
     retries: int = 0
     errors: int = 0
+    connections_resumed: int = 0
+    open_connections: int = 0
+    active_requests: int = 0
+    request_duration: HistogramSnapshot = _EMPTY_REQUESTS
+    connection_duration: HistogramSnapshot = _EMPTY_CONNECTIONS
+
+    @property
+    def p50(self) -> float | None:
+        """The median request duration in seconds (None before the first request)."""
+        return self.request_duration.p50
+
+    @property
+    def p90(self) -> float | None:
+        """The 90th percentile of request duration in seconds."""
+        return self.request_duration.p90
+
+    @property
+    def p99(self) -> float | None:
+        """The 99th percentile of request duration in seconds."""
+        return self.request_duration.p99
 
 
 #: What a shared session refuses to change (DESIGN §10): its configuration, not its cookie jar.
@@ -337,6 +379,7 @@ class PresetSession(requests.Session):
         self._state = SessionState.INVALIDATED
         self._on_invalidated: list[Callable[[PresetSession], None]] = []
         self._counters = Counters()
+        self._metrics = SessionMetrics(config.name)
 
         self.trust_env = False
         self.max_redirects = config.max_redirects
@@ -353,7 +396,7 @@ class PresetSession(requests.Session):
             adapter.close()
         self.adapters.clear()
         self.cookies = self._build_cookie_jar(config)
-        self.adapter = PresetAdapter(config, counters=self._counters)
+        self.adapter = PresetAdapter(config, counters=self._counters, metrics=self._metrics)
         self.mount("https://", self.adapter)
         self.mount("http://", self.adapter)
         self._default_timeout = PresetTimeout(connect=config.connect_timeout, read=config.read_timeout)
@@ -480,8 +523,9 @@ class PresetSession(requests.Session):
 
     @property
     def stats(self) -> SessionStats:
-        """A snapshot of this session's request, connection, retry and error counts."""
-        return SessionStats(**self._counters.snapshot())
+        """A snapshot of this session's counts and aggregates (see SessionStats)."""
+        counts: dict[str, Any] = self._counters.snapshot()
+        return SessionStats(**counts, **self._metrics.snapshot())
 
     def __repr__(self) -> str:
         return f"<PresetSession preset={self.config.name!r} state={self._state.value}>"
@@ -759,7 +803,7 @@ class PresetSession(requests.Session):
         self._lock = threading.Lock()
         self._drained = threading.Condition(self._lock)
         self._calls = set()
-        self._counters._lock = threading.Lock()
+        self._counters.after_fork()
         for adapter in self.adapters.values():
             if isinstance(adapter, PresetAdapter):
                 adapter.forget_pools_after_fork()

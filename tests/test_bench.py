@@ -98,6 +98,19 @@ def test_bench_ratios_against_both_baselines(tiny_report: dict) -> None:  # type
     assert "requests_stream" not in found["vs_requests_get"]
 
 
+def test_bench_request_scenarios_report_latency_quantiles(tiny_report: dict) -> None:  # type: ignore[type-arg]
+    """Request scenarios report p50 <= p99 (ms) from a fixed-bucket histogram; one download reports none."""
+    scenarios = tiny_report["scenarios"]
+    for name in ("requests_get", "requests_session", "get_session", "urllib3_pool"):
+        assert 0 < scenarios[name]["p50_ms"] <= scenarios[name]["p99_ms"], name
+    assert 0 < scenarios["get_session"]["session_p50_ms"] <= scenarios["get_session"]["session_p99_ms"]
+    assert "p50_ms" not in scenarios["requests_stream"]
+    assert "p50 ms" in format_table(tiny_report) and "p99 ms" in format_table(tiny_report)
+    off = scenarios["get_session_metrics_off"]
+    assert (off["requests"], off["connections_opened"], off["client_connections_opened"]) == (20, 1, 1)
+    assert off["session_p50_ms"] == 0.0  # nothing recorded with metrics off
+
+
 def test_bench_table_is_readable(tiny_report: dict) -> None:  # type: ignore[type-arg]
     """The table names every scenario and ends with the ratios."""
     table = format_table(tiny_report)

@@ -76,6 +76,10 @@ def environment(**run: Any) -> dict[str, Any]:
     return info
 
 
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
 def _mib(value: float) -> str:
     return f"{value / (1 << 20):+.2f}"
 
@@ -90,12 +94,12 @@ def format_table(report: Mapping[str, Any]) -> str:
         f"{env['cpu_count']} CPU(s)",
         "",
     ]
-    header = ("scenario", "requests", "seconds", "req/s", "conns", "rss MiB", "fds after", "note")
+    header = ("scenario", "requests", "seconds", "req/s", "p50 ms", "p99 ms", "conns", "rss MiB", "fds after", "note")
     rows: list[tuple[str, ...]] = [header]
     for name, result in scenarios.items():
         if "skipped" in result or "error" in result:
             reason = result.get("skipped") or f"error: {result.get('error')}"
-            rows.append((name, "-", "-", "-", "-", "-", "-", str(reason)))
+            rows.append((name, *["-"] * (len(header) - 2), str(reason)))
             continue
         note = ""
         if "mib_per_s" in result:
@@ -108,6 +112,8 @@ def format_table(report: Mapping[str, Any]) -> str:
                 str(result["requests"]),
                 f"{result['seconds']:.3f}",
                 f"{result['req_per_s']:.0f}",
+                _ms(result.get("p50_ms")),
+                _ms(result.get("p99_ms")),
                 str(result["connections_opened"]),
                 _mib(result["rss_growth_bytes"]),
                 str(result["open_fds_after"]),

@@ -17,12 +17,14 @@ import ssl
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import requests
 import urllib3
 
+from .. import _metrics
+from .._metrics import REQUEST_DURATION_BUCKETS, Histogram
 from ..errors import SessionReuseWarning
 from ..presets import preset_names, register_preset
 from ..registry import SessionRegistry, get_session
@@ -47,6 +49,7 @@ REQUEST_SCENARIOS: Final = (
     "session_per_call",
     "requests_session",
     "get_session",
+    "get_session_metrics_off",
     "ephemeral_per_call",
     "urllib3_pool",
     "httpx_client",
@@ -89,6 +92,8 @@ class BenchContext:
     scratch: str
     warmup: int = 20
     preset: str = ""
+    #: Per-call latencies of the timed run: the library's own histogram (OTel buckets, quantiles).
+    latency: Histogram = field(default_factory=lambda: Histogram(REQUEST_DURATION_BUCKETS))
 
     def __post_init__(self) -> None:
         if not self.preset:
@@ -195,6 +200,7 @@ def _measure(ctx: BenchContext, warm: Callable[[BenchContext], None], body: Body
     ctx.server.reset()
     fds_before = open_fds()
     rss_before = rss_bytes()
+    ctx.latency = Histogram(REQUEST_DURATION_BUCKETS)
     started = time.perf_counter()
     count, close, extra = body(ctx)
     seconds = time.perf_counter() - started
@@ -215,8 +221,16 @@ def _measure(ctx: BenchContext, warm: Callable[[BenchContext], None], body: Body
         "open_fds_after": fds_after,
         "open_fds_before": fds_before,
         "server_sockets_after": server_sockets,
+        **_latency(ctx.latency),
         **extra,
     }
+
+
+def _latency(histogram: Histogram) -> dict[str, float]:
+    if histogram.count < 2:  # a single download has no distribution to speak of
+        return {}
+    snapshot = histogram.snapshot()
+    return {"p50_ms": (snapshot.p50 or 0.0) * 1000, "p99_ms": (snapshot.p99 or 0.0) * 1000}
 
 
 def _nothing() -> None:
@@ -253,8 +267,11 @@ def _per_call(once: Callable[[BenchContext], None]) -> tuple[Callable[[BenchCont
             once(ctx)
 
     def body(ctx: BenchContext) -> tuple[int, Closer, dict[str, Any]]:
+        record, clock = ctx.latency.record, time.perf_counter
         for _ in range(ctx.slow_requests):
+            started = clock()
             once(ctx)
+            record(clock() - started)
         return ctx.slow_requests, _nothing, {}
 
     return warm, body
@@ -264,9 +281,12 @@ def _requests_session_calls(ctx: BenchContext, count: int) -> requests.Session:
     session = requests.Session()
     session.verify = ctx.verify
     get, url, verify = session.get, ctx.url, ctx.verify
+    record, clock = ctx.latency.record, time.perf_counter
     for _ in range(count):
+        started = clock()
         # verify= again per call: REQUESTS_CA_BUNDLE would override session.verify (requests issue 3829).
         _check(get(url, verify=verify).status_code)
+        record(clock() - started)
     return session
 
 
@@ -290,21 +310,50 @@ def _get_session() -> tuple[Callable[[BenchContext], None], Body]:
 
     def body(ctx: BenchContext) -> tuple[int, Closer, dict[str, Any]]:
         name, url = ctx.preset, ctx.url
+        record, clock = ctx.latency.record, time.perf_counter
         for _ in range(ctx.requests):
+            started = clock()
             _check(get_session(name).get(url).status_code)
+            record(clock() - started)
         session = get_session(name)
         stats = session.stats
-        extra = {"client_connections_opened": stats.connections_opened}
+        # The session's own histogram, timed from inside, next to the bench's.
+        own = {"session_p50_ms": (stats.p50 or 0.0) * 1000, "session_p99_ms": (stats.p99 or 0.0) * 1000}
+        extra = {"client_connections_opened": stats.connections_opened, **own}
         return ctx.requests, session.finish_tasks_and_invalidate, extra
 
     return warm, body
 
 
+def _get_session_metrics_off() -> tuple[Callable[[BenchContext], None], Body]:
+    """get_session with metrics switched off: what the metrics cost, in the same run."""
+    warm, body = _get_session()
+
+    def warm_off(ctx: BenchContext) -> None:
+        _metrics.ENABLED = False
+        try:
+            warm(ctx)
+        finally:
+            _metrics.ENABLED = True
+
+    def body_off(ctx: BenchContext) -> tuple[int, Closer, dict[str, Any]]:
+        _metrics.ENABLED = False
+        try:
+            return body(ctx)
+        finally:
+            _metrics.ENABLED = True
+
+    return warm_off, body_off
+
+
 def _urllib3_calls(ctx: BenchContext, count: int) -> urllib3.PoolManager:
     manager = urllib3.PoolManager(ca_certs=ctx.bundle) if ctx.bundle else urllib3.PoolManager()
     request, url = manager.request, ctx.url
+    record, clock = ctx.latency.record, time.perf_counter
     for _ in range(count):
+        started = clock()
         _check(request("GET", url).status)
+        record(clock() - started)
     return manager
 
 
@@ -328,8 +377,11 @@ def _httpx_client() -> tuple[Callable[[BenchContext], None], Body]:
     def calls(ctx: BenchContext, count: int) -> Any:
         client = httpx.Client(verify=ctx.ssl_context())
         get, url = client.get, ctx.url
+        record, clock = ctx.latency.record, time.perf_counter
         for _ in range(count):
+            started = clock()
             _check(get(url).status_code)
+            record(clock() - started)
         return client
 
     def warm(ctx: BenchContext) -> None:
@@ -433,6 +485,7 @@ _FACTORIES: Final[dict[str, Callable[[], tuple[Callable[[BenchContext], None], B
     "session_per_call": lambda: _per_call(_session_once),
     "requests_session": _requests_session,
     "get_session": _get_session,
+    "get_session_metrics_off": _get_session_metrics_off,
     "ephemeral_per_call": lambda: _per_call(_ephemeral_once),
     "urllib3_pool": _urllib3_pool,
     "httpx_client": _httpx_client,
