@@ -441,8 +441,6 @@ class PresetAdapter(HTTPAdapter):
             OSError: ``verify`` or ``cert`` names a file that does not exist
                 (requests' own message, then ours) or cannot be loaded.
         """
-        if isinstance(verify, str) and self._is_environment_bundle(verify):
-            verify = self.preset.verify
         if cert is None and verify is self.preset.verify:
             return self._context
         _check_paths(verify, cert)
@@ -476,6 +474,13 @@ class PresetAdapter(HTTPAdapter):
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         host_params, pool_kwargs = super().build_connection_pool_key_attributes(request, verify, cert)
         if host_params.get("scheme") == "https":
+            if (
+                isinstance(verify, str)
+                # A PresetSession never reads the environment per call: its verify= is the caller's.
+                and not getattr(request, "preset_session_prepared", False)
+                and self._is_environment_bundle(verify)
+            ):
+                verify = self.preset.verify
             context = self.context_for(verify, cert)
             pool_kwargs = {"ssl_context": context, "cert_reqs": _cert_reqs(context)}
         return host_params, pool_kwargs

@@ -575,3 +575,23 @@ def test_environment_ca_bundle_is_the_preset_bundle_when_unset(
     with requests.Session() as session:
         session.mount("https://", PresetAdapter(get_preset("default")))
         assert session.get(https_server.url("/ok")).content == b"ok"
+
+
+def test_unloadable_ca_bundle_is_an_oserror_naming_it(https_server: LoopbackServer, tmp_path: Path) -> None:
+    """A per-call verify= file that exists but holds no certificate raises OSError naming the value."""
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate\n")
+    with default_session() as session, pytest.raises(OSError, match=r"cannot use verify=.*garbage\.pem"):
+        session.get(https_server.url("/ok"), verify=str(garbage))
+    assert https_server.accepted == 0
+
+
+def test_preset_session_keeps_a_caller_verify_equal_to_the_environment(
+    https_server: LoopbackServer, ca_bundle: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a PresetSession a per-call verify= is the caller's, even when REQUESTS_CA_BUNDLE names the same file."""
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", certifi.where())
+    with default_session(ca_bundle=ca_bundle) as session:
+        assert session.get(https_server.url("/ok")).content == b"ok"
+        with pytest.raises(requests.exceptions.SSLError):
+            session.get(https_server.url("/ok"), verify=certifi.where())
