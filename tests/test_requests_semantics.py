@@ -224,6 +224,7 @@ _MUTATIONS: dict[str, Callable[[PresetSession], object]] = {
     "hooks.append": lambda s: s.hooks["response"].append(print),
     "hooks.extend": lambda s: s.hooks["response"].extend([print]),
     "hooks +=": lambda s: s.hooks["response"].__iadd__([print]),
+    "hooks *=": lambda s: s.hooks["response"].__imul__(2),
     "hooks[]": lambda s: s.hooks.__setitem__("response", [print]),
     "params[]": lambda s: s.params.__setitem__("team", "a"),
     "params.update": lambda s: s.params.update(team="a"),
@@ -231,6 +232,7 @@ _MUTATIONS: dict[str, Callable[[PresetSession], object]] = {
     "proxies |=": lambda s: s.proxies.__ior__({"http": "http://proxy:3128"}),
     "adapters[]": lambda s: s.adapters.__setitem__("http://", requests.adapters.HTTPAdapter()),
     "adapters.pop": lambda s: s.adapters.pop("http://"),
+    "adapters |=": lambda s: s.adapters.__ior__({"http://": requests.adapters.HTTPAdapter()}),
     "mount": lambda s: s.mount("http://", requests.adapters.HTTPAdapter()),
 }
 
@@ -595,3 +597,16 @@ def test_preset_session_keeps_a_caller_verify_equal_to_the_environment(
         assert session.get(https_server.url("/ok")).content == b"ok"
         with pytest.raises(requests.exceptions.SSLError):
             session.get(https_server.url("/ok"), verify=certifi.where())
+
+
+def test_socks5_proxy_from_the_environment_carries_https(
+    socks_proxy: Socks5Proxy, https_server: LoopbackServer, ca_bundle: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ALL_PROXY=socks5://... read when the session is built tunnels HTTPS, verified with the preset's CA."""
+    pytest.importorskip("socks", reason="PySocks (requests[socks]) is not installed")
+    monkeypatch.setenv("ALL_PROXY", f"socks5://127.0.0.1:{socks_proxy.port}")
+    with default_session(ca_bundle=ca_bundle) as session:
+        assert session.get(https_server.url("/ok")).content == b"ok"
+        assert session.get(https_server.url("/ok")).content == b"ok"
+    assert socks_proxy.connects == [("127.0.0.1", https_server.port)]
+    assert https_server.connections == 1 and len(https_server.requests) == 2
