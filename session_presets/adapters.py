@@ -334,7 +334,8 @@ class PresetAdapter(HTTPAdapter):
       call's ``total_timeout``.
     - ``cache_policy='reload'``: a PresetSession puts ``Cache-Control: no-cache``
       and ``Pragma: no-cache`` in its default headers; on any other session the
-      adapter adds them to requests that lack them.
+      adapter adds them, and the preset's ``headers``, to requests that lack
+      them (see ``default_headers``).
     - Every HTTPS connection uses the shared context of its trust configuration,
       so no new connection reloads a CA bundle.
     - Connections older than ``max_connection_age`` are not reused.
@@ -376,6 +377,7 @@ class PresetAdapter(HTTPAdapter):
             self.counters, config.max_connection_age, None if config.verify else self._context, self._checked_out
         )
         self._no_cache = config.cache_policy == "reload"
+        self._fallback_headers = tuple(self.default_headers.items())
         self._pool_cache: dict[tuple[str, Any, Any], HTTPConnectionPool] = {}
         # A subclass that adds per-request pool settings must not get a pool memoised per origin.
         self._memo_pools = (
@@ -536,12 +538,27 @@ class PresetAdapter(HTTPAdapter):
         response.connection = self
         return response
 
+    @property
+    def default_headers(self) -> dict[str, str]:
+        """The headers the preset sends with every request: no-cache (``cache_policy='reload'``) and ``headers``.
+
+        A PresetSession holds them in ``session.headers``. On any other session
+        the adapter adds those a request lacks as it sends it, which is after
+        requests-cache or a mock looked at the request:
+        ``session.headers.update(adapter.default_headers)`` puts them where every
+        layer sees them. (To send none of them there, use ``cache_policy='protocol'``.)
+        """
+        headers = {"Cache-Control": "no-cache", "Pragma": "no-cache"} if self._no_cache else {}
+        headers.update(self.preset.headers)
+        return headers
+
     def add_headers(self, request: PreparedRequest, **kwargs: Any) -> None:
         # A PresetSession keeps them in its default headers, where mocks, caches and
         # the caller (who may remove them) see them; any other session gets them here.
-        if self._no_cache and not getattr(request, "preset_session_prepared", False):
-            request.headers.setdefault("Cache-Control", "no-cache")
-            request.headers.setdefault("Pragma", "no-cache")
+        if getattr(request, "preset_session_prepared", False):
+            return
+        for name, value in self._fallback_headers:
+            request.headers.setdefault(name, value)
 
     def _drop_netrc_credentials(self, request: PreparedRequest) -> None:
         """Remove an Authorization header that requests took from netrc (plain sessions only)."""

@@ -79,12 +79,28 @@ def test_protocol_cache_policy_sends_no_cache_headers(http_server: LoopbackServe
     assert _seen_header(http_server, "Cache-Control") is None
 
 
-def test_preset_adapter_on_plain_session_sends_no_cache(http_server: LoopbackServer) -> None:
-    """A PresetAdapter mounted on a plain requests.Session still adds the no-cache headers."""
+def test_preset_adapter_on_plain_session_sends_preset_headers(http_server: LoopbackServer) -> None:
+    """A PresetAdapter on a plain requests.Session adds no-cache and the preset's headers; the caller's win."""
+    adapter = PresetAdapter(get_preset("default").replace(headers={"X-Team": "a", "X-Env": "prod"}))
     with requests.Session() as session:
-        session.mount("http://", PresetAdapter(get_preset("default")))
-        session.get(http_server.url("/ok"))
-    assert _seen_header(http_server, "Cache-Control") == "no-cache"
+        session.mount("http://", adapter)
+        session.get(http_server.url("/ok"), headers={"X-Env": "staging"})
+    seen = http_server.requests[-1]
+    assert seen.header("Cache-Control") == "no-cache" and seen.header("Pragma") == "no-cache"
+    assert seen.header("X-Team") == "a" and seen.header("X-Env") == "staging"
+
+
+def test_default_headers_go_in_a_plain_session_headers(http_server: LoopbackServer) -> None:
+    """adapter.default_headers can sit in a plain Session's headers; a per-call value still wins, once."""
+    adapter = PresetAdapter(get_preset("default"))
+    assert adapter.default_headers == {"Cache-Control": "no-cache", "Pragma": "no-cache"}
+    assert PresetAdapter(get_preset("default").replace(cache_policy="protocol")).default_headers == {}
+    with requests.Session() as session:
+        session.mount("http://", adapter)
+        session.headers.update(adapter.default_headers)
+        assert session.headers["Pragma"] == "no-cache"
+        session.get(http_server.url("/ok"), headers={"Cache-Control": "max-age=0"})
+    assert _seen_header(http_server, "Cache-Control") == "max-age=0"
     assert _seen_header(http_server, "Pragma") == "no-cache"
 
 
