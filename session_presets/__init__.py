@@ -29,7 +29,7 @@ from .errors import (
     UnknownPresetError,
     UnknownVariableWarning,
 )
-from .presets import default_session, ephemeral_session, get_preset, preset_names, register_preset
+from .presets import get_preset, preset_names, register_preset
 from .registry import SessionRegistry, close_all, get_session
 from .sessions import (
     InvalidationTimeoutError,
@@ -37,6 +37,8 @@ from .sessions import (
     SessionReuseError,
     SessionState,
     SessionStats,
+    default_session,
+    ephemeral_session,
 )
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

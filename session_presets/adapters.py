@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import ssl
+import sys
 import threading
 import time
 import weakref
@@ -17,21 +19,24 @@ from requests.models import PreparedRequest, Response
 from requests.structures import CaseInsensitiveDict
 from requests.utils import get_encoding_from_headers, get_netrc_auth
 from urllib3 import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.exceptions import (
     ConnectTimeoutError,
+    LocationParseError,
     MaxRetryError,
+    NameResolutionError,
     NewConnectionError,
     ReadTimeoutError,
     ResponseError,
 )
 from urllib3.util import Retry, Timeout
+from urllib3.util.connection import allowed_gai_family
 
-from ._calls import DEADLINE, Call, current_call, set_current_call, shutdown_connection, watchdog
+from . import _process
+from ._calls import DEADLINE, AbortHandle, Call, current_call, set_current_call, shutdown_connection, watchdog
 from ._redact import safe_url
 from .config import PresetConfig
 from .errors import ConfigError, TotalTimeoutError
-from .tls import TrustConfig, get_ssl_context
+from .tls import TrustConfig, check_trust, get_ssl_context
 
 __all__ = ["Counters", "PresetAdapter", "PresetRetry", "PresetTimeout"]
 
@@ -167,29 +172,137 @@ class PresetRetry(Retry):
 
 
 class _ConnectionMixin:
-    """Counts opened and reused connections and remembers when each was opened."""
+    """Counts opened and reused connections, and keeps every phase inside the call's deadline.
+
+    The socket is created here rather than in urllib3 so that the call can cut
+    it (``invalidate_and_cancel``, ``total_timeout``) while it connects and
+    during the TLS handshake, and every phase's socket timeout is capped at
+    the time the call has left.
+    """
 
     counters: ClassVar[Counters]
     preset_connected_at: float = 0.0
+    #: How a call cuts this connection while it connects (see _calls.AbortHandle).
+    preset_abort_handle: AbortHandle | None = None
+    #: The call holding this connection now, if any.
+    preset_call: Call | None = None
     _preset_fresh: bool = False
     sock: Any
+    timeout: Any
+    host: str
+    port: int
+    _dns_host: str
+    socket_options: Any
+    source_address: tuple[str, int] | None
+
+    def _new_conn(self) -> socket.socket:
+        if hasattr(self, "_socks_options"):
+            # A SOCKS connection connects through its proxy (PySocks): urllib3's own
+            # code does that; the deadline still caps the timeouts it is given.
+            return super()._new_conn()  # type: ignore[misc, no-any-return]
+        call = current_call()
+        host = self._dns_host
+        if host.startswith("["):
+            host = host.strip("[]")
+        try:
+            host.encode("idna")
+        except UnicodeError:
+            raise LocationParseError(f"'{host}', label empty or too long") from None
+        try:
+            # Name resolution blocks in the C library and cannot be interrupted:
+            # the deadline is checked as soon as it returns.
+            addresses = socket.getaddrinfo(host, self.port, allowed_gai_family(), socket.SOCK_STREAM)
+        except socket.gaierror as exc:
+            raise NameResolutionError(self.host, self, exc) from exc  # type: ignore[arg-type]
+        if not addresses:
+            raise NewConnectionError(self, "Failed to establish a new connection: getaddrinfo returned nothing")  # type: ignore[arg-type]
+        error: OSError | None = None
+        for family, kind, proto, _, address in addresses:
+            try:
+                return self._connect_to(call, family, kind, proto, address)
+            except OSError as exc:
+                error = exc
+        assert error is not None
+        if call is not None:
+            call.expire_if_due()
+        if isinstance(error, TimeoutError):
+            raise ConnectTimeoutError(
+                self, f"Connection to {self.host} timed out. (connect timeout={self.timeout})"
+            ) from error
+        raise NewConnectionError(self, f"Failed to establish a new connection: {error}") from error  # type: ignore[arg-type]
+
+    def _connect_to(self, call: Call | None, family: int, kind: int, proto: int, address: Any) -> socket.socket:
+        """Connect one socket to ``address``, cuttable by the call from before ``connect()`` starts."""
+        sock = socket.socket(family, kind, proto)
+        try:
+            for option in self.socket_options or ():
+                sock.setsockopt(*option)
+            if self.source_address:
+                sock.bind(self.source_address)
+            self._preset_close_abort_handle()
+            self.preset_abort_handle = AbortHandle(sock)
+            timeout = Timeout.resolve_default_timeout(self.timeout)
+            if call is not None:
+                call.hold(self)
+                # After the handle is published: an abort from now on reaches the socket.
+                timeout = call.cap(timeout)
+            sock.settimeout(timeout)
+            sock.connect(address)
+            if call is not None:
+                # An abort between the check above and connect() may have found
+                # the socket not yet connecting; it is caught here. The cap also
+                # bounds the TLS handshake that follows.
+                sock.settimeout(call.cap(timeout))
+        except BaseException:
+            self._preset_close_abort_handle()
+            sock.close()
+            raise
+        sys.audit("http.client.connect", self, self.host, self.port)
+        return sock
+
+    def _preset_close_abort_handle(self) -> None:
+        handle, self.preset_abort_handle = self.preset_abort_handle, None
+        if handle is not None:
+            handle.close()
 
     def connect(self) -> None:
-        super().connect()  # type: ignore[misc]
+        call = current_call()
+        try:
+            super().connect()  # type: ignore[misc]
+        except BaseException:
+            if call is not None:
+                call.expire_if_due()
+            raise
+        finally:
+            # Connected and, for HTTPS, handshaken: from now on the call cuts self.sock.
+            self._preset_close_abort_handle()
         self.preset_connected_at = time.monotonic()
         self._preset_fresh = True
         self.counters.add("connections_opened")
-        call = current_call()
         if call is not None and call.reason is not None:
             shutdown_connection(self)
 
     def request(self, *args: Any, **kwargs: Any) -> None:
         if not self._preset_fresh and self.sock is not None:
             self.counters.add("connections_reused")
+        call = current_call()
+        if call is not None:
+            self.timeout = call.cap(Timeout.resolve_default_timeout(self.timeout))
         try:
             super().request(*args, **kwargs)  # type: ignore[misc]
         finally:
             self._preset_fresh = False
+
+    def getresponse(self) -> Any:
+        call = current_call()
+        if call is None:
+            return super().getresponse()  # type: ignore[misc]
+        self.timeout = call.cap(Timeout.resolve_default_timeout(self.timeout))
+        try:
+            return super().getresponse()  # type: ignore[misc]
+        except TimeoutError:
+            call.expire_if_due()
+            raise
 
 
 class _PoolMixin:
@@ -223,32 +336,86 @@ class _PoolMixin:
             conn.close()
         call = current_call()
         if call is not None:
-            call.conns.append(conn)
+            call.hold(conn)
         self.checked_out.add(conn)
         return conn
 
     def _put_conn(self, conn: Any) -> None:
         if conn is not None:  # urllib3 puts None back for a connection it dropped
             self.checked_out.discard(conn)
+            # Before it is back in the pool, where another call may take it.
+            holder = conn.preset_call
+            if holder is not None:
+                holder.release(conn)
         super()._put_conn(conn)  # type: ignore[misc]
+
+
+class _CurrentConnectionCls:
+    """A pool's ``ConnectionCls``, derived from its urllib3 base class's current one at each use.
+
+    vcrpy and pytest-recording patch ``ConnectionCls`` on urllib3's pool classes,
+    before or after this module is imported. A class attribute set once here would
+    hide that patch; reading the base class's attribute whenever a connection is
+    made lets the patch reach the pool, and its removal too. The counting subclass
+    is built once per base connection class and reused, so ``isinstance`` checks on
+    pooled connections (vcrpy makes them) keep holding.
+    """
+
+    def __init__(self, base_pool: type[HTTPConnectionPool], name: str, counters: Counters) -> None:
+        self._base_pool = base_pool
+        self._name = name
+        self._counters = counters
+        self._built: tuple[type, type] | None = None
+
+    def __get__(self, pool: object, owner: type | None = None) -> type:
+        current: type = self._base_pool.ConnectionCls
+        built = self._built
+        if built is None or built[0] is not current:
+            with _classes_lock:
+                built = self._built
+                if built is None or built[0] is not current:
+                    built = (current, type(self._name, (_ConnectionMixin, current), {"counters": self._counters}))
+                    self._built = built
+        return built[1]
+
+
+class _AcknowledgedContext:
+    """The insecure context a verify=False preset was warned about, looked up when a pool asks."""
+
+    def __init__(self, trust: TrustConfig) -> None:
+        self._trust = trust
+
+    def __get__(self, pool: object, owner: type | None = None) -> ssl.SSLContext:
+        return get_ssl_context(self._trust)
+
+
+_classes_lock = _process.fork_safe_lock()
 
 
 def _pool_classes(
     counters: Counters,
     max_age: float | None,
-    acknowledged: ssl.SSLContext | None,
+    acknowledged: TrustConfig | None,
     checked_out: weakref.WeakSet[Any],
 ) -> dict[str, type[HTTPConnectionPool]]:
-    attrs = {"counters": counters}
-    http_conn = type("PresetHTTPConnection", (_ConnectionMixin, HTTPConnection), attrs)
-    https_conn = type("PresetHTTPSConnection", (_ConnectionMixin, HTTPSConnection), attrs)
-    pool_attrs = {"max_connection_age": max_age, "acknowledged_context": acknowledged, "checked_out": checked_out}
+    # The pool classes carry this adapter's counters and limits; their connection
+    # classes and the acknowledged context are resolved only when a pool needs them.
+    pool_attrs = {"max_connection_age": max_age, "checked_out": checked_out}
     http_pool = type(
-        "PresetHTTPConnectionPool", (_PoolMixin, HTTPConnectionPool), {**pool_attrs, "ConnectionCls": http_conn}
+        "PresetHTTPConnectionPool",
+        (_PoolMixin, HTTPConnectionPool),
+        {
+            **pool_attrs,
+            "ConnectionCls": _CurrentConnectionCls(HTTPConnectionPool, "PresetHTTPConnection", counters),
+        },
     )
-    https_pool = type(
-        "PresetHTTPSConnectionPool", (_PoolMixin, HTTPSConnectionPool), {**pool_attrs, "ConnectionCls": https_conn}
-    )
+    https_attrs: dict[str, Any] = {
+        **pool_attrs,
+        "ConnectionCls": _CurrentConnectionCls(HTTPSConnectionPool, "PresetHTTPSConnection", counters),
+    }
+    if acknowledged is not None:
+        https_attrs["acknowledged_context"] = _AcknowledgedContext(acknowledged)
+    https_pool = type("PresetHTTPSConnectionPool", (_PoolMixin, HTTPSConnectionPool), https_attrs)
     return {"http": http_pool, "https": https_pool}
 
 
@@ -370,15 +537,15 @@ class PresetAdapter(HTTPAdapter):
             client_cert=config.client_cert,
             tls_min_version=config.tls_min_version,
         )
-        self._context = get_ssl_context(self._trust)
-        self._cert_reqs = _cert_reqs(self._context)
+        # Checked now, built on the first HTTPS connection (see tls).
+        check_trust(self._trust)
         self._checked_out: weakref.WeakSet[Any] = weakref.WeakSet()
         self._pool_classes = _pool_classes(
-            self.counters, config.max_connection_age, None if config.verify else self._context, self._checked_out
+            self.counters, config.max_connection_age, None if config.verify else self._trust, self._checked_out
         )
         self._no_cache = config.cache_policy == "reload"
         self._fallback_headers = tuple(self.default_headers.items())
-        self._pool_cache: dict[tuple[str, Any, Any], HTTPConnectionPool] = {}
+        self._pool_cache: dict[tuple[str, Any, Any, type], HTTPConnectionPool] = {}
         # A subclass that adds per-request pool settings must not get a pool memoised per origin.
         self._memo_pools = (
             type(self).build_connection_pool_key_attributes is PresetAdapter.build_connection_pool_key_attributes
@@ -435,6 +602,20 @@ class PresetAdapter(HTTPAdapter):
         else:
             manager.pool_classes_by_scheme = self._pool_classes
         return manager
+
+    @property
+    def _context(self) -> ssl.SSLContext:
+        """The shared context of the preset's own trust configuration, built on first use.
+
+        Raises:
+            OSError: OpenSSL refused what the build-time check let through (a key
+                that does not match its certificate); the call fails as requests
+                fails one for a bad certificate, with the ConfigError chained.
+        """
+        try:
+            return get_ssl_context(self._trust)
+        except ConfigError as exc:
+            raise OSError(f"cannot use the TLS configuration of preset {self.preset.name!r}: {exc}") from exc
 
     def context_for(self, verify: Any, cert: Any) -> ssl.SSLContext:
         """Return the shared SSLContext for a call's merged ``verify`` and ``cert``.
@@ -500,7 +681,9 @@ class PresetAdapter(HTTPAdapter):
         if proxies or not self._memo_pools or not isinstance(url, str) or isinstance(cert, list):
             return super().get_connection_with_tls_context(request, verify, proxies=proxies, cert=cert)
         slash = url.find("/", url.find("//") + 2)
-        key = (url[:slash] if slash > 0 else url, verify, cert)
+        # ssl.SSLContext is in the key: after truststore or gevent replace it, the
+        # pools holding contexts built from the old class are not used again.
+        key = (url[:slash] if slash > 0 else url, verify, cert, ssl.SSLContext)
         pool = self._pool_cache.get(key)
         if pool is None or pool.pool is None:
             pool = super().get_connection_with_tls_context(request, verify, proxies=proxies, cert=cert)
@@ -606,6 +789,9 @@ class PresetAdapter(HTTPAdapter):
                 response.content  # the body is part of the deadline, as on a PresetSession  # noqa: B018
             return response
         except Exception as exc:
+            if own is not None:
+                # A socket timeout capped at the deadline fires before the watchdog looks.
+                own.expire_if_due()
             if own is not None and own.reason == DEADLINE:
                 raise TotalTimeoutError(
                     f"request to {safe_url(request.url)} exceeded total_timeout={own.total_timeout:g}s "

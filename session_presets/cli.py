@@ -35,7 +35,7 @@ import requests
 
 from ._redact import safe_url, without_userinfo
 from ._version import __version__
-from .config import PresetConfig
+from .config import PresetConfig, check_header
 from .env import collected_error
 from .errors import ConfigError, InsecureRedirectError, SessionPresetsWarning, TransferError
 from .presets import get_preset, preset_names
@@ -260,9 +260,13 @@ def _cmd_presets(args: argparse.Namespace) -> int:
 def _parse_header(text: str) -> tuple[str, str | None]:
     name, colon, value = text.partition(":")
     name = name.strip()
-    if not colon or not name or any(c in text for c in "\r\n\x00"):
+    if not colon or not name:
         raise UsageError(f"-H {text!r} is invalid: expected 'Name: value' (or 'Name:' to remove a header)")
     value = value.strip()
+    try:
+        check_header(name, value, field="-H")
+    except ConfigError as exc:
+        raise UsageError(f"-H {text!r} is invalid: {exc.reason}") from None
     return name, (value or None)
 
 

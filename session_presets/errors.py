@@ -37,11 +37,32 @@ class ConfigError(SessionPresetsError, ValueError):
 
     The message names the field or variable, the value given and the accepted form.
     When several environment variables are bad, ``problems`` lists one line each.
+
+    Attributes:
+        field: the field (or ``field[key]`` of a mapping) that was refused, if one was.
+        value: the value given, URL passwords masked.
+        expected: the accepted form of the field.
+        reason: what was wrong, without the field and the value (``"expected ..."``
+            for a value of the wrong form); the whole message when no field is named.
+        problems: one line per problem (several for the environment).
     """
 
-    def __init__(self, message: str, *, problems: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        problems: list[str] | None = None,
+        field: str | None = None,
+        value: object = None,
+        expected: str | None = None,
+        reason: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.problems: list[str] = list(problems) if problems else [message]
+        self.field = field
+        self.value = value
+        self.expected = expected
+        self.reason: str = reason if reason is not None else message
 
 
 class UnknownPresetError(ConfigError, KeyError):

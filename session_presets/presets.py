@@ -1,4 +1,4 @@
-"""Built-in presets, user presets and the caller-owned session factories.
+"""Built-in presets, user presets and their resolution (code, environment, overrides).
 
 A preset is resolved in layers, lowest first: built-in preset, base preset,
 ``register_preset`` fields, ``SESSION_PRESETS_<FIELD>``,
@@ -18,12 +18,9 @@ from . import _process
 from .config import PresetConfig
 from .env import ambiguity, apply_environment
 from .errors import ConfigError, UnknownPresetError
-from .sessions import PresetSession
 
 __all__ = [
     "BUILTIN_PRESETS",
-    "default_session",
-    "ephemeral_session",
     "get_preset",
     "preset_names",
     "register_preset",
@@ -144,36 +141,3 @@ def _clear_registered() -> None:
 
 
 _process.on_reset(_clear_registered, order=_process.ORDER_PRESETS)
-
-
-def default_session(*, auth: Any = None, **overrides: Any) -> PresetSession:
-    """Return a new caller-owned session of the ``default`` preset; close it when done.
-
-    Args:
-        auth: a requests auth (such as a ``(user, password)`` pair) for every
-            request of the session; credentials never live in a preset.
-        **overrides: PresetConfig fields.
-
-    Raises:
-        ConfigError: an override or environment variable is invalid.
-    """
-    return _with_auth(PresetSession(resolve("default", overrides)), auth)
-
-
-def ephemeral_session(*, auth: Any = None, **overrides: Any) -> PresetSession:
-    """Return a new caller-owned session with private cookies, connections and pools.
-
-    Args:
-        auth: a requests auth for every request of the session.
-        **overrides: PresetConfig fields.
-
-    Raises:
-        ConfigError: an override or environment variable is invalid.
-    """
-    return _with_auth(PresetSession(resolve("ephemeral", overrides)), auth)
-
-
-def _with_auth(session: PresetSession, auth: Any) -> PresetSession:
-    if auth is not None:
-        session.auth = auth
-    return session

@@ -28,7 +28,7 @@ from requests.structures import CaseInsensitiveDict
 from requests.utils import address_in_network, get_netrc_auth, is_ipv4_address, is_valid_cidr
 from urllib3.exceptions import ResponseError
 
-from . import _process
+from . import _process, _warn
 from ._calls import CANCELLED, DEADLINE, Call, current_call, set_current_call, watchdog
 from ._readonly import ReadOnlyAdapters, ReadOnlyDict, ReadOnlyHeaders, freeze_hooks, shared_refusal
 from ._redact import safe_url
@@ -45,6 +45,7 @@ from .errors import (
     SessionReuseWarning,
     TotalTimeoutError,
 )
+from .presets import resolve
 
 __all__ = [
     "InvalidationTimeoutError",
@@ -52,6 +53,8 @@ __all__ = [
     "SessionReuseError",
     "SessionState",
     "SessionStats",
+    "default_session",
+    "ephemeral_session",
 ]
 
 log = logging.getLogger(__name__)
@@ -275,7 +278,7 @@ def _note_caller_owned(preset: str) -> None:
         ) from None
     if is_strict:
         raise SessionReuseError(message)
-    warnings.warn(message, SessionReuseWarning, stacklevel=4)
+    _warn.warn(message, SessionReuseWarning)
 
 
 def _clear_reuse_counts() -> None:
@@ -321,9 +324,7 @@ class PresetSession(requests.Session):
         self, config: PresetConfig | None = None, *, _registry_owned: bool = False, _shared: bool = False
     ) -> None:
         if config is None:
-            from .presets import get_preset
-
-            config = get_preset("default")
+            config = resolve("default")
         if not _registry_owned:
             _note_caller_owned(config.name)
         super().__init__()
@@ -363,11 +364,9 @@ class PresetSession(requests.Session):
         self._state = SessionState.ACTIVE
         _live_sessions.add(self)
         if not config.verify:
-            warnings.warn(
-                f"preset {config.name!r} has verify=False: TLS certificates are not checked "
-                "for this session",
+            _warn.warn(
+                f"preset {config.name!r} has verify=False: TLS certificates are not checked for this session",
                 InsecureSessionWarning,
-                stacklevel=3,
             )
         log.debug("built session for preset %r", config.name)
 
@@ -394,9 +393,11 @@ class PresetSession(requests.Session):
     def mount(self, prefix: str, adapter: Any) -> None:
         """Mount ``adapter`` for URLs starting with ``prefix``, as requests does.
 
-        An adapter that is not a PresetAdapter gets the preset's default headers
-        and connect/read timeouts, but not its retries, total_timeout, shared TLS
-        context, max_connection_age or stats: that is warned once per adapter.
+        An HTTPAdapter that is not a PresetAdapter gets the preset's default
+        headers and connect/read timeouts, but not its retries, total_timeout,
+        shared TLS context, max_connection_age or stats: that is warned once per
+        adapter. Adapters that open no connection of their own (mocks and
+        recorders built on ``BaseAdapter``) are mounted without a warning.
 
         Raises:
             SharedSessionError: this is a shared session (read-only).
@@ -404,7 +405,12 @@ class PresetSession(requests.Session):
         if self._shared:
             raise shared_refusal(self.config.name, f"the mounted adapters (mount({prefix!r}, ...))")
         if (
-            not isinstance(adapter, PresetAdapter)
+            # Only a network transport that lacks the preset is worth a warning:
+            # mocks and recorders (requests-mock, betamax) are BaseAdapters that
+            # open no connection, and betamax sends what it records through the
+            # PresetAdapter it wraps.
+            isinstance(adapter, requests.adapters.HTTPAdapter)
+            and not isinstance(adapter, PresetAdapter)
             # requests.Session.__init__ mounts its own adapters, which this one replaces.
             and getattr(self, "_state", None) is SessionState.ACTIVE
             and id(adapter) not in self._warned_adapters
@@ -780,3 +786,36 @@ def _after_fork_in_child() -> None:
 _process.on_fork_child(_after_fork_in_child, order=_process.ORDER_SESSIONS)
 
 
+
+
+def default_session(*, auth: Any = None, **overrides: Any) -> PresetSession:
+    """Return a new caller-owned session of the ``default`` preset; close it when done.
+
+    Args:
+        auth: a requests auth (such as a ``(user, password)`` pair) for every
+            request of the session; credentials never live in a preset.
+        **overrides: PresetConfig fields.
+
+    Raises:
+        ConfigError: an override or environment variable is invalid.
+    """
+    return _with_auth(PresetSession(resolve("default", overrides)), auth)
+
+
+def ephemeral_session(*, auth: Any = None, **overrides: Any) -> PresetSession:
+    """Return a new caller-owned session with private cookies, connections and pools.
+
+    Args:
+        auth: a requests auth for every request of the session.
+        **overrides: PresetConfig fields.
+
+    Raises:
+        ConfigError: an override or environment variable is invalid.
+    """
+    return _with_auth(PresetSession(resolve("ephemeral", overrides)), auth)
+
+
+def _with_auth(session: PresetSession, auth: Any) -> PresetSession:
+    if auth is not None:
+        session.auth = auth
+    return session

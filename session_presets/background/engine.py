@@ -13,7 +13,7 @@ from typing import Any, Final
 
 from .. import _process
 from .._redact import safe_url
-from ..config import PresetConfig
+from ..config import PresetConfig, check_header
 from ..errors import ConfigError, SessionInvalidatedError, TransferError
 from ..presets import resolve
 from ..sessions import InvalidationTimeoutError, PresetSession, SessionState
@@ -45,8 +45,7 @@ def _check_headers(headers: Mapping[str, str] | None, *, download: bool) -> dict
         raise ConfigError(f"headers={headers!r} is invalid: expected a mapping of header names to strings")
     clean: dict[str, str] = {}
     for name, value in headers.items():
-        if not isinstance(name, str) or not isinstance(value, str) or any(c in name + value for c in "\r\n\0"):
-            raise ConfigError(f"headers: {name!r} is invalid: names and values must be strings without CR, LF, NUL")
+        check_header(name, value)
         if download and name.lower() in _MANAGED_HEADERS:
             raise ConfigError(f"headers: {name!r} is refused: background downloads manage it themselves")
         clean[name] = value
@@ -152,7 +151,7 @@ class BackgroundSession:
             except FileNotFoundError:
                 bytes_done = 0
         task = TransferTask(
-            self,
+            self._cancel,
             task_id=record.id,
             kind=record.kind,
             url=record.url,
@@ -291,7 +290,7 @@ class BackgroundSession:
             state=TransferState.PENDING.value,
         )
         task = TransferTask(
-            self,
+            self._cancel,
             task_id=task_id,
             kind=kind,
             url=url,
