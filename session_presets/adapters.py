@@ -450,18 +450,33 @@ def _socks_pool_classes(
     return {"http": http_pool, "https": https_pool}
 
 
+#: What a missing per-call verify=/cert= path error adds after requests' own text.
+_PATH_ADVICE: Final = (
+    "session_presets: verify= takes a PEM CA bundle file or directory (or a bool), cert= a PEM file or a "
+    "(cert, key) pair; a CA bundle for every call belongs in the preset's ca_bundle"
+)
+
+
+def _path_error(text: str) -> OSError:
+    # str() stays requests' exact text, which callers compare; the advice follows
+    # it as a note (Python 3.11+), printed after it in a traceback.
+    error = OSError(text)
+    if hasattr(error, "add_note"):
+        error.add_note(_PATH_ADVICE)
+    return error
+
+
 def _check_paths(verify: Any, cert: Any) -> None:
     """Raise requests' OSError for a per-call CA bundle or client certificate path that does not exist."""
-    ours = "session_presets: pass verify= a PEM CA bundle file or directory and cert= a PEM file or a (cert, key) pair"
     if isinstance(verify, str) and not os.path.exists(verify):
-        raise OSError(f"Could not find a suitable TLS CA certificate bundle, invalid path: {verify} ({ours})")
+        raise _path_error(f"Could not find a suitable TLS CA certificate bundle, invalid path: {verify}")
     if cert is None:
         return
     cert_file, key_file = (cert[0], cert[1]) if isinstance(cert, (list, tuple)) else (cert, None)
     if not os.path.exists(cert_file):
-        raise OSError(f"Could not find the TLS certificate file, invalid path: {cert_file} ({ours})")
+        raise _path_error(f"Could not find the TLS certificate file, invalid path: {cert_file}")
     if key_file and not os.path.exists(key_file):
-        raise OSError(f"Could not find the TLS key file, invalid path: {key_file} ({ours})")
+        raise _path_error(f"Could not find the TLS key file, invalid path: {key_file}")
 
 
 def _trust(
@@ -545,6 +560,7 @@ class PresetAdapter(HTTPAdapter):
         )
         self._no_cache = config.cache_policy == "reload"
         self._fallback_headers = tuple(self.default_headers.items())
+        self._used_since_close = True
         self._pool_cache: dict[tuple[str, Any, Any, type], HTTPConnectionPool] = {}
         # A subclass that adds per-request pool settings must not get a pool memoised per origin.
         self._memo_pools = (
@@ -584,7 +600,7 @@ class PresetAdapter(HTTPAdapter):
         return {"preset": self.preset}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["preset"])  # type: ignore[misc]
+        PresetAdapter.__init__(self, state["preset"])
 
     def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
         manager = super().proxy_manager_for(proxy, **proxy_kwargs)
@@ -779,14 +795,17 @@ class PresetAdapter(HTTPAdapter):
             if remaining is not None and remaining <= 0:
                 call.reason = DEADLINE
                 call.raise_if_aborted()
+        self._used_since_close = True
         self._drop_netrc_credentials(request)
         outer_choice = getattr(_attempt, "caller_timeout", False)
         _attempt.caller_timeout = not isinstance(timeout, PresetTimeout)
         self.counters.add("requests")
         try:
             response = super().send(request, stream=stream, timeout=timeout, verify=verify, cert=cert, proxies=proxies)
-            if own is not None and not stream:
-                response.content  # the body is part of the deadline, as on a PresetSession  # noqa: B018
+            if own is not None and not stream and not response.is_redirect:
+                # The body is part of the deadline, as on a PresetSession. A redirect's
+                # body is left to requests, which forgives a bad one.
+                response.content  # noqa: B018
             return response
         except Exception as exc:
             if own is not None:
@@ -809,10 +828,27 @@ class PresetAdapter(HTTPAdapter):
                 raise requests.ReadTimeout(wrapped, request=request) from exc
             raise
         finally:
+            # Again after the fact: a close() that ran during this send left its pool in use.
+            self._used_since_close = True
             _attempt.caller_timeout = outer_choice
             if own is not None:
                 watchdog.discard(own)
                 set_current_call(None)
+
+    def close(self) -> None:
+        """Close every pool, as HTTPAdapter.close does.
+
+        One adapter is usually mounted for both ``http://`` and ``https://``, and
+        requests' Session.close closes each mount: a close with no request sent
+        since the last one does nothing.
+        """
+        if not self._used_since_close:
+            return
+        self._used_since_close = False
+        # urllib3 2 closes a dropped pool when nothing refers to it any more: the
+        # memo must let go too, or the pool's idle sockets outlive the close.
+        self._pool_cache.clear()
+        super().close()
 
     def abort_checked_out(self) -> None:
         """Shut down the socket of every connection in use, streamed bodies included."""
