@@ -689,3 +689,23 @@ class _NoArgSession(PresetSession):
 
     def __init__(self) -> None:
         super().__init__()
+
+
+def test_requests_cache_sees_the_no_cache_headers(http_server: LoopbackServer) -> None:
+    """requests-cache reads no cache for a reload preset: CacheMixin on PresetSession, or default_headers."""
+    requests_cache = pytest.importorskip("requests_cache", reason="requests-cache is not installed (extra 'compat')")
+
+    class CachedPresetSession(requests_cache.CacheMixin, PresetSession):  # type: ignore[misc]
+        """The CacheMixin pattern requests-cache documents, on a PresetSession."""
+
+    with CachedPresetSession(backend="memory") as session:
+        assert [session.get(http_server.url("/ok?n=1")).from_cache for _ in range(2)] == [False, False]
+    adapter = PresetAdapter(get_preset("default"))
+    with requests_cache.CachedSession(backend="memory") as cached:
+        cached.mount("http://", adapter)
+        cached.headers.update(adapter.default_headers)
+        assert [cached.get(http_server.url("/ok?n=2")).from_cache for _ in range(2)] == [False, False]
+    protocol = get_preset("default").replace(cache_policy="protocol")
+    with CachedPresetSession(config=protocol, backend="memory") as session:
+        assert [session.get(http_server.url("/ok?n=3")).from_cache for _ in range(2)] == [False, True]
+    assert [seen.path for seen in http_server.requests] == ["/ok?n=1"] * 2 + ["/ok?n=2"] * 2 + ["/ok?n=3"]
