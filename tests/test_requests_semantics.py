@@ -709,3 +709,17 @@ def test_requests_cache_sees_the_no_cache_headers(http_server: LoopbackServer) -
     with CachedPresetSession(config=protocol, backend="memory") as session:
         assert [session.get(http_server.url("/ok?n=3")).from_cache for _ in range(2)] == [False, True]
     assert [seen.path for seen in http_server.requests] == ["/ok?n=1"] * 2 + ["/ok?n=2"] * 2 + ["/ok?n=3"]
+
+
+def test_per_call_connect_timeout_is_not_retried() -> None:
+    """timeout=(c, r) against a listener that never completes connect raises ConnectTimeout with no retry."""
+    from .stalling_listeners import FullBacklogListener
+
+    with FullBacklogListener() as listener, default_session(retries=1, backoff_factor=0) as session:
+        with pytest.raises(requests.ConnectTimeout):
+            session.get(listener.url(), timeout=(0.3, 5))
+        assert session.stats.retries == 0
+        with default_session(connect_timeout=0.3, retries=1, backoff_factor=0) as preset_timeouts:
+            with pytest.raises(requests.ConnectTimeout):
+                preset_timeouts.get(listener.url())
+            assert preset_timeouts.stats.retries == 1
