@@ -7,11 +7,12 @@ for a session you own and close.
 
 from __future__ import annotations
 
+import importlib
 import logging
+from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 from .adapters import PresetAdapter, PresetTimeout
-from .background import BackgroundSession, TransferState, TransferTask, background_session
 from .config import PresetConfig
 from .errors import (
     ConfigError,
@@ -41,7 +42,32 @@ from .sessions import (
     ephemeral_session,
 )
 
+if TYPE_CHECKING:
+    from .background import BackgroundSession, TransferState, TransferTask, background_session
+
 logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+#: Public names loaded on first use: the background engine pulls in sqlite3, fcntl and its
+#: worker machinery, which a script that never opens a background session should not pay for.
+_LAZY: dict[str, str] = {
+    "BackgroundSession": ".background",
+    "TransferState": ".background",
+    "TransferTask": ".background",
+    "background_session": ".background",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 __all__ = [
     "BackgroundSession",

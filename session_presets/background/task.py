@@ -102,7 +102,10 @@ class TransferTask:
         self._worker: int | None = None
         self._response: Any = None
         self._last_progress = 0.0
-        self._last_saved = 0.0
+        # The offset the journal holds as durable; bytes_done may run ahead of it.
+        self._committed = bytes_done
+        # The one-writer-per-destination lock, held while the task may write (a DestinationLock).
+        self._dest_lock: Any = None
         # Running sha256 of the .part file, and how many of its bytes it covers.
         self._hasher: Any = None
         self._hashed = 0
