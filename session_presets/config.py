@@ -561,6 +561,14 @@ class PresetConfig:
         check=partial(_whole, minimum=1, maximum=_MAX_POOL),
         doc="connections kept per host",
     )
+    pool_block: bool = _spec(
+        True,
+        form=_BOOLEAN_FORM,
+        parse=parse_bool,
+        check=_flag,
+        doc="a call beyond pool_maxsize waits for a free connection (up to connect_timeout, "
+        "within total_timeout) instead of opening one that is thrown away",
+    )
     max_connection_age: float | None = _spec(
         300.0,
         form="a duration > 0 such as 300s, 5m, or none/off",
@@ -646,6 +654,13 @@ class PresetConfig:
         parse=_parse_tls_version,
         check=partial(_choice, choices=TLS_VERSIONS),
         doc="oldest TLS version accepted",
+    )
+    tls_session_cache: str = _spec(
+        "shared",
+        form="'shared', 'private' or 'off'",
+        parse=_parse_lower_word,
+        check=partial(_choice, choices=("shared", "private", "off")),
+        doc="TLS session resumption: `shared` by the preset's sessions, `private` to each session, or `off`",
     )
     proxies: str | Mapping[str, str] = _spec(
         "env",

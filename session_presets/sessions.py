@@ -793,6 +793,8 @@ class PresetSession(requests.Session):
         for adapter in self.adapters.values():
             if isinstance(adapter, PresetAdapter):
                 adapter.close_idle()
+                if adapter.tls_sessions is not None:
+                    adapter.tls_sessions.clear()
         log.debug("reset session for preset %r", self.config.name)
 
     def _save_cookies(self) -> None:
