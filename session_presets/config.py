@@ -249,7 +249,8 @@ def _headers(field: str, value: object) -> Mapping[str, str]:
         if name.lower() in FORBIDDEN_HEADERS:
             raise ConfigError(
                 f"headers: {name!r} is refused in a preset: credentials never live in configuration; "
-                "pass auth= to the session or the request instead",
+                "pass auth= to default_session(), ephemeral_session() or background_session(), "
+                "or to the request (session.get(url, auth=...))",
                 field=field,
                 value=name,
                 expected=FIELD_SPECS[field].form,

@@ -12,6 +12,7 @@ from urllib3.exceptions import InsecureRequestWarning
 
 __all__ = [
     "ConfigError",
+    "ForeignAdapterWarning",
     "IdentifierInUseError",
     "InsecureRedirectError",
     "InsecureSessionWarning",
@@ -19,6 +20,7 @@ __all__ = [
     "SessionPresetsError",
     "SessionPresetsWarning",
     "SessionReuseWarning",
+    "SharedSessionError",
     "TotalTimeoutError",
     "TransferError",
     "UnknownPresetError",
@@ -75,6 +77,16 @@ class SessionInvalidatedError(SessionPresetsError, requests.RequestException):
     """The session was invalidated: it refuses new requests, or cancelled this one."""
 
 
+class SharedSessionError(SessionPresetsError, AttributeError):
+    """A shared (registry) session's configuration was changed: it is read-only.
+
+    Every module of the process holds the same shared session, so a header, an
+    ``auth`` or a mounted adapter set by one would be sent by all. Configure
+    shared sessions with ``register_preset(...)``, or build a private one with
+    ``default_session(...)``.
+    """
+
+
 class TotalTimeoutError(SessionPresetsError, requests.Timeout):
     """A call ran past its ``total_timeout`` deadline (retries and body included)."""
 
@@ -97,6 +109,15 @@ class SessionPresetsWarning(UserWarning):
 
 class SessionReuseWarning(SessionPresetsWarning):
     """Many short-lived sessions of one preset were created: use ``get_session``."""
+
+
+class ForeignAdapterWarning(SessionPresetsWarning):
+    """An adapter that is not a PresetAdapter was mounted on a PresetSession.
+
+    The preset's default headers still apply, but its timeouts, retries,
+    total_timeout enforcement, shared TLS context and statistics do not reach
+    requests sent through that adapter. Subclass ``PresetAdapter`` to keep them.
+    """
 
 
 class UnknownVariableWarning(SessionPresetsWarning):

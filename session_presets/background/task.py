@@ -83,6 +83,8 @@ class TransferTask:
         self.sha256 = sha256
         self.attempts = 0
         self.created_at = created_at
+        #: The byte this process took the task up at: what an earlier run had committed.
+        self.resumed_from = bytes_done
         # A callback, not the session: the task knows nothing of the engine that runs it.
         self._cancel_hook = cancel
         self._headers = headers
@@ -102,7 +104,10 @@ class TransferTask:
         self._worker: int | None = None
         self._response: Any = None
         self._last_progress = 0.0
-        self._last_saved = 0.0
+        # The offset the journal holds as durable; bytes_done may run ahead of it.
+        self._committed = bytes_done
+        # The one-writer-per-destination lock, held while the task may write (a DestinationLock).
+        self._dest_lock: Any = None
         # Running sha256 of the .part file, and how many of its bytes it covers.
         self._hasher: Any = None
         self._hashed = 0
