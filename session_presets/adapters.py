@@ -124,6 +124,19 @@ class Counters:
             }
 
 
+def _discard_connection(response: Any) -> None:
+    """Close a retryable response's connection and give its slot back to the pool.
+
+    urllib3 drains and releases such a response only when increment() raises
+    MaxRetryError; any other exception from it (an aborted call's ProtocolError)
+    would leave the socket open until the GC finds it, and the pool a slot short.
+    """
+    with contextlib.suppress(Exception):
+        response.close()
+    with contextlib.suppress(Exception):
+        response.release_conn()
+
+
 class PresetRetry(Retry):
     """urllib3's Retry, bounded by the call's total deadline and interruptible by cancel."""
 
@@ -145,6 +158,8 @@ class PresetRetry(Retry):
     ) -> PresetRetry:
         call = current_call()
         if call is not None:
+            if call.reason is not None and response is not None:
+                _discard_connection(response)
             call.raise_if_aborted()
         if getattr(_attempt, "caller_timeout", False) and _is_timeout(error):
             # The caller's own timeout= is the longest it wants to wait for a

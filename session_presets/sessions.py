@@ -332,6 +332,15 @@ def _clear_reuse_counts() -> None:
 _process.on_reset(_clear_reuse_counts, order=_process.ORDER_SESSIONS)
 
 
+def _add_note(exc: BaseException, note: str) -> None:
+    """``exc.add_note(note)``, also on Python 3.10, where ``__notes__`` is set the same way (PEP 678)."""
+    if sys.version_info >= (3, 11):
+        exc.add_note(note)
+    else:
+        # What 3.11 does; pytest and the exceptiongroup backport show __notes__ on 3.10 too.
+        exc.__notes__ = [*getattr(exc, "__notes__", []), note]  # type: ignore[attr-defined]
+
+
 class PresetSession(requests.Session):
     """A requests.Session built from a PresetConfig, with URLSession semantics.
 
@@ -645,14 +654,11 @@ class PresetSession(requests.Session):
             if call.reason is not None:
                 raise self._aborted_error(call, request, exc) from exc
             self._counters.add("errors")
-            if (
-                isinstance(exc, requests.ConnectionError)
-                and (request.method or "").upper() not in IDEMPOTENT_METHODS
-                and hasattr(exc, "add_note")
-            ):
-                exc.add_note(
+            if isinstance(exc, requests.ConnectionError) and (request.method or "").upper() not in IDEMPOTENT_METHODS:
+                _add_note(
+                    exc,
                     f"session_presets: {request.method} {safe_url(request.url)} was not retried: "
-                    "the method is not idempotent, so the server may have acted on it"
+                    "the method is not idempotent, so the server may have acted on it",
                 )
             raise
         finally:
