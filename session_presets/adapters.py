@@ -31,6 +31,7 @@ from urllib3.util import Retry, Timeout
 from urllib3.util.connection import allowed_gai_family
 
 from ._calls import DEADLINE, AbortHandle, Call, current_call, shutdown_connection
+from ._redact import RedactingFilter
 from .config import PresetConfig
 from .errors import ConfigError
 from .tls import TrustConfig, get_ssl_context
@@ -47,6 +48,21 @@ _POOL_CACHE_SIZE: Final = 64
 
 #: How finely a retry back-off sleep checks for cancellation.
 _SLEEP_SLICE: Final = 0.05
+
+#: urllib3's loggers that write request paths, with their query strings, into log records.
+_URLLIB3_LOGGERS: Final = (
+    "urllib3.connection",
+    "urllib3.connectionpool",
+    "urllib3.poolmanager",
+    "urllib3.response",
+    "urllib3.util.retry",
+)
+
+# Records that urllib3 emits during one of our calls lose their query strings
+# and userinfo; records of other users of urllib3 are left alone.
+_url_filter = RedactingFilter(lambda: current_call() is not None)
+for _name in _URLLIB3_LOGGERS:
+    logging.getLogger(_name).addFilter(_url_filter)
 
 
 class Counters:

@@ -30,7 +30,7 @@ from urllib3.exceptions import ResponseError
 
 from . import _process
 from ._calls import CANCELLED, DEADLINE, Call, current_call, set_current_call, watchdog
-from ._redact import safe_url
+from ._redact import redact_exception, safe_url
 from .adapters import IDEMPOTENT_METHODS, Counters, PresetAdapter
 from .config import PresetConfig
 from .env import STRICT_REUSE_VARIABLE, parse_bool
@@ -42,6 +42,7 @@ from .errors import (
     SessionPresetsError,
     SessionReuseWarning,
     TotalTimeoutError,
+    add_note,
 )
 
 __all__ = [
@@ -417,6 +418,15 @@ class PresetSession(requests.Session):
                 )
         super().rebuild_auth(prepared_request, response)
 
+    def request(self, method: str, url: Any, *args: Any, **kwargs: Any) -> Response:
+        """requests' ``Session.request``; an exception it raises shows no query string or userinfo."""
+        try:
+            return super().request(method, url, *args, **kwargs)
+        except Exception as exc:
+            # Preparing the URL fails before send(), with the URL in the message.
+            redact_exception(exc)
+            raise
+
     def send(self, request: PreparedRequest, **kwargs: Any) -> Response:
         outer = current_call()
         if outer is not None and outer in self._calls:
@@ -439,17 +449,17 @@ class PresetSession(requests.Session):
         try:
             return super().send(request, **kwargs)
         except Exception as exc:
+            # urllib3 writes the path and its query into its messages; the request
+            # object (exc.request) keeps the full URL for code that needs it.
+            redact_exception(exc)
             if call.reason is not None:
                 raise self._aborted_error(call, request, exc) from exc
             self._counters.add("errors")
-            if (
-                isinstance(exc, requests.ConnectionError)
-                and (request.method or "").upper() not in IDEMPOTENT_METHODS
-                and hasattr(exc, "add_note")
-            ):
-                exc.add_note(
+            if isinstance(exc, requests.ConnectionError) and (request.method or "").upper() not in IDEMPOTENT_METHODS:
+                add_note(
+                    exc,
                     f"session_presets: {request.method} {safe_url(request.url)} was not retried: "
-                    "the method is not idempotent, so the server may have acted on it"
+                    "the method is not idempotent, so the server may have acted on it",
                 )
             raise
         finally:
