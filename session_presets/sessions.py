@@ -290,7 +290,11 @@ class PresetSession(requests.Session):
         self._calls: set[Call] = set()
         # Not active until fully built, so a failed build is never reported as a leak.
         self._state = SessionState.INVALIDATED
-        self._on_invalidated: list[Callable[[PresetSession], None]] = []
+        # Run once, when the session stops accepting requests (under _lock).
+        self._on_invalidating: list[Callable[[PresetSession], None]] = []
+        # Set by a registry: where a request goes that reaches this shared session
+        # after a graceful invalidation began (its caller fetched it just before).
+        self._successor: Callable[[], PresetSession] | None = None
         self._counters = Counters()
 
         self.trust_env = False
@@ -436,13 +440,22 @@ class PresetSession(requests.Session):
             return super().send(request, **kwargs)
         call = Call(self.config.total_timeout)
         with self._lock:
-            if self._state is not SessionState.ACTIVE:
+            refused = self._state is not SessionState.ACTIVE
+            if not refused:
+                self._calls.add(call)
+            successor = self._successor if refused else None
+        if refused:
+            # A shared session invalidated gracefully hands a request that reaches
+            # it late (its caller fetched it just before) to its replacement.
+            replacement = successor() if successor is not None else None
+            if replacement is None or replacement is self:
                 raise SessionInvalidatedError(
                     f"session for preset {self.config.name!r} is {self._state.value}; "
                     "it refuses new requests",
                     request=request,
                 )
-            self._calls.add(call)
+            log.debug("session for preset %r is %s; sending through its replacement", self.config.name, self._state)
+            return replacement.send(request, **kwargs)
         set_current_call(call)
         if call.deadline is not None:
             watchdog.add(call)
@@ -503,18 +516,37 @@ class PresetSession(requests.Session):
                 ``timeout``; the session stays invalidating.
         """
         me = threading.get_ident()
+        if not self._stop_accepting(cancel=False):
+            return
         with self._lock:
-            if self._state is SessionState.INVALIDATED:
-                return
-            if self._state is SessionState.ACTIVE:
-                log.debug("invalidating session for preset %r", self.config.name)
-            self._state = SessionState.INVALIDATING
             if not self._drained.wait_for(lambda: self._only_own_calls(me), timeout):
                 raise InvalidationTimeoutError(
                     f"{len(self._calls)} request(s) still in flight after {timeout:g}s; "
                     f"session for preset {self.config.name!r} stays invalidating"
                 )
         self._finish_invalidation()
+
+    def _stop_accepting(self, *, cancel: bool) -> bool:
+        """Refuse new requests from now on; False if the session is already invalidated.
+
+        The first time, the ``_on_invalidating`` callbacks run: a registry hands
+        out a replacement from this moment, not once the session is drained.
+        After a cancel, nothing is handed to the replacement (see ``send``).
+        """
+        with self._lock:
+            if self._state is SessionState.INVALIDATED:
+                return False
+            if self._state is SessionState.ACTIVE:
+                log.debug("invalidating session for preset %r", self.config.name)
+            self._state = SessionState.INVALIDATING
+            if cancel:
+                self._successor = None
+            # Under the lock, so that no request sees the session refusing while
+            # its registry still hands it out (the callbacks take no session lock).
+            callbacks, self._on_invalidating = self._on_invalidating, []
+            for callback in callbacks:
+                callback(self)
+        return True
 
     def _only_own_calls(self, thread_id: int) -> bool:
         """True when no thread but ``thread_id`` has a call in flight (hold ``_lock``)."""
@@ -527,10 +559,9 @@ class PresetSession(requests.Session):
         SessionInvalidatedError in their own threads within about a second.
         """
         me = threading.get_ident()
+        if not self._stop_accepting(cancel=True):
+            return
         with self._lock:
-            if self._state is SessionState.INVALIDATED:
-                return
-            self._state = SessionState.INVALIDATING
             calls = [call for call in self._calls if call.thread_id != me]
         log.debug("cancelling %d request(s) of preset %r", len(calls), self.config.name)
         for call in calls:
@@ -560,9 +591,6 @@ class PresetSession(requests.Session):
                 adapter.close()
             self._state = SessionState.INVALIDATED
             log.debug("session for preset %r invalidated", self.config.name)
-            callbacks, self._on_invalidated = self._on_invalidated, []
-            for callback in callbacks:
-                callback(self)
 
     def close(self) -> None:
         """Same as ``finish_tasks_and_invalidate()``; safe to call twice."""
