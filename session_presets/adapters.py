@@ -198,15 +198,12 @@ class _ConnectionMixin:
             addresses = socket.getaddrinfo(host, self.port, allowed_gai_family(), socket.SOCK_STREAM)
         except socket.gaierror as exc:
             raise NameResolutionError(self.host, self, exc) from exc  # type: ignore[arg-type]
-        if not addresses:
-            raise NewConnectionError(self, "Failed to establish a new connection: getaddrinfo returned nothing")  # type: ignore[arg-type]
-        error: OSError | None = None
+        error = OSError("getaddrinfo returned no address")
         for family, kind, proto, _, address in addresses:
             try:
                 return self._connect_to(call, family, kind, proto, address)
             except OSError as exc:
                 error = exc
-        assert error is not None
         if call is not None:
             call.expire_if_due()
         if isinstance(error, TimeoutError):

@@ -454,7 +454,7 @@ class PresetSession(requests.Session):
                     "it refuses new requests",
                     request=request,
                 )
-            log.debug("session for preset %r is %s; sending through its replacement", self.config.name, self._state)
+            log.debug("preset %r session is %s; sending through its replacement", self.config.name, self._state.value)
             return replacement.send(request, **kwargs)
         set_current_call(call)
         if call.deadline is not None:
