@@ -64,12 +64,6 @@ class Call:
         self.reason: str | None = None
         self.thread_id = threading.get_ident()
 
-    @property
-    def conns(self) -> list[Any]:
-        """The connections this call holds now (a copy)."""
-        with self._lock:
-            return list(self._conns)
-
     def hold(self, conn: Any) -> None:
         """Record that this call now holds ``conn``; an abort from now on cuts it."""
         with self._lock:
