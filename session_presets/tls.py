@@ -30,11 +30,11 @@ from typing import Any, Final
 import certifi
 
 from . import _process
+from ._tls_sessions import enable_resumption
+from .config import TLS_VERSIONS
 from .errors import ConfigError
 
 __all__ = ["TrustConfig", "ca_loads", "check_trust", "contexts_built", "get_ssl_context"]
-
-_TLS_VERSIONS: Final = {"TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3}
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +160,8 @@ def _build(trust: TrustConfig, key: _Key) -> ssl.SSLContext:
     else:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         _load_ca(context, trust.ca_bundle or certifi.where(), key)
-    context.minimum_version = _TLS_VERSIONS[trust.tls_min_version]
+    context.minimum_version = TLS_VERSIONS[trust.tls_min_version]
+    enable_resumption(context)
     if trust.client_cert is not None:
         cert, keyfile = trust.client_cert if isinstance(trust.client_cert, tuple) else (trust.client_cert, None)
         try:
