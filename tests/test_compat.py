@@ -125,6 +125,17 @@ def test_betamax_records_then_replays(owned_session: requests.Session, http_serv
     assert len(http_server.requests) == 2
 
 
+def test_betamax_on_the_shared_session_is_refused_clearly(tmp_path: Path) -> None:
+    """betamax on get_session() fails with SharedSessionError naming default_session(), not a TypeError."""
+    betamax = pytest.importorskip("betamax", reason="betamax is not installed (extra 'compat')")
+    shared = sp.get_session()
+    with pytest.raises(sp.SharedSessionError, match=r"default_session\("), betamax.Betamax(
+        shared, cassette_library_dir=str(tmp_path)
+    ) as recorder:
+        recorder.use_cassette("shared", record="once")
+    assert all(isinstance(adapter, sp.PresetAdapter) for adapter in shared.adapters.values())
+
+
 def test_pytest_httpserver(session: requests.Session, request: pytest.FixtureRequest) -> None:
     """pytest-httpserver's server answers an expected request and logs what it received."""
     pytest.importorskip("pytest_httpserver", reason="pytest-httpserver is not installed (extra 'compat')")
@@ -348,6 +359,27 @@ def test_requests_toolbelt_multipart(session: requests.Session, http_server: Loo
     assert seen.body == expected
     assert seen.header("Content-Type") == "multipart/form-data; boundary=compat-boundary"
     assert seen.header("Content-Length") == str(len(expected))
+
+
+def test_requests_toolbelt_host_header_adapter(
+    owned_session: requests.Session, https_server: LoopbackServer, ca_bundle: str
+) -> None:
+    """toolbelt's HostHeaderSSLAdapter mounted as documented: it works, and on a PresetSession mount() warns once."""
+    host_header_ssl = pytest.importorskip(
+        "requests_toolbelt.adapters.host_header_ssl", reason="requests-toolbelt is not installed (extra 'compat')"
+    )
+    adapter = host_header_ssl.HostHeaderSSLAdapter()
+    if _is_preset(owned_session):
+        with pytest.warns(sp.ForeignAdapterWarning, match="HostHeaderSSLAdapter"):
+            owned_session.mount("https://", adapter)
+    else:
+        owned_session.mount("https://", adapter)
+    response = owned_session.get(https_server.url("/echo"), headers={"Host": "localhost"}, verify=ca_bundle)
+    assert response.json()["method"] == "GET"
+    [seen] = https_server.requests
+    assert seen.header("Host") == "localhost"
+    # The preset's default headers live on the session, so a foreign adapter sends them too.
+    assert seen.header("Cache-Control") == ("no-cache" if _is_preset(owned_session) else None)
 
 
 def test_requests_cache_with_protocol_preset(http_server: LoopbackServer) -> None:
