@@ -225,12 +225,16 @@ class _Watchdog:
                     self._wake.wait()
                     continue
                 self._idle = False
-            now = time.monotonic()
-            for call in list(self._calls):
-                if call.deadline is not None and call.deadline <= now and call.reason is None:
-                    log.debug("call exceeded total_timeout=%r; aborting it", call.total_timeout)
-                    call.abort(DEADLINE)
+            self._abort_overdue(time.monotonic())
             time.sleep(_WATCH_INTERVAL)
+
+    def _abort_overdue(self, now: float) -> None:
+        # A method of its own so that no local of this thread's long-lived frame
+        # keeps the last call, and the connections it held, alive while idle.
+        for call in list(self._calls):
+            if call.deadline is not None and call.deadline <= now and call.reason is None:
+                log.debug("call exceeded total_timeout=%r; aborting it", call.total_timeout)
+                call.abort(DEADLINE)
 
     def after_fork(self) -> None:
         self.__init__()  # type: ignore[misc]
