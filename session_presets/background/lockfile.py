@@ -197,9 +197,13 @@ class DestinationLock:
                 break
             os.close(fd)  # pragma: no cover - needs a release between our open and our lock
         self._fd: int | None = fd
-        if sys.platform != "win32":
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{owner}\n".encode(), 0)
+        self.set_owner(owner)
+
+    def set_owner(self, owner: str) -> None:
+        """Write who holds the lock, for the message another caller gets."""
+        if self._fd is not None and sys.platform != "win32":
+            os.ftruncate(self._fd, 0)
+            os.pwrite(self._fd, f"{owner}\n".encode(), 0)
 
     def release(self) -> None:
         """Remove the lock file and drop the lock; safe to call twice."""

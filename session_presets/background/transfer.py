@@ -411,23 +411,26 @@ class Runner:
     # -- journal -------------------------------------------------------------
 
     def save(self, task: TransferTask, **fields: Any) -> None:
-        """Write ``fields`` of ``task`` to the journal; a failed write is logged, not raised.
+        """Write ``fields`` of ``task`` to the journal, not durably; a failed write is logged, not raised.
 
-        Only for fields that never make the journal claim more than is true
-        (state, error); write-ahead steps use :meth:`write_ahead`, which raises.
+        Only for fields whose loss to a power cut is harmless (state, error);
+        write-ahead steps use :meth:`write_ahead`, which raises.
         """
         try:
-            self.journal.update(task.id, **fields)
+            self.journal.update(task.id, durable=False, **fields)
         except TransferError as exc:
             log.debug("journal update of task %d failed: %s", task.id, exc)
 
-    def write_ahead(self, task: TransferTask, **fields: Any) -> None:
+    def write_ahead(self, task: TransferTask, *, durable: bool = True, **fields: Any) -> None:
         """Write ``fields`` before the file changes; the change must not happen if this fails.
+
+        ``durable=False`` is for steps whose loss to a power cut only costs a
+        download again (the journal then says less than is true, never more).
 
         Raises:
             TransferError: the journal cannot be written.
         """
-        self.journal.update(task.id, **fields)
+        self.journal.update(task.id, durable=durable, **fields)
         if "bytes_done" in fields:
             task._committed = fields["bytes_done"]
 
@@ -730,7 +733,8 @@ class Runner:
                 log.debug("task %d: server sent the whole file for bytes=%d-; restarting from zero", task.id, offset)
                 self._empty(task, fd, "fresh", **new)
             else:
-                self.write_ahead(task, bytes_done=0, **new)
+                # The journal already says 0 bytes: losing this only loses the validators.
+                self.write_ahead(task, durable=False, bytes_done=0, **new)
                 task.etag, task.last_modified = new["etag"], new["last_modified"]
                 task._bytes_total = length
                 task._hasher = None
@@ -841,7 +845,8 @@ class Runner:
             os.fsync(fd)
         except OSError as exc:
             raise _file_error(task, part, exc) from exc
-        self.write_ahead(task, bytes_done=size, bytes_total=size)
+        # Not durable: lost to a power cut, the next run fetches the tail again.
+        self.write_ahead(task, durable=False, bytes_done=size, bytes_total=size)
         _crash_point("finish:verified")
         self._check_still_ours(fd, part)
         try:
