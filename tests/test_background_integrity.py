@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from session_presets import TransferError, TransferState
-from session_presets.background.lockfile import DestinationInUseError
+from session_presets.background import DestinationInUseError
 
 from .background_server import FileRoute
 from .servers import LoopbackServer
