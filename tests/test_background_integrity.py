@@ -17,7 +17,7 @@ from session_presets import TransferError, TransferState
 from session_presets.background import DestinationInUseError
 
 from .background_server import FileRoute
-from .servers import LoopbackServer
+from .servers import Handler, LoopbackServer
 from .test_background import MIB, make_data, open_bg
 
 pytestmark = pytest.mark.timeout(60)
@@ -264,3 +264,22 @@ def test_commit_thread_is_joined_before_the_task_ends(
     task = open_bg().download(http_server.url("/file"), tmp_path / "out.bin").wait(20)
     assert task.state is TransferState.COMPLETED, task.error
     assert not [t for t in threading.enumerate() if t.name.startswith("session-presets-commit-")]
+
+
+def test_body_without_content_length_is_read_to_the_end(http_server: LoopbackServer, tmp_path: Path) -> None:
+    """A body delimited by the connection's end (no Content-Length) is read through urllib3, whole."""
+    data = make_data(MIB + 123)
+
+    def handler(h: Handler) -> None:
+        h.send_response(200)
+        h.send_header("Connection", "close")
+        h.end_headers()
+        for start in range(0, len(data), 100_000):
+            h.wfile.write(data[start : start + 100_000])
+        h.close_connection = True
+
+    http_server.route("/stream", handler)
+    task = open_bg().download(http_server.url("/stream"), tmp_path / "out.bin").wait(20)
+    assert task.state is TransferState.COMPLETED, task.error
+    assert (tmp_path / "out.bin").read_bytes() == data
+    assert task.bytes_total == len(data)
