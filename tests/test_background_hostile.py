@@ -184,9 +184,9 @@ def test_dest_symlink_is_replaced_not_written_through(
 
 
 def test_dest_lock_symlink_is_refused(http_server: LoopbackServer, downloads: Path, victim: Path) -> None:
-    """A link planted at <dest>.lock makes download() raise; the victim is not truncated."""
+    """A link planted at <dest>.part.lock makes download() raise; the victim is not truncated."""
     http_server.route("/file", FileRoute(make_data(MIB)))
-    (downloads / "out.bin.lock").symlink_to(victim)
+    (downloads / "out.bin.part.lock").symlink_to(victim)
     with pytest.raises(TransferError, match="is a symbolic link"):
         open_bg().download(http_server.url("/file"), downloads / "out.bin")
     assert victim.read_bytes() == VICTIM
@@ -248,11 +248,11 @@ def test_part_of_another_user_is_refused_on_resume(http_server: LoopbackServer, 
 
 
 def test_lock_file_of_another_user_is_refused(http_server: LoopbackServer, downloads: Path) -> None:
-    """A <dest>.lock owned by another uid makes download() raise; nothing is written."""
+    """A <dest>.part.lock owned by another uid makes download() raise; nothing is written."""
     if os.getuid() != 0:
         pytest.skip("changing a file's owner needs root")
     http_server.route("/file", FileRoute(make_data(MIB)))
-    lock = downloads / "out.bin.lock"
+    lock = downloads / "out.bin.part.lock"
     lock.write_bytes(b"")
     os.chown(lock, 4242, -1)
     with pytest.raises(TransferError, match="not a regular file of this user"):
@@ -284,3 +284,13 @@ def test_part_grown_by_someone_else_is_not_renamed(http_server: LoopbackServer, 
     assert task.wait(20).state is TransferState.COMPLETED, task.error
     assert (downloads / "out.bin").read_bytes() == data
     assert [hit.range for hit in route.log] == [None, None]
+
+
+def test_a_users_file_at_the_lock_path_is_left_alone(http_server: LoopbackServer, downloads: Path) -> None:
+    """A file at <dest>.part.lock that is not one of our lock files is refused, not rewritten or removed."""
+    http_server.route("/file", FileRoute(make_data(MIB)))
+    lock = downloads / "out.bin.part.lock"
+    lock.write_bytes(b"my own notes\n")
+    with pytest.raises(TransferError, match="holds something else"):
+        open_bg().download(http_server.url("/file"), downloads / "out.bin")
+    assert lock.read_bytes() == b"my own notes\n"

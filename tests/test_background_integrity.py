@@ -191,7 +191,7 @@ def test_second_session_on_same_dest_is_refused_and_first_is_untouched(
     assert dest.read_bytes() == data
     assert task.bytes_total == len(data)
     assert len(route.log) == 1
-    assert not (tmp_path / "out.bin.lock").exists()
+    assert not (tmp_path / "out.bin.part.lock").exists()
     # Once the first is done, the destination is free again.
     again = second.download(http_server.url("/file"), dest).wait(20)
     assert again.state is TransferState.COMPLETED, again.error
