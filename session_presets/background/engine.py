@@ -145,7 +145,7 @@ class BackgroundSession:
         # The committed offset: the .part is cut back to it before the download resumes.
         bytes_done = record.bytes_done
         task = TransferTask(
-            self,
+            self._cancel,
             task_id=record.id,
             kind=record.kind,
             url=record.url,
@@ -309,7 +309,7 @@ class BackgroundSession:
             state=TransferState.PENDING.value,
         )
         task = TransferTask(
-            self,
+            self._cancel,
             task_id=task_id,
             kind=kind,
             url=url,

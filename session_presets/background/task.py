@@ -7,12 +7,9 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from .._redact import safe_url
-
-if TYPE_CHECKING:
-    from .engine import BackgroundSession
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +56,7 @@ class TransferTask:
 
     def __init__(
         self,
-        session: BackgroundSession,
+        on_cancel: Callable[[TransferTask], None],
         *,
         task_id: int,
         kind: str,
@@ -86,7 +83,8 @@ class TransferTask:
         self.sha256 = sha256
         self.attempts = 0
         self.created_at = created_at
-        self._session = session
+        # Cancel goes through the session that runs the task: the task knows no engine.
+        self._on_cancel = on_cancel
         self._headers = headers
         self._progress = progress
         self._state = state
@@ -172,7 +170,7 @@ class TransferTask:
 
         A pending task is cancelled at once; a running one within about a second.
         """
-        self._session._cancel(self)
+        self._on_cancel(self)
 
     def _notify(self, *, final: bool = False) -> None:
         """Call the progress callback, at most about 10 times a second unless ``final``."""
