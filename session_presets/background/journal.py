@@ -71,9 +71,9 @@ _MUTABLE: Final = frozenset(
 )
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class TaskRecord:
-    """One row of the journal."""
+    """One row of the journal, as read: a new process builds its tasks from these."""
 
     id: int
     kind: str
