@@ -151,18 +151,21 @@ def test_offset_is_committed_only_after_fsync_at_the_interval(
     http_server.route("/file", route)
     bg = open_bg()
     task = bg.download(http_server.url("/file"), tmp_path / "out.bin")
-    seen: set[int] = set()
+    seen: list[int] = []
     deadline = time.monotonic() + 30
     while not task.done and time.monotonic() < deadline:
         committed = journal_row(bg.journal_path, task.id)["bytes_done"]
         assert isinstance(committed, int)
-        seen.add(committed)
+        if not seen or committed != seen[-1]:
+            seen.append(committed)
         time.sleep(0.02)
     assert task.wait(20).state is TransferState.COMPLETED, task.error
-    assert len(seen) > 2
-    # Every committed value was a multiple of the interval, or the final length.
-    assert all(value == len(data) or value % (64 * 1024) == 0 for value in seen)
     assert journal_row(bg.journal_path, task.id)["bytes_done"] == len(data)
+    # The offset only grows, in steps of at least COMMIT_BYTES, until the final length.
+    steps = [b - a for a, b in zip(seen, seen[1:]) if b != len(data)]
+    assert seen == sorted(seen)
+    assert len(seen) > 2
+    assert all(step >= 256 * 1024 for step in steps)
 
 
 # -- one writer per destination ---------------------------------------------------
