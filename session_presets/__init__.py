@@ -11,11 +11,13 @@ import importlib
 import logging
 from typing import TYPE_CHECKING, Any
 
+from ._metrics import TransactionMetrics
 from ._version import __version__
-from .adapters import PresetAdapter
+from .adapters import PresetAdapter, PresetTimeout
 from .config import PresetConfig
 from .errors import (
     ConfigError,
+    ForeignAdapterWarning,
     IdentifierInUseError,
     InsecureRedirectError,
     InsecureSessionWarning,
@@ -23,12 +25,13 @@ from .errors import (
     SessionPresetsError,
     SessionPresetsWarning,
     SessionReuseWarning,
+    SharedSessionError,
     TotalTimeoutError,
     TransferError,
     UnknownPresetError,
     UnknownVariableWarning,
 )
-from .presets import default_session, ephemeral_session, get_preset, preset_names, register_preset
+from .presets import get_preset, preset_names, register_preset
 from .registry import SessionRegistry, close_all, get_session
 from .sessions import (
     InvalidationTimeoutError,
@@ -36,10 +39,13 @@ from .sessions import (
     SessionReuseError,
     SessionState,
     SessionStats,
+    default_session,
+    ephemeral_session,
 )
 
 if TYPE_CHECKING:
     from .background import BackgroundSession, TransferState, TransferTask, background_session
+    from .otel import instrument
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
@@ -50,6 +56,8 @@ _LAZY: dict[str, str] = {
     "TransferState": ".background",
     "TransferTask": ".background",
     "background_session": ".background",
+    # The OpenTelemetry glue: opentelemetry itself is imported only when instrument() runs.
+    "instrument": ".otel",
 }
 
 
@@ -65,9 +73,11 @@ def __getattr__(name: str) -> Any:
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
 
+
 __all__ = [
     "BackgroundSession",
     "ConfigError",
+    "ForeignAdapterWarning",
     "IdentifierInUseError",
     "InsecureRedirectError",
     "InsecureSessionWarning",
@@ -75,6 +85,7 @@ __all__ = [
     "PresetAdapter",
     "PresetConfig",
     "PresetSession",
+    "PresetTimeout",
     "SessionInvalidatedError",
     "SessionPresetsError",
     "SessionPresetsWarning",
@@ -83,7 +94,9 @@ __all__ = [
     "SessionReuseWarning",
     "SessionState",
     "SessionStats",
+    "SharedSessionError",
     "TotalTimeoutError",
+    "TransactionMetrics",
     "TransferError",
     "TransferState",
     "TransferTask",
@@ -96,6 +109,7 @@ __all__ = [
     "ephemeral_session",
     "get_preset",
     "get_session",
+    "instrument",
     "preset_names",
     "register_preset",
 ]

@@ -1,4 +1,4 @@
-"""Built-in presets, user presets and the caller-owned session factories.
+"""Built-in presets, user presets and their resolution (code, environment, overrides).
 
 A preset is resolved in layers, lowest first: built-in preset, base preset,
 ``register_preset`` fields, ``SESSION_PRESETS_<FIELD>``,
@@ -15,15 +15,12 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from . import _process
-from .config import PresetConfig
+from .config import BUILTIN, PresetConfig
 from .env import ambiguity, apply_environment
 from .errors import ConfigError, UnknownPresetError
-from .sessions import PresetSession
 
 __all__ = [
     "BUILTIN_PRESETS",
-    "default_session",
-    "ephemeral_session",
     "get_preset",
     "preset_names",
     "register_preset",
@@ -36,7 +33,9 @@ _DAY: Final = 86400.0
 BUILTIN_PRESETS: Final[Mapping[str, PresetConfig]] = types.MappingProxyType(
     {
         "default": PresetConfig(name="default"),
-        "ephemeral": PresetConfig(name="ephemeral", pool_connections=4, pool_maxsize=4),
+        "ephemeral": PresetConfig(
+            name="ephemeral", pool_connections=4, pool_maxsize=4, tls_session_cache="private"
+        ),
         "background": PresetConfig(
             name="background",
             connect_timeout=30.0,
@@ -50,6 +49,9 @@ BUILTIN_PRESETS: Final[Mapping[str, PresetConfig]] = types.MappingProxyType(
         ),
     }
 )
+
+#: The field defaults every built-in preset starts from.
+_PLAIN: Final = PresetConfig()
 
 _lock = _process.fork_safe_lock()
 #: name -> (base name, fields given in code)
@@ -78,10 +80,27 @@ def _code_layers(name: str) -> PresetConfig:
         raise _unknown(name)
     base_name, fields = entry
     base = _code_layers(base_name)
-    label = f"base preset {base_name!r}"
-    inherited = dict.fromkeys(PresetConfig.field_names(), label)
-    rebased = dataclasses.replace(base, name=name, _origins=inherited)
+    rebased = dataclasses.replace(base, name=name, _origins=_inherited_origins(base_name, base))
     return rebased._with(fields, origin="code")
+
+
+def _inherited_origins(base_name: str, base: PresetConfig) -> dict[str, str]:
+    """Origins of the values a derived preset takes from ``base``.
+
+    A value is "from base preset X" only when X (or a preset X derives from)
+    really set it; a value X never set is still the built-in default.
+    """
+    label = f"base preset {base_name!r}"
+    origins: dict[str, str] = {}
+    for field in PresetConfig.field_names():
+        origin = base.origin(field)
+        if origin == "code":
+            origins[field] = label
+        elif origin != BUILTIN:
+            origins[field] = origin  # set further up the chain: say by whom
+        elif base_name in BUILTIN_PRESETS and getattr(base, field) != getattr(_PLAIN, field):
+            origins[field] = label  # a built-in preset's own value, such as background's 7 days
+    return origins
 
 
 def resolve(
@@ -144,21 +163,3 @@ def _clear_registered() -> None:
 
 
 _process.on_reset(_clear_registered, order=_process.ORDER_PRESETS)
-
-
-def default_session(**overrides: Any) -> PresetSession:
-    """Return a new caller-owned session of the ``default`` preset; close it when done.
-
-    Raises:
-        ConfigError: an override or environment variable is invalid.
-    """
-    return PresetSession(resolve("default", overrides))
-
-
-def ephemeral_session(**overrides: Any) -> PresetSession:
-    """Return a new caller-owned session with private cookies, connections and pools.
-
-    Raises:
-        ConfigError: an override or environment variable is invalid.
-    """
-    return PresetSession(resolve("ephemeral", overrides))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -162,7 +163,7 @@ def test_offset_is_committed_only_after_fsync_at_the_interval(
     assert task.wait(20).state is TransferState.COMPLETED, task.error
     assert journal_row(bg.journal_path, task.id)["bytes_done"] == len(data)
     # The offset only grows, in steps of at least COMMIT_BYTES, until the final length.
-    steps = [b - a for a, b in zip(seen, seen[1:]) if b != len(data)]
+    steps = [b - a for a, b in itertools.pairwise(seen) if b != len(data)]
     assert seen == sorted(seen)
     assert len(seen) > 2
     assert all(step >= 256 * 1024 for step in steps)

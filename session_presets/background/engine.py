@@ -13,7 +13,7 @@ from typing import Any, Final
 
 from .. import _process
 from .._redact import safe_url
-from ..config import PresetConfig
+from ..config import PresetConfig, check_header
 from ..errors import ConfigError, SessionInvalidatedError, TransferError
 from ..presets import resolve
 from ..sessions import InvalidationTimeoutError, PresetSession, SessionState
@@ -45,8 +45,7 @@ def _check_headers(headers: Mapping[str, str] | None, *, download: bool) -> dict
         raise ConfigError(f"headers={headers!r} is invalid: expected a mapping of header names to strings")
     clean: dict[str, str] = {}
     for name, value in headers.items():
-        if not isinstance(name, str) or not isinstance(value, str) or any(c in name + value for c in "\r\n\0"):
-            raise ConfigError(f"headers: {name!r} is invalid: names and values must be strings without CR, LF, NUL")
+        check_header(name, value)
         if download and name.lower() in _MANAGED_HEADERS:
             raise ConfigError(f"headers: {name!r} is refused: background downloads manage it themselves")
         clean[name] = value
@@ -242,12 +241,14 @@ class BackgroundSession:
                 lock.release()
                 raise TransferError(f"cannot remove the stale {path + '.part'!r}: {exc}") from exc
             try:
-                return self._add(
+                task = self._add(
                     DOWNLOAD, url, path, "GET", clean, None if sha256 is None else sha256.lower(), progress, lock
                 )
             except BaseException:
                 lock.release()
                 raise
+            lock.set_owner(self._owner(task.id))  # the task has its number now
+            return task
 
     def upload(
         self,
@@ -320,9 +321,7 @@ class BackgroundSession:
             progress=progress,
             created_at=created_at,
         )
-        if lock is not None:
-            lock.set_owner(self._owner(task_id))
-            task._dest_lock = lock
+        task._dest_lock = lock
         self._tasks[task_id] = task
         self._enqueue(task)
         log.debug("queued task %d: %s %s", task_id, kind, safe_url(url))

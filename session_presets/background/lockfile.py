@@ -216,7 +216,7 @@ class DestinationLock:
         self.set_owner(owner)
 
     def set_owner(self, owner: str) -> None:
-        """Write who holds the lock, for the message another caller gets."""
+        """Write who holds the lock into the lock file, for other callers' messages."""
         if self._fd is not None and sys.platform != "win32":
             os.ftruncate(self._fd, 0)
             os.pwrite(self._fd, f"{owner}\n".encode(), 0)

@@ -56,7 +56,7 @@ class TransferTask:
 
     def __init__(
         self,
-        on_cancel: Callable[[TransferTask], None],
+        cancel: Callable[[TransferTask], None],
         *,
         task_id: int,
         kind: str,
@@ -83,8 +83,10 @@ class TransferTask:
         self.sha256 = sha256
         self.attempts = 0
         self.created_at = created_at
-        # Cancel goes through the session that runs the task: the task knows no engine.
-        self._on_cancel = on_cancel
+        #: The byte this process took the task up at: what an earlier run had committed.
+        self.resumed_from = bytes_done
+        # A callback, not the session: the task knows nothing of the engine that runs it.
+        self._cancel_hook = cancel
         self._headers = headers
         self._progress = progress
         self._state = state
@@ -170,7 +172,7 @@ class TransferTask:
 
         A pending task is cancelled at once; a running one within about a second.
         """
-        self._on_cancel(self)
+        self._cancel_hook(self)
 
     def _notify(self, *, final: bool = False) -> None:
         """Call the progress callback, at most about 10 times a second unless ``final``."""
