@@ -171,16 +171,20 @@ def _err(message: str) -> None:
 @contextlib.contextmanager
 def _library_warnings_as_messages() -> Iterator[None]:
     """Print the library's warnings as one ``session-presets: warning:`` line each, once."""
+    # Once per text, whatever the code location: the same warning from two sessions
+    # (-k on a download and its completeness check) is one message for a person.
+    printed: set[str] = set()
     with warnings.catch_warnings():
         warnings.simplefilter("default", SessionPresetsWarning)
         original = warnings.showwarning
 
         def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
                  file: TextIO | None = None, line: str | None = None) -> None:
-            if issubclass(category, SessionPresetsWarning):
-                _err(f"warning: {message}")
-            else:
+            if not issubclass(category, SessionPresetsWarning):
                 original(message, category, filename, lineno, file, line)
+            elif str(message) not in printed:
+                printed.add(str(message))
+                _err(f"warning: {message}")
 
         warnings.showwarning = show
         yield
@@ -332,8 +336,11 @@ def _short_reason(text: str) -> str:
     lowered = text.lower()
     known = (
         (("connection refused",), "connection refused"),
-        (("name or service not known", "nodename nor servname", "temporary failure in name resolution",
-          "no address associated", "getaddrinfo failed", "nameresolutionerror"), "cannot resolve host name"),
+        (
+            ("name or service not known", "nodename nor servname", "failed to resolve",
+             "temporary failure in name resolution", "no address associated", "getaddrinfo failed"),
+            "cannot resolve host name",
+        ),
         (("certificate verify failed",), "TLS certificate verify failed"),
         (("connection reset",), "connection reset by peer"),
         (("timed out", "timeout"), "timed out"),

@@ -31,7 +31,7 @@ from pathlib import Path
 import pytest
 
 from session_presets import cli, get_preset, register_preset
-from session_presets.cli import default_identifier, format_duration, main
+from session_presets.cli import default_identifier, main
 
 from .servers import Handler, LoopbackServer
 
@@ -299,7 +299,7 @@ def test_format_duration_round_trips_through_the_environment_parser() -> None:
     from session_presets.env import parse_duration
 
     for seconds in (0.0, 0.25, 0.5, 1.0, 1.5, 20.0, 60.0, 90.0, 300.0, 3600.0, 5400.0, 86400.0, 7 * 86400.0):
-        assert parse_duration(format_duration(seconds)) == seconds
+        assert parse_duration(cli.format_duration(seconds)) == seconds
 
 
 def test_presets_show_origin_names_the_environment_variable(
@@ -1053,3 +1053,58 @@ def test_progress_uses_tqdm_when_installed(capsys: pytest.CaptureFixture[str]) -
     assert "100%" in closed
     assert "session-presets: attempt 1 failed" in closed
     assert capsys.readouterr().err == ""
+
+
+def test_retry_reasons_are_shortened_to_what_a_person_needs() -> None:
+    """The engine's long retry reasons become 'connection refused', 'cannot resolve host name'..."""
+    shorten = cli._short_reason
+    assert shorten("ConnectionError: HTTPConnectionPool(host='h', port=1): Max retries exceeded ... "
+                   "[Errno 111] Connection refused')") == "connection refused"
+    assert shorten("ConnectionError: ... NameResolutionError(\"...: Failed to resolve 'nosuch.invalid' "
+                   "([Errno -2] Name or service not known)\")") == "cannot resolve host name"
+    assert shorten("connection lost after 100 bytes: ReadTimeoutError: Read timed out.") == (
+        "connection lost after 100 bytes: timed out"
+    )
+    assert shorten("HTTP 503") == "HTTP 503"
+    assert shorten("") == "unknown error"
+    assert shorten("x" * 300) == "x" * 117 + "..."
+
+
+def test_download_insecure_warns_once_and_reaches_an_untrusted_server(
+    tmp_path: Path, https_server: LoopbackServer
+) -> None:
+    """download -k saves from an untrusted server with one warning; a rerun's check warns once too."""
+    route = Blob(b"secret-free bytes" * 100)
+    https_server.route("/file", route)
+    target = tmp_path / "file.bin"
+    first = run_cli("download", "-k", https_server.url("/file"), "-o", str(target))
+    assert first.returncode == 0, first.stderr
+    assert target.read_bytes() == route.data
+    assert [line for line in first.stderr.splitlines() if "warning" in line] == [
+        "session-presets: warning: preset 'background' has verify=False: TLS certificates are not checked "
+        "for this session"
+    ]
+    again = run_cli("download", "-k", https_server.url("/file"), "-o", str(target))
+    assert again.returncode == 0
+    assert "already complete" in again.stdout
+    assert len([line for line in again.stderr.splitlines() if "warning" in line]) == 1
+    untrusted = run_cli("download", https_server.url("/file"), "-o", str(tmp_path / "other.bin"))
+    assert untrusted.returncode == 3
+    assert "TLS certificate verify failed" in untrusted.stderr
+
+
+def test_in_process_download_and_get_paths(
+    tmp_path: Path, http_server: LoopbackServer, capsysbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    """main() in-process: download, rerun, -o - and a 404 download give the documented statuses."""
+    route = Blob(b"0123456789" * 1000)
+    http_server.route("/file", route)
+    target = tmp_path / "file.bin"
+    assert main(["download", http_server.url("/file"), "-o", str(target)]) == 0
+    assert main(["download", http_server.url("/file"), "-o", str(target)]) == 0
+    assert main(["download", http_server.url("/file"), "-o", "-"]) == 0
+    out = capsysbinary.readouterr().out
+    assert out.startswith(b"saved ")
+    assert b"is already complete" in out
+    assert out.endswith(route.data)
+    assert main(["download", http_server.url("/missing"), "-o", str(tmp_path / "missing")]) == 1
