@@ -7,14 +7,16 @@ for a session you own and close.
 
 from __future__ import annotations
 
+import importlib
 import logging
+from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
-from .adapters import PresetAdapter
-from .background import BackgroundSession, TransferState, TransferTask, background_session
+from .adapters import PresetAdapter, PresetTimeout
 from .config import PresetConfig
 from .errors import (
     ConfigError,
+    ForeignAdapterWarning,
     IdentifierInUseError,
     InsecureRedirectError,
     InsecureSessionWarning,
@@ -22,12 +24,13 @@ from .errors import (
     SessionPresetsError,
     SessionPresetsWarning,
     SessionReuseWarning,
+    SharedSessionError,
     TotalTimeoutError,
     TransferError,
     UnknownPresetError,
     UnknownVariableWarning,
 )
-from .presets import default_session, ephemeral_session, get_preset, preset_names, register_preset
+from .presets import get_preset, preset_names, register_preset
 from .registry import SessionRegistry, close_all, get_session
 from .sessions import (
     InvalidationTimeoutError,
@@ -35,13 +38,41 @@ from .sessions import (
     SessionReuseError,
     SessionState,
     SessionStats,
+    default_session,
+    ephemeral_session,
 )
 
+if TYPE_CHECKING:
+    from .background import BackgroundSession, TransferState, TransferTask, background_session
+
 logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+#: Public names loaded on first use: the background engine pulls in sqlite3, fcntl and its
+#: worker machinery, which a script that never opens a background session should not pay for.
+_LAZY: dict[str, str] = {
+    "BackgroundSession": ".background",
+    "TransferState": ".background",
+    "TransferTask": ".background",
+    "background_session": ".background",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 __all__ = [
     "BackgroundSession",
     "ConfigError",
+    "ForeignAdapterWarning",
     "IdentifierInUseError",
     "InsecureRedirectError",
     "InsecureSessionWarning",
@@ -49,6 +80,7 @@ __all__ = [
     "PresetAdapter",
     "PresetConfig",
     "PresetSession",
+    "PresetTimeout",
     "SessionInvalidatedError",
     "SessionPresetsError",
     "SessionPresetsWarning",
@@ -57,6 +89,7 @@ __all__ = [
     "SessionReuseWarning",
     "SessionState",
     "SessionStats",
+    "SharedSessionError",
     "TotalTimeoutError",
     "TransferError",
     "TransferState",

@@ -1,9 +1,16 @@
 """Per-call bookkeeping: the connections a call holds, its deadline, and aborting it.
 
 A call is one ``PresetSession.send`` (redirect hops included). Aborting a call
-shuts down the sockets it holds, which wakes a thread blocked in ``recv`` at
-once; that is how ``invalidate_and_cancel`` and ``total_timeout`` interrupt a
-blocking requests call from another thread.
+shuts down the sockets it holds, which wakes a thread blocked in ``connect``,
+in the TLS handshake or in ``recv`` at once; that is how
+``invalidate_and_cancel`` and ``total_timeout`` interrupt a blocking requests
+call from another thread.
+
+A call holds a connection from the moment the pool hands it out until it goes
+back to the pool (or is released after a streamed body): only then, never
+after, may the call cut it. A connection being connected is reached through
+an :class:`AbortHandle`, since urllib3 publishes its socket only once the
+connection (and the TLS handshake) is done.
 """
 
 from __future__ import annotations
@@ -17,7 +24,16 @@ from typing import Any, Final
 
 from . import _process
 
-__all__ = ["CANCELLED", "DEADLINE", "Call", "current_call", "set_current_call", "watchdog"]
+__all__ = [
+    "CANCELLED",
+    "DEADLINE",
+    "AbortHandle",
+    "Call",
+    "current_call",
+    "set_current_call",
+    "shutdown_connection",
+    "watchdog",
+]
 
 log = logging.getLogger(__name__)
 
@@ -33,16 +49,39 @@ _local = threading.local()
 
 
 class Call:
-    """One call in flight: its deadline, the connections it uses, and why it was aborted."""
+    """One call in flight: its deadline, the connections it holds now, and why it was aborted."""
 
-    __slots__ = ("conns", "deadline", "reason", "thread_id", "total_timeout")
+    __slots__ = ("_conns", "_lock", "deadline", "reason", "thread_id", "total_timeout")
 
     def __init__(self, total_timeout: float | None) -> None:
         self.total_timeout = total_timeout
         self.deadline = None if total_timeout is None else time.monotonic() + total_timeout
-        self.conns: list[Any] = []
+        # An ordered set: the connections this call holds at this moment.
+        self._conns: dict[Any, None] = {}
+        # Serialises abort() with release(), so a connection handed back to the
+        # pool (and perhaps taken by another call) is never cut by this one.
+        self._lock = threading.Lock()
         self.reason: str | None = None
         self.thread_id = threading.get_ident()
+
+    @property
+    def conns(self) -> list[Any]:
+        """The connections this call holds now (a copy)."""
+        with self._lock:
+            return list(self._conns)
+
+    def hold(self, conn: Any) -> None:
+        """Record that this call now holds ``conn``; an abort from now on cuts it."""
+        with self._lock:
+            self._conns[conn] = None
+        conn.preset_call = self
+
+    def release(self, conn: Any) -> None:
+        """Record that ``conn`` went back to its pool: this call may no longer cut it."""
+        with self._lock:
+            self._conns.pop(conn, None)
+        if getattr(conn, "preset_call", None) is self:
+            conn.preset_call = None
 
     def remaining(self) -> float | None:
         """Seconds left before the deadline, or None without one."""
@@ -50,12 +89,35 @@ class Call:
             return None
         return self.deadline - time.monotonic()
 
+    def cap(self, timeout: float | None) -> float | None:
+        """Return ``timeout`` (None: no limit) capped at the time left before the deadline.
+
+        Raises:
+            urllib3.exceptions.ProtocolError: the call was aborted, or no time is left
+                (the call is then marked as past its deadline).
+        """
+        self.raise_if_aborted()
+        remaining = self.remaining()
+        if remaining is None:
+            return timeout
+        if remaining <= 0:
+            self.reason = self.reason or DEADLINE
+            self.raise_if_aborted()
+        return remaining if timeout is None else min(timeout, remaining)
+
+    def expire_if_due(self) -> None:
+        """Mark the call as past its deadline if it is: a capped socket timeout fired."""
+        remaining = self.remaining()
+        if remaining is not None and remaining <= 0 and self.reason is None:
+            self.reason = DEADLINE
+
     def abort(self, reason: str) -> None:
-        """Mark the call aborted and shut down every socket it holds."""
+        """Mark the call aborted and shut down every socket it holds now."""
         if self.reason is None:
             self.reason = reason
-        for conn in list(self.conns):
-            shutdown_connection(conn)
+        with self._lock:
+            for conn in list(self._conns):
+                shutdown_connection(conn)
 
     def raise_if_aborted(self) -> None:
         """Raise urllib3's ProtocolError if the call was aborted (mapped by the session)."""
@@ -63,6 +125,38 @@ class Call:
             from urllib3.exceptions import ProtocolError
 
             raise ProtocolError(f"call aborted: {self.reason}")
+
+
+class AbortHandle:
+    """A duplicate of a socket being connected, through which another thread can cut it.
+
+    ``ssl`` wraps a socket by detaching its descriptor, so the object urllib3
+    holds during the handshake no longer reaches the connection; a ``dup()``
+    stays valid, and ``shutdown`` on it cuts the socket both descriptors share
+    (in ``connect`` as well as in the handshake).
+    """
+
+    __slots__ = ("_lock", "_sock")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._lock = threading.Lock()
+        self._sock: socket.socket | None = sock.dup()
+
+    def abort(self) -> None:
+        """Shut the shared socket down; a thread blocked on it wakes with an error."""
+        # Under the lock: a descriptor closed by close() could be reused at once by
+        # another socket, which a late shutdown would then cut.
+        with self._lock:
+            if self._sock is not None:
+                with contextlib.suppress(OSError):
+                    self._sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        """Close the duplicate descriptor (the socket itself stays open)."""
+        with self._lock:
+            sock, self._sock = self._sock, None
+        if sock is not None:
+            sock.close()
 
 
 def current_call() -> Call | None:
@@ -76,7 +170,14 @@ def set_current_call(call: Call | None) -> None:
 
 
 def shutdown_connection(conn: Any) -> None:
-    """Shut down the socket under a urllib3 connection without closing its descriptor."""
+    """Shut down the socket under a urllib3 connection without closing its descriptor.
+
+    A connection still connecting or in its TLS handshake is cut through its
+    :class:`AbortHandle`.
+    """
+    handle = getattr(conn, "preset_abort_handle", None)
+    if handle is not None:
+        handle.abort()
     sock = getattr(conn, "sock", None)
     if sock is None:
         return
@@ -91,9 +192,22 @@ class _Watchdog:
 
     def __init__(self) -> None:
         self._calls: dict[Call, None] = {}
-        self._wake = threading.Condition(threading.Lock())
+        self._wake_condition: threading.Condition | None = None
         self._thread: threading.Thread | None = None
         self._idle = True
+
+    @property
+    def _wake(self) -> threading.Condition:
+        # Built on first use, from the threading module as it is then: a lock
+        # made at import time stays an OS lock after gevent's patch_all(), and
+        # holding one while the watchdog greenlet starts blocks every greenlet.
+        wake = self._wake_condition
+        if wake is None:
+            with _wake_lock:
+                if self._wake_condition is None:
+                    self._wake_condition = threading.Condition(threading.Lock())
+                wake = self._wake_condition
+        return wake
 
     def add(self, call: Call) -> None:
         self._calls[call] = None
@@ -127,6 +241,9 @@ class _Watchdog:
     def after_fork(self) -> None:
         self.__init__()  # type: ignore[misc]
 
+
+#: Guards the watchdog's lazy condition; held for no I/O, so an OS lock is fine under gevent.
+_wake_lock = _process.fork_safe_lock()
 
 watchdog = _Watchdog()
 _process.on_fork_child(watchdog.after_fork, order=_process.ORDER_CALLS)

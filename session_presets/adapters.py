@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import ssl
+import sys
 import threading
 import time
 import weakref
@@ -11,20 +14,31 @@ from typing import Any, ClassVar, Final
 
 import requests
 from requests.adapters import HTTPAdapter
+from requests.auth import _basic_auth_str
 from requests.models import PreparedRequest, Response
 from requests.structures import CaseInsensitiveDict
-from requests.utils import get_encoding_from_headers
+from requests.utils import get_encoding_from_headers, get_netrc_auth
 from urllib3 import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.exceptions import MaxRetryError, ReadTimeoutError, ResponseError
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    LocationParseError,
+    MaxRetryError,
+    NameResolutionError,
+    NewConnectionError,
+    ReadTimeoutError,
+    ResponseError,
+)
 from urllib3.util import Retry, Timeout
+from urllib3.util.connection import allowed_gai_family
 
-from ._calls import DEADLINE, Call, current_call, shutdown_connection
+from . import _process
+from ._calls import DEADLINE, AbortHandle, Call, current_call, set_current_call, shutdown_connection, watchdog
+from ._redact import safe_url
 from .config import PresetConfig
-from .errors import ConfigError
-from .tls import TrustConfig, get_ssl_context
+from .errors import ConfigError, TotalTimeoutError
+from .tls import TrustConfig, check_trust, get_ssl_context
 
-__all__ = ["Counters", "PresetAdapter", "PresetRetry"]
+__all__ = ["Counters", "PresetAdapter", "PresetRetry", "PresetTimeout"]
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +50,27 @@ _POOL_CACHE_SIZE: Final = 64
 
 #: How finely a retry back-off sleep checks for cancellation.
 _SLEEP_SLICE: Final = 0.05
+
+#: The variables through which requests' merge_environment_settings hands a CA bundle to the adapter.
+_ENV_CA_BUNDLE_VARIABLES: Final = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+
+#: Per thread: whether the call in flight gave its own ``timeout=`` (its timeouts are not retried).
+_attempt = threading.local()
+
+
+class PresetTimeout(Timeout):
+    """The preset's own connect/read timeouts, as a session passes them when a call gives none.
+
+    An adapter sees this type, or None, when the caller did not choose a
+    timeout: a connect or read timeout is then retried like any transient
+    error. Any other ``timeout=`` is the caller's: each attempt gets it, and the
+    first timeout raises at once, as it would with requests.
+    """
+
+
+def _is_timeout(error: Exception | None) -> bool:
+    # NewConnectionError subclasses ConnectTimeoutError but is a refusal, not a timeout.
+    return isinstance(error, (ReadTimeoutError, ConnectTimeoutError)) and not isinstance(error, NewConnectionError)
 
 
 class Counters:
@@ -90,6 +125,10 @@ class PresetRetry(Retry):
         call = current_call()
         if call is not None:
             call.raise_if_aborted()
+        if getattr(_attempt, "caller_timeout", False) and _is_timeout(error):
+            # The caller's own timeout= is the longest it wants to wait for a
+            # silent peer; retrying would multiply it.
+            raise MaxRetryError(_pool, url or "", error)
         retry: PresetRetry = super().increment(
             method, url, response=response, error=error, _pool=_pool, _stacktrace=_stacktrace
         )
@@ -136,29 +175,137 @@ class PresetRetry(Retry):
 
 
 class _ConnectionMixin:
-    """Counts opened and reused connections and remembers when each was opened."""
+    """Counts opened and reused connections, and keeps every phase inside the call's deadline.
+
+    The socket is created here rather than in urllib3 so that the call can cut
+    it (``invalidate_and_cancel``, ``total_timeout``) while it connects and
+    during the TLS handshake, and every phase's socket timeout is capped at
+    the time the call has left.
+    """
 
     counters: ClassVar[Counters]
     preset_connected_at: float = 0.0
+    #: How a call cuts this connection while it connects (see _calls.AbortHandle).
+    preset_abort_handle: AbortHandle | None = None
+    #: The call holding this connection now, if any.
+    preset_call: Call | None = None
     _preset_fresh: bool = False
     sock: Any
+    timeout: Any
+    host: str
+    port: int
+    _dns_host: str
+    socket_options: Any
+    source_address: tuple[str, int] | None
+
+    def _new_conn(self) -> socket.socket:
+        if hasattr(self, "_socks_options"):
+            # A SOCKS connection connects through its proxy (PySocks): urllib3's own
+            # code does that; the deadline still caps the timeouts it is given.
+            return super()._new_conn()  # type: ignore[misc, no-any-return]
+        call = current_call()
+        host = self._dns_host
+        if host.startswith("["):
+            host = host.strip("[]")
+        try:
+            host.encode("idna")
+        except UnicodeError:
+            raise LocationParseError(f"'{host}', label empty or too long") from None
+        try:
+            # Name resolution blocks in the C library and cannot be interrupted:
+            # the deadline is checked as soon as it returns.
+            addresses = socket.getaddrinfo(host, self.port, allowed_gai_family(), socket.SOCK_STREAM)
+        except socket.gaierror as exc:
+            raise NameResolutionError(self.host, self, exc) from exc  # type: ignore[arg-type]
+        if not addresses:
+            raise NewConnectionError(self, "Failed to establish a new connection: getaddrinfo returned nothing")  # type: ignore[arg-type]
+        error: OSError | None = None
+        for family, kind, proto, _, address in addresses:
+            try:
+                return self._connect_to(call, family, kind, proto, address)
+            except OSError as exc:
+                error = exc
+        assert error is not None
+        if call is not None:
+            call.expire_if_due()
+        if isinstance(error, TimeoutError):
+            raise ConnectTimeoutError(
+                self, f"Connection to {self.host} timed out. (connect timeout={self.timeout})"
+            ) from error
+        raise NewConnectionError(self, f"Failed to establish a new connection: {error}") from error  # type: ignore[arg-type]
+
+    def _connect_to(self, call: Call | None, family: int, kind: int, proto: int, address: Any) -> socket.socket:
+        """Connect one socket to ``address``, cuttable by the call from before ``connect()`` starts."""
+        sock = socket.socket(family, kind, proto)
+        try:
+            for option in self.socket_options or ():
+                sock.setsockopt(*option)
+            if self.source_address:
+                sock.bind(self.source_address)
+            self._preset_close_abort_handle()
+            self.preset_abort_handle = AbortHandle(sock)
+            timeout = Timeout.resolve_default_timeout(self.timeout)
+            if call is not None:
+                call.hold(self)
+                # After the handle is published: an abort from now on reaches the socket.
+                timeout = call.cap(timeout)
+            sock.settimeout(timeout)
+            sock.connect(address)
+            if call is not None:
+                # An abort between the check above and connect() may have found
+                # the socket not yet connecting; it is caught here. The cap also
+                # bounds the TLS handshake that follows.
+                sock.settimeout(call.cap(timeout))
+        except BaseException:
+            self._preset_close_abort_handle()
+            sock.close()
+            raise
+        sys.audit("http.client.connect", self, self.host, self.port)
+        return sock
+
+    def _preset_close_abort_handle(self) -> None:
+        handle, self.preset_abort_handle = self.preset_abort_handle, None
+        if handle is not None:
+            handle.close()
 
     def connect(self) -> None:
-        super().connect()  # type: ignore[misc]
+        call = current_call()
+        try:
+            super().connect()  # type: ignore[misc]
+        except BaseException:
+            if call is not None:
+                call.expire_if_due()
+            raise
+        finally:
+            # Connected and, for HTTPS, handshaken: from now on the call cuts self.sock.
+            self._preset_close_abort_handle()
         self.preset_connected_at = time.monotonic()
         self._preset_fresh = True
         self.counters.add("connections_opened")
-        call = current_call()
         if call is not None and call.reason is not None:
             shutdown_connection(self)
 
     def request(self, *args: Any, **kwargs: Any) -> None:
         if not self._preset_fresh and self.sock is not None:
             self.counters.add("connections_reused")
+        call = current_call()
+        if call is not None:
+            self.timeout = call.cap(Timeout.resolve_default_timeout(self.timeout))
         try:
             super().request(*args, **kwargs)  # type: ignore[misc]
         finally:
             self._preset_fresh = False
+
+    def getresponse(self) -> Any:
+        call = current_call()
+        if call is None:
+            return super().getresponse()  # type: ignore[misc]
+        self.timeout = call.cap(Timeout.resolve_default_timeout(self.timeout))
+        try:
+            return super().getresponse()  # type: ignore[misc]
+        except TimeoutError:
+            call.expire_if_due()
+            raise
 
 
 class _PoolMixin:
@@ -192,33 +339,132 @@ class _PoolMixin:
             conn.close()
         call = current_call()
         if call is not None:
-            call.conns.append(conn)
+            call.hold(conn)
         self.checked_out.add(conn)
         return conn
 
     def _put_conn(self, conn: Any) -> None:
         if conn is not None:  # urllib3 puts None back for a connection it dropped
             self.checked_out.discard(conn)
+            # Before it is back in the pool, where another call may take it.
+            holder = conn.preset_call
+            if holder is not None:
+                holder.release(conn)
         super()._put_conn(conn)  # type: ignore[misc]
+
+
+class _CurrentConnectionCls:
+    """A pool's ``ConnectionCls``, derived from its urllib3 base class's current one at each use.
+
+    vcrpy and pytest-recording patch ``ConnectionCls`` on urllib3's pool classes,
+    before or after this module is imported. A class attribute set once here would
+    hide that patch; reading the base class's attribute whenever a connection is
+    made lets the patch reach the pool, and its removal too. The counting subclass
+    is built once per base connection class and reused, so ``isinstance`` checks on
+    pooled connections (vcrpy makes them) keep holding.
+    """
+
+    def __init__(self, base_pool: type[HTTPConnectionPool], name: str, counters: Counters) -> None:
+        self._base_pool = base_pool
+        self._name = name
+        self._counters = counters
+        self._built: tuple[type, type] | None = None
+
+    def __get__(self, pool: object, owner: type | None = None) -> type:
+        current: type = self._base_pool.ConnectionCls
+        built = self._built
+        if built is None or built[0] is not current:
+            with _classes_lock:
+                built = self._built
+                if built is None or built[0] is not current:
+                    built = (current, type(self._name, (_ConnectionMixin, current), {"counters": self._counters}))
+                    self._built = built
+        return built[1]
+
+
+class _AcknowledgedContext:
+    """The insecure context a verify=False preset was warned about, looked up when a pool asks."""
+
+    def __init__(self, trust: TrustConfig) -> None:
+        self._trust = trust
+
+    def __get__(self, pool: object, owner: type | None = None) -> ssl.SSLContext:
+        return get_ssl_context(self._trust)
+
+
+_classes_lock = _process.fork_safe_lock()
 
 
 def _pool_classes(
     counters: Counters,
     max_age: float | None,
+    acknowledged: TrustConfig | None,
+    checked_out: weakref.WeakSet[Any],
+) -> dict[str, type[HTTPConnectionPool]]:
+    # The pool classes carry this adapter's counters and limits; their connection
+    # classes and the acknowledged context are resolved only when a pool needs them.
+    pool_attrs = {"max_connection_age": max_age, "checked_out": checked_out}
+    http_pool = type(
+        "PresetHTTPConnectionPool",
+        (_PoolMixin, HTTPConnectionPool),
+        {
+            **pool_attrs,
+            "ConnectionCls": _CurrentConnectionCls(HTTPConnectionPool, "PresetHTTPConnection", counters),
+        },
+    )
+    https_attrs: dict[str, Any] = {
+        **pool_attrs,
+        "ConnectionCls": _CurrentConnectionCls(HTTPSConnectionPool, "PresetHTTPSConnection", counters),
+    }
+    if acknowledged is not None:
+        https_attrs["acknowledged_context"] = _AcknowledgedContext(acknowledged)
+    https_pool = type("PresetHTTPSConnectionPool", (_PoolMixin, HTTPSConnectionPool), https_attrs)
+    return {"http": http_pool, "https": https_pool}
+
+
+def _socks_pool_classes(
+    counters: Counters,
+    max_age: float | None,
     acknowledged: ssl.SSLContext | None,
     checked_out: weakref.WeakSet[Any],
 ) -> dict[str, type[HTTPConnectionPool]]:
+    """The preset's pool classes built on urllib3's SOCKS ones (needs PySocks: requests[socks])."""
+    from urllib3.contrib.socks import (
+        SOCKSConnection,
+        SOCKSHTTPConnectionPool,
+        SOCKSHTTPSConnection,
+        SOCKSHTTPSConnectionPool,
+    )
+
     attrs = {"counters": counters}
-    http_conn = type("PresetHTTPConnection", (_ConnectionMixin, HTTPConnection), attrs)
-    https_conn = type("PresetHTTPSConnection", (_ConnectionMixin, HTTPSConnection), attrs)
+    http_conn = type("PresetSOCKSConnection", (_ConnectionMixin, SOCKSConnection), attrs)
+    https_conn = type("PresetSOCKSHTTPSConnection", (_ConnectionMixin, SOCKSHTTPSConnection), attrs)
     pool_attrs = {"max_connection_age": max_age, "acknowledged_context": acknowledged, "checked_out": checked_out}
     http_pool = type(
-        "PresetHTTPConnectionPool", (_PoolMixin, HTTPConnectionPool), {**pool_attrs, "ConnectionCls": http_conn}
+        "PresetSOCKSHTTPConnectionPool",
+        (_PoolMixin, SOCKSHTTPConnectionPool),
+        {**pool_attrs, "ConnectionCls": http_conn},
     )
     https_pool = type(
-        "PresetHTTPSConnectionPool", (_PoolMixin, HTTPSConnectionPool), {**pool_attrs, "ConnectionCls": https_conn}
+        "PresetSOCKSHTTPSConnectionPool",
+        (_PoolMixin, SOCKSHTTPSConnectionPool),
+        {**pool_attrs, "ConnectionCls": https_conn},
     )
     return {"http": http_pool, "https": https_pool}
+
+
+def _check_paths(verify: Any, cert: Any) -> None:
+    """Raise requests' OSError for a per-call CA bundle or client certificate path that does not exist."""
+    ours = "session_presets: pass verify= a PEM CA bundle file or directory and cert= a PEM file or a (cert, key) pair"
+    if isinstance(verify, str) and not os.path.exists(verify):
+        raise OSError(f"Could not find a suitable TLS CA certificate bundle, invalid path: {verify} ({ours})")
+    if cert is None:
+        return
+    cert_file, key_file = (cert[0], cert[1]) if isinstance(cert, (list, tuple)) else (cert, None)
+    if not os.path.exists(cert_file):
+        raise OSError(f"Could not find the TLS certificate file, invalid path: {cert_file} ({ours})")
+    if key_file and not os.path.exists(key_file):
+        raise OSError(f"Could not find the TLS key file, invalid path: {key_file} ({ours})")
 
 
 def _trust(
@@ -248,17 +494,36 @@ def _cert_reqs(context: ssl.SSLContext) -> str:
 class PresetAdapter(HTTPAdapter):
     """An HTTPAdapter that applies a preset: timeouts, retries, cache headers, pools, TLS.
 
-    - ``timeout=None`` (what requests passes when the caller gives none) becomes
-      the preset's ``(connect_timeout, read_timeout)``; a per-call timeout wins.
+    - ``timeout=None`` (what requests passes when the caller gives none) or a
+      :class:`PresetTimeout` becomes the preset's ``(connect_timeout,
+      read_timeout)``, and a timeout is retried like other transient errors.
+      Any other per-call timeout is the caller's: it applies to each attempt
+      and its first expiry raises (no retry after a timeout).
     - Retries come from a urllib3 ``Retry`` built from the preset: idempotent
       methods only, ``retry_statuses``, Retry-After honoured, bounded by the
       call's ``total_timeout``. When status retries run out (by count, or because
       ``total_timeout`` leaves no time for another try) the last response is
       returned, as requests does with ``raise_on_status=False``; never RetryError.
-    - ``cache_policy='reload'`` adds ``Cache-Control: no-cache`` and ``Pragma: no-cache``.
+    - ``cache_policy='reload'``: a PresetSession puts ``Cache-Control: no-cache``
+      and ``Pragma: no-cache`` in its default headers; on any other session the
+      adapter adds them to requests that lack them.
     - Every HTTPS connection uses the shared context of its trust configuration,
       so no new connection reloads a CA bundle.
     - Connections older than ``max_connection_age`` are not reused.
+
+    Mounted on a plain ``requests.Session`` (or a subclass such as
+    ``OAuth2Session``), it still enforces ``total_timeout`` for each request it
+    sends (each redirect hop, body included unless ``stream=True``), drops
+    credentials that requests read from netrc (an ``Authorization`` equal to the
+    netrc entry of the URL, unless ``store_credentials``), and, when the preset
+    sets ``ca_bundle``, ignores a ``verify=`` equal to ``REQUESTS_CA_BUNDLE`` or
+    ``CURL_CA_BUNDLE``: that is requests handing over the environment's bundle.
+
+    Subclasses may override ``build_connection_pool_key_attributes`` to add
+    per-request pool settings (such as ``server_hostname``); pools are then
+    looked up through requests on every call rather than memoised per origin.
+    A subclass whose ``__init__`` takes other arguments overrides
+    ``__getstate__``/``__setstate__`` too if it must pickle.
 
     Args:
         config: the preset to apply.
@@ -268,7 +533,7 @@ class PresetAdapter(HTTPAdapter):
     def __init__(self, config: PresetConfig, *, counters: Counters | None = None) -> None:
         self.preset = config
         self.counters = counters if counters is not None else Counters()
-        self._timeout = Timeout(connect=config.connect_timeout, read=config.read_timeout)
+        self._timeout = PresetTimeout(connect=config.connect_timeout, read=config.read_timeout)
         self._trust = _trust(
             verify=config.verify,
             trust_store=config.trust_store,
@@ -276,14 +541,19 @@ class PresetAdapter(HTTPAdapter):
             client_cert=config.client_cert,
             tls_min_version=config.tls_min_version,
         )
-        self._context = get_ssl_context(self._trust)
-        self._cert_reqs = _cert_reqs(self._context)
+        # Checked now, built on the first HTTPS connection (see tls).
+        check_trust(self._trust)
         self._checked_out: weakref.WeakSet[Any] = weakref.WeakSet()
         self._pool_classes = _pool_classes(
-            self.counters, config.max_connection_age, None if config.verify else self._context, self._checked_out
+            self.counters, config.max_connection_age, None if config.verify else self._trust, self._checked_out
         )
         self._no_cache = config.cache_policy == "reload"
-        self._pool_cache: dict[tuple[str, Any, Any], HTTPConnectionPool] = {}
+        self._pool_cache: dict[tuple[str, Any, Any, type], HTTPConnectionPool] = {}
+        # A subclass that adds per-request pool settings must not get a pool memoised per origin.
+        self._memo_pools = (
+            type(self).build_connection_pool_key_attributes is PresetAdapter.build_connection_pool_key_attributes
+        )
+        self._socks_classes: dict[str, type[HTTPConnectionPool]] | None = None
         retry = PresetRetry(
             total=config.retries,
             connect=None,
@@ -313,15 +583,57 @@ class PresetAdapter(HTTPAdapter):
         super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
         self.poolmanager.pool_classes_by_scheme = self._pool_classes
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Pools, sockets, counters and contexts belong to this process: a
+        # pickle carries the preset alone, as requests' adapters carry their settings.
+        return {"preset": self.preset}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["preset"])  # type: ignore[misc]
+
     def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
         manager = super().proxy_manager_for(proxy, **proxy_kwargs)
-        manager.pool_classes_by_scheme = self._pool_classes
+        if proxy.lower().startswith("socks"):
+            # SOCKSProxyManager's pools build SOCKS connections; plain ones would be
+            # handed _socks_options they do not know.
+            if self._socks_classes is None:
+                self._socks_classes = _socks_pool_classes(
+                    self.counters,
+                    self.preset.max_connection_age,
+                    None if self.preset.verify else self._context,
+                    self._checked_out,
+                )
+            manager.pool_classes_by_scheme = self._socks_classes
+        else:
+            manager.pool_classes_by_scheme = self._pool_classes
         return manager
 
+    @property
+    def _context(self) -> ssl.SSLContext:
+        """The shared context of the preset's own trust configuration, built on first use.
+
+        Raises:
+            OSError: OpenSSL refused what the build-time check let through (a key
+                that does not match its certificate); the call fails as requests
+                fails one for a bad certificate, with the ConfigError chained.
+        """
+        try:
+            return get_ssl_context(self._trust)
+        except ConfigError as exc:
+            raise OSError(f"cannot use the TLS configuration of preset {self.preset.name!r}: {exc}") from exc
+
     def context_for(self, verify: Any, cert: Any) -> ssl.SSLContext:
-        """Return the shared SSLContext for a call's merged ``verify`` and ``cert``."""
+        """Return the shared SSLContext for a call's merged ``verify`` and ``cert``.
+
+        Raises:
+            OSError: ``verify`` or ``cert`` names a file that does not exist
+                (requests' own message, then ours) or cannot be loaded.
+        """
+        if isinstance(verify, str) and self._is_environment_bundle(verify):
+            verify = self.preset.verify
         if cert is None and verify is self.preset.verify:
             return self._context
+        _check_paths(verify, cert)
         client = self._trust.client_cert
         if cert is not None:
             client = (str(cert[0]), str(cert[1])) if isinstance(cert, (list, tuple)) else str(cert)
@@ -340,6 +652,12 @@ class PresetAdapter(HTTPAdapter):
             # A per-call verify= or cert= is not configuration: fail the call the
             # way requests does for a bad path, with an OSError naming it.
             raise OSError(f"cannot use verify={verify!r} / cert={cert!r} for this call: {exc}") from exc
+
+    def _is_environment_bundle(self, verify: str) -> bool:
+        """True when ``verify`` is the environment's CA bundle handed over by requests; ca_bundle beats it."""
+        if self._trust.ca_bundle is None:
+            return False
+        return any(verify == os.environ.get(name) for name in _ENV_CA_BUNDLE_VARIABLES)
 
     def build_connection_pool_key_attributes(
         self, request: PreparedRequest, verify: Any, cert: Any = None
@@ -360,10 +678,12 @@ class PresetAdapter(HTTPAdapter):
         # Direct connections are looked up once per origin and trust setting;
         # requests would parse the URL three times and rebuild the pool key.
         url = request.url
-        if proxies or not isinstance(url, str) or isinstance(cert, list):
+        if proxies or not self._memo_pools or not isinstance(url, str) or isinstance(cert, list):
             return super().get_connection_with_tls_context(request, verify, proxies=proxies, cert=cert)
         slash = url.find("/", url.find("//") + 2)
-        key = (url[:slash] if slash > 0 else url, verify, cert)
+        # ssl.SSLContext is in the key: after truststore or gevent replace it, the
+        # pools holding contexts built from the old class are not used again.
+        key = (url[:slash] if slash > 0 else url, verify, cert, ssl.SSLContext)
         pool = self._pool_cache.get(key)
         if pool is None or pool.pool is None:
             pool = super().get_connection_with_tls_context(request, verify, proxies=proxies, cert=cert)
@@ -402,9 +722,23 @@ class PresetAdapter(HTTPAdapter):
         return response
 
     def add_headers(self, request: PreparedRequest, **kwargs: Any) -> None:
-        if self._no_cache:
+        # A PresetSession keeps them in its default headers, where mocks, caches and
+        # the caller (who may remove them) see them; any other session gets them here.
+        if self._no_cache and not getattr(request, "preset_session_prepared", False):
             request.headers.setdefault("Cache-Control", "no-cache")
             request.headers.setdefault("Pragma", "no-cache")
+
+    def _drop_netrc_credentials(self, request: PreparedRequest) -> None:
+        """Remove an Authorization header that requests took from netrc (plain sessions only)."""
+        if self.preset.store_credentials or getattr(request, "preset_session_prepared", False):
+            return
+        header = request.headers.get("Authorization")
+        if not isinstance(header, str) or not header.startswith("Basic "):
+            return
+        found = get_netrc_auth(request.url or "")
+        if found and header == _basic_auth_str(*found):
+            log.debug("dropped netrc credentials for %s (store_credentials=False)", safe_url(request.url))
+            del request.headers["Authorization"]
 
     def send(
         self,
@@ -418,21 +752,52 @@ class PresetAdapter(HTTPAdapter):
         if timeout is None:
             timeout = self._timeout
         call: Call | None = current_call()
-        if call is not None:
+        own: Call | None = None
+        if call is None and self.preset.total_timeout is not None:
+            # Not sent by a PresetSession (a plain Session, OAuth2Session...):
+            # the adapter keeps the deadline itself, one per request it sends.
+            own = call = Call(self.preset.total_timeout)
+            set_current_call(own)
+            watchdog.add(own)
+        elif call is not None:
             remaining = call.remaining()
             if remaining is not None and remaining <= 0:
                 call.reason = DEADLINE
                 call.raise_if_aborted()
+        self._drop_netrc_credentials(request)
+        outer_choice = getattr(_attempt, "caller_timeout", False)
+        _attempt.caller_timeout = not isinstance(timeout, PresetTimeout)
         self.counters.add("requests")
         try:
-            return super().send(request, stream=stream, timeout=timeout, verify=verify, cert=cert, proxies=proxies)
-        except requests.ConnectionError as exc:
+            response = super().send(request, stream=stream, timeout=timeout, verify=verify, cert=cert, proxies=proxies)
+            if own is not None and not stream:
+                response.content  # the body is part of the deadline, as on a PresetSession  # noqa: B018
+            return response
+        except Exception as exc:
+            if own is not None:
+                # A socket timeout capped at the deadline fires before the watchdog looks.
+                own.expire_if_due()
+            if own is not None and own.reason == DEADLINE:
+                raise TotalTimeoutError(
+                    f"request to {safe_url(request.url)} exceeded total_timeout={own.total_timeout:g}s "
+                    f"(preset {self.preset.name!r}; retries and body included)",
+                    request=request,
+                ) from exc
+            wrapped = exc.args[0] if exc.args else None
             # With retries, urllib3 wraps a final read timeout in MaxRetryError, which
             # requests reports as ConnectionError; callers rightly expect a Timeout.
-            wrapped = exc.args[0] if exc.args else None
-            if isinstance(wrapped, MaxRetryError) and isinstance(wrapped.reason, ReadTimeoutError):
+            if (
+                isinstance(exc, requests.ConnectionError)
+                and isinstance(wrapped, MaxRetryError)
+                and isinstance(wrapped.reason, ReadTimeoutError)
+            ):
                 raise requests.ReadTimeout(wrapped, request=request) from exc
             raise
+        finally:
+            _attempt.caller_timeout = outer_choice
+            if own is not None:
+                watchdog.discard(own)
+                set_current_call(None)
 
     def abort_checked_out(self) -> None:
         """Shut down the socket of every connection in use, streamed bodies included."""

@@ -40,7 +40,7 @@ import requests
 
 from ._redact import safe_url, without_userinfo
 from ._version import __version__
-from .config import PresetConfig
+from .config import PresetConfig, check_header
 from .env import collected_error, parse_duration, variable_name
 from .errors import (
     ConfigError,
@@ -443,9 +443,13 @@ def _with_scheme(url: str) -> str:
 def _parse_header(text: str) -> tuple[str, str | None]:
     name, colon, value = text.partition(":")
     name = name.strip()
-    if not colon or not name or any(c in text for c in "\r\n\x00"):
+    if not colon or not name:
         raise UsageError(f"-H {text!r} is invalid: expected 'Name: value' (or 'Name:' to remove a header)")
     value = value.strip()
+    try:
+        check_header(name, value, field="-H")
+    except ConfigError as exc:
+        raise UsageError(f"-H {text!r} is invalid: {exc.reason}") from None
     return name, (value or None)
 
 

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import re
+import ssl
 import types
 from collections.abc import Callable, Iterable, Mapping
+from functools import partial
 from typing import Any, Final, Literal
 
 from requests.__version__ import __version__ as _requests_version
+from requests.utils import prepend_scheme_if_needed
+from urllib3.exceptions import LocationParseError
+from urllib3.util import parse_url
 
 from ._version import __version__
 from .errors import ConfigError
@@ -20,9 +26,17 @@ __all__ = [
     "DEFAULT_RETRY_STATUSES",
     "DEFAULT_USER_AGENT",
     "FIELD_FORMS",
+    "FIELD_PARSERS",
+    "FIELD_SPECS",
+    "FieldSpec",
     "OVERRIDE",
+    "PROXY_SCHEMES",
     "PresetConfig",
+    "TLS_VERSIONS",
+    "check_header",
     "mask_url",
+    "parse_bool",
+    "parse_duration",
     "validate_field",
 ]
 
@@ -45,43 +59,15 @@ CachePolicy = Literal["reload", "protocol"]
 CookiePolicy = Literal["memory", "none", "file"]
 TrustStore = Literal["certifi", "system"]
 
-_TLS_VERSIONS: Final = frozenset({"TLSv1.2", "TLSv1.3"})
+#: The one table of TLS versions a preset may require, and the ssl constant of each.
+TLS_VERSIONS: Final[Mapping[str, ssl.TLSVersion]] = types.MappingProxyType(
+    {"TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3}
+)
+#: Proxy URL schemes urllib3 can use (socks* need the PySocks extra of requests).
+PROXY_SCHEMES: Final = frozenset({"http", "https", "socks4", "socks4a", "socks5", "socks5h"})
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # Greedy up to the last "@" of the authority, as urllib3 splits it: a password may hold "@".
 _CREDENTIALS_IN_URL = re.compile(r"(?<=://)([^/?#\s]*)@")
-
-#: The accepted form of each field, as shown in error messages.
-FIELD_FORMS: Final[Mapping[str, str]] = types.MappingProxyType(
-    {
-        "connect_timeout": "a duration > 0 such as 10, 10s, 500ms, 2m",
-        "read_timeout": "a duration > 0 such as 20, 20s, 500ms, 2m",
-        "total_timeout": "a duration > 0 such as 60s, 1h, 7d, or none/off",
-        "retries": "a whole number >= 0, or 'unlimited' (bounded by total_timeout)",
-        "backoff_factor": "a duration >= 0 such as 0.5, 500ms, 1s",
-        "backoff_max": "a duration > 0 such as 30s, 5m",
-        "retry_statuses": "comma-separated HTTP status codes from 100 to 599, such as 429,503",
-        "pool_connections": "a whole number from 1 to 1024",
-        "pool_maxsize": "a whole number from 1 to 1024",
-        "max_connection_age": "a duration > 0 such as 300s, 5m, or none/off",
-        "cache_policy": "'reload' or 'protocol'",
-        "cookies": "'memory', 'none' or 'file' (with cookie_file)",
-        "cookie_file": "a file path, or none",
-        "store_credentials": "a boolean: 1/0/true/false/yes/no/on/off",
-        "headers": "a JSON object of header names to string values, without Authorization",
-        "user_agent": "a non-empty string without CR or LF",
-        "verify": "a boolean: 1/0/true/false/yes/no/on/off",
-        "ca_bundle": "a path to a PEM CA bundle file or directory, or none",
-        "client_cert": "a path to a PEM file, or a JSON list [cert, key], or none",
-        "trust_store": "'certifi' or 'system'",
-        "tls_min_version": "'TLSv1.2' or 'TLSv1.3'",
-        "proxies": "'env', 'none', or a JSON object such as {\"https\": \"http://proxy:3128\"}",
-        "max_redirects": "a whole number >= 0",
-        "allow_insecure_redirects": "a boolean: 1/0/true/false/yes/no/on/off",
-        "max_concurrent_transfers": "a whole number >= 1",
-        "state_dir": "a directory path, or none for the platform state directory",
-    }
-)
-
 
 def mask_url(url: str) -> str:
     """Return ``url`` with any ``user:password@`` part replaced by ``***@``."""
@@ -95,11 +81,54 @@ def _shown(value: object) -> str:
         return "<a number too large to show>"
 
 
+def _invalid(field: str, value: object, reason: str | None = None, *, label: str | None = None) -> ConfigError:
+    """Return the ConfigError for ``value`` refused in ``field`` (shown as ``label``, e.g. ``headers['X']``)."""
+    spec = FIELD_SPECS.get(field)
+    form = spec.form if spec is not None else None
+    why = reason if reason is not None else f"expected {form}"
+    shown_as = label if label is not None else field
+    return ConfigError(
+        f"{shown_as}={_shown(value)} is invalid: {why}",
+        field=shown_as,
+        value=mask_url(value) if isinstance(value, str) else value,
+        expected=form,
+        reason=why,
+    )
+
+
 def _bad(field: str, value: object) -> ConfigError:
-    return ConfigError(f"{field}={_shown(value)} is invalid: expected {FIELD_FORMS[field]}")
+    return _invalid(field, value)
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*(ms|s|m|h|d)?\s*$", re.IGNORECASE)
+_UNITS: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_NONE: Final = frozenset({"none", "off"})
+
+
+def parse_duration(text: str, *, allow_none: bool = False) -> float | None:
+    """Parse ``20``, ``20s``, ``500ms``, ``2m``, ``1h``, ``7d`` (and ``none``/``off``).
+
+    Raises:
+        ValueError: the text is not a duration.
+    """
+    lowered = text.strip().lower()
+    if lowered in _NONE:
+        if allow_none:
+            return None
+        raise ValueError(f"{text!r} is not a duration")
+    match = _DURATION.match(lowered)
+    if match is None:
+        raise ValueError(f"{text!r} is not a duration")
+    return float(match.group(1)) * _UNITS[(match.group(2) or "s").lower()]
 
 
 def _duration(field: str, value: object, *, allow_none: bool = False, allow_zero: bool = False) -> float | None:
+    if isinstance(value, str):
+        # Code accepts the forms the environment accepts: read_timeout="5s".
+        try:
+            value = parse_duration(value, allow_none=allow_none)
+        except ValueError:
+            raise _bad(field, value) from None
     if value is None and allow_none:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -120,9 +149,11 @@ _MAX_SOCKET_TIMEOUT: Final = 1e9
 def _socket_timeout(field: str, value: object) -> float | None:
     number = _duration(field, value)
     if number is not None and number > _MAX_SOCKET_TIMEOUT:
-        raise ConfigError(
-            f"{field}={_shown(value)} is invalid: longer than a socket timeout can be "
-            f"(at most {_MAX_SOCKET_TIMEOUT:g}s); expected {FIELD_FORMS[field]}"
+        raise _invalid(
+            field,
+            value,
+            f"longer than a socket timeout can be (at most {_MAX_SOCKET_TIMEOUT:g}s); "
+            f"expected {FIELD_SPECS[field].form}",
         )
     return number
 
@@ -155,10 +186,14 @@ def _choice(field: str, value: object, choices: Iterable[str]) -> str:
     return value
 
 
+def _form_note(field: str) -> str:
+    spec = FIELD_SPECS.get(field)
+    return f" ({spec.form})" if spec is not None else ""
+
+
 def _clean_text(field: str, value: object, *, what: str = "") -> str:
     if not isinstance(value, str) or "\r" in value or "\n" in value or "\x00" in value:
-        label = f"{field}{what}"
-        raise ConfigError(f"{label}={_shown(value)} is invalid: CR, LF and NUL are not allowed ({FIELD_FORMS[field]})")
+        raise _invalid(field, value, f"CR, LF and NUL are not allowed{_form_note(field)}", label=f"{field}{what}")
     return value
 
 
@@ -168,13 +203,11 @@ def _header_value(field: str, value: object, *, what: str = "") -> str:
     try:
         text.encode("latin-1")
     except UnicodeEncodeError:
-        raise ConfigError(
-            f"{field}{what}={_shown(text)} is invalid: header values must be Latin-1 text ({FIELD_FORMS[field]})"
+        raise _invalid(
+            field, text, f"header values must be Latin-1 text{_form_note(field)}", label=f"{field}{what}"
         ) from None
     if text[:1].isspace():
-        raise ConfigError(
-            f"{field}{what}={_shown(text)} is invalid: leading whitespace is not allowed ({FIELD_FORMS[field]})"
-        )
+        raise _invalid(field, text, f"leading whitespace is not allowed{_form_note(field)}", label=f"{field}{what}")
     return text
 
 
@@ -188,114 +221,261 @@ def _path(field: str, value: object) -> str | None:
     return value
 
 
-def _headers(value: object) -> Mapping[str, str]:
+def check_header(name: object, value: object, *, field: str = "headers") -> tuple[str, str]:
+    """Return ``(name, value)`` if requests and http.client would send them; the one header check.
+
+    Presets, background transfers and the CLI's ``-H`` all validate headers here.
+    ``field`` names the source in the error (a preset field adds its accepted form).
+
+    Raises:
+        ConfigError: the name is not an HTTP token, or the value holds CR, LF or NUL,
+            is not Latin-1 text, or starts with whitespace.
+    """
+    if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
+        reason = "expected an HTTP token (letters, digits, '-')"
+        raise ConfigError(
+            f"{field}: header name {name!r} is invalid: {reason}",
+            field=field,
+            value=name,
+            expected="an HTTP token (letters, digits, '-')",
+            reason=reason,
+        )
+    return name, _header_value(field, value, what=f"[{name!r}]")
+
+
+def _headers(field: str, value: object) -> Mapping[str, str]:
     if not isinstance(value, Mapping):
-        raise _bad("headers", value)
+        raise _bad(field, value)
     clean: dict[str, str] = {}
     for name, text in value.items():
-        if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
-            raise ConfigError(
-                f"headers: header name {name!r} is invalid: expected an HTTP token (letters, digits, '-')"
-            )
+        check_header(name, "", field=field)
         if name.lower() in FORBIDDEN_HEADERS:
             raise ConfigError(
                 f"headers: {name!r} is refused in a preset: credentials never live in configuration; "
-                "pass auth= to the session or the request instead"
+                "pass auth= to default_session(), ephemeral_session() or background_session(), "
+                "or to the request (session.get(url, auth=...))",
+                field=field,
+                value=name,
+                expected=FIELD_SPECS[field].form,
             )
-        clean[name] = _header_value("headers", text, what=f"[{name!r}]")
+        clean[name] = check_header(name, text, field=field)[1]
     return types.MappingProxyType(clean)
 
 
-def _proxies(value: object) -> str | Mapping[str, str]:
+def _proxies(field: str, value: object) -> str | Mapping[str, str]:
     if isinstance(value, str):
-        return _choice("proxies", value, ("env", "none"))
+        return _choice(field, value, ("env", "none"))
     if not isinstance(value, Mapping):
-        raise _bad("proxies", value)
+        raise _bad(field, value)
     clean: dict[str, str] = {}
     for key, url in value.items():
         if not isinstance(key, str) or not key:
-            raise _bad("proxies", value)
-        clean[key] = _clean_text("proxies", url, what=f"[{key!r}]")
+            raise _bad(field, value)
+        clean[key] = _proxy_url(key, _clean_text(field, url, what=f"[{key!r}]"))
     return types.MappingProxyType(clean)
 
 
-def _statuses(value: object) -> frozenset[int]:
+def _proxy_url(key: str, url: str) -> str:
+    # Checked as requests' adapter reads it on every request (scheme-less means http), so a
+    # proxy that would make every request fail with InvalidURL is refused once, here.
+    try:
+        parsed = parse_url(prepend_scheme_if_needed(url, "http"))
+    except (LocationParseError, ValueError):
+        parsed = None
+    if parsed is None or not parsed.host or (parsed.scheme or "").lower() not in PROXY_SCHEMES:
+        raise _invalid("proxies", url, label=f"proxies[{key!r}]")
+    return url
+
+
+def _statuses(field: str, value: object) -> frozenset[int]:
     if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
-        raise _bad("retry_statuses", value)
+        raise _bad(field, value)
     items = list(value)
     for item in items:
         if isinstance(item, bool) or not isinstance(item, int) or not 100 <= item <= 599:
-            raise _bad("retry_statuses", value)
+            raise _bad(field, value)
     return frozenset(items)
 
 
-def _client_cert(value: object) -> str | tuple[str, str] | None:
+def _client_cert(field: str, value: object) -> str | tuple[str, str] | None:
     if value is None:
         return None
     if isinstance(value, (list, tuple)):
         if len(value) != 2:
-            raise _bad("client_cert", value)
-        cert, key = (_path("client_cert", item) for item in value)
+            raise _bad(field, value)
+        cert, key = (_path(field, item) for item in value)
         if cert is None or key is None:
-            raise _bad("client_cert", value)
+            raise _bad(field, value)
         return (cert, key)
-    return _path("client_cert", value)
+    return _path(field, value)
 
 
-def _user_agent(value: object) -> str:
-    text = _header_value("user_agent", value)
+def _user_agent(field: str, value: object) -> str:
+    text = _header_value(field, value)
     if not text:
-        raise _bad("user_agent", value)
+        raise _bad(field, value)
     return text
 
 
-def _retries(value: object) -> int | None:
-    return None if value is None else _whole("retries", value, minimum=0)
+def _retries(field: str, value: object) -> int | None:
+    return None if value is None else _whole(field, value, minimum=0)
 
 
-#: One check per field: returns the normalised value or raises ConfigError.
-_VALIDATORS: Final[Mapping[str, Callable[[Any], Any]]] = types.MappingProxyType(
-    {
-        "connect_timeout": lambda v: _socket_timeout("connect_timeout", v),
-        "read_timeout": lambda v: _socket_timeout("read_timeout", v),
-        "total_timeout": lambda v: _duration("total_timeout", v, allow_none=True),
-        "retries": _retries,
-        "backoff_factor": lambda v: _duration("backoff_factor", v, allow_zero=True),
-        "backoff_max": lambda v: _duration("backoff_max", v),
-        "retry_statuses": _statuses,
-        "pool_connections": lambda v: _whole("pool_connections", v, minimum=1, maximum=_MAX_POOL),
-        "pool_maxsize": lambda v: _whole("pool_maxsize", v, minimum=1, maximum=_MAX_POOL),
-        "max_connection_age": lambda v: _duration("max_connection_age", v, allow_none=True),
-        "cache_policy": lambda v: _choice("cache_policy", v, ("reload", "protocol")),
-        "cookies": lambda v: _choice("cookies", v, ("memory", "none", "file")),
-        "cookie_file": lambda v: _path("cookie_file", v),
-        "store_credentials": lambda v: _flag("store_credentials", v),
-        "headers": _headers,
-        "user_agent": _user_agent,
-        "verify": lambda v: _flag("verify", v),
-        "ca_bundle": lambda v: _path("ca_bundle", v),
-        "client_cert": _client_cert,
-        "trust_store": lambda v: _choice("trust_store", v, ("certifi", "system")),
-        "tls_min_version": lambda v: _choice("tls_min_version", v, _TLS_VERSIONS),
-        "proxies": _proxies,
-        "max_redirects": lambda v: _whole("max_redirects", v, minimum=0),
-        "allow_insecure_redirects": lambda v: _flag("allow_insecure_redirects", v),
-        "max_concurrent_transfers": lambda v: _whole("max_concurrent_transfers", v, minimum=1),
-        "state_dir": lambda v: _path("state_dir", v),
-    }
-)
+# -- environment text -> value (each raises ValueError on text of the wrong form) ------------
+
+_TRUE: Final = frozenset({"1", "true", "yes", "on"})
+_FALSE: Final = frozenset({"0", "false", "no", "off"})
 
 
-def validate_field(field: str, value: Any) -> Any:
-    """Return ``value`` normalised for ``field``, checked alone (not in combination).
+def parse_bool(text: str) -> bool:
+    """Parse ``1/0/true/false/yes/no/on/off``, case-insensitively.
 
     Raises:
-        ConfigError: the value is invalid for the field, or the field is unknown.
+        ValueError: the text is not a boolean.
     """
-    check = _VALIDATORS.get(field)
-    if check is None:
-        raise ConfigError(f"unknown preset field {field!r}")
-    return check(value)
+    lowered = text.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ValueError(f"{text!r} is not a boolean")
+
+
+def _parse_optional_duration(text: str) -> float | None:
+    return parse_duration(text, allow_none=True)
+
+
+def _parse_whole(text: str) -> int:
+    stripped = text.strip()
+    if not re.fullmatch(r"\d+", stripped):
+        raise ValueError(f"{text!r} is not a whole number")
+    return int(stripped)
+
+
+def _parse_retries(text: str) -> int | None:
+    if text.strip().lower() == "unlimited":
+        return None
+    return _parse_whole(text)
+
+
+def _parse_statuses(text: str) -> frozenset[int]:
+    parts = [part.strip() for part in text.split(",")]
+    if not text.strip():
+        return frozenset()
+    return frozenset(_parse_whole(part) for part in parts)
+
+
+def _parse_json_object(text: str) -> dict[str, Any]:
+    value = json.loads(text)  # its JSONDecodeError is a ValueError
+    if not isinstance(value, dict):
+        raise ValueError(f"{text!r} is not a JSON object")
+    return value
+
+
+def _parse_proxies(text: str) -> str | dict[str, Any]:
+    stripped = text.strip()
+    if stripped.lower() in ("env", "none"):
+        return stripped.lower()
+    return _parse_json_object(stripped)
+
+
+def _parse_optional_path(text: str) -> str | None:
+    return None if text.strip().lower() == "none" or not text.strip() else text
+
+
+def _parse_client_cert(text: str) -> str | tuple[str, str] | None:
+    stripped = text.strip()
+    if stripped.startswith("["):
+        value = json.loads(stripped)
+        if not isinstance(value, list) or len(value) != 2 or not all(isinstance(v, str) for v in value):
+            raise ValueError(f"{text!r} is not a JSON list [cert, key]")
+        return (value[0], value[1])
+    return _parse_optional_path(text)
+
+
+def _parse_word(text: str) -> str:
+    return text.strip()
+
+
+def _parse_lower_word(text: str) -> str:
+    return text.strip().lower()
+
+
+def _parse_tls_version(text: str) -> str:
+    lowered = text.strip().lower().replace("tlsv", "").replace("tls", "")
+    return next((name for name in TLS_VERSIONS if name.endswith(f"v{lowered}")), text.strip())
+
+
+# -- value -> text, in the form the environment accepts -------------------------------------
+
+
+def _show_plain(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, frozenset):
+        return ",".join(str(item) for item in sorted(value))
+    if isinstance(value, Mapping):
+        return json.dumps({key: mask_url(text) for key, text in value.items()})
+    if isinstance(value, tuple):
+        return json.dumps(list(value))
+    return str(value)
+
+
+def _show_duration(value: float | None) -> str:
+    if value is None:
+        return "none"
+    # Seconds up to an hour read best in a timeout table (60s, 300s); days and hours beyond.
+    for unit, seconds in (("d", 86400.0), ("h", 3600.0)):
+        if value >= seconds and value % seconds == 0:
+            return f"{value / seconds:g}{unit}"
+    return f"{value:g}s"
+
+
+def _show_retries(value: int | None) -> str:
+    return "unlimited" if value is None else str(value)
+
+
+# -- the one spec per field ---------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FieldSpec:
+    """Everything known about one PresetConfig field, stated once.
+
+    Attributes:
+        form: the accepted form, as error messages and the README show it.
+        parse: environment text -> value; raises ValueError on text of the wrong form.
+        check: ``check(field, value)`` returns the value normalised or raises ConfigError.
+        doc: what the field means, one line (the README's preset table).
+        show: value -> text in the form the environment accepts (``10s``, ``none``).
+    """
+
+    form: str
+    parse: Callable[[str], Any]
+    check: Callable[[str, Any], Any]
+    doc: str
+    show: Callable[[Any], str] = _show_plain
+
+
+_BOOLEAN_FORM: Final = "a boolean: 1/0/true/false/yes/no/on/off"
+
+
+def _spec(
+    default: Any = dataclasses.MISSING,
+    *,
+    form: str,
+    parse: Callable[[str], Any],
+    check: Callable[[str, Any], Any],
+    doc: str,
+    show: Callable[[Any], str] = _show_plain,
+    default_factory: Callable[[], Any] | Any = dataclasses.MISSING,
+    hash: bool | None = None,
+) -> Any:
+    """Declare a PresetConfig field together with its spec (kept in the field's metadata)."""
+    spec = FieldSpec(form=form, parse=parse, check=check, doc=doc, show=show)
+    return dataclasses.field(default=default, default_factory=default_factory, hash=hash, metadata={"spec": spec})
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -312,34 +492,198 @@ class PresetConfig:
     """
 
     name: str = "default"
-    connect_timeout: float = 10.0
-    read_timeout: float = 20.0
-    total_timeout: float | None = 60.0
-    retries: int | None = 2
-    backoff_factor: float = 0.5
-    backoff_max: float = 30.0
-    retry_statuses: frozenset[int] = DEFAULT_RETRY_STATUSES
-    pool_connections: int = 10
-    pool_maxsize: int = 10
-    max_connection_age: float | None = 300.0
-    cache_policy: CachePolicy = "reload"
-    cookies: CookiePolicy = "memory"
-    cookie_file: str | None = None
-    store_credentials: bool = False
-    headers: Mapping[str, str] = dataclasses.field(
-        default_factory=lambda: types.MappingProxyType({}), hash=False
+    connect_timeout: float = _spec(
+        10.0,
+        form="a duration > 0 such as 10, 10s, 500ms, 2m",
+        parse=parse_duration,
+        check=_socket_timeout,
+        show=_show_duration,
+        doc="TCP and TLS connect",
     )
-    user_agent: str = DEFAULT_USER_AGENT
-    verify: bool = True
-    ca_bundle: str | None = None
-    client_cert: str | tuple[str, str] | None = None
-    trust_store: TrustStore = "certifi"
-    tls_min_version: str = "TLSv1.2"
-    proxies: str | Mapping[str, str] = dataclasses.field(default="env", hash=False)
-    max_redirects: int = 10
-    allow_insecure_redirects: bool = False
-    max_concurrent_transfers: int = 4
-    state_dir: str | None = None
+    read_timeout: float = _spec(
+        20.0,
+        form="a duration > 0 such as 20, 20s, 500ms, 2m",
+        parse=parse_duration,
+        check=_socket_timeout,
+        show=_show_duration,
+        doc="idle gap between bytes",
+    )
+    total_timeout: float | None = _spec(
+        60.0,
+        form="a duration > 0 such as 60s, 1h, 7d, or none/off",
+        parse=_parse_optional_duration,
+        check=partial(_duration, allow_none=True),
+        show=_show_duration,
+        doc="deadline for one call: retries and body included",
+    )
+    retries: int | None = _spec(
+        2,
+        form="a whole number >= 0, or 'unlimited' (bounded by total_timeout)",
+        parse=_parse_retries,
+        check=_retries,
+        show=_show_retries,
+        doc="extra attempts, idempotent methods only; connect errors always",
+    )
+    backoff_factor: float = _spec(
+        0.5,
+        form="a duration >= 0 such as 0.5, 500ms, 1s",
+        parse=parse_duration,
+        check=partial(_duration, allow_zero=True),
+        show=_show_duration,
+        doc="first pause between retries, doubled each time, with jitter",
+    )
+    backoff_max: float = _spec(
+        30.0,
+        form="a duration > 0 such as 30s, 5m",
+        parse=parse_duration,
+        check=_duration,
+        show=_show_duration,
+        doc="longest pause between retries",
+    )
+    retry_statuses: frozenset[int] = _spec(
+        DEFAULT_RETRY_STATUSES,
+        form="comma-separated HTTP status codes from 100 to 599, such as 429,503",
+        parse=_parse_statuses,
+        check=_statuses,
+        doc="statuses retried; Retry-After is honoured",
+    )
+    pool_connections: int = _spec(
+        10,
+        form="a whole number from 1 to 1024",
+        parse=_parse_whole,
+        check=partial(_whole, minimum=1, maximum=_MAX_POOL),
+        doc="hosts kept in the pool",
+    )
+    pool_maxsize: int = _spec(
+        10,
+        form="a whole number from 1 to 1024",
+        parse=_parse_whole,
+        check=partial(_whole, minimum=1, maximum=_MAX_POOL),
+        doc="connections kept per host",
+    )
+    max_connection_age: float | None = _spec(
+        300.0,
+        form="a duration > 0 such as 300s, 5m, or none/off",
+        parse=_parse_optional_duration,
+        check=partial(_duration, allow_none=True),
+        show=_show_duration,
+        doc="older connections are not reused (DNS changes)",
+    )
+    cache_policy: CachePolicy = _spec(
+        "reload",
+        form="'reload' or 'protocol'",
+        parse=_parse_lower_word,
+        check=partial(_choice, choices=("reload", "protocol")),
+        doc="`reload` sends `Cache-Control: no-cache` and `Pragma: no-cache`; `protocol` sends nothing",
+    )
+    cookies: CookiePolicy = _spec(
+        "memory",
+        form="'memory', 'none' or 'file' (with cookie_file)",
+        parse=_parse_lower_word,
+        check=partial(_choice, choices=("memory", "none", "file")),
+        doc="`memory`, `none`, or `file` together with `cookie_file`",
+    )
+    cookie_file: str | None = _spec(
+        None,
+        form="a file path, or none",
+        parse=_parse_optional_path,
+        check=_path,
+        doc="cookie file (Netscape format, mode 0600) when cookies is `file`",
+    )
+    store_credentials: bool = _spec(
+        False,
+        form=_BOOLEAN_FORM,
+        parse=parse_bool,
+        check=_flag,
+        doc="netrc is read only when true; credentials are never written anywhere",
+    )
+    headers: Mapping[str, str] = _spec(
+        default_factory=lambda: types.MappingProxyType({}),
+        hash=False,
+        form="a JSON object of header names to string values, without Authorization",
+        parse=_parse_json_object,
+        check=_headers,
+        doc="extra default headers; `Authorization` is refused",
+    )
+    user_agent: str = _spec(
+        DEFAULT_USER_AGENT,
+        form="a non-empty string without CR or LF",
+        parse=_parse_word,
+        check=_user_agent,
+        doc="the User-Agent header",
+    )
+    verify: bool = _spec(
+        True,
+        form=_BOOLEAN_FORM,
+        parse=parse_bool,
+        check=_flag,
+        doc="check TLS certificates",
+    )
+    ca_bundle: str | None = _spec(
+        None,
+        form="a path to a PEM CA bundle file or directory, or none",
+        parse=_parse_optional_path,
+        check=_path,
+        doc="CA bundle; set in code or a preset, it wins over `REQUESTS_CA_BUNDLE`",
+    )
+    client_cert: str | tuple[str, str] | None = _spec(
+        None,
+        form="a path to a PEM file, or a JSON list [cert, key], or none",
+        parse=_parse_client_cert,
+        check=_client_cert,
+        doc="client certificate, or certificate and key",
+    )
+    trust_store: TrustStore = _spec(
+        "certifi",
+        form="'certifi' or 'system'",
+        parse=_parse_lower_word,
+        check=partial(_choice, choices=("certifi", "system")),
+        doc="`certifi`, or `system` (extra `truststore`)",
+    )
+    tls_min_version: str = _spec(
+        "TLSv1.2",
+        form="'TLSv1.2' or 'TLSv1.3'",
+        parse=_parse_tls_version,
+        check=partial(_choice, choices=TLS_VERSIONS),
+        doc="oldest TLS version accepted",
+    )
+    proxies: str | Mapping[str, str] = _spec(
+        "env",
+        hash=False,
+        form="'env', 'none', or a JSON object of proxy URLs (http, https, socks4, socks4a, socks5 or socks5h) "
+            "such as {\"https\": \"http://proxy:3128\"}",
+        parse=_parse_proxies,
+        check=_proxies,
+        doc="`env` (read once, when the session is built), `none`, or a mapping",
+    )
+    max_redirects: int = _spec(
+        10,
+        form="a whole number >= 0",
+        parse=_parse_whole,
+        check=partial(_whole, minimum=0),
+        doc="redirects followed before TooManyRedirects",
+    )
+    allow_insecure_redirects: bool = _spec(
+        False,
+        form=_BOOLEAN_FORM,
+        parse=parse_bool,
+        check=_flag,
+        doc="an https→http redirect raises `InsecureRedirectError` unless true",
+    )
+    max_concurrent_transfers: int = _spec(
+        4,
+        form="a whole number >= 1",
+        parse=_parse_whole,
+        check=partial(_whole, minimum=1),
+        doc="background only: transfers run at once",
+    )
+    state_dir: str | None = _spec(
+        None,
+        form="a directory path, or none for the platform state directory",
+        parse=_parse_optional_path,
+        check=_path,
+        doc="background only: journal directory; none: the platform state directory",
+    )
     _origins: Mapping[str, str] = dataclasses.field(
         default_factory=lambda: types.MappingProxyType({}), compare=False, hash=False, repr=False
     )
@@ -348,8 +692,8 @@ class PresetConfig:
         fix = object.__setattr__
         if not isinstance(self.name, str) or not self.name:
             raise ConfigError(f"name={self.name!r} is invalid: expected a non-empty string")
-        for field, check in _VALIDATORS.items():
-            fix(self, field, check(getattr(self, field)))
+        for field, spec in FIELD_SPECS.items():
+            fix(self, field, spec.check(field, getattr(self, field)))
         fix(self, "_origins", types.MappingProxyType(dict(self._origins)))
         self._check_combinations()
 
@@ -369,7 +713,7 @@ class PresetConfig:
     @classmethod
     def field_names(cls) -> tuple[str, ...]:
         """Return the configurable field names, in declaration order."""
-        return tuple(f.name for f in dataclasses.fields(cls) if f.name not in ("name", "_origins"))
+        return tuple(FIELD_SPECS)
 
     def replace(self, **changes: Any) -> PresetConfig:
         """Return a validated copy with ``changes`` applied, marked as overrides.
@@ -433,6 +777,37 @@ class PresetConfig:
     def __repr__(self) -> str:
         shown = ", ".join(f"{key}={value!r}" for key, value in self.as_dict().items())
         return f"PresetConfig(name={self.name!r}, {shown})"
+
+
+#: The spec of every configurable field, in declaration order: the one source of the tables below.
+FIELD_SPECS: Final[Mapping[str, FieldSpec]] = types.MappingProxyType(
+    {field.name: field.metadata["spec"] for field in dataclasses.fields(PresetConfig) if "spec" in field.metadata}
+)
+
+#: The accepted form of each field, as shown in error messages.
+FIELD_FORMS: Final[Mapping[str, str]] = types.MappingProxyType({name: s.form for name, s in FIELD_SPECS.items()})
+
+#: Environment text -> value, per field (each raises ValueError on text of the wrong form).
+FIELD_PARSERS: Final[Mapping[str, Callable[[str], Any]]] = types.MappingProxyType(
+    {name: s.parse for name, s in FIELD_SPECS.items()}
+)
+
+#: One check per field: returns the normalised value or raises ConfigError.
+_VALIDATORS: Final[Mapping[str, Callable[[Any], Any]]] = types.MappingProxyType(
+    {name: partial(s.check, name) for name, s in FIELD_SPECS.items()}
+)
+
+
+def validate_field(field: str, value: Any) -> Any:
+    """Return ``value`` normalised for ``field``, checked alone (not in combination).
+
+    Raises:
+        ConfigError: the value is invalid for the field, or the field is unknown.
+    """
+    check = _VALIDATORS.get(field)
+    if check is None:
+        raise ConfigError(f"unknown preset field {field!r}")
+    return check(value)
 
 
 def _rebuild(state: dict[str, Any]) -> PresetConfig:

@@ -12,6 +12,7 @@ from urllib3.exceptions import InsecureRequestWarning
 
 __all__ = [
     "ConfigError",
+    "ForeignAdapterWarning",
     "IdentifierInUseError",
     "InsecureRedirectError",
     "InsecureSessionWarning",
@@ -19,6 +20,7 @@ __all__ = [
     "SessionPresetsError",
     "SessionPresetsWarning",
     "SessionReuseWarning",
+    "SharedSessionError",
     "TotalTimeoutError",
     "TransferError",
     "UnknownPresetError",
@@ -35,11 +37,32 @@ class ConfigError(SessionPresetsError, ValueError):
 
     The message names the field or variable, the value given and the accepted form.
     When several environment variables are bad, ``problems`` lists one line each.
+
+    Attributes:
+        field: the field (or ``field[key]`` of a mapping) that was refused, if one was.
+        value: the value given, URL passwords masked.
+        expected: the accepted form of the field.
+        reason: what was wrong, without the field and the value (``"expected ..."``
+            for a value of the wrong form); the whole message when no field is named.
+        problems: one line per problem (several for the environment).
     """
 
-    def __init__(self, message: str, *, problems: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        problems: list[str] | None = None,
+        field: str | None = None,
+        value: object = None,
+        expected: str | None = None,
+        reason: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.problems: list[str] = list(problems) if problems else [message]
+        self.field = field
+        self.value = value
+        self.expected = expected
+        self.reason: str = reason if reason is not None else message
 
 
 class UnknownPresetError(ConfigError, KeyError):
@@ -52,6 +75,16 @@ class UnknownPresetError(ConfigError, KeyError):
 
 class SessionInvalidatedError(SessionPresetsError, requests.RequestException):
     """The session was invalidated: it refuses new requests, or cancelled this one."""
+
+
+class SharedSessionError(SessionPresetsError, AttributeError):
+    """A shared (registry) session's configuration was changed: it is read-only.
+
+    Every module of the process holds the same shared session, so a header, an
+    ``auth`` or a mounted adapter set by one would be sent by all. Configure
+    shared sessions with ``register_preset(...)``, or build a private one with
+    ``default_session(...)``.
+    """
 
 
 class TotalTimeoutError(SessionPresetsError, requests.Timeout):
@@ -76,6 +109,15 @@ class SessionPresetsWarning(UserWarning):
 
 class SessionReuseWarning(SessionPresetsWarning):
     """Many short-lived sessions of one preset were created: use ``get_session``."""
+
+
+class ForeignAdapterWarning(SessionPresetsWarning):
+    """An adapter that is not a PresetAdapter was mounted on a PresetSession.
+
+    The preset's default headers still apply, but its timeouts, retries,
+    total_timeout enforcement, shared TLS context and statistics do not reach
+    requests sent through that adapter. Subclass ``PresetAdapter`` to keep them.
+    """
 
 
 class UnknownVariableWarning(SessionPresetsWarning):

@@ -1,4 +1,4 @@
-"""Built-in presets, user presets and the caller-owned session factories.
+"""Built-in presets, user presets and their resolution (code, environment, overrides).
 
 A preset is resolved in layers, lowest first: built-in preset, base preset,
 ``register_preset`` fields, ``SESSION_PRESETS_<FIELD>``,
@@ -18,12 +18,9 @@ from . import _process
 from .config import BUILTIN, PresetConfig
 from .env import ambiguity, apply_environment
 from .errors import ConfigError, UnknownPresetError
-from .sessions import PresetSession
 
 __all__ = [
     "BUILTIN_PRESETS",
-    "default_session",
-    "ephemeral_session",
     "get_preset",
     "preset_names",
     "register_preset",
@@ -164,21 +161,3 @@ def _clear_registered() -> None:
 
 
 _process.on_reset(_clear_registered, order=_process.ORDER_PRESETS)
-
-
-def default_session(**overrides: Any) -> PresetSession:
-    """Return a new caller-owned session of the ``default`` preset; close it when done.
-
-    Raises:
-        ConfigError: an override or environment variable is invalid.
-    """
-    return PresetSession(resolve("default", overrides))
-
-
-def ephemeral_session(**overrides: Any) -> PresetSession:
-    """Return a new caller-owned session with private cookies, connections and pools.
-
-    Raises:
-        ConfigError: an override or environment variable is invalid.
-    """
-    return PresetSession(resolve("ephemeral", overrides))

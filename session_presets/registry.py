@@ -22,7 +22,10 @@ class SessionRegistry:
     """Shared sessions keyed by preset name.
 
     ``get(name)`` returns the same session on every call, from any thread; after
-    the first call it is a dict lookup with no lock. A session that is
+    the first call it is a dict lookup with no lock. Its configuration is
+    read-only (SharedSessionError) and its ``close()`` does nothing, since every
+    holder shares it; ``close_all()``, ``finish_tasks_and_invalidate()`` and
+    ``invalidate_and_cancel()`` end it. A session that is
     invalidated leaves the registry, and the next ``get`` builds a new one. In a
     child made by ``os.fork()`` the registry starts empty, so the child never
     uses a socket its parent opened.
@@ -52,7 +55,7 @@ class SessionRegistry:
             session = self._sessions.get(name)
             if session is None:
                 config = resolve(name, environ=self._environ)
-                session = PresetSession(config, _registry_owned=True)
+                session = PresetSession(config, _registry_owned=True, _shared=True)
                 session._on_invalidated.append(self._forget)
                 self._sessions[name] = session
                 log.debug("registry built session for preset %r", name)

@@ -28,14 +28,16 @@ from requests.structures import CaseInsensitiveDict
 from requests.utils import address_in_network, get_netrc_auth, is_ipv4_address, is_valid_cidr
 from urllib3.exceptions import ResponseError
 
-from . import _process
+from . import _process, _warn
 from ._calls import CANCELLED, DEADLINE, Call, current_call, set_current_call, watchdog
+from ._readonly import ReadOnlyAdapters, ReadOnlyDict, ReadOnlyHeaders, freeze_hooks, shared_refusal
 from ._redact import safe_url
-from .adapters import IDEMPOTENT_METHODS, Counters, PresetAdapter
+from .adapters import IDEMPOTENT_METHODS, Counters, PresetAdapter, PresetTimeout
 from .config import PresetConfig
 from .env import STRICT_REUSE_VARIABLE, parse_bool
 from .errors import (
     ConfigError,
+    ForeignAdapterWarning,
     InsecureRedirectError,
     InsecureSessionWarning,
     SessionInvalidatedError,
@@ -43,6 +45,7 @@ from .errors import (
     SessionReuseWarning,
     TotalTimeoutError,
 )
+from .presets import resolve
 
 __all__ = [
     "InvalidationTimeoutError",
@@ -50,6 +53,8 @@ __all__ = [
     "SessionReuseError",
     "SessionState",
     "SessionStats",
+    "default_session",
+    "ephemeral_session",
 ]
 
 log = logging.getLogger(__name__)
@@ -92,6 +97,17 @@ class SessionStats:
     errors: int = 0
 
 
+#: What a shared session refuses to change (DESIGN §10): its configuration, not its cookie jar.
+SHARED_READ_ONLY: Final = frozenset(
+    {
+        "adapters", "auth", "cert", "headers", "hooks", "max_redirects",
+        "params", "proxies", "stream", "trust_env", "verify",
+    }
+)
+
+#: Where ``timeout`` sits among the positional arguments of requests.Session.request after method and url.
+_TIMEOUT_POSITION: Final = 6
+
 #: How many distinct URLs the prepared-URL memo keeps before it starts afresh.
 _URL_MEMO_SIZE: Final = 1024
 _url_memo: dict[str, str] = {}
@@ -99,6 +115,15 @@ _url_memo: dict[str, str] = {}
 
 class _PresetPreparedRequest(PreparedRequest):
     """A PreparedRequest that remembers prepared URLs and skips empty-cookie work."""
+
+    #: Tells a PresetAdapter that a PresetSession prepared it: default headers, no netrc.
+    preset_session_prepared = True
+
+    def copy(self) -> PreparedRequest:
+        # requests copies for every redirect hop; the hop keeps the marker.
+        duplicate = super().copy()
+        duplicate.__class__ = _PresetPreparedRequest
+        return duplicate
 
     def prepare_url(self, url: Any, params: Any) -> None:
         # Without params, preparing a URL (parse, IDNA, requote) depends on the
@@ -119,6 +144,14 @@ class _PresetPreparedRequest(PreparedRequest):
             self._cookies = cookies
             return
         super().prepare_cookies(cookies)
+
+
+def _has_none_value(headers: Any) -> bool:
+    """True when a session header is None (requests drops those when it merges)."""
+    store = getattr(headers, "_store", None)  # CaseInsensitiveDict: skip its per-key lookups
+    if isinstance(store, dict):
+        return any(value is None for _, value in store.values())
+    return None in headers.values()
 
 
 class _BlockAllCookies(http.cookiejar.DefaultCookiePolicy):
@@ -245,7 +278,7 @@ def _note_caller_owned(preset: str) -> None:
         ) from None
     if is_strict:
         raise SessionReuseError(message)
-    warnings.warn(message, SessionReuseWarning, stacklevel=4)
+    _warn.warn(message, SessionReuseWarning)
 
 
 def _clear_reuse_counts() -> None:
@@ -265,6 +298,17 @@ class PresetSession(requests.Session):
     - ``state`` runs active → invalidating → invalidated; an invalidated
       session refuses every request with SessionInvalidatedError.
     - Use it as a context manager, or get a shared one with ``get_session``.
+    - A shared (registry) session is read-only: changing its configuration
+      (see SHARED_READ_ONLY) or calling ``mount()`` raises SharedSessionError,
+      and ``close()``/``with`` leave it working for the other modules.
+    - Per-call ``timeout=``: omitted, the preset's connect and read timeouts
+      apply and a timeout is retried; ``None`` lifts the read timeout (the
+      connect timeout stays); a number, pair or urllib3 Timeout applies to
+      each attempt and its first expiry raises at once. ``total_timeout``
+      bounds the whole call in every case.
+    - It pickles like a requests.Session: the configuration, headers, auth,
+      cookies and mounted adapters travel; the copy is a new, active,
+      caller-owned session with its own pools, locks and counters.
 
     Args:
         config: the preset to apply; the effective ``default`` preset if omitted.
@@ -274,11 +318,13 @@ class PresetSession(requests.Session):
             client certificate, cookie file).
     """
 
-    def __init__(self, config: PresetConfig | None = None, *, _registry_owned: bool = False) -> None:
-        if config is None:
-            from .presets import get_preset
+    _shared = False
 
-            config = get_preset("default")
+    def __init__(
+        self, config: PresetConfig | None = None, *, _registry_owned: bool = False, _shared: bool = False
+    ) -> None:
+        if config is None:
+            config = resolve("default")
         if not _registry_owned:
             _note_caller_owned(config.name)
         super().__init__()
@@ -295,6 +341,10 @@ class PresetSession(requests.Session):
         self.trust_env = False
         self.max_redirects = config.max_redirects
         self.headers["User-Agent"] = config.user_agent
+        if config.cache_policy == "reload":
+            # In the default headers, where mocks, caches and the caller see them.
+            self.headers["Cache-Control"] = "no-cache"
+            self.headers["Pragma"] = "no-cache"
         self.headers.update(config.headers)
         self.verify = config.verify
         self._proxy_snapshot = _ProxySnapshot(config.proxies)
@@ -306,16 +356,110 @@ class PresetSession(requests.Session):
         self.adapter = PresetAdapter(config, counters=self._counters)
         self.mount("https://", self.adapter)
         self.mount("http://", self.adapter)
+        self._default_timeout = PresetTimeout(connect=config.connect_timeout, read=config.read_timeout)
+        self._no_read_timeout = PresetTimeout(connect=config.connect_timeout, read=None)
+        self._warned_adapters: set[int] = set()
+        if _shared:
+            self._freeze()
         self._state = SessionState.ACTIVE
         _live_sessions.add(self)
         if not config.verify:
-            warnings.warn(
-                f"preset {config.name!r} has verify=False: TLS certificates are not checked "
-                "for this session",
+            _warn.warn(
+                f"preset {config.name!r} has verify=False: TLS certificates are not checked for this session",
                 InsecureSessionWarning,
-                stacklevel=3,
             )
         log.debug("built session for preset %r", config.name)
+
+    def _freeze(self) -> None:
+        """Make the configuration read-only: this session is shared by the whole process."""
+        name = self.config.name
+        self.headers = ReadOnlyHeaders(self.headers, preset=name)
+        self.params = ReadOnlyDict(self.params, preset=name, what="the params")
+        self.proxies = ReadOnlyDict(self.proxies, preset=name, what="the proxies")
+        self.hooks = freeze_hooks(self.hooks, preset=name)
+        self.adapters = ReadOnlyAdapters(self.adapters, preset=name)
+        self._shared = True
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if self._shared and name in SHARED_READ_ONLY:
+            raise shared_refusal(self.config.name, name)
+        super().__setattr__(name, value)
+
+    def __delattr__(self, name: str) -> None:
+        if self._shared and name in SHARED_READ_ONLY:
+            raise shared_refusal(self.config.name, name)
+        super().__delattr__(name)
+
+    def mount(self, prefix: str, adapter: Any) -> None:
+        """Mount ``adapter`` for URLs starting with ``prefix``, as requests does.
+
+        An HTTPAdapter that is not a PresetAdapter gets the preset's default
+        headers and connect/read timeouts, but not its retries, total_timeout,
+        shared TLS context, max_connection_age or stats: that is warned once per
+        adapter. Adapters that open no connection of their own (mocks and
+        recorders built on ``BaseAdapter``) are mounted without a warning.
+
+        Raises:
+            SharedSessionError: this is a shared session (read-only).
+        """
+        if self._shared:
+            raise shared_refusal(self.config.name, f"the mounted adapters (mount({prefix!r}, ...))")
+        if (
+            # Only a network transport that lacks the preset is worth a warning:
+            # mocks and recorders (requests-mock, betamax) are BaseAdapters that
+            # open no connection, and betamax sends what it records through the
+            # PresetAdapter it wraps.
+            isinstance(adapter, requests.adapters.HTTPAdapter)
+            and not isinstance(adapter, PresetAdapter)
+            # requests.Session.__init__ mounts its own adapters, which this one replaces.
+            and getattr(self, "_state", None) is SessionState.ACTIVE
+            and id(adapter) not in self._warned_adapters
+        ):
+            self._warned_adapters.add(id(adapter))
+            warnings.warn(
+                f"{type(adapter).__name__} mounted for {prefix!r} on a session of preset "
+                f"{self.config.name!r} is not a PresetAdapter: requests through it get the preset's "
+                "default headers and connect/read timeouts, but not its retries, total_timeout, "
+                "shared TLS context, max_connection_age or stats. To keep them, subclass "
+                "session_presets.PresetAdapter (see examples/host_header_adapter.py)",
+                ForeignAdapterWarning,
+                stacklevel=2,
+            )
+        super().mount(prefix, adapter)
+
+    def _distinct_adapters(self) -> list[Any]:
+        """The mounted adapters, each once (one adapter serves http:// and https://)."""
+        return list({id(adapter): adapter for adapter in self.adapters.values()}.values())
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {
+            "config": self.config,
+            "headers": CaseInsensitiveDict(self.headers),
+            "auth": self.auth,
+            "proxies": dict(self.proxies),
+            "params": dict(self.params),
+            "hooks": {event: list(funcs) for event, funcs in self.hooks.items()},
+            "stream": self.stream,
+            "verify": self.verify,
+            "cert": self.cert,
+            "max_redirects": self.max_redirects,
+            "trust_env": self.trust_env,
+            "cookies": self.cookies,
+            "mounts": [(prefix, adapter) for prefix, adapter in self.adapters.items() if adapter is not self.adapter],
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # A new caller-owned session (shared ones too: the registry of the
+        # unpickling process has its own), then the state requests would restore.
+        state = dict(state)
+        self.__init__(state.pop("config"))  # type: ignore[misc]
+        mounts = state.pop("mounts")
+        for name, value in state.items():
+            setattr(self, name, value)
+        for prefix, adapter in mounts:
+            # Warned when first mounted; the copy keeps the same mounts quietly.
+            self._warned_adapters.add(id(adapter))
+            self.mount(prefix, adapter)
 
     @staticmethod
     def _build_cookie_jar(config: PresetConfig) -> RequestsCookieJar:
@@ -343,6 +487,20 @@ class PresetSession(requests.Session):
         return f"<PresetSession preset={self.config.name!r} state={self._state.value}>"
 
     # -- requests hooks ----------------------------------------------------
+
+    def request(self, method: Any, url: Any, *args: Any, **kwargs: Any) -> Response:
+        """Send a request as requests.Session.request does; see the class docstring for ``timeout=``."""
+        if len(args) <= _TIMEOUT_POSITION:
+            # requests passes None both when the caller said None and when it said
+            # nothing; the adapter must tell "the preset's timeouts" from "no read timeout".
+            if "timeout" not in kwargs:
+                kwargs["timeout"] = self._default_timeout
+            elif kwargs["timeout"] is None:
+                kwargs["timeout"] = self._no_read_timeout
+        elif args[_TIMEOUT_POSITION] is None:
+            args = (*args[:_TIMEOUT_POSITION], self._no_read_timeout, *args[_TIMEOUT_POSITION + 1 :])
+        response: Response = super().request(method, url, *args, **kwargs)
+        return response
 
     def merge_environment_settings(
         self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
@@ -379,7 +537,8 @@ class PresetSession(requests.Session):
         if self.config.store_credentials and not auth and not self.auth and url:
             auth = get_netrc_auth(url)
         headers: Any = self.headers
-        if request.headers:
+        if request.headers or _has_none_value(headers):
+            # requests' merge also drops the session headers set to None.
             headers = merge_setting(request.headers, self.headers, dict_class=CaseInsensitiveDict)
         params: Any = None
         if request.params or self.params:
@@ -546,7 +705,7 @@ class PresetSession(requests.Session):
         try:
             self._save_cookies()
         finally:
-            for adapter in self.adapters.values():
+            for adapter in self._distinct_adapters():
                 adapter.close()
             self._state = SessionState.INVALIDATED
             log.debug("session for preset %r invalidated", self.config.name)
@@ -555,7 +714,14 @@ class PresetSession(requests.Session):
                 callback(self)
 
     def close(self) -> None:
-        """Same as ``finish_tasks_and_invalidate()``; safe to call twice."""
+        """Same as ``finish_tasks_and_invalidate()``; safe to call twice.
+
+        On a shared session it does nothing, as invalidating ``URLSession.shared``
+        does nothing: other modules hold it. ``close_all()`` and an explicit
+        ``finish_tasks_and_invalidate()`` or ``invalidate_and_cancel()`` end it.
+        """
+        if self._shared:
+            return
         self.finish_tasks_and_invalidate()
 
     def __exit__(self, *args: object) -> None:
@@ -575,7 +741,8 @@ class PresetSession(requests.Session):
     def reset(self) -> None:
         """Empty cookies (memory and file), credentials and connections; then work afresh."""
         self.cookies.clear()
-        self.auth = None
+        if self.auth is not None:  # a shared session has none and refuses the assignment
+            self.auth = None
         if self.config.cookie_file is not None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.config.cookie_file)
@@ -607,7 +774,7 @@ class PresetSession(requests.Session):
                 ResourceWarning,
                 stacklevel=2,
             )
-        for adapter in getattr(self, "adapters", {}).values():
+        for adapter in {id(a): a for a in getattr(self, "adapters", {}).values()}.values():
             adapter.close()
 
 
@@ -619,3 +786,36 @@ def _after_fork_in_child() -> None:
 _process.on_fork_child(_after_fork_in_child, order=_process.ORDER_SESSIONS)
 
 
+
+
+def default_session(*, auth: Any = None, **overrides: Any) -> PresetSession:
+    """Return a new caller-owned session of the ``default`` preset; close it when done.
+
+    Args:
+        auth: a requests auth (such as a ``(user, password)`` pair) for every
+            request of the session; credentials never live in a preset.
+        **overrides: PresetConfig fields.
+
+    Raises:
+        ConfigError: an override or environment variable is invalid.
+    """
+    return _with_auth(PresetSession(resolve("default", overrides)), auth)
+
+
+def ephemeral_session(*, auth: Any = None, **overrides: Any) -> PresetSession:
+    """Return a new caller-owned session with private cookies, connections and pools.
+
+    Args:
+        auth: a requests auth for every request of the session.
+        **overrides: PresetConfig fields.
+
+    Raises:
+        ConfigError: an override or environment variable is invalid.
+    """
+    return _with_auth(PresetSession(resolve("ephemeral", overrides)), auth)
+
+
+def _with_auth(session: PresetSession, auth: Any) -> PresetSession:
+    if auth is not None:
+        session.auth = auth
+    return session

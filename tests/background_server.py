@@ -9,6 +9,9 @@ injection is set on the object between or during requests:
 - ``shift_start``: the next that many 206 responses start 10 bytes early.
 - ``statuses``: statuses answered (with ``Retry-After: 0``) before serving.
 - ``delay``: seconds slept after every ``chunk`` bytes (a throttled server).
+- ``honor_if_range``: False makes a server that answers a Range with 206 whatever If-Range says.
+- ``lying_416``: the next that many Range requests get 416 ``bytes */<start>``.
+- ``before_headers``: called once a request arrived, before the status is sent.
 - ``on_response``: called after each response, e.g. to change the file.
 
 ``log`` holds one ``Hit`` per request: its Range and If-Range, the status sent
@@ -64,6 +67,9 @@ class FileRoute:
         self.statuses: list[int] = []
         self.delay = 0.0
         self.require_auth: str | None = None
+        self.honor_if_range = True
+        self.lying_416 = 0
+        self.before_headers: Callable[[], None] | None = None
         self.on_response: Callable[[FileRoute], None] | None = None
         self.log: list[Hit] = []
         self.active = 0
@@ -108,6 +114,8 @@ class FileRoute:
                 self.on_response(self)
 
     def _serve(self, h: Handler) -> None:
+        if self.before_headers is not None:
+            self.before_headers()
         if self.require_auth is not None and h.headers.get("Authorization") != self.require_auth:
             self._note(h, 401, 0)
             h.reply(401, b"who are you")
@@ -123,9 +131,14 @@ class FileRoute:
         status = 200
         match = _RANGE.match(h.headers.get("Range", ""))
         if_range = h.headers.get("If-Range")
-        fresh = if_range is None or if_range in (self.etag, self.last_modified)
+        fresh = if_range is None or if_range in (self.etag, self.last_modified) or not self.honor_if_range
         if match and not self.ignore_range and fresh:
             start = int(match.group(1))
+            if self.lying_416:
+                self.lying_416 -= 1
+                self._note(h, 416, 0)
+                h.reply(416, b"", {"Content-Range": f"bytes */{start}", **self._validators()})
+                return
             if start >= size:
                 self._note(h, 416, 0)
                 h.reply(416, b"", {"Content-Range": f"bytes */{size}", **self._validators()})

@@ -7,12 +7,12 @@ import requests
 import session_presets as sp
 
 EXPECTED = {
-    "BackgroundSession", "ConfigError", "IdentifierInUseError", "InsecureRedirectError",
-    "InsecureSessionWarning", "InvalidationTimeoutError", "PresetAdapter", "PresetConfig",
-    "PresetSession", "SessionInvalidatedError", "SessionPresetsError", "SessionPresetsWarning",
-    "SessionRegistry", "SessionReuseError", "SessionReuseWarning", "SessionState", "SessionStats",
-    "TotalTimeoutError", "TransferError", "TransferState", "TransferTask", "UnknownPresetError",
-    "UnknownVariableWarning", "__version__", "background_session", "close_all", "default_session",
+    "BackgroundSession", "ConfigError", "ForeignAdapterWarning", "IdentifierInUseError",
+    "InsecureRedirectError", "InsecureSessionWarning", "InvalidationTimeoutError", "PresetAdapter",
+    "PresetConfig", "PresetSession", "PresetTimeout", "SessionInvalidatedError", "SessionPresetsError",
+    "SessionPresetsWarning", "SessionRegistry", "SessionReuseError", "SessionReuseWarning", "SessionState",
+    "SessionStats", "SharedSessionError", "TotalTimeoutError", "TransferError", "TransferState", "TransferTask",
+    "UnknownPresetError", "UnknownVariableWarning", "__version__", "background_session", "close_all", "default_session",
     "ephemeral_session", "get_preset", "get_session", "preset_names", "register_preset",
 }
 
@@ -35,6 +35,9 @@ def test_error_hierarchy() -> None:
     assert issubclass(sp.TotalTimeoutError, requests.Timeout)
     assert issubclass(sp.IdentifierInUseError, sp.TransferError)
     assert issubclass(sp.SessionReuseWarning, Warning)
+    assert issubclass(sp.SharedSessionError, sp.SessionPresetsError)
+    assert issubclass(sp.SharedSessionError, AttributeError)
+    assert issubclass(sp.ForeignAdapterWarning, sp.SessionPresetsWarning)
 
 
 def test_unknown_preset_message_suggests_nearest() -> None:

@@ -516,28 +516,6 @@ def test_suspended_task_resumes_in_next_session_with_auth(http_server: LoopbackS
     assert b"dXNlcjpwYXNz" not in Path(resumed.journal_path).read_bytes()
 
 
-def test_complete_part_is_finished_after_416(http_server: LoopbackServer, tmp_path: Path) -> None:
-    """A .part that already holds every byte gets a 416 and is verified and renamed, not re-downloaded."""
-    data = make_data(2 * MIB)
-    route = FileRoute(data, chunk=32 * 1024)
-    route.delay = 0.02
-    http_server.route("/file", route)
-    bg = open_bg()
-    task = bg.download(http_server.url("/file"), tmp_path / "out.bin", sha256=digest(data))
-    while task.bytes_done < 256 * 1024:
-        time.sleep(0.01)
-    bg._suspend()
-    part = tmp_path / "out.bin.part"
-    part.write_bytes(data)  # as if the crash came after the last byte, before the rename
-    route.delay = 0
-    (again,) = open_bg().tasks()
-    assert again.wait(20).state is TransferState.COMPLETED, again.error
-    assert (tmp_path / "out.bin").read_bytes() == data
-    (ranged,) = [hit for hit in route.log if hit.range is not None]
-    assert ranged.status == 416
-    assert ranged.range == f"bytes={len(data)}-"
-
-
 def test_resume_without_validators_sends_range_only(http_server: LoopbackServer, data: bytes, tmp_path: Path) -> None:
     """A server without ETag or Last-Modified still gets a plain Range request, and the file is correct."""
     route = FileRoute(data, etag=None, last_modified=None)

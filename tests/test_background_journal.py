@@ -53,7 +53,8 @@ def test_journal_is_private_and_holds_no_credentials(http_server: LoopbackServer
         "Authorization": "Bearer tokensecret",
         "Proxy-Authorization": "Basic proxysecret",
         "Cookie": "session=cookiesecret",
-        "X-Custom": "kept",
+        "X-Custom": "dropped",
+        "Accept": "application/octet-stream",
     }
     task = bg.download(http_server.url("/file"), tmp_path / "out.bin", headers=headers).wait(20)
     assert task.state is TransferState.COMPLETED, task.error
@@ -69,7 +70,7 @@ def test_journal_is_private_and_holds_no_credentials(http_server: LoopbackServer
     for secret in (b"tokensecret", b"proxysecret", b"cookiesecret", b"urlsecret"):
         assert secret not in raw
     record, second = _records(journal)
-    assert record["headers"] == {"X-Custom": "kept"}
+    assert record["headers"] == {"Accept": "application/octet-stream"}
     assert record["url"] == second["url"] == http_server.url("/file")
     assert record["etag"] == '"v1"'
     assert record["state"] == "completed"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -13,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from session_presets import IdentifierInUseError, TransferState, background_session
+from session_presets import IdentifierInUseError, TransferError, TransferState, background_session
+from session_presets.background.transfer import CRASH_EXIT
 
 from .background_server import FileRoute
 from .servers import LoopbackServer
@@ -27,10 +29,23 @@ pytestmark = [
 #: Opens a background session in a child process; argv: identifier, then a mode.
 CHILD = textwrap.dedent(
     """
-    import resource, signal, sys, time
+    import os, resource, signal, sys, time
     from session_presets import background_session
+    from session_presets.background import transfer
 
     identifier, mode = sys.argv[1], sys.argv[2]
+    # Commit often, so a kill leaves a committed offset inside small test files.
+    transfer.COMMIT_BYTES = 256 * 1024
+    if os.environ.get("CRASH_AT"):
+        name, nth = os.environ["CRASH_AT"].split("#")
+        transfer.set_crash_point(name, int(nth))
+    if mode == "resume":
+        bg = background_session(identifier, backoff_factor=0.01, backoff_max=0.05, read_timeout=5, total_timeout=30)
+        for task in bg.tasks():
+            task.wait(30)
+            print(task.state.value, type(task.error).__name__, task.error, flush=True)
+        bg.finish_tasks_and_invalidate()
+        sys.exit(0)
     if mode == "fsize":
         # Past RLIMIT_FSIZE, write() fails with EFBIG instead of killing us with SIGXFSZ.
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
@@ -48,15 +63,30 @@ CHILD = textwrap.dedent(
 )
 
 
-def spawn(*args: str) -> subprocess.Popen[str]:
-    """Start the child script with ``args``; it inherits the test's state directory."""
+def spawn(*args: str, crash_at: str | None = None) -> subprocess.Popen[str]:
+    """Start the child script with ``args``; it inherits the test's state directory.
+
+    ``crash_at`` is ``"point#n"``: the child exits with CRASH_EXIT the n-th time it reaches that point.
+    """
+    env = os.environ.copy()
+    if crash_at is not None:
+        env["CRASH_AT"] = crash_at
     return subprocess.Popen(
         [sys.executable, "-c", CHILD, *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=os.environ.copy(),
+        env=env,
     )
+
+
+def committed_offset(identifier: str) -> int:
+    """The bytes_done the journal of ``identifier`` holds, read as a new process would."""
+    path = Path(os.environ["SESSION_PRESETS_STATE_DIR"]) / f"{identifier}.sqlite3"
+    with sqlite3.connect(path) as db:
+        (value,) = db.execute("SELECT bytes_done FROM tasks").fetchone()
+    db.close()
+    return int(value)
 
 
 def test_kill_9_then_new_process_resumes_from_part(http_server: LoopbackServer, tmp_path: Path) -> None:
@@ -83,8 +113,10 @@ def test_kill_9_then_new_process_resumes_from_part(http_server: LoopbackServer, 
         child.stdout.close()  # type: ignore[union-attr]
         child.stderr.close()  # type: ignore[union-attr]
     assert child.returncode == -signal.SIGKILL
-    offset = part.stat().st_size
-    assert MIB <= offset < len(data)
+    assert MIB <= part.stat().st_size < len(data)
+    # The resume starts at the last offset the journal committed (after an fsync), not at the .part size.
+    offset = committed_offset("killme")
+    assert 0 < offset <= part.stat().st_size
     assert not dest.exists()
     route.delay = 0
 
@@ -156,3 +188,96 @@ def test_disk_full_fails_then_next_run_resumes(http_server: LoopbackServer, tmp_
     assert task.wait(20).state is TransferState.COMPLETED, task.error
     assert dest.read_bytes() == data
     assert sorted(route.ranges, key=str) == [None, f"bytes={limit}-"]
+
+
+# -- write-ahead: a kill between any two steps of a version change ----------------------
+
+
+def _run(*args: str, crash_at: str | None = None) -> tuple[int, str, str]:
+    child = spawn(*args, crash_at=crash_at)
+    out, err = child.communicate(timeout=40)
+    return child.returncode, out, err
+
+
+@pytest.mark.parametrize(
+    ("point", "honest"),
+    [
+        ("fresh:journaled#1", True),
+        ("fresh:truncated#1", True),
+        ("commit:fsynced#1", True),
+        ("commit:done#1", True),
+        ("finish:verified#1", True),
+        ("finish:renamed#1", True),
+        ("restart:journaled#1", False),
+        ("restart:truncated#1", False),
+    ],
+)
+def test_kill_at_each_step_of_a_version_change_leaves_one_whole_version(
+    http_server: LoopbackServer, tmp_path: Path, point: str, honest: bool
+) -> None:
+    """A process killed at any step after the file changed leaves a state the next run finishes as v2, whole."""
+    old, new = make_data(2 * MIB, seed=1), make_data(2 * MIB, seed=2)
+    route = FileRoute(old, chunk=64 * 1024)
+    # Slow enough that the commit thread runs between chunks (a commit every 256 KiB).
+    route.delay = 0.02
+    http_server.route("/f", route)
+    dest = tmp_path / "out.bin"
+    # Run 1: part of v1 is written and committed, then the process dies.
+    code, _, err = _run("wal", "download", http_server.url("/f"), str(dest), crash_at="commit:done#2")
+    assert code == CRASH_EXIT, err
+    assert committed_offset("wal") > 0
+    # The file changes; a lying server answers the resume with a 206 of the new version.
+    route.set_file(new, etag='"v2"')
+    route.honor_if_range = honest
+    # Run 2: dies at the step under test.
+    code, _, err = _run("wal", "resume", crash_at=point)
+    assert code == CRASH_EXIT, err
+    assert not dest.exists() or point == "finish:renamed#1"
+    # Run 3: finishes, and dest holds v2 and nothing else (no sha256 was given).
+    route.honor_if_range = True
+    code, out, err = _run("wal", "resume")
+    assert code == 0, err
+    assert out.split()[0] == "completed", out
+    assert dest.read_bytes() == new
+    assert not (tmp_path / "out.bin.part").exists()
+
+
+def test_crash_after_last_byte_finishes_with_416(http_server: LoopbackServer, tmp_path: Path) -> None:
+    """Killed after the last byte was committed but before the rename, the next run gets a 416 and renames."""
+    data = make_data(2 * MIB)
+    route = FileRoute(data)
+    http_server.route("/f", route)
+    dest = tmp_path / "out.bin"
+    code, _, err = _run("done", "download", http_server.url("/f"), str(dest), crash_at="finish:verified#1")
+    assert code == CRASH_EXIT, err
+    assert committed_offset("done") == len(data)
+    code, out, err = _run("done", "resume")
+    assert code == 0, err
+    assert out.split()[0] == "completed", out
+    assert dest.read_bytes() == data
+    assert [(hit.range, hit.status) for hit in route.log] == [(None, 200), (f"bytes={len(data)}-", 416)]
+
+
+def test_destination_held_by_another_process_is_refused(http_server: LoopbackServer, tmp_path: Path) -> None:
+    """A download to a dest another process is writing raises naming that process; its bytes are untouched."""
+    data = make_data(4 * MIB)
+    route = FileRoute(data, chunk=32 * 1024)
+    route.delay = 0.01
+    http_server.route("/big", route)
+    dest = tmp_path / "big.bin"
+    child = spawn("writer", "download", http_server.url("/big"), str(dest))
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().startswith("started")
+        owner = rf"already being written by pid {child.pid}, background session 'writer'"
+        with pytest.raises(TransferError, match=owner):
+            open_bg("other").download(http_server.url("/big"), dest)
+        route.delay = 0
+        out, err = child.communicate(timeout=40)
+    finally:
+        if child.poll() is None:  # pragma: no cover - only when the wait above failed
+            child.kill()
+            child.wait()
+    assert out.splitlines()[-1].startswith("completed"), err
+    assert dest.read_bytes() == data
+    assert len(route.log) == 1

@@ -71,9 +71,12 @@ def test_bench_server_counts_connections_per_scenario(tiny_report: dict) -> None
 
 
 def test_bench_ephemeral_sessions_leave_no_descriptors(tiny_report: dict) -> None:  # type: ignore[type-arg]
-    """ephemeral_per_call closes every session: descriptors end where they started."""
+    """ephemeral_per_call closes every session: no socket to the bench server is left open."""
     result = tiny_report["scenarios"]["ephemeral_per_call"]
-    assert result["open_fds_after"] == result["open_fds_before"]
+    # Not the process-wide descriptor count: pytest's other threads (servers of
+    # earlier tests winding down) open and close descriptors during the run.
+    assert result["server_sockets_after"] == 0
+    assert tiny_report["scenarios"]["get_session"]["server_sockets_after"] == 1
 
 
 def test_bench_background_download_ran_or_says_why(tiny_report: dict) -> None:  # type: ignore[type-arg]

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 
 from session_presets import ConfigError, PresetConfig, get_preset, preset_names
-from session_presets.config import DEFAULT_USER_AGENT
+from session_presets.config import DEFAULT_USER_AGENT, FIELD_FORMS
+from tests.servers import LoopbackServer
 
 
 def test_builtin_presets_match_the_design_table() -> None:
@@ -33,7 +35,8 @@ def test_builtin_presets_match_the_design_table() -> None:
     ("field", "value"),
     [
         ("connect_timeout", 0), ("connect_timeout", -1), ("connect_timeout", True), ("connect_timeout", None),
-        ("read_timeout", float("nan")), ("read_timeout", "20"), ("total_timeout", float("inf")),
+        ("read_timeout", float("nan")), ("read_timeout", "20 parsecs"), ("read_timeout", "off"),
+        ("total_timeout", float("inf")),
         ("retries", -1), ("retries", 1.5), ("backoff_factor", -0.1), ("backoff_max", 0),
         ("retry_statuses", [99]), ("retry_statuses", "503"), ("retry_statuses", [True]),
         ("pool_connections", 0), ("pool_maxsize", "4"), ("max_connection_age", 0),
@@ -140,3 +143,100 @@ def test_pickle_and_deepcopy_keep_values_and_origins() -> None:
         assert clone.origin("headers") == "code"
         assert clone.origin("read_timeout") == "built-in"  # default never set it
         assert dict(clone.headers) == {"X-A": "1"}
+
+
+@pytest.mark.parametrize(
+    "url", ["not a url", "ftp://proxy.example:21", "http://", "http://proxy.example:99999", "gopher://proxy:70"]
+)
+def test_proxy_that_is_not_a_usable_url_is_refused_at_build(url: str) -> None:
+    """A proxy that is not a URL, or has a scheme urllib3 cannot use, is a ConfigError when built."""
+    from session_presets import default_session
+
+    with pytest.raises(ConfigError) as info:
+        default_session(proxies={"http": url, "https": "http://127.0.0.1:3128"})
+    message = str(info.value)
+    assert f"proxies['http']={url!r} is invalid" in message
+    assert "socks5h" in message
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://proxy:3128", "https://proxy:3128", "socks4://proxy:1080", "socks4a://proxy:1080",
+     "socks5://u:p@proxy:1080", "socks5h://proxy:1080", "proxy.example:3128", "http://[::1]:3128"],
+)
+def test_proxy_schemes_requests_can_use_are_accepted(url: str) -> None:
+    """http, https and the four socks schemes are accepted; a bare host:port means http, as in requests."""
+    assert PresetConfig(proxies={"all": url}).proxies == {"all": url}
+
+
+def test_proxy_password_is_masked_in_the_refusal() -> None:
+    """A refused proxy URL is shown without its password."""
+    with pytest.raises(ConfigError) as info:
+        PresetConfig(proxies={"https": "ftp://user:s3cret@proxy.example:21"})
+    assert "s3cret" not in str(info.value)
+    assert "***@proxy.example" in str(info.value)
+
+
+def test_duration_strings_are_accepted_in_code() -> None:
+    """Code accepts the duration forms the environment accepts, none/off where a limit can be lifted."""
+    from session_presets import register_preset
+
+    config = register_preset(
+        "textual", read_timeout="5s", connect_timeout="500ms", total_timeout="off", backoff_max="2m",
+        backoff_factor="0", max_connection_age="none",
+    )
+    assert (config.read_timeout, config.connect_timeout, config.total_timeout) == (5.0, 0.5, None)
+    assert (config.backoff_max, config.backoff_factor, config.max_connection_age) == (120.0, 0.0, None)
+    assert config.origin("read_timeout") == "code"
+    assert PresetConfig(read_timeout="20").read_timeout == 20.0
+    assert get_preset("default").replace(total_timeout="7d").total_timeout == 7 * 86400
+    with pytest.raises(ConfigError, match=r"read_timeout='none' is invalid: expected a duration > 0"):
+        register_preset("textual2", read_timeout="none")
+
+
+@pytest.mark.parametrize(("name", "value"), [("X A", "1"), ("X-A", "a\r\nX-Evil: 1"), ("X-A", "caf\u20ac")])
+def test_one_header_check_for_presets_background_and_cli(
+    name: str, value: str, http_server: LoopbackServer, tmp_path: Path
+) -> None:
+    """Presets, background downloads and the CLI's -H refuse the same headers, before anything is sent."""
+    from session_presets import background_session
+    from session_presets.cli import main
+
+    with pytest.raises(ConfigError, match="headers"):
+        PresetConfig(headers={name: value})
+    bg = background_session("header-check")
+    with pytest.raises(ConfigError, match="headers"):
+        bg.download(http_server.url("/ok"), tmp_path / "out", headers={name: value})
+    bg.invalidate_and_cancel()
+    assert main(["get", "-H", f"{name}: {value}", http_server.url("/ok")]) == 2
+    assert http_server.requests == []
+
+
+def test_config_error_carries_field_value_and_expected_form() -> None:
+    """A refused value gives a ConfigError with structured field, value and expected (password masked)."""
+    with pytest.raises(ConfigError) as info:
+        PresetConfig(read_timeout="soon")
+    error = info.value
+    assert (error.field, error.value, error.expected) == ("read_timeout", "soon", FIELD_FORMS["read_timeout"])
+    assert error.reason == f"expected {FIELD_FORMS['read_timeout']}"
+    with pytest.raises(ConfigError) as info:
+        PresetConfig(proxies={"https": "ftp://user:s3cret@proxy:21"})
+    error = info.value
+    assert (error.field, error.value) == ("proxies['https']", "ftp://***@proxy:21")
+    with pytest.raises(ConfigError) as info:
+        PresetConfig(headers={"X-A": "a\nb"})
+    assert (info.value.field, info.value.value) == ("headers['X-A']", "a\nb")
+    assert info.value.reason == f"CR, LF and NUL are not allowed ({FIELD_FORMS['headers']})"
+
+
+def test_every_field_has_one_spec_and_the_tables_follow_it() -> None:
+    """Each PresetConfig field carries its spec; forms, parsers and validators are derived from it."""
+    from session_presets.config import FIELD_PARSERS, FIELD_SPECS, validate_field
+
+    assert tuple(FIELD_SPECS) == PresetConfig.field_names()
+    assert {f.name for f in dataclasses.fields(PresetConfig)} == {*FIELD_SPECS, "name", "_origins"}
+    for name, spec in FIELD_SPECS.items():
+        assert FIELD_FORMS[name] == spec.form and FIELD_PARSERS[name] is spec.parse
+        default = getattr(PresetConfig(), name)
+        assert validate_field(name, default) == default
+        assert spec.doc and spec.form

@@ -12,9 +12,11 @@ from session_presets import (
     UnknownVariableWarning,
     default_session,
     get_preset,
+    get_session,
     register_preset,
 )
 from session_presets.env import parse_bool, parse_duration
+from tests.servers import LoopbackServer
 
 
 @pytest.mark.parametrize(
@@ -173,3 +175,110 @@ def test_register_preset_refusals() -> None:
         register_preset("x2", read_timeout=-1)
     with pytest.raises(ConfigError, match="unknown preset field"):
         register_preset("x3", bogus=1)
+
+
+@pytest.mark.parametrize("text", ['{"https": "ftp://proxy.example:21"}', '{"http": "not a url"}'])
+def test_unusable_proxy_from_environment_is_refused(monkeypatch: pytest.MonkeyPatch, text: str) -> None:
+    """SESSION_PRESETS_PROXIES with a non-URL or unsupported scheme is a ConfigError naming the variable."""
+    monkeypatch.setenv("SESSION_PRESETS_PROXIES", text)
+    with pytest.raises(ConfigError) as info:
+        default_session()
+    message = str(info.value)
+    assert message.startswith(f"SESSION_PRESETS_PROXIES={text!r} is invalid")
+    assert "socks5h" in message
+
+
+def test_variable_of_a_preset_registered_later_is_not_reported(
+    monkeypatch: pytest.MonkeyPatch, http_server: LoopbackServer
+) -> None:
+    """SESSION_PRESETS_PAYMENTS_HEADERS gives no warning before 'payments' is registered, then applies."""
+    monkeypatch.setenv("SESSION_PRESETS_PAYMENTS_HEADERS", '{"X-Team": "payments"}')
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        get_session().get(http_server.url("/first"))
+        register_preset("payments")
+        get_session("payments").get(http_server.url("/paid"))
+    seen = {r.path: r.headers.get("X-Team") for r in http_server.requests}
+    assert seen == {"/first": None, "/paid": "payments"}
+
+
+def test_typo_of_a_preset_variable_warns_once_suggesting_that_preset(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A near miss of a known preset's variable warns once, and never suggests the every-preset variable."""
+    monkeypatch.setenv("SESSION_PRESETS_PAYMNETS_HEADERS", '{"X-Team": "payments"}')
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        get_preset("default")  # 'payments' is not registered yet: it may be a preset to come
+    with pytest.warns(UnknownVariableWarning) as record:
+        register_preset("payments")
+        get_preset("payments")
+    assert len(record) == 1
+    message = str(record[0].message)
+    assert message.endswith("did you mean SESSION_PRESETS_PAYMENTS_HEADERS?")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        get_preset("payments")
+
+
+@pytest.mark.parametrize(
+    ("variable", "hint"),
+    [
+        ("SESSION_PRESETS_PAYMENTS_HEADRS", "did you mean SESSION_PRESETS_PAYMENTS_HEADERS?"),
+        ("SESSION_PRESETS_DEFALT_READ_TIMEOUT", "did you mean SESSION_PRESETS_DEFAULT_READ_TIMEOUT?"),
+        ("SESSION_PRESETS_DEFAULT_READ_TIMOUT", "did you mean SESSION_PRESETS_DEFAULT_READ_TIMEOUT?"),
+        ("SESSION_PRESETS_STRICT_REUS", "did you mean SESSION_PRESETS_STRICT_REUSE?"),
+    ],
+)
+def test_true_typo_suggests_a_variable_of_the_same_scope(
+    monkeypatch: pytest.MonkeyPatch, variable: str, hint: str
+) -> None:
+    """A typo in a field or in a known preset's name warns at once, suggesting a variable of the same scope."""
+    register_preset("payments")
+    monkeypatch.setenv(variable, "1")
+    with pytest.warns(UnknownVariableWarning) as record:
+        get_preset("default")
+    assert [str(w.message) for w in record] == [f"{variable} matches no preset and field and is ignored; {hint}"]
+
+
+def test_field_typo_before_its_preset_is_registered_never_suggests_the_global_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """SESSION_PRESETS_PAYMENTS_HEADRS can never be valid: it warns, but not towards SESSION_PRESETS_HEADERS."""
+    monkeypatch.setenv("SESSION_PRESETS_PAYMENTS_HEADRS", "{}")
+    with pytest.warns(UnknownVariableWarning) as record:
+        get_preset("default")
+    assert [str(w.message) for w in record] == [
+        "SESSION_PRESETS_PAYMENTS_HEADRS matches no preset and field and is ignored"
+    ]
+
+
+@pytest.mark.parametrize("build", ["get_session", "default_session", "get_preset", "register_preset"])
+def test_unknown_variable_warning_points_at_the_callers_line(monkeypatch: pytest.MonkeyPatch, build: str) -> None:
+    """UnknownVariableWarning is attributed to the user's line, whatever the path into the library."""
+    monkeypatch.setenv("SESSION_PRESETS_READ_TIMOUT", "5")
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        if build == "get_session":
+            get_session()
+        elif build == "default_session":
+            default_session().close()
+        elif build == "get_preset":
+            get_preset("default")
+        else:
+            register_preset("later")
+    assert [w.category for w in record] == [UnknownVariableWarning]
+    assert record[0].filename == __file__
+
+
+def test_session_warnings_point_at_the_callers_line() -> None:
+    """InsecureSessionWarning and SessionReuseWarning are attributed to the user's line, not the library's."""
+    from session_presets import InsecureSessionWarning, SessionReuseWarning
+
+    register_preset("insecure", verify=False)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        default_session(verify=False).close()
+        get_session("insecure")
+        for _ in range(33):
+            default_session().close()
+    assert [w.category for w in record] == [InsecureSessionWarning, InsecureSessionWarning, SessionReuseWarning]
+    assert {w.filename for w in record} == {__file__}

@@ -19,6 +19,7 @@ MUST_SHOW = {
     "shared_registry.py": "the worker got a new session object: True",
     "env_config.py": "from env SESSION_PRESETS_DEFAULT_READ_TIMEOUT",
     "custom_preset.py": "from base preset 'api'",
+    "host_header_adapter.py": "HostHeaderPresetAdapter: verified api.example.test at 127.0.0.1",
 }
 
 

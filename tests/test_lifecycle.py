@@ -212,10 +212,10 @@ def test_strict_reuse_raises(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_registry_replaces_invalidated_session(http_server: LoopbackServer) -> None:
-    """Closing a registry session removes it; the next get_session builds a new one."""
+    """Invalidating a registry session removes it; the next get_session builds a new one."""
     first = get_session()
     first.get(http_server.url())
-    first.close()
+    first.finish_tasks_and_invalidate()
     second = get_session()
     assert second is not first
     assert second.state is SessionState.ACTIVE

@@ -13,14 +13,14 @@ from typing import Any, Final
 
 from .. import _process
 from .._redact import safe_url
-from ..config import PresetConfig
+from ..config import PresetConfig, check_header
 from ..errors import ConfigError, SessionInvalidatedError, TransferError
 from ..presets import resolve
 from ..sessions import InvalidationTimeoutError, PresetSession, SessionState
 from .journal import Journal, TaskRecord
-from .lockfile import IdentifierLock, default_state_dir, validate_identifier
+from .lockfile import DestinationLock, IdentifierLock, default_state_dir, prepare_state_dir, validate_identifier
 from .task import DOWNLOAD, FINISHED, UPLOAD, ProgressCallback, TransferState, TransferTask
-from .transfer import DiskFullError, Runner, Stopped
+from .transfer import DiskFullError, Runner, Stopped, remove_file, scrub
 
 __all__ = ["BackgroundSession", "background_session"]
 
@@ -45,8 +45,7 @@ def _check_headers(headers: Mapping[str, str] | None, *, download: bool) -> dict
         raise ConfigError(f"headers={headers!r} is invalid: expected a mapping of header names to strings")
     clean: dict[str, str] = {}
     for name, value in headers.items():
-        if not isinstance(name, str) or not isinstance(value, str) or any(c in name + value for c in "\r\n\0"):
-            raise ConfigError(f"headers: {name!r} is invalid: names and values must be strings without CR, LF, NUL")
+        check_header(name, value)
         if download and name.lower() in _MANAGED_HEADERS:
             raise ConfigError(f"headers: {name!r} is refused: background downloads manage it themselves")
         clean[name] = value
@@ -80,11 +79,7 @@ class BackgroundSession:
         self.identifier = validate_identifier(identifier)
         self.config = config
         self._auth = auth
-        state_dir = config.state_dir or default_state_dir()
-        try:
-            os.makedirs(state_dir, mode=0o700, exist_ok=True)
-        except OSError as exc:
-            raise TransferError(f"cannot create the state directory {state_dir!r}: {exc}") from exc
+        state_dir = prepare_state_dir(config.state_dir or default_state_dir())
         self.state_dir = state_dir
         self.journal_path = os.path.join(state_dir, f"{identifier}.sqlite3")
         self._lockfile = IdentifierLock(os.path.join(state_dir, f"{identifier}.lock"), identifier)
@@ -145,14 +140,10 @@ class BackgroundSession:
         resume = state in (TransferState.PENDING, TransferState.RUNNING) or (
             state is TransferState.FAILED and record.resumable
         )
+        # The committed offset: the .part is cut back to it before the download resumes.
         bytes_done = record.bytes_done
-        if resume and record.kind == DOWNLOAD:
-            try:
-                bytes_done = os.stat(record.path + ".part").st_size
-            except FileNotFoundError:
-                bytes_done = 0
         task = TransferTask(
-            self,
+            self._cancel,
             task_id=record.id,
             kind=record.kind,
             url=record.url,
@@ -169,13 +160,26 @@ class BackgroundSession:
             last_modified=record.last_modified,
             error=None if resume or record.error is None else TransferError(record.error),
         )
+        if resume and record.kind == DOWNLOAD:
+            try:
+                task._dest_lock = self._lock_destination(task.path, task.id)
+            except TransferError as exc:
+                self._end(task, TransferState.FAILED, exc)
+                return task
         if resume:
             log.debug(
                 "resuming task %d (%s of %s) from byte %d", record.id, record.kind, safe_url(record.url), bytes_done
             )
-            self._runner.save(task, state=TransferState.PENDING.value, error=None, resumable=0, bytes_done=bytes_done)
+            self._runner.save(task, state=TransferState.PENDING.value, error=None, resumable=0)
             self._enqueue(task)
         return task
+
+    def _owner(self, task_id: int | None) -> str:
+        task = "a new task" if task_id is None else f"task {task_id}"
+        return f"pid {os.getpid()}, background session {self.identifier!r}, {task}"
+
+    def _lock_destination(self, path: str, task_id: int | None) -> DestinationLock:
+        return DestinationLock(path, self._owner(task_id))
 
     # -- transfers -------------------------------------------------------------
 
@@ -208,8 +212,11 @@ class BackgroundSession:
         Raises:
             SessionInvalidatedError: the session is invalidating or invalidated.
             ConfigError: an argument is invalid, or another unfinished task
-                writes to ``dest``.
-            TransferError: the journal cannot be written.
+                of this session writes to ``dest``.
+            DestinationInUseError: a task of another session or process
+                writes to ``dest`` (a TransferError naming it).
+            TransferError: the journal cannot be written, or ``dest.lock`` is
+                a symbolic link.
         """
         url = _check_url(url)
         path = os.path.abspath(os.fspath(dest))
@@ -223,14 +230,24 @@ class BackgroundSession:
             for other in self._tasks.values():
                 if other.kind == DOWNLOAD and other.dest == path and not other.done:
                     raise ConfigError(f"dest={path!r} is already the target of unfinished task {other.id}")
+            lock = self._lock_destination(path, None)
             try:
-                # A .part no task owns cannot be trusted to resume from.
+                # A .part no task owns cannot be trusted to resume from (unlink never follows a link).
                 os.unlink(path + ".part")
             except FileNotFoundError:
                 pass
             except OSError as exc:
+                lock.release()
                 raise TransferError(f"cannot remove the stale {path + '.part'!r}: {exc}") from exc
-            return self._add(DOWNLOAD, url, path, "GET", clean, None if sha256 is None else sha256.lower(), progress)
+            try:
+                task = self._add(
+                    DOWNLOAD, url, path, "GET", clean, None if sha256 is None else sha256.lower(), progress, lock
+                )
+            except BaseException:
+                lock.release()
+                raise
+            lock.set_owner(self._owner(task.id))  # the task has its number now
+            return task
 
     def upload(
         self,
@@ -280,6 +297,7 @@ class BackgroundSession:
         headers: dict[str, str],
         sha256: str | None,
         progress: ProgressCallback | None,
+        lock: DestinationLock | None = None,
     ) -> TransferTask:
         task_id, created_at = self._journal.add(
             kind=kind,
@@ -291,7 +309,7 @@ class BackgroundSession:
             state=TransferState.PENDING.value,
         )
         task = TransferTask(
-            self,
+            self._cancel,
             task_id=task_id,
             kind=kind,
             url=url,
@@ -302,6 +320,7 @@ class BackgroundSession:
             progress=progress,
             created_at=created_at,
         )
+        task._dest_lock = lock
         self._tasks[task_id] = task
         self._enqueue(task)
         log.debug("queued task %d: %s %s", task_id, kind, safe_url(url))
@@ -361,17 +380,18 @@ class BackgroundSession:
             if task._cancel_requested:
                 self._end_cancelled(task)
             else:
-                # The process is suspending: the journal keeps the task for the next run.
+                # The process is suspending: the journal keeps the task (and its committed offset).
                 task._state = TransferState.PENDING
-                self._runner.save(task, state=TransferState.PENDING.value, bytes_done=task.bytes_done)
+                self._runner.save(task, state=TransferState.PENDING.value)
+                _release_destination(task)
                 task._done.set()
             return
         except TransferError as exc:
             self._end(task, TransferState.FAILED, exc)
             return
         except Exception as exc:
-            log.debug("task %d failed unexpectedly", task.id, exc_info=True)
-            error = TransferError(f"{task.kind} of {safe_url(task.url)} failed unexpectedly: {exc!r}")
+            log.debug("task %d failed unexpectedly: %s", task.id, scrub(repr(exc)))
+            error = TransferError(f"{task.kind} of {safe_url(task.url)} failed unexpectedly: {scrub(repr(exc))}")
             error.__cause__ = exc
             self._end(task, TransferState.FAILED, error)
             return
@@ -380,26 +400,21 @@ class BackgroundSession:
     def _end(self, task: TransferTask, state: TransferState, error: TransferError | None) -> None:
         task._error = error
         task._state = state
+        # bytes_done is not written here: only an fsync makes an offset true (see transfer.py).
         self._runner.save(
             task,
             state=state.value,
-            error=None if error is None else str(error),
+            error=None if error is None else scrub(str(error)),
             resumable=int(isinstance(error, DiskFullError)),
-            bytes_done=task.bytes_done,
-            bytes_total=task.bytes_total,
         )
+        _release_destination(task)
         log.debug("task %d %s", task.id, state.value)
         task._notify(final=True)
         task._done.set()
 
     def _end_cancelled(self, task: TransferTask) -> None:
         if task.kind == DOWNLOAD:
-            try:
-                os.unlink(task.path + ".part")
-            except FileNotFoundError:
-                pass
-            except OSError as exc:  # pragma: no cover - we own the .part we wrote
-                log.debug("cannot remove %r: %s", task.path + ".part", exc)
+            remove_file(task.path + ".part")
         self._end(task, TransferState.CANCELLED, None)
 
     def _cancel(self, task: TransferTask) -> None:
@@ -499,6 +514,8 @@ class BackgroundSession:
             self._http.invalidate_and_cancel()
         finally:
             with self._cond:
+                for task in self._tasks.values():
+                    _release_destination(task)
                 self._journal.close()
                 self._lockfile.release()
                 self._state = SessionState.INVALIDATED
@@ -510,10 +527,19 @@ class BackgroundSession:
         self._cond = threading.Condition(threading.Lock())
         self._lockfile.forget_after_fork()
         self._journal.forget_after_fork()
+        for task in self._tasks.values():
+            if task._dest_lock is not None:
+                task._dest_lock.forget_after_fork()
         self._workers = []
         self._queue.clear()
         self._stopping = True
         self._state = SessionState.INVALIDATED
+
+
+def _release_destination(task: TransferTask) -> None:
+    lock, task._dest_lock = task._dest_lock, None
+    if lock is not None:
+        lock.release()
 
 
 def background_session(identifier: str, **overrides: Any) -> BackgroundSession:

@@ -1,8 +1,9 @@
 """The journal of a background session: an SQLite file that outlives the process.
 
-It records every task (kind, URL, local path, headers without credentials,
-expected digest), its validator (ETag, Last-Modified) and its progress, so a
-new process can resume unfinished transfers from their ``.part`` files.
+It records every task (kind, URL without userinfo, local path, the
+``Accept``/``Accept-Language`` headers, expected digest), its validator
+(ETag, Last-Modified) and its committed progress, so a new process can resume
+unfinished transfers from their ``.part`` files. No other header is stored.
 
 The file is created with mode 0600. A file that is not an SQLite database, is
 damaged, or comes from a newer version of this library raises TransferError
@@ -13,10 +14,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import json
 import logging
 import os
 import sqlite3
+import stat
 import threading
 import time
 from collections.abc import Mapping
@@ -25,13 +28,18 @@ from typing import Any, Final
 from .._redact import strip_credentials
 from ..errors import TransferError
 
-__all__ = ["SCHEMA_VERSION", "Journal", "TaskRecord"]
+__all__ = ["RESUME_HEADERS", "SCHEMA_VERSION", "Journal", "TaskRecord"]
 
 log = logging.getLogger(__name__)
 
 #: Version of the journal schema, kept in ``PRAGMA user_version``.
 SCHEMA_VERSION: Final = 1
 
+
+#: The only request headers the journal keeps: they choose which representation a resume
+#: continues. Any other header given to a task (an API key, a trace id) is sent by this
+#: process only; a reattached task gets the session's ``headers=`` and ``auth=`` again.
+RESUME_HEADERS: Final = frozenset({"accept", "accept-language"})
 
 _SCHEMA: Final = """
 CREATE TABLE tasks (
@@ -99,21 +107,31 @@ class Journal:
     def __init__(self, path: str) -> None:
         self.path = path
         self._lock = threading.Lock()
-        existed = os.path.exists(path)
-        if existed and hasattr(os, "getuid"):
-            owner = os.stat(path).st_uid
-            if owner != os.getuid():
-                raise TransferError(
-                    f"the background journal {path!r} is owned by another user (uid {owner}); "
-                    "refusing to use it. It was left untouched."
-                )
-        if not existed:
+        # Opened here without following links (and created with O_EXCL) before SQLite sees the
+        # path: a planted or dangling link is refused instead of creating a database at its target.
+        flags = os.O_RDWR | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+        existed = True
+        try:
+            fd = os.open(path, flags)
+        except FileNotFoundError:
+            existed = False
             try:
-                os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
-            except FileExistsError:  # pragma: no cover - another process raced us past the lock
-                existed = True
+                fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o600)
             except OSError as exc:
-                raise TransferError(f"cannot create the background journal {path!r}: {exc}") from exc
+                raise self._refused(exc) from None
+        except OSError as exc:
+            raise self._refused(exc) from None
+        try:
+            info = os.fstat(fd)
+        finally:
+            os.close(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise TransferError(f"the background journal {path!r} is not a regular file; it was left untouched")
+        if hasattr(os, "getuid") and info.st_uid != os.getuid():
+            raise TransferError(
+                f"the background journal {path!r} is owned by another user (uid {info.st_uid}); "
+                "refusing to use it. It was left untouched."
+            )
         try:
             self._db: sqlite3.Connection | None = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         except sqlite3.Error as exc:
@@ -126,6 +144,15 @@ class Journal:
             raise
         with contextlib.suppress(OSError):
             os.chmod(path, 0o600)
+
+    def _refused(self, exc: OSError) -> TransferError:
+        if exc.errno in (errno.ELOOP, errno.EEXIST):
+            return TransferError(
+                f"refusing the background journal {self.path!r}: it is a symbolic link, which this library "
+                "never follows (someone with write access to the state directory planted it). "
+                "Its target was left untouched."
+            )
+        return TransferError(f"cannot open the background journal {self.path!r}: {exc}")
 
     def _unusable(self, exc: BaseException) -> TransferError:
         return TransferError(
@@ -176,7 +203,7 @@ class Journal:
         sha256: str | None,
         state: str,
     ) -> tuple[int, float]:
-        """Record a new task; credentials in ``url`` and ``headers`` are dropped first.
+        """Record a new task: ``url`` without userinfo, and only the RESUME_HEADERS of ``headers``.
 
         Returns:
             The task's id and its creation time (seconds since the epoch).
@@ -185,6 +212,7 @@ class Journal:
             TransferError: the journal cannot be written.
         """
         url, kept = strip_credentials(url, headers)
+        kept = {name: value for name, value in kept.items() if name.lower() in RESUME_HEADERS}
         now = time.time()
         with self._lock:
             try:

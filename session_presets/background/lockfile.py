@@ -1,22 +1,45 @@
-"""Where background journals live, and the OS lock that keeps one process per identifier.
+"""Where background journals live, and the OS locks: one process per identifier, one writer per destination.
 
-The lock is an advisory lock held by the kernel (``flock`` on POSIX,
-``msvcrt.locking`` on Windows) on ``<state_dir>/<identifier>.lock``. The kernel
-drops it when the process dies, so a crash or ``kill -9`` never leaves an
-identifier stuck.
+The locks are advisory locks held by the kernel (``flock`` on POSIX,
+``msvcrt.locking`` on Windows): on ``<state_dir>/<identifier>.lock``, and on
+``<dest>.lock`` while a task may write ``dest``. The kernel drops them when the
+process dies, so a crash or ``kill -9`` never leaves anything stuck.
+
+Every lock file is opened with ``O_NOFOLLOW``: a planted symbolic link is
+refused with a TransferError, and its target is never touched. The state
+directory is created with mode 0700 and refused, as ssh refuses such key
+files, when another user owns it or group or others may write to it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
+import stat
 import sys
 from typing import Final
 
 from ..errors import ConfigError, IdentifierInUseError, TransferError
 
-__all__ = ["IdentifierLock", "default_state_dir", "validate_identifier"]
+__all__ = [
+    "DestinationInUseError",
+    "DestinationLock",
+    "IdentifierLock",
+    "default_state_dir",
+    "prepare_state_dir",
+    "validate_identifier",
+]
+
+#: Flags of every lock file: never through a symbolic link.
+_LOCK_FLAGS: Final = (
+    os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+)
+
+
+class DestinationInUseError(TransferError):
+    """Another task (in this process or another) is writing the same destination file."""
 
 #: Directory name under the platform's per-user state directory.
 APP_DIR: Final = "session-presets"
@@ -73,6 +96,135 @@ def default_state_dir() -> str:
     return os.path.join(base, APP_DIR)
 
 
+def prepare_state_dir(path: str) -> str:
+    """Create the state directory ``path`` with mode 0700 if missing, and check that it is safe.
+
+    Returns:
+        ``path``.
+
+    Raises:
+        TransferError: it cannot be created, is not a directory, is owned by
+            another user, or is writable by group or others.
+    """
+    try:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise TransferError(f"cannot create the state directory {path!r}: {exc}") from exc
+    else:
+        # mkdir honours the umask; the directory must be 0700 whatever it is.
+        os.chmod(path, 0o700)
+    try:
+        info = os.stat(path)
+    except OSError as exc:  # pragma: no cover - we just created or found it
+        raise TransferError(f"cannot use the state directory {path!r}: {exc}") from exc
+    if not stat.S_ISDIR(info.st_mode):
+        raise TransferError(f"the state directory {path!r} is not a directory")
+    if sys.platform == "win32":  # pragma: no cover - POSIX ownership and modes only
+        return path
+    if info.st_uid != os.getuid():
+        raise TransferError(
+            f"refusing the state directory {path!r}: it is owned by uid {info.st_uid}, not by this user "
+            f"(uid {os.getuid()}). Another user could plant files there; use a state_dir of your own."
+        )
+    if info.st_mode & 0o022:
+        raise TransferError(
+            f"refusing the state directory {path!r}: its mode {stat.S_IMODE(info.st_mode):04o} lets group or "
+            f"others write to it. Run: chmod 700 {path!r}"
+        )
+    return path
+
+
+def _open_lock_file(path: str) -> int:
+    """Open (or create, 0600) the lock file ``path`` without following links; check it is a file of ours."""
+    try:
+        fd = os.open(path, _LOCK_FLAGS, 0o600)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise TransferError(
+                f"refusing the lock file {path!r}: it is a symbolic link, which this library never "
+                "follows (someone with write access to the directory planted it). Its target was left untouched."
+            ) from None
+        raise TransferError(f"cannot open lock file {path!r}: {exc}") from exc
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or (hasattr(os, "getuid") and info.st_uid != os.getuid()):
+        os.close(fd)
+        raise TransferError(f"refusing the lock file {path!r}: it is not a regular file of this user")
+    return fd
+
+
+class DestinationLock:
+    """One writer per destination: an exclusive OS lock on ``<dest>.lock``, removed on release.
+
+    It works across sessions and processes alike (every open of the file is a
+    lock of its own). The holder writes who it is into the file, so a second
+    caller's error names the owner.
+
+    Args:
+        dest: the destination file.
+        owner: who takes the lock, for the other callers' messages.
+
+    Raises:
+        DestinationInUseError: another task holds the lock.
+        TransferError: the lock file is a symbolic link or cannot be opened.
+    """
+
+    def __init__(self, dest: str, owner: str) -> None:
+        self.dest = dest
+        self.path = dest + ".lock"
+        while True:
+            fd = _open_lock_file(self.path)
+            try:
+                _lock(fd)
+            except OSError as exc:
+                holder = os.pread(fd, 512, 0).decode("utf-8", "replace").strip() if hasattr(os, "pread") else ""
+                os.close(fd)
+                if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):  # pragma: no cover
+                    raise TransferError(f"cannot lock {self.path!r}: {exc}") from exc
+                raise DestinationInUseError(
+                    f"dest={dest!r} is already being written by {holder or 'another task'}; one task at a "
+                    f"time may write a file (lock {self.path!r}). Its bytes were left untouched."
+                ) from None
+            # The holder before us may have removed the file after we opened it: lock the one in place.
+            try:
+                there = os.lstat(self.path)
+            except FileNotFoundError:
+                there = None
+            mine = os.fstat(fd)
+            if there is not None and (there.st_dev, there.st_ino) == (mine.st_dev, mine.st_ino):
+                break
+            os.close(fd)  # pragma: no cover - needs a release between our open and our lock
+        self._fd: int | None = fd
+        self.set_owner(owner)
+
+    def set_owner(self, owner: str) -> None:
+        """Write who holds the lock into the lock file, for other callers' messages."""
+        if self._fd is not None and sys.platform != "win32":
+            os.ftruncate(self._fd, 0)
+            os.pwrite(self._fd, f"{owner}\n".encode(), 0)
+
+    def release(self) -> None:
+        """Remove the lock file and drop the lock; safe to call twice."""
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        # Removed while still locked: a waiter that opened it sees it is gone and retries.
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)
+        try:
+            _unlock(fd)
+        finally:
+            os.close(fd)
+
+    def forget_after_fork(self) -> None:
+        """In a forked child: close the inherited descriptor without unlocking the parent's lock."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
+
 class IdentifierLock:
     """An exclusive, non-blocking OS lock on ``<state_dir>/<identifier>.lock``.
 
@@ -87,11 +239,7 @@ class IdentifierLock:
 
     def __init__(self, path: str, identifier: str) -> None:
         self.path = path
-        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0)
-        try:
-            self._fd: int | None = os.open(path, flags, 0o600)
-        except OSError as exc:
-            raise TransferError(f"cannot open lock file {path!r}: {exc}") from exc
+        self._fd: int | None = _open_lock_file(path)
         try:
             _lock(self._fd)
         except OSError as exc:

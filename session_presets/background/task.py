@@ -7,12 +7,9 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from .._redact import safe_url
-
-if TYPE_CHECKING:
-    from .engine import BackgroundSession
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +56,7 @@ class TransferTask:
 
     def __init__(
         self,
-        session: BackgroundSession,
+        cancel: Callable[[TransferTask], None],
         *,
         task_id: int,
         kind: str,
@@ -86,7 +83,8 @@ class TransferTask:
         self.sha256 = sha256
         self.attempts = 0
         self.created_at = created_at
-        self._session = session
+        # A callback, not the session: the task knows nothing of the engine that runs it.
+        self._cancel_hook = cancel
         self._headers = headers
         self._progress = progress
         self._state = state
@@ -104,7 +102,10 @@ class TransferTask:
         self._worker: int | None = None
         self._response: Any = None
         self._last_progress = 0.0
-        self._last_saved = 0.0
+        # The offset the journal holds as durable; bytes_done may run ahead of it.
+        self._committed = bytes_done
+        # The one-writer-per-destination lock, held while the task may write (a DestinationLock).
+        self._dest_lock: Any = None
         # Running sha256 of the .part file, and how many of its bytes it covers.
         self._hasher: Any = None
         self._hashed = 0
@@ -169,7 +170,7 @@ class TransferTask:
 
         A pending task is cancelled at once; a running one within about a second.
         """
-        self._session._cancel(self)
+        self._cancel_hook(self)
 
     def _notify(self, *, final: bool = False) -> None:
         """Call the progress callback, at most about 10 times a second unless ``final``."""

@@ -108,7 +108,7 @@ def run_bench(options: BenchOptions, *, on_scenario: Callable[[str], None] | Non
                         results[name] = {"error": f"{type(exc).__name__}: {exc}".splitlines()[0]}
             finally:
                 if ctx.preset in default_registry.names():
-                    get_session(ctx.preset).close()
+                    get_session(ctx.preset).finish_tasks_and_invalidate()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return {

@@ -24,8 +24,9 @@ import requests
 import urllib3
 
 from ..errors import SessionReuseWarning
-from ..presets import ephemeral_session, preset_names, register_preset
+from ..presets import preset_names, register_preset
 from ..registry import SessionRegistry, get_session
+from ..sessions import ephemeral_session
 from .server import ServerProcess
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "ScenarioSkipped",
     "open_fds",
     "rss_bytes",
+    "sockets_to",
     "run_scenario",
 ]
 
@@ -155,7 +157,7 @@ def open_fds() -> int:
         pass
     try:
         return len(os.listdir("/proc/self/fd")) - 1  # minus the listing's own descriptor
-    except OSError:
+    except OSError:  # pragma: no cover - no /proc: count by probing
         import resource
 
         limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
@@ -173,6 +175,20 @@ Closer = Callable[[], None]
 Body = Callable[[BenchContext], "tuple[int, Closer, dict[str, Any]]"]
 
 
+def sockets_to(port: int) -> int | None:
+    """Return how many TCP sockets of this process are connected to 127.0.0.1:``port`` (None without psutil).
+
+    Unlike the process-wide descriptor count, this sees only what the clients
+    under test hold: a test runner's other threads open and close descriptors
+    of their own at any moment.
+    """
+    try:
+        import psutil
+    except ImportError:
+        return None
+    return sum(1 for conn in psutil.Process().net_connections(kind="tcp") if conn.raddr and conn.raddr.port == port)
+
+
 def _measure(ctx: BenchContext, warm: Callable[[BenchContext], None], body: Body) -> dict[str, Any]:
     warm(ctx)
     gc.collect()
@@ -186,6 +202,7 @@ def _measure(ctx: BenchContext, warm: Callable[[BenchContext], None], body: Body
         gc.collect()
         rss_after = rss_bytes()
         fds_after = open_fds()
+        server_sockets = sockets_to(ctx.server.port)
         connections = ctx.server.connections()
     finally:
         close()
@@ -197,6 +214,7 @@ def _measure(ctx: BenchContext, warm: Callable[[BenchContext], None], body: Body
         "rss_growth_bytes": rss_after - rss_before,
         "open_fds_after": fds_after,
         "open_fds_before": fds_before,
+        "server_sockets_after": server_sockets,
         **extra,
     }
 
@@ -276,7 +294,8 @@ def _get_session() -> tuple[Callable[[BenchContext], None], Body]:
             _check(get_session(name).get(url).status_code)
         session = get_session(name)
         stats = session.stats
-        return ctx.requests, session.close, {"client_connections_opened": stats.connections_opened}
+        extra = {"client_connections_opened": stats.connections_opened}
+        return ctx.requests, session.finish_tasks_and_invalidate, extra
 
     return warm, body
 
