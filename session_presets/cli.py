@@ -814,8 +814,10 @@ def _current_because(args: argparse.Namespace, output: str, record: Any) -> str 
     return None
 
 
-def _find_or_start(bg: Any, args: argparse.Namespace, output: str, progress: _Progress) -> tuple[Any, str | None]:
-    """Return the task that writes ``output`` (None if it is current) and why it needs no download."""
+def _find_or_start(
+    bg: Any, args: argparse.Namespace, output: str, progress: _Progress
+) -> tuple[Any, str | None, bool]:
+    """Return the task that writes ``output`` (None if the file is current), why not, and if it resumes."""
     completed = None
     for existing in bg.tasks():
         if _task_dest(existing) != output:
@@ -823,7 +825,7 @@ def _find_or_start(bg: Any, args: argparse.Namespace, output: str, progress: _Pr
         if _state(existing) in ("pending", "running"):
             if _same_source(existing, args):
                 existing.progress = progress
-                return existing, None  # an interrupted run of the same command: its .part resumes
+                return existing, None, True  # an interrupted run of the same command: its .part resumes
             existing.cancel()
             existing.wait()
         elif _state(existing) == "completed" and _same_source(existing, args) and completed is None:
@@ -834,11 +836,11 @@ def _find_or_start(bg: Any, args: argparse.Namespace, output: str, progress: _Pr
     if os.path.isfile(output):
         because = _current_because(args, output, completed)
         if because is not None:
-            return None, because
+            return None, because, False
     if completed is not None:
         with contextlib.suppress(Exception):
             bg.forget(completed)
-    return bg.download(args.url, output, sha256=args.sha256, progress=progress), None
+    return bg.download(args.url, output, sha256=args.sha256, progress=progress), None, False
 
 
 def _part_note(output: str) -> str:
@@ -875,36 +877,44 @@ def _cmd_download(args: argparse.Namespace) -> int:
         overrides["retries"] = args.retries
     if args.insecure:
         overrides["verify"] = False
-    try:
-        bg: Any = background_session(identifier, **overrides)
-    except NotImplementedError:
-        _err("background downloads are not available in this build of session-presets")
-        return EXIT_CONFIG
     progress = _Progress(os.path.basename(output), enabled=sys.stderr.isatty())
     reporter = _RetryReporter(progress.message)
-    detached = False
-    try:
-        with _reporting_retries(reporter):
-            detached, status = _run_download(bg, args, output, progress, reporter)
+    # Measured before the session opens: it resumes an interrupted task at once.
+    started = time.monotonic()
+    part_before = os.path.getsize(output + ".part") if os.path.isfile(output + ".part") else 0
+    with _reporting_retries(reporter):
+        try:
+            bg: Any = background_session(identifier, **overrides)
+        except NotImplementedError:
+            _err("background downloads are not available in this build of session-presets")
+            return EXIT_CONFIG
+        detached = False
+        try:
+            detached, status = _run_download(bg, args, output, progress, reporter, started, part_before)
             return status
-    finally:
-        progress.close()
-        if not detached:
-            bg.finish_tasks_and_invalidate()
+        finally:
+            progress.close()
+            if not detached:
+                bg.finish_tasks_and_invalidate()
 
 
 def _run_download(
-    bg: Any, args: argparse.Namespace, output: str, progress: _Progress, reporter: _RetryReporter
+    bg: Any,
+    args: argparse.Namespace,
+    output: str,
+    progress: _Progress,
+    reporter: _RetryReporter,
+    started: float,
+    part_before: int,
 ) -> tuple[bool, int]:
     """Run the download to its end; return (left running for a later resume, exit status)."""
-    started = time.monotonic()
     deadline = None if args.timeout is None else started + args.timeout
-    task, because = _find_or_start(bg, args, output, progress)
+    task, because, reattached = _find_or_start(bg, args, output, progress)
     if task is None:
         _summary(f"{output} is already complete: {because}; nothing downloaded")
         return False, EXIT_OK
     reporter.task_id = task.id
-    resumed_from = int(getattr(task, "bytes_done", 0) or 0)
+    resumed_from = part_before if reattached else 0
     try:
         while not task.done:
             if deadline is not None and time.monotonic() >= deadline:
