@@ -7,7 +7,7 @@ Exit statuses (the same table is printed by ``--help`` and shown in the README):
 - 2: usage or configuration error (bad option, bad ``SESSION_PRESETS_*`` value,
   unknown preset, unreadable ``-d @file``).
 - 3: network, TLS, timeout or redirect failure: no final response.
-- 4: the download's transfer is in use by another process.
+- 4: the transfer is in use: another download holds its identifier or its file.
 - 23: the output could not be written. A closed pipe (``| head``) exits 23
   without a message, as curl does.
 - 70: internal error (a bug).
@@ -96,7 +96,7 @@ exit statuses:
   1    the server answered with an HTTP status of 400 or more (the body is still printed)
   2    usage or configuration error (bad option, SESSION_PRESETS_* value, preset, -d @file)
   3    network, TLS, timeout or redirect failure: no final response
-  4    the download's transfer is in use by another process
+  4    the transfer is in use: another download holds its identifier or its file
   23   the output could not be written; a closed pipe (| head) exits 23 quietly, like curl
   70   internal error (a bug: run again with --debug and report it)
   130  interrupted (Ctrl-C)"""
@@ -1182,6 +1182,12 @@ def _config_error_text(exc: ConfigError, args: argparse.Namespace) -> str:
     return text
 
 
+def _in_use(exc: TransferError) -> bool:
+    """True when another process or task holds the transfer: its identifier or its destination."""
+    # DestinationInUseError is the engine's own (not public API): known by name, not imported.
+    return isinstance(exc, IdentifierInUseError) or type(exc).__name__ == "DestinationInUseError"
+
+
 def _quiet_stdout() -> None:
     """Point stdout at /dev/null so that Python's exit flush cannot complain about the closed pipe."""
     with contextlib.suppress(OSError, ValueError):
@@ -1215,9 +1221,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         _err(str(exc))
         return EXIT_CONFIG
-    except IdentifierInUseError as exc:
+    except TransferError as exc:
         if debug:
             traceback.print_exc()
+        if not _in_use(exc):
+            return _network_error(getattr(args, "url", ""), exc)
         output = getattr(args, "output", None)
         target = f" to {os.path.abspath(output)}" if output else ""
         _err(f"{exc} Another session-presets download{target} is running: wait for it to finish, "

@@ -1010,6 +1010,27 @@ def test_second_download_of_a_running_transfer_exits_4(
     assert "wait for it to finish" in line
 
 
+def test_second_download_to_a_file_being_written_exits_4(
+    tmp_path: Path, slow_blob: Blob, http_server: LoopbackServer
+) -> None:
+    """Another identifier writing the same file is 'in use' too: exit 4, and the first download's bytes survive."""
+    target = tmp_path / "slow.bin"
+    url = http_server.url("/slow-file")
+    command = [sys.executable, "-m", "session_presets", "download", url, "-o", str(target)]
+    with subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL) as first:
+        try:
+            _wait_for_size(tmp_path / "slow.bin.part", 100_000)
+            second = run_cli("download", url, "-o", str(target), "--identifier", "another-id")
+            assert (tmp_path / "slow.bin.part").stat().st_size >= 100_000
+        finally:
+            first.send_signal(signal.SIGINT)
+            first.communicate(timeout=30)
+    assert second.returncode == 4, second.stderr
+    (line,) = second.stderr.strip().splitlines()
+    assert "is already being written" in line
+    assert "wait for it to finish" in line
+
+
 # -- progress ------------------------------------------------------------------------------------
 
 
