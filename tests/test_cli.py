@@ -27,6 +27,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -191,6 +192,17 @@ def _wait_for_size(path: Path, size: int, timeout: float = 30) -> None:
             return
         time.sleep(0.02)
     raise AssertionError(f"{path} never reached {size} bytes")
+
+
+@contextlib.contextmanager
+def child_process(command: list[str], **kwargs: Any) -> Iterator[subprocess.Popen[Any]]:
+    """Popen that kills the child if the test fails first, so a broken command cannot hang the suite."""
+    with subprocess.Popen(command, **kwargs) as child:
+        try:
+            yield child
+        finally:
+            if child.poll() is None:
+                child.kill()
 
 
 @contextlib.contextmanager
@@ -476,7 +488,7 @@ def test_text_body_is_printed_on_a_terminal(http_server: LoopbackServer) -> None
 def test_broken_pipe_exits_23_quietly(http_server: LoopbackServer) -> None:
     """`get URL | head -c 10`: the command exits 23 (curl's write error) and prints nothing on stderr."""
     command = [sys.executable, "-m", "session_presets", "get", http_server.url("/ok?size=4000000")]
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as child:
+    with child_process(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as child:
         assert child.stdout is not None and child.stderr is not None
         assert child.stdout.read(10) == b"x" * 10
         child.stdout.close()
@@ -925,7 +937,7 @@ def test_ctrl_c_before_any_data_claims_no_part_file(tmp_path: Path) -> None:
     environ = {**os.environ, "SESSION_PRESETS_BACKGROUND_BACKOFF_FACTOR": "200ms"}
     lines: queue.Queue[str] = queue.Queue()
     seen: list[str] = []
-    with subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=environ) as child:
+    with child_process(command, stderr=subprocess.PIPE, text=True, env=environ) as child:
         threading.Thread(target=_lines, args=(child.stderr, lines), daemon=True).start()
         _wait_for_line(lines, "attempt 1 failed", seen)
         child.send_signal(signal.SIGINT)
@@ -951,7 +963,7 @@ def test_ctrl_c_keeps_part_then_rerun_resumes(tmp_path: Path, slow_blob: Blob, h
     part = tmp_path / "slow.bin.part"
     url = http_server.url("/slow-file")
     command = [sys.executable, "-m", "session_presets", "download", url, "-o", str(target)]
-    with subprocess.Popen(command, stderr=subprocess.PIPE, text=True) as child:
+    with child_process(command, stderr=subprocess.PIPE, text=True) as child:
         _wait_for_size(part, 200_000)
         child.send_signal(signal.SIGINT)
         _, err = child.communicate(timeout=30)
@@ -976,7 +988,7 @@ def test_no_second_progress_bar_after_interrupted(tmp_path: Path, slow_blob: Blo
     target = tmp_path / "slow.bin"
     command = [sys.executable, "-m", "session_presets", "download", http_server.url("/slow-file"), "-o", str(target)]
     with pty_reader() as (terminal, shown):
-        with subprocess.Popen(command, stderr=terminal, stdout=subprocess.DEVNULL) as child:
+        with child_process(command, stderr=terminal, stdout=subprocess.DEVNULL) as child:
             _wait_for_size(tmp_path / "slow.bin.part", 200_000)
             child.send_signal(signal.SIGINT)
             child.wait(timeout=30)
@@ -996,7 +1008,7 @@ def test_second_download_of_a_running_transfer_exits_4(
     target = tmp_path / "slow.bin"
     url = http_server.url("/slow-file")
     command = [sys.executable, "-m", "session_presets", "download", url, "-o", str(target)]
-    with subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL) as first:
+    with child_process(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL) as first:
         try:
             _wait_for_size(tmp_path / "slow.bin.part", 1)
             second = run_cli("download", url, "-o", str(target))
@@ -1017,7 +1029,7 @@ def test_second_download_to_a_file_being_written_exits_4(
     target = tmp_path / "slow.bin"
     url = http_server.url("/slow-file")
     command = [sys.executable, "-m", "session_presets", "download", url, "-o", str(target)]
-    with subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL) as first:
+    with child_process(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL) as first:
         try:
             _wait_for_size(tmp_path / "slow.bin.part", 100_000)
             second = run_cli("download", url, "-o", str(target), "--identifier", "another-id")
