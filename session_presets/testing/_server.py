@@ -134,7 +134,7 @@ class RecordedRequest:
         query_string: The raw query string, without the ``?``.
         headers: The header fields, case-insensitive.
         body: The body (de-chunked when it came chunked).
-        connection_id: Which connection carried it: 1 for the first the server accepted.
+        connection_id: Which connection carried it: 1 for the first the server served (after any TLS handshake).
         sequence: Its place on that connection: 0 for the first request.
         index: Its place among every request the server read: 0 for the first.
         http_version: ``"HTTP/1.1"`` or ``"HTTP/1.0"``.
@@ -294,7 +294,7 @@ class Exchange(BaseHTTPRequestHandler):
     server: _HTTPServer
     #: The request being answered.
     recorded: RecordedRequest
-    #: Which connection this is: 1 for the first the server accepted.
+    #: Which connection this is: 1 for the first the server served (after any TLS handshake).
     connection_id: int
 
     def setup(self) -> None:
