@@ -11,6 +11,7 @@ import importlib
 import logging
 from typing import TYPE_CHECKING, Any
 
+from ._metrics import TransactionMetrics
 from ._version import __version__
 from .adapters import PresetAdapter, PresetTimeout
 from .config import PresetConfig
@@ -44,6 +45,7 @@ from .sessions import (
 
 if TYPE_CHECKING:
     from .background import BackgroundSession, TransferState, TransferTask, background_session
+    from .otel import instrument
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
@@ -54,6 +56,8 @@ _LAZY: dict[str, str] = {
     "TransferState": ".background",
     "TransferTask": ".background",
     "background_session": ".background",
+    # The OpenTelemetry glue: opentelemetry itself is imported only when instrument() runs.
+    "instrument": ".otel",
 }
 
 
@@ -68,6 +72,7 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "BackgroundSession",
@@ -91,6 +96,7 @@ __all__ = [
     "SessionStats",
     "SharedSessionError",
     "TotalTimeoutError",
+    "TransactionMetrics",
     "TransferError",
     "TransferState",
     "TransferTask",
@@ -103,6 +109,7 @@ __all__ = [
     "ephemeral_session",
     "get_preset",
     "get_session",
+    "instrument",
     "preset_names",
     "register_preset",
 ]

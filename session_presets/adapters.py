@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -21,6 +22,8 @@ from requests.utils import get_encoding_from_headers, get_netrc_auth
 from urllib3 import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import (
     ConnectTimeoutError,
+    EmptyPoolError,
+    FullPoolError,
     LocationParseError,
     MaxRetryError,
     NameResolutionError,
@@ -31,9 +34,11 @@ from urllib3.exceptions import (
 from urllib3.util import Retry, Timeout
 from urllib3.util.connection import allowed_gai_family
 
-from . import _process
+from . import _metrics, _process
 from ._calls import DEADLINE, AbortHandle, Call, current_call, set_current_call, shutdown_connection, watchdog
+from ._metrics import MeteredResponse, SessionMetrics, Transaction
 from ._redact import safe_url
+from ._tls_sessions import TLSSessionCache, offer, shared_cache
 from .config import PresetConfig
 from .errors import ConfigError, TotalTimeoutError
 from .tls import TrustConfig, check_trust, get_ssl_context
@@ -76,13 +81,22 @@ def _is_timeout(error: Exception | None) -> bool:
 class Counters:
     """Live counters of one session, incremented where the events happen."""
 
-    __slots__ = ("_lock", "connections_opened", "connections_reused", "errors", "requests", "retries")
+    __slots__ = (
+        "_lock",
+        "connections_opened",
+        "connections_resumed",
+        "connections_reused",
+        "errors",
+        "requests",
+        "retries",
+    )
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.requests = 0
         self.connections_opened = 0
         self.connections_reused = 0
+        self.connections_resumed = 0
         self.retries = 0
         self.errors = 0
 
@@ -91,6 +105,12 @@ class Counters:
         with self._lock:
             setattr(self, name, getattr(self, name) + 1)
 
+    def after_fork(self) -> None:
+        """Start from zero with a new lock (in a forked child)."""
+        self._lock = threading.Lock()
+        self.requests = self.connections_opened = self.connections_reused = self.retries = self.errors = 0
+        self.connections_resumed = 0
+
     def snapshot(self) -> dict[str, int]:
         """Return the counters as a dict, read consistently."""
         with self._lock:
@@ -98,9 +118,23 @@ class Counters:
                 "requests": self.requests,
                 "connections_opened": self.connections_opened,
                 "connections_reused": self.connections_reused,
+                "connections_resumed": self.connections_resumed,
                 "retries": self.retries,
                 "errors": self.errors,
             }
+
+
+def _discard_connection(response: Any) -> None:
+    """Close a retryable response's connection and give its slot back to the pool.
+
+    urllib3 drains and releases such a response only when increment() raises
+    MaxRetryError; any other exception from it (an aborted call's ProtocolError)
+    would leave the socket open until the GC finds it, and the pool a slot short.
+    """
+    with contextlib.suppress(Exception):
+        response.close()
+    with contextlib.suppress(Exception):
+        response.release_conn()
 
 
 class PresetRetry(Retry):
@@ -124,6 +158,8 @@ class PresetRetry(Retry):
     ) -> PresetRetry:
         call = current_call()
         if call is not None:
+            if call.reason is not None and response is not None:
+                _discard_connection(response)
             call.raise_if_aborted()
         if getattr(_attempt, "caller_timeout", False) and _is_timeout(error):
             # The caller's own timeout= is the longest it wants to wait for a
@@ -148,6 +184,9 @@ class PresetRetry(Retry):
                 raise MaxRetryError(_pool, url or "", error)
         if self.counters is not None:
             self.counters.add("retries")
+        tx = _metrics._local.tx
+        if tx is not None:
+            tx.new_attempt()
         return retry
 
     def _sleep_backoff(self) -> None:
@@ -175,7 +214,8 @@ class PresetRetry(Retry):
 
 
 class _ConnectionMixin:
-    """Counts opened and reused connections, and keeps every phase inside the call's deadline.
+    """Counts opened and reused connections, keeps every phase inside the call's deadline,
+    and marks the phases of the request it carries (see :mod:`._metrics`) where they happen.
 
     The socket is created here rather than in urllib3 so that the call can cut
     it (``invalidate_and_cancel``, ``total_timeout``) while it connects and
@@ -184,12 +224,27 @@ class _ConnectionMixin:
     """
 
     counters: ClassVar[Counters]
+    metrics: ClassVar[SessionMetrics]
+    preset_scheme: ClassVar[str]
     preset_connected_at: float = 0.0
     #: How a call cuts this connection while it connects (see _calls.AbortHandle).
     preset_abort_handle: AbortHandle | None = None
     #: The call holding this connection now, if any.
     preset_call: Call | None = None
     _preset_fresh: bool = False
+    #: Where this connection's TLS sessions are cached and looked up; None: no resumption.
+    tls_sessions: ClassVar[TLSSessionCache | None] = None
+    #: The resumption cache key of this connection's origin and context, once connected over TLS.
+    preset_tls_key: tuple[str, int, str, int] | None = None
+    #: Whether this connection's TLS session has been offered to the cache.
+    preset_tls_saved: bool = False
+    #: The request this connection carries now (metrics), until its body is released.
+    _preset_tx: Transaction | None = None
+    #: None (closed), "idle" or "active", for the open-connection gauges.
+    _preset_state: str | None = None
+    _preset_generation: int = 0
+    #: Remote address, TLS version and cipher, read once when connected.
+    _preset_peer: tuple[str | None, str | None, str | None] = (None, None, None)
     sock: Any
     timeout: Any
     host: str
@@ -217,6 +272,7 @@ class _ConnectionMixin:
             addresses = socket.getaddrinfo(host, self.port, allowed_gai_family(), socket.SOCK_STREAM)
         except socket.gaierror as exc:
             raise NameResolutionError(self.host, self, exc) from exc  # type: ignore[arg-type]
+        _metrics.mark("dns_done")
         if not addresses:
             raise NewConnectionError(self, "Failed to establish a new connection: getaddrinfo returned nothing")  # type: ignore[arg-type]
         error: OSError | None = None
@@ -251,6 +307,7 @@ class _ConnectionMixin:
                 timeout = call.cap(timeout)
             sock.settimeout(timeout)
             sock.connect(address)
+            _metrics.mark("connect_done")
             if call is not None:
                 # An abort between the check above and connect() may have found
                 # the socket not yet connecting; it is caught here. The cap also
@@ -269,7 +326,15 @@ class _ConnectionMixin:
             handle.close()
 
     def connect(self) -> None:
+        tx = _metrics._local.tx
+        if tx is not None:
+            tx.connect_start = _metrics._now()
+            tx.dns_done = tx.connect_done = tx.tls_done = None
         call = current_call()
+        key = self._tls_session_key()
+        if key is not None:
+            assert self.tls_sessions is not None
+            offer(self.tls_sessions.get(key))
         try:
             super().connect()  # type: ignore[misc]
         except BaseException:
@@ -279,13 +344,64 @@ class _ConnectionMixin:
         finally:
             # Connected and, for HTTPS, handshaken: from now on the call cuts self.sock.
             self._preset_close_abort_handle()
+            if key is not None:
+                offer(None)
         self.preset_connected_at = time.monotonic()
         self._preset_fresh = True
         self.counters.add("connections_opened")
+        self.preset_tls_key = key
+        self.preset_tls_saved = False
+        if key is not None and getattr(self.sock, "session_reused", False):
+            self.counters.add("connections_resumed")
+        sock = self.sock
+        version = cipher = None
+        if isinstance(sock, ssl.SSLSocket):
+            if tx is not None:
+                tx.tls_done = _metrics._now()
+            version = sock.version()
+            suite = sock.cipher()
+            cipher = suite[0] if suite else None
+        try:
+            address: str | None = str(sock.getpeername()[0])
+        except (OSError, AttributeError, IndexError, TypeError):
+            address = None
+        self._preset_peer = (address, version, cipher)
+        self.metrics.connection_state(self, "active")
         if call is not None and call.reason is not None:
             shutdown_connection(self)
 
+    def _tls_session_key(self) -> tuple[str, int, str, int] | None:
+        context = getattr(self, "ssl_context", None)
+        # Through a CONNECT tunnel the origin is not self.host: no resumption there.
+        if self.tls_sessions is None or context is None or getattr(self, "_tunnel_host", None):
+            return None
+        return TLSSessionCache.key(self.host, self.port, getattr(self, "server_hostname", None), context)
+
+    def save_tls_session(self) -> None:
+        """Cache this connection's TLS session, once its ticket has arrived (after a response was read)."""
+        sock = self.sock
+        key = self.preset_tls_key
+        if key is None or sock is None or self.tls_sessions is None:
+            return
+        session = getattr(sock, "session", None)
+        # TLS 1.3 delivers tickets after the handshake, with the first data read;
+        # a session without one cannot be resumed: look again next time.
+        if session is None or not (session.has_ticket or sock.version() != "TLSv1.3"):
+            return
+        self.preset_tls_saved = True
+        self.tls_sessions.put(key, session, sock.context)
+
     def request(self, *args: Any, **kwargs: Any) -> None:
+        tx = _metrics._local.tx
+        if tx is not None:
+            if self.sock is None:
+                # Connect first, so that the connect phase is not counted as sending.
+                self.connect()
+            tx.conn = self
+            self._preset_tx = tx
+            tx.reused = not self._preset_fresh
+            tx.peer = self._preset_peer
+            tx.request_start = _metrics._now()
         if not self._preset_fresh and self.sock is not None:
             self.counters.add("connections_reused")
         call = current_call()
@@ -295,23 +411,53 @@ class _ConnectionMixin:
             super().request(*args, **kwargs)  # type: ignore[misc]
         finally:
             self._preset_fresh = False
+        if tx is not None:
+            tx.request_done = _metrics._now()
+
+    def send(self, data: Any) -> None:
+        tx = self._preset_tx
+        if tx is not None:
+            if type(data) is bytes:
+                tx.bytes_sent += len(data)
+            elif isinstance(data, memoryview):
+                tx.bytes_sent += data.nbytes
+            elif isinstance(data, (bytearray, str)):
+                tx.bytes_sent += len(data)
+        super().send(data)  # type: ignore[misc]
+
+    def close(self) -> None:
+        try:
+            super().close()  # type: ignore[misc]
+        finally:
+            if self._preset_state is not None:
+                self.metrics.connection_state(self, None)
 
     def getresponse(self) -> Any:
         call = current_call()
         if call is None:
-            return super().getresponse()  # type: ignore[misc]
-        self.timeout = call.cap(Timeout.resolve_default_timeout(self.timeout))
-        try:
-            return super().getresponse()  # type: ignore[misc]
-        except TimeoutError:
-            call.expire_if_due()
-            raise
+            response = super().getresponse()  # type: ignore[misc]
+        else:
+            self.timeout = call.cap(Timeout.resolve_default_timeout(self.timeout))
+            try:
+                response = super().getresponse()  # type: ignore[misc]
+            except TimeoutError:
+                call.expire_if_due()
+                raise
+        tx = self._preset_tx
+        if tx is not None:
+            tx.response_start = _metrics._now()
+            tx.status = response.status
+            tx.raw = response
+        return response
 
 
 class _PoolMixin:
     """Hands the call its connection, and retires connections past max_connection_age."""
 
     max_connection_age: ClassVar[float | None]
+    #: How long a call waits for a free connection before it opens an extra one.
+    wait_limit: ClassVar[float | None] = None
+    block: bool
     #: Connections handed out and not yet returned, including those under a streamed body.
     checked_out: ClassVar[weakref.WeakSet[Any]]
     #: The insecure context of a verify=False preset: warned about once per session already.
@@ -328,7 +474,8 @@ class _PoolMixin:
             conn.connect()
 
     def _get_conn(self, timeout: float | None = None) -> Any:
-        conn = super()._get_conn(timeout)  # type: ignore[misc]
+        call = current_call()
+        conn = self._wait_for_conn(call) if self.block else super()._get_conn(timeout)  # type: ignore[misc]
         age_limit = self.max_connection_age
         if (
             age_limit is not None
@@ -337,20 +484,68 @@ class _PoolMixin:
         ):
             log.debug("closing a connection older than max_connection_age=%r", age_limit)
             conn.close()
-        call = current_call()
         if call is not None:
             call.hold(conn)
         self.checked_out.add(conn)
+        if conn._preset_state == "idle":
+            if _metrics._sinks:
+                conn.metrics.connection_state(conn, "active")
+            else:
+                conn._preset_state = "active"  # what connection_state does, without an exporter
         return conn
+
+    def _wait_for_conn(self, call: Call | None) -> Any:
+        """Take a pooled connection, waiting for one when all pool_maxsize are in use.
+
+        The wait ends at the call's deadline or cancellation, and in any case
+        after connect_timeout: past that an extra connection is opened (and
+        closed when given back), so a caller that never closes its streamed
+        responses slows other calls down but never starves them.
+        """
+        give_up = time.monotonic() + (self.wait_limit or 0.0)
+        while True:
+            if call is not None:
+                remaining = call.remaining()
+                if call.reason is None and remaining is not None and remaining <= 0:
+                    call.reason = DEADLINE
+                if call.reason is not None:
+                    # An EmptyPoolError: urllib3 then knows that no connection
+                    # was taken and puts no placeholder back into the pool.
+                    raise EmptyPoolError(
+                        self,  # type: ignore[arg-type]
+                        f"call aborted while waiting for a connection: {call.reason}",
+                    )
+            left = give_up - time.monotonic()
+            if left <= 0:
+                log.debug("no free connection after %.3g s; opening an extra one", self.wait_limit)
+                return self._new_conn()  # type: ignore[attr-defined]
+            try:
+                return super()._get_conn(timeout=min(left, _SLEEP_SLICE))  # type: ignore[misc]
+            except EmptyPoolError:
+                continue
 
     def _put_conn(self, conn: Any) -> None:
         if conn is not None:  # urllib3 puts None back for a connection it dropped
             self.checked_out.discard(conn)
+            if not conn.preset_tls_saved and conn.preset_tls_key is not None:
+                conn.save_tls_session()
+            # The body was read to its end or the response closed: its request is over.
+            tx = conn._preset_tx
+            if tx is not None:
+                tx.finish()
+            if conn._preset_state == "active":
+                if _metrics._sinks:
+                    conn.metrics.connection_state(conn, "idle")
+                else:
+                    conn._preset_state = "idle"
             # Before it is back in the pool, where another call may take it.
             holder = conn.preset_call
             if holder is not None:
                 holder.release(conn)
-        super()._put_conn(conn)  # type: ignore[misc]
+        # FullPoolError: an extra connection opened after waiting (see
+        # _wait_for_conn) came back to a full pool; urllib3 has closed it.
+        with contextlib.suppress(FullPoolError):
+            super()._put_conn(conn)  # type: ignore[misc]
 
 
 class _CurrentConnectionCls:
@@ -364,10 +559,10 @@ class _CurrentConnectionCls:
     pooled connections (vcrpy makes them) keep holding.
     """
 
-    def __init__(self, base_pool: type[HTTPConnectionPool], name: str, counters: Counters) -> None:
+    def __init__(self, base_pool: type[HTTPConnectionPool], name: str, attrs: dict[str, Any]) -> None:
         self._base_pool = base_pool
         self._name = name
-        self._counters = counters
+        self._attrs = attrs
         self._built: tuple[type, type] | None = None
 
     def __get__(self, pool: object, owner: type | None = None) -> type:
@@ -377,7 +572,7 @@ class _CurrentConnectionCls:
             with _classes_lock:
                 built = self._built
                 if built is None or built[0] is not current:
-                    built = (current, type(self._name, (_ConnectionMixin, current), {"counters": self._counters}))
+                    built = (current, type(self._name, (_ConnectionMixin, current), dict(self._attrs)))
                     self._built = built
         return built[1]
 
@@ -400,21 +595,29 @@ def _pool_classes(
     max_age: float | None,
     acknowledged: TrustConfig | None,
     checked_out: weakref.WeakSet[Any],
+    metrics: SessionMetrics,
+    tls_sessions: TLSSessionCache | None = None,
+    wait_limit: float | None = None,
 ) -> dict[str, type[HTTPConnectionPool]]:
     # The pool classes carry this adapter's counters and limits; their connection
     # classes and the acknowledged context are resolved only when a pool needs them.
-    pool_attrs = {"max_connection_age": max_age, "checked_out": checked_out}
+    pool_attrs = {"max_connection_age": max_age, "checked_out": checked_out, "wait_limit": wait_limit}
+    conn_attrs = {"counters": counters, "metrics": metrics, "tls_sessions": tls_sessions}
     http_pool = type(
         "PresetHTTPConnectionPool",
         (_PoolMixin, HTTPConnectionPool),
         {
             **pool_attrs,
-            "ConnectionCls": _CurrentConnectionCls(HTTPConnectionPool, "PresetHTTPConnection", counters),
+            "ConnectionCls": _CurrentConnectionCls(
+                HTTPConnectionPool, "PresetHTTPConnection", {**conn_attrs, "preset_scheme": "http"}
+            ),
         },
     )
     https_attrs: dict[str, Any] = {
         **pool_attrs,
-        "ConnectionCls": _CurrentConnectionCls(HTTPSConnectionPool, "PresetHTTPSConnection", counters),
+        "ConnectionCls": _CurrentConnectionCls(
+            HTTPSConnectionPool, "PresetHTTPSConnection", {**conn_attrs, "preset_scheme": "https"}
+        ),
     }
     if acknowledged is not None:
         https_attrs["acknowledged_context"] = _AcknowledgedContext(acknowledged)
@@ -424,6 +627,7 @@ def _pool_classes(
 
 def _socks_pool_classes(
     counters: Counters,
+    metrics: SessionMetrics,
     max_age: float | None,
     acknowledged: ssl.SSLContext | None,
     checked_out: weakref.WeakSet[Any],
@@ -436,7 +640,7 @@ def _socks_pool_classes(
         SOCKSHTTPSConnectionPool,
     )
 
-    attrs = {"counters": counters}
+    attrs = {"counters": counters, "metrics": metrics}
     http_conn = type("PresetSOCKSConnection", (_ConnectionMixin, SOCKSConnection), attrs)
     https_conn = type("PresetSOCKSHTTPSConnection", (_ConnectionMixin, SOCKSHTTPSConnection), attrs)
     pool_attrs = {"max_connection_age": max_age, "acknowledged_context": acknowledged, "checked_out": checked_out}
@@ -453,18 +657,33 @@ def _socks_pool_classes(
     return {"http": http_pool, "https": https_pool}
 
 
+#: What a missing per-call verify=/cert= path error adds after requests' own text.
+_PATH_ADVICE: Final = (
+    "session_presets: verify= takes a PEM CA bundle file or directory (or a bool), cert= a PEM file or a "
+    "(cert, key) pair; a CA bundle for every call belongs in the preset's ca_bundle"
+)
+
+
+def _path_error(text: str) -> OSError:
+    # str() stays requests' exact text, which callers compare; the advice follows
+    # it as a note (Python 3.11+), printed after it in a traceback.
+    error = OSError(text)
+    if hasattr(error, "add_note"):
+        error.add_note(_PATH_ADVICE)
+    return error
+
+
 def _check_paths(verify: Any, cert: Any) -> None:
     """Raise requests' OSError for a per-call CA bundle or client certificate path that does not exist."""
-    ours = "session_presets: pass verify= a PEM CA bundle file or directory and cert= a PEM file or a (cert, key) pair"
     if isinstance(verify, str) and not os.path.exists(verify):
-        raise OSError(f"Could not find a suitable TLS CA certificate bundle, invalid path: {verify} ({ours})")
+        raise _path_error(f"Could not find a suitable TLS CA certificate bundle, invalid path: {verify}")
     if cert is None:
         return
     cert_file, key_file = (cert[0], cert[1]) if isinstance(cert, (list, tuple)) else (cert, None)
     if not os.path.exists(cert_file):
-        raise OSError(f"Could not find the TLS certificate file, invalid path: {cert_file} ({ours})")
+        raise _path_error(f"Could not find the TLS certificate file, invalid path: {cert_file}")
     if key_file and not os.path.exists(key_file):
-        raise OSError(f"Could not find the TLS key file, invalid path: {key_file} ({ours})")
+        raise _path_error(f"Could not find the TLS key file, invalid path: {key_file}")
 
 
 def _trust(
@@ -491,6 +710,12 @@ def _cert_reqs(context: ssl.SSLContext) -> str:
     return "CERT_NONE" if context.verify_mode == ssl.CERT_NONE else "CERT_REQUIRED"
 
 
+def _tls_session_cache(config: PresetConfig) -> TLSSessionCache | None:
+    if config.tls_session_cache == "off":
+        return None
+    return shared_cache(config.name) if config.tls_session_cache == "shared" else TLSSessionCache()
+
+
 class PresetAdapter(HTTPAdapter):
     """An HTTPAdapter that applies a preset: timeouts, retries, cache headers, pools, TLS.
 
@@ -506,7 +731,8 @@ class PresetAdapter(HTTPAdapter):
       returned, as requests does with ``raise_on_status=False``; never RetryError.
     - ``cache_policy='reload'``: a PresetSession puts ``Cache-Control: no-cache``
       and ``Pragma: no-cache`` in its default headers; on any other session the
-      adapter adds them to requests that lack them.
+      adapter adds them, and the preset's ``headers``, to requests that lack
+      them (see ``default_headers``).
     - Every HTTPS connection uses the shared context of its trust configuration,
       so no new connection reloads a CA bundle.
     - Connections older than ``max_connection_age`` are not reused.
@@ -528,11 +754,15 @@ class PresetAdapter(HTTPAdapter):
     Args:
         config: the preset to apply.
         counters: where connection and retry counts go; a new set if omitted.
+        metrics: where request and connection aggregates go; a new set if omitted.
     """
 
-    def __init__(self, config: PresetConfig, *, counters: Counters | None = None) -> None:
+    def __init__(
+        self, config: PresetConfig, *, counters: Counters | None = None, metrics: SessionMetrics | None = None
+    ) -> None:
         self.preset = config
         self.counters = counters if counters is not None else Counters()
+        self.metrics = metrics if metrics is not None else SessionMetrics(config.name)
         self._timeout = PresetTimeout(connect=config.connect_timeout, read=config.read_timeout)
         self._trust = _trust(
             verify=config.verify,
@@ -544,10 +774,19 @@ class PresetAdapter(HTTPAdapter):
         # Checked now, built on the first HTTPS connection (see tls).
         check_trust(self._trust)
         self._checked_out: weakref.WeakSet[Any] = weakref.WeakSet()
+        self.tls_sessions = _tls_session_cache(config)
         self._pool_classes = _pool_classes(
-            self.counters, config.max_connection_age, None if config.verify else self._trust, self._checked_out
+            self.counters,
+            config.max_connection_age,
+            None if config.verify else self._trust,
+            self._checked_out,
+            self.metrics,
+            self.tls_sessions,
+            config.connect_timeout,
         )
         self._no_cache = config.cache_policy == "reload"
+        self._fallback_headers = tuple(self.default_headers.items())
+        self._used_since_close = True
         self._pool_cache: dict[tuple[str, Any, Any, type], HTTPConnectionPool] = {}
         # A subclass that adds per-request pool settings must not get a pool memoised per origin.
         self._memo_pools = (
@@ -577,6 +816,7 @@ class PresetAdapter(HTTPAdapter):
             pool_connections=config.pool_connections,
             pool_maxsize=config.pool_maxsize,
             max_retries=retry,
+            pool_block=config.pool_block,
         )
 
     def init_poolmanager(self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any) -> None:
@@ -589,7 +829,7 @@ class PresetAdapter(HTTPAdapter):
         return {"preset": self.preset}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["preset"])  # type: ignore[misc]
+        PresetAdapter.__init__(self, state["preset"])
 
     def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
         manager = super().proxy_manager_for(proxy, **proxy_kwargs)
@@ -599,6 +839,7 @@ class PresetAdapter(HTTPAdapter):
             if self._socks_classes is None:
                 self._socks_classes = _socks_pool_classes(
                     self.counters,
+                    self.metrics,
                     self.preset.max_connection_age,
                     None if self.preset.verify else self._context,
                     self._checked_out,
@@ -629,8 +870,6 @@ class PresetAdapter(HTTPAdapter):
             OSError: ``verify`` or ``cert`` names a file that does not exist
                 (requests' own message, then ours) or cannot be loaded.
         """
-        if isinstance(verify, str) and self._is_environment_bundle(verify):
-            verify = self.preset.verify
         if cert is None and verify is self.preset.verify:
             return self._context
         _check_paths(verify, cert)
@@ -664,6 +903,13 @@ class PresetAdapter(HTTPAdapter):
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         host_params, pool_kwargs = super().build_connection_pool_key_attributes(request, verify, cert)
         if host_params.get("scheme") == "https":
+            if (
+                isinstance(verify, str)
+                # A PresetSession never reads the environment per call: its verify= is the caller's.
+                and not getattr(request, "preset_session_prepared", False)
+                and self._is_environment_bundle(verify)
+            ):
+                verify = self.preset.verify
             context = self.context_for(verify, cert)
             pool_kwargs = {"ssl_context": context, "cert_reqs": _cert_reqs(context)}
         return host_params, pool_kwargs
@@ -721,12 +967,27 @@ class PresetAdapter(HTTPAdapter):
         response.connection = self
         return response
 
+    @property
+    def default_headers(self) -> dict[str, str]:
+        """The headers the preset sends with every request: no-cache (``cache_policy='reload'``) and ``headers``.
+
+        A PresetSession holds them in ``session.headers``. On any other session
+        the adapter adds those a request lacks as it sends it, which is after
+        requests-cache or a mock looked at the request:
+        ``session.headers.update(adapter.default_headers)`` puts them where every
+        layer sees them. (To send none of them there, use ``cache_policy='protocol'``.)
+        """
+        headers = {"Cache-Control": "no-cache", "Pragma": "no-cache"} if self._no_cache else {}
+        headers.update(self.preset.headers)
+        return headers
+
     def add_headers(self, request: PreparedRequest, **kwargs: Any) -> None:
         # A PresetSession keeps them in its default headers, where mocks, caches and
         # the caller (who may remove them) see them; any other session gets them here.
-        if self._no_cache and not getattr(request, "preset_session_prepared", False):
-            request.headers.setdefault("Cache-Control", "no-cache")
-            request.headers.setdefault("Pragma", "no-cache")
+        if getattr(request, "preset_session_prepared", False):
+            return
+        for name, value in self._fallback_headers:
+            request.headers.setdefault(name, value)
 
     def _drop_netrc_credentials(self, request: PreparedRequest) -> None:
         """Remove an Authorization header that requests took from netrc (plain sessions only)."""
@@ -764,14 +1025,37 @@ class PresetAdapter(HTTPAdapter):
             if remaining is not None and remaining <= 0:
                 call.reason = DEADLINE
                 call.raise_if_aborted()
+        self._used_since_close = True
         self._drop_netrc_credentials(request)
         outer_choice = getattr(_attempt, "caller_timeout", False)
         _attempt.caller_timeout = not isinstance(timeout, PresetTimeout)
         self.counters.add("requests")
+        tx: Transaction | None = None
+        if _metrics.ENABLED:
+            tx = self.metrics.start(request.method or "", request.url or "")
+            _metrics._local.tx = tx
         try:
-            response = super().send(request, stream=stream, timeout=timeout, verify=verify, cert=cert, proxies=proxies)
-            if own is not None and not stream:
-                response.content  # the body is part of the deadline, as on a PresetSession  # noqa: B018
+            try:
+                response = super().send(
+                    request, stream=stream, timeout=timeout, verify=verify, cert=cert, proxies=proxies
+                )
+            except BaseException as exc:
+                if tx is not None:
+                    tx.fail(exc)
+                raise
+            finally:
+                if tx is not None:
+                    _metrics._local.tx = None
+            # What requests built, with a metrics property read from the recorder.
+            response.__class__ = MeteredResponse
+            response._preset_tx = tx  # type: ignore[attr-defined]
+            if stream and tx is not None and not tx.done:
+                # A streamed body left unread and unclosed still ends its request.
+                weakref.finalize(response, tx.abandon).atexit = False
+            if own is not None and not stream and not response.is_redirect:
+                # The body is part of the deadline, as on a PresetSession. A redirect's
+                # body is left to requests, which forgives a bad one.
+                response.content  # noqa: B018
             return response
         except Exception as exc:
             if own is not None:
@@ -794,10 +1078,30 @@ class PresetAdapter(HTTPAdapter):
                 raise requests.ReadTimeout(wrapped, request=request) from exc
             raise
         finally:
+            # Again after the fact: a close() that ran during this send left its pool in use.
+            self._used_since_close = True
             _attempt.caller_timeout = outer_choice
             if own is not None:
                 watchdog.discard(own)
                 set_current_call(None)
+
+    def close(self) -> None:
+        """Close every pool, as HTTPAdapter.close does.
+
+        One adapter is usually mounted for both ``http://`` and ``https://``, and
+        requests' Session.close closes each mount: a close with no request sent
+        since the last one does nothing.
+        """
+        if not self._used_since_close:
+            return
+        self._used_since_close = False
+        # urllib3 2 closes a dropped pool when nothing refers to it any more: the
+        # memo must let go too, or the pool's idle sockets outlive the close.
+        self._pool_cache.clear()
+        super().close()
+        # A private cache dies with its session; a preset's shared one lives on.
+        if self.tls_sessions is not None and self.preset.tls_session_cache == "private":
+            self.tls_sessions.clear()
 
     def abort_checked_out(self) -> None:
         """Shut down the socket of every connection in use, streamed bodies included."""

@@ -38,6 +38,7 @@ from typing import IO, Any, Final, NoReturn, TextIO
 
 import requests
 
+from ._metrics import format_timing
 from ._redact import safe_url, without_userinfo
 from ._version import __version__
 from .config import PresetConfig, check_header
@@ -554,6 +555,9 @@ def _fetch(args: argparse.Namespace, preset: str) -> int:
                 status = _output(args, response, url, config)
             except requests.RequestException as exc:
                 return _network_error(url, exc, config)
+        if getattr(args, "timing", False):
+            # After the body (and its close): body and total are filled in by then.
+            sys.stderr.write(format_timing(getattr(response, "metrics", None)))
         if status is not None:
             return status
         if response.status_code >= 400:
@@ -1088,6 +1092,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="follow at most N redirects (default: the preset's max_redirects)")
     _add_transfer_options(get, timeout_help="give up after DURATION, retries and body included "
                                             "(the preset's total_timeout); 30, 30s, 2m")
+    get.add_argument("-w", "--timing", action="store_true",
+                     help="after the body, print the time of each phase to stderr (like curl -w)")
     get.set_defaults(run=_cmd_get)
 
     download = sub.add_parser("download", parents=[common], help="resumable background download with progress",

@@ -30,6 +30,13 @@ from urllib3.exceptions import ResponseError
 
 from . import _process, _warn
 from ._calls import CANCELLED, DEADLINE, Call, current_call, set_current_call, watchdog
+from ._metrics import (
+    CONNECTION_DURATION_BUCKETS,
+    REQUEST_DURATION_BUCKETS,
+    Histogram,
+    HistogramSnapshot,
+    SessionMetrics,
+)
 from ._readonly import ReadOnlyAdapters, ReadOnlyDict, ReadOnlyHeaders, freeze_hooks, shared_refusal
 from ._redact import safe_url
 from .adapters import IDEMPOTENT_METHODS, Counters, PresetAdapter, PresetTimeout
@@ -83,11 +90,26 @@ class SessionReuseError(SessionPresetsError):
     """Strict reuse mode: too many caller-owned sessions of one preset were created."""
 
 
+_EMPTY_REQUESTS: Final = Histogram(REQUEST_DURATION_BUCKETS).snapshot()
+_EMPTY_CONNECTIONS: Final = Histogram(CONNECTION_DURATION_BUCKETS).snapshot()
+
+
 @dataclass(frozen=True, slots=True)
 class SessionStats:
-    """A snapshot of a session's counters.
+    """A snapshot of a session's counters and its OpenTelemetry-convention aggregates.
 
     For plain calls, ``requests == connections_opened + connections_reused``.
+
+    Attributes:
+        requests, connections_opened, connections_reused, retries, errors: counts.
+        connections_resumed: TLS sessions resumed (0 until TLS resumption exists).
+        open_connections: connections open now, idle or in use (http.client.open_connections).
+        active_requests: requests in flight now, bodies being read included
+            (http.client.active_requests).
+        request_duration: the histogram of request durations, start to end of body
+            (http.client.request.duration, OTel default buckets).
+        connection_duration: the histogram of how long closed connections were open
+            (http.client.connection.duration).
     """
 
     requests: int = 0
@@ -95,6 +117,26 @@ class SessionStats:
     connections_reused: int = 0
     retries: int = 0
     errors: int = 0
+    connections_resumed: int = 0
+    open_connections: int = 0
+    active_requests: int = 0
+    request_duration: HistogramSnapshot = _EMPTY_REQUESTS
+    connection_duration: HistogramSnapshot = _EMPTY_CONNECTIONS
+
+    @property
+    def p50(self) -> float | None:
+        """The median request duration in seconds (None before the first request)."""
+        return self.request_duration.p50
+
+    @property
+    def p90(self) -> float | None:
+        """The 90th percentile of request duration in seconds."""
+        return self.request_duration.p90
+
+    @property
+    def p99(self) -> float | None:
+        """The 99th percentile of request duration in seconds."""
+        return self.request_duration.p99
 
 
 #: What a shared session refuses to change (DESIGN §10): its configuration, not its cookie jar.
@@ -290,6 +332,15 @@ def _clear_reuse_counts() -> None:
 _process.on_reset(_clear_reuse_counts, order=_process.ORDER_SESSIONS)
 
 
+def _add_note(exc: BaseException, note: str) -> None:
+    """``exc.add_note(note)``, also on Python 3.10, where ``__notes__`` is set the same way (PEP 678)."""
+    if sys.version_info >= (3, 11):
+        exc.add_note(note)
+    else:
+        # What 3.11 does; pytest and the exceptiongroup backport show __notes__ on 3.10 too.
+        exc.__notes__ = [*getattr(exc, "__notes__", []), note]  # type: ignore[attr-defined]
+
+
 class PresetSession(requests.Session):
     """A requests.Session built from a PresetConfig, with URLSession semantics.
 
@@ -337,6 +388,7 @@ class PresetSession(requests.Session):
         self._state = SessionState.INVALIDATED
         self._on_invalidated: list[Callable[[PresetSession], None]] = []
         self._counters = Counters()
+        self._metrics = SessionMetrics(config.name)
 
         self.trust_env = False
         self.max_redirects = config.max_redirects
@@ -353,7 +405,7 @@ class PresetSession(requests.Session):
             adapter.close()
         self.adapters.clear()
         self.cookies = self._build_cookie_jar(config)
-        self.adapter = PresetAdapter(config, counters=self._counters)
+        self.adapter = PresetAdapter(config, counters=self._counters, metrics=self._metrics)
         self.mount("https://", self.adapter)
         self.mount("http://", self.adapter)
         self._default_timeout = PresetTimeout(connect=config.connect_timeout, read=config.read_timeout)
@@ -452,7 +504,7 @@ class PresetSession(requests.Session):
         # A new caller-owned session (shared ones too: the registry of the
         # unpickling process has its own), then the state requests would restore.
         state = dict(state)
-        self.__init__(state.pop("config"))  # type: ignore[misc]
+        PresetSession.__init__(self, state.pop("config"))
         mounts = state.pop("mounts")
         for name, value in state.items():
             setattr(self, name, value)
@@ -480,8 +532,9 @@ class PresetSession(requests.Session):
 
     @property
     def stats(self) -> SessionStats:
-        """A snapshot of this session's request, connection, retry and error counts."""
-        return SessionStats(**self._counters.snapshot())
+        """A snapshot of this session's counts and aggregates (see SessionStats)."""
+        counts: dict[str, Any] = self._counters.snapshot()
+        return SessionStats(**counts, **self._metrics.snapshot())
 
     def __repr__(self) -> str:
         return f"<PresetSession preset={self.config.name!r} state={self._state.value}>"
@@ -601,14 +654,11 @@ class PresetSession(requests.Session):
             if call.reason is not None:
                 raise self._aborted_error(call, request, exc) from exc
             self._counters.add("errors")
-            if (
-                isinstance(exc, requests.ConnectionError)
-                and (request.method or "").upper() not in IDEMPOTENT_METHODS
-                and hasattr(exc, "add_note")
-            ):
-                exc.add_note(
+            if isinstance(exc, requests.ConnectionError) and (request.method or "").upper() not in IDEMPOTENT_METHODS:
+                _add_note(
+                    exc,
                     f"session_presets: {request.method} {safe_url(request.url)} was not retried: "
-                    "the method is not idempotent, so the server may have acted on it"
+                    "the method is not idempotent, so the server may have acted on it",
                 )
             raise
         finally:
@@ -749,6 +799,8 @@ class PresetSession(requests.Session):
         for adapter in self.adapters.values():
             if isinstance(adapter, PresetAdapter):
                 adapter.close_idle()
+                if adapter.tls_sessions is not None:
+                    adapter.tls_sessions.clear()
         log.debug("reset session for preset %r", self.config.name)
 
     def _save_cookies(self) -> None:
@@ -759,7 +811,7 @@ class PresetSession(requests.Session):
         self._lock = threading.Lock()
         self._drained = threading.Condition(self._lock)
         self._calls = set()
-        self._counters._lock = threading.Lock()
+        self._counters.after_fork()
         for adapter in self.adapters.values():
             if isinstance(adapter, PresetAdapter):
                 adapter.forget_pools_after_fork()

@@ -30,6 +30,7 @@ from typing import Any, Final
 import certifi
 
 from . import _process
+from ._tls_sessions import enable_resumption
 from .config import TLS_VERSIONS
 from .errors import ConfigError
 
@@ -158,6 +159,7 @@ def _build(trust: TrustConfig, key: _Key) -> ssl.SSLContext:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         _load_ca(context, trust.ca_bundle or certifi.where(), key)
     context.minimum_version = TLS_VERSIONS[trust.tls_min_version]
+    enable_resumption(context)
     if trust.client_cert is not None:
         cert, keyfile = trust.client_cert if isinstance(trust.client_cert, tuple) else (trust.client_cert, None)
         try:

@@ -239,6 +239,16 @@ class LoopbackServer:
         return self.mock.handshake_errors
 
     @property
+    def full_handshakes(self) -> int:
+        """TLS handshakes that did not resume a session, as the server saw them."""
+        return self.mock.full_handshakes
+
+    @property
+    def resumed_handshakes(self) -> int:
+        """TLS handshakes that resumed a session, as the server saw them."""
+        return self.mock.resumed_handshakes
+
+    @property
     def requests(self) -> list[Seen]:
         """Every well-formed request, in order (MockServer also records malformed ones)."""
         return self.state.requests

@@ -11,9 +11,10 @@ EXPECTED = {
     "InsecureRedirectError", "InsecureSessionWarning", "InvalidationTimeoutError", "PresetAdapter",
     "PresetConfig", "PresetSession", "PresetTimeout", "SessionInvalidatedError", "SessionPresetsError",
     "SessionPresetsWarning", "SessionRegistry", "SessionReuseError", "SessionReuseWarning", "SessionState",
-    "SessionStats", "SharedSessionError", "TotalTimeoutError", "TransferError", "TransferState", "TransferTask",
+    "SessionStats", "SharedSessionError", "TotalTimeoutError", "TransactionMetrics",
+    "TransferError", "TransferState", "TransferTask",
     "UnknownPresetError", "UnknownVariableWarning", "__version__", "background_session", "close_all", "default_session",
-    "ephemeral_session", "get_preset", "get_session", "preset_names", "register_preset",
+    "ephemeral_session", "get_preset", "get_session", "instrument", "preset_names", "register_preset",
 }
 
 

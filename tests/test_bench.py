@@ -70,6 +70,25 @@ def test_bench_server_counts_connections_per_scenario(tiny_report: dict) -> None
     assert scenarios["requests_stream"]["bytes"] == 256 * 1024
 
 
+def test_bench_resumption_scenarios_resume_every_handshake_or_none(tiny_report: dict) -> None:  # type: ignore[type-arg]
+    """default_session_per_call resumes every connection (warm-up cached a ticket); the off variant none."""
+    scenarios = tiny_report["scenarios"]
+    assert scenarios["default_session_per_call"]["connections_opened"] == 20
+    assert scenarios["default_session_per_call"]["tls_resumed"] == 20
+    assert scenarios["default_session_per_call_no_resumption"]["tls_resumed"] == 0
+    assert scenarios["ephemeral_per_call"]["tls_resumed"] == 0
+    assert "default_session_per_call_vs_default_session_per_call_no_resumption" in tiny_report["ratios"]["pairs"]
+
+
+def test_bench_thread_scenarios_stay_within_the_pool(tiny_report: dict) -> None:  # type: ignore[type-arg]
+    """32 threads on one session open at most pool_maxsize (10) connections, as the server counts them."""
+    scenarios = tiny_report["scenarios"]
+    assert scenarios["threads_32"]["requests"] == 20
+    assert 1 <= scenarios["threads_32"]["connections_opened"] <= 10
+    assert scenarios["burst_16"]["requests"] == 16
+    assert 1 <= scenarios["burst_16"]["connections_opened"] <= 10
+
+
 def test_bench_ephemeral_sessions_leave_no_descriptors(tiny_report: dict) -> None:  # type: ignore[type-arg]
     """ephemeral_per_call closes every session: no socket to the bench server is left open."""
     result = tiny_report["scenarios"]["ephemeral_per_call"]
@@ -96,6 +115,19 @@ def test_bench_ratios_against_both_baselines(tiny_report: dict) -> None:  # type
     assert found["vs_requests_session"]["requests_session"] == pytest.approx(1.0)
     assert "get_session" in found["vs_requests_get"]
     assert "requests_stream" not in found["vs_requests_get"]
+
+
+def test_bench_request_scenarios_report_latency_quantiles(tiny_report: dict) -> None:  # type: ignore[type-arg]
+    """Request scenarios report p50 <= p99 (ms) from a fixed-bucket histogram; one download reports none."""
+    scenarios = tiny_report["scenarios"]
+    for name in ("requests_get", "requests_session", "get_session", "urllib3_pool"):
+        assert 0 < scenarios[name]["p50_ms"] <= scenarios[name]["p99_ms"], name
+    assert 0 < scenarios["get_session"]["session_p50_ms"] <= scenarios["get_session"]["session_p99_ms"]
+    assert "p50_ms" not in scenarios["requests_stream"]
+    assert "p50 ms" in format_table(tiny_report) and "p99 ms" in format_table(tiny_report)
+    off = scenarios["get_session_metrics_off"]
+    assert (off["requests"], off["connections_opened"], off["client_connections_opened"]) == (20, 1, 1)
+    assert off["session_p50_ms"] == 0.0  # nothing recorded with metrics off
 
 
 def test_bench_table_is_readable(tiny_report: dict) -> None:  # type: ignore[type-arg]

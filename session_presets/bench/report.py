@@ -8,7 +8,7 @@ import platform
 import ssl
 import sys
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 from .._version import __version__
 from .scenarios import DOWNLOAD_SCENARIOS
@@ -23,6 +23,15 @@ def _rate(result: Mapping[str, Any] | None) -> float | None:
     if not result or "req_per_s" not in result or not result["req_per_s"]:
         return None
     return float(result["req_per_s"])
+
+
+#: Side-by-side comparisons of one mechanism on and off, or of us and a floor.
+PAIRS: Final = (
+    ("get_session", "urllib3_pool"),
+    ("get_session", "httpx_client"),
+    ("default_session_per_call", "default_session_per_call_no_resumption"),
+    ("threads_32", "threads_32_no_pool_block"),
+)
 
 
 def ratios(scenarios: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, float]]:
@@ -41,6 +50,13 @@ def ratios(scenarios: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, fl
             for name, result in scenarios.items()
             if name not in DOWNLOAD_SCENARIOS and (rate := _rate(result)) is not None
         }
+    pairs = {
+        f"{name}_vs_{other}": rate / base
+        for name, other in PAIRS
+        if (rate := _rate(scenarios.get(name))) is not None and (base := _rate(scenarios.get(other))) is not None
+    }
+    if pairs:
+        out["pairs"] = pairs
     background, plain = scenarios.get("background_download"), scenarios.get("requests_stream")
     if background and plain and background.get("mib_per_s") and plain.get("mib_per_s"):
         out["downloads"] = {"background_download_vs_requests_stream": background["mib_per_s"] / plain["mib_per_s"]}
@@ -76,6 +92,10 @@ def environment(**run: Any) -> dict[str, Any]:
     return info
 
 
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
 def _mib(value: float) -> str:
     return f"{value / (1 << 20):+.2f}"
 
@@ -90,12 +110,12 @@ def format_table(report: Mapping[str, Any]) -> str:
         f"{env['cpu_count']} CPU(s)",
         "",
     ]
-    header = ("scenario", "requests", "seconds", "req/s", "conns", "rss MiB", "fds after", "note")
+    header = ("scenario", "requests", "seconds", "req/s", "p50 ms", "p99 ms", "conns", "rss MiB", "fds after", "note")
     rows: list[tuple[str, ...]] = [header]
     for name, result in scenarios.items():
         if "skipped" in result or "error" in result:
             reason = result.get("skipped") or f"error: {result.get('error')}"
-            rows.append((name, "-", "-", "-", "-", "-", "-", str(reason)))
+            rows.append((name, *["-"] * (len(header) - 2), str(reason)))
             continue
         note = ""
         if "mib_per_s" in result:
@@ -108,6 +128,8 @@ def format_table(report: Mapping[str, Any]) -> str:
                 str(result["requests"]),
                 f"{result['seconds']:.3f}",
                 f"{result['req_per_s']:.0f}",
+                _ms(result.get("p50_ms")),
+                _ms(result.get("p99_ms")),
                 str(result["connections_opened"]),
                 _mib(result["rss_growth_bytes"]),
                 str(result["open_fds_after"]),
@@ -127,6 +149,11 @@ def format_table(report: Mapping[str, Any]) -> str:
             lines.append("")
             lines.append(f"req/s relative to {baseline}:")
             lines.extend(f"  {name.ljust(widths[0])}  {value:8.2f}x" for name, value in table.items())
+    pairs = found.get("pairs")
+    if pairs:
+        lines.append("")
+        lines.append("req/s side by side:")
+        lines.extend(f"  {name}  {value:.2f}x" for name, value in pairs.items())
     downloads = found.get("downloads")
     if downloads:
         lines.append("")

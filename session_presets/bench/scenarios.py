@@ -10,23 +10,27 @@ open, and then everything it opened is closed.
 
 from __future__ import annotations
 
+import functools
 import gc
 import itertools
 import os
 import ssl
+import threading
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import requests
 import urllib3
 
+from .. import _metrics, _process
+from .._metrics import REQUEST_DURATION_BUCKETS, Histogram
 from ..errors import SessionReuseWarning
 from ..presets import preset_names, register_preset
 from ..registry import SessionRegistry, get_session
-from ..sessions import ephemeral_session
+from ..sessions import default_session, ephemeral_session
 from .server import ServerProcess
 
 __all__ = [
@@ -47,16 +51,34 @@ REQUEST_SCENARIOS: Final = (
     "session_per_call",
     "requests_session",
     "get_session",
+    "get_session_metrics_off",
     "ephemeral_per_call",
+    "default_session_per_call",
+    "default_session_per_call_no_resumption",
     "urllib3_pool",
     "httpx_client",
+    "burst_16",
+    "threads_32",
+    "threads_32_no_pool_block",
 )
 #: Scenarios that make one large download to a file.
 DOWNLOAD_SCENARIOS: Final = ("background_download", "requests_stream")
 #: Every scenario, in the order they run.
 SCENARIOS: Final = REQUEST_SCENARIOS + DOWNLOAD_SCENARIOS
 #: Scenarios that open a connection per call; they run ``slow_requests`` times.
-PER_CALL_SCENARIOS: Final = frozenset({"requests_get", "session_per_call", "ephemeral_per_call"})
+PER_CALL_SCENARIOS: Final = frozenset(
+    {
+        "requests_get",
+        "session_per_call",
+        "ephemeral_per_call",
+        "default_session_per_call",
+        "default_session_per_call_no_resumption",
+        "burst_16",
+    }
+)
+#: Threads of the threaded scenarios.
+BURST_THREADS: Final = 16
+SHARED_THREADS: Final = 32
 #: Chunk size of the plain requests streaming loop (1 MiB is its fastest form).
 STREAM_CHUNK: Final = 1 << 20
 
@@ -89,6 +111,8 @@ class BenchContext:
     scratch: str
     warmup: int = 20
     preset: str = ""
+    #: Per-call latencies of the timed run: the library's own histogram (OTel buckets, quantiles).
+    latency: Histogram = field(default_factory=lambda: Histogram(REQUEST_DURATION_BUCKETS))
 
     def __post_init__(self) -> None:
         if not self.preset:
@@ -195,6 +219,7 @@ def _measure(ctx: BenchContext, warm: Callable[[BenchContext], None], body: Body
     ctx.server.reset()
     fds_before = open_fds()
     rss_before = rss_bytes()
+    ctx.latency = Histogram(REQUEST_DURATION_BUCKETS)
     started = time.perf_counter()
     count, close, extra = body(ctx)
     seconds = time.perf_counter() - started
@@ -215,8 +240,16 @@ def _measure(ctx: BenchContext, warm: Callable[[BenchContext], None], body: Body
         "open_fds_after": fds_after,
         "open_fds_before": fds_before,
         "server_sockets_after": server_sockets,
+        **_latency(ctx.latency),
         **extra,
     }
+
+
+def _latency(histogram: Histogram) -> dict[str, float]:
+    if histogram.count < 2:  # a single download has no distribution to speak of
+        return {}
+    snapshot = histogram.snapshot()
+    return {"p50_ms": (snapshot.p50 or 0.0) * 1000, "p99_ms": (snapshot.p99 or 0.0) * 1000}
 
 
 def _nothing() -> None:
@@ -242,20 +275,115 @@ def _session_once(ctx: BenchContext) -> None:
         _check(session.get(ctx.url, verify=ctx.verify).status_code)
 
 
-def _ephemeral_once(ctx: BenchContext) -> None:
+def _ephemeral_once(ctx: BenchContext) -> int:
     with ephemeral_session(ca_bundle=ctx.bundle) as session:
         _check(session.get(ctx.url).status_code)
+        return session.stats.connections_resumed
 
 
-def _per_call(once: Callable[[BenchContext], None]) -> tuple[Callable[[BenchContext], None], Body]:
+def _default_once(ctx: BenchContext, **overrides: Any) -> int:
+    with default_session(ca_bundle=ctx.bundle, **overrides) as session:
+        _check(session.get(ctx.url).status_code)
+        return session.stats.connections_resumed
+
+
+def _per_call(once: Callable[[BenchContext], object]) -> tuple[Callable[[BenchContext], None], Body]:
     def warm(ctx: BenchContext) -> None:
         for _ in range(min(ctx.warmup, ctx.slow_requests)):
             once(ctx)
 
     def body(ctx: BenchContext) -> tuple[int, Closer, dict[str, Any]]:
+        record, clock = ctx.latency.record, time.perf_counter
+        resumed = 0
         for _ in range(ctx.slow_requests):
-            once(ctx)
-        return ctx.slow_requests, _nothing, {}
+            started = clock()
+            outcome = once(ctx)
+            record(clock() - started)
+            resumed += outcome if isinstance(outcome, int) else 0
+        return ctx.slow_requests, _nothing, {"tls_resumed": resumed}
+
+    return warm, body
+
+
+def _in_threads(count: int, work: Callable[[int], None]) -> None:
+    """Run ``work(i)`` on ``count`` threads that start at once; re-raise the first failure."""
+    gate = threading.Barrier(count)
+    failures: list[BaseException] = []
+
+    def run(index: int) -> None:
+        try:
+            gate.wait(60)
+            work(index)
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [_process.start_thread(run, name=f"bench-{index}", args=(index,)) for index in range(count)]
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise failures[0]
+
+
+def _first_call(session: Any, url: str, _index: int) -> None:
+    _check(session.get(url).status_code)
+
+
+def _burst() -> tuple[Callable[[BenchContext], None], Body]:
+    """16 threads make their first request to one origin at once, on a new shared session each round."""
+
+    def rounds(ctx: BenchContext, count: int) -> dict[str, Any]:
+        resumed = opened = 0
+        for _ in range(count):
+            registry = SessionRegistry()
+            session = registry.get(ctx.preset)
+            _in_threads(BURST_THREADS, functools.partial(_first_call, session, ctx.url))
+            resumed += session.stats.connections_resumed
+            opened += session.stats.connections_opened
+            registry.close_all()
+        return {"tls_resumed": resumed, "client_connections_opened": opened}
+
+    def warm(ctx: BenchContext) -> None:
+        rounds(ctx, 1)
+
+    def body(ctx: BenchContext) -> tuple[int, Closer, dict[str, Any]]:
+        count = max(1, ctx.slow_requests // BURST_THREADS)
+        return count * BURST_THREADS, _nothing, rounds(ctx, count)
+
+    return warm, body
+
+
+def _shared_by_threads(**overrides: Any) -> tuple[Callable[[BenchContext], None], Body]:
+    """32 threads share one session for N requests in all."""
+
+    def calls(ctx: BenchContext, total: int) -> Any:
+        session = default_session(ca_bundle=ctx.bundle, **overrides)
+        share, extra = divmod(total, SHARED_THREADS)
+
+        record, clock = ctx.latency.record, time.perf_counter
+        recording = threading.Lock()  # the histogram is not thread-safe
+
+        def work(index: int) -> None:
+            for _ in range(share + (index < extra)):
+                started = clock()
+                _check(session.get(ctx.url).status_code)
+                elapsed = clock() - started
+                with recording:
+                    record(elapsed)
+
+        try:
+            _in_threads(SHARED_THREADS, work)
+        except BaseException:
+            session.close()
+            raise
+        return session
+
+    def warm(ctx: BenchContext) -> None:
+        calls(ctx, min(ctx.warmup, SHARED_THREADS)).close()
+
+    def body(ctx: BenchContext) -> tuple[int, Closer, dict[str, Any]]:
+        session = calls(ctx, ctx.requests)
+        stats = session.stats
+        return ctx.requests, session.close, {"client_connections_opened": stats.connections_opened}
 
     return warm, body
 
@@ -264,9 +392,12 @@ def _requests_session_calls(ctx: BenchContext, count: int) -> requests.Session:
     session = requests.Session()
     session.verify = ctx.verify
     get, url, verify = session.get, ctx.url, ctx.verify
+    record, clock = ctx.latency.record, time.perf_counter
     for _ in range(count):
+        started = clock()
         # verify= again per call: REQUESTS_CA_BUNDLE would override session.verify (requests issue 3829).
         _check(get(url, verify=verify).status_code)
+        record(clock() - started)
     return session
 
 
@@ -290,21 +421,50 @@ def _get_session() -> tuple[Callable[[BenchContext], None], Body]:
 
     def body(ctx: BenchContext) -> tuple[int, Closer, dict[str, Any]]:
         name, url = ctx.preset, ctx.url
+        record, clock = ctx.latency.record, time.perf_counter
         for _ in range(ctx.requests):
+            started = clock()
             _check(get_session(name).get(url).status_code)
+            record(clock() - started)
         session = get_session(name)
         stats = session.stats
-        extra = {"client_connections_opened": stats.connections_opened}
+        # The session's own histogram, timed from inside, next to the bench's.
+        own = {"session_p50_ms": (stats.p50 or 0.0) * 1000, "session_p99_ms": (stats.p99 or 0.0) * 1000}
+        extra = {"client_connections_opened": stats.connections_opened, **own}
         return ctx.requests, session.finish_tasks_and_invalidate, extra
 
     return warm, body
 
 
+def _get_session_metrics_off() -> tuple[Callable[[BenchContext], None], Body]:
+    """get_session with metrics switched off: what the metrics cost, in the same run."""
+    warm, body = _get_session()
+
+    def warm_off(ctx: BenchContext) -> None:
+        _metrics.ENABLED = False
+        try:
+            warm(ctx)
+        finally:
+            _metrics.ENABLED = True
+
+    def body_off(ctx: BenchContext) -> tuple[int, Closer, dict[str, Any]]:
+        _metrics.ENABLED = False
+        try:
+            return body(ctx)
+        finally:
+            _metrics.ENABLED = True
+
+    return warm_off, body_off
+
+
 def _urllib3_calls(ctx: BenchContext, count: int) -> urllib3.PoolManager:
     manager = urllib3.PoolManager(ca_certs=ctx.bundle) if ctx.bundle else urllib3.PoolManager()
     request, url = manager.request, ctx.url
+    record, clock = ctx.latency.record, time.perf_counter
     for _ in range(count):
+        started = clock()
         _check(request("GET", url).status)
+        record(clock() - started)
     return manager
 
 
@@ -328,8 +488,11 @@ def _httpx_client() -> tuple[Callable[[BenchContext], None], Body]:
     def calls(ctx: BenchContext, count: int) -> Any:
         client = httpx.Client(verify=ctx.ssl_context())
         get, url = client.get, ctx.url
+        record, clock = ctx.latency.record, time.perf_counter
         for _ in range(count):
+            started = clock()
             _check(get(url).status_code)
+            record(clock() - started)
         return client
 
     def warm(ctx: BenchContext) -> None:
@@ -433,7 +596,15 @@ _FACTORIES: Final[dict[str, Callable[[], tuple[Callable[[BenchContext], None], B
     "session_per_call": lambda: _per_call(_session_once),
     "requests_session": _requests_session,
     "get_session": _get_session,
+    "get_session_metrics_off": _get_session_metrics_off,
     "ephemeral_per_call": lambda: _per_call(_ephemeral_once),
+    "default_session_per_call": lambda: _per_call(_default_once),
+    "default_session_per_call_no_resumption": lambda: _per_call(
+        lambda ctx: _default_once(ctx, tls_session_cache="off")
+    ),
+    "burst_16": _burst,
+    "threads_32": _shared_by_threads,
+    "threads_32_no_pool_block": lambda: _shared_by_threads(pool_block=False),
     "urllib3_pool": _urllib3_pool,
     "httpx_client": _httpx_client,
     "background_download": _background_download,

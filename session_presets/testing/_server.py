@@ -666,7 +666,7 @@ class _HTTPServer(ThreadingHTTPServer):
                 except (OSError, ssl.SSLError) as exc:
                     self.mock._handshake_failed(request, exc)
                     return
-                self.mock._replace_socket(request, connection)
+                self.mock._replace_socket(request, connection, resumed=bool(connection.session_reused))
             with contextlib.suppress(OSError, ssl.SSLError):
                 self.RequestHandlerClass(connection, client_address, self)  # type: ignore[arg-type]
         finally:
@@ -734,6 +734,7 @@ class MockServer:
         self._connections = 0
         self._sockets: list[socket.socket] = []
         self._handshake_errors: list[str] = []
+        self._handshakes: list[bool] = []
         self._errors: list[str] = []
         self._tmpdir: str | None = None
         self._ca_bundle: str | None = None
@@ -1011,6 +1012,18 @@ class MockServer:
             return list(self._handshake_errors)
 
     @property
+    def full_handshakes(self) -> int:
+        """Completed TLS handshakes that did not resume a session."""
+        with self._lock:
+            return self._handshakes.count(False)
+
+    @property
+    def resumed_handshakes(self) -> int:
+        """Completed TLS handshakes that resumed a session (a ticket the client offered and the server took)."""
+        with self._lock:
+            return self._handshakes.count(True)
+
+    @property
     def queued(self) -> int:
         """How many enqueued responses no request has taken yet."""
         with self._lock:
@@ -1052,9 +1065,10 @@ class MockServer:
             self._accepted += 1
             self._sockets.append(sock)
 
-    def _replace_socket(self, old: socket.socket, new: socket.socket) -> None:
+    def _replace_socket(self, old: socket.socket, new: socket.socket, *, resumed: bool) -> None:
         with self._lock:
             self._sockets = [new if sock is old else sock for sock in self._sockets]
+            self._handshakes.append(resumed)
 
     def _handshake_failed(self, sock: socket.socket, exc: BaseException) -> None:
         with self._lock:

@@ -1,0 +1,612 @@
+"""Transaction metrics per response and the OpenTelemetry-convention aggregates per session.
+
+Every figure is taken where its event happens: the connection classes mark
+the connect, TLS and request phases, the response's arrival, and the moment
+the body is released back to the pool (read to the end, or closed). Nothing
+is reconstructed afterwards from totals.
+
+- :class:`Transaction` is the mutable recorder of one request (one redirect
+  hop: retries included); it is found through a thread-local while the
+  request is sent, and through the connection while its body is read.
+- :class:`TransactionMetrics` is its frozen snapshot, ``response.metrics``.
+- :class:`SessionMetrics` keeps a session's aggregates: request and
+  connection duration histograms, open connections, active requests.
+- A sink (see :class:`MetricsSink`, used by :mod:`session_presets.otel`)
+  hears every request and connection event of every session.
+
+Set :data:`ENABLED` to False to stop recording (``response.metrics`` is then
+None and the aggregates stay empty); it exists to measure what metrics cost.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import logging
+import math
+import threading
+import time
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, Protocol
+
+import requests
+
+from . import _process
+from ._redact import safe_url
+
+__all__ = [
+    "CONNECTION_DURATION_BUCKETS",
+    "ENABLED",
+    "REQUEST_DURATION_BUCKETS",
+    "UNCLOSED",
+    "Histogram",
+    "HistogramSnapshot",
+    "MeteredResponse",
+    "MetricsSink",
+    "SessionMetrics",
+    "Transaction",
+    "TransactionMetrics",
+    "add_sink",
+    "current_transaction",
+    "format_timing",
+    "header_size",
+    "mark",
+    "remove_sink",
+    "set_current_transaction",
+]
+
+log = logging.getLogger(__name__)
+
+#: Record metrics at all; a switch for measuring their cost, not configuration.
+ENABLED = True
+
+#: error.type of a streamed response collected while neither read to its end nor closed.
+UNCLOSED: Final = "unclosed_response"
+
+#: OpenTelemetry's advisory bucket boundaries (seconds) for http.client.request.duration.
+REQUEST_DURATION_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+#: OpenTelemetry's advisory bucket boundaries (seconds) for http.client.connection.duration.
+CONNECTION_DURATION_BUCKETS: Final = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+
+#: Sub-buckets per power of two in the quantile buckets: at most ~6% relative error.
+_STEPS_PER_OCTAVE: Final = 8
+#: Quantile buckets start at 2**-20 s (about 1 µs); smaller values share the first one.
+_MIN_EXPONENT: Final = -20
+
+#: Quantile buckets: this many octaves from 2**_MIN_EXPONENT s (about 1 µs) up (about 36 hours).
+_OCTAVES: Final = 37
+
+_now = time.perf_counter
+_frexp = math.frexp
+_bisect_left = bisect.bisect_left
+
+
+class _Local(threading.local):
+    #: The request being sent on this thread (read on every request: a plain attribute).
+    tx: Transaction | None = None
+
+
+_local = _Local()
+
+
+# -- histograms -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class HistogramSnapshot:
+    """A histogram read at one moment: OTel explicit buckets plus quantiles.
+
+    Attributes:
+        boundaries: the upper bounds (seconds) of the explicit buckets.
+        bucket_counts: one count per bucket, ``len(boundaries) + 1`` of them; bucket i
+            holds values in ``(boundaries[i-1], boundaries[i]]``, the last one the rest.
+        count: how many values were recorded.
+        sum: their sum, in seconds.
+        p50, p90, p99: quantiles in seconds (None when empty), read from fixed
+            log-scale buckets finer than ``boundaries`` (within about 6%).
+    """
+
+    boundaries: tuple[float, ...]
+    bucket_counts: tuple[int, ...]
+    count: int = 0
+    sum: float = 0.0
+    p50: float | None = None
+    p90: float | None = None
+    p99: float | None = None
+    _fine: tuple[tuple[int, int], ...] = field(default=(), repr=False, compare=False)
+
+    def quantile(self, q: float) -> float | None:
+        """Return the ``q`` quantile (0 < q <= 1) in seconds, or None when empty.
+
+        Raises:
+            ValueError: ``q`` is outside (0, 1].
+        """
+        if not 0.0 < q <= 1.0:
+            raise ValueError(f"quantile q={q!r} is invalid: expected a number in (0, 1]")
+        return _quantile(self._fine, self.count, q)
+
+
+def _fine_value(index: int) -> float:
+    """The middle of quantile bucket ``index``."""
+    octave, step = divmod(index, _STEPS_PER_OCTAVE)
+    low = 0.5 + step / (2 * _STEPS_PER_OCTAVE)
+    return math.ldexp(low + 1 / (4 * _STEPS_PER_OCTAVE), octave + _MIN_EXPONENT)
+
+
+def _quantile(fine: Sequence[tuple[int, int]], count: int, q: float) -> float | None:
+    if count == 0:
+        return None
+    rank = max(1, math.ceil(q * count))
+    seen = 0
+    for index, hits in fine:
+        seen += hits
+        if seen >= rank:
+            return _fine_value(index)
+    return _fine_value(fine[-1][0])  # pragma: no cover - counts always add up to count
+
+
+class Histogram:
+    """A fixed-bucket histogram of durations; the owner holds the lock around every call."""
+
+    __slots__ = ("boundaries", "count", "counts", "fine", "sum")
+
+    def __init__(self, boundaries: tuple[float, ...]) -> None:
+        self.boundaries = boundaries
+        self.counts = [0] * (len(boundaries) + 1)
+        self.fine = [0] * (_OCTAVES * _STEPS_PER_OCTAVE)
+        self.count = 0
+        self.sum = 0.0
+
+    def record(self, value: float) -> None:
+        """Add one duration, in seconds."""
+        self.counts[_bisect_left(self.boundaries, value)] += 1
+        # Quantile bucket: 8 steps per power of two, from 2**_MIN_EXPONENT s; inline, as
+        # this runs once per request.
+        index = 0
+        if value > 0.0:
+            mantissa, exponent = _frexp(value)
+            octave = exponent - _MIN_EXPONENT
+            if octave >= _OCTAVES:
+                index = _OCTAVES * _STEPS_PER_OCTAVE - 1
+            elif octave > 0:
+                index = octave * _STEPS_PER_OCTAVE + int((mantissa - 0.5) * 2 * _STEPS_PER_OCTAVE)
+        self.fine[index] += 1
+        self.count += 1
+        self.sum += value
+
+    def snapshot(self) -> HistogramSnapshot:
+        """Return the histogram as it is now."""
+        fine = tuple((index, hits) for index, hits in enumerate(self.fine) if hits)
+        return HistogramSnapshot(
+            boundaries=self.boundaries,
+            bucket_counts=tuple(self.counts),
+            count=self.count,
+            sum=self.sum,
+            p50=_quantile(fine, self.count, 0.5),
+            p90=_quantile(fine, self.count, 0.9),
+            p99=_quantile(fine, self.count, 0.99),
+            _fine=fine,
+        )
+
+
+# -- one request --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionMetrics:
+    """What one request (one redirect hop, retries included) cost, phase by phase.
+
+    Times are in seconds; a phase that did not happen is None (a reused
+    connection has no dns, connect or tls). ``body`` and ``total`` are None
+    until the body was read to its end or the response closed. The phases are
+    those of the last attempt; ``total`` runs from the first attempt to the
+    end of the body.
+
+    Attributes:
+        dns: name resolution.
+        connect: TCP connect (after dns).
+        tls: TLS handshake.
+        request: sending the request line, headers and body.
+        wait: from the request sent to the response's status line and headers.
+        body: from the headers to the end of the body (or its close).
+        total: from the start of the request to the end of the body.
+        reused: the request went over a connection that was already open.
+        attempts: 1 plus the retries.
+        remote_address: the peer's IP address.
+        tls_version: e.g. "TLSv1.3"; None over plain HTTP.
+        cipher: the TLS cipher suite; None over plain HTTP.
+        bytes_sent: HTTP bytes written (request line, headers, body), before TLS.
+        bytes_received: HTTP bytes read (status line and headers as parsed, body as
+            received, before decoding), before TLS.
+    """
+
+    dns: float | None = None
+    connect: float | None = None
+    tls: float | None = None
+    request: float | None = None
+    wait: float | None = None
+    body: float | None = None
+    total: float | None = None
+    reused: bool = False
+    attempts: int = 1
+    remote_address: str | None = None
+    tls_version: str | None = None
+    cipher: str | None = None
+    bytes_sent: int = 0
+    bytes_received: int = 0
+
+
+def _span(start: float | None, end: float | None) -> float | None:
+    if start is None or end is None:
+        return None
+    return max(0.0, end - start)
+
+
+#: What one attempt records; a retry forgets them.
+_ATTEMPT_FIELDS: Final = (
+    "connect_start", "dns_done", "connect_done", "tls_done", "request_start", "request_done",
+    "response_start", "reused", "peer", "bytes_sent", "raw",
+)
+
+
+class Transaction:
+    """The recorder of one request: marks set where each event happens.
+
+    No ``__slots__`` on purpose: the class attributes are the defaults, so a
+    request sets only the marks of the events it really went through.
+    """
+
+    started: float
+    attempts = 1
+    done = False
+    raw: Any = None
+    frozen: TransactionMetrics | None = None
+    conn: Any = None
+    status: int | None = None
+    error_type: str | None = None
+    body_done: float | None = None
+    #: The exporter's attributes of this request, worked out once.
+    labels: dict[str, Any] | None = None
+    connect_start: float | None = None
+    dns_done: float | None = None
+    connect_done: float | None = None
+    tls_done: float | None = None
+    request_start: float | None = None
+    request_done: float | None = None
+    response_start: float | None = None
+    reused = False
+    #: Remote address, TLS version and cipher of the connection.
+    peer: tuple[str | None, str | None, str | None] = (None, None, None)
+    bytes_sent = 0
+
+    def __init__(self, metrics: SessionMetrics, method: str, url: str) -> None:
+        self.metrics = metrics
+        self.method = method
+        self.url = url
+        self.started = _now()
+
+    def new_attempt(self) -> None:
+        """A retry begins: forget the last attempt's phases and its connection."""
+        self.attempts += 1
+        self.detach()
+        for name in _ATTEMPT_FIELDS:
+            self.__dict__.pop(name, None)
+
+    def detach(self) -> None:
+        """Stop listening to the connection of the current attempt."""
+        conn = self.conn
+        if conn is not None:
+            conn._preset_tx = None
+            self.conn = None
+
+    def freeze(self) -> TransactionMetrics:
+        """Return the figures recorded so far."""
+        connect_from = self.dns_done if self.dns_done is not None else self.connect_start
+        received = 0
+        if self.raw is not None:
+            received = header_size(self.raw) + int(getattr(self.raw, "_fp_bytes_read", 0) or 0)
+        return TransactionMetrics(
+            dns=_span(self.connect_start, self.dns_done),
+            connect=_span(connect_from, self.connect_done),
+            tls=_span(self.connect_done, self.tls_done),
+            request=_span(self.request_start, self.request_done),
+            wait=_span(self.request_done, self.response_start),
+            body=_span(self.response_start, self.body_done),
+            total=_span(self.started, self.body_done),
+            reused=self.reused,
+            attempts=self.attempts,
+            remote_address=self.peer[0],
+            tls_version=self.peer[1],
+            cipher=self.peer[2],
+            bytes_sent=self.bytes_sent,
+            bytes_received=received,
+        )
+
+    def snapshot(self) -> TransactionMetrics:
+        """Return the figures, kept once the request is over."""
+        frozen = self.frozen
+        if frozen is None:
+            frozen = self.freeze()
+            if self.done:
+                # Read after the body's last read call returned, so its bytes are counted.
+                self.frozen = frozen
+        return frozen
+
+    def finish(self) -> None:
+        """The body was read to its end or the response closed: record the request."""
+        if self.done:
+            return
+        self.body_done = now = _now()
+        self.done = True
+        conn = self.conn
+        if conn is not None:
+            conn._preset_tx = self.conn = None
+        total = now - self.started
+        self.metrics.request_ended(self, total)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "%s %s %s -> %s in %.3f ms (reused=%s, attempts=%d)",
+                self.metrics.preset,
+                self.method,
+                safe_url(self.url),
+                self.status,
+                total * 1000,
+                self.reused,
+                self.attempts,
+            )
+
+    def fail(self, error: BaseException | str) -> None:
+        """The request ended without a body read or closed: record its duration and the error type.
+
+        Args:
+            error: the exception, or the error type to report.
+        """
+        if self.done:
+            return
+        self.done = True
+        self.detach()
+        self.raw = None
+        self.error_type = error if isinstance(error, str) else type(error).__qualname__
+        duration = _now() - self.started
+        self.metrics.request_ended(self, duration)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "%s %s %s -> %s after %.3f ms (attempts=%d)",
+                self.metrics.preset,
+                self.method,
+                safe_url(self.url),
+                self.error_type,
+                duration * 1000,
+                self.attempts,
+            )
+
+
+    def abandon(self) -> None:
+        """A streamed response was collected unread and unclosed: end its request and its connection."""
+        if self.done:
+            return
+        conn = self.conn
+        self.fail(UNCLOSED)
+        if conn is not None:
+            # Nothing else holds it now: close it, so its socket and the
+            # open-connection count do not wait for the garbage collector.
+            conn.close()
+
+
+class MeteredResponse(requests.Response):
+    """A requests Response whose ``metrics`` are read from its request's recorder."""
+
+    _preset_tx: Transaction | None = None
+
+    @property
+    def metrics(self) -> TransactionMetrics | None:
+        """What this request cost, phase by phase; None when metrics are off."""
+        tx = self._preset_tx
+        return None if tx is None else tx.snapshot()
+
+
+def current_transaction() -> Transaction | None:
+    """Return the request being sent on this thread, if metrics are recorded for it."""
+    return _local.tx
+
+
+def set_current_transaction(tx: Transaction | None) -> None:
+    """Make ``tx`` the request being sent on this thread."""
+    _local.tx = tx
+
+
+def header_size(raw: Any) -> int:
+    """Return the size of a urllib3 response's status line and headers as parsed."""
+    size = len(getattr(raw, "version_string", "HTTP/1.1")) + len(str(raw.reason or "")) + 7  # " 200 " and CRLF
+    for name, value in raw.headers.items():
+        size += len(name) + len(value) + 4  # ": " and CRLF
+    return size + 2  # the blank line
+
+
+def mark(event: str) -> None:
+    """Record that ``event`` happened now for the request being sent on this thread.
+
+    Events, in order: ``connect_start``, ``dns_done`` (the address is resolved),
+    ``connect_done`` (TCP is connected), ``tls_done`` (the handshake finished).
+    """
+    tx = _local.tx
+    if tx is not None:
+        setattr(tx, event, _now())
+
+
+# -- per session ----------------------------------------------------------------------------
+
+
+class MetricsSink(Protocol):
+    """Hears every request and connection event of every session (an exporter)."""
+
+    def request_started(self, tx: Transaction) -> None:
+        """A request starts."""
+
+    def request_ended(self, tx: Transaction, duration: float) -> None:
+        """A request ended: body done, or failed (``tx.error_type`` set)."""
+
+    def connection_state(
+        self, metrics: SessionMetrics, origin: tuple[str, str, int], old: str | None, new: str | None, age: float | None
+    ) -> None:
+        """A connection moved between None (closed), "idle" and "active"; ``age`` when it closed."""
+
+
+_sinks: tuple[MetricsSink, ...] = ()
+_sinks_lock = threading.Lock()
+
+
+def add_sink(sink: MetricsSink) -> None:
+    """Send every later request and connection event to ``sink`` too."""
+    global _sinks
+    with _sinks_lock:
+        if sink not in _sinks:
+            _sinks = (*_sinks, sink)
+
+
+def remove_sink(sink: MetricsSink) -> None:
+    """Stop sending events to ``sink``."""
+    global _sinks
+    with _sinks_lock:
+        _sinks = tuple(s for s in _sinks if s is not sink)
+
+
+def _notify(event: Any, *args: Any) -> None:
+    try:
+        event(*args)
+    except Exception:
+        # An exporter's failure must never fail the request it describes.
+        log.debug("metrics sink %r failed", event, exc_info=True)
+
+
+_live: weakref.WeakSet[SessionMetrics] = weakref.WeakSet()
+
+
+class SessionMetrics:
+    """A session's aggregates, in OpenTelemetry's terms; thread-safe, zeroed in a forked child.
+
+    Args:
+        preset: the preset's name, reported with every figure.
+    """
+
+    def __init__(self, preset: str) -> None:
+        self.preset = preset
+        self._lock = threading.Lock()
+        self._zero()
+        _live.add(self)
+
+    def _zero(self) -> None:
+        self.request_duration = Histogram(REQUEST_DURATION_BUCKETS)
+        self.connection_duration = Histogram(CONNECTION_DURATION_BUCKETS)
+        # Requests started, counted without a lock (next() on a count is atomic);
+        # active = started - ended, and every ended request is in request_duration.
+        self._starts = itertools.count()
+        self.open_connections = 0
+        # Connections opened before a fork are the parent's: their closing is not ours.
+        self.generation = getattr(self, "generation", 0) + 1
+
+    @property
+    def active_requests(self) -> int:
+        """Requests started and not yet ended."""
+        started = int(repr(self._starts)[len("count(") : -1])  # the next value: how many were taken
+        return started - self.request_duration.count
+
+    def start(self, method: str, url: str) -> Transaction:
+        """Begin recording one request and count it active."""
+        next(self._starts)
+        tx = Transaction(self, method, url)
+        for sink in _sinks:
+            _notify(sink.request_started, tx)
+        return tx
+
+    def request_ended(self, tx: Transaction, duration: float) -> None:
+        """Count a request done and record its duration."""
+        with self._lock:
+            self.request_duration.record(duration)
+        for sink in _sinks:
+            _notify(sink.request_ended, tx, duration)
+
+    def connection_state(self, conn: Any, new: str | None) -> None:
+        """Move ``conn`` to state ``new``: "active", "idle", or None (closed)."""
+        old: str | None = conn._preset_state
+        if old == new:
+            return
+        if old is not None and new is not None and conn._preset_generation == self.generation:
+            # idle <-> active: no count changes, so no lock; only an exporter cares.
+            conn._preset_state = new
+            for sink in _sinks:
+                _notify(sink.connection_state, self, (conn.preset_scheme, conn.host, conn.port), old, new, None)
+            return
+        age: float | None = None
+        with self._lock:
+            if old is not None and conn._preset_generation != self.generation:
+                # Opened before a fork, by the parent: not one of ours to count down.
+                old = None
+            if old is None:
+                if new is None:
+                    conn._preset_state = None
+                    return
+                conn._preset_generation = self.generation
+                self.open_connections += 1
+            elif new is None:
+                self.open_connections -= 1
+                age = max(0.0, time.monotonic() - conn.preset_connected_at)
+                self.connection_duration.record(age)
+        conn._preset_state = new
+        for sink in _sinks:
+            _notify(sink.connection_state, self, (conn.preset_scheme, conn.host, conn.port), old, new, age)
+
+    def snapshot(self) -> dict[str, Any]:
+        """Return the aggregates as keyword arguments of SessionStats."""
+        with self._lock:
+            return {
+                "open_connections": self.open_connections,
+                "active_requests": self.active_requests,
+                "request_duration": self.request_duration.snapshot(),
+                "connection_duration": self.connection_duration.snapshot(),
+            }
+
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()
+        self._zero()
+
+
+def _after_fork_in_child() -> None:
+    for metrics in list(_live):
+        metrics._after_fork()
+
+
+_process.on_fork_child(_after_fork_in_child, order=_process.ORDER_SESSIONS)
+
+
+# -- text ----------------------------------------------------------------------------------
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value * 1000:.3f} ms"
+
+
+def format_timing(metrics: TransactionMetrics | None) -> str:
+    """Return the phase breakdown of one response as text, like ``curl -w``."""
+    if metrics is None:
+        return "timing: not recorded\n"
+    rows = [
+        ("dns", _ms(metrics.dns)),
+        ("connect", _ms(metrics.connect)),
+        ("tls", _ms(metrics.tls)),
+        ("request", _ms(metrics.request)),
+        ("wait", _ms(metrics.wait)),
+        ("body", _ms(metrics.body)),
+        ("total", _ms(metrics.total)),
+        ("reused", "yes" if metrics.reused else "no"),
+        ("attempts", str(metrics.attempts)),
+        ("remote_address", metrics.remote_address or "-"),
+        ("tls_version", metrics.tls_version or "-"),
+        ("cipher", metrics.cipher or "-"),
+        ("bytes_sent", str(metrics.bytes_sent)),
+        ("bytes_received", str(metrics.bytes_received)),
+    ]
+    width = max(len(name) for name, _ in rows)
+    return "".join(f"{name.rjust(width)}: {value}\n" for name, value in rows)

@@ -1,0 +1,181 @@
+"""instrument(): export every session's metrics through OpenTelemetry (extra ``otel``).
+
+The instruments follow the HTTP client semantic conventions:
+
+- ``http.client.request.duration`` (histogram, s): start of the request to the end
+  of its body; ``http.request.method``, ``server.address``, ``server.port``,
+  ``url.scheme``, ``http.response.status_code``, ``error.type`` when it failed
+  (the exception's name, or the status code from 400 up);
+- ``http.client.active_requests`` (up-down counter): requests in flight;
+- ``http.client.open_connections`` (up-down counter): connections open, by
+  ``http.connection.state`` ("active" or "idle");
+- ``http.client.connection.duration`` (histogram, s): how long closed connections
+  were open.
+
+Every point also carries ``session_presets.preset``. Spans are not produced
+here: ``opentelemetry-instrumentation-requests`` already traces every call a
+PresetSession makes, since it is a requests.Session.
+
+This module imports opentelemetry only when :func:`instrument` is called, and
+``import session_presets`` does not import this module.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+from . import _metrics, _process
+from ._metrics import SessionMetrics, Transaction
+from ._version import __version__
+
+__all__ = ["Instrumentation", "instrument"]
+
+#: Methods reported by name; any other is reported as "_OTHER", as the conventions ask.
+KNOWN_METHODS: Final = frozenset({"CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE"})
+#: The attribute naming the preset of the session that made the request.
+PRESET_ATTRIBUTE: Final = "session_presets.preset"
+
+_DEFAULT_PORTS: Final = {"http": 80, "https": 443}
+
+
+def _origin_attributes(preset: str, scheme: str, host: str, port: int) -> dict[str, Any]:
+    return {
+        "server.address": host,
+        "server.port": port,
+        "url.scheme": scheme,
+        PRESET_ATTRIBUTE: preset,
+    }
+
+
+def _request_attributes(tx: Transaction) -> dict[str, Any]:
+    try:
+        parts = urlsplit(tx.url)
+        port = parts.port
+    except ValueError:
+        parts, port = urlsplit(""), None
+    scheme = parts.scheme or "http"
+    method = tx.method.upper()
+    attributes = _origin_attributes(
+        tx.metrics.preset, scheme, parts.hostname or "", port or _DEFAULT_PORTS.get(scheme, 0)
+    )
+    attributes["http.request.method"] = method if method in KNOWN_METHODS else "_OTHER"
+    return attributes
+
+
+class Instrumentation:
+    """The link between every session's metrics and one OpenTelemetry meter provider.
+
+    Returned by :func:`instrument`; ``uninstrument()`` stops the export.
+    """
+
+    def __init__(self, meter_provider: Any) -> None:
+        meter = meter_provider.get_meter("session_presets", __version__)
+        self.meter_provider = meter_provider
+        self._duration = meter.create_histogram(
+            "http.client.request.duration",
+            unit="s",
+            description="Duration of HTTP client requests, to the end of the response body.",
+            explicit_bucket_boundaries_advisory=list(_metrics.REQUEST_DURATION_BUCKETS),
+        )
+        self._active = meter.create_up_down_counter(
+            "http.client.active_requests", unit="{request}", description="Number of active HTTP requests."
+        )
+        self._open = meter.create_up_down_counter(
+            "http.client.open_connections",
+            unit="{connection}",
+            description="Number of outbound HTTP connections that are currently active or idle.",
+        )
+        self._connection_duration = meter.create_histogram(
+            "http.client.connection.duration",
+            unit="s",
+            description="The duration of the successfully established outbound HTTP connections.",
+            explicit_bucket_boundaries_advisory=list(_metrics.CONNECTION_DURATION_BUCKETS),
+        )
+
+    # -- MetricsSink -------------------------------------------------------------------
+
+    def request_started(self, tx: Transaction) -> None:
+        if tx.labels is None:
+            tx.labels = _request_attributes(tx)
+        self._active.add(1, tx.labels)
+
+    def request_ended(self, tx: Transaction, duration: float) -> None:
+        attributes = tx.labels
+        if attributes is None:  # it started before instrument() was called: it was never counted active
+            attributes = _request_attributes(tx)
+        else:
+            self._active.add(-1, attributes)
+        final = dict(attributes)
+        if tx.status is not None:
+            final["http.response.status_code"] = tx.status
+        if tx.error_type is not None:
+            final["error.type"] = tx.error_type
+        elif tx.status is not None and tx.status >= 400:
+            final["error.type"] = str(tx.status)
+        self._duration.record(duration, final)
+
+    def connection_state(
+        self, metrics: SessionMetrics, origin: tuple[str, str, int], old: str | None, new: str | None, age: float | None
+    ) -> None:
+        attributes = _origin_attributes(metrics.preset, *origin)
+        if old is not None:
+            self._open.add(-1, {**attributes, "http.connection.state": old})
+        if new is not None:
+            self._open.add(1, {**attributes, "http.connection.state": new})
+        if age is not None:
+            self._connection_duration.record(age, attributes)
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def uninstrument(self) -> None:
+        """Stop exporting to this meter provider; safe to call twice."""
+        _metrics.remove_sink(self)
+        with _lock:
+            if _instrumented.get(id(self.meter_provider)) is self:
+                del _instrumented[id(self.meter_provider)]
+
+
+_lock = threading.Lock()
+_instrumented: dict[int, Instrumentation] = {}
+
+
+def instrument(meter_provider: Any = None) -> Instrumentation:
+    """Export the metrics of every session, shared or owned, to OpenTelemetry.
+
+    Calling it again with the same provider returns the same Instrumentation.
+
+    Args:
+        meter_provider: an ``opentelemetry.metrics.MeterProvider``; the global one if None.
+
+    Returns:
+        The Instrumentation; its ``uninstrument()`` stops the export.
+
+    Raises:
+        ImportError: opentelemetry-api is not installed (``pip install 'session-presets[otel]'``).
+    """
+    try:
+        from opentelemetry import metrics
+    except ImportError as exc:
+        raise ImportError(
+            "session_presets.instrument needs opentelemetry-api: pip install 'session-presets[otel]'"
+        ) from exc
+    provider = meter_provider if meter_provider is not None else metrics.get_meter_provider()
+    with _lock:
+        found = _instrumented.get(id(provider))
+        if found is not None:
+            return found
+        found = _instrumented[id(provider)] = Instrumentation(provider)
+    _metrics.add_sink(found)
+    return found
+
+
+def _uninstrument_all() -> None:
+    with _lock:
+        found = list(_instrumented.values())
+    for instrumentation in found:
+        instrumentation.uninstrument()
+
+
+_process.on_reset(_uninstrument_all, order=_process.ORDER_CALLS)
