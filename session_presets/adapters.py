@@ -218,7 +218,9 @@ class _ConnectionMixin:
         if hasattr(self, "_socks_options"):
             # A SOCKS connection connects through its proxy (PySocks): urllib3's own
             # code does that; the deadline still caps the timeouts it is given.
-            return super()._new_conn()  # type: ignore[misc, no-any-return]
+            sock = super()._new_conn()  # type: ignore[misc]
+            _metrics.mark("connect_done")  # resolving and the proxy's handshake included
+            return sock  # type: ignore[no-any-return]
         call = current_call()
         host = self._dns_host
         if host.startswith("["):
@@ -520,6 +522,7 @@ def _socks_pool_classes(
     max_age: float | None,
     acknowledged: ssl.SSLContext | None,
     checked_out: weakref.WeakSet[Any],
+    metrics: SessionMetrics,
 ) -> dict[str, type[HTTPConnectionPool]]:
     """The preset's pool classes built on urllib3's SOCKS ones (needs PySocks: requests[socks])."""
     from urllib3.contrib.socks import (
@@ -529,9 +532,11 @@ def _socks_pool_classes(
         SOCKSHTTPSConnectionPool,
     )
 
-    attrs = {"counters": counters}
-    http_conn = type("PresetSOCKSConnection", (_ConnectionMixin, SOCKSConnection), attrs)
-    https_conn = type("PresetSOCKSHTTPSConnection", (_ConnectionMixin, SOCKSHTTPSConnection), attrs)
+    attrs = {"counters": counters, "metrics": metrics}
+    http_conn = type("PresetSOCKSConnection", (_ConnectionMixin, SOCKSConnection), {**attrs, "preset_scheme": "http"})
+    https_conn = type(
+        "PresetSOCKSHTTPSConnection", (_ConnectionMixin, SOCKSHTTPSConnection), {**attrs, "preset_scheme": "https"}
+    )
     pool_attrs = {"max_connection_age": max_age, "acknowledged_context": acknowledged, "checked_out": checked_out}
     http_pool = type(
         "PresetSOCKSHTTPConnectionPool",
@@ -699,6 +704,7 @@ class PresetAdapter(HTTPAdapter):
                     self.preset.max_connection_age,
                     None if self.preset.verify else self._context,
                     self._checked_out,
+                    self.metrics,
                 )
             manager.pool_classes_by_scheme = self._socks_classes
         else:
