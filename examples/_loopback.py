@@ -1,8 +1,9 @@
-"""A tiny loopback HTTP/1.1 server shared by the example scripts.
+"""The loopback server of the example scripts: ``session_presets.testing.MockServer`` with one answer.
 
 Each example subclasses :class:`LoopbackHandler` and supplies only its own
-answer in :meth:`LoopbackHandler.respond`; :class:`LoopbackServer` serves it on
-``127.0.0.1`` at a free port for the length of a ``with`` block::
+answer in :meth:`LoopbackHandler.respond`; :class:`LoopbackServer` serves it
+on ``127.0.0.1`` at a free port, through a MockServer, for the length of a
+``with`` block::
 
     class Hello(LoopbackHandler):
         def respond(self) -> tuple[int, dict[str, str], bytes]:
@@ -17,29 +18,27 @@ The examples import it as ``from _loopback import ...``: a script run as
 
 from __future__ import annotations
 
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import ssl
+from email.message import Message
 from types import TracebackType
-from typing import Any
+
+from session_presets.testing import Exchange, MockResponse, MockServer
 
 
-class LoopbackHandler(BaseHTTPRequestHandler):
-    """Keep-alive HTTP/1.1 GET handler that sends each response in one write and logs nothing.
+class LoopbackHandler:
+    """One request to answer: override :meth:`respond`.
 
     Attributes:
+        path: The request target (path and query).
+        headers: The request's header fields.
         connection_number: The server's count of accepted connections when this one
             was accepted (1 for the first), so an answer can say which connection it used.
     """
 
-    protocol_version = "HTTP/1.1"
-    wbufsize = 64 * 1024  # headers and body leave in one send: no Nagle/delayed-ACK stall
-    server: LoopbackServer
-    connection_number: int
-
-    def setup(self) -> None:
-        """Count the new connection on the server and remember its number."""
-        super().setup()
-        self.connection_number = self.server.count_connection()
+    def __init__(self, exchange: Exchange) -> None:
+        self.path: str = exchange.path
+        self.headers: Message = exchange.headers
+        self.connection_number: int = exchange.connection_id
 
     def respond(self) -> tuple[int, dict[str, str], bytes]:
         """Answer the current request (``self.path``, ``self.headers``).
@@ -49,59 +48,41 @@ class LoopbackHandler(BaseHTTPRequestHandler):
         """
         raise NotImplementedError
 
-    def do_GET(self) -> None:
-        """Send what :meth:`respond` returns, with a ``Content-Length`` so the connection stays open."""
-        status, headers, body = self.respond()
-        self.send_response(status)
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
 
-    def log_message(self, format: str, *args: Any) -> None:
-        """Keep the example's output to what it prints itself."""
-
-
-class LoopbackServer(ThreadingHTTPServer):
-    """A threaded HTTP server on ``127.0.0.1`` at a free port that counts the connections it accepts.
-
-    Used as a context manager, it serves from a daemon thread inside the block and
-    is shut down and closed on leaving it.
+class LoopbackServer:
+    """A MockServer on ``127.0.0.1`` at a free port that answers every request with ``handler``.
 
     Attributes:
         connections: How many connections the server has accepted so far.
     """
 
-    daemon_threads = True
-
-    def __init__(self, handler: type[LoopbackHandler]) -> None:
+    def __init__(self, handler: type[LoopbackHandler], *, context: ssl.SSLContext | None = None) -> None:
         """Bind to a free loopback port.
 
         Args:
             handler: The handler class that answers the requests.
+            context: A server-side SSLContext to serve HTTPS with; plain HTTP when None.
         """
-        super().__init__(("127.0.0.1", 0), handler)
-        self.connections = 0
-        self._lock = threading.Lock()
+        self._handler = handler
+        self._mock = MockServer(ssl_context=context)
+        self._mock.fallback = self._answer
 
-    def count_connection(self) -> int:
-        """Count one more accepted connection.
+    def _answer(self, exchange: Exchange) -> MockResponse:
+        status, headers, body = self._handler(exchange).respond()
+        return MockResponse(status, headers=headers, body=body)
 
-        Returns:
-            The new number of connections, which numbers this one.
-        """
-        with self._lock:
-            self.connections += 1
-            return self.connections
+    @property
+    def connections(self) -> int:
+        """How many connections the server has accepted so far."""
+        return self._mock.connections
 
     def url(self, path: str) -> str:
         """Return the URL of ``path`` (which starts with ``/``) on this server."""
-        return f"http://127.0.0.1:{self.server_address[1]}{path}"
+        return self._mock.url(path)
 
     def __enter__(self) -> LoopbackServer:
         """Start serving from a daemon thread."""
-        threading.Thread(target=self.serve_forever, args=(0.05,), daemon=True).start()
+        self._mock.start()
         return self
 
     def __exit__(
@@ -111,5 +92,4 @@ class LoopbackServer(ThreadingHTTPServer):
         traceback: TracebackType | None,
     ) -> None:
         """Stop serving and close the listening socket."""
-        self.shutdown()
-        self.server_close()
+        self._mock.close()

@@ -4,8 +4,9 @@ Run it with no arguments::
 
     python examples/background_download.py
 
-It starts an HTTP server on 127.0.0.1 that serves a 4 MiB file with ETag and
-Range support, and closes the connection once, halfway through the body. The
+It starts a ``session_presets.testing.MockServer`` on 127.0.0.1 that serves a
+4 MiB file with ETag and Range support (a ``FileRoute``), and closes the
+connection once, halfway through the body. The
 background session notices, asks for ``Range: bytes=N-`` with ``If-Range``,
 appends the rest to ``file.part``, checks the sha256 and renames the file.
 """
@@ -15,58 +16,14 @@ from __future__ import annotations
 import hashlib
 import os
 import random
-import re
-import socket
 import sys
 import tempfile
-import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, ClassVar
 
 from session_presets import TransferState, TransferTask, background_session
+from session_presets.testing import FileRoute, MockServer
 
 DATA = random.Random(0).randbytes(4 * 1024 * 1024)
 ETAG = '"demo-v1"'
-
-
-class FileHandler(BaseHTTPRequestHandler):
-    """Serves DATA with Range/If-Range; the first response stops halfway."""
-
-    protocol_version = "HTTP/1.1"
-    dropped = False
-    seen: ClassVar[list[str]] = []
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        start = 0
-        match = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range", ""))
-        if match and self.headers.get("If-Range", ETAG) == ETAG:
-            start = int(match.group(1))
-        FileHandler.seen.append(self.headers.get("Range") or "(no Range)")
-        self.send_response(206 if start else 200)
-        self.send_header("ETag", ETAG)
-        self.send_header("Content-Length", str(len(DATA) - start))
-        if start:
-            self.send_header("Content-Range", f"bytes {start}-{len(DATA) - 1}/{len(DATA)}")
-        self.end_headers()
-        end = len(DATA)
-        if not FileHandler.dropped:
-            FileHandler.dropped = True
-            end = len(DATA) // 2
-        try:
-            for offset in range(start, end, 64 * 1024):
-                self.wfile.write(DATA[offset : min(end, offset + 64 * 1024)])
-                time.sleep(0.01)  # a slow link, so that progress has something to show
-            self.wfile.flush()
-        except OSError:
-            return
-        if end < len(DATA):
-            # Simulate a network failure: close the connection mid-body.
-            self.close_connection = True
-            self.connection.shutdown(socket.SHUT_WR)
 
 
 def show(task: TransferTask) -> None:
@@ -78,11 +35,13 @@ def show(task: TransferTask) -> None:
 
 def main() -> int:
     """Download the file once through a dropped connection and report the resume."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FileHandler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/demo.bin"
-    with tempfile.TemporaryDirectory() as workdir:
+    # Range and If-Range come from the file route; 8 MiB/s is a slow link, so that
+    # progress has something to show, and the connection drops once, halfway.
+    route = FileRoute(DATA, etag=ETAG, throttle=8 * 1024 * 1024)
+    route.drops.append(len(DATA) // 2)
+    with MockServer() as server, tempfile.TemporaryDirectory() as workdir:
+        server.route("/demo.bin", route)
+        url = server.url("/demo.bin")
         dest = os.path.join(workdir, "demo.bin")
         # A throwaway state_dir keeps the example out of your real journal; short
         # back-off keeps the retry quick.
@@ -91,16 +50,15 @@ def main() -> int:
             print(f"downloading {url}")
             task = bg.download(url, dest, sha256=hashlib.sha256(DATA).hexdigest(), progress=show)
             task.wait()
-        server.shutdown()
-        server.server_close()
-        print(f"requests the server saw: {FileHandler.seen}")
+        seen = [request.header("Range") or "(no Range)" for request in server.requests]
+        print(f"requests the server saw: {seen}")
         print(f"attempts: {task.attempts}, state: {task.state.value}")
         if task.state is not TransferState.COMPLETED:
             print(f"failed: {task.error}")
             return 1
         with open(dest, "rb") as file:
             identical = file.read() == DATA
-        print(f"resumed with Range: {any(r.startswith('bytes=') for r in FileHandler.seen)}; identical: {identical}")
+        print(f"resumed with Range: {any(r.startswith('bytes=') for r in seen)}; identical: {identical}")
         return 0 if identical else 1
 
 

@@ -61,8 +61,7 @@ def main() -> int:
     ca = trustme.CA()
     server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert(SERVICE_NAME).configure_cert(server_context)
-    with tempfile.TemporaryDirectory() as scratch, LoopbackServer(Hello) as server:
-        server.socket = server_context.wrap_socket(server.socket, server_side=True)
+    with tempfile.TemporaryDirectory() as scratch, LoopbackServer(Hello, context=server_context) as server:
         bundle = Path(scratch) / "ca.pem"
         ca.cert_pem.write_to_path(str(bundle))
         url = server.url("/").replace("http://", "https://")

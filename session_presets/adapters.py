@@ -144,11 +144,14 @@ class PresetRetry(Retry):
             if response is not None:
                 pause = max(pause, retry.get_retry_after(response) or 0.0)
             if remaining is not None and pause >= remaining:
+                if error is None:
+                    # No time for another try on a retryable status: with
+                    # raise_on_status=False urllib3 hands this response back, as
+                    # requests does when its retries run out.
+                    status = getattr(response, "status", None)
+                    raise MaxRetryError(_pool, url or "", ResponseError(f"no time left to retry status {status}"))
                 call.reason = DEADLINE
-                reason = error or ResponseError(
-                    f"total_timeout reached before the next retry (last status {getattr(response, 'status', None)})"
-                )
-                raise MaxRetryError(_pool, url or "", reason)
+                raise MaxRetryError(_pool, url or "", error)
         if self.counters is not None:
             self.counters.add("retries")
         tx = _metrics._local.tx
@@ -519,10 +522,10 @@ def _pool_classes(
 
 def _socks_pool_classes(
     counters: Counters,
+    metrics: SessionMetrics,
     max_age: float | None,
     acknowledged: ssl.SSLContext | None,
     checked_out: weakref.WeakSet[Any],
-    metrics: SessionMetrics,
 ) -> dict[str, type[HTTPConnectionPool]]:
     """The preset's pool classes built on urllib3's SOCKS ones (needs PySocks: requests[socks])."""
     from urllib3.contrib.socks import (
@@ -551,18 +554,33 @@ def _socks_pool_classes(
     return {"http": http_pool, "https": https_pool}
 
 
+#: What a missing per-call verify=/cert= path error adds after requests' own text.
+_PATH_ADVICE: Final = (
+    "session_presets: verify= takes a PEM CA bundle file or directory (or a bool), cert= a PEM file or a "
+    "(cert, key) pair; a CA bundle for every call belongs in the preset's ca_bundle"
+)
+
+
+def _path_error(text: str) -> OSError:
+    # str() stays requests' exact text, which callers compare; the advice follows
+    # it as a note (Python 3.11+), printed after it in a traceback.
+    error = OSError(text)
+    if hasattr(error, "add_note"):
+        error.add_note(_PATH_ADVICE)
+    return error
+
+
 def _check_paths(verify: Any, cert: Any) -> None:
     """Raise requests' OSError for a per-call CA bundle or client certificate path that does not exist."""
-    ours = "session_presets: pass verify= a PEM CA bundle file or directory and cert= a PEM file or a (cert, key) pair"
     if isinstance(verify, str) and not os.path.exists(verify):
-        raise OSError(f"Could not find a suitable TLS CA certificate bundle, invalid path: {verify} ({ours})")
+        raise _path_error(f"Could not find a suitable TLS CA certificate bundle, invalid path: {verify}")
     if cert is None:
         return
     cert_file, key_file = (cert[0], cert[1]) if isinstance(cert, (list, tuple)) else (cert, None)
     if not os.path.exists(cert_file):
-        raise OSError(f"Could not find the TLS certificate file, invalid path: {cert_file} ({ours})")
+        raise _path_error(f"Could not find the TLS certificate file, invalid path: {cert_file}")
     if key_file and not os.path.exists(key_file):
-        raise OSError(f"Could not find the TLS key file, invalid path: {key_file} ({ours})")
+        raise _path_error(f"Could not find the TLS key file, invalid path: {key_file}")
 
 
 def _trust(
@@ -599,10 +617,13 @@ class PresetAdapter(HTTPAdapter):
       and its first expiry raises (no retry after a timeout).
     - Retries come from a urllib3 ``Retry`` built from the preset: idempotent
       methods only, ``retry_statuses``, Retry-After honoured, bounded by the
-      call's ``total_timeout``.
+      call's ``total_timeout``. When status retries run out (by count, or because
+      ``total_timeout`` leaves no time for another try) the last response is
+      returned, as requests does with ``raise_on_status=False``; never RetryError.
     - ``cache_policy='reload'``: a PresetSession puts ``Cache-Control: no-cache``
       and ``Pragma: no-cache`` in its default headers; on any other session the
-      adapter adds them to requests that lack them.
+      adapter adds them, and the preset's ``headers``, to requests that lack
+      them (see ``default_headers``).
     - Every HTTPS connection uses the shared context of its trust configuration,
       so no new connection reloads a CA bundle.
     - Connections older than ``max_connection_age`` are not reused.
@@ -652,6 +673,8 @@ class PresetAdapter(HTTPAdapter):
             self.metrics,
         )
         self._no_cache = config.cache_policy == "reload"
+        self._fallback_headers = tuple(self.default_headers.items())
+        self._used_since_close = True
         self._pool_cache: dict[tuple[str, Any, Any, type], HTTPConnectionPool] = {}
         # A subclass that adds per-request pool settings must not get a pool memoised per origin.
         self._memo_pools = (
@@ -670,7 +693,9 @@ class PresetAdapter(HTTPAdapter):
             backoff_factor=config.backoff_factor,
             backoff_max=config.backoff_max,
             backoff_jitter=config.backoff_factor,
-            raise_on_status=True,
+            # Like requests with raise_on_status=False: when status retries run out
+            # (by count or by total_timeout), the last response is returned, never RetryError.
+            raise_on_status=False,
             raise_on_redirect=False,
             respect_retry_after_header=True,
         )
@@ -691,7 +716,7 @@ class PresetAdapter(HTTPAdapter):
         return {"preset": self.preset}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["preset"])  # type: ignore[misc]
+        PresetAdapter.__init__(self, state["preset"])
 
     def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
         manager = super().proxy_manager_for(proxy, **proxy_kwargs)
@@ -701,10 +726,10 @@ class PresetAdapter(HTTPAdapter):
             if self._socks_classes is None:
                 self._socks_classes = _socks_pool_classes(
                     self.counters,
+                    self.metrics,
                     self.preset.max_connection_age,
                     None if self.preset.verify else self._context,
                     self._checked_out,
-                    self.metrics,
                 )
             manager.pool_classes_by_scheme = self._socks_classes
         else:
@@ -732,8 +757,6 @@ class PresetAdapter(HTTPAdapter):
             OSError: ``verify`` or ``cert`` names a file that does not exist
                 (requests' own message, then ours) or cannot be loaded.
         """
-        if isinstance(verify, str) and self._is_environment_bundle(verify):
-            verify = self.preset.verify
         if cert is None and verify is self.preset.verify:
             return self._context
         _check_paths(verify, cert)
@@ -767,6 +790,13 @@ class PresetAdapter(HTTPAdapter):
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         host_params, pool_kwargs = super().build_connection_pool_key_attributes(request, verify, cert)
         if host_params.get("scheme") == "https":
+            if (
+                isinstance(verify, str)
+                # A PresetSession never reads the environment per call: its verify= is the caller's.
+                and not getattr(request, "preset_session_prepared", False)
+                and self._is_environment_bundle(verify)
+            ):
+                verify = self.preset.verify
             context = self.context_for(verify, cert)
             pool_kwargs = {"ssl_context": context, "cert_reqs": _cert_reqs(context)}
         return host_params, pool_kwargs
@@ -824,12 +854,27 @@ class PresetAdapter(HTTPAdapter):
         response.connection = self
         return response
 
+    @property
+    def default_headers(self) -> dict[str, str]:
+        """The headers the preset sends with every request: no-cache (``cache_policy='reload'``) and ``headers``.
+
+        A PresetSession holds them in ``session.headers``. On any other session
+        the adapter adds those a request lacks as it sends it, which is after
+        requests-cache or a mock looked at the request:
+        ``session.headers.update(adapter.default_headers)`` puts them where every
+        layer sees them. (To send none of them there, use ``cache_policy='protocol'``.)
+        """
+        headers = {"Cache-Control": "no-cache", "Pragma": "no-cache"} if self._no_cache else {}
+        headers.update(self.preset.headers)
+        return headers
+
     def add_headers(self, request: PreparedRequest, **kwargs: Any) -> None:
         # A PresetSession keeps them in its default headers, where mocks, caches and
         # the caller (who may remove them) see them; any other session gets them here.
-        if self._no_cache and not getattr(request, "preset_session_prepared", False):
-            request.headers.setdefault("Cache-Control", "no-cache")
-            request.headers.setdefault("Pragma", "no-cache")
+        if getattr(request, "preset_session_prepared", False):
+            return
+        for name, value in self._fallback_headers:
+            request.headers.setdefault(name, value)
 
     def _drop_netrc_credentials(self, request: PreparedRequest) -> None:
         """Remove an Authorization header that requests took from netrc (plain sessions only)."""
@@ -867,6 +912,7 @@ class PresetAdapter(HTTPAdapter):
             if remaining is not None and remaining <= 0:
                 call.reason = DEADLINE
                 call.raise_if_aborted()
+        self._used_since_close = True
         self._drop_netrc_credentials(request)
         outer_choice = getattr(_attempt, "caller_timeout", False)
         _attempt.caller_timeout = not isinstance(timeout, PresetTimeout)
@@ -893,8 +939,10 @@ class PresetAdapter(HTTPAdapter):
             if stream and tx is not None and not tx.done:
                 # A streamed body left unread and unclosed still ends its request.
                 weakref.finalize(response, tx.abandon).atexit = False
-            if own is not None and not stream:
-                response.content  # the body is part of the deadline, as on a PresetSession  # noqa: B018
+            if own is not None and not stream and not response.is_redirect:
+                # The body is part of the deadline, as on a PresetSession. A redirect's
+                # body is left to requests, which forgives a bad one.
+                response.content  # noqa: B018
             return response
         except Exception as exc:
             if own is not None:
@@ -917,10 +965,27 @@ class PresetAdapter(HTTPAdapter):
                 raise requests.ReadTimeout(wrapped, request=request) from exc
             raise
         finally:
+            # Again after the fact: a close() that ran during this send left its pool in use.
+            self._used_since_close = True
             _attempt.caller_timeout = outer_choice
             if own is not None:
                 watchdog.discard(own)
                 set_current_call(None)
+
+    def close(self) -> None:
+        """Close every pool, as HTTPAdapter.close does.
+
+        One adapter is usually mounted for both ``http://`` and ``https://``, and
+        requests' Session.close closes each mount: a close with no request sent
+        since the last one does nothing.
+        """
+        if not self._used_since_close:
+            return
+        self._used_since_close = False
+        # urllib3 2 closes a dropped pool when nothing refers to it any more: the
+        # memo must let go too, or the pool's idle sockets outlive the close.
+        self._pool_cache.clear()
+        super().close()
 
     def abort_checked_out(self) -> None:
         """Shut down the socket of every connection in use, streamed bodies included."""

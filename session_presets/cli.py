@@ -1,12 +1,16 @@
 """The ``session-presets`` command line: inspect presets, fetch a URL, download a file, bench.
 
-Exit statuses:
+Exit statuses (the same table is printed by ``--help`` and shown in the README):
 
 - 0: success (for ``get``, a final status below 400).
-- 1: ``get`` received a status of 400 or more; or an unexpected internal error.
+- 1: the server answered with a status of 400 or more; the body is still printed.
 - 2: usage or configuration error (bad option, bad ``SESSION_PRESETS_*`` value,
-  unknown preset, unwritable output file).
-- 3: network, TLS or timeout error, reported on one line.
+  unknown preset, unreadable ``-d @file``).
+- 3: network, TLS, timeout or redirect failure: no final response.
+- 4: the download's transfer is in use by another process.
+- 23: the output could not be written. A closed pipe (``| head``) exits 23
+  without a message, as curl does.
+- 70: internal error (a bug).
 - 130: interrupted with Ctrl-C.
 
 No traceback reaches the user unless ``--debug`` is given. Nothing in the
@@ -21,6 +25,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import socket
 import ssl
 import sys
@@ -37,29 +42,85 @@ from ._metrics import format_timing
 from ._redact import safe_url, without_userinfo
 from ._version import __version__
 from .config import PresetConfig, check_header
-from .env import collected_error
-from .errors import ConfigError, InsecureRedirectError, SessionPresetsWarning, TransferError
+from .env import collected_error, parse_duration, variable_name
+from .errors import (
+    ConfigError,
+    IdentifierInUseError,
+    InsecureRedirectError,
+    SessionPresetsWarning,
+    TotalTimeoutError,
+    TransferError,
+)
 from .presets import get_preset, preset_names
-from .registry import get_session
+from .sessions import PresetSession
 
-__all__ = ["EXIT_CONFIG", "EXIT_HTTP", "EXIT_INTERRUPTED", "EXIT_NETWORK", "EXIT_OK", "main"]
+__all__ = [
+    "DEFAULT_SCHEME",
+    "EXIT_CONFIG",
+    "EXIT_HTTP",
+    "EXIT_INTERNAL",
+    "EXIT_INTERRUPTED",
+    "EXIT_IN_USE",
+    "EXIT_NETWORK",
+    "EXIT_OK",
+    "EXIT_WRITE",
+    "format_duration",
+    "main",
+]
 
 #: Success.
 EXIT_OK: Final = 0
-#: The server answered with a status of 400 or more (or an internal error).
+#: The server answered with a status of 400 or more.
 EXIT_HTTP: Final = 1
 #: Usage or configuration error.
 EXIT_CONFIG: Final = 2
-#: Network, TLS or timeout error.
+#: Network, TLS, timeout or redirect failure.
 EXIT_NETWORK: Final = 3
+#: The background transfer (its identifier) is in use by another process.
+EXIT_IN_USE: Final = 4
+#: The output could not be written; curl's code for the same (a closed pipe included).
+EXIT_WRITE: Final = 23
+#: A bug: an exception nobody expected (sysexits' EX_SOFTWARE).
+EXIT_INTERNAL: Final = 70
 #: Interrupted by Ctrl-C (128 + SIGINT).
 EXIT_INTERRUPTED: Final = 130
 
+#: The scheme given to a URL typed without one: https, so that nothing typed
+#: without a scheme (a -H token, a -d body) ever crosses the network in clear.
+DEFAULT_SCHEME: Final = "https"
+
 PROG: Final = "session-presets"
+
+EXIT_TABLE: Final = """\
+exit statuses:
+  0    success (get: a final status below 400)
+  1    the server answered with an HTTP status of 400 or more (the body is still printed)
+  2    usage or configuration error (bad option, SESSION_PRESETS_* value, preset, -d @file)
+  3    network, TLS, timeout or redirect failure: no final response
+  4    the download's transfer is in use by another process
+  23   the output could not be written; a closed pipe (| head) exits 23 quietly, like curl
+  70   internal error (a bug: run again with --debug and report it)
+  130  interrupted (Ctrl-C)"""
+
 #: Bytes read from a response body at a time.
 _BODY_CHUNK: Final = 64 * 1024
-#: Seconds between two plain-text progress lines.
+#: Seconds between two progress updates, and how often a download's wait wakes up.
 _PROGRESS_INTERVAL: Final = 0.1
+#: Bytes of a body looked at to tell text from binary (NUL bytes mean binary, as curl and httpie decide).
+_SNIFF: Final = 1024
+#: The longest the "already complete" check may take before the download itself goes ahead.
+_CHECK_TIMEOUT: Final = 30.0
+
+#: Preset fields that are durations, shown as 20s, 5m, 7d.
+_DURATION_FIELDS: Final = frozenset(
+    {"connect_timeout", "read_timeout", "total_timeout", "backoff_factor", "backoff_max", "max_connection_age"}
+)
+#: OpenSSL reasons seen when a TLS client talks to a plain-HTTP port.
+_PLAIN_HTTP_REASONS: Final = frozenset(
+    {"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG", "HTTP_REQUEST", "UNKNOWN_PROTOCOL"}
+)
+#: X.509 verify codes that mean "no trusted CA for this chain" (a private or missing CA).
+_UNKNOWN_CA_CODES: Final = frozenset({2, 18, 19, 20, 21})
 
 log = logging.getLogger(__name__)
 
@@ -77,12 +138,28 @@ class UsageError(Exception):
     """A command-line argument is invalid; exit status 2."""
 
 
+class _WriteError(Exception):
+    """The output could not be written; exit status 23 (quietly for a closed pipe)."""
+
+    def __init__(self, message: str | None) -> None:
+        super().__init__(message or "")
+        self.message = message
+
+
 class _Parser(argparse.ArgumentParser):
     """An ArgumentParser that raises instead of exiting, so ``main`` returns a status."""
+
+    #: Builds the epilog when help is shown, for text that costs an import.
+    epilog_factory: Callable[[], str] | None = None
 
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
         raise UsageError(message)
+
+    def format_help(self) -> str:
+        if self.epilog_factory is not None:
+            self.epilog = self.epilog_factory()
+        return super().format_help()
 
 
 # -- output helpers ----------------------------------------------------------------
@@ -92,20 +169,9 @@ def _err(message: str) -> None:
     print(f"{PROG}: {message}", file=sys.stderr, flush=True)
 
 
-def _show_warning(
-    message: Warning | str,
-    category: type[Warning],
-    filename: str,
-    lineno: int,
-    file: TextIO | None = None,
-    line: str | None = None,
-) -> None:
-    _err(f"warning: {message}")
-
-
 @contextlib.contextmanager
 def _library_warnings_as_messages() -> Iterator[None]:
-    """Print the library's warnings as one ``session-presets: warning:`` line each."""
+    """Print the library's warnings as one ``session-presets: warning:`` line each, once."""
     with warnings.catch_warnings():
         warnings.simplefilter("default", SessionPresetsWarning)
         original = warnings.showwarning
@@ -113,7 +179,7 @@ def _library_warnings_as_messages() -> Iterator[None]:
         def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
                  file: TextIO | None = None, line: str | None = None) -> None:
             if issubclass(category, SessionPresetsWarning):
-                _show_warning(message, category, filename, lineno, file, line)
+                _err(f"warning: {message}")
             else:
                 original(message, category, filename, lineno, file, line)
 
@@ -127,6 +193,39 @@ def _binary_stdout() -> IO[bytes]:
     if buffer is None:  # pragma: no cover - a replaced stdout without a byte layer
         raise UsageError("standard output cannot take binary data; use -o FILE")
     return buffer  # type: ignore[no-any-return]
+
+
+def _stdout_is_terminal() -> bool:
+    try:
+        return sys.stdout.isatty()
+    except (AttributeError, ValueError):  # pragma: no cover - a closed or replaced stdout
+        return False
+
+
+def _summary(line: str) -> None:
+    """Print a command's closing line: on stdout for scripts and logs, on stderr for a person."""
+    if _stdout_is_terminal():
+        _err(line)
+    else:
+        print(line, flush=True)
+
+
+def format_duration(seconds: float) -> str:
+    """Return ``seconds`` in the form the environment accepts: 500ms, 20s, 5m, 1h, 7d."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    if seconds == 0 or seconds >= 1:
+        return f"{seconds:g}s"
+    return f"{seconds * 1000:g}ms"
+
+
+def _human_bytes(count: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if count < 1024 or unit == "GiB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    return f"{count:.1f} GiB"  # pragma: no cover - the loop always returns
 
 
 # -- error reasons -------------------------------------------------------------------
@@ -150,52 +249,120 @@ def _causes(exc: BaseException) -> Iterator[BaseException]:
         pending.extend(linked)
 
 
-def network_reason(exc: BaseException) -> str:
-    """Return a short, one-line reason for a network, TLS or timeout error."""
+def _setting(config: PresetConfig | None, field: str, *, flag: str | None = None) -> str:
+    """Say a duration setting's value and who set it, with the way to change it."""
+    if config is None:
+        return field
+    value = getattr(config, field)
+    shown = f"{field}={format_duration(value)}" if isinstance(value, (int, float)) else f"{field}={value}"
+    origin = config.origin(field)
+    if origin.startswith("env "):
+        return f"{shown}, set by {origin[4:]}"
+    if origin == "override":
+        return f"{shown}, set by {flag}" if flag else f"{shown}, set on the command line"
+    where = "its default" if origin == "built-in" else origin
+    change = f"--{flag.lstrip('-')} or " if flag else ""
+    return f"{shown}, preset {config.name!r} {where}; change it with {change}{variable_name(field)}"
+
+
+def _tls_reason(item: ssl.SSLError, url: str) -> str:
+    reason = item.reason or item.strerror or str(item)
+    text = f"TLS error: {reason}"
+    if item.reason in _PLAIN_HTTP_REASONS:
+        plain = re.sub(r"^https://", "http://", url, flags=re.IGNORECASE)
+        text += f": is this port plain HTTP? If so, use {safe_url(plain)}"
+    return text
+
+
+def network_reason(exc: BaseException, *, url: str = "", config: PresetConfig | None = None) -> str:
+    """Return a short, one-line reason for a network, TLS or timeout error, with the fix when known."""
     chain = list(_causes(exc))
     for item in chain:
         if isinstance(item, ssl.SSLCertVerificationError):
-            return f"TLS certificate verify failed: {item.verify_message or item.reason}"
+            text = f"TLS certificate verify failed: {item.verify_message or item.reason}"
+            if item.verify_code in _UNKNOWN_CA_CODES:
+                text += (
+                    "; if the server's CA is private, set SESSION_PRESETS_CA_BUNDLE=/path/to/ca.pem "
+                    "(or ca_bundle= in the preset)"
+                )
+            return text
     for item in chain:
         if isinstance(item, ssl.SSLError):
-            return f"TLS error: {item.reason or item.strerror or item}"
+            return _tls_reason(item, url)
     for item in chain:
+        if isinstance(item, TotalTimeoutError):
+            return f"timed out: {_setting(config, 'total_timeout', flag='--timeout')} (retries and body included)"
+    for item in chain:
+        if isinstance(item, requests.ConnectTimeout):
+            return f"timed out connecting: {_setting(config, 'connect_timeout')}"
+    for item in chain:
+        if isinstance(item, requests.ReadTimeout) or type(item).__name__ == "ReadTimeoutError":
+            return f"timed out: no data for {_setting(config, 'read_timeout')}"
+    for item in chain:
+        if isinstance(item, requests.TooManyRedirects):
+            limit = "" if config is None else f" (max_redirects={config.max_redirects}; --max-redirs changes it)"
+            return f"too many redirects{limit}"
         if isinstance(item, ConnectionRefusedError):
             return "connection refused"
         if isinstance(item, socket.gaierror):
             return f"cannot resolve host name ({item.strerror})"
     for item in chain:
-        if isinstance(item, (TimeoutError, socket.timeout, requests.Timeout)) and not isinstance(
-            item, requests.ConnectionError
-        ):
+        if isinstance(item, (TimeoutError, socket.timeout, requests.Timeout)):
             return "timed out"
         if isinstance(item, ConnectionResetError):
             return "connection reset by peer"
     for item in reversed(chain):
         if isinstance(item, OSError) and item.strerror:
             return item.strerror
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
-def _network_error(url: str, exc: BaseException) -> int:
+def _network_error(url: str, exc: BaseException, config: PresetConfig | None = None) -> int:
     if _debug.enabled:
         traceback.print_exception(type(exc), exc, exc.__traceback__)
     if isinstance(exc, InsecureRedirectError):
         _err(str(exc).splitlines()[0])
-    elif isinstance(exc, requests.Timeout) and not isinstance(exc, requests.ConnectionError):
-        first = str(exc).strip().splitlines()
-        detail = first[0] if first and "total_timeout" in first[0] else network_reason(exc)
-        _err(f"{safe_url(url)}: timed out: {detail}" if detail != "timed out" else f"{safe_url(url)}: timed out")
     else:
-        _err(f"{safe_url(url)}: {network_reason(exc)}")
+        _err(f"{safe_url(url)}: {network_reason(exc, url=url, config=config)}")
     return EXIT_NETWORK
+
+
+def _short_reason(text: str) -> str:
+    """Shorten a retry reason logged by the background engine to what a person needs."""
+    lowered = text.lower()
+    known = (
+        (("connection refused",), "connection refused"),
+        (("name or service not known", "nodename nor servname", "temporary failure in name resolution",
+          "no address associated", "getaddrinfo failed", "nameresolutionerror"), "cannot resolve host name"),
+        (("certificate verify failed",), "TLS certificate verify failed"),
+        (("connection reset",), "connection reset by peer"),
+        (("timed out", "timeout"), "timed out"),
+    )
+    for needles, reason in known:
+        if any(needle in lowered for needle in needles):
+            prefix = text.split(":", 1)[0] if lowered.startswith("connection lost after") else ""
+            return f"{prefix}: {reason}" if prefix else reason
+    first = text.strip().splitlines()[0] if text.strip() else "unknown error"
+    return first if len(first) <= 120 else first[:117] + "..."
 
 
 # -- presets --------------------------------------------------------------------------
 
 
-def _shown(value: Any) -> str:
+def _platform_state_dir() -> str:
+    try:
+        from .background.lockfile import default_state_dir
+    except ImportError:  # pragma: no cover - the background engine moved it
+        return "(the platform state directory)"
+    return default_state_dir()
+
+
+def _shown(field: str, value: Any) -> str:
+    if field == "state_dir" and value is None:
+        return _platform_state_dir()
+    if field in _DURATION_FIELDS and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return format_duration(float(value))
     if value is None:
         return "none"
     if isinstance(value, bool):
@@ -233,6 +400,8 @@ def _cmd_presets(args: argparse.Namespace) -> int:
         out: dict[str, dict[str, Any]] = {}
         for name, config in configs.items():
             values = config.as_dict()
+            if values.get("state_dir") is None:
+                values["state_dir"] = _platform_state_dir()
             if args.show_origin:
                 out[name] = {key: {"value": value, "origin": config.origin(key)} for key, value in values.items()}
             else:
@@ -242,7 +411,7 @@ def _cmd_presets(args: argparse.Namespace) -> int:
     width = max(len(field) for field in PresetConfig.field_names())
     blocks = []
     for name, config in configs.items():
-        values = {key: _shown(value) for key, value in config.as_dict().items()}
+        values = {key: _shown(key, value) for key, value in config.as_dict().items()}
         value_width = max(len(text) for text in values.values())
         lines = [f"[{name}]"]
         for key, text in values.items():
@@ -258,6 +427,13 @@ def _cmd_presets(args: argparse.Namespace) -> int:
 # -- get ------------------------------------------------------------------------------
 
 
+def _with_scheme(url: str) -> str:
+    """Give a URL typed without a scheme the default one (``example.com/x`` → ``https://example.com/x``)."""
+    if "://" in url:
+        return url
+    return f"{DEFAULT_SCHEME}://{url.lstrip('/')}"
+
+
 def _parse_header(text: str) -> tuple[str, str | None]:
     name, colon, value = text.partition(":")
     name = name.strip()
@@ -271,6 +447,44 @@ def _parse_header(text: str) -> tuple[str, str | None]:
     return name, (value or None)
 
 
+def _read_body(option: str, text: str) -> bytes:
+    """Return the bytes an option's value stands for: ``@file``, ``@-`` (stdin) or the text itself."""
+    if not text.startswith("@"):
+        return text.encode("utf-8")
+    source = text[1:]
+    if source == "-":
+        return sys.stdin.buffer.read()
+    try:
+        with open(source, "rb") as file:
+            return file.read()
+    except OSError as exc:
+        raise UsageError(f"{option} {text!r}: cannot read {source!r}: {exc.strerror or exc}") from exc
+
+
+def _request_body(args: argparse.Namespace, headers: dict[str, Any]) -> bytes | None:
+    """Build the body of -d/--data or --json and set its Content-Type unless -H did."""
+    given = {name.lower() for name in headers}
+    if args.data and args.json is not None:
+        raise UsageError("-d/--data and --json cannot be combined: give one body")
+    if args.json is not None:
+        body = _read_body("--json", args.json)
+        try:
+            json.loads(body)
+        except ValueError as exc:
+            raise UsageError(f"--json body is not valid JSON: {exc}") from exc
+        if "content-type" not in given:
+            headers["Content-Type"] = "application/json"
+        if "accept" not in given:
+            headers["Accept"] = "application/json"
+        return body
+    if args.data:
+        body = b"&".join(_read_body("-d", text) for text in args.data)
+        if "content-type" not in given:
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        return body
+    return None
+
+
 def _status_block(response: requests.Response) -> bytes:
     version = {10: "1.0", 11: "1.1", 20: "2"}.get(getattr(response.raw, "version", 11), "1.1")
     lines = [f"HTTP/{version} {response.status_code} {response.reason or ''}".rstrip()]
@@ -278,43 +492,118 @@ def _status_block(response: requests.Response) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace")
 
 
-def _cmd_get(args: argparse.Namespace) -> int:
-    headers: dict[str, Any] = dict(_parse_header(text) for text in args.header)
-    session = get_session(args.preset)
-    url: str = args.url
+def _config_with(preset: str, args: argparse.Namespace) -> PresetConfig:
+    """The preset's effective configuration with the command line's options applied."""
+    changes: dict[str, Any] = {}
+    if getattr(args, "timeout", None) is not None:
+        changes["total_timeout"] = args.timeout
+    if getattr(args, "retries", None) is not None:
+        changes["retries"] = args.retries
+    if getattr(args, "insecure", False):
+        changes["verify"] = False
+    if getattr(args, "max_redirs", None) is not None:
+        changes["max_redirects"] = args.max_redirs
+    config = get_preset(preset)
+    return config.replace(**changes) if changes else config
+
+
+def _check_url(url: str) -> str:
+    lowered = url.lower()
+    if not lowered.startswith(("http://", "https://")):
+        scheme = url.split("://", 1)[0]
+        raise UsageError(f"{safe_url(url)!r} is not an http(s) URL: scheme {scheme!r} is not supported")
+    return url
+
+
+def _write_body(out: IO[bytes], response: requests.Response, first: bytes) -> None:
     try:
-        response = session.get(url, headers=headers, stream=True)
-    except (requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema) as exc:
-        raise UsageError(f"{url!r} is not an http(s) URL ({exc})") from exc
-    except requests.exceptions.InvalidURL as exc:
-        if isinstance(exc, InsecureRedirectError):
-            return _network_error(url, exc)
-        raise UsageError(f"{url!r} is not a valid URL ({exc})") from exc
-    except requests.RequestException as exc:
-        return _network_error(url, exc)
-    with response:
-        to_file = args.output not in (None, "-")
+        if first:
+            out.write(first)
+        for chunk in response.iter_content(_BODY_CHUNK):
+            out.write(chunk)
+        out.flush()
+    except BrokenPipeError as exc:
+        raise _WriteError(None) from exc
+    except OSError as exc:
+        if isinstance(exc, requests.RequestException):  # pragma: no cover - requests' own errors are not OSError
+            raise
+        raise _WriteError(f"cannot write the body: {exc.strerror or exc}") from exc
+
+
+def _fetch(args: argparse.Namespace, preset: str) -> int:
+    """Send one request and write the response; the body of ``get`` and of ``download -o -``."""
+    headers: dict[str, Any] = dict(_parse_header(text) for text in getattr(args, "header", []))
+    body = _request_body(args, headers)
+    method = (args.request or ("POST" if body is not None else "GET")).upper()
+    url = _check_url(_with_scheme(args.url))
+    config = _config_with(preset, args)
+    with PresetSession(config) as session:
         try:
-            out: IO[bytes] = open(args.output, "wb") if to_file else _binary_stdout()  # noqa: SIM115
+            response = session.request(
+                method, url, headers=headers, data=body, stream=True, allow_redirects=args.location
+            )
+        except requests.exceptions.InvalidURL as exc:
+            if isinstance(exc, InsecureRedirectError):
+                return _network_error(url, exc, config)
+            raise UsageError(f"{safe_url(url)!r} is not a valid URL ({exc})") from exc
+        except (requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema) as exc:
+            raise UsageError(f"{safe_url(url)!r} is not an http(s) URL ({exc})") from exc
+        except requests.RequestException as exc:
+            return _network_error(url, exc, config)
+        with response:
+            try:
+                status = _output(args, response, url, config)
+            except requests.RequestException as exc:
+                return _network_error(url, exc, config)
+        if getattr(args, "timing", False):
+            # After the body (and its close): body and total are filled in by then.
+            sys.stderr.write(format_timing(getattr(response, "metrics", None)))
+        if status is not None:
+            return status
+        if response.status_code >= 400:
+            retries = session.stats.retries
+            after = f" after {retries} retr{'y' if retries == 1 else 'ies'}" if retries else ""
+            _err(f"HTTP {response.status_code} {response.reason or ''}".rstrip()
+                 + f" from {safe_url(response.url)}{after}")
+            return EXIT_HTTP
+    return EXIT_OK
+
+
+def _output(args: argparse.Namespace, response: requests.Response, url: str, config: PresetConfig) -> int | None:
+    """Write the status block and body where ``-o`` says; None when all went out."""
+    to_file = args.output not in (None, "-")
+    if to_file:
+        try:
+            out: IO[bytes] = open(args.output, "wb")  # noqa: SIM115 - closed below
         except OSError as exc:
             raise UsageError(f"cannot write {args.output!r}: {exc.strerror or exc}") from exc
-        try:
-            if args.include:
+    else:
+        out = _binary_stdout()
+    try:
+        if args.include:
+            try:
                 out.write(_status_block(response))
-            for chunk in response.iter_content(_BODY_CHUNK):
-                out.write(chunk)
-            out.flush()
-        except requests.RequestException as exc:
-            return _network_error(url, exc)
-        finally:
-            if to_file:
-                out.close()
-    if args.timing:
-        sys.stderr.write(format_timing(getattr(response, "metrics", None)))
-    if response.status_code >= 400:
-        _err(f"HTTP {response.status_code} {response.reason or ''}".rstrip() + f" from {safe_url(response.url)}")
-        return EXIT_HTTP
-    return EXIT_OK
+            except BrokenPipeError as exc:
+                raise _WriteError(None) from exc
+        first = b""
+        if args.output is None and _stdout_is_terminal():
+            first = next(response.iter_content(_SNIFF), b"")
+            if b"\x00" in first:
+                kind = response.headers.get("Content-Type", "unknown type")
+                length = response.headers.get("Content-Length")
+                size = f", {length} bytes" if length else ""
+                _err(f"warning: binary body ({kind}{size}) not printed to the terminal; "
+                     "use -o FILE to save it, or -o - to print it anyway")
+                return None
+        _write_body(out, response, first)
+    finally:
+        if to_file:
+            out.close()
+    return None
+
+
+def _cmd_get(args: argparse.Namespace) -> int:
+    return _fetch(args, args.preset)
 
 
 # -- download ------------------------------------------------------------------------
@@ -331,14 +620,20 @@ def default_identifier(output: str) -> str:
 
 
 class _Progress:
-    """Progress on stderr: tqdm when installed, a plain percentage line otherwise."""
+    """Progress on stderr: tqdm when installed, a plain percentage line otherwise.
 
-    def __init__(self, label: str) -> None:
+    Once closed it stays closed: the worker thread may still report progress
+    after an interrupt, and no second bar must appear.
+    """
+
+    def __init__(self, label: str, *, enabled: bool) -> None:
         self._label = label
+        self._enabled = enabled
         self._lock = threading.Lock()
         self._bar: Any = None
         self._last = 0.0
         self._shown = False
+        self._closed = False
         try:
             import tqdm
 
@@ -347,9 +642,13 @@ class _Progress:
             self._tqdm = None
 
     def __call__(self, task: Any) -> None:
+        if not self._enabled:
+            return
         done = int(getattr(task, "bytes_done", 0) or 0)
         total = getattr(task, "bytes_total", None)
         with self._lock:
+            if self._closed:
+                return
             if self._tqdm is not None:
                 if self._bar is None:
                     self._bar = self._tqdm(
@@ -373,9 +672,21 @@ class _Progress:
             sys.stderr.flush()
             self._shown = True
 
-    def close(self) -> None:
-        """End the bar or the line."""
+    def message(self, line: str) -> None:
+        """Print one ``session-presets:`` line on stderr without breaking the bar."""
+        text = f"{PROG}: {line}"
         with self._lock:
+            if self._bar is not None:
+                self._bar.write(text, file=sys.stderr)
+                return
+            if self._shown:
+                sys.stderr.write("\r\x1b[K")
+            print(text, file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        """End the bar or the line for good."""
+        with self._lock:
+            self._closed = True
             if self._bar is not None:
                 self._bar.close()
                 self._bar = None
@@ -383,6 +694,49 @@ class _Progress:
                 sys.stderr.write("\n")
                 sys.stderr.flush()
                 self._shown = False
+
+
+class _RetryReporter(logging.Handler):
+    """Prints each retry the background engine decides on: attempt, reason, next try.
+
+    The engine reports a retry as a debug record ``task %d attempt %d: %s;
+    retrying in %.2fs``; this handler listens to the ``session_presets.background``
+    logger while the command runs.
+    """
+
+    def __init__(self, say: Callable[[str], None]) -> None:
+        super().__init__(logging.DEBUG)
+        self._say = say
+        self.task_id: int | None = None
+        self.last_reason: str | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        args = record.args
+        if "retrying in" not in str(record.msg) or not isinstance(args, tuple) or len(args) != 4:
+            return
+        task_id, attempt, reason, delay = args
+        if self.task_id is not None and task_id != self.task_id:
+            return
+        self.last_reason = _short_reason(str(reason))
+        try:
+            seconds = float(delay)  # type: ignore[arg-type]
+        except (TypeError, ValueError):  # pragma: no cover - the engine logs a number
+            seconds = 0.0
+        self._say(f"attempt {attempt} failed: {self.last_reason}; next try in {seconds:.1f} s")
+
+
+@contextlib.contextmanager
+def _reporting_retries(reporter: _RetryReporter) -> Iterator[None]:
+    logger = logging.getLogger("session_presets.background")
+    level = logger.level
+    logger.addHandler(reporter)
+    if not logger.isEnabledFor(logging.DEBUG):
+        logger.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        logger.removeHandler(reporter)
+        logger.setLevel(level)
 
 
 def _task_dest(task: Any) -> str | None:
@@ -395,25 +749,115 @@ def _state(task: Any) -> str:
     return str(getattr(state, "value", state))
 
 
-def _find_or_start(bg: Any, args: argparse.Namespace, output: str, progress: _Progress | None) -> tuple[Any, bool]:
-    """Return the task that writes ``output`` and whether it was reattached from an earlier run."""
+def _same_source(task: Any, args: argparse.Namespace) -> bool:
+    same_url = without_userinfo(task.url) == without_userinfo(args.url)
+    return bool(same_url and getattr(task, "sha256", None) == args.sha256)
+
+
+def _sha256_of(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _current_because(args: argparse.Namespace, output: str, record: Any) -> str | None:
+    """Say why the complete file at ``output`` is current, or None to download it again.
+
+    With ``--sha256`` the file's digest decides, with no request. Otherwise the
+    validators recorded by the run that completed it (ETag, Last-Modified,
+    length) are sent in a conditional GET: 304, or a 200 with the same strong
+    ETag (or the same Last-Modified and length), means the file is current.
+    """
+    try:
+        size = os.path.getsize(output)
+    except OSError:
+        return None
+    if args.sha256 is not None:
+        try:
+            return "its sha256 matches" if _sha256_of(output) == args.sha256 else None
+        except OSError:
+            return None
+    if record is None or getattr(record, "bytes_total", None) not in (None, size):
+        return None
+    etag = getattr(record, "etag", None)
+    last_modified = getattr(record, "last_modified", None)
+    headers = {"Accept-Encoding": "identity"}
+    if etag:
+        headers["If-None-Match"] = etag
+    if last_modified:
+        headers["If-Modified-Since"] = last_modified
+    config = _config_with("background", args).replace(
+        retries=0, total_timeout=min(args.timeout or _CHECK_TIMEOUT, _CHECK_TIMEOUT)
+    )
+    try:
+        with PresetSession(config) as session, session.get(args.url, headers=headers, stream=True) as response:
+            if response.status_code == 304:
+                return "the server answered 304 Not Modified"
+            if response.status_code != 200:
+                return None
+            length = response.headers.get("Content-Length")
+            same_length = length == str(size)
+            if etag and not etag.startswith("W/") and response.headers.get("ETag") == etag:
+                return f"ETag {etag} is unchanged"
+            if not etag and last_modified and response.headers.get("Last-Modified") == last_modified and same_length:
+                return "Last-Modified and length are unchanged"
+            if not etag and not last_modified and same_length and not response.headers.get("ETag") \
+                    and not response.headers.get("Last-Modified"):
+                return "its length matches (the server sends no ETag or Last-Modified)"
+    except requests.RequestException as exc:
+        log.debug("the already-complete check failed: %r", exc)
+    return None
+
+
+def _find_or_start(bg: Any, args: argparse.Namespace, output: str, progress: _Progress) -> tuple[Any, str | None]:
+    """Return the task that writes ``output`` (None if it is current) and why it needs no download."""
+    completed = None
     for existing in bg.tasks():
         if _task_dest(existing) != output:
             continue
         if _state(existing) in ("pending", "running"):
-            same_url = without_userinfo(existing.url) == without_userinfo(args.url)
-            if same_url and getattr(existing, "sha256", None) == args.sha256:
-                return existing, True  # an interrupted run of the same command: its .part resumes
+            if _same_source(existing, args):
+                existing.progress = progress
+                return existing, None  # an interrupted run of the same command: its .part resumes
             existing.cancel()
             existing.wait()
+        elif _state(existing) == "completed" and _same_source(existing, args) and completed is None:
+            completed = existing
+            continue
         with contextlib.suppress(Exception):
             bg.forget(existing)
-    return bg.download(args.url, output, sha256=args.sha256, progress=progress), False
+    if os.path.isfile(output):
+        because = _current_because(args, output, completed)
+        if because is not None:
+            return None, because
+    if completed is not None:
+        with contextlib.suppress(Exception):
+            bg.forget(completed)
+    return bg.download(args.url, output, sha256=args.sha256, progress=progress), None
+
+
+def _part_note(output: str) -> str:
+    part = output + ".part"
+    try:
+        size = os.path.getsize(part)
+    except OSError:
+        size = 0
+    if size:
+        return f"{size} bytes kept in {part}: run the same command again to resume"
+    return "no data had arrived, so nothing was kept"
 
 
 def _cmd_download(args: argparse.Namespace) -> int:
     from .background import background_session
 
+    if args.output == "-":
+        # Standard output cannot be resumed into: stream it as get does, with the background preset.
+        args.include, args.header, args.data, args.json, args.request = False, [], [], None, None
+        args.location, args.max_redirs = True, None
+        return _fetch(args, "background")
+    args.url = _check_url(_with_scheme(args.url))
     output = os.path.abspath(args.output)
     if os.path.isdir(output):
         raise UsageError(f"-o {args.output!r} is a directory; give a file path")
@@ -423,59 +867,98 @@ def _cmd_download(args: argparse.Namespace) -> int:
             raise UsageError(f"--sha256 {args.sha256!r} is invalid: expected 64 hexadecimal digits")
         args.sha256 = text
     identifier = args.identifier or default_identifier(output)
+    overrides: dict[str, Any] = {}
+    if args.retries is not None:
+        overrides["retries"] = args.retries
+    if args.insecure:
+        overrides["verify"] = False
     try:
-        bg: Any = background_session(identifier)
+        bg: Any = background_session(identifier, **overrides)
     except NotImplementedError:
         _err("background downloads are not available in this build of session-presets")
         return EXIT_CONFIG
-    progress = _Progress(os.path.basename(output)) if sys.stderr.isatty() else None
-    interrupted = False
+    progress = _Progress(os.path.basename(output), enabled=sys.stderr.isatty())
+    reporter = _RetryReporter(progress.message)
+    detached = False
     try:
-        task, reattached = _find_or_start(bg, args, output, progress)
-        try:
-            while not task.done:
-                task.wait(_PROGRESS_INTERVAL)
-                if reattached and progress is not None:
-                    progress(task)  # a reattached task has no callback of this run
-        except KeyboardInterrupt:
-            interrupted = True
-            if progress is not None:
-                progress.close()
-            _err(f"interrupted; partial data kept in {output}.part: run the same command again to resume")
-            # The session is left live: at exit it suspends the transfer and keeps the
-            # journal and the .part file, like a kill would, for the next run to resume.
-            return EXIT_INTERRUPTED
-        if progress is not None:
-            progress(task)
-            progress.close()
-        state = _state(task)
-        if state != "completed":
-            return _transfer_failed(args.url, getattr(task, "error", None), state)
-        with contextlib.suppress(Exception):
-            bg.forget(task)
-        if sys.stderr.isatty():
-            _err(f"saved {output} ({task.bytes_done} bytes)")
-        return EXIT_OK
+        with _reporting_retries(reporter):
+            detached, status = _run_download(bg, args, output, progress, reporter)
+            return status
     finally:
-        if progress is not None:
-            progress.close()
-        if not interrupted:
+        progress.close()
+        if not detached:
             bg.finish_tasks_and_invalidate()
 
 
-def _transfer_failed(url: str, error: BaseException | None, state: str) -> int:
+def _run_download(
+    bg: Any, args: argparse.Namespace, output: str, progress: _Progress, reporter: _RetryReporter
+) -> tuple[bool, int]:
+    """Run the download to its end; return (left running for a later resume, exit status)."""
+    started = time.monotonic()
+    deadline = None if args.timeout is None else started + args.timeout
+    task, because = _find_or_start(bg, args, output, progress)
+    if task is None:
+        _summary(f"{output} is already complete: {because}; nothing downloaded")
+        return False, EXIT_OK
+    reporter.task_id = task.id
+    # Not bytes_done: a reattached task resumes at once and may be finished by now.
+    resumed_from = int(getattr(task, "resumed_from", 0) or 0)
+    try:
+        while not task.done:
+            if deadline is not None and time.monotonic() >= deadline:
+                task.progress = None
+                progress.close()
+                last = f"; last error: {reporter.last_reason}" if reporter.last_reason else ""
+                _err(f"{safe_url(args.url)}: gave up after --timeout {format_duration(args.timeout)}{last}; "
+                     f"{_part_note(output)}")
+                # Left live: at exit the transfer is suspended and kept in the journal, like Ctrl-C.
+                return True, EXIT_NETWORK
+            task.wait(_PROGRESS_INTERVAL)
+            progress(task)
+    except KeyboardInterrupt:
+        task.progress = None
+        progress.close()
+        _err(f"interrupted; {_part_note(output)}")
+        # The session is left live: at exit it suspends the transfer and keeps the
+        # journal and the .part file, like a kill would, for the next run to resume.
+        return True, EXIT_INTERRUPTED
+    progress(task)
+    progress.close()
+    state = _state(task)
+    if state != "completed":
+        return False, _transfer_failed(args.url, getattr(task, "error", None), state, task)
+    elapsed = max(time.monotonic() - started, 1e-6)
+    size = int(task.bytes_done)
+    fetched = max(size - resumed_from, 0)
+    how = f"resumed from byte {resumed_from}" if resumed_from else "not resumed"
+    _summary(f"saved {output}: {size} bytes in {elapsed:.1f} s ({_human_bytes(fetched / elapsed)}/s), {how}")
+    return False, EXIT_OK
+
+
+def _transfer_failed(url: str, error: BaseException | None, state: str, task: Any) -> int:
+    attempts = int(getattr(task, "attempts", 0) or 0)
+    after = f" (after {attempts} attempt{'s' if attempts != 1 else ''})" if attempts > 1 else ""
     if error is None:
         _err(f"{safe_url(url)}: download {state}")
         return EXIT_HTTP
+    if _debug.enabled:
+        traceback.print_exception(type(error), error, error.__traceback__)
     if any(isinstance(item, (requests.RequestException, ssl.SSLError)) and not isinstance(item, TransferError)
            for item in _causes(error)):
-        return _network_error(url, error)
+        _err(f"{safe_url(url)}: {network_reason(error, url=url)}{after}")
+        return EXIT_NETWORK
     message = str(error).strip().splitlines()
     _err(message[0] if message else f"{safe_url(url)}: download {state}")
     return EXIT_HTTP
 
 
 # -- bench ------------------------------------------------------------------------------
+
+
+def _bench_epilog() -> str:
+    from .bench.scenarios import SCENARIOS
+
+    return "scenarios (for --scenarios, in the order they run):\n  " + "\n  ".join(SCENARIOS)
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -529,6 +1012,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _whole(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
+    return value
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -539,6 +1032,24 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _duration(text: str) -> float:
+    try:
+        value = parse_duration(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration such as 30, 30s, 500ms, 2m, 1h") from None
+    if value is None or not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be above 0")
+    return value
+
+
+def _add_transfer_options(parser: argparse.ArgumentParser, *, timeout_help: str) -> None:
+    parser.add_argument("--timeout", type=_duration, metavar="DURATION", help=timeout_help)
+    parser.add_argument("--retries", type=_whole, metavar="N",
+                        help="retries after a network error or a retryable status (default: the preset's)")
+    parser.add_argument("-k", "--insecure", action="store_true",
+                        help="do not verify TLS certificates (a warning says so, once)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the ``session-presets`` command."""
     common = _Parser(add_help=False)
@@ -547,36 +1058,59 @@ def build_parser() -> argparse.ArgumentParser:
         help="log the library's debug messages and show tracebacks",
     )
     parser = _Parser(prog=PROG, description="Named presets, shared sessions and a bench for requests.",
-                     parents=[common])
+                     parents=[common], epilog=EXIT_TABLE, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
+    raw = argparse.RawDescriptionHelpFormatter
+    url_help = f"an http:// or https:// URL; without a scheme, {DEFAULT_SCHEME}:// is assumed"
 
     presets = sub.add_parser("presets", parents=[common], help="print every preset's effective configuration")
     presets.add_argument("--show-origin", action="store_true", help="say where each value comes from")
     presets.add_argument("--json", action="store_true", help="print JSON")
     presets.set_defaults(run=_cmd_presets)
 
-    get = sub.add_parser("get", parents=[common], help="fetch a URL with a preset's shared session")
-    get.add_argument("url", metavar="URL")
+    get = sub.add_parser("get", parents=[common], help="send a request with a preset and print the response",
+                         epilog=EXIT_TABLE, formatter_class=raw)
+    get.add_argument("url", metavar="URL", help=url_help)
     get.add_argument("--preset", default="default", help="preset name (default: %(default)s)")
-    get.add_argument("-i", "--include", action="store_true", help="print the status line and headers first")
-    get.add_argument("-o", "--output", metavar="FILE", help="write the body to FILE instead of stdout")
+    get.add_argument("-X", "--request", metavar="METHOD",
+                     help="the request method (default: GET, or POST with -d/--json)")
+    get.add_argument("-d", "--data", action="append", default=[], metavar="DATA",
+                     help="send DATA as the body (form-encoded); @FILE reads a file, @- standard input; "
+                          "repeated values are joined with &")
+    get.add_argument("--json", metavar="JSON",
+                     help="send JSON as the body with Content-Type and Accept application/json; @FILE, @- work")
     get.add_argument("-H", "--header", action="append", default=[], metavar="'Name: value'",
                      help="add a request header (repeatable); 'Name:' removes one")
+    get.add_argument("-i", "--include", action="store_true", help="print the status line and headers first")
+    get.add_argument("-o", "--output", metavar="FILE",
+                     help="write the body to FILE; '-' forces standard output even for a binary body")
+    get.add_argument("-L", "--location", action=argparse.BooleanOptionalAction, default=True,
+                     help="follow redirects, as the preset does (default); --no-location prints the 3xx itself")
+    get.add_argument("--max-redirs", type=_whole, metavar="N",
+                     help="follow at most N redirects (default: the preset's max_redirects)")
+    _add_transfer_options(get, timeout_help="give up after DURATION, retries and body included "
+                                            "(the preset's total_timeout); 30, 30s, 2m")
     get.add_argument("-w", "--timing", action="store_true",
                      help="after the body, print the time of each phase to stderr (like curl -w)")
     get.set_defaults(run=_cmd_get)
 
-    download = sub.add_parser("download", parents=[common], help="resumable background download with progress")
-    download.add_argument("url", metavar="URL")
-    download.add_argument("-o", "--output", metavar="FILE", required=True, help="where to save the file")
+    download = sub.add_parser("download", parents=[common], help="resumable background download with progress",
+                              epilog=EXIT_TABLE, formatter_class=raw)
+    download.add_argument("url", metavar="URL", help=url_help)
+    download.add_argument("-o", "--output", metavar="FILE", required=True,
+                          help="where to save the file; '-' streams it to standard output (no resume)")
     download.add_argument("--identifier", metavar="ID",
                           help="background session identifier (default: derived from the output path)")
     download.add_argument("--sha256", metavar="HEX", help="expected SHA-256 of the complete file")
+    _add_transfer_options(download, timeout_help="stop waiting after DURATION and keep the .part for a rerun "
+                                                 "(default: retry until the background preset's total_timeout)")
     download.set_defaults(run=_cmd_download)
 
-    bench = sub.add_parser("bench", parents=[common], help="compare request patterns on a loopback server")
+    bench = sub.add_parser("bench", parents=[common], help="compare request patterns on a loopback server",
+                           formatter_class=raw)
+    bench.epilog_factory = _bench_epilog
     bench.add_argument("--requests", type=_positive_int, default=None, metavar="N",
                        help="requests per pooled scenario (default: 2000)")
     bench.add_argument("--slow-requests", type=_positive_int, default=None, metavar="N",
@@ -584,7 +1118,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--scheme", choices=("https", "http"), default="https")
     bench.add_argument("--download-mib", type=_positive_float, default=None, metavar="MIB",
                        help="size of the download scenarios' file (default: 256)")
-    bench.add_argument("--scenarios", metavar="NAME,...", help="run only these scenarios")
+    bench.add_argument("--scenarios", metavar="NAME,...", help="run only these scenarios (listed below)")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.set_defaults(run=_cmd_bench)
     return parser
@@ -622,6 +1156,29 @@ def _debug_logging(enabled: bool) -> Iterator[None]:
         _debug.enabled = False
 
 
+def _config_error_text(exc: ConfigError, args: argparse.Namespace) -> str:
+    """The ConfigError's text, naming the environment variable that set the bad value."""
+    text = str(exc)
+    match = re.match(r"^(\w+)=", text)
+    if match is None or match.group(1) not in PresetConfig.field_names():
+        return text
+    preset = "background" if getattr(args, "command", None) == "download" else getattr(args, "preset", "default")
+    try:
+        origin = get_preset(preset).origin(match.group(1))
+    except ConfigError:
+        return text
+    if origin.startswith("env "):
+        return f"{origin[4:]}: {text} (fix or unset {origin[4:]})"
+    return text
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null so that Python's exit flush cannot complain about the closed pipe."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``session-presets`` command and return its exit status.
 
@@ -629,8 +1186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: the arguments after the program name; ``sys.argv[1:]`` if None.
 
     Returns:
-        0, 1 (HTTP status >= 400), 2 (usage or configuration), 3 (network,
-        TLS, timeout) or 130 (interrupted).
+        An exit status from the table in the module docstring.
     """
     parser = build_parser()
     try:
@@ -649,20 +1205,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         _err(str(exc))
         return EXIT_CONFIG
+    except IdentifierInUseError as exc:
+        if debug:
+            traceback.print_exc()
+        output = getattr(args, "output", None)
+        target = f" to {os.path.abspath(output)}" if output else ""
+        _err(f"{exc} Another session-presets download{target} is running: wait for it to finish, "
+             "or download to another file.")
+        return EXIT_IN_USE
     except ConfigError as exc:
         if debug:
             traceback.print_exc()
-        _err(str(exc))
+        _err(_config_error_text(exc, args))
         return EXIT_CONFIG
     except KeyboardInterrupt:
         _err("interrupted")
         return EXIT_INTERRUPTED
+    except _WriteError as exc:
+        if exc.message is None:
+            _quiet_stdout()  # the reader went away (| head): say nothing
+        else:
+            _err(exc.message)
+        return EXIT_WRITE
     except BrokenPipeError:
-        # The reader went away (``| head``): say nothing, and keep Python from complaining at exit.
-        with contextlib.suppress(OSError):
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-        return EXIT_HTTP
+        _quiet_stdout()
+        return EXIT_WRITE
     except requests.RequestException as exc:
         if debug:
             traceback.print_exc()
@@ -673,4 +1240,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             _err(f"internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
                  "(run again with --debug for details)")
-        return EXIT_HTTP
+        return EXIT_INTERNAL

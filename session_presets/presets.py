@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from . import _process
-from .config import PresetConfig
+from .config import BUILTIN, PresetConfig
 from .env import ambiguity, apply_environment
 from .errors import ConfigError, UnknownPresetError
 
@@ -48,6 +48,9 @@ BUILTIN_PRESETS: Final[Mapping[str, PresetConfig]] = types.MappingProxyType(
     }
 )
 
+#: The field defaults every built-in preset starts from.
+_PLAIN: Final = PresetConfig()
+
 _lock = _process.fork_safe_lock()
 #: name -> (base name, fields given in code)
 _registered: dict[str, tuple[str, Mapping[str, Any]]] = {}
@@ -75,10 +78,27 @@ def _code_layers(name: str) -> PresetConfig:
         raise _unknown(name)
     base_name, fields = entry
     base = _code_layers(base_name)
-    label = f"base preset {base_name!r}"
-    inherited = dict.fromkeys(PresetConfig.field_names(), label)
-    rebased = dataclasses.replace(base, name=name, _origins=inherited)
+    rebased = dataclasses.replace(base, name=name, _origins=_inherited_origins(base_name, base))
     return rebased._with(fields, origin="code")
+
+
+def _inherited_origins(base_name: str, base: PresetConfig) -> dict[str, str]:
+    """Origins of the values a derived preset takes from ``base``.
+
+    A value is "from base preset X" only when X (or a preset X derives from)
+    really set it; a value X never set is still the built-in default.
+    """
+    label = f"base preset {base_name!r}"
+    origins: dict[str, str] = {}
+    for field in PresetConfig.field_names():
+        origin = base.origin(field)
+        if origin == "code":
+            origins[field] = label
+        elif origin != BUILTIN:
+            origins[field] = origin  # set further up the chain: say by whom
+        elif base_name in BUILTIN_PRESETS and getattr(base, field) != getattr(_PLAIN, field):
+            origins[field] = label  # a built-in preset's own value, such as background's 7 days
+    return origins
 
 
 def resolve(

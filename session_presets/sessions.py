@@ -495,7 +495,7 @@ class PresetSession(requests.Session):
         # A new caller-owned session (shared ones too: the registry of the
         # unpickling process has its own), then the state requests would restore.
         state = dict(state)
-        self.__init__(state.pop("config"))  # type: ignore[misc]
+        PresetSession.__init__(self, state.pop("config"))
         mounts = state.pop("mounts")
         for name, value in state.items():
             setattr(self, name, value)

@@ -1,7 +1,9 @@
-"""A file route for the background tests: Range, ETag, Last-Modified, If-Range, faults, a log.
+"""A file route for the background tests: MockServer's FileRoute with injectable faults and a log.
 
-``FileRoute`` serves one byte string on a ``LoopbackServer`` route. Fault
-injection is set on the object between or during requests:
+``FileRoute`` serves one byte string on a ``LoopbackServer`` route with
+Range, If-Range, ETag and Last-Modified, all from
+``session_presets.testing.FileRoute``. Fault injection is set on the object
+between or during requests:
 
 - ``drops``: absolute offsets; each response that crosses the next one sends
   the bytes before it, then closes the connection (FIN), and that offset is used up.
@@ -20,19 +22,15 @@ and the bytes of body sent.
 
 from __future__ import annotations
 
-import contextlib
-import re
-import socket
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .servers import Handler
+from session_presets import testing
+
+from .servers import Handler, reset_connection
 
 __all__ = ["FileRoute", "Hit", "UploadRoute"]
-
-_RANGE = re.compile(r"^bytes=(\d+)-$")
 
 
 @dataclass
@@ -46,7 +44,7 @@ class Hit:
     authorization: str | None
 
 
-class FileRoute:
+class FileRoute(testing.FileRoute):
     """Serves ``data`` with Range/If-Range support and injectable faults."""
 
     def __init__(
@@ -57,11 +55,7 @@ class FileRoute:
         last_modified: str | None = "Wed, 21 Oct 2015 07:28:00 GMT",
         chunk: int = 64 * 1024,
     ) -> None:
-        self.data = data
-        self.etag = etag
-        self.last_modified = last_modified
-        self.chunk = chunk
-        self.drops: list[int] = []
+        super().__init__(data, etag=etag, last_modified=last_modified, chunk=chunk)
         self.ignore_range = False
         self.shift_start = 0
         self.statuses: list[int] = []
@@ -74,13 +68,6 @@ class FileRoute:
         self.log: list[Hit] = []
         self.active = 0
         self.max_active = 0
-        self._lock = threading.Lock()
-
-    def set_file(self, data: bytes, *, etag: str | None, last_modified: str | None = None) -> None:
-        """Replace the file (a new version)."""
-        self.data = data
-        self.etag = etag
-        self.last_modified = last_modified
 
     @property
     def ranges(self) -> list[str | None]:
@@ -93,15 +80,8 @@ class FileRoute:
                 Hit(h.headers.get("Range"), h.headers.get("If-Range"), status, sent, h.headers.get("Authorization"))
             )
 
-    def _validators(self) -> dict[str, str]:
-        headers = {}
-        if self.etag is not None:
-            headers["ETag"] = self.etag
-        if self.last_modified is not None:
-            headers["Last-Modified"] = self.last_modified
-        return headers
-
-    def __call__(self, h: Handler) -> None:
+    def __call__(self, h: testing.Exchange) -> None:
+        assert isinstance(h, Handler)
         with self._lock:
             self.active += 1
             self.max_active = max(self.max_active, self.active)
@@ -112,6 +92,18 @@ class FileRoute:
                 self.active -= 1
             if self.on_response is not None:
                 self.on_response(self)
+
+    def if_range_holds(self, if_range: str | None) -> bool:
+        return not self.honor_if_range or super().if_range_holds(if_range)
+
+    def choose_range(self, exchange: testing.Exchange, size: int) -> tuple[int, int, int]:
+        if self.ignore_range:
+            return 200, 0, size
+        return super().choose_range(exchange, size)
+
+    def after_piece(self, exchange: testing.Exchange) -> None:
+        if self.delay:
+            time.sleep(self.delay)
 
     def _serve(self, h: Handler) -> None:
         if self.before_headers is not None:
@@ -125,58 +117,20 @@ class FileRoute:
             self._note(h, status, 0)
             h.reply(status, b"try later", {"Retry-After": "0"})
             return
-        data = self.data
-        size = len(data)
-        start = 0
-        status = 200
-        match = _RANGE.match(h.headers.get("Range", ""))
-        if_range = h.headers.get("If-Range")
-        fresh = if_range is None or if_range in (self.etag, self.last_modified) or not self.honor_if_range
-        if match and not self.ignore_range and fresh:
-            start = int(match.group(1))
-            if self.lying_416:
-                self.lying_416 -= 1
-                self._note(h, 416, 0)
-                h.reply(416, b"", {"Content-Range": f"bytes */{start}", **self._validators()})
-                return
-            if start >= size:
-                self._note(h, 416, 0)
-                h.reply(416, b"", {"Content-Range": f"bytes */{size}", **self._validators()})
-                return
-            status = 206
-            if self.shift_start:
-                self.shift_start -= 1
-                start = max(0, start - 10)
-        h.send_response(status)
-        for key, value in self._validators().items():
-            h.send_header(key, value)
-        h.send_header("Accept-Ranges", "bytes")
-        h.send_header("Content-Length", str(size - start))
-        if status == 206:
-            h.send_header("Content-Range", f"bytes {start}-{size - 1}/{size}")
-        h.end_headers()
-        drop = next((d for d in self.drops if start <= d < size), None)
-        if drop is not None:
-            self.drops.remove(drop)
-        end = size if drop is None else drop
-        sent = 0
-        try:
-            position = start
-            while position < end:
-                piece = data[position : min(end, position + self.chunk)]
-                h.wfile.write(piece)
-                h.wfile.flush()
-                position += len(piece)
-                sent += len(piece)
-                if self.delay:
-                    time.sleep(self.delay)
-        except OSError:
-            h.close_connection = True
+        with self._lock:
+            data = self.data
+        status, start, stop = self.choose_range(h, len(data))
+        if status != 200 and self.lying_416:
+            self.lying_416 -= 1
+            requested = h.headers.get("Range", "").removeprefix("bytes=").split("-")[0]
+            self._note(h, 416, 0)
+            h.reply(416, b"", {"Content-Range": f"bytes */{requested}", **self.validators()})
+            return
+        if status == 206 and self.shift_start:
+            self.shift_start -= 1
+            start = max(0, start - 10)
+        sent = self.serve(h, data, status, start, stop)
         self._note(h, status, sent)
-        if drop is not None:
-            h.close_connection = True
-            with contextlib.suppress(OSError):
-                h.connection.shutdown(socket.SHUT_WR)
 
 
 class UploadRoute:
@@ -189,8 +143,6 @@ class UploadRoute:
         self.methods: list[str] = []
 
     def __call__(self, h: Handler) -> None:
-        from .servers import reset_connection
-
         self.bodies.append(h.seen.body)
         self.methods.append(h.command)
         if self.failures > 0:

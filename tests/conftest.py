@@ -1,4 +1,4 @@
-"""Shared fixtures: a clean environment, a reset registry, loopback servers with trustme TLS."""
+"""Shared fixtures: a clean environment, reset process state, loopback MockServers with trustme TLS."""
 
 from __future__ import annotations
 
@@ -8,9 +8,7 @@ from collections.abc import Iterator
 import pytest
 import trustme
 
-from session_presets import _process
-from session_presets import registry as sp_registry
-from session_presets.background import engine as sp_engine
+from session_presets import testing
 
 from .servers import LoopbackServer
 
@@ -30,12 +28,10 @@ def clean_environ(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.Temp
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("SESSION_PRESETS_STATE_DIR", str(home / "state"))
-    _process.reset()
+    testing.reset()
     yield
-    for background in sp_engine._live_sessions():  # a test may leave transfers running
-        background.invalidate_and_cancel()
-    sp_registry.close_all(timeout=5)
-    _process.reset()
+    # Cancels transfers a test left running, closes shared sessions (5 s grace), then the reset hooks.
+    testing.reset(timeout=5)
 
 
 @pytest.fixture(scope="session")

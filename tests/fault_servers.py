@@ -1,7 +1,10 @@
 """Fault-injecting routes and TLS server contexts for the reliability and security tests.
 
-Routes built here record server-side timestamps, so tests measure delays on
-the server rather than with a client timer.
+The routes run on ``LoopbackServer`` (a ``session_presets.testing.MockServer``)
+and record server-side timestamps, so tests measure delays on the server
+rather than with a client timer. The contexts are for ``LoopbackServer(context)``
+when a test needs a certificate MockServer's ``tls=True`` does not issue
+(expired, other hosts, capped TLS versions).
 """
 
 from __future__ import annotations

@@ -141,7 +141,7 @@ def test_pickle_and_deepcopy_keep_values_and_origins() -> None:
     for clone in (pickle.loads(pickle.dumps(config)), copy.deepcopy(config)):
         assert clone == config
         assert clone.origin("headers") == "code"
-        assert clone.origin("read_timeout") == "base preset 'default'"
+        assert clone.origin("read_timeout") == "built-in"  # default never set it
         assert dict(clone.headers) == {"X-A": "1"}
 
 

@@ -62,24 +62,40 @@ def test_503_retry_after_is_honoured(http_server: LoopbackServer) -> None:
 
 
 @pytest.mark.timeout(20)
-def test_retries_exhausted_name_the_last_status(http_server: LoopbackServer) -> None:
-    """When retries run out on a retryable status, the error names that status; the server saw every try."""
-    with ephemeral_session(backoff_factor=0, retries=2) as session, pytest.raises(requests.RequestException) as info:
-        session.get(http_server.url("/status/502"))
-    assert "502" in str(info.value)
-    assert [r.path for r in http_server.requests] == ["/status/502"] * 3
+def test_retries_exhausted_return_the_last_response(http_server: LoopbackServer) -> None:
+    """When retries run out on a retryable status, the last response comes back (never RetryError)."""
+    with ephemeral_session(backoff_factor=0, retries=2) as session:
+        response = session.get(http_server.url("/status/503"))
+        assert response.status_code == 503
+        assert response.content == b"status 503"
+        with pytest.raises(requests.HTTPError):
+            response.raise_for_status()
+        assert session.stats.retries == 2
+    assert [r.path for r in http_server.requests] == ["/status/503"] * 3
 
 
 @pytest.mark.timeout(20)
-def test_retry_after_beyond_total_timeout_fails_without_sleeping(http_server: LoopbackServer) -> None:
-    """A Retry-After longer than the remaining total_timeout fails at once, naming the status."""
+def test_retries_exhausted_through_a_real_socket_for_every_retryable_status(http_server: LoopbackServer) -> None:
+    """Each retryable status is tried 1 + retries times on the server, then returned to the caller."""
+    with ephemeral_session(backoff_factor=0, retries=1) as session:
+        for status in (429, 502, 504):
+            assert session.get(http_server.url(f"/status/{status}")).status_code == status
+    assert [r.path for r in http_server.requests] == [
+        path for status in (429, 502, 504) for path in [f"/status/{status}"] * 2
+    ]
+
+
+@pytest.mark.timeout(20)
+def test_retry_after_beyond_total_timeout_returns_the_response_without_sleeping(http_server: LoopbackServer) -> None:
+    """A Retry-After longer than the remaining total_timeout returns that response at once: one try."""
     arrivals = Arrivals()
     http_server.route("/later", status_then_ok(arrivals, 429, "30"))
     started = time.monotonic()
-    with ephemeral_session(backoff_factor=0, total_timeout=5) as session, pytest.raises(requests.Timeout) as info:
-        session.get(http_server.url("/later"))
+    with ephemeral_session(backoff_factor=0, total_timeout=5) as session:
+        response = session.get(http_server.url("/later"))
     assert time.monotonic() - started < 3
-    assert "429" in str(info.value)
+    assert response.status_code == 429
+    assert response.headers["Retry-After"] == "30"
     assert len(arrivals.times) == 1
 
 

@@ -7,6 +7,7 @@ import os
 import pickle
 import socket
 import struct
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -79,12 +80,28 @@ def test_protocol_cache_policy_sends_no_cache_headers(http_server: LoopbackServe
     assert _seen_header(http_server, "Cache-Control") is None
 
 
-def test_preset_adapter_on_plain_session_sends_no_cache(http_server: LoopbackServer) -> None:
-    """A PresetAdapter mounted on a plain requests.Session still adds the no-cache headers."""
+def test_preset_adapter_on_plain_session_sends_preset_headers(http_server: LoopbackServer) -> None:
+    """A PresetAdapter on a plain requests.Session adds no-cache and the preset's headers; the caller's win."""
+    adapter = PresetAdapter(get_preset("default").replace(headers={"X-Team": "a", "X-Env": "prod"}))
     with requests.Session() as session:
-        session.mount("http://", PresetAdapter(get_preset("default")))
-        session.get(http_server.url("/ok"))
-    assert _seen_header(http_server, "Cache-Control") == "no-cache"
+        session.mount("http://", adapter)
+        session.get(http_server.url("/ok"), headers={"X-Env": "staging"})
+    seen = http_server.requests[-1]
+    assert seen.header("Cache-Control") == "no-cache" and seen.header("Pragma") == "no-cache"
+    assert seen.header("X-Team") == "a" and seen.header("X-Env") == "staging"
+
+
+def test_default_headers_go_in_a_plain_session_headers(http_server: LoopbackServer) -> None:
+    """adapter.default_headers can sit in a plain Session's headers; a per-call value still wins, once."""
+    adapter = PresetAdapter(get_preset("default"))
+    assert adapter.default_headers == {"Cache-Control": "no-cache", "Pragma": "no-cache"}
+    assert PresetAdapter(get_preset("default").replace(cache_policy="protocol")).default_headers == {}
+    with requests.Session() as session:
+        session.mount("http://", adapter)
+        session.headers.update(adapter.default_headers)
+        assert session.headers["Pragma"] == "no-cache"
+        session.get(http_server.url("/ok"), headers={"Cache-Control": "max-age=0"})
+    assert _seen_header(http_server, "Cache-Control") == "max-age=0"
     assert _seen_header(http_server, "Pragma") == "no-cache"
 
 
@@ -224,6 +241,7 @@ _MUTATIONS: dict[str, Callable[[PresetSession], object]] = {
     "hooks.append": lambda s: s.hooks["response"].append(print),
     "hooks.extend": lambda s: s.hooks["response"].extend([print]),
     "hooks +=": lambda s: s.hooks["response"].__iadd__([print]),
+    "hooks *=": lambda s: s.hooks["response"].__imul__(2),
     "hooks[]": lambda s: s.hooks.__setitem__("response", [print]),
     "params[]": lambda s: s.params.__setitem__("team", "a"),
     "params.update": lambda s: s.params.update(team="a"),
@@ -231,6 +249,7 @@ _MUTATIONS: dict[str, Callable[[PresetSession], object]] = {
     "proxies |=": lambda s: s.proxies.__ior__({"http": "http://proxy:3128"}),
     "adapters[]": lambda s: s.adapters.__setitem__("http://", requests.adapters.HTTPAdapter()),
     "adapters.pop": lambda s: s.adapters.pop("http://"),
+    "adapters |=": lambda s: s.adapters.__ior__({"http://": requests.adapters.HTTPAdapter()}),
     "mount": lambda s: s.mount("http://", requests.adapters.HTTPAdapter()),
 }
 
@@ -479,8 +498,9 @@ def test_missing_ca_bundle_keeps_requests_message(https_server: LoopbackServer, 
     missing = str(tmp_path / "nope.pem")
     with default_session() as session, pytest.raises(OSError) as info:
         session.get(https_server.url("/ok"), verify=missing)
-    assert str(info.value).startswith(f"Could not find a suitable TLS CA certificate bundle, invalid path: {missing}")
-    assert "session_presets" in str(info.value)
+    assert str(info.value) == f"Could not find a suitable TLS CA certificate bundle, invalid path: {missing}"
+    if sys.version_info >= (3, 11):
+        assert "session_presets" in info.value.__notes__[0]
     assert https_server.accepted == 0
 
 
@@ -496,7 +516,7 @@ def test_missing_client_cert_keeps_requests_message(
     label = "certificate" if which == "cert" else "key"
     with default_session() as session, pytest.raises(OSError) as info:
         session.get(https_server.url("/ok"), cert=cert)
-    assert str(info.value).startswith(f"Could not find the TLS {label} file, invalid path: {missing}")
+    assert str(info.value) == f"Could not find the TLS {label} file, invalid path: {missing}"
     assert https_server.accepted == 0
 
 
@@ -575,3 +595,131 @@ def test_environment_ca_bundle_is_the_preset_bundle_when_unset(
     with requests.Session() as session:
         session.mount("https://", PresetAdapter(get_preset("default")))
         assert session.get(https_server.url("/ok")).content == b"ok"
+
+
+def test_unloadable_ca_bundle_is_an_oserror_naming_it(https_server: LoopbackServer, tmp_path: Path) -> None:
+    """A per-call verify= file that exists but holds no certificate raises OSError naming the value."""
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate\n")
+    with default_session() as session, pytest.raises(OSError, match=r"cannot use verify=.*garbage\.pem"):
+        session.get(https_server.url("/ok"), verify=str(garbage))
+    assert https_server.accepted == 0
+
+
+def test_preset_session_keeps_a_caller_verify_equal_to_the_environment(
+    https_server: LoopbackServer, ca_bundle: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a PresetSession a per-call verify= is the caller's, even when REQUESTS_CA_BUNDLE names the same file."""
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", certifi.where())
+    with default_session(ca_bundle=ca_bundle) as session:
+        assert session.get(https_server.url("/ok")).content == b"ok"
+        with pytest.raises(requests.exceptions.SSLError):
+            session.get(https_server.url("/ok"), verify=certifi.where())
+
+
+def test_socks5_proxy_from_the_environment_carries_https(
+    socks_proxy: Socks5Proxy, https_server: LoopbackServer, ca_bundle: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ALL_PROXY=socks5://... read when the session is built tunnels HTTPS, verified with the preset's CA."""
+    pytest.importorskip("socks", reason="PySocks (requests[socks]) is not installed")
+    monkeypatch.setenv("ALL_PROXY", f"socks5://127.0.0.1:{socks_proxy.port}")
+    with default_session(ca_bundle=ca_bundle) as session:
+        assert session.get(https_server.url("/ok")).content == b"ok"
+        assert session.get(https_server.url("/ok")).content == b"ok"
+    assert socks_proxy.connects == [("127.0.0.1", https_server.port)]
+    assert https_server.connections == 1 and len(https_server.requests) == 2
+
+
+def test_plain_session_closes_a_twice_mounted_preset_adapter_once(http_server: LoopbackServer) -> None:
+    """requests.Session.close() closes each mount; a PresetAdapter mounted twice closes its pools once."""
+    adapter = _CountingPoolsAdapter(get_preset("default"))
+    session = requests.Session()
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.get(http_server.url("/ok"))
+    session.close()
+    assert adapter.pool_clears == 1
+    session.get(http_server.url("/ok"))  # usable again, and closed again
+    session.close()
+    assert adapter.pool_clears == 2
+    assert http_server.connections == 2
+
+
+class _CountingPoolsAdapter(PresetAdapter):
+    """A PresetAdapter that counts how often its pools are really closed."""
+
+    pool_clears = 0
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        clear = self.poolmanager.clear
+
+        def counting_clear() -> None:
+            self.pool_clears += 1
+            clear()
+
+        self.poolmanager.clear = counting_clear  # type: ignore[method-assign]
+
+
+def test_plain_session_forgives_a_bad_redirect_body(http_server: LoopbackServer) -> None:
+    """On a plain Session the adapter leaves a redirect's undecodable body to requests, which skips it."""
+
+    def bad_gzip_redirect(h: Handler) -> None:
+        h.reply(302, b"not gzip", {"Location": "/ok", "Content-Encoding": "gzip"})
+
+    http_server.route("/bad-redirect", bad_gzip_redirect)
+    with requests.Session() as session:
+        session.mount("http://", PresetAdapter(get_preset("default")))
+        response = session.get(http_server.url("/bad-redirect"))
+    assert response.content == b"ok"
+    assert [seen.path for seen in http_server.requests] == ["/bad-redirect", "/ok"]
+
+
+def test_pickling_a_subclass_with_its_own_init(http_server: LoopbackServer) -> None:
+    """A PresetSession subclass whose __init__ takes no config still unpickles (as requests' own tests do)."""
+    with _NoArgSession() as original:
+        copy = pickle.loads(pickle.dumps(original))
+    with copy:
+        copy.get(http_server.url("/ok"))
+    assert type(copy) is _NoArgSession and len(http_server.requests) == 1
+
+
+class _NoArgSession(PresetSession):
+    """A subclass built with no arguments, like a drop-in requests.Session."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+
+def test_requests_cache_sees_the_no_cache_headers(http_server: LoopbackServer) -> None:
+    """requests-cache reads no cache for a reload preset: CacheMixin on PresetSession, or default_headers."""
+    requests_cache = pytest.importorskip("requests_cache", reason="requests-cache is not installed (extra 'compat')")
+
+    class CachedPresetSession(requests_cache.CacheMixin, PresetSession):  # type: ignore[misc]
+        """The CacheMixin pattern requests-cache documents, on a PresetSession."""
+
+    with CachedPresetSession(backend="memory") as session:
+        assert [session.get(http_server.url("/ok?n=1")).from_cache for _ in range(2)] == [False, False]
+    adapter = PresetAdapter(get_preset("default"))
+    with requests_cache.CachedSession(backend="memory") as cached:
+        cached.mount("http://", adapter)
+        cached.headers.update(adapter.default_headers)
+        assert [cached.get(http_server.url("/ok?n=2")).from_cache for _ in range(2)] == [False, False]
+    protocol = get_preset("default").replace(cache_policy="protocol")
+    with CachedPresetSession(config=protocol, backend="memory") as session:
+        assert [session.get(http_server.url("/ok?n=3")).from_cache for _ in range(2)] == [False, True]
+    assert [seen.path for seen in http_server.requests] == ["/ok?n=1"] * 2 + ["/ok?n=2"] * 2 + ["/ok?n=3"]
+
+
+def test_per_call_connect_timeout_is_not_retried() -> None:
+    """timeout=(c, r) against a listener that never completes connect raises ConnectTimeout with no retry."""
+    from .stalling_listeners import FullBacklogListener
+
+    with FullBacklogListener() as listener, default_session(retries=1, backoff_factor=0) as session:
+        with pytest.raises(requests.ConnectTimeout):
+            session.get(listener.url(), timeout=(0.3, 5))
+        assert session.stats.retries == 0
+        with default_session(connect_timeout=0.3, retries=1, backoff_factor=0) as preset_timeouts:
+            with pytest.raises(requests.ConnectTimeout):
+                preset_timeouts.get(listener.url())
+            assert preset_timeouts.stats.retries == 1

@@ -83,6 +83,8 @@ class TransferTask:
         self.sha256 = sha256
         self.attempts = 0
         self.created_at = created_at
+        #: The byte this process took the task up at: what an earlier run had committed.
+        self.resumed_from = bytes_done
         # A callback, not the session: the task knows nothing of the engine that runs it.
         self._cancel_hook = cancel
         self._headers = headers

@@ -497,7 +497,11 @@ class Runner:
             # What was written is made durable, so the next run resumes after it.
             if not task._cancel_requested:
                 self.commit(task, fd, task.bytes_done)
+            empty = task.bytes_done == 0 and os.fstat(fd).st_size == 0
             os.close(fd)
+            if empty:
+                # Nothing arrived (an unreachable host): leave no empty .part behind.
+                remove_file(task.path + ".part")
             raise
         except BaseException:
             # A task that failed for good is never resumed: its .part is of no use.

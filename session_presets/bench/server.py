@@ -1,10 +1,14 @@
 """The bench's loopback HTTP/1.1 server, run in a process of its own.
 
 The client and the server must not share a GIL, or the figures would measure
-their contention rather than the client. This module is therefore both a
-script (``python server.py --port 0 [--cert C --key K]``, standard library
-only) and the parent-side handle, :class:`ServerProcess`, that starts it and
-talks to it.
+their contention rather than the client. That is why the bench does not use
+``session_presets.testing.MockServer``, the loopback server of the tests,
+examples and users: MockServer runs on threads of the calling process, and it
+records and inspects every request, time the bench would charge to the client.
+This module is a standard-library-only server that does as little as it can
+per request. It is both a script (``python server.py --port 0 [--cert C --key K]``)
+and the parent-side handle, :class:`ServerProcess`, that starts it and talks
+to it.
 
 Routes:
 
