@@ -273,7 +273,9 @@ class _ConnectionMixin:
         if hasattr(self, "_socks_options"):
             # A SOCKS connection connects through its proxy (PySocks): urllib3's own
             # code does that; the deadline still caps the timeouts it is given.
-            return super()._new_conn()  # type: ignore[misc, no-any-return]
+            sock = super()._new_conn()  # type: ignore[misc]
+            _metrics.mark("connect_done")  # resolving and the proxy's handshake included
+            return sock  # type: ignore[no-any-return]
         call = current_call()
         host = self._dns_host
         if host.startswith("["):
@@ -654,8 +656,10 @@ def _socks_pool_classes(
     )
 
     attrs = {"counters": counters, "metrics": metrics}
-    http_conn = type("PresetSOCKSConnection", (_ConnectionMixin, SOCKSConnection), attrs)
-    https_conn = type("PresetSOCKSHTTPSConnection", (_ConnectionMixin, SOCKSHTTPSConnection), attrs)
+    http_conn = type("PresetSOCKSConnection", (_ConnectionMixin, SOCKSConnection), {**attrs, "preset_scheme": "http"})
+    https_conn = type(
+        "PresetSOCKSHTTPSConnection", (_ConnectionMixin, SOCKSHTTPSConnection), {**attrs, "preset_scheme": "https"}
+    )
     pool_attrs = {
         "max_connection_age": max_age,
         "acknowledged_context": acknowledged,
