@@ -37,8 +37,11 @@ STRICT_REUSE_VARIABLE: Final = "SESSION_PRESETS_STRICT_REUSE"
 #: Variables that set a CA bundle for requests; honoured below a preset's own ca_bundle.
 CA_BUNDLE_VARIABLES: Final = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 
+#: Seconds the detached-transfer agent stays up with nothing to do (background/agent.py).
+AGENT_IDLE_VARIABLE: Final = "SESSION_PRESETS_AGENT_IDLE"
+
 #: Variables with this prefix that are not preset fields.
-_EXTRA_VARIABLES: Final = frozenset({STRICT_REUSE_VARIABLE})
+_EXTRA_VARIABLES: Final = frozenset({STRICT_REUSE_VARIABLE, AGENT_IDLE_VARIABLE})
 
 _warned_lock = _process.fork_safe_lock()
 _warned: set[str] = set()

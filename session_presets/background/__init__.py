@@ -7,12 +7,23 @@
 - ``lockfile``: the OS locks (one process per identifier, one writer per
   destination) and the state directory.
 - ``task``: TransferTask and TransferState.
+- ``agent`` and ``_client``: detached sessions, run by a per-user agent process
+  over a Unix domain socket (``_protocol`` is their wire format).
 """
 
 from __future__ import annotations
 
+from ._client import DetachedSession, DetachedTask
 from .engine import BackgroundSession, background_session
 from .lockfile import DestinationInUseError
 from .task import TransferState, TransferTask
 
-__all__ = ["BackgroundSession", "DestinationInUseError", "TransferState", "TransferTask", "background_session"]
+__all__ = [
+    "BackgroundSession",
+    "DestinationInUseError",
+    "DetachedSession",
+    "DetachedTask",
+    "TransferState",
+    "TransferTask",
+    "background_session",
+]

@@ -9,7 +9,7 @@ import re
 import threading
 import time
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, Literal, overload
 
 from .. import _process
 from .._redact import safe_url
@@ -21,6 +21,9 @@ from .journal import Journal, TaskRecord
 from .lockfile import DestinationLock, IdentifierLock, default_state_dir, prepare_state_dir, validate_identifier
 from .task import DOWNLOAD, FINISHED, UPLOAD, ProgressCallback, TransferState, TransferTask
 from .transfer import DiskFullError, Runner, Stopped, remove_file, scrub
+
+if TYPE_CHECKING:
+    from ._client import DetachedSession
 
 __all__ = ["BackgroundSession", "background_session"]
 
@@ -548,7 +551,17 @@ def _release_destination(task: TransferTask) -> None:
         lock.release()
 
 
-def background_session(identifier: str, **overrides: Any) -> BackgroundSession:
+@overload
+def background_session(identifier: str, *, detached: Literal[False] = ..., **overrides: Any) -> BackgroundSession: ...
+
+
+@overload
+def background_session(identifier: str, *, detached: Literal[True], **overrides: Any) -> DetachedSession: ...
+
+
+def background_session(
+    identifier: str, *, detached: bool = False, **overrides: Any
+) -> BackgroundSession | DetachedSession:
     """Return the live background session of ``identifier``, opening it if needed.
 
     The first call in a process takes the identifier's OS lock, opens its
@@ -562,6 +575,9 @@ def background_session(identifier: str, **overrides: Any) -> BackgroundSession:
             ``max_concurrent_transfers``, ``state_dir``...), plus ``auth``: a
             requests auth for every task, never stored, which is how a task
             reattached after a restart gets its credentials back.
+        detached: hand the transfers to the per-user agent process (POSIX
+            only), which outlives this process; returns a DetachedSession
+            with the same methods. See ``agent.py``.
 
     Raises:
         ConfigError: the identifier or an override is invalid, or the live
@@ -569,6 +585,10 @@ def background_session(identifier: str, **overrides: Any) -> BackgroundSession:
         IdentifierInUseError: another live process holds the identifier.
         TransferError: the journal is damaged, not SQLite, or from a newer version.
     """
+    if detached:
+        from ._client import detached_session
+
+        return detached_session(identifier, **overrides)
     identifier = validate_identifier(identifier)
     auth = overrides.pop("auth", None)
     with _registry_lock:
