@@ -78,7 +78,6 @@ def _spawn_agent(state_dir: str) -> subprocess.Popen[bytes]:
             stderr=log_fd,
             start_new_session=True,
             close_fds=True,
-            cwd="/",
         )
     finally:
         os.close(log_fd)
@@ -385,7 +384,7 @@ class DetachedSession:
         if self._state is SessionState.INVALIDATED:
             return
         self._state = SessionState.INVALIDATING
-        self._request("finish", timeout=timeout)
+        self._sync(self._request("finish", timeout=timeout))
         self._state = SessionState.INVALIDATED
 
     def invalidate_and_cancel(self) -> None:
@@ -393,7 +392,7 @@ class DetachedSession:
         if self._state is SessionState.INVALIDATED:
             return
         self._state = SessionState.INVALIDATING
-        self._request("cancel_all")
+        self._sync(self._request("cancel_all"))
         self._state = SessionState.INVALIDATED
 
     def close(self) -> None:

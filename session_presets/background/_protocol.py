@@ -49,6 +49,11 @@ IDLE_ENV: Final = AGENT_IDLE_VARIABLE
 #: The longest line either end accepts: a request never needs more.
 MAX_LINE: Final = 4 << 20
 
+
+class ProtocolError(TransferError):
+    """The agent or its client sent something this version does not understand."""
+
+
 _ERRORS: Final[dict[str, type[Exception]]] = {
     cls.__name__: cls
     for cls in (
@@ -58,12 +63,9 @@ _ERRORS: Final[dict[str, type[Exception]]] = {
         IdentifierInUseError,
         DestinationInUseError,
         InvalidationTimeoutError,
+        ProtocolError,
     )
 }
-
-
-class ProtocolError(TransferError):
-    """The agent or its client sent something this version does not understand."""
 
 
 def encode(message: dict[str, Any]) -> bytes:

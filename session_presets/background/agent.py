@@ -240,12 +240,12 @@ class Agent:
             timeout = request.get("timeout")
             session.finish_tasks_and_invalidate(None if timeout is None else float(timeout))
             self._remove_marker(identifier)
-            return None
+            return [self._snapshot(identifier, task) for task in session.tasks()]
         if op == "cancel_all":
             session = self.open(identifier, None)
             session.invalidate_and_cancel()
             self._remove_marker(identifier)
-            return None
+            return [self._snapshot(identifier, task) for task in session.tasks()]
         if op == "list":
             self.resume_marked()
             with self._lock:

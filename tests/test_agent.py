@@ -1,0 +1,475 @@
+"""Detached background sessions: the per-user agent process, its socket, its lifecycle and its failures."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from session_presets import ConfigError, SessionInvalidatedError, TransferError, TransferState, background_session
+from session_presets.background import BackgroundSession, DetachedSession, _client, agent
+from session_presets.background._protocol import AGENT_LOCK, AGENT_SOCKET, PROTOCOL_VERSION, ProtocolError, decode
+
+from .background_server import FileRoute, UploadRoute
+from .servers import LoopbackServer
+from .test_background import FAST, MIB, make_data
+
+pytestmark = [
+    pytest.mark.timeout(90),
+    pytest.mark.skipif(sys.platform == "win32", reason="the agent is POSIX only"),
+]
+
+#: Generous bound for anything involving a process start on a loaded machine.
+BOUND = 60.0
+
+#: A child process: attaches detached, then does what argv says. argv: identifier, mode, url, dest.
+CHILD = textwrap.dedent(
+    """
+    import json, sys
+    from session_presets import background_session
+    from session_presets.background._client import agent_request
+
+    identifier, mode = sys.argv[1], sys.argv[2]
+    fast = json.loads(sys.argv[5]) if len(sys.argv) > 5 else {}
+    bg = background_session(identifier, detached=True, **fast)
+    pid = agent_request(bg.state_dir, "ping")["pid"]
+    if mode == "start":
+        task = bg.download(sys.argv[3], sys.argv[4])
+        print("started", task.id, pid, task.state.value, flush=True)
+    elif mode == "wait":
+        for task in bg.tasks():
+            task.wait(60)
+            print(task.state.value, task.bytes_done, task.error, flush=True)
+    elif mode == "ping":
+        print("agent", pid, flush=True)
+    """
+)
+
+
+def state_dir() -> Path:
+    """The test's state directory (conftest points SESSION_PRESETS_STATE_DIR at it)."""
+    return Path(os.environ["SESSION_PRESETS_STATE_DIR"])
+
+
+def run_child(*args: str) -> subprocess.Popen[str]:
+    """Start the child script with ``args`` and the test's environment."""
+    return subprocess.Popen(
+        [sys.executable, "-c", CHILD, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def finish(proc: subprocess.Popen[str]) -> str:
+    """Wait for a child script, check it succeeded, return its stdout."""
+    out, err = proc.communicate(timeout=BOUND)
+    assert proc.returncode == 0, err
+    return out
+
+
+def agent_pid() -> int:
+    """The pid of the running agent (asked over its socket)."""
+    return int(_client.agent_request(str(state_dir()), "ping", start=False)["pid"])
+
+
+def wait_for(condition: Callable[[], bool], what: str, bound: float = BOUND) -> None:
+    """Poll ``condition`` until true; fail naming ``what`` after ``bound`` seconds."""
+    deadline = time.monotonic() + bound
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def process_gone(pid: int) -> bool:
+    """True once ``pid`` has exited (a zombie child of ours is reaped here)."""
+    with contextlib.suppress(ChildProcessError):
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def lock_is_free(path: Path) -> bool:
+    """True if no process holds the agent lock at ``path``."""
+    if not path.exists():
+        return True
+    fd = os.open(path, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return True
+
+
+@pytest.fixture(autouse=True)
+def agent_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A short idle time, and no agent outliving the test (stopped, else killed)."""
+    monkeypatch.setenv("SESSION_PRESETS_AGENT_IDLE", "5")
+    yield
+    directory = state_dir()
+    with contextlib.suppress(Exception):
+        _client.stop_agent(str(directory))
+    lock = directory / AGENT_LOCK
+    if not lock_is_free(lock):
+        with contextlib.suppress(ValueError, ProcessLookupError):
+            os.kill(int(lock.read_text().strip()), signal.SIGKILL)
+    for proc in list(_client._spawned):
+        try:
+            proc.wait(BOUND)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    _client._reap()
+
+
+@pytest.fixture
+def gate() -> Iterator[threading.Event]:
+    """Set it to let the file route answer (set at teardown, so no server thread stays blocked)."""
+    event = threading.Event()
+    yield event
+    event.set()
+
+
+@pytest.fixture
+def gated(http_server: LoopbackServer, gate: threading.Event) -> FileRoute:
+    """An 8 MiB file at /file whose responses wait for ``gate``."""
+    route = FileRoute(make_data(8 * MIB), chunk=256 * 1024)
+    route.before_headers = lambda: gate.wait(BOUND) and None
+    http_server.route("/file", route)
+    return route
+
+
+def test_download_outlives_the_process_that_started_it(
+    http_server: LoopbackServer, gated: FileRoute, gate: threading.Event, tmp_path: Path
+) -> None:
+    """A script starts a detached download and exits; a second process finds it completed, byte-identical."""
+    dest = tmp_path / "out.bin"
+    out = finish(run_child("nightly", "start", http_server.url("/file"), str(dest), json.dumps(FAST)))
+    _word, _task_id, pid, state = out.split()
+    assert state in ("pending", "running")
+    assert int(pid) != os.getpid()
+    assert not dest.exists()
+    gate.set()  # the server answers only now that the script is gone
+    out = finish(run_child("nightly", "wait"))
+    assert out.split()[:2] == ["completed", str(len(gated.data))]
+    assert hashlib.sha256(dest.read_bytes()).digest() == hashlib.sha256(gated.data).digest()
+    assert len(gated.log) == 1 and gated.log[0].range is None
+
+
+def test_detached_session_has_the_background_session_api(
+    http_server: LoopbackServer, gated: FileRoute, gate: threading.Event, tmp_path: Path
+) -> None:
+    """download/tasks/wait/state/bytes/error work through the agent; the task reports what the agent ran."""
+    bg = background_session("api", detached=True, **FAST)
+    assert isinstance(bg, DetachedSession)
+    task = bg.download(http_server.url("/file"), tmp_path / "a.bin")
+    assert task.wait(0.01).state in (TransferState.PENDING, TransferState.RUNNING)
+    assert not task.done
+    gate.set()
+    task.wait(BOUND)
+    assert task.state is TransferState.COMPLETED, task.error
+    assert task.done and task.error is None and task.rate is None
+    assert task.bytes_done == task.bytes_total == len(gated.data)
+    assert (tmp_path / "a.bin").read_bytes() == gated.data
+    assert [t.id for t in bg.tasks()] == [task.id]
+    assert task.path == str(tmp_path / "a.bin") and "state=completed" in repr(task)
+    failing = bg.download(http_server.url("/missing"), tmp_path / "b.bin").wait(BOUND)
+    assert failing.state is TransferState.FAILED
+    assert isinstance(failing.error, TransferError) and "404" in str(failing.error)
+    bg.forget(failing)
+    assert [t.id for t in bg.tasks()] == [task.id]
+    with pytest.raises(ConfigError, match="does not belong"):
+        bg.forget(failing)
+    bg.finish_tasks_and_invalidate()
+    bg.finish_tasks_and_invalidate()
+    with pytest.raises(SessionInvalidatedError, match="detached=True"):
+        bg.download(http_server.url("/file"), tmp_path / "c.bin")
+
+
+def test_upload_and_cancel_through_the_agent(
+    http_server: LoopbackServer, gated: FileRoute, tmp_path: Path
+) -> None:
+    """An upload reaches the server with the file's bytes; cancel and invalidate_and_cancel stop downloads."""
+    uploads = UploadRoute()
+    http_server.route("/up", uploads)
+    src = tmp_path / "src.bin"
+    src.write_bytes(b"payload" * 1000)
+    with background_session("up", detached=True, **FAST) as bg:
+        task = bg.upload(http_server.url("/up"), src, method="POST").wait(BOUND)
+        assert task.state is TransferState.COMPLETED, task.error
+        held = bg.download(http_server.url("/file"), tmp_path / "held.bin")
+        held.cancel()
+        assert held.wait(BOUND).state is TransferState.CANCELLED
+    assert uploads.methods == ["POST"] and uploads.bodies == [src.read_bytes()]
+    bg = background_session("up", detached=True)
+    other = bg.download(http_server.url("/file"), tmp_path / "other.bin")
+    bg.invalidate_and_cancel()
+    bg.invalidate_and_cancel()
+    assert other.wait(BOUND).state is TransferState.CANCELLED
+    assert not (tmp_path / "other.bin.part").exists()
+
+
+def test_sigkilled_agent_is_replaced_and_resumes_from_the_journal(http_server: LoopbackServer, tmp_path: Path) -> None:
+    """After SIGKILL mid-transfer, the next attach starts an agent that resumes with Range, byte-identical."""
+    data = make_data(32 * MIB, seed=3)
+    route = FileRoute(data, chunk=1 * MIB)
+    held, release = threading.Event(), threading.Event()
+    pieces = [0]
+
+    def after_piece(exchange: Any) -> None:
+        pieces[0] += 1
+        # Far enough past the 16 MiB commit that socket buffers cannot hold the client below it.
+        if pieces[0] == 28:
+            held.set()
+            release.wait(BOUND)
+
+    route.after_piece = after_piece
+    http_server.route("/big", route)
+    dest = tmp_path / "big.bin"
+    bg = background_session("big", detached=True, **FAST)
+    bg.download(http_server.url("/big"), dest)
+    assert held.wait(BOUND)
+    journal = state_dir() / "big.sqlite3"
+
+    def committed() -> int:
+        with contextlib.closing(sqlite3.connect(f"file:{journal}?mode=ro", uri=True)) as db:
+            return int(db.execute("SELECT bytes_done FROM tasks").fetchone()[0])
+
+    wait_for(lambda: committed() > 0, "a committed offset in the journal")
+    offset = committed()
+    pid = agent_pid()
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: process_gone(pid), "the killed agent to be gone")
+    release.set()
+    again = background_session("big", detached=True)
+    assert agent_pid() != pid
+    (task,) = again.tasks()
+    assert task.wait(BOUND).state is TransferState.COMPLETED, task.error
+    assert dest.read_bytes() == data
+    assert route.ranges == [None, f"bytes={offset}-"]
+
+
+def test_two_concurrent_attaches_share_one_agent() -> None:
+    """Two processes attaching at the same moment talk to the same agent; one agent holds the lock."""
+    first, second = run_child("pair", "ping"), run_child("pair", "ping")
+    pids = {finish(first).split()[1], finish(second).split()[1]}
+    assert len(pids) == 1
+    assert pids == {str(agent_pid())}
+    assert (state_dir() / AGENT_LOCK).read_text().strip() == pids.pop()
+
+
+def test_socket_of_another_user_is_refused() -> None:
+    """A socket file planted by another uid is refused by name and left in place."""
+    directory = state_dir()
+    directory.mkdir(mode=0o700, parents=True)
+    path = directory / AGENT_SOCKET
+    planted = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    planted.bind(str(path))
+    planted.listen(1)
+    try:
+        os.chown(path, 65534, 65534)
+        with pytest.raises(TransferError, match="owned by uid 65534"):
+            background_session("x", detached=True)
+        assert path.exists()
+    finally:
+        planted.close()
+
+
+def test_non_socket_at_the_socket_path_is_refused() -> None:
+    """A regular file where the socket belongs is refused and left untouched."""
+    directory = state_dir()
+    directory.mkdir(mode=0o700, parents=True)
+    (directory / AGENT_SOCKET).write_text("not a socket")
+    with pytest.raises(TransferError, match="not a socket"):
+        background_session("x", detached=True)
+    assert (directory / AGENT_SOCKET).read_text() == "not a socket"
+
+
+@pytest.mark.parametrize("mode", [0o750, 0o755, 0o777])
+def test_state_dir_with_a_wider_mode_is_refused(mode: int) -> None:
+    """A state directory that group or others may enter is refused, naming its mode."""
+    directory = state_dir()
+    directory.mkdir(parents=True)
+    os.chmod(directory, mode)
+    with pytest.raises(TransferError, match=f"{mode:04o}"):
+        background_session("x", detached=True)
+    assert not (directory / AGENT_SOCKET).exists()
+
+
+def test_stale_socket_of_a_dead_agent_is_replaced() -> None:
+    """A socket file nobody listens on (its agent died) is replaced by a new agent's."""
+    directory = state_dir()
+    directory.mkdir(mode=0o700, parents=True)
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(str(directory / AGENT_SOCKET))
+    stale.close()
+    bg = background_session("x", detached=True)
+    assert bg.tasks() == []
+    assert agent_pid() != os.getpid()
+
+
+def test_agent_exits_after_its_idle_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With nothing to do, the agent exits by itself and removes its socket."""
+    monkeypatch.setenv("SESSION_PRESETS_AGENT_IDLE", "0.3")
+    background_session("x", detached=True)
+    (proc,) = _client._spawned
+    assert proc.wait(BOUND) == 0
+    assert not (state_dir() / AGENT_SOCKET).exists()
+    assert lock_is_free(state_dir() / AGENT_LOCK)
+
+
+def test_sigterm_suspends_tasks_into_the_journal(
+    http_server: LoopbackServer, gated: FileRoute, gate: threading.Event, tmp_path: Path
+) -> None:
+    """SIGTERM makes the agent keep its unfinished task pending in the journal; the next attach completes it."""
+    bg = background_session("term", detached=True, **FAST)
+    task = bg.download(http_server.url("/file"), tmp_path / "t.bin")
+    wait_for(lambda: len(gated.log) == 0 and task.state is TransferState.RUNNING, "the task to run")
+    (proc,) = _client._spawned
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(BOUND) == 0
+    gate.set()
+    with contextlib.closing(sqlite3.connect(f"file:{state_dir() / 'term.sqlite3'}?mode=ro", uri=True)) as db:
+        assert db.execute("SELECT state FROM tasks").fetchall() == [("pending",)]
+    (again,) = background_session("term", detached=True).tasks()
+    assert again.wait(BOUND).state is TransferState.COMPLETED, again.error
+    assert (tmp_path / "t.bin").read_bytes() == gated.data
+
+
+def test_agent_ignores_sighup() -> None:
+    """A hang-up (the caller's terminal closing) does not stop the agent."""
+    background_session("x", detached=True)
+    pid = agent_pid()
+    os.kill(pid, signal.SIGHUP)
+    assert agent_pid() == pid
+
+
+def test_unknown_protocol_version_is_refused() -> None:
+    """A request of another protocol version gets an error naming both versions."""
+    background_session("x", detached=True)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(BOUND)
+        sock.connect(str(state_dir() / AGENT_SOCKET))
+        sock.sendall(b'{"version": 99, "op": "ping"}\n')
+        reply = json.loads(sock.makefile("rb").readline())
+    assert reply["version"] == PROTOCOL_VERSION and reply["ok"] is False
+    assert "version 99" in reply["error"]["message"] and f"version {PROTOCOL_VERSION}" in reply["error"]["message"]
+    with pytest.raises(ProtocolError, match="version 2"):
+        decode(b'{"version": 2}', sender="transfer agent")
+    with pytest.raises(ProtocolError, match="not a JSON object"):
+        decode(b"[1]", sender="transfer agent")
+
+
+def test_unknown_request_and_missing_session_are_errors() -> None:
+    """The agent answers an unknown op or an unopened identifier with an error naming it."""
+    background_session("x", detached=True)
+    directory = str(state_dir())
+    with pytest.raises(ProtocolError, match="'dance'"):
+        _client.agent_request(directory, "dance")
+    with pytest.raises(ConfigError, match="'never-opened' has no detached session"):
+        _client.agent_request(directory, "tasks", identifier="never-opened")
+    with pytest.raises(ConfigError, match="task_id=42"):
+        _client.agent_request(directory, "task", identifier="x", task_id=42)
+
+
+def test_detached_refuses_auth_and_non_plain_overrides() -> None:
+    """auth= and overrides that cannot cross the socket are refused before any agent starts."""
+    with pytest.raises(ConfigError, match="auth= is refused"):
+        background_session("x", detached=True, auth=("u", "p"))
+    with pytest.raises(ConfigError, match="plain values"):
+        background_session("x", detached=True, retry_statuses=frozenset({503}))
+    assert _client._spawned == []
+
+
+def test_detached_on_a_non_posix_platform_names_the_limitation(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where there are no Unix domain sockets, detached=True raises a ConfigError naming POSIX."""
+    monkeypatch.setattr(_client, "_POSIX", False)
+    with pytest.raises(ConfigError, match="not supported on this platform.*POSIX"):
+        background_session("x", detached=True)
+
+
+def test_detached_false_is_the_in_process_session() -> None:
+    """detached=False (the default) still returns the in-process BackgroundSession and starts no agent."""
+    assert isinstance(background_session("x", detached=False), BackgroundSession)
+    assert not (state_dir() / AGENT_SOCKET).exists()
+
+
+def test_stop_agent_without_an_agent_returns_none() -> None:
+    """stop_agent when none runs is a no-op returning None."""
+    assert _client.stop_agent(str(state_dir())) is None
+
+
+def test_agent_idle_setting_is_validated() -> None:
+    """A bad idle time is refused naming the argument and the accepted form."""
+    with pytest.raises(ConfigError, match="--idle='soon' is invalid: expected a number of seconds"):
+        agent.main(["--state-dir", str(state_dir()), "--idle", "soon"])
+    assert agent._idle_from(None, "X") == agent.DEFAULT_IDLE
+
+
+def test_second_agent_exits_when_one_runs() -> None:
+    """An agent started while another holds the lock exits at once with status 0."""
+    background_session("x", detached=True)
+    assert agent.main(["--state-dir", str(state_dir())]) == agent.ALREADY_RUNNING
+
+
+def test_peer_of_another_uid_is_refused_by_the_agent(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The agent checks SO_PEERCRED: a client whose uid differs from the agent's gets a refusal."""
+    if not hasattr(socket, "SO_PEERCRED"):
+        pytest.skip("SO_PEERCRED is Linux only")
+    background_session("x", detached=True)
+    code = "import os, socket, sys; os.setuid(65534); s = socket.socket(socket.AF_UNIX); "
+    code += "s.connect(sys.argv[1]); s.sendall(b'{\"version\": 1, \"op\": \"ping\"}\\n'); "
+    code += "print(s.makefile('rb').readline().decode())"
+    # The state directory is out of reach of uid 65534 (as it should be): a hard link to the socket's
+    # inode in a directory it can enter stands for a client that got there anyway; the agent must refuse it.
+    public = Path(tempfile.mkdtemp())
+    try:
+        public.chmod(0o755)
+        os.chmod(state_dir() / AGENT_SOCKET, 0o777)
+        os.link(state_dir() / AGENT_SOCKET, public / "s")
+        out = subprocess.run(
+            [sys.executable, "-c", code, str(public / "s")],
+            capture_output=True, text=True, timeout=BOUND, check=False,
+        )
+    finally:
+        shutil.rmtree(public)
+    assert "refused: another user" in out.stdout, out.stderr
+
+
+def test_connect_errors_other_than_refused_name_the_socket(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A connect failure that is not a stale socket raises a TransferError naming the path."""
+    directory = state_dir()
+    directory.mkdir(mode=0o700, parents=True)
+    sock_path = directory / AGENT_SOCKET
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(sock_path))
+    listener.close()
+
+    def refuse(self: socket.socket, address: object) -> None:
+        raise OSError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    with pytest.raises(TransferError, match="cannot connect to the transfer agent"):
+        background_session("x", detached=True)
