@@ -881,6 +881,10 @@ def _cmd_download(args: argparse.Namespace) -> int:
         overrides["retries"] = args.retries
     if args.insecure:
         overrides["verify"] = False
+    if args.detach:
+        from ._cli_transfers import run_detached_download
+
+        return run_detached_download(args, identifier, output, overrides)
     progress = _Progress(os.path.basename(output), enabled=sys.stderr.isatty())
     reporter = _RetryReporter(progress.message)
     # Measured before the session opens: it resumes an interrupted task at once.
@@ -1125,6 +1129,8 @@ def build_parser() -> argparse.ArgumentParser:
     download.add_argument("--sha256", metavar="HEX", help="expected SHA-256 of the complete file")
     _add_transfer_options(download, timeout_help="stop waiting after DURATION and keep the .part for a rerun "
                                                  "(default: retry until the background preset's total_timeout)")
+    download.add_argument("--detach", action="store_true",
+                          help="hand the download to the per-user agent, print its identifier and return at once")
     download.set_defaults(run=_cmd_download)
 
     bench = sub.add_parser("bench", parents=[common], help="compare request patterns on a loopback server",
@@ -1140,6 +1146,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--scenarios", metavar="NAME,...", help="run only these scenarios (listed below)")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.set_defaults(run=_cmd_bench)
+    from ._cli_transfers import add_parsers
+
+    add_parsers(sub, common)
     return parser
 
 

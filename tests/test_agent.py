@@ -31,6 +31,7 @@ from session_presets.background._protocol import AGENT_LOCK, AGENT_SOCKET, PROTO
 from .background_server import FileRoute, UploadRoute
 from .servers import LoopbackServer
 from .test_background import FAST, MIB, make_data
+from .test_cli import console_script
 
 pytestmark = [
     pytest.mark.timeout(90),
@@ -473,3 +474,68 @@ def test_connect_errors_other_than_refused_name_the_socket(monkeypatch: pytest.M
     monkeypatch.setattr(socket.socket, "connect", refuse)
     with pytest.raises(TransferError, match="cannot connect to the transfer agent"):
         background_session("x", detached=True)
+
+
+# -- the command line -------------------------------------------------------------------
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run the installed ``session-presets`` console script with the test's environment."""
+    return subprocess.run(
+        [console_script(), *args], capture_output=True, text=True, timeout=BOUND, check=False
+    )
+
+
+def test_cli_download_detach_returns_at_once_and_transfers_follow_it(
+    http_server: LoopbackServer, gated: FileRoute, gate: threading.Event, tmp_path: Path
+) -> None:
+    """download --detach prints the identifier while the server still holds the body; transfers lists and waits."""
+    dest = tmp_path / "cli.bin"
+    started = cli("download", "--detach", http_server.url("/file"), "-o", str(dest), "--identifier", "cli-job")
+    assert started.returncode == 0, started.stderr
+    assert started.stdout.strip() == "cli-job"
+    assert not dest.exists()
+    listed = cli("transfers")
+    assert listed.returncode == 0, listed.stderr
+    assert "cli-job  1  " in listed.stdout and str(dest) in listed.stdout
+    as_json = json.loads(cli("transfers", "--json").stdout)
+    assert [(t["identifier"], t["id"], t["dest"]) for t in as_json] == [("cli-job", 1, str(dest))]
+    assert as_json[0]["state"] in ("pending", "running")
+    again = cli("download", "--detach", http_server.url("/file"), "-o", str(dest), "--identifier", "cli-job")
+    assert again.returncode == 0 and again.stdout.strip() == "cli-job", again.stderr
+    gate.set()
+    waited = cli("transfers", "wait", "cli-job")
+    assert waited.returncode == 0, waited.stderr
+    assert waited.stdout.split()[:3] == ["cli-job", "1", "completed"]
+    assert dest.read_bytes() == gated.data
+    assert len(gated.log) == 1
+
+
+def test_cli_transfers_cancel_wait_timeout_and_stop_agent(
+    http_server: LoopbackServer, gated: FileRoute, tmp_path: Path
+) -> None:
+    """transfers wait --timeout exits 3 while held, cancel stops the task (wait then exits 1), stop-agent stops it."""
+    dest = tmp_path / "held.bin"
+    started = cli("download", "--detach", http_server.url("/file"), "-o", str(dest), "--identifier", "held")
+    assert started.returncode == 0, started.stderr
+    timed_out = cli("transfers", "wait", "held", "--timeout", "0.2")
+    assert timed_out.returncode == 3, timed_out.stderr
+    cancelled = cli("transfers", "cancel", "held")
+    assert cancelled.returncode == 0, cancelled.stderr
+    waited = cli("transfers", "wait", "held")
+    assert waited.returncode == 1 and "cancelled" in waited.stdout, waited.stderr
+    assert not Path(str(dest) + ".part").exists()
+    pid = agent_pid()
+    stopped = cli("stop-agent")
+    assert stopped.returncode == 0 and f"pid {pid}" in stopped.stderr
+    wait_for(lambda: lock_is_free(state_dir() / AGENT_LOCK), "the agent to release its lock")
+    assert "no agent was running" in cli("stop-agent").stderr
+
+
+def test_cli_transfers_usage_errors_and_empty_listing() -> None:
+    """transfers with nothing detached prints nothing and starts no agent; a missing ID exits 2."""
+    listed = cli("transfers")
+    assert listed.returncode == 0 and listed.stdout == ""
+    assert not (state_dir() / AGENT_SOCKET).exists()
+    missing = cli("transfers", "wait")
+    assert missing.returncode == 2 and "give the identifier" in missing.stderr
