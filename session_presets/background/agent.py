@@ -137,9 +137,12 @@ class Agent:
                     # Raises ConfigError when the live session has other settings.
                     engine.background_session(identifier, detached=False, state_dir=self.state_dir, **overrides)
                 return session
-            if overrides is None:
-                overrides = self._read_marker(identifier)
-                if overrides is None:
+            if not overrides:
+                # A session reopened without settings keeps the ones it was marked with.
+                marked = self._read_marker(identifier)
+                if marked is not None:
+                    overrides = marked
+                elif overrides is None:
                     raise ConfigError(
                         f"identifier={identifier!r} has no detached session: open it with "
                         f"background_session({identifier!r}, detached=True) first"
