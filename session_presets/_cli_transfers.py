@@ -1,7 +1,9 @@
 """The command line's detached transfers: ``download --detach``, ``transfers`` and ``stop-agent``.
 
 Kept apart from ``cli.py`` so that the agent's commands are one self-contained
-piece; ``cli.build_parser`` calls :func:`add_parsers`.
+piece; ``cli.build_parser`` calls :func:`add_parsers`. This module does not
+import ``cli`` (the import layers forbid the cycle): the few exit statuses it
+uses mirror ``cli``'s, and a test checks that they agree.
 """
 
 from __future__ import annotations
@@ -10,17 +12,34 @@ import argparse
 import json
 import os
 import sys
-from typing import Any
+from typing import Any, Final
 
 from .background._client import agent_request, stop_agent
 from .background._protocol import MARKER_SUFFIX
 from .background.engine import background_session
 from .background.lockfile import default_state_dir
 from .background.task import FINISHED, TransferState
-from .cli import EXIT_CONFIG, EXIT_HTTP, EXIT_NETWORK, EXIT_OK, _err, _human_bytes, _state
 from .presets import resolve
 
 __all__ = ["add_parsers", "run_detached_download"]
+
+#: cli.EXIT_OK, EXIT_HTTP, EXIT_CONFIG and EXIT_NETWORK.
+EXIT_OK: Final = 0
+EXIT_HTTP: Final = 1
+EXIT_CONFIG: Final = 2
+EXIT_NETWORK: Final = 3
+
+
+def _err(message: str) -> None:
+    print(f"session-presets: {message}", file=sys.stderr, flush=True)
+
+
+def _human_bytes(count: float) -> str:
+    for unit in ("B", "KiB", "MiB"):
+        if count < 1024:
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    return f"{count:.1f} GiB"
 
 
 def _state_dir() -> str:
@@ -78,7 +97,7 @@ def _cmd_transfers(args: argparse.Namespace) -> int:
             if not task.done:
                 task.cancel()
         for task in tasks:
-            print(f"{args.id}  {task.id}  {_state(task)}")
+            print(f"{args.id}  {task.id}  {task.state.value}")
         return EXIT_OK
     status = EXIT_OK
     for task in tasks:

@@ -539,3 +539,15 @@ def test_cli_transfers_usage_errors_and_empty_listing() -> None:
     assert not (state_dir() / AGENT_SOCKET).exists()
     missing = cli("transfers", "wait")
     assert missing.returncode == 2 and "give the identifier" in missing.stderr
+
+
+def test_cli_transfers_exit_statuses_mirror_the_cli() -> None:
+    """The detached commands' exit statuses are the ones the CLI documents."""
+    from session_presets import _cli_transfers
+    from session_presets import cli as cli_module
+
+    for name in ("EXIT_OK", "EXIT_HTTP", "EXIT_CONFIG", "EXIT_NETWORK"):
+        assert getattr(_cli_transfers, name) == getattr(cli_module, name), name
+    assert [_cli_transfers._human_bytes(n) for n in (5, 2048, 3 * MIB, 5 << 30)] == [
+        "5 B", "2.0 KiB", "3.0 MiB", "5.0 GiB",
+    ]
