@@ -126,8 +126,8 @@ def lock_is_free(path: Path) -> bool:
 
 @pytest.fixture(autouse=True)
 def agent_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """A short idle time, and no agent outliving the test (stopped, else killed)."""
-    monkeypatch.setenv("SESSION_PRESETS_AGENT_IDLE", "5")
+    """An idle time long enough for a loaded machine, and no agent outliving the test (stopped, else killed)."""
+    monkeypatch.setenv("SESSION_PRESETS_AGENT_IDLE", "30")
     yield
     directory = state_dir()
     with contextlib.suppress(Exception):
@@ -551,3 +551,18 @@ def test_cli_transfers_exit_statuses_mirror_the_cli() -> None:
     assert [_cli_transfers._human_bytes(n) for n in (5, 2048, 3 * MIB, 5 << 30)] == [
         "5 B", "2.0 KiB", "3.0 MiB", "5.0 GiB",
     ]
+
+
+def test_a_damaged_marker_is_skipped_and_the_agent_still_serves(tmp_path: Path) -> None:
+    """A marker that does not hold settings is left alone with a warning in the log; other identifiers work."""
+    directory = state_dir()
+    directory.mkdir(mode=0o700, parents=True)
+    (directory / "broken.agent").write_text("[1]")
+    (directory / "garbled.agent").write_text("{not json")
+    bg = background_session("fine", detached=True)
+    assert bg.tasks() == []
+    listed = _client.agent_request(str(directory), "list")
+    assert listed == []
+    log = (directory / "agent.log").read_text()
+    assert "'broken' not resumed" in log and "'garbled' not resumed" in log
+    assert (directory / "broken.agent").read_text() == "[1]"
