@@ -49,12 +49,10 @@ __all__ = [
     "Transaction",
     "TransactionMetrics",
     "add_sink",
-    "current_transaction",
     "format_timing",
     "header_size",
     "mark",
     "remove_sink",
-    "set_current_transaction",
 ]
 
 log = logging.getLogger(__name__)
@@ -399,22 +397,24 @@ class MeteredResponse(requests.Response):
     """A requests Response whose ``metrics`` are read from its request's recorder."""
 
     _preset_tx: Transaction | None = None
+    #: The metrics a pickled response carried.
+    _preset_metrics: TransactionMetrics | None = None
 
     @property
     def metrics(self) -> TransactionMetrics | None:
         """What this request cost, phase by phase; None when metrics are off."""
         tx = self._preset_tx
-        return None if tx is None else tx.snapshot()
+        return self._preset_metrics if tx is None else tx.snapshot()
 
+    def __getstate__(self) -> dict[str, Any]:
+        state: dict[str, Any] = super().__getstate__()
+        state["_preset_metrics"] = self.metrics
+        return state
 
-def current_transaction() -> Transaction | None:
-    """Return the request being sent on this thread, if metrics are recorded for it."""
-    return _local.tx
-
-
-def set_current_transaction(tx: Transaction | None) -> None:
-    """Make ``tx`` the request being sent on this thread."""
-    _local.tx = tx
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        frozen = state.pop("_preset_metrics", None)
+        super().__setstate__(state)
+        self._preset_metrics = frozen
 
 
 def header_size(raw: Any) -> int:

@@ -37,7 +37,7 @@ from urllib3.util.connection import allowed_gai_family
 from . import _metrics, _process
 from ._calls import DEADLINE, AbortHandle, Call, current_call, set_current_call, shutdown_connection, watchdog
 from ._metrics import MeteredResponse, SessionMetrics, Transaction
-from ._redact import safe_url
+from ._redact import RedactingFilter, safe_url
 from ._tls_sessions import TLSSessionCache, offer, shared_cache
 from .config import PresetConfig
 from .errors import ConfigError, TotalTimeoutError
@@ -76,6 +76,22 @@ class PresetTimeout(Timeout):
 def _is_timeout(error: Exception | None) -> bool:
     # NewConnectionError subclasses ConnectTimeoutError but is a refusal, not a timeout.
     return isinstance(error, (ReadTimeoutError, ConnectTimeoutError)) and not isinstance(error, NewConnectionError)
+
+
+#: urllib3's loggers that write request paths, with their query strings, into log records.
+_URLLIB3_LOGGERS: Final = (
+    "urllib3.connection",
+    "urllib3.connectionpool",
+    "urllib3.poolmanager",
+    "urllib3.response",
+    "urllib3.util.retry",
+)
+
+# Records that urllib3 emits during one of our calls lose their query strings
+# and userinfo; records of other users of urllib3 are left alone.
+_url_filter = RedactingFilter(lambda: current_call() is not None)
+for _name in _URLLIB3_LOGGERS:
+    logging.getLogger(_name).addFilter(_url_filter)
 
 
 class Counters:
@@ -257,7 +273,9 @@ class _ConnectionMixin:
         if hasattr(self, "_socks_options"):
             # A SOCKS connection connects through its proxy (PySocks): urllib3's own
             # code does that; the deadline still caps the timeouts it is given.
-            return super()._new_conn()  # type: ignore[misc, no-any-return]
+            sock = super()._new_conn()  # type: ignore[misc]
+            _metrics.mark("connect_done")  # resolving and the proxy's handshake included
+            return sock  # type: ignore[no-any-return]
         call = current_call()
         host = self._dns_host
         if host.startswith("["):
@@ -273,15 +291,12 @@ class _ConnectionMixin:
         except socket.gaierror as exc:
             raise NameResolutionError(self.host, self, exc) from exc  # type: ignore[arg-type]
         _metrics.mark("dns_done")
-        if not addresses:
-            raise NewConnectionError(self, "Failed to establish a new connection: getaddrinfo returned nothing")  # type: ignore[arg-type]
-        error: OSError | None = None
+        error: OSError = OSError("getaddrinfo returned no address")
         for family, kind, proto, _, address in addresses:
             try:
                 return self._connect_to(call, family, kind, proto, address)
             except OSError as exc:
                 error = exc
-        assert error is not None
         if call is not None:
             call.expire_if_due()
         if isinstance(error, TimeoutError):
@@ -516,13 +531,12 @@ class _PoolMixin:
                         f"call aborted while waiting for a connection: {call.reason}",
                     )
             left = give_up - time.monotonic()
-            if left <= 0:
-                log.debug("no free connection after %.3g s; opening an extra one", self.wait_limit)
-                return self._new_conn()  # type: ignore[attr-defined]
             try:
-                return super()._get_conn(timeout=min(left, _SLEEP_SLICE))  # type: ignore[misc]
+                return super()._get_conn(timeout=min(max(left, 0.0), _SLEEP_SLICE))  # type: ignore[misc]
             except EmptyPoolError:
-                continue
+                if left <= 0:
+                    log.debug("no free connection after %.3g s; opening an extra one", self.wait_limit)
+                    return self._new_conn()  # type: ignore[attr-defined]
 
     def _put_conn(self, conn: Any) -> None:
         if conn is not None:  # urllib3 puts None back for a connection it dropped
@@ -631,6 +645,7 @@ def _socks_pool_classes(
     max_age: float | None,
     acknowledged: ssl.SSLContext | None,
     checked_out: weakref.WeakSet[Any],
+    wait_limit: float | None,
 ) -> dict[str, type[HTTPConnectionPool]]:
     """The preset's pool classes built on urllib3's SOCKS ones (needs PySocks: requests[socks])."""
     from urllib3.contrib.socks import (
@@ -641,9 +656,16 @@ def _socks_pool_classes(
     )
 
     attrs = {"counters": counters, "metrics": metrics}
-    http_conn = type("PresetSOCKSConnection", (_ConnectionMixin, SOCKSConnection), attrs)
-    https_conn = type("PresetSOCKSHTTPSConnection", (_ConnectionMixin, SOCKSHTTPSConnection), attrs)
-    pool_attrs = {"max_connection_age": max_age, "acknowledged_context": acknowledged, "checked_out": checked_out}
+    http_conn = type("PresetSOCKSConnection", (_ConnectionMixin, SOCKSConnection), {**attrs, "preset_scheme": "http"})
+    https_conn = type(
+        "PresetSOCKSHTTPSConnection", (_ConnectionMixin, SOCKSHTTPSConnection), {**attrs, "preset_scheme": "https"}
+    )
+    pool_attrs = {
+        "max_connection_age": max_age,
+        "acknowledged_context": acknowledged,
+        "checked_out": checked_out,
+        "wait_limit": wait_limit,
+    }
     http_pool = type(
         "PresetSOCKSHTTPConnectionPool",
         (_PoolMixin, SOCKSHTTPConnectionPool),
@@ -843,6 +865,7 @@ class PresetAdapter(HTTPAdapter):
                     self.preset.max_connection_age,
                     None if self.preset.verify else self._context,
                     self._checked_out,
+                    self.preset.connect_timeout,
                 )
             manager.pool_classes_by_scheme = self._socks_classes
         else:

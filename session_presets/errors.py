@@ -28,6 +28,22 @@ __all__ = [
 ]
 
 
+def add_note(exc: BaseException, note: str) -> None:
+    """Attach ``note`` to ``exc`` where a traceback shows it, on every supported Python.
+
+    From Python 3.11 this is ``exc.add_note(note)``. Python 3.10 has no notes
+    and its tracebacks ignore ``__notes__``, so there the note is also added to
+    the exception's arguments, which its message shows; the arguments that
+    were there stay first, in place.
+    """
+    if hasattr(exc, "add_note"):
+        exc.add_note(note)
+        return
+    notes = getattr(exc, "__notes__", None)
+    exc.__notes__ = [*(notes if isinstance(notes, list) else []), note]  # type: ignore[attr-defined]
+    exc.args = (*exc.args, note)
+
+
 class SessionPresetsError(Exception):
     """Base class of every error raised by session_presets."""
 

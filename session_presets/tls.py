@@ -136,7 +136,9 @@ def _check_pem(field: str, value: object, path: str, wanted: str, form: str) -> 
     for label, body in _PEM_BLOCK.findall(text):
         if label.endswith(wanted):
             try:
-                der = base64.b64decode("".join(body.split()), validate=True)
+                # Lines with a colon are RFC 1421 headers (Proc-Type, DEK-Info), not base64.
+                lines = [line.strip() for line in body.splitlines() if ":" not in line]
+                der = base64.b64decode("".join(lines), validate=True)
             except (binascii.Error, ValueError):
                 der = b""
             if not der.startswith(b"\x30"):  # every certificate and key is a DER SEQUENCE

@@ -68,7 +68,7 @@ class Handler(Exchange):
 
     @property
     def conn_number(self) -> int:
-        """Which connection carries it: 1 for the first the server accepted."""
+        """Which connection carries it: 1 for the first the server served."""
         return self.connection_id
 
 

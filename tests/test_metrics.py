@@ -6,6 +6,7 @@ import gc
 import json
 import logging
 import os
+import pickle
 import socket
 import ssl
 import threading
@@ -177,6 +178,16 @@ def test_every_response_in_history_has_its_own_metrics(http_server: LoopbackServ
     assert hop is not response.metrics
     assert hop.total is not None and response.metrics.total is not None
     assert hop.reused is False and response.metrics.reused is True
+
+
+def test_metrics_survive_pickling(http_server: LoopbackServer) -> None:
+    """A pickled response keeps its metrics, as requests keeps the rest of a response."""
+    with sp.default_session() as session:
+        response = session.get(http_server.url("/ok"))
+    copy = pickle.loads(pickle.dumps(response))
+    assert copy.text == "ok"
+    assert copy.metrics == response.metrics
+    assert copy.metrics is not None and copy.metrics.total is not None
 
 
 def test_streamed_body_fills_body_and_total_when_consumed(http_server: LoopbackServer) -> None:

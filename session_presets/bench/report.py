@@ -38,7 +38,9 @@ def ratios(scenarios: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, fl
     """Return req/s of each request scenario divided by each baseline's req/s.
 
     The key ``background_download_vs_requests_stream`` compares the two
-    downloads by throughput, when both ran.
+    downloads by throughput, when both ran, and
+    ``cpu_requests_stream_vs_background_download`` by CPU seconds per byte
+    (above 1 when the background download needs less CPU).
     """
     out: dict[str, dict[str, float]] = {}
     for baseline in BASELINES:
@@ -59,7 +61,11 @@ def ratios(scenarios: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, fl
         out["pairs"] = pairs
     background, plain = scenarios.get("background_download"), scenarios.get("requests_stream")
     if background and plain and background.get("mib_per_s") and plain.get("mib_per_s"):
-        out["downloads"] = {"background_download_vs_requests_stream": background["mib_per_s"] / plain["mib_per_s"]}
+        downloads = {"background_download_vs_requests_stream": background["mib_per_s"] / plain["mib_per_s"]}
+        if background.get("cpu_seconds") and plain.get("cpu_seconds"):
+            # CPU per byte: steadier than throughput on a shared machine (no waiting for a core).
+            downloads["cpu_requests_stream_vs_background_download"] = plain["cpu_seconds"] / background["cpu_seconds"]
+        out["downloads"] = downloads
     return out
 
 
@@ -159,4 +165,7 @@ def format_table(report: Mapping[str, Any]) -> str:
         lines.append("")
         value = downloads["background_download_vs_requests_stream"]
         lines.append(f"background_download throughput relative to requests_stream: {value:.2f}x")
+        cpu = downloads.get("cpu_requests_stream_vs_background_download")
+        if cpu is not None:
+            lines.append(f"background_download CPU efficiency relative to requests_stream: {cpu:.2f}x")
     return "\n".join(lines)

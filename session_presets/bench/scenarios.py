@@ -544,8 +544,10 @@ def _requests_stream() -> tuple[Callable[[BenchContext], None], Body]:
 
     def body(ctx: BenchContext) -> tuple[int, Closer, dict[str, Any]]:
         dest = os.path.join(ctx.scratch, "requests_stream.bin")
+        cpu = time.process_time()
         _stream_to(ctx, ctx.blob_url(ctx.download_bytes), dest)
-        return 1, _nothing, _download_extra(ctx, dest)
+        cpu = time.process_time() - cpu
+        return 1, _nothing, {**_download_extra(ctx, dest), "cpu_seconds": cpu}
 
     return warm, body
 
@@ -580,9 +582,11 @@ def _background_download() -> tuple[Callable[[BenchContext], None], Body]:
 
     def body(ctx: BenchContext) -> tuple[int, Closer, dict[str, Any]]:
         dest = os.path.join(ctx.scratch, "background_download.bin")
+        cpu = time.process_time()
         bg = fetch(ctx, f"bench-{os.getpid()}-{run}", ctx.blob_url(ctx.download_bytes), dest)
+        cpu = time.process_time() - cpu
         try:
-            extra = _download_extra(ctx, dest)
+            extra = {**_download_extra(ctx, dest), "cpu_seconds": cpu}
         except BaseException:
             bg.finish_tasks_and_invalidate()
             raise
