@@ -167,10 +167,6 @@ def test_vcrpy_records_replays_and_unpatches(
 ) -> None:
     """vcrpy records one interaction, replays it without the server, and leaves the session working after."""
     vcr = pytest.importorskip("vcr", reason="vcrpy is not installed (extra 'compat')")
-    if int(vcr.__version__.split(".")[0]) < 9:
-        # vcrpy 8 (the newest for Python 3.10) drops a pooled connection of the wrong class
-        # without closing it, so its socket is left to the GC, with a plain Session as well.
-        pytest.skip(f"vcrpy {vcr.__version__} leaks connections pooled before a cassette; vcrpy 9 closes them")
     url = http_server.url("/echo")
     session.get(http_server.url("/ok"))  # a pooled connection from before the cassette
     recorder = vcr.VCR(cassette_library_dir=str(tmp_path))
