@@ -951,8 +951,8 @@ def test_ctrl_c_before_any_data_claims_no_part_file(tmp_path: Path) -> None:
 
 @pytest.fixture
 def slow_blob(http_server: LoopbackServer) -> Blob:
-    """A 2 MB file sent in 16 kB pieces every 10 ms (about 1.6 MB/s)."""
-    route = Blob(os.urandom(2_000_000), chunk=16 * 1024, delay=0.01)
+    """A 2 MB file sent in 16 kB pieces every 20 ms (about 0.8 MB/s, so an interrupt lands mid-way)."""
+    route = Blob(os.urandom(2_000_000), chunk=16 * 1024, delay=0.02)
     http_server.route("/slow-file", route)
     return route
 
@@ -1005,6 +1005,7 @@ def test_second_download_of_a_running_transfer_exits_4(
     tmp_path: Path, slow_blob: Blob, http_server: LoopbackServer
 ) -> None:
     """A second process on a transfer in use exits 4 and names the other process, not EAGAIN."""
+    slow_blob.delay = 0.1  # about 20 s in all: the first download is still running when the second starts
     target = tmp_path / "slow.bin"
     url = http_server.url("/slow-file")
     command = [sys.executable, "-m", "session_presets", "download", url, "-o", str(target)]
@@ -1026,14 +1027,15 @@ def test_second_download_to_a_file_being_written_exits_4(
     tmp_path: Path, slow_blob: Blob, http_server: LoopbackServer
 ) -> None:
     """Another identifier writing the same file is 'in use' too: exit 4, and the first download's bytes survive."""
+    slow_blob.delay = 0.1  # about 20 s in all: the first download is still running when the second starts
     target = tmp_path / "slow.bin"
     url = http_server.url("/slow-file")
     command = [sys.executable, "-m", "session_presets", "download", url, "-o", str(target)]
     with child_process(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL) as first:
         try:
-            _wait_for_size(tmp_path / "slow.bin.part", 100_000)
+            _wait_for_size(tmp_path / "slow.bin.part", 32 * 1024)
             second = run_cli("download", url, "-o", str(target), "--identifier", "another-id")
-            assert (tmp_path / "slow.bin.part").stat().st_size >= 100_000
+            assert (tmp_path / "slow.bin.part").stat().st_size >= 32 * 1024
         finally:
             first.send_signal(signal.SIGINT)
             first.communicate(timeout=30)
