@@ -38,12 +38,9 @@ from typing import IO, Any, Final, NoReturn, TextIO
 
 import requests
 
-from ._metrics import format_timing
-from ._redact import safe_url, without_userinfo
-from ._version import __version__
-from .config import PresetConfig, check_header
-from .env import collected_error, parse_duration, variable_name
-from .errors import (
+from ._config import PresetConfig, check_header
+from ._env import collected_error, parse_duration, variable_name
+from ._errors import (
     ConfigError,
     IdentifierInUseError,
     InsecureRedirectError,
@@ -51,8 +48,11 @@ from .errors import (
     TotalTimeoutError,
     TransferError,
 )
-from .presets import get_preset, preset_names
-from .sessions import PresetSession
+from ._metrics import format_timing
+from ._presets import get_preset, preset_names
+from ._redact import safe_url, without_userinfo
+from ._sessions import PresetSession
+from ._version import __version__
 
 __all__ = [
     "DEFAULT_SCHEME",

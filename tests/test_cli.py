@@ -308,7 +308,7 @@ def test_presets_shows_durations_and_the_real_state_dir(tmp_path: Path) -> None:
 
 def test_format_duration_round_trips_through_the_environment_parser() -> None:
     """Every duration shown is one the environment accepts, with the same value."""
-    from session_presets.env import parse_duration
+    from session_presets._env import parse_duration
 
     for seconds in (0.0, 0.25, 0.5, 1.0, 1.5, 20.0, 60.0, 90.0, 300.0, 3600.0, 5400.0, 86400.0, 7 * 86400.0):
         assert parse_duration(cli.format_duration(seconds)) == seconds

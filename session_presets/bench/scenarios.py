@@ -26,11 +26,11 @@ import requests
 import urllib3
 
 from .. import _metrics, _process
+from .._errors import SessionReuseWarning
 from .._metrics import REQUEST_DURATION_BUCKETS, Histogram
-from ..errors import SessionReuseWarning
-from ..presets import preset_names, register_preset
-from ..registry import SessionRegistry, get_session
-from ..sessions import default_session, ephemeral_session
+from .._presets import preset_names, register_preset
+from .._registry import SessionRegistry, get_session
+from .._sessions import default_session, ephemeral_session
 from .server import ServerProcess
 
 __all__ = [
