@@ -887,11 +887,7 @@ def _cmd_download(args: argparse.Namespace) -> int:
     started = time.monotonic()
     part_before = os.path.getsize(output + ".part") if os.path.isfile(output + ".part") else 0
     with _reporting_retries(reporter):
-        try:
-            bg: Any = background_session(identifier, **overrides)
-        except NotImplementedError:
-            _err("background downloads are not available in this build of session-presets")
-            return EXIT_CONFIG
+        bg: Any = background_session(identifier, **overrides)
         detached = False
         try:
             detached, status = _run_download(bg, args, output, progress, reporter, started, part_before)

@@ -781,19 +781,6 @@ def test_default_identifier_is_deterministic(tmp_path: Path) -> None:
     assert first != default_identifier(str(tmp_path / "b.bin"))
 
 
-def test_download_without_background_support_is_clear(capsys: pytest.CaptureFixture[str], tmp_path: Path,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    """If background sessions cannot be built, download exits 2 with a message."""
-    from session_presets import background
-
-    def unavailable(identifier: str, **overrides: object) -> object:
-        raise NotImplementedError("not here")
-
-    monkeypatch.setattr(background, "background_session", unavailable)
-    assert main(["download", "http://127.0.0.1:9/x", "-o", str(tmp_path / "x")]) == 2
-    assert "not available" in capsys.readouterr().err
-
-
 def test_download_prints_a_summary_when_stdout_is_not_a_terminal(
     tmp_path: Path, blob: Blob, http_server: LoopbackServer
 ) -> None:

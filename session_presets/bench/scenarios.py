@@ -558,10 +558,7 @@ def _background_download() -> tuple[Callable[[BenchContext], None], Body]:
     run = next(_run_numbers)
 
     def fetch(ctx: BenchContext, identifier: str, url: str, dest: str) -> Any:
-        try:
-            bg = background_session(identifier, ca_bundle=ctx.bundle, state_dir=os.path.join(ctx.scratch, "state"))
-        except NotImplementedError as exc:
-            raise ScenarioSkipped(f"background sessions are not available ({exc})") from None
+        bg = background_session(identifier, ca_bundle=ctx.bundle, state_dir=os.path.join(ctx.scratch, "state"))
         try:
             task = bg.download(url, dest).wait()
             if str(getattr(task.state, "value", task.state)) != "completed":
