@@ -47,8 +47,9 @@ from .errors import (
     ForeignAdapterWarning,
     InsecureRedirectError,
     InsecureSessionWarning,
+    InvalidationTimeoutError,
     SessionInvalidatedError,
-    SessionPresetsError,
+    SessionReuseError,
     SessionReuseWarning,
     TotalTimeoutError,
     add_note,
@@ -81,14 +82,6 @@ class SessionState(str, enum.Enum):
     ACTIVE = "active"
     INVALIDATING = "invalidating"
     INVALIDATED = "invalidated"
-
-
-class InvalidationTimeoutError(SessionPresetsError, TimeoutError):
-    """finish_tasks_and_invalidate timed out; the session stays invalidating."""
-
-
-class SessionReuseError(SessionPresetsError):
-    """Strict reuse mode: too many caller-owned sessions of one preset were created."""
 
 
 _EMPTY_REQUESTS: Final = Histogram(REQUEST_DURATION_BUCKETS).snapshot()
