@@ -42,6 +42,7 @@ from ._config import PresetConfig, check_header
 from ._env import collected_error, parse_duration, variable_name
 from ._errors import (
     ConfigError,
+    DestinationInUseError,
     IdentifierInUseError,
     InsecureRedirectError,
     SessionPresetsWarning,
@@ -1189,8 +1190,7 @@ def _config_error_text(exc: ConfigError, args: argparse.Namespace) -> str:
 
 def _in_use(exc: TransferError) -> bool:
     """True when another process or task holds the transfer: its identifier or its destination."""
-    # DestinationInUseError is the engine's own (not public API): known by name, not imported.
-    return isinstance(exc, IdentifierInUseError) or type(exc).__name__ == "DestinationInUseError"
+    return isinstance(exc, (IdentifierInUseError, DestinationInUseError))
 
 
 def _quiet_stdout() -> None:

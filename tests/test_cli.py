@@ -960,6 +960,9 @@ def test_ctrl_c_keeps_part_then_rerun_resumes(tmp_path: Path, slow_blob: Blob, h
     assert not target.exists()
     kept = part.stat().st_size
     assert 0 < kept < len(slow_blob.data)
+    ends = time.monotonic() + 20
+    while not slow_blob.log and time.monotonic() < ends:  # the interrupted response is logged when it ends
+        time.sleep(0.02)
     slow_blob.log.clear()
     slow_blob.delay = 0
     result = run_cli("download", url, "-o", str(target))
