@@ -64,12 +64,6 @@ class Call:
         self.reason: str | None = None
         self.thread_id = threading.get_ident()
 
-    @property
-    def conns(self) -> list[Any]:
-        """The connections this call holds now (a copy)."""
-        with self._lock:
-            return list(self._conns)
-
     def hold(self, conn: Any) -> None:
         """Record that this call now holds ``conn``; an abort from now on cuts it."""
         with self._lock:
@@ -231,12 +225,16 @@ class _Watchdog:
                     self._wake.wait()
                     continue
                 self._idle = False
-            now = time.monotonic()
-            for call in list(self._calls):
-                if call.deadline is not None and call.deadline <= now and call.reason is None:
-                    log.debug("call exceeded total_timeout=%r; aborting it", call.total_timeout)
-                    call.abort(DEADLINE)
+            self._abort_overdue(time.monotonic())
             time.sleep(_WATCH_INTERVAL)
+
+    def _abort_overdue(self, now: float) -> None:
+        # A method of its own so that no local of this thread's long-lived frame
+        # keeps the last call, and the connections it held, alive while idle.
+        for call in list(self._calls):
+            if call.deadline is not None and call.deadline <= now and call.reason is None:
+                log.debug("call exceeded total_timeout=%r; aborting it", call.total_timeout)
+                call.abort(DEADLINE)
 
     def after_fork(self) -> None:
         self.__init__()  # type: ignore[misc]

@@ -115,6 +115,11 @@ class ReadOnlyAdapters(_Refuses, collections.OrderedDict):  # type: ignore[type-
     def __ior__(self, other: Any) -> NoReturn:  # type: ignore[misc]
         self._refuse()
 
+    def copy(self) -> collections.OrderedDict[str, Any]:  # type: ignore[override]
+        """Return a plain, mutable copy (OrderedDict.copy would call this class without its arguments)."""
+        # betamax saves session.adapters.copy() before mounting its own adapter.
+        return collections.OrderedDict(self)
+
 
 def freeze_hooks(hooks: Mapping[str, Iterable[Any]], *, preset: str) -> ReadOnlyDict:
     """Return ``hooks`` as a read-only dict of read-only lists."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -21,6 +22,8 @@ from requests.utils import get_encoding_from_headers, get_netrc_auth
 from urllib3 import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import (
     ConnectTimeoutError,
+    EmptyPoolError,
+    FullPoolError,
     LocationParseError,
     MaxRetryError,
     NameResolutionError,
@@ -34,7 +37,8 @@ from urllib3.util.connection import allowed_gai_family
 from . import _metrics, _process
 from ._calls import DEADLINE, AbortHandle, Call, current_call, set_current_call, shutdown_connection, watchdog
 from ._metrics import MeteredResponse, SessionMetrics, Transaction
-from ._redact import safe_url
+from ._redact import RedactingFilter, safe_url
+from ._tls_sessions import TLSSessionCache, offer, shared_cache
 from .config import PresetConfig
 from .errors import ConfigError, TotalTimeoutError
 from .tls import TrustConfig, check_trust, get_ssl_context
@@ -74,16 +78,41 @@ def _is_timeout(error: Exception | None) -> bool:
     return isinstance(error, (ReadTimeoutError, ConnectTimeoutError)) and not isinstance(error, NewConnectionError)
 
 
+#: urllib3's loggers that write request paths, with their query strings, into log records.
+_URLLIB3_LOGGERS: Final = (
+    "urllib3.connection",
+    "urllib3.connectionpool",
+    "urllib3.poolmanager",
+    "urllib3.response",
+    "urllib3.util.retry",
+)
+
+# Records that urllib3 emits during one of our calls lose their query strings
+# and userinfo; records of other users of urllib3 are left alone.
+_url_filter = RedactingFilter(lambda: current_call() is not None)
+for _name in _URLLIB3_LOGGERS:
+    logging.getLogger(_name).addFilter(_url_filter)
+
+
 class Counters:
     """Live counters of one session, incremented where the events happen."""
 
-    __slots__ = ("_lock", "connections_opened", "connections_reused", "errors", "requests", "retries")
+    __slots__ = (
+        "_lock",
+        "connections_opened",
+        "connections_resumed",
+        "connections_reused",
+        "errors",
+        "requests",
+        "retries",
+    )
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.requests = 0
         self.connections_opened = 0
         self.connections_reused = 0
+        self.connections_resumed = 0
         self.retries = 0
         self.errors = 0
 
@@ -96,6 +125,7 @@ class Counters:
         """Start from zero with a new lock (in a forked child)."""
         self._lock = threading.Lock()
         self.requests = self.connections_opened = self.connections_reused = self.retries = self.errors = 0
+        self.connections_resumed = 0
 
     def snapshot(self) -> dict[str, int]:
         """Return the counters as a dict, read consistently."""
@@ -104,9 +134,23 @@ class Counters:
                 "requests": self.requests,
                 "connections_opened": self.connections_opened,
                 "connections_reused": self.connections_reused,
+                "connections_resumed": self.connections_resumed,
                 "retries": self.retries,
                 "errors": self.errors,
             }
+
+
+def _discard_connection(response: Any) -> None:
+    """Close a retryable response's connection and give its slot back to the pool.
+
+    urllib3 drains and releases such a response only when increment() raises
+    MaxRetryError; any other exception from it (an aborted call's ProtocolError)
+    would leave the socket open until the GC finds it, and the pool a slot short.
+    """
+    with contextlib.suppress(Exception):
+        response.close()
+    with contextlib.suppress(Exception):
+        response.release_conn()
 
 
 class PresetRetry(Retry):
@@ -130,6 +174,8 @@ class PresetRetry(Retry):
     ) -> PresetRetry:
         call = current_call()
         if call is not None:
+            if call.reason is not None and response is not None:
+                _discard_connection(response)
             call.raise_if_aborted()
         if getattr(_attempt, "caller_timeout", False) and _is_timeout(error):
             # The caller's own timeout= is the longest it wants to wait for a
@@ -202,6 +248,12 @@ class _ConnectionMixin:
     #: The call holding this connection now, if any.
     preset_call: Call | None = None
     _preset_fresh: bool = False
+    #: Where this connection's TLS sessions are cached and looked up; None: no resumption.
+    tls_sessions: ClassVar[TLSSessionCache | None] = None
+    #: The resumption cache key of this connection's origin and context, once connected over TLS.
+    preset_tls_key: tuple[str, int, str, int] | None = None
+    #: Whether this connection's TLS session has been offered to the cache.
+    preset_tls_saved: bool = False
     #: The request this connection carries now (metrics), until its body is released.
     _preset_tx: Transaction | None = None
     #: None (closed), "idle" or "active", for the open-connection gauges.
@@ -239,15 +291,12 @@ class _ConnectionMixin:
         except socket.gaierror as exc:
             raise NameResolutionError(self.host, self, exc) from exc  # type: ignore[arg-type]
         _metrics.mark("dns_done")
-        if not addresses:
-            raise NewConnectionError(self, "Failed to establish a new connection: getaddrinfo returned nothing")  # type: ignore[arg-type]
-        error: OSError | None = None
+        error: OSError = OSError("getaddrinfo returned no address")
         for family, kind, proto, _, address in addresses:
             try:
                 return self._connect_to(call, family, kind, proto, address)
             except OSError as exc:
                 error = exc
-        assert error is not None
         if call is not None:
             call.expire_if_due()
         if isinstance(error, TimeoutError):
@@ -297,6 +346,10 @@ class _ConnectionMixin:
             tx.connect_start = _metrics._now()
             tx.dns_done = tx.connect_done = tx.tls_done = None
         call = current_call()
+        key = self._tls_session_key()
+        if key is not None:
+            assert self.tls_sessions is not None
+            offer(self.tls_sessions.get(key))
         try:
             super().connect()  # type: ignore[misc]
         except BaseException:
@@ -306,9 +359,15 @@ class _ConnectionMixin:
         finally:
             # Connected and, for HTTPS, handshaken: from now on the call cuts self.sock.
             self._preset_close_abort_handle()
+            if key is not None:
+                offer(None)
         self.preset_connected_at = time.monotonic()
         self._preset_fresh = True
         self.counters.add("connections_opened")
+        self.preset_tls_key = key
+        self.preset_tls_saved = False
+        if key is not None and getattr(self.sock, "session_reused", False):
+            self.counters.add("connections_resumed")
         sock = self.sock
         version = cipher = None
         if isinstance(sock, ssl.SSLSocket):
@@ -325,6 +384,27 @@ class _ConnectionMixin:
         self.metrics.connection_state(self, "active")
         if call is not None and call.reason is not None:
             shutdown_connection(self)
+
+    def _tls_session_key(self) -> tuple[str, int, str, int] | None:
+        context = getattr(self, "ssl_context", None)
+        # Through a CONNECT tunnel the origin is not self.host: no resumption there.
+        if self.tls_sessions is None or context is None or getattr(self, "_tunnel_host", None):
+            return None
+        return TLSSessionCache.key(self.host, self.port, getattr(self, "server_hostname", None), context)
+
+    def save_tls_session(self) -> None:
+        """Cache this connection's TLS session, once its ticket has arrived (after a response was read)."""
+        sock = self.sock
+        key = self.preset_tls_key
+        if key is None or sock is None or self.tls_sessions is None:
+            return
+        session = getattr(sock, "session", None)
+        # TLS 1.3 delivers tickets after the handshake, with the first data read;
+        # a session without one cannot be resumed: look again next time.
+        if session is None or not (session.has_ticket or sock.version() != "TLSv1.3"):
+            return
+        self.preset_tls_saved = True
+        self.tls_sessions.put(key, session, sock.context)
 
     def request(self, *args: Any, **kwargs: Any) -> None:
         tx = _metrics._local.tx
@@ -390,6 +470,9 @@ class _PoolMixin:
     """Hands the call its connection, and retires connections past max_connection_age."""
 
     max_connection_age: ClassVar[float | None]
+    #: How long a call waits for a free connection before it opens an extra one.
+    wait_limit: ClassVar[float | None] = None
+    block: bool
     #: Connections handed out and not yet returned, including those under a streamed body.
     checked_out: ClassVar[weakref.WeakSet[Any]]
     #: The insecure context of a verify=False preset: warned about once per session already.
@@ -406,7 +489,8 @@ class _PoolMixin:
             conn.connect()
 
     def _get_conn(self, timeout: float | None = None) -> Any:
-        conn = super()._get_conn(timeout)  # type: ignore[misc]
+        call = current_call()
+        conn = self._wait_for_conn(call) if self.block else super()._get_conn(timeout)  # type: ignore[misc]
         age_limit = self.max_connection_age
         if (
             age_limit is not None
@@ -415,7 +499,6 @@ class _PoolMixin:
         ):
             log.debug("closing a connection older than max_connection_age=%r", age_limit)
             conn.close()
-        call = current_call()
         if call is not None:
             call.hold(conn)
         self.checked_out.add(conn)
@@ -426,9 +509,40 @@ class _PoolMixin:
                 conn._preset_state = "active"  # what connection_state does, without an exporter
         return conn
 
+    def _wait_for_conn(self, call: Call | None) -> Any:
+        """Take a pooled connection, waiting for one when all pool_maxsize are in use.
+
+        The wait ends at the call's deadline or cancellation, and in any case
+        after connect_timeout: past that an extra connection is opened (and
+        closed when given back), so a caller that never closes its streamed
+        responses slows other calls down but never starves them.
+        """
+        give_up = time.monotonic() + (self.wait_limit or 0.0)
+        while True:
+            if call is not None:
+                remaining = call.remaining()
+                if call.reason is None and remaining is not None and remaining <= 0:
+                    call.reason = DEADLINE
+                if call.reason is not None:
+                    # An EmptyPoolError: urllib3 then knows that no connection
+                    # was taken and puts no placeholder back into the pool.
+                    raise EmptyPoolError(
+                        self,  # type: ignore[arg-type]
+                        f"call aborted while waiting for a connection: {call.reason}",
+                    )
+            left = give_up - time.monotonic()
+            try:
+                return super()._get_conn(timeout=min(max(left, 0.0), _SLEEP_SLICE))  # type: ignore[misc]
+            except EmptyPoolError:
+                if left <= 0:
+                    log.debug("no free connection after %.3g s; opening an extra one", self.wait_limit)
+                    return self._new_conn()  # type: ignore[attr-defined]
+
     def _put_conn(self, conn: Any) -> None:
         if conn is not None:  # urllib3 puts None back for a connection it dropped
             self.checked_out.discard(conn)
+            if not conn.preset_tls_saved and conn.preset_tls_key is not None:
+                conn.save_tls_session()
             # The body was read to its end or the response closed: its request is over.
             tx = conn._preset_tx
             if tx is not None:
@@ -442,7 +556,10 @@ class _PoolMixin:
             holder = conn.preset_call
             if holder is not None:
                 holder.release(conn)
-        super()._put_conn(conn)  # type: ignore[misc]
+        # FullPoolError: an extra connection opened after waiting (see
+        # _wait_for_conn) came back to a full pool; urllib3 has closed it.
+        with contextlib.suppress(FullPoolError):
+            super()._put_conn(conn)  # type: ignore[misc]
 
 
 class _CurrentConnectionCls:
@@ -493,11 +610,13 @@ def _pool_classes(
     acknowledged: TrustConfig | None,
     checked_out: weakref.WeakSet[Any],
     metrics: SessionMetrics,
+    tls_sessions: TLSSessionCache | None = None,
+    wait_limit: float | None = None,
 ) -> dict[str, type[HTTPConnectionPool]]:
     # The pool classes carry this adapter's counters and limits; their connection
     # classes and the acknowledged context are resolved only when a pool needs them.
-    pool_attrs = {"max_connection_age": max_age, "checked_out": checked_out}
-    conn_attrs = {"counters": counters, "metrics": metrics}
+    pool_attrs = {"max_connection_age": max_age, "checked_out": checked_out, "wait_limit": wait_limit}
+    conn_attrs = {"counters": counters, "metrics": metrics, "tls_sessions": tls_sessions}
     http_pool = type(
         "PresetHTTPConnectionPool",
         (_PoolMixin, HTTPConnectionPool),
@@ -526,6 +645,7 @@ def _socks_pool_classes(
     max_age: float | None,
     acknowledged: ssl.SSLContext | None,
     checked_out: weakref.WeakSet[Any],
+    wait_limit: float | None,
 ) -> dict[str, type[HTTPConnectionPool]]:
     """The preset's pool classes built on urllib3's SOCKS ones (needs PySocks: requests[socks])."""
     from urllib3.contrib.socks import (
@@ -540,7 +660,12 @@ def _socks_pool_classes(
     https_conn = type(
         "PresetSOCKSHTTPSConnection", (_ConnectionMixin, SOCKSHTTPSConnection), {**attrs, "preset_scheme": "https"}
     )
-    pool_attrs = {"max_connection_age": max_age, "acknowledged_context": acknowledged, "checked_out": checked_out}
+    pool_attrs = {
+        "max_connection_age": max_age,
+        "acknowledged_context": acknowledged,
+        "checked_out": checked_out,
+        "wait_limit": wait_limit,
+    }
     http_pool = type(
         "PresetSOCKSHTTPConnectionPool",
         (_PoolMixin, SOCKSHTTPConnectionPool),
@@ -607,6 +732,12 @@ def _cert_reqs(context: ssl.SSLContext) -> str:
     return "CERT_NONE" if context.verify_mode == ssl.CERT_NONE else "CERT_REQUIRED"
 
 
+def _tls_session_cache(config: PresetConfig) -> TLSSessionCache | None:
+    if config.tls_session_cache == "off":
+        return None
+    return shared_cache(config.name) if config.tls_session_cache == "shared" else TLSSessionCache()
+
+
 class PresetAdapter(HTTPAdapter):
     """An HTTPAdapter that applies a preset: timeouts, retries, cache headers, pools, TLS.
 
@@ -665,12 +796,15 @@ class PresetAdapter(HTTPAdapter):
         # Checked now, built on the first HTTPS connection (see tls).
         check_trust(self._trust)
         self._checked_out: weakref.WeakSet[Any] = weakref.WeakSet()
+        self.tls_sessions = _tls_session_cache(config)
         self._pool_classes = _pool_classes(
             self.counters,
             config.max_connection_age,
             None if config.verify else self._trust,
             self._checked_out,
             self.metrics,
+            self.tls_sessions,
+            config.connect_timeout,
         )
         self._no_cache = config.cache_policy == "reload"
         self._fallback_headers = tuple(self.default_headers.items())
@@ -704,6 +838,7 @@ class PresetAdapter(HTTPAdapter):
             pool_connections=config.pool_connections,
             pool_maxsize=config.pool_maxsize,
             max_retries=retry,
+            pool_block=config.pool_block,
         )
 
     def init_poolmanager(self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any) -> None:
@@ -730,6 +865,7 @@ class PresetAdapter(HTTPAdapter):
                     self.preset.max_connection_age,
                     None if self.preset.verify else self._context,
                     self._checked_out,
+                    self.preset.connect_timeout,
                 )
             manager.pool_classes_by_scheme = self._socks_classes
         else:
@@ -986,6 +1122,9 @@ class PresetAdapter(HTTPAdapter):
         # memo must let go too, or the pool's idle sockets outlive the close.
         self._pool_cache.clear()
         super().close()
+        # A private cache dies with its session; a preset's shared one lives on.
+        if self.tls_sessions is not None and self.preset.tls_session_cache == "private":
+            self.tls_sessions.clear()
 
     def abort_checked_out(self) -> None:
         """Shut down the socket of every connection in use, streamed bodies included."""

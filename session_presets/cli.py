@@ -7,7 +7,7 @@ Exit statuses (the same table is printed by ``--help`` and shown in the README):
 - 2: usage or configuration error (bad option, bad ``SESSION_PRESETS_*`` value,
   unknown preset, unreadable ``-d @file``).
 - 3: network, TLS, timeout or redirect failure: no final response.
-- 4: the download's transfer is in use by another process.
+- 4: the transfer is in use: another download holds its identifier or its file.
 - 23: the output could not be written. A closed pipe (``| head``) exits 23
   without a message, as curl does.
 - 70: internal error (a bug).
@@ -97,7 +97,7 @@ exit statuses:
   1    the server answered with an HTTP status of 400 or more (the body is still printed)
   2    usage or configuration error (bad option, SESSION_PRESETS_* value, preset, -d @file)
   3    network, TLS, timeout or redirect failure: no final response
-  4    the download's transfer is in use by another process
+  4    the transfer is in use: another download holds its identifier or its file
   23   the output could not be written; a closed pipe (| head) exits 23 quietly, like curl
   70   internal error (a bug: run again with --debug and report it)
   130  interrupted (Ctrl-C)"""
@@ -172,16 +172,20 @@ def _err(message: str) -> None:
 @contextlib.contextmanager
 def _library_warnings_as_messages() -> Iterator[None]:
     """Print the library's warnings as one ``session-presets: warning:`` line each, once."""
+    # Once per text, whatever the code location: the same warning from two sessions
+    # (-k on a download and its completeness check) is one message for a person.
+    printed: set[str] = set()
     with warnings.catch_warnings():
         warnings.simplefilter("default", SessionPresetsWarning)
         original = warnings.showwarning
 
         def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
                  file: TextIO | None = None, line: str | None = None) -> None:
-            if issubclass(category, SessionPresetsWarning):
-                _err(f"warning: {message}")
-            else:
+            if not issubclass(category, SessionPresetsWarning):
                 original(message, category, filename, lineno, file, line)
+            elif str(message) not in printed:
+                printed.add(str(message))
+                _err(f"warning: {message}")
 
         warnings.showwarning = show
         yield
@@ -333,8 +337,11 @@ def _short_reason(text: str) -> str:
     lowered = text.lower()
     known = (
         (("connection refused",), "connection refused"),
-        (("name or service not known", "nodename nor servname", "temporary failure in name resolution",
-          "no address associated", "getaddrinfo failed", "nameresolutionerror"), "cannot resolve host name"),
+        (
+            ("name or service not known", "nodename nor servname", "failed to resolve",
+             "temporary failure in name resolution", "no address associated", "getaddrinfo failed"),
+            "cannot resolve host name",
+        ),
         (("certificate verify failed",), "TLS certificate verify failed"),
         (("connection reset",), "connection reset by peer"),
         (("timed out", "timeout"), "timed out"),
@@ -811,8 +818,10 @@ def _current_because(args: argparse.Namespace, output: str, record: Any) -> str 
     return None
 
 
-def _find_or_start(bg: Any, args: argparse.Namespace, output: str, progress: _Progress) -> tuple[Any, str | None]:
-    """Return the task that writes ``output`` (None if it is current) and why it needs no download."""
+def _find_or_start(
+    bg: Any, args: argparse.Namespace, output: str, progress: _Progress
+) -> tuple[Any, str | None, bool]:
+    """Return the task that writes ``output`` (None if the file is current), why not, and if it resumes."""
     completed = None
     for existing in bg.tasks():
         if _task_dest(existing) != output:
@@ -820,7 +829,7 @@ def _find_or_start(bg: Any, args: argparse.Namespace, output: str, progress: _Pr
         if _state(existing) in ("pending", "running"):
             if _same_source(existing, args):
                 existing.progress = progress
-                return existing, None  # an interrupted run of the same command: its .part resumes
+                return existing, None, True  # an interrupted run of the same command: its .part resumes
             existing.cancel()
             existing.wait()
         elif _state(existing) == "completed" and _same_source(existing, args) and completed is None:
@@ -831,11 +840,11 @@ def _find_or_start(bg: Any, args: argparse.Namespace, output: str, progress: _Pr
     if os.path.isfile(output):
         because = _current_because(args, output, completed)
         if because is not None:
-            return None, because
+            return None, because, False
     if completed is not None:
         with contextlib.suppress(Exception):
             bg.forget(completed)
-    return bg.download(args.url, output, sha256=args.sha256, progress=progress), None
+    return bg.download(args.url, output, sha256=args.sha256, progress=progress), None, False
 
 
 def _part_note(output: str) -> str:
@@ -872,37 +881,47 @@ def _cmd_download(args: argparse.Namespace) -> int:
         overrides["retries"] = args.retries
     if args.insecure:
         overrides["verify"] = False
-    try:
-        bg: Any = background_session(identifier, **overrides)
-    except NotImplementedError:
-        _err("background downloads are not available in this build of session-presets")
-        return EXIT_CONFIG
     progress = _Progress(os.path.basename(output), enabled=sys.stderr.isatty())
     reporter = _RetryReporter(progress.message)
-    detached = False
-    try:
-        with _reporting_retries(reporter):
-            detached, status = _run_download(bg, args, output, progress, reporter)
+    # Measured before the session opens: it resumes an interrupted task at once.
+    started = time.monotonic()
+    part_before = os.path.getsize(output + ".part") if os.path.isfile(output + ".part") else 0
+    with _reporting_retries(reporter):
+        try:
+            bg: Any = background_session(identifier, **overrides)
+        except NotImplementedError:
+            _err("background downloads are not available in this build of session-presets")
+            return EXIT_CONFIG
+        detached = False
+        try:
+            detached, status = _run_download(bg, args, output, progress, reporter, started, part_before)
             return status
-    finally:
-        progress.close()
-        if not detached:
-            bg.finish_tasks_and_invalidate()
+        finally:
+            progress.close()
+            if not detached:
+                bg.finish_tasks_and_invalidate()
 
 
 def _run_download(
-    bg: Any, args: argparse.Namespace, output: str, progress: _Progress, reporter: _RetryReporter
+    bg: Any,
+    args: argparse.Namespace,
+    output: str,
+    progress: _Progress,
+    reporter: _RetryReporter,
+    started: float,
+    part_before: int,
 ) -> tuple[bool, int]:
     """Run the download to its end; return (left running for a later resume, exit status)."""
-    started = time.monotonic()
     deadline = None if args.timeout is None else started + args.timeout
-    task, because = _find_or_start(bg, args, output, progress)
+    task, because, reattached = _find_or_start(bg, args, output, progress)
     if task is None:
         _summary(f"{output} is already complete: {because}; nothing downloaded")
         return False, EXIT_OK
     reporter.task_id = task.id
-    # Not bytes_done: a reattached task resumes at once and may be finished by now.
-    resumed_from = int(getattr(task, "resumed_from", 0) or 0)
+    # The journal's committed offset, not bytes_done (a reattached task resumes at
+    # once and may be finished by now) nor the .part's size (the engine cuts it back
+    # to what the journal committed).
+    resumed_from = int(getattr(task, "resumed_from", part_before) or 0) if reattached else 0
     try:
         while not task.done:
             if deadline is not None and time.monotonic() >= deadline:
@@ -1172,6 +1191,12 @@ def _config_error_text(exc: ConfigError, args: argparse.Namespace) -> str:
     return text
 
 
+def _in_use(exc: TransferError) -> bool:
+    """True when another process or task holds the transfer: its identifier or its destination."""
+    # DestinationInUseError is the engine's own (not public API): known by name, not imported.
+    return isinstance(exc, IdentifierInUseError) or type(exc).__name__ == "DestinationInUseError"
+
+
 def _quiet_stdout() -> None:
     """Point stdout at /dev/null so that Python's exit flush cannot complain about the closed pipe."""
     with contextlib.suppress(OSError, ValueError):
@@ -1205,9 +1230,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         _err(str(exc))
         return EXIT_CONFIG
-    except IdentifierInUseError as exc:
+    except TransferError as exc:
         if debug:
             traceback.print_exc()
+        if not _in_use(exc):
+            return _network_error(getattr(args, "url", ""), exc)
         output = getattr(args, "output", None)
         target = f" to {os.path.abspath(output)}" if output else ""
         _err(f"{exc} Another session-presets download{target} is running: wait for it to finish, "

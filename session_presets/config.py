@@ -69,6 +69,7 @@ _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # Greedy up to the last "@" of the authority, as urllib3 splits it: a password may hold "@".
 _CREDENTIALS_IN_URL = re.compile(r"(?<=://)([^/?#\s]*)@")
 
+
 def mask_url(url: str) -> str:
     """Return ``url`` with any ``user:password@`` part replaced by ``***@``."""
     return _CREDENTIALS_IN_URL.sub("***@", url)
@@ -94,10 +95,6 @@ def _invalid(field: str, value: object, reason: str | None = None, *, label: str
         expected=form,
         reason=why,
     )
-
-
-def _bad(field: str, value: object) -> ConfigError:
-    return _invalid(field, value)
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*(ms|s|m|h|d)?\s*$", re.IGNORECASE)
@@ -128,17 +125,17 @@ def _duration(field: str, value: object, *, allow_none: bool = False, allow_zero
         try:
             value = parse_duration(value, allow_none=allow_none)
         except ValueError:
-            raise _bad(field, value) from None
+            raise _invalid(field, value) from None
     if value is None and allow_none:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _bad(field, value)
+        raise _invalid(field, value)
     try:
         number = float(value)
     except OverflowError:  # an int beyond float range
-        raise _bad(field, value) from None
+        raise _invalid(field, value) from None
     if math.isnan(number) or math.isinf(number) or number < 0 or (number == 0 and not allow_zero):
-        raise _bad(field, value)
+        raise _invalid(field, value)
     return number
 
 
@@ -170,19 +167,19 @@ def _whole(field: str, value: object, *, minimum: int, maximum: int | None = Non
         or value < minimum
         or (maximum is not None and value > maximum)
     ):
-        raise _bad(field, value)
+        raise _invalid(field, value)
     return value
 
 
 def _flag(field: str, value: object) -> bool:
     if not isinstance(value, bool):
-        raise _bad(field, value)
+        raise _invalid(field, value)
     return value
 
 
 def _choice(field: str, value: object, choices: Iterable[str]) -> str:
     if not isinstance(value, str) or value not in choices:
-        raise _bad(field, value)
+        raise _invalid(field, value)
     return value
 
 
@@ -217,7 +214,7 @@ def _path(field: str, value: object) -> str | None:
     if isinstance(value, os.PathLike):
         value = os.fspath(value)
     if not isinstance(value, str) or not value or "\x00" in value:
-        raise _bad(field, value)
+        raise _invalid(field, value)
     return value
 
 
@@ -245,7 +242,7 @@ def check_header(name: object, value: object, *, field: str = "headers") -> tupl
 
 def _headers(field: str, value: object) -> Mapping[str, str]:
     if not isinstance(value, Mapping):
-        raise _bad(field, value)
+        raise _invalid(field, value)
     clean: dict[str, str] = {}
     for name, text in value.items():
         check_header(name, "", field=field)
@@ -266,11 +263,11 @@ def _proxies(field: str, value: object) -> str | Mapping[str, str]:
     if isinstance(value, str):
         return _choice(field, value, ("env", "none"))
     if not isinstance(value, Mapping):
-        raise _bad(field, value)
+        raise _invalid(field, value)
     clean: dict[str, str] = {}
     for key, url in value.items():
         if not isinstance(key, str) or not key:
-            raise _bad(field, value)
+            raise _invalid(field, value)
         clean[key] = _proxy_url(key, _clean_text(field, url, what=f"[{key!r}]"))
     return types.MappingProxyType(clean)
 
@@ -289,11 +286,11 @@ def _proxy_url(key: str, url: str) -> str:
 
 def _statuses(field: str, value: object) -> frozenset[int]:
     if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
-        raise _bad(field, value)
+        raise _invalid(field, value)
     items = list(value)
     for item in items:
         if isinstance(item, bool) or not isinstance(item, int) or not 100 <= item <= 599:
-            raise _bad(field, value)
+            raise _invalid(field, value)
     return frozenset(items)
 
 
@@ -302,10 +299,10 @@ def _client_cert(field: str, value: object) -> str | tuple[str, str] | None:
         return None
     if isinstance(value, (list, tuple)):
         if len(value) != 2:
-            raise _bad(field, value)
+            raise _invalid(field, value)
         cert, key = (_path(field, item) for item in value)
         if cert is None or key is None:
-            raise _bad(field, value)
+            raise _invalid(field, value)
         return (cert, key)
     return _path(field, value)
 
@@ -313,7 +310,7 @@ def _client_cert(field: str, value: object) -> str | tuple[str, str] | None:
 def _user_agent(field: str, value: object) -> str:
     text = _header_value(field, value)
     if not text:
-        raise _bad(field, value)
+        raise _invalid(field, value)
     return text
 
 
@@ -561,6 +558,14 @@ class PresetConfig:
         check=partial(_whole, minimum=1, maximum=_MAX_POOL),
         doc="connections kept per host",
     )
+    pool_block: bool = _spec(
+        True,
+        form=_BOOLEAN_FORM,
+        parse=parse_bool,
+        check=_flag,
+        doc="a call beyond pool_maxsize waits for a free connection (up to connect_timeout, "
+        "within total_timeout) instead of opening one that is thrown away",
+    )
     max_connection_age: float | None = _spec(
         300.0,
         form="a duration > 0 such as 300s, 5m, or none/off",
@@ -646,6 +651,13 @@ class PresetConfig:
         parse=_parse_tls_version,
         check=partial(_choice, choices=TLS_VERSIONS),
         doc="oldest TLS version accepted",
+    )
+    tls_session_cache: str = _spec(
+        "shared",
+        form="'shared', 'private' or 'off'",
+        parse=_parse_lower_word,
+        check=partial(_choice, choices=("shared", "private", "off")),
+        doc="TLS session resumption: `shared` by the preset's sessions, `private` to each session, or `off`",
     )
     proxies: str | Mapping[str, str] = _spec(
         "env",

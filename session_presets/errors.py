@@ -12,13 +12,17 @@ from urllib3.exceptions import InsecureRequestWarning
 
 __all__ = [
     "ConfigError",
+    "DestinationInUseError",
+    "DiskFullError",
     "ForeignAdapterWarning",
     "IdentifierInUseError",
     "InsecureRedirectError",
     "InsecureSessionWarning",
+    "InvalidationTimeoutError",
     "SessionInvalidatedError",
     "SessionPresetsError",
     "SessionPresetsWarning",
+    "SessionReuseError",
     "SessionReuseWarning",
     "SharedSessionError",
     "TotalTimeoutError",
@@ -26,6 +30,22 @@ __all__ = [
     "UnknownPresetError",
     "UnknownVariableWarning",
 ]
+
+
+def add_note(exc: BaseException, note: str) -> None:
+    """Attach ``note`` to ``exc`` where a traceback shows it, on every supported Python.
+
+    From Python 3.11 this is ``exc.add_note(note)``. Python 3.10 has no notes
+    and its tracebacks ignore ``__notes__``, so there the note is also added to
+    the exception's arguments, which its message shows; the arguments that
+    were there stay first, in place.
+    """
+    if hasattr(exc, "add_note"):
+        exc.add_note(note)
+        return
+    notes = getattr(exc, "__notes__", None)
+    exc.__notes__ = [*(notes if isinstance(notes, list) else []), note]  # type: ignore[attr-defined]
+    exc.args = (*exc.args, note)
 
 
 class SessionPresetsError(Exception):
@@ -101,6 +121,25 @@ class TransferError(SessionPresetsError, requests.RequestException):
 
 class IdentifierInUseError(TransferError):
     """Another live process holds the background session identifier."""
+
+
+class DestinationInUseError(TransferError):
+    """Another task (in this process or another) is writing the same destination file."""
+
+
+class DiskFullError(TransferError):
+    """Writing a download failed for lack of space (ENOSPC, EFBIG, EDQUOT).
+
+    The ``.part`` file and the journal are kept, so the next run resumes.
+    """
+
+
+class InvalidationTimeoutError(SessionPresetsError, TimeoutError):
+    """finish_tasks_and_invalidate timed out; the session stays invalidating."""
+
+
+class SessionReuseError(SessionPresetsError):
+    """Strict reuse mode: too many caller-owned sessions of one preset were created."""
 
 
 class SessionPresetsWarning(UserWarning):

@@ -33,7 +33,9 @@ _DAY: Final = 86400.0
 BUILTIN_PRESETS: Final[Mapping[str, PresetConfig]] = types.MappingProxyType(
     {
         "default": PresetConfig(name="default"),
-        "ephemeral": PresetConfig(name="ephemeral", pool_connections=4, pool_maxsize=4),
+        "ephemeral": PresetConfig(
+            name="ephemeral", pool_connections=4, pool_maxsize=4, tls_session_cache="private"
+        ),
         "background": PresetConfig(
             name="background",
             connect_timeout=30.0,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import weakref
@@ -56,7 +57,11 @@ class SessionRegistry:
             if session is None:
                 config = resolve(name, environ=self._environ)
                 session = PresetSession(config, _registry_owned=True, _shared=True)
-                session._on_invalidated.append(self._forget)
+                # Forgotten as soon as it stops accepting requests, not once it is
+                # drained: from then on get() hands out its replacement, and a
+                # caller that fetched the old one a moment before is served by it.
+                session._on_invalidating.append(self._forget)
+                session._successor = functools.partial(self.get, name)
                 self._sessions[name] = session
                 log.debug("registry built session for preset %r", name)
             return session

@@ -38,7 +38,7 @@ from ._metrics import (
     SessionMetrics,
 )
 from ._readonly import ReadOnlyAdapters, ReadOnlyDict, ReadOnlyHeaders, freeze_hooks, shared_refusal
-from ._redact import safe_url
+from ._redact import redact_exception, safe_url
 from .adapters import IDEMPOTENT_METHODS, Counters, PresetAdapter, PresetTimeout
 from .config import PresetConfig
 from .env import STRICT_REUSE_VARIABLE, parse_bool
@@ -47,10 +47,12 @@ from .errors import (
     ForeignAdapterWarning,
     InsecureRedirectError,
     InsecureSessionWarning,
+    InvalidationTimeoutError,
     SessionInvalidatedError,
-    SessionPresetsError,
+    SessionReuseError,
     SessionReuseWarning,
     TotalTimeoutError,
+    add_note,
 )
 from .presets import resolve
 
@@ -80,14 +82,6 @@ class SessionState(str, enum.Enum):
     ACTIVE = "active"
     INVALIDATING = "invalidating"
     INVALIDATED = "invalidated"
-
-
-class InvalidationTimeoutError(SessionPresetsError, TimeoutError):
-    """finish_tasks_and_invalidate timed out; the session stays invalidating."""
-
-
-class SessionReuseError(SessionPresetsError):
-    """Strict reuse mode: too many caller-owned sessions of one preset were created."""
 
 
 _EMPTY_REQUESTS: Final = Histogram(REQUEST_DURATION_BUCKETS).snapshot()
@@ -377,7 +371,11 @@ class PresetSession(requests.Session):
         self._calls: set[Call] = set()
         # Not active until fully built, so a failed build is never reported as a leak.
         self._state = SessionState.INVALIDATED
-        self._on_invalidated: list[Callable[[PresetSession], None]] = []
+        # Run once, when the session stops accepting requests (under _lock).
+        self._on_invalidating: list[Callable[[PresetSession], None]] = []
+        # Set by a registry: where a request goes that reaches this shared session
+        # after a graceful invalidation began (its caller fetched it just before).
+        self._successor: Callable[[], PresetSession] | None = None
         self._counters = Counters()
         self._metrics = SessionMetrics(config.name)
 
@@ -533,7 +531,11 @@ class PresetSession(requests.Session):
     # -- requests hooks ----------------------------------------------------
 
     def request(self, method: Any, url: Any, *args: Any, **kwargs: Any) -> Response:
-        """Send a request as requests.Session.request does; see the class docstring for ``timeout=``."""
+        """Send a request as requests.Session.request does; see the class docstring for ``timeout=``.
+
+        An exception it raises shows no query string or userinfo in its text;
+        ``exc.request`` keeps the full URL.
+        """
         if len(args) <= _TIMEOUT_POSITION:
             # requests passes None both when the caller said None and when it said
             # nothing; the adapter must tell "the preset's timeouts" from "no read timeout".
@@ -543,7 +545,13 @@ class PresetSession(requests.Session):
                 kwargs["timeout"] = self._no_read_timeout
         elif args[_TIMEOUT_POSITION] is None:
             args = (*args[:_TIMEOUT_POSITION], self._no_read_timeout, *args[_TIMEOUT_POSITION + 1 :])
-        response: Response = super().request(method, url, *args, **kwargs)
+        try:
+            response: Response = super().request(method, url, *args, **kwargs)
+        except Exception as exc:
+            # Preparing the URL fails before send(), with the URL in the message;
+            # whatever leaves shows no query string or userinfo.
+            redact_exception(exc)
+            raise
         return response
 
     def merge_environment_settings(
@@ -629,30 +637,39 @@ class PresetSession(requests.Session):
             return super().send(request, **kwargs)
         call = Call(self.config.total_timeout)
         with self._lock:
-            if self._state is not SessionState.ACTIVE:
+            refused = self._state is not SessionState.ACTIVE
+            if not refused:
+                self._calls.add(call)
+            successor = self._successor if refused else None
+        if refused:
+            # A shared session invalidated gracefully hands a request that reaches
+            # it late (its caller fetched it just before) to its replacement.
+            replacement = successor() if successor is not None else None
+            if replacement is None or replacement is self:
                 raise SessionInvalidatedError(
                     f"session for preset {self.config.name!r} is {self._state.value}; "
                     "it refuses new requests",
                     request=request,
                 )
-            self._calls.add(call)
+            log.debug("preset %r session is %s; sending through its replacement", self.config.name, self._state.value)
+            return replacement.send(request, **kwargs)
         set_current_call(call)
         if call.deadline is not None:
             watchdog.add(call)
         try:
             return super().send(request, **kwargs)
         except Exception as exc:
+            # urllib3 writes the path and its query into its messages; the request
+            # object (exc.request) keeps the full URL for code that needs it.
+            redact_exception(exc)
             if call.reason is not None:
                 raise self._aborted_error(call, request, exc) from exc
             self._counters.add("errors")
-            if (
-                isinstance(exc, requests.ConnectionError)
-                and (request.method or "").upper() not in IDEMPOTENT_METHODS
-                and hasattr(exc, "add_note")
-            ):
-                exc.add_note(
+            if isinstance(exc, requests.ConnectionError) and (request.method or "").upper() not in IDEMPOTENT_METHODS:
+                add_note(
+                    exc,
                     f"session_presets: {request.method} {safe_url(request.url)} was not retried: "
-                    "the method is not idempotent, so the server may have acted on it"
+                    "the method is not idempotent, so the server may have acted on it",
                 )
             raise
         finally:
@@ -696,18 +713,37 @@ class PresetSession(requests.Session):
                 ``timeout``; the session stays invalidating.
         """
         me = threading.get_ident()
+        if not self._stop_accepting(cancel=False):
+            return
         with self._lock:
-            if self._state is SessionState.INVALIDATED:
-                return
-            if self._state is SessionState.ACTIVE:
-                log.debug("invalidating session for preset %r", self.config.name)
-            self._state = SessionState.INVALIDATING
             if not self._drained.wait_for(lambda: self._only_own_calls(me), timeout):
                 raise InvalidationTimeoutError(
                     f"{len(self._calls)} request(s) still in flight after {timeout:g}s; "
                     f"session for preset {self.config.name!r} stays invalidating"
                 )
         self._finish_invalidation()
+
+    def _stop_accepting(self, *, cancel: bool) -> bool:
+        """Refuse new requests from now on; False if the session is already invalidated.
+
+        The first time, the ``_on_invalidating`` callbacks run: a registry hands
+        out a replacement from this moment, not once the session is drained.
+        After a cancel, nothing is handed to the replacement (see ``send``).
+        """
+        with self._lock:
+            if self._state is SessionState.INVALIDATED:
+                return False
+            if self._state is SessionState.ACTIVE:
+                log.debug("invalidating session for preset %r", self.config.name)
+            self._state = SessionState.INVALIDATING
+            if cancel:
+                self._successor = None
+            # Under the lock, so that no request sees the session refusing while
+            # its registry still hands it out (the callbacks take no session lock).
+            callbacks, self._on_invalidating = self._on_invalidating, []
+            for callback in callbacks:
+                callback(self)
+        return True
 
     def _only_own_calls(self, thread_id: int) -> bool:
         """True when no thread but ``thread_id`` has a call in flight (hold ``_lock``)."""
@@ -720,10 +756,9 @@ class PresetSession(requests.Session):
         SessionInvalidatedError in their own threads within about a second.
         """
         me = threading.get_ident()
+        if not self._stop_accepting(cancel=True):
+            return
         with self._lock:
-            if self._state is SessionState.INVALIDATED:
-                return
-            self._state = SessionState.INVALIDATING
             calls = [call for call in self._calls if call.thread_id != me]
         log.debug("cancelling %d request(s) of preset %r", len(calls), self.config.name)
         for call in calls:
@@ -753,9 +788,6 @@ class PresetSession(requests.Session):
                 adapter.close()
             self._state = SessionState.INVALIDATED
             log.debug("session for preset %r invalidated", self.config.name)
-            callbacks, self._on_invalidated = self._on_invalidated, []
-            for callback in callbacks:
-                callback(self)
 
     def close(self) -> None:
         """Same as ``finish_tasks_and_invalidate()``; safe to call twice.
@@ -793,6 +825,8 @@ class PresetSession(requests.Session):
         for adapter in self.adapters.values():
             if isinstance(adapter, PresetAdapter):
                 adapter.close_idle()
+                if adapter.tls_sessions is not None:
+                    adapter.tls_sessions.clear()
         log.debug("reset session for preset %r", self.config.name)
 
     def _save_cookies(self) -> None:

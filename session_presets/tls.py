@@ -30,6 +30,7 @@ from typing import Any, Final
 import certifi
 
 from . import _process
+from ._tls_sessions import enable_resumption
 from .config import TLS_VERSIONS
 from .errors import ConfigError
 
@@ -135,7 +136,9 @@ def _check_pem(field: str, value: object, path: str, wanted: str, form: str) -> 
     for label, body in _PEM_BLOCK.findall(text):
         if label.endswith(wanted):
             try:
-                der = base64.b64decode("".join(body.split()), validate=True)
+                # Lines with a colon are RFC 1421 headers (Proc-Type, DEK-Info), not base64.
+                lines = [line.strip() for line in body.splitlines() if ":" not in line]
+                der = base64.b64decode("".join(lines), validate=True)
             except (binascii.Error, ValueError):
                 der = b""
             if not der.startswith(b"\x30"):  # every certificate and key is a DER SEQUENCE
@@ -158,6 +161,7 @@ def _build(trust: TrustConfig, key: _Key) -> ssl.SSLContext:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         _load_ca(context, trust.ca_bundle or certifi.where(), key)
     context.minimum_version = TLS_VERSIONS[trust.tls_min_version]
+    enable_resumption(context)
     if trust.client_cert is not None:
         cert, keyfile = trust.client_cert if isinstance(trust.client_cert, tuple) else (trust.client_cert, None)
         try:

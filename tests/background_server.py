@@ -16,8 +16,9 @@ between or during requests:
 - ``before_headers``: called once a request arrived, before the status is sent.
 - ``on_response``: called after each response, e.g. to change the file.
 
-``log`` holds one ``Hit`` per request: its Range and If-Range, the status sent
-and the bytes of body sent.
+``log`` holds one ``Hit`` per request, in the order the requests arrived: its
+Range and If-Range, the status sent and the bytes of body sent (filled in when
+the response ends).
 """
 
 from __future__ import annotations
@@ -74,11 +75,13 @@ class FileRoute(testing.FileRoute):
         """The Range header of every request, in order."""
         return [hit.range for hit in self.log]
 
-    def _note(self, h: Handler, status: int, sent: int) -> None:
+    def _note(self, h: Handler, status: int, sent: int) -> Hit:
+        # Logged before the body goes out: a response cut off by the client may end
+        # after the next request arrived, and the log keeps arrival order.
+        hit = Hit(h.headers.get("Range"), h.headers.get("If-Range"), status, sent, h.headers.get("Authorization"))
         with self._lock:
-            self.log.append(
-                Hit(h.headers.get("Range"), h.headers.get("If-Range"), status, sent, h.headers.get("Authorization"))
-            )
+            self.log.append(hit)
+        return hit
 
     def __call__(self, h: testing.Exchange) -> None:
         assert isinstance(h, Handler)
@@ -129,8 +132,8 @@ class FileRoute(testing.FileRoute):
         if status == 206 and self.shift_start:
             self.shift_start -= 1
             start = max(0, start - 10)
-        sent = self.serve(h, data, status, start, stop)
-        self._note(h, status, sent)
+        hit = self._note(h, status, 0)
+        hit.sent = self.serve(h, data, status, start, stop)
 
 
 class UploadRoute:

@@ -68,7 +68,7 @@ class Handler(Exchange):
 
     @property
     def conn_number(self) -> int:
-        """Which connection carries it: 1 for the first the server accepted."""
+        """Which connection carries it: 1 for the first the server served."""
         return self.connection_id
 
 
@@ -237,6 +237,16 @@ class LoopbackServer:
     def handshake_errors(self) -> list[str]:
         """The server-side error of every failed TLS handshake, such as an alert from the client."""
         return self.mock.handshake_errors
+
+    @property
+    def full_handshakes(self) -> int:
+        """TLS handshakes that did not resume a session, as the server saw them."""
+        return self.mock.full_handshakes
+
+    @property
+    def resumed_handshakes(self) -> int:
+        """TLS handshakes that resumed a session, as the server saw them."""
+        return self.mock.resumed_handshakes
 
     @property
     def requests(self) -> list[Seen]:

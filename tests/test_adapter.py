@@ -56,7 +56,7 @@ def test_hundred_calls_one_connection(https_server: LoopbackServer, ca_bundle: s
 
 
 def test_pool_sizes_come_from_preset(http_server: LoopbackServer) -> None:
-    """pool_maxsize bounds the connections kept per host: 6 parallel calls, 2 kept, 4 closed."""
+    """Without pool_block, pool_maxsize bounds the connections kept per host: 6 parallel calls, 2 kept, 4 closed."""
     gate = threading.Barrier(6)
 
     def wait_all(handler) -> None:  # type: ignore[no-untyped-def]
@@ -64,7 +64,7 @@ def test_pool_sizes_come_from_preset(http_server: LoopbackServer) -> None:
         handler.reply(200, b"ok")
 
     http_server.route("/gate", wait_all)
-    with default_session(pool_maxsize=2, pool_connections=1) as session:
+    with default_session(pool_maxsize=2, pool_connections=1, pool_block=False) as session:
         threads = [threading.Thread(target=session.get, args=(http_server.url("/gate"),)) for _ in range(6)]
         for thread in threads:
             thread.start()

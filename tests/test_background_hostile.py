@@ -184,9 +184,9 @@ def test_dest_symlink_is_replaced_not_written_through(
 
 
 def test_dest_lock_symlink_is_refused(http_server: LoopbackServer, downloads: Path, victim: Path) -> None:
-    """A link planted at <dest>.lock makes download() raise; the victim is not truncated."""
+    """A link planted at <dest>.part.lock makes download() raise; the victim is not truncated."""
     http_server.route("/file", FileRoute(make_data(MIB)))
-    (downloads / "out.bin.lock").symlink_to(victim)
+    (downloads / "out.bin.part.lock").symlink_to(victim)
     with pytest.raises(TransferError, match="is a symbolic link"):
         open_bg().download(http_server.url("/file"), downloads / "out.bin")
     assert victim.read_bytes() == VICTIM
@@ -204,3 +204,93 @@ def test_planted_part_before_the_first_attempt_is_not_followed(
     assert task.state is TransferState.COMPLETED, task.error
     assert (downloads / "out.bin").read_bytes() == data
     assert victim.read_bytes() == VICTIM
+
+
+def test_part_planted_while_the_task_is_queued_is_refused(
+    http_server: LoopbackServer, downloads: Path, victim: Path
+) -> None:
+    """A .part link planted between download() and the task's start is refused (O_EXCL); the victim is untouched."""
+    slow = FileRoute(make_data(MIB), chunk=16 * 1024)
+    slow.delay = 0.02
+    http_server.route("/slow", slow)
+    http_server.route("/file", FileRoute(make_data(MIB)))
+    bg = open_bg(max_concurrent_transfers=1)
+    blocker = bg.download(http_server.url("/slow"), downloads / "first.bin")
+    task = bg.download(http_server.url("/file"), downloads / "out.bin")
+    (downloads / "out.bin.part").symlink_to(victim)
+    slow.delay = 0
+    assert blocker.wait(20).state is TransferState.COMPLETED
+    assert task.wait(20).state is TransferState.FAILED
+    assert "is a symbolic link" in str(task.error)
+    assert victim.read_bytes() == VICTIM
+    assert not (downloads / "out.bin").exists()
+
+
+def test_part_of_another_user_is_refused_on_resume(http_server: LoopbackServer, downloads: Path) -> None:
+    """A .part chowned to another uid between runs is refused by name and left as it was."""
+    if os.getuid() != 0:
+        pytest.skip("changing a file's owner needs root")
+    route = FileRoute(make_data(2 * MIB), chunk=32 * 1024)
+    route.delay = 0.02
+    http_server.route("/file", route)
+    bg = open_bg()
+    task = bg.download(http_server.url("/file"), downloads / "out.bin")
+    while task.bytes_done < 256 * 1024:
+        time.sleep(0.01)
+    bg._suspend()
+    part = downloads / "out.bin.part"
+    os.chown(part, 4242, -1)
+    before = part.read_bytes()
+    (again,) = open_bg().tasks()
+    assert again.wait(20).state is TransferState.FAILED
+    assert "owned by another user (uid 4242)" in str(again.error)
+    assert part.read_bytes() == before
+
+
+def test_lock_file_of_another_user_is_refused(http_server: LoopbackServer, downloads: Path) -> None:
+    """A <dest>.part.lock owned by another uid makes download() raise; nothing is written."""
+    if os.getuid() != 0:
+        pytest.skip("changing a file's owner needs root")
+    http_server.route("/file", FileRoute(make_data(MIB)))
+    lock = downloads / "out.bin.part.lock"
+    lock.write_bytes(b"")
+    os.chown(lock, 4242, -1)
+    with pytest.raises(TransferError, match="not a regular file of this user"):
+        open_bg().download(http_server.url("/file"), downloads / "out.bin")
+    assert not (downloads / "out.bin.part").exists()
+
+
+def test_state_dir_that_is_a_file_is_refused() -> None:
+    """A file standing where the state directory should be gives a TransferError naming it."""
+    path = state_dir()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"not a directory")
+    with pytest.raises(TransferError, match="is not a directory"):
+        background_session("t", **FAST)
+
+
+def test_part_grown_by_someone_else_is_not_renamed(http_server: LoopbackServer, downloads: Path) -> None:
+    """A .part longer than the announced total at the end is never renamed: the download restarts from zero."""
+    data = make_data(MIB)
+    route = FileRoute(data, chunk=32 * 1024)
+    route.delay = 0.02
+    http_server.route("/file", route)
+    task = open_bg().download(http_server.url("/file"), downloads / "out.bin")
+    while task.bytes_done < 256 * 1024:
+        time.sleep(0.01)
+    with open(downloads / "out.bin.part", "ab") as part:
+        part.write(b"x" * (2 * MIB))
+    route.delay = 0
+    assert task.wait(20).state is TransferState.COMPLETED, task.error
+    assert (downloads / "out.bin").read_bytes() == data
+    assert [hit.range for hit in route.log] == [None, None]
+
+
+def test_a_users_file_at_the_lock_path_is_left_alone(http_server: LoopbackServer, downloads: Path) -> None:
+    """A file at <dest>.part.lock that is not one of our lock files is refused, not rewritten or removed."""
+    http_server.route("/file", FileRoute(make_data(MIB)))
+    lock = downloads / "out.bin.part.lock"
+    lock.write_bytes(b"my own notes\n")
+    with pytest.raises(TransferError, match="holds something else"):
+        open_bg().download(http_server.url("/file"), downloads / "out.bin")
+    assert lock.read_bytes() == b"my own notes\n"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -14,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from session_presets import TransferError, TransferState
-from session_presets.background.lockfile import DestinationInUseError
+from session_presets.background import DestinationInUseError
 
 from .background_server import FileRoute
-from .servers import LoopbackServer
+from .servers import Handler, LoopbackServer
 from .test_background import MIB, make_data, open_bg
 
 pytestmark = pytest.mark.timeout(60)
@@ -151,18 +152,21 @@ def test_offset_is_committed_only_after_fsync_at_the_interval(
     http_server.route("/file", route)
     bg = open_bg()
     task = bg.download(http_server.url("/file"), tmp_path / "out.bin")
-    seen: set[int] = set()
+    seen: list[int] = []
     deadline = time.monotonic() + 30
     while not task.done and time.monotonic() < deadline:
         committed = journal_row(bg.journal_path, task.id)["bytes_done"]
         assert isinstance(committed, int)
-        seen.add(committed)
+        if not seen or committed != seen[-1]:
+            seen.append(committed)
         time.sleep(0.02)
     assert task.wait(20).state is TransferState.COMPLETED, task.error
-    assert len(seen) > 2
-    # Every committed value was a multiple of the interval, or the final length.
-    assert all(value == len(data) or value % (64 * 1024) == 0 for value in seen)
     assert journal_row(bg.journal_path, task.id)["bytes_done"] == len(data)
+    # The offset only grows, in steps of at least COMMIT_BYTES, until the final length.
+    steps = [b - a for a, b in itertools.pairwise(seen) if b != len(data)]
+    assert seen == sorted(seen)
+    assert len(seen) > 2
+    assert all(step >= 256 * 1024 for step in steps)
 
 
 # -- one writer per destination ---------------------------------------------------
@@ -191,7 +195,7 @@ def test_second_session_on_same_dest_is_refused_and_first_is_untouched(
     assert dest.read_bytes() == data
     assert task.bytes_total == len(data)
     assert len(route.log) == 1
-    assert not (tmp_path / "out.bin.lock").exists()
+    assert not (tmp_path / "out.bin.part.lock").exists()
     # Once the first is done, the destination is free again.
     again = second.download(http_server.url("/file"), dest).wait(20)
     assert again.state is TransferState.COMPLETED, again.error
@@ -264,3 +268,22 @@ def test_commit_thread_is_joined_before_the_task_ends(
     task = open_bg().download(http_server.url("/file"), tmp_path / "out.bin").wait(20)
     assert task.state is TransferState.COMPLETED, task.error
     assert not [t for t in threading.enumerate() if t.name.startswith("session-presets-commit-")]
+
+
+def test_body_without_content_length_is_read_to_the_end(http_server: LoopbackServer, tmp_path: Path) -> None:
+    """A body delimited by the connection's end (no Content-Length) is read through urllib3, whole."""
+    data = make_data(MIB + 123)
+
+    def handler(h: Handler) -> None:
+        h.send_response(200)
+        h.send_header("Connection", "close")
+        h.end_headers()
+        for start in range(0, len(data), 100_000):
+            h.wfile.write(data[start : start + 100_000])
+        h.close_connection = True
+
+    http_server.route("/stream", handler)
+    task = open_bg().download(http_server.url("/stream"), tmp_path / "out.bin").wait(20)
+    assert task.state is TransferState.COMPLETED, task.error
+    assert (tmp_path / "out.bin").read_bytes() == data
+    assert task.bytes_total == len(data)

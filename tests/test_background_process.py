@@ -219,7 +219,7 @@ def test_kill_at_each_step_of_a_version_change_leaves_one_whole_version(
     old, new = make_data(2 * MIB, seed=1), make_data(2 * MIB, seed=2)
     route = FileRoute(old, chunk=64 * 1024)
     # Slow enough that the commit thread runs between chunks (a commit every 256 KiB).
-    route.delay = 0.02
+    route.delay = 0.03
     http_server.route("/f", route)
     dest = tmp_path / "out.bin"
     # Run 1: part of v1 is written and committed, then the process dies.

@@ -70,6 +70,25 @@ def test_bench_server_counts_connections_per_scenario(tiny_report: dict) -> None
     assert scenarios["requests_stream"]["bytes"] == 256 * 1024
 
 
+def test_bench_resumption_scenarios_resume_every_handshake_or_none(tiny_report: dict) -> None:  # type: ignore[type-arg]
+    """default_session_per_call resumes every connection (warm-up cached a ticket); the off variant none."""
+    scenarios = tiny_report["scenarios"]
+    assert scenarios["default_session_per_call"]["connections_opened"] == 20
+    assert scenarios["default_session_per_call"]["tls_resumed"] == 20
+    assert scenarios["default_session_per_call_no_resumption"]["tls_resumed"] == 0
+    assert scenarios["ephemeral_per_call"]["tls_resumed"] == 0
+    assert "default_session_per_call_vs_default_session_per_call_no_resumption" in tiny_report["ratios"]["pairs"]
+
+
+def test_bench_thread_scenarios_stay_within_the_pool(tiny_report: dict) -> None:  # type: ignore[type-arg]
+    """32 threads on one session open at most pool_maxsize (10) connections, as the server counts them."""
+    scenarios = tiny_report["scenarios"]
+    assert scenarios["threads_32"]["requests"] == 20
+    assert 1 <= scenarios["threads_32"]["connections_opened"] <= 10
+    assert scenarios["burst_16"]["requests"] == 16
+    assert 1 <= scenarios["burst_16"]["connections_opened"] <= 10
+
+
 def test_bench_ephemeral_sessions_leave_no_descriptors(tiny_report: dict) -> None:  # type: ignore[type-arg]
     """ephemeral_per_call closes every session: no socket to the bench server is left open."""
     result = tiny_report["scenarios"]["ephemeral_per_call"]

@@ -27,11 +27,12 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from session_presets import cli, get_preset, register_preset
-from session_presets.cli import default_identifier, format_duration, main
+from session_presets.cli import default_identifier, main
 
 from .servers import Handler, LoopbackServer
 
@@ -194,6 +195,17 @@ def _wait_for_size(path: Path, size: int, timeout: float = 30) -> None:
 
 
 @contextlib.contextmanager
+def child_process(command: list[str], **kwargs: Any) -> Iterator[subprocess.Popen[Any]]:
+    """Popen that kills the child if the test fails first, so a broken command cannot hang the suite."""
+    with subprocess.Popen(command, **kwargs) as child:
+        try:
+            yield child
+        finally:
+            if child.poll() is None:
+                child.kill()
+
+
+@contextlib.contextmanager
 def pty_reader() -> Iterator[tuple[int, list[bytes]]]:
     """A pseudo-terminal: yields the child's end and a list that fills with what the child writes."""
     master, slave = pty.openpty()
@@ -299,7 +311,7 @@ def test_format_duration_round_trips_through_the_environment_parser() -> None:
     from session_presets.env import parse_duration
 
     for seconds in (0.0, 0.25, 0.5, 1.0, 1.5, 20.0, 60.0, 90.0, 300.0, 3600.0, 5400.0, 86400.0, 7 * 86400.0):
-        assert parse_duration(format_duration(seconds)) == seconds
+        assert parse_duration(cli.format_duration(seconds)) == seconds
 
 
 def test_presets_show_origin_names_the_environment_variable(
@@ -476,7 +488,7 @@ def test_text_body_is_printed_on_a_terminal(http_server: LoopbackServer) -> None
 def test_broken_pipe_exits_23_quietly(http_server: LoopbackServer) -> None:
     """`get URL | head -c 10`: the command exits 23 (curl's write error) and prints nothing on stderr."""
     command = [sys.executable, "-m", "session_presets", "get", http_server.url("/ok?size=4000000")]
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as child:
+    with child_process(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as child:
         assert child.stdout is not None and child.stderr is not None
         assert child.stdout.read(10) == b"x" * 10
         child.stdout.close()
@@ -904,7 +916,7 @@ def test_unreachable_host_shows_each_retry_and_timeout_bounds_it(tmp_path: Path)
     assert retries[1].startswith("session-presets: attempt 2 failed: connection refused")
     assert lines[-1] == (f"session-presets: {url}: gave up after --timeout 3s; last error: connection refused; "
                          "no data had arrived, so nothing was kept")
-    assert not (tmp_path / "x.part").exists()
+    assert not (tmp_path / "x.part").exists() or (tmp_path / "x.part").stat().st_size == 0
 
 
 def test_unreachable_host_with_retries_option_fails_on_its_own(tmp_path: Path) -> None:
@@ -925,7 +937,7 @@ def test_ctrl_c_before_any_data_claims_no_part_file(tmp_path: Path) -> None:
     environ = {**os.environ, "SESSION_PRESETS_BACKGROUND_BACKOFF_FACTOR": "200ms"}
     lines: queue.Queue[str] = queue.Queue()
     seen: list[str] = []
-    with subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=environ) as child:
+    with child_process(command, stderr=subprocess.PIPE, text=True, env=environ) as child:
         threading.Thread(target=_lines, args=(child.stderr, lines), daemon=True).start()
         _wait_for_line(lines, "attempt 1 failed", seen)
         child.send_signal(signal.SIGINT)
@@ -934,13 +946,13 @@ def test_ctrl_c_before_any_data_claims_no_part_file(tmp_path: Path) -> None:
     assert child.returncode == 130
     assert seen[-1].strip() == "session-presets: interrupted; no data had arrived, so nothing was kept"
     assert ".part" not in "".join(seen)
-    assert not (tmp_path / "x.part").exists()
+    assert not (tmp_path / "x.part").exists() or (tmp_path / "x.part").stat().st_size == 0
 
 
 @pytest.fixture
 def slow_blob(http_server: LoopbackServer) -> Blob:
-    """A 2 MB file sent in 16 kB pieces every 10 ms (about 1.6 MB/s)."""
-    route = Blob(os.urandom(2_000_000), chunk=16 * 1024, delay=0.01)
+    """A 2 MB file sent in 16 kB pieces every 20 ms (about 0.8 MB/s, so an interrupt lands mid-way)."""
+    route = Blob(os.urandom(2_000_000), chunk=16 * 1024, delay=0.02)
     http_server.route("/slow-file", route)
     return route
 
@@ -951,7 +963,7 @@ def test_ctrl_c_keeps_part_then_rerun_resumes(tmp_path: Path, slow_blob: Blob, h
     part = tmp_path / "slow.bin.part"
     url = http_server.url("/slow-file")
     command = [sys.executable, "-m", "session_presets", "download", url, "-o", str(target)]
-    with subprocess.Popen(command, stderr=subprocess.PIPE, text=True) as child:
+    with child_process(command, stderr=subprocess.PIPE, text=True) as child:
         _wait_for_size(part, 200_000)
         child.send_signal(signal.SIGINT)
         _, err = child.communicate(timeout=30)
@@ -976,7 +988,7 @@ def test_no_second_progress_bar_after_interrupted(tmp_path: Path, slow_blob: Blo
     target = tmp_path / "slow.bin"
     command = [sys.executable, "-m", "session_presets", "download", http_server.url("/slow-file"), "-o", str(target)]
     with pty_reader() as (terminal, shown):
-        with subprocess.Popen(command, stderr=terminal, stdout=subprocess.DEVNULL) as child:
+        with child_process(command, stderr=terminal, stdout=subprocess.DEVNULL) as child:
             _wait_for_size(tmp_path / "slow.bin.part", 200_000)
             child.send_signal(signal.SIGINT)
             child.wait(timeout=30)
@@ -993,10 +1005,11 @@ def test_second_download_of_a_running_transfer_exits_4(
     tmp_path: Path, slow_blob: Blob, http_server: LoopbackServer
 ) -> None:
     """A second process on a transfer in use exits 4 and names the other process, not EAGAIN."""
+    slow_blob.delay = 0.1  # about 20 s in all: the first download is still running when the second starts
     target = tmp_path / "slow.bin"
     url = http_server.url("/slow-file")
     command = [sys.executable, "-m", "session_presets", "download", url, "-o", str(target)]
-    with subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL) as first:
+    with child_process(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL) as first:
         try:
             _wait_for_size(tmp_path / "slow.bin.part", 1)
             second = run_cli("download", url, "-o", str(target))
@@ -1007,6 +1020,28 @@ def test_second_download_of_a_running_transfer_exits_4(
     (line,) = second.stderr.strip().splitlines()
     assert f"in use by another process (pid {first.pid})" in line
     assert "Resource temporarily unavailable" not in line
+    assert "wait for it to finish" in line
+
+
+def test_second_download_to_a_file_being_written_exits_4(
+    tmp_path: Path, slow_blob: Blob, http_server: LoopbackServer
+) -> None:
+    """Another identifier writing the same file is 'in use' too: exit 4, and the first download's bytes survive."""
+    slow_blob.delay = 0.1  # about 20 s in all: the first download is still running when the second starts
+    target = tmp_path / "slow.bin"
+    url = http_server.url("/slow-file")
+    command = [sys.executable, "-m", "session_presets", "download", url, "-o", str(target)]
+    with child_process(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL) as first:
+        try:
+            _wait_for_size(tmp_path / "slow.bin.part", 32 * 1024)
+            second = run_cli("download", url, "-o", str(target), "--identifier", "another-id")
+            assert (tmp_path / "slow.bin.part").stat().st_size >= 32 * 1024
+        finally:
+            first.send_signal(signal.SIGINT)
+            first.communicate(timeout=30)
+    assert second.returncode == 4, second.stderr
+    (line,) = second.stderr.strip().splitlines()
+    assert "is already being written" in line
     assert "wait for it to finish" in line
 
 
@@ -1053,3 +1088,58 @@ def test_progress_uses_tqdm_when_installed(capsys: pytest.CaptureFixture[str]) -
     assert "100%" in closed
     assert "session-presets: attempt 1 failed" in closed
     assert capsys.readouterr().err == ""
+
+
+def test_retry_reasons_are_shortened_to_what_a_person_needs() -> None:
+    """The engine's long retry reasons become 'connection refused', 'cannot resolve host name'..."""
+    shorten = cli._short_reason
+    assert shorten("ConnectionError: HTTPConnectionPool(host='h', port=1): Max retries exceeded ... "
+                   "[Errno 111] Connection refused')") == "connection refused"
+    assert shorten("ConnectionError: ... NameResolutionError(\"...: Failed to resolve 'nosuch.invalid' "
+                   "([Errno -2] Name or service not known)\")") == "cannot resolve host name"
+    assert shorten("connection lost after 100 bytes: ReadTimeoutError: Read timed out.") == (
+        "connection lost after 100 bytes: timed out"
+    )
+    assert shorten("HTTP 503") == "HTTP 503"
+    assert shorten("") == "unknown error"
+    assert shorten("x" * 300) == "x" * 117 + "..."
+
+
+def test_download_insecure_warns_once_and_reaches_an_untrusted_server(
+    tmp_path: Path, https_server: LoopbackServer
+) -> None:
+    """download -k saves from an untrusted server with one warning; a rerun's check warns once too."""
+    route = Blob(b"secret-free bytes" * 100)
+    https_server.route("/file", route)
+    target = tmp_path / "file.bin"
+    first = run_cli("download", "-k", https_server.url("/file"), "-o", str(target))
+    assert first.returncode == 0, first.stderr
+    assert target.read_bytes() == route.data
+    assert [line for line in first.stderr.splitlines() if "warning" in line] == [
+        "session-presets: warning: preset 'background' has verify=False: TLS certificates are not checked "
+        "for this session"
+    ]
+    again = run_cli("download", "-k", https_server.url("/file"), "-o", str(target))
+    assert again.returncode == 0
+    assert "already complete" in again.stdout
+    assert len([line for line in again.stderr.splitlines() if "warning" in line]) == 1
+    untrusted = run_cli("download", https_server.url("/file"), "-o", str(tmp_path / "other.bin"))
+    assert untrusted.returncode == 3
+    assert "TLS certificate verify failed" in untrusted.stderr
+
+
+def test_in_process_download_and_get_paths(
+    tmp_path: Path, http_server: LoopbackServer, capsysbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    """main() in-process: download, rerun, -o - and a 404 download give the documented statuses."""
+    route = Blob(b"0123456789" * 1000)
+    http_server.route("/file", route)
+    target = tmp_path / "file.bin"
+    assert main(["download", http_server.url("/file"), "-o", str(target)]) == 0
+    assert main(["download", http_server.url("/file"), "-o", str(target)]) == 0
+    assert main(["download", http_server.url("/file"), "-o", "-"]) == 0
+    out = capsysbinary.readouterr().out
+    assert out.startswith(b"saved ")
+    assert b"is already complete" in out
+    assert out.endswith(route.data)
+    assert main(["download", http_server.url("/missing"), "-o", str(tmp_path / "missing")]) == 1

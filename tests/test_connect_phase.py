@@ -144,3 +144,16 @@ def test_localhost_tries_each_address(http_server: LoopbackServer) -> None:
     with default_session() as session:
         assert session.get(http_server.localhost_url()).text == "ok"
     assert http_server.connections == 1
+
+
+def test_no_time_left_fails_the_phase_and_marks_the_deadline() -> None:
+    """A phase that would start with no time left raises at once and marks the call as past its deadline."""
+    from urllib3.exceptions import ProtocolError
+
+    from session_presets._calls import DEADLINE, Call
+
+    call = Call(total_timeout=0)
+    with pytest.raises(ProtocolError, match="deadline"):
+        call.cap(30)
+    assert call.reason == DEADLINE
+    assert Call(total_timeout=None).cap(None) is None

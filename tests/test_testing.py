@@ -307,6 +307,17 @@ def test_stall_at_start_and_no_response_hold_the_connection(server: MockServer) 
     assert server.take_request(5).path == "/unanswered"
 
 
+def test_stall_at_start_comes_before_the_tls_handshake(tls_server: MockServer) -> None:
+    """On HTTPS, STALL_AT_START never answers the ClientHello: the client times out, no handshake is counted."""
+    tls_server.enqueue(MockResponse(fault=Fault.STALL_AT_START))
+    with default_session(retries=0, connect_timeout=0.3, read_timeout=0.3, **tls_server.preset_overrides) as session:
+        with pytest.raises(requests.exceptions.Timeout):
+            session.get(tls_server.url("/"))
+        assert (tls_server.accepted, tls_server.connections, tls_server.handshake_errors) == (1, 0, [])
+        assert session.get(tls_server.url("/after")).status_code == 404
+    assert [r.path for r in tls_server.requests] == ["/after"]
+
+
 def test_tls_below_minimum_version_is_refused(ca: trustme.CA, ca_bundle: str) -> None:
     """tls_min_version refuses an older client's handshake (recorded), and serves a new enough client."""
     with MockServer(tls=True, ca=ca, tls_min_version=ssl.TLSVersion.TLSv1_3) as mock:

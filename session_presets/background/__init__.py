@@ -4,13 +4,15 @@
   ``background_session``, which keeps one live object per identifier.
 - ``transfer``: one task's attempts: Range/If-Range resume, back-off, verification.
 - ``journal``: the SQLite journal that lets a new process resume.
-- ``lockfile``: the OS lock (one process per identifier) and the state directory.
+- ``lockfile``: the OS locks (one process per identifier, one writer per
+  destination) and the state directory.
 - ``task``: TransferTask and TransferState.
 """
 
 from __future__ import annotations
 
+from ..errors import DestinationInUseError
 from .engine import BackgroundSession, background_session
 from .task import TransferState, TransferTask
 
-__all__ = ["BackgroundSession", "TransferState", "TransferTask", "background_session"]
+__all__ = ["BackgroundSession", "DestinationInUseError", "TransferState", "TransferTask", "background_session"]

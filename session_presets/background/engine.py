@@ -93,6 +93,7 @@ class BackgroundSession:
         self._tasks: dict[int, TransferTask] = {}
         self._queue: collections.deque[TransferTask] = collections.deque()
         self._workers: list[threading.Thread] = []
+        self._idle_workers = 0
         self._stopping = False
         # The engine retries and resumes by itself: the HTTP layer must not retry.
         self._http = PresetSession(config.replace(retries=0, retry_statuses=frozenset()), _registry_owned=True)
@@ -328,11 +329,11 @@ class BackgroundSession:
 
     def _enqueue(self, task: TransferTask) -> None:
         self._queue.append(task)
-        if not self._workers:
-            for number in range(self.config.max_concurrent_transfers):
-                self._workers.append(
-                    _process.start_thread(self._work, name=f"session-presets-{self.identifier}-{number}")
-                )
+        # Workers start as tasks need them, up to the limit: a single download pays for one thread.
+        if self._idle_workers < len(self._queue) and len(self._workers) < self.config.max_concurrent_transfers:
+            self._workers.append(
+                _process.start_thread(self._work, name=f"session-presets-{self.identifier}-{len(self._workers)}")
+            )
         self._cond.notify()
 
     def tasks(self) -> list[TransferTask]:
@@ -363,7 +364,11 @@ class BackgroundSession:
         while True:
             with self._cond:
                 while not self._queue and not self._stopping:
-                    self._cond.wait()
+                    self._idle_workers += 1
+                    try:
+                        self._cond.wait()
+                    finally:
+                        self._idle_workers -= 1
                 if self._stopping:
                     return
                 task = self._queue.popleft()
@@ -531,6 +536,7 @@ class BackgroundSession:
             if task._dest_lock is not None:
                 task._dest_lock.forget_after_fork()
         self._workers = []
+        self._idle_workers = 0
         self._queue.clear()
         self._stopping = True
         self._state = SessionState.INVALIDATED

@@ -2,7 +2,7 @@
 
 The locks are advisory locks held by the kernel (``flock`` on POSIX,
 ``msvcrt.locking`` on Windows): on ``<state_dir>/<identifier>.lock``, and on
-``<dest>.lock`` while a task may write ``dest``. The kernel drops them when the
+``<dest>.part.lock`` while a task may write ``dest``. The kernel drops them when the
 process dies, so a crash or ``kill -9`` never leaves anything stuck.
 
 Every lock file is opened with ``O_NOFOLLOW``: a planted symbolic link is
@@ -21,7 +21,7 @@ import stat
 import sys
 from typing import Final
 
-from ..errors import ConfigError, IdentifierInUseError, TransferError
+from ..errors import ConfigError, DestinationInUseError, IdentifierInUseError, TransferError
 
 __all__ = [
     "DestinationInUseError",
@@ -37,9 +37,6 @@ _LOCK_FLAGS: Final = (
     os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
 )
 
-
-class DestinationInUseError(TransferError):
-    """Another task (in this process or another) is writing the same destination file."""
 
 #: Directory name under the platform's per-user state directory.
 APP_DIR: Final = "session-presets"
@@ -155,8 +152,23 @@ def _open_lock_file(path: str) -> int:
     return fd
 
 
+#: What a destination lock file holds: its holder, as DestinationLock writes it.
+_OWNER = re.compile(rb"^(pid \d+, background session '[^'\n]*', [^\n]*\n)?$")
+
+
+def _check_lock_content(fd: int, path: str) -> None:
+    """Refuse a file that is not one of our lock files: it is locked, rewritten and removed."""
+    content = os.pread(fd, 4096, 0) if hasattr(os, "pread") else b""
+    if not _OWNER.match(content):
+        os.close(fd)
+        raise TransferError(
+            f"refusing to use {path!r} as a lock file: it holds something else. It was left untouched; "
+            "move it away or download to another name."
+        )
+
+
 class DestinationLock:
-    """One writer per destination: an exclusive OS lock on ``<dest>.lock``, removed on release.
+    """One writer per destination: an exclusive OS lock on ``<dest>.part.lock``, removed on release.
 
     It works across sessions and processes alike (every open of the file is a
     lock of its own). The holder writes who it is into the file, so a second
@@ -173,9 +185,10 @@ class DestinationLock:
 
     def __init__(self, dest: str, owner: str) -> None:
         self.dest = dest
-        self.path = dest + ".lock"
+        self.path = dest + ".part.lock"
         while True:
             fd = _open_lock_file(self.path)
+            _check_lock_content(fd, self.path)
             try:
                 _lock(fd)
             except OSError as exc:

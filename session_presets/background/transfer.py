@@ -49,7 +49,7 @@ from .. import _process
 from .._calls import CANCELLED, shutdown_connection
 from .._redact import safe_url
 from ..config import PresetConfig
-from ..errors import SessionInvalidatedError, TransferError
+from ..errors import DiskFullError, SessionInvalidatedError, TransferError
 from ..sessions import PresetSession
 from .journal import Journal
 from .task import DOWNLOAD, TransferTask
@@ -80,6 +80,9 @@ COMMIT_SECONDS = 2.0
 
 #: Bytes asked of the connection per read on the fast path (a few TLS records).
 READ_SIZE: Final = 64 << 10
+
+#: The largest TLS record: a read1 that returns one whole means the link is fast again.
+_TLS_RECORD: Final = 16 << 10
 
 #: The longest a batch of reads waits before it is written, so progress stays fresh.
 BATCH_SECONDS: Final = 0.1
@@ -151,13 +154,6 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {scrub(str(exc))}"
 
 
-class DiskFullError(TransferError):
-    """Writing a download failed for lack of space (ENOSPC, EFBIG, EDQUOT).
-
-    The ``.part`` file and the journal are kept, so the next run resumes.
-    """
-
-
 class Stopped(Exception):
     """The task was cancelled, or the process is suspending its transfers."""
 
@@ -219,6 +215,11 @@ def _file_error(task: TransferTask, path: str, exc: OSError) -> TransferError:
         return TransferError(
             f"refusing to write {path!r}: it is a symbolic link, which this library never follows "
             "(someone with write access to the directory planted it). Nothing was written through it."
+        )
+    if exc.errno == errno.EEXIST:
+        return TransferError(
+            f"refusing to write {path!r}: it appeared while the task was starting, and this library did not "
+            "create it (a planted file or link?). It was left untouched."
         )
     return TransferError(f"cannot write {path!r}: {exc}")
 
@@ -289,7 +290,11 @@ class _BodyReader:
     library's ``HTTPResponse.readinto``, straight into the buffer in pieces of
     :data:`READ_SIZE`. Going through urllib3's ``read1`` once per 16 KiB TLS
     record cost a third of the throughput (profiled: stream layers, context
-    managers and a bytes object per record). Any other body goes through urllib3.
+    managers and a bytes object per record). ``readinto`` waits for its whole
+    piece, so when one takes longer than BATCH_SECONDS (a slow link) the reader
+    switches to ``read1``, one system call at a time, until a full TLS record
+    arrives at once again: progress, cancel and deadlines stay prompt.
+    Any other body goes through urllib3.
 
     A network error after some bytes arrived is raised on the next call, so
     those bytes are still written and a resume starts exactly after them.
@@ -301,6 +306,7 @@ class _BodyReader:
         inner = getattr(raw, "_fp", None)
         fast = length is not None and not getattr(raw, "chunked", True) and isinstance(inner, http.client.HTTPResponse)
         self._inner: http.client.HTTPResponse | None = inner if fast else None
+        self._slow = False
         self._pending: BaseException | None = None
 
     def _read_once(self, view: memoryview) -> int:
@@ -309,7 +315,14 @@ class _BodyReader:
             data: bytes = self._raw.read1(len(view), decode_content=False)
             view[: len(data)] = data
             return len(data)
+        if self._slow:
+            data = inner.read1(min(len(view), READ_SIZE))
+            view[: len(data)] = data
+            self._slow = len(data) < _TLS_RECORD
+            return len(data)
+        started = time.monotonic()
         count = inner.readinto(view[:READ_SIZE])
+        self._slow = time.monotonic() - started > BATCH_SECONDS
         if inner.isclosed():
             # Every byte was read: the connection goes back to the pool, as urllib3 itself does.
             self._raw.release_conn()
@@ -411,23 +424,26 @@ class Runner:
     # -- journal -------------------------------------------------------------
 
     def save(self, task: TransferTask, **fields: Any) -> None:
-        """Write ``fields`` of ``task`` to the journal; a failed write is logged, not raised.
+        """Write ``fields`` of ``task`` to the journal, not durably; a failed write is logged, not raised.
 
-        Only for fields that never make the journal claim more than is true
-        (state, error); write-ahead steps use :meth:`write_ahead`, which raises.
+        Only for fields whose loss to a power cut is harmless (state, error);
+        write-ahead steps use :meth:`write_ahead`, which raises.
         """
         try:
-            self.journal.update(task.id, **fields)
+            self.journal.update(task.id, durable=False, **fields)
         except TransferError as exc:
             log.debug("journal update of task %d failed: %s", task.id, exc)
 
-    def write_ahead(self, task: TransferTask, **fields: Any) -> None:
+    def write_ahead(self, task: TransferTask, *, durable: bool = True, **fields: Any) -> None:
         """Write ``fields`` before the file changes; the change must not happen if this fails.
+
+        ``durable=False`` is for steps whose loss to a power cut only costs a
+        download again (the journal then says less than is true, never more).
 
         Raises:
             TransferError: the journal cannot be written.
         """
-        self.journal.update(task.id, **fields)
+        self.journal.update(task.id, durable=durable, **fields)
         if "bytes_done" in fields:
             task._committed = fields["bytes_done"]
 
@@ -734,7 +750,8 @@ class Runner:
                 log.debug("task %d: server sent the whole file for bytes=%d-; restarting from zero", task.id, offset)
                 self._empty(task, fd, "fresh", **new)
             else:
-                self.write_ahead(task, bytes_done=0, **new)
+                # The journal already says 0 bytes: losing this only loses the validators.
+                self.write_ahead(task, durable=False, bytes_done=0, **new)
                 task.etag, task.last_modified = new["etag"], new["last_modified"]
                 task._bytes_total = length
                 task._hasher = None
@@ -845,7 +862,8 @@ class Runner:
             os.fsync(fd)
         except OSError as exc:
             raise _file_error(task, part, exc) from exc
-        self.write_ahead(task, bytes_done=size, bytes_total=size)
+        # Not durable: lost to a power cut, the next run fetches the tail again.
+        self.write_ahead(task, durable=False, bytes_done=size, bytes_total=size)
         _crash_point("finish:verified")
         self._check_still_ours(fd, part)
         try:

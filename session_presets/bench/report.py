@@ -8,7 +8,7 @@ import platform
 import ssl
 import sys
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 from .._version import __version__
 from .scenarios import DOWNLOAD_SCENARIOS
@@ -25,11 +25,22 @@ def _rate(result: Mapping[str, Any] | None) -> float | None:
     return float(result["req_per_s"])
 
 
+#: Side-by-side comparisons of one mechanism on and off, or of us and a floor.
+PAIRS: Final = (
+    ("get_session", "urllib3_pool"),
+    ("get_session", "httpx_client"),
+    ("default_session_per_call", "default_session_per_call_no_resumption"),
+    ("threads_32", "threads_32_no_pool_block"),
+)
+
+
 def ratios(scenarios: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, float]]:
     """Return req/s of each request scenario divided by each baseline's req/s.
 
     The key ``background_download_vs_requests_stream`` compares the two
-    downloads by throughput, when both ran.
+    downloads by throughput, when both ran, and
+    ``cpu_requests_stream_vs_background_download`` by CPU seconds per byte
+    (above 1 when the background download needs less CPU).
     """
     out: dict[str, dict[str, float]] = {}
     for baseline in BASELINES:
@@ -41,9 +52,20 @@ def ratios(scenarios: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, fl
             for name, result in scenarios.items()
             if name not in DOWNLOAD_SCENARIOS and (rate := _rate(result)) is not None
         }
+    pairs = {
+        f"{name}_vs_{other}": rate / base
+        for name, other in PAIRS
+        if (rate := _rate(scenarios.get(name))) is not None and (base := _rate(scenarios.get(other))) is not None
+    }
+    if pairs:
+        out["pairs"] = pairs
     background, plain = scenarios.get("background_download"), scenarios.get("requests_stream")
     if background and plain and background.get("mib_per_s") and plain.get("mib_per_s"):
-        out["downloads"] = {"background_download_vs_requests_stream": background["mib_per_s"] / plain["mib_per_s"]}
+        downloads = {"background_download_vs_requests_stream": background["mib_per_s"] / plain["mib_per_s"]}
+        if background.get("cpu_seconds") and plain.get("cpu_seconds"):
+            # CPU per byte: steadier than throughput on a shared machine (no waiting for a core).
+            downloads["cpu_requests_stream_vs_background_download"] = plain["cpu_seconds"] / background["cpu_seconds"]
+        out["downloads"] = downloads
     return out
 
 
@@ -133,9 +155,17 @@ def format_table(report: Mapping[str, Any]) -> str:
             lines.append("")
             lines.append(f"req/s relative to {baseline}:")
             lines.extend(f"  {name.ljust(widths[0])}  {value:8.2f}x" for name, value in table.items())
+    pairs = found.get("pairs")
+    if pairs:
+        lines.append("")
+        lines.append("req/s side by side:")
+        lines.extend(f"  {name}  {value:.2f}x" for name, value in pairs.items())
     downloads = found.get("downloads")
     if downloads:
         lines.append("")
         value = downloads["background_download_vs_requests_stream"]
         lines.append(f"background_download throughput relative to requests_stream: {value:.2f}x")
+        cpu = downloads.get("cpu_requests_stream_vs_background_download")
+        if cpu is not None:
+            lines.append(f"background_download CPU efficiency relative to requests_stream: {cpu:.2f}x")
     return "\n".join(lines)

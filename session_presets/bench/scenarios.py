@@ -10,10 +10,12 @@ open, and then everything it opened is closed.
 
 from __future__ import annotations
 
+import functools
 import gc
 import itertools
 import os
 import ssl
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -23,12 +25,12 @@ from typing import Any, Final
 import requests
 import urllib3
 
-from .. import _metrics
+from .. import _metrics, _process
 from .._metrics import REQUEST_DURATION_BUCKETS, Histogram
 from ..errors import SessionReuseWarning
 from ..presets import preset_names, register_preset
 from ..registry import SessionRegistry, get_session
-from ..sessions import ephemeral_session
+from ..sessions import default_session, ephemeral_session
 from .server import ServerProcess
 
 __all__ = [
@@ -51,15 +53,32 @@ REQUEST_SCENARIOS: Final = (
     "get_session",
     "get_session_metrics_off",
     "ephemeral_per_call",
+    "default_session_per_call",
+    "default_session_per_call_no_resumption",
     "urllib3_pool",
     "httpx_client",
+    "burst_16",
+    "threads_32",
+    "threads_32_no_pool_block",
 )
 #: Scenarios that make one large download to a file.
 DOWNLOAD_SCENARIOS: Final = ("background_download", "requests_stream")
 #: Every scenario, in the order they run.
 SCENARIOS: Final = REQUEST_SCENARIOS + DOWNLOAD_SCENARIOS
 #: Scenarios that open a connection per call; they run ``slow_requests`` times.
-PER_CALL_SCENARIOS: Final = frozenset({"requests_get", "session_per_call", "ephemeral_per_call"})
+PER_CALL_SCENARIOS: Final = frozenset(
+    {
+        "requests_get",
+        "session_per_call",
+        "ephemeral_per_call",
+        "default_session_per_call",
+        "default_session_per_call_no_resumption",
+        "burst_16",
+    }
+)
+#: Threads of the threaded scenarios.
+BURST_THREADS: Final = 16
+SHARED_THREADS: Final = 32
 #: Chunk size of the plain requests streaming loop (1 MiB is its fastest form).
 STREAM_CHUNK: Final = 1 << 20
 
@@ -256,23 +275,115 @@ def _session_once(ctx: BenchContext) -> None:
         _check(session.get(ctx.url, verify=ctx.verify).status_code)
 
 
-def _ephemeral_once(ctx: BenchContext) -> None:
+def _ephemeral_once(ctx: BenchContext) -> int:
     with ephemeral_session(ca_bundle=ctx.bundle) as session:
         _check(session.get(ctx.url).status_code)
+        return session.stats.connections_resumed
 
 
-def _per_call(once: Callable[[BenchContext], None]) -> tuple[Callable[[BenchContext], None], Body]:
+def _default_once(ctx: BenchContext, **overrides: Any) -> int:
+    with default_session(ca_bundle=ctx.bundle, **overrides) as session:
+        _check(session.get(ctx.url).status_code)
+        return session.stats.connections_resumed
+
+
+def _per_call(once: Callable[[BenchContext], object]) -> tuple[Callable[[BenchContext], None], Body]:
     def warm(ctx: BenchContext) -> None:
         for _ in range(min(ctx.warmup, ctx.slow_requests)):
             once(ctx)
 
     def body(ctx: BenchContext) -> tuple[int, Closer, dict[str, Any]]:
         record, clock = ctx.latency.record, time.perf_counter
+        resumed = 0
         for _ in range(ctx.slow_requests):
             started = clock()
-            once(ctx)
+            outcome = once(ctx)
             record(clock() - started)
-        return ctx.slow_requests, _nothing, {}
+            resumed += outcome if isinstance(outcome, int) else 0
+        return ctx.slow_requests, _nothing, {"tls_resumed": resumed}
+
+    return warm, body
+
+
+def _in_threads(count: int, work: Callable[[int], None]) -> None:
+    """Run ``work(i)`` on ``count`` threads that start at once; re-raise the first failure."""
+    gate = threading.Barrier(count)
+    failures: list[BaseException] = []
+
+    def run(index: int) -> None:
+        try:
+            gate.wait(60)
+            work(index)
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [_process.start_thread(run, name=f"bench-{index}", args=(index,)) for index in range(count)]
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise failures[0]
+
+
+def _first_call(session: Any, url: str, _index: int) -> None:
+    _check(session.get(url).status_code)
+
+
+def _burst() -> tuple[Callable[[BenchContext], None], Body]:
+    """16 threads make their first request to one origin at once, on a new shared session each round."""
+
+    def rounds(ctx: BenchContext, count: int) -> dict[str, Any]:
+        resumed = opened = 0
+        for _ in range(count):
+            registry = SessionRegistry()
+            session = registry.get(ctx.preset)
+            _in_threads(BURST_THREADS, functools.partial(_first_call, session, ctx.url))
+            resumed += session.stats.connections_resumed
+            opened += session.stats.connections_opened
+            registry.close_all()
+        return {"tls_resumed": resumed, "client_connections_opened": opened}
+
+    def warm(ctx: BenchContext) -> None:
+        rounds(ctx, 1)
+
+    def body(ctx: BenchContext) -> tuple[int, Closer, dict[str, Any]]:
+        count = max(1, ctx.slow_requests // BURST_THREADS)
+        return count * BURST_THREADS, _nothing, rounds(ctx, count)
+
+    return warm, body
+
+
+def _shared_by_threads(**overrides: Any) -> tuple[Callable[[BenchContext], None], Body]:
+    """32 threads share one session for N requests in all."""
+
+    def calls(ctx: BenchContext, total: int) -> Any:
+        session = default_session(ca_bundle=ctx.bundle, **overrides)
+        share, extra = divmod(total, SHARED_THREADS)
+
+        record, clock = ctx.latency.record, time.perf_counter
+        recording = threading.Lock()  # the histogram is not thread-safe
+
+        def work(index: int) -> None:
+            for _ in range(share + (index < extra)):
+                started = clock()
+                _check(session.get(ctx.url).status_code)
+                elapsed = clock() - started
+                with recording:
+                    record(elapsed)
+
+        try:
+            _in_threads(SHARED_THREADS, work)
+        except BaseException:
+            session.close()
+            raise
+        return session
+
+    def warm(ctx: BenchContext) -> None:
+        calls(ctx, min(ctx.warmup, SHARED_THREADS)).close()
+
+    def body(ctx: BenchContext) -> tuple[int, Closer, dict[str, Any]]:
+        session = calls(ctx, ctx.requests)
+        stats = session.stats
+        return ctx.requests, session.close, {"client_connections_opened": stats.connections_opened}
 
     return warm, body
 
@@ -433,8 +544,10 @@ def _requests_stream() -> tuple[Callable[[BenchContext], None], Body]:
 
     def body(ctx: BenchContext) -> tuple[int, Closer, dict[str, Any]]:
         dest = os.path.join(ctx.scratch, "requests_stream.bin")
+        cpu = time.process_time()
         _stream_to(ctx, ctx.blob_url(ctx.download_bytes), dest)
-        return 1, _nothing, _download_extra(ctx, dest)
+        cpu = time.process_time() - cpu
+        return 1, _nothing, {**_download_extra(ctx, dest), "cpu_seconds": cpu}
 
     return warm, body
 
@@ -469,9 +582,11 @@ def _background_download() -> tuple[Callable[[BenchContext], None], Body]:
 
     def body(ctx: BenchContext) -> tuple[int, Closer, dict[str, Any]]:
         dest = os.path.join(ctx.scratch, "background_download.bin")
+        cpu = time.process_time()
         bg = fetch(ctx, f"bench-{os.getpid()}-{run}", ctx.blob_url(ctx.download_bytes), dest)
+        cpu = time.process_time() - cpu
         try:
-            extra = _download_extra(ctx, dest)
+            extra = {**_download_extra(ctx, dest), "cpu_seconds": cpu}
         except BaseException:
             bg.finish_tasks_and_invalidate()
             raise
@@ -487,6 +602,13 @@ _FACTORIES: Final[dict[str, Callable[[], tuple[Callable[[BenchContext], None], B
     "get_session": _get_session,
     "get_session_metrics_off": _get_session_metrics_off,
     "ephemeral_per_call": lambda: _per_call(_ephemeral_once),
+    "default_session_per_call": lambda: _per_call(_default_once),
+    "default_session_per_call_no_resumption": lambda: _per_call(
+        lambda ctx: _default_once(ctx, tls_session_cache="off")
+    ),
+    "burst_16": _burst,
+    "threads_32": _shared_by_threads,
+    "threads_32_no_pool_block": lambda: _shared_by_threads(pool_block=False),
     "urllib3_pool": _urllib3_pool,
     "httpx_client": _httpx_client,
     "background_download": _background_download,

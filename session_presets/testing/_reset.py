@@ -6,7 +6,7 @@ import logging
 
 from .. import _process, registry
 from ..background import engine
-from ..sessions import InvalidationTimeoutError
+from ..sessions import InvalidationTimeoutError, SessionState
 
 __all__ = ["reset"]
 
@@ -28,9 +28,14 @@ def reset(*, timeout: float | None = 5.0) -> None:
     """
     for background in engine._live_sessions():
         background.invalidate_and_cancel()
+    shared = list(registry.default_registry._sessions.values())
     try:
         registry.close_all(timeout=timeout)
     except InvalidationTimeoutError:
-        # Still busy after the grace: the reset hooks below cancel it.
         log.debug("a shared session was still busy after %r s; cancelling it", timeout)
+    for session in shared:
+        # The registry lets go of a session as soon as it starts invalidating,
+        # so one still busy after the grace is cancelled here.
+        if session.state is not SessionState.INVALIDATED:
+            session.invalidate_and_cancel()
     _process.reset()

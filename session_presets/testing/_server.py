@@ -54,14 +54,16 @@ _TLS_IDENTITIES: Final = ("127.0.0.1", "localhost", "::1")
 class Fault(str, enum.Enum):
     """A misbehaviour a queued :class:`MockResponse` acts out instead of (or while) answering.
 
-    The ``*_AT_START`` faults act when a connection is accepted, if the
-    response at the head of the queue carries them (as OkHttp's socket
-    policies do); the others act on the request that takes the response.
+    The ``*_AT_START`` faults act when a connection is accepted, before any
+    TLS handshake, if the response at the head of the queue carries them (as
+    OkHttp's socket policies do); the others act on the request that takes
+    the response.
     """
 
-    #: Close the new connection at once, before reading anything.
+    #: Close the new connection at once, before the TLS handshake or reading anything.
     DISCONNECT_AT_START = "disconnect_at_start"
-    #: Hold the new connection open without reading or answering, until close().
+    #: Hold the new connection open, before the TLS handshake: what the client sends is
+    #: read and dropped, nothing is answered, until the client or close() ends it.
     STALL_AT_START = "stall_at_start"
     #: Read the request, then reset the connection (RST) before any response byte.
     RESET_BEFORE_RESPONSE = "reset_before_response"
@@ -132,7 +134,7 @@ class RecordedRequest:
         query_string: The raw query string, without the ``?``.
         headers: The header fields, case-insensitive.
         body: The body (de-chunked when it came chunked).
-        connection_id: Which connection carried it: 1 for the first the server accepted.
+        connection_id: Which connection carried it: 1 for the first the server served (after any TLS handshake).
         sequence: Its place on that connection: 0 for the first request.
         index: Its place among every request the server read: 0 for the first.
         http_version: ``"HTTP/1.1"`` or ``"HTTP/1.0"``.
@@ -292,7 +294,7 @@ class Exchange(BaseHTTPRequestHandler):
     server: _HTTPServer
     #: The request being answered.
     recorded: RecordedRequest
-    #: Which connection this is: 1 for the first the server accepted.
+    #: Which connection this is: 1 for the first the server served (after any TLS handshake).
     connection_id: int
 
     def setup(self) -> None:
@@ -317,17 +319,6 @@ class Exchange(BaseHTTPRequestHandler):
     def wait(self, seconds: float) -> bool:
         """Sleep ``seconds``, or less if the server closes; True if it is closing."""
         return self.server.mock._closing.wait(seconds)
-
-    def handle(self) -> None:
-        fault = self.server.mock._fault_at_start()
-        if fault is Fault.DISCONNECT_AT_START:
-            self.close_connection = True
-            return
-        if fault is Fault.STALL_AT_START:
-            self.server.mock._closing.wait()
-            self.close_connection = True
-            return
-        super().handle()
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         self._error = (code, message or self.responses.get(code, ("error",))[0])
@@ -659,13 +650,23 @@ class _HTTPServer(ThreadingHTTPServer):
             request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         connection = request
         try:
+            fault = self.mock._fault_at_start()
+            if fault is Fault.STALL_AT_START:
+                # Read and drop what the client sends (a request, a ClientHello) until it
+                # gives up or close() shuts the socket down; never answer.
+                with contextlib.suppress(OSError):
+                    while request.recv(65536):
+                        pass
+                return
+            if fault is Fault.DISCONNECT_AT_START:
+                return
             if self.mock._ssl_context is not None:
                 try:
                     connection = self.mock._ssl_context.wrap_socket(request, server_side=True)
                 except (OSError, ssl.SSLError) as exc:
                     self.mock._handshake_failed(request, exc)
                     return
-                self.mock._replace_socket(request, connection)
+                self.mock._replace_socket(request, connection, resumed=bool(connection.session_reused))
             with contextlib.suppress(OSError, ssl.SSLError):
                 self.RequestHandlerClass(connection, client_address, self)  # type: ignore[arg-type]
         finally:
@@ -733,6 +734,7 @@ class MockServer:
         self._connections = 0
         self._sockets: list[socket.socket] = []
         self._handshake_errors: list[str] = []
+        self._handshakes: list[bool] = []
         self._errors: list[str] = []
         self._tmpdir: str | None = None
         self._ca_bundle: str | None = None
@@ -1010,6 +1012,18 @@ class MockServer:
             return list(self._handshake_errors)
 
     @property
+    def full_handshakes(self) -> int:
+        """Completed TLS handshakes that did not resume a session."""
+        with self._lock:
+            return self._handshakes.count(False)
+
+    @property
+    def resumed_handshakes(self) -> int:
+        """Completed TLS handshakes that resumed a session (a ticket the client offered and the server took)."""
+        with self._lock:
+            return self._handshakes.count(True)
+
+    @property
     def queued(self) -> int:
         """How many enqueued responses no request has taken yet."""
         with self._lock:
@@ -1051,9 +1065,10 @@ class MockServer:
             self._accepted += 1
             self._sockets.append(sock)
 
-    def _replace_socket(self, old: socket.socket, new: socket.socket) -> None:
+    def _replace_socket(self, old: socket.socket, new: socket.socket, *, resumed: bool) -> None:
         with self._lock:
             self._sockets = [new if sock is old else sock for sock in self._sockets]
+            self._handshakes.append(resumed)
 
     def _handshake_failed(self, sock: socket.socket, exc: BaseException) -> None:
         with self._lock:
