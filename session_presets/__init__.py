@@ -12,11 +12,9 @@ import importlib as _importlib
 import logging as _logging
 import typing as _typing
 
-from ._metrics import TransactionMetrics
-from ._version import __version__
-from .adapters import PresetAdapter, PresetTimeout
-from .config import PresetConfig
-from .errors import (
+from ._adapters import PresetAdapter, PresetTimeout
+from ._config import PresetConfig
+from ._errors import (
     ConfigError,
     DestinationInUseError,
     DiskFullError,
@@ -36,15 +34,17 @@ from .errors import (
     UnknownPresetError,
     UnknownVariableWarning,
 )
-from .presets import get_preset, preset_names, register_preset
-from .registry import SessionRegistry, close_all, get_session
-from .sessions import (
+from ._metrics import TransactionMetrics
+from ._presets import get_preset, preset_names, register_preset
+from ._registry import SessionRegistry, close_all, get_session
+from ._sessions import (
     PresetSession,
     SessionState,
     SessionStats,
     default_session,
     ephemeral_session,
 )
+from ._version import __version__
 
 if _typing.TYPE_CHECKING:
     from .background import BackgroundSession, TransferState, TransferTask, background_session

@@ -38,12 +38,9 @@ from typing import IO, Any, Final, NoReturn, TextIO
 
 import requests
 
-from ._metrics import format_timing
-from ._redact import safe_url, without_userinfo
-from ._version import __version__
-from .config import PresetConfig, check_header
-from .env import collected_error, parse_duration, variable_name
-from .errors import (
+from ._config import PresetConfig, check_header
+from ._env import collected_error, parse_duration, variable_name
+from ._errors import (
     ConfigError,
     IdentifierInUseError,
     InsecureRedirectError,
@@ -51,8 +48,11 @@ from .errors import (
     TotalTimeoutError,
     TransferError,
 )
-from .presets import get_preset, preset_names
-from .sessions import PresetSession
+from ._metrics import format_timing
+from ._presets import get_preset, preset_names
+from ._redact import safe_url, without_userinfo
+from ._sessions import PresetSession
+from ._version import __version__
 
 __all__ = [
     "DEFAULT_SCHEME",
@@ -887,11 +887,7 @@ def _cmd_download(args: argparse.Namespace) -> int:
     started = time.monotonic()
     part_before = os.path.getsize(output + ".part") if os.path.isfile(output + ".part") else 0
     with _reporting_retries(reporter):
-        try:
-            bg: Any = background_session(identifier, **overrides)
-        except NotImplementedError:
-            _err("background downloads are not available in this build of session-presets")
-            return EXIT_CONFIG
+        bg: Any = background_session(identifier, **overrides)
         detached = False
         try:
             detached, status = _run_download(bg, args, output, progress, reporter, started, part_before)

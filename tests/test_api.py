@@ -57,7 +57,7 @@ def test_error_hierarchy() -> None:
     for name in sp.__all__:  # every public exception and warning lives in one module
         value = getattr(sp, name)
         if isinstance(value, type) and issubclass(value, (BaseException, Warning)):
-            assert value.__module__ == "session_presets.errors", name
+            assert value.__module__ == "session_presets._errors", name
     assert issubclass(sp.SessionReuseWarning, Warning)
     assert issubclass(sp.SharedSessionError, sp.SessionPresetsError)
     assert issubclass(sp.SharedSessionError, AttributeError)

@@ -308,7 +308,7 @@ def test_presets_shows_durations_and_the_real_state_dir(tmp_path: Path) -> None:
 
 def test_format_duration_round_trips_through_the_environment_parser() -> None:
     """Every duration shown is one the environment accepts, with the same value."""
-    from session_presets.env import parse_duration
+    from session_presets._env import parse_duration
 
     for seconds in (0.0, 0.25, 0.5, 1.0, 1.5, 20.0, 60.0, 90.0, 300.0, 3600.0, 5400.0, 86400.0, 7 * 86400.0):
         assert parse_duration(cli.format_duration(seconds)) == seconds
@@ -779,19 +779,6 @@ def test_default_identifier_is_deterministic(tmp_path: Path) -> None:
     first = default_identifier(str(tmp_path / "a.bin"))
     assert first == default_identifier(os.path.relpath(tmp_path / "a.bin"))
     assert first != default_identifier(str(tmp_path / "b.bin"))
-
-
-def test_download_without_background_support_is_clear(capsys: pytest.CaptureFixture[str], tmp_path: Path,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    """If background sessions cannot be built, download exits 2 with a message."""
-    from session_presets import background
-
-    def unavailable(identifier: str, **overrides: object) -> object:
-        raise NotImplementedError("not here")
-
-    monkeypatch.setattr(background, "background_session", unavailable)
-    assert main(["download", "http://127.0.0.1:9/x", "-o", str(tmp_path / "x")]) == 2
-    assert "not available" in capsys.readouterr().err
 
 
 def test_download_prints_a_summary_when_stdout_is_not_a_terminal(

@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from ..errors import DestinationInUseError
+from .._errors import DestinationInUseError
 from .engine import BackgroundSession, background_session
 from .task import TransferState, TransferTask
 

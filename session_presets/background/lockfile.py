@@ -21,7 +21,7 @@ import stat
 import sys
 from typing import Final
 
-from ..errors import ConfigError, DestinationInUseError, IdentifierInUseError, TransferError
+from .._errors import ConfigError, DestinationInUseError, IdentifierInUseError, TransferError
 
 __all__ = [
     "DestinationInUseError",

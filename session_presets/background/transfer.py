@@ -47,10 +47,10 @@ import urllib3.exceptions
 
 from .. import _process
 from .._calls import CANCELLED, shutdown_connection
+from .._config import PresetConfig
+from .._errors import DiskFullError, SessionInvalidatedError, TransferError
 from .._redact import safe_url
-from ..config import PresetConfig
-from ..errors import DiskFullError, SessionInvalidatedError, TransferError
-from ..sessions import PresetSession
+from .._sessions import PresetSession
 from .journal import Journal
 from .task import DOWNLOAD, TransferTask
 

@@ -29,20 +29,11 @@ from requests.utils import address_in_network, get_netrc_auth, is_ipv4_address, 
 from urllib3.exceptions import ResponseError
 
 from . import _process, _warn
+from ._adapters import IDEMPOTENT_METHODS, Counters, PresetAdapter, PresetTimeout
 from ._calls import CANCELLED, DEADLINE, Call, current_call, set_current_call, watchdog
-from ._metrics import (
-    CONNECTION_DURATION_BUCKETS,
-    REQUEST_DURATION_BUCKETS,
-    Histogram,
-    HistogramSnapshot,
-    SessionMetrics,
-)
-from ._readonly import ReadOnlyAdapters, ReadOnlyDict, ReadOnlyHeaders, freeze_hooks, shared_refusal
-from ._redact import redact_exception, safe_url
-from .adapters import IDEMPOTENT_METHODS, Counters, PresetAdapter, PresetTimeout
-from .config import PresetConfig
-from .env import STRICT_REUSE_VARIABLE, parse_bool
-from .errors import (
+from ._config import PresetConfig
+from ._env import STRICT_REUSE_VARIABLE, parse_bool
+from ._errors import (
     ConfigError,
     ForeignAdapterWarning,
     InsecureRedirectError,
@@ -54,7 +45,16 @@ from .errors import (
     TotalTimeoutError,
     add_note,
 )
-from .presets import resolve
+from ._metrics import (
+    CONNECTION_DURATION_BUCKETS,
+    REQUEST_DURATION_BUCKETS,
+    Histogram,
+    HistogramSnapshot,
+    SessionMetrics,
+)
+from ._presets import resolve
+from ._readonly import ReadOnlyAdapters, ReadOnlyDict, ReadOnlyHeaders, freeze_hooks, shared_refusal
+from ._redact import redact_exception, safe_url
 
 __all__ = [
     "InvalidationTimeoutError",
