@@ -14,12 +14,12 @@ import os
 import sys
 from typing import Any, Final
 
+from ._presets import resolve
 from .background._client import agent_request, stop_agent
 from .background._protocol import MARKER_SUFFIX
 from .background.engine import background_session
 from .background.lockfile import default_state_dir
 from .background.task import FINISHED, TransferState
-from .presets import resolve
 
 __all__ = ["add_parsers", "run_detached_download"]
 

@@ -13,9 +13,9 @@
 
 from __future__ import annotations
 
+from .._errors import DestinationInUseError
 from ._client import DetachedSession, DetachedTask
 from .engine import BackgroundSession, background_session
-from .lockfile import DestinationInUseError
 from .task import TransferState, TransferTask
 
 __all__ = [

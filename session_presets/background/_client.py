@@ -19,9 +19,9 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from .. import _process
-from ..errors import ConfigError, SessionInvalidatedError, TransferError
-from ..presets import resolve
-from ..sessions import SessionState
+from .._errors import ConfigError, SessionInvalidatedError, TransferError
+from .._presets import resolve
+from .._sessions import SessionState
 from ._protocol import AGENT_LOG, AGENT_SOCKET, check_socket_file, decode, encode, error_from_wire, peer_uid, read_line
 from .lockfile import default_state_dir, prepare_state_dir, validate_identifier
 from .task import FINISHED, TransferState

@@ -14,10 +14,16 @@ import socket
 import stat
 from typing import Any, Final
 
-from ..env import AGENT_IDLE_VARIABLE
-from ..errors import ConfigError, IdentifierInUseError, SessionInvalidatedError, TransferError
-from ..sessions import InvalidationTimeoutError
-from .lockfile import DestinationInUseError
+from .._env import AGENT_IDLE_VARIABLE
+from .._errors import (
+    ConfigError,
+    DestinationInUseError,
+    DiskFullError,
+    IdentifierInUseError,
+    InvalidationTimeoutError,
+    SessionInvalidatedError,
+    TransferError,
+)
 
 __all__ = [
     "AGENT_LOCK",
@@ -62,6 +68,7 @@ _ERRORS: Final[dict[str, type[Exception]]] = {
         SessionInvalidatedError,
         IdentifierInUseError,
         DestinationInUseError,
+        DiskFullError,
         InvalidationTimeoutError,
         ProtocolError,
     )

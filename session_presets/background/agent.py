@@ -27,9 +27,9 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from .. import _process
+from .._errors import ConfigError, IdentifierInUseError, TransferError
 from .._redact import safe_url
-from ..errors import ConfigError, IdentifierInUseError, TransferError
-from ..sessions import SessionState
+from .._sessions import SessionState
 from . import engine
 from ._protocol import (
     AGENT_LOCK,

@@ -18,8 +18,8 @@ from requests.utils import prepend_scheme_if_needed
 from urllib3.exceptions import LocationParseError
 from urllib3.util import parse_url
 
+from ._errors import ConfigError
 from ._version import __version__
-from .errors import ConfigError
 
 __all__ = [
     "BUILTIN",
