@@ -862,6 +862,8 @@ def _part_note(output: str) -> str:
 def _cmd_download(args: argparse.Namespace) -> int:
     from .background import background_session
 
+    if args.output == "-" and args.detach:
+        raise UsageError("--detach needs -o FILE: the agent cannot write to this command's standard output")
     if args.output == "-":
         # Standard output cannot be resumed into: stream it as get does, with the background preset.
         args.include, args.header, args.data, args.json, args.request = False, [], [], None, None

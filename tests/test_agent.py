@@ -549,6 +549,10 @@ def test_cli_transfers_usage_errors_and_empty_listing() -> None:
     assert not (state_dir() / AGENT_SOCKET).exists()
     missing = cli("transfers", "wait")
     assert missing.returncode == 2 and "give the identifier" in missing.stderr
+    extra = cli("transfers", "--json", "x")
+    assert extra.returncode == 2
+    to_stdout = cli("download", "--detach", "http://127.0.0.1:9/f", "-o", "-")
+    assert to_stdout.returncode == 2 and "--detach needs -o FILE" in to_stdout.stderr
 
 
 def test_cli_transfers_exit_statuses_mirror_the_cli() -> None:
