@@ -24,7 +24,14 @@ from typing import Any
 
 import pytest
 
-from session_presets import ConfigError, SessionInvalidatedError, TransferError, TransferState, background_session
+from session_presets import (
+    ConfigError,
+    SessionInvalidatedError,
+    SessionState,
+    TransferError,
+    TransferState,
+    background_session,
+)
 from session_presets.background import BackgroundSession, DetachedSession, _client, agent
 from session_presets.background._protocol import AGENT_LOCK, AGENT_SOCKET, PROTOCOL_VERSION, ProtocolError, decode
 
@@ -185,6 +192,8 @@ def test_detached_session_has_the_background_session_api(
     """download/tasks/wait/state/bytes/error work through the agent; the task reports what the agent ran."""
     bg = background_session("api", detached=True, **FAST)
     assert isinstance(bg, DetachedSession)
+    assert bg.journal_path == str(state_dir() / "api.sqlite3") and bg.config.backoff_max == FAST["backoff_max"]
+    assert bg.state is SessionState.ACTIVE and "'api'" in repr(bg)
     task = bg.download(http_server.url("/file"), tmp_path / "a.bin")
     assert task.wait(0.01).state in (TransferState.PENDING, TransferState.RUNNING)
     assert not task.done
@@ -268,6 +277,7 @@ def test_sigkilled_agent_is_replaced_and_resumes_from_the_journal(http_server: L
     assert agent_pid() != pid
     (task,) = again.tasks()
     assert task.wait(BOUND).state is TransferState.COMPLETED, task.error
+    assert task.resumed_from == offset
     assert dest.read_bytes() == data
     assert route.ranges == [None, f"bytes={offset}-"]
 

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from .. import _process
+from .._config import PresetConfig
 from .._errors import ConfigError, SessionInvalidatedError, TransferError
 from .._presets import resolve
 from .._sessions import SessionState
@@ -205,6 +206,8 @@ class DetachedTask:
         self.method: str = snapshot["method"]
         self.sha256: str | None = snapshot["sha256"]
         self.created_at: float = snapshot["created_at"]
+        #: The byte the agent took the task up at: what an earlier run had committed.
+        self.resumed_from: int = snapshot["resumed_from"]
         self._snapshot = snapshot
 
     def _update(self, snapshot: dict[str, Any]) -> DetachedTask:
@@ -291,12 +294,16 @@ class DetachedSession:
 
     Attributes:
         identifier: the name of the session.
+        config: the effective ``background`` preset, as this process resolved it.
         state_dir: the state directory holding the journal and the agent's socket.
+        journal_path: ``<state_dir>/<identifier>.sqlite3``, written by the agent.
     """
 
-    def __init__(self, identifier: str, state_dir: str, overrides: dict[str, Any]) -> None:
+    def __init__(self, identifier: str, config: PresetConfig, state_dir: str, overrides: dict[str, Any]) -> None:
         self.identifier = identifier
+        self.config = config
         self.state_dir = state_dir
+        self.journal_path = os.path.join(state_dir, f"{identifier}.sqlite3")
         self._state = SessionState.ACTIVE
         self._tasks: dict[int, DetachedTask] = {}
         self._sync(self._request("open", overrides=overrides))
@@ -424,7 +431,7 @@ def detached_session(identifier: str, **overrides: Any) -> DetachedSession:
         json.dumps(wire)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"detached=True: overrides must be plain values (numbers, strings): {exc}") from exc
-    return DetachedSession(identifier, _check_private_dir(state_dir), wire)
+    return DetachedSession(identifier, config, _check_private_dir(state_dir), wire)
 
 
 def _after_fork_in_child() -> None:
