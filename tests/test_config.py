@@ -146,7 +146,7 @@ def test_pickle_and_deepcopy_keep_values_and_origins() -> None:
 
 
 @pytest.mark.parametrize(
-    "url", ["not a url", "ftp://proxy.example:21", "http://", "http://proxy.example:99999", "gopher://proxy:70"]
+    "url", ["not a url", "ftp://proxy.example:21", "http://", "http://proxy.example:99999", "gopher://proxy:70", "0@"]
 )
 def test_proxy_that_is_not_a_usable_url_is_refused_at_build(url: str) -> None:
     """A proxy that is not a URL, or has a scheme urllib3 cannot use, is a ConfigError when built."""
