@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 import requests
 from requests.cookies import RequestsCookieJar, cookiejar_from_dict, merge_cookies
+from requests.exceptions import InvalidHeader
 from requests.models import PreparedRequest, Response
 from requests.sessions import merge_hooks, merge_setting
 from requests.structures import CaseInsensitiveDict
@@ -181,6 +182,24 @@ class _PresetPreparedRequest(PreparedRequest):
                 _url_memo.clear()
             _url_memo[url] = prepared = self.url or ""
         self.url = prepared
+
+    def prepare_headers(self, headers: Any) -> None:
+        # A shared session's default headers cannot change: requests' per-header
+        # validation ran once, when they were frozen, and its result is copied.
+        template = self.__dict__.pop("_preset_header_template", None)
+        if template is None:
+            super().prepare_headers(headers)
+            return
+        fresh: CaseInsensitiveDict[Any] = CaseInsensitiveDict()
+        fresh._store = template._store.copy()
+        self.headers = fresh
+
+    def prepare_auth(self, auth: Any, url: Any = "") -> None:
+        # Without auth, requests looks for credentials in the URL (a full parse and
+        # a caught TypeError); a URL without "@" has none, so there is nothing to do.
+        if auth is None and "@" not in (self.url or ""):
+            return
+        super().prepare_auth(auth, url)
 
     def prepare_cookies(self, cookies: Any) -> None:
         if isinstance(cookies, http.cookiejar.CookieJar) and next(iter(cookies), None) is None:
@@ -362,6 +381,10 @@ class PresetSession(requests.Session):
     """
 
     _shared = False
+    #: A shared session's default headers as requests prepares them, validated once (see _freeze).
+    _header_template: CaseInsensitiveDict[Any] | None = None
+    #: Whether a shared session's (frozen) default headers hold a None value.
+    _header_none: bool | None = None
 
     def __init__(
         self, config: PresetConfig | None = None, *, _registry_owned: bool = False, _shared: bool = False
@@ -426,6 +449,13 @@ class PresetSession(requests.Session):
         self.proxies = ReadOnlyDict(self.proxies, preset=name, what="the proxies")
         self.hooks = freeze_hooks(self.hooks, preset=name)
         self.adapters = ReadOnlyAdapters(self.adapters, preset=name)
+        self._header_none = _has_none_value(self.headers)
+        if not self._header_none:
+            probe = PreparedRequest()
+            with contextlib.suppress(InvalidHeader):
+                # An invalid header keeps no template: every request then raises, as requests does.
+                probe.prepare_headers(self.headers)
+                self._header_template = probe.headers
         self._shared = True
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -596,13 +626,21 @@ class PresetSession(requests.Session):
         if self.config.store_credentials and not auth and not self.auth and url:
             auth = get_netrc_auth(url)
         headers: Any = self.headers
-        if request.headers or _has_none_value(headers):
+        template = None
+        header_none = self._header_none
+        if header_none is None:
+            header_none = _has_none_value(headers)
+        if request.headers or header_none:
             # requests' merge also drops the session headers set to None.
             headers = merge_setting(request.headers, self.headers, dict_class=CaseInsensitiveDict)
+        else:
+            template = self._header_template
         params: Any = None
         if request.params or self.params:
             params = merge_setting(request.params, self.params)
         prepared = _PresetPreparedRequest()
+        if template is not None:
+            prepared._preset_header_template = template  # type: ignore[attr-defined]
         prepared.prepare(
             method=(request.method or "").upper(),
             url=url,
@@ -684,7 +722,9 @@ class PresetSession(requests.Session):
             watchdog.discard(call)
             with self._lock:
                 self._calls.discard(call)
-                if not self._calls:
+                # Only an invalidation waits on _drained, and it marks the session
+                # non-active under this lock first: an active one has no waiter to wake.
+                if not self._calls and self._state is not SessionState.ACTIVE:
                     self._drained.notify_all()
 
     def _aborted_error(self, call: Call, request: PreparedRequest, exc: Exception | None) -> Exception:
