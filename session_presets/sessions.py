@@ -156,6 +156,11 @@ _TIMEOUT_POSITION: Final = 6
 _URL_MEMO_SIZE: Final = 1024
 _url_memo: dict[str, str] = {}
 
+#: Types of ``data`` that, when empty, make no body (requests' own outcome for them).
+_EMPTY_BODY_TYPES: Final = (list, dict, tuple, str, bytes)
+#: What requests.Request and PreparedRequest start with: no hook at all.
+_NO_HOOKS: Final[dict[str, list[Any]]] = {"response": []}
+
 
 class _PresetPreparedRequest(PreparedRequest):
     """A PreparedRequest that remembers prepared URLs and skips empty-cookie work."""
@@ -193,6 +198,22 @@ class _PresetPreparedRequest(PreparedRequest):
         fresh: CaseInsensitiveDict[Any] = CaseInsensitiveDict()
         fresh._store = template._store.copy()
         self.headers = fresh
+
+    def prepare_body(self, data: Any, files: Any, json: Any = None) -> None:
+        # No body at all (a GET): requests would end the same way, after ABC
+        # isinstance checks on the empty data.
+        if json is None and not files and (data is None or (type(data) in _EMPTY_BODY_TYPES and not data)):
+            self.prepare_content_length(None)
+            self.body = None
+            return
+        super().prepare_body(data, files, json)
+
+    def prepare_hooks(self, hooks: Any) -> None:
+        # requests.Request's default hooks register nothing, after a typing.Callable
+        # isinstance check per event; PreparedRequest already starts with them.
+        if hooks == _NO_HOOKS and self.hooks == _NO_HOOKS:
+            return
+        super().prepare_hooks(hooks)
 
     def prepare_auth(self, auth: Any, url: Any = "") -> None:
         # Without auth, requests looks for credentials in the URL (a full parse and
@@ -616,7 +637,11 @@ class PresetSession(requests.Session):
         # work an empty mapping costs there (runtime Protocol checks, cookie
         # headers from empty jars), which is most of its time.
         url = request.url
-        merged_cookies = merge_cookies(RequestsCookieJar(), self.cookies)
+        merged_cookies: Any = RequestsCookieJar()
+        jar = self.cookies
+        # An empty jar has nothing to merge; a jar of another class may iterate differently.
+        if type(jar) is not RequestsCookieJar or jar._cookies:  # type: ignore[attr-defined]
+            merged_cookies = merge_cookies(merged_cookies, jar)
         if request.cookies:
             cookies: Any = request.cookies
             if not isinstance(cookies, http.cookiejar.CookieJar):

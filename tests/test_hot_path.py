@@ -8,7 +8,7 @@ import pytest
 import requests
 import requests.models
 
-from session_presets import get_session
+from session_presets import default_session, get_session
 
 from .servers import Handler, LoopbackServer
 
@@ -81,3 +81,40 @@ def test_response_headers_match_requests(http_server: LoopbackServer) -> None:
     assert ours.headers["X-DUP"] == "a, b"
     assert ours.encoding == theirs.encoding == "latin-1"
     assert type(ours.headers) is type(theirs.headers)
+
+
+def test_session_cookies_and_hooks_still_apply(http_server: LoopbackServer) -> None:
+    """A caller-owned session's cookies and hooks, and a request's own hooks, still apply."""
+    seen: list[int] = []
+    with default_session() as session:
+        session.get(http_server.url())
+        assert http_server.requests[-1].header("Cookie") is None
+        session.cookies.set("flavour", "oat", domain="127.0.0.1", path="/")
+        session.hooks["response"].append(lambda r, **kw: seen.append(r.status_code))
+        session.get(http_server.url())
+        # requests lets a request's hooks for an event replace the session's.
+        session.get(http_server.url(), hooks={"response": [lambda r, **kw: seen.append(-r.status_code)]})
+    assert http_server.requests[-1].header("Cookie") == "flavour=oat"
+    assert seen == [200, -200]
+
+
+@pytest.mark.parametrize(
+    ("method", "kwargs", "length", "body"),
+    [
+        ("GET", {}, None, b""),
+        ("GET", {"data": ""}, None, b""),
+        ("POST", {}, "0", b""),
+        ("POST", {"data": {}}, "0", b""),
+        ("PUT", {"data": b""}, "0", b""),
+        ("POST", {"json": {}}, "2", b"{}"),
+        ("POST", {"data": {"a": "1"}}, "3", b"a=1"),
+    ],
+)
+def test_bodies_are_framed_as_requests_frames_them(
+    http_server: LoopbackServer, method: str, kwargs: dict[str, object], length: str | None, body: bytes
+) -> None:
+    """Empty and small bodies reach the server with requests' Content-Length and content."""
+    get_session().request(method, http_server.url(), **kwargs)  # type: ignore[arg-type]
+    seen = http_server.requests[-1]
+    assert seen.header("Content-Length") == length
+    assert seen.body == body
