@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import os
@@ -19,7 +20,7 @@ from requests.auth import _basic_auth_str
 from requests.models import PreparedRequest, Response
 from requests.structures import CaseInsensitiveDict
 from requests.utils import get_encoding_from_headers, get_netrc_auth
-from urllib3 import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3 import HTTPConnectionPool, HTTPHeaderDict, HTTPSConnectionPool
 from urllib3.exceptions import (
     ConnectTimeoutError,
     EmptyPoolError,
@@ -975,13 +976,23 @@ class PresetAdapter(HTTPAdapter):
 
     def build_response(self, req: PreparedRequest, resp: Any) -> Response:
         headers = getattr(resp, "headers", None)
-        if headers is None or "set-cookie" in headers or "set-cookie2" in headers:
+        store: collections.OrderedDict[str, tuple[str, str]] | None = None
+        if type(headers) is HTTPHeaderDict:
+            # What CaseInsensitiveDict(headers) holds (one entry per name, values
+            # joined by ", "), built without its per-header Python calls.
+            store = collections.OrderedDict((name.lower(), (name, value)) for name, value in headers.itermerged())
+            if "set-cookie" in store or "set-cookie2" in store:
+                return super().build_response(req, resp)
+        elif headers is None or "set-cookie" in headers or "set-cookie2" in headers:
             return super().build_response(req, resp)
         # What requests builds, minus the cookie extraction that a response
         # without Set-Cookie headers cannot change (a sixth of this call).
         response = Response()
         response.status_code = resp.status
-        response.headers = CaseInsensitiveDict(headers)
+        if store is None:
+            response.headers = CaseInsensitiveDict(headers)
+        else:
+            response.headers._store = store  # Response() made it, empty
         response.encoding = get_encoding_from_headers(response.headers)
         response.raw = resp
         response.reason = resp.reason

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 import requests
 from requests.cookies import RequestsCookieJar, cookiejar_from_dict, merge_cookies
+from requests.exceptions import InvalidHeader
 from requests.models import PreparedRequest, Response
 from requests.sessions import merge_hooks, merge_setting
 from requests.structures import CaseInsensitiveDict
@@ -148,6 +149,11 @@ _TIMEOUT_POSITION: Final = 6
 _URL_MEMO_SIZE: Final = 1024
 _url_memo: dict[str, str] = {}
 
+#: Types of ``data`` that, when empty, make no body (requests' own outcome for them).
+_EMPTY_BODY_TYPES: Final = (list, dict, tuple, str, bytes)
+#: What requests.Request and PreparedRequest start with: no hook at all.
+_NO_HOOKS: Final[dict[str, list[Any]]] = {"response": []}
+
 
 class _PresetPreparedRequest(PreparedRequest):
     """A PreparedRequest that remembers prepared URLs and skips empty-cookie work."""
@@ -174,6 +180,40 @@ class _PresetPreparedRequest(PreparedRequest):
                 _url_memo.clear()
             _url_memo[url] = prepared = self.url or ""
         self.url = prepared
+
+    def prepare_headers(self, headers: Any) -> None:
+        # A shared session's default headers cannot change: requests' per-header
+        # validation ran once, when they were frozen, and its result is copied.
+        template = self.__dict__.pop("_preset_header_template", None)
+        if template is None:
+            super().prepare_headers(headers)
+            return
+        fresh: CaseInsensitiveDict[Any] = CaseInsensitiveDict()
+        fresh._store = template._store.copy()
+        self.headers = fresh
+
+    def prepare_body(self, data: Any, files: Any, json: Any = None) -> None:
+        # No body at all (a GET): requests would end the same way, after ABC
+        # isinstance checks on the empty data.
+        if json is None and not files and (data is None or (type(data) in _EMPTY_BODY_TYPES and not data)):
+            self.prepare_content_length(None)
+            self.body = None
+            return
+        super().prepare_body(data, files, json)
+
+    def prepare_hooks(self, hooks: Any) -> None:
+        # requests.Request's default hooks register nothing, after a typing.Callable
+        # isinstance check per event; PreparedRequest already starts with them.
+        if hooks == _NO_HOOKS and self.hooks == _NO_HOOKS:
+            return
+        super().prepare_hooks(hooks)
+
+    def prepare_auth(self, auth: Any, url: Any = "") -> None:
+        # Without auth, requests looks for credentials in the URL (a full parse and
+        # a caught TypeError); a URL without "@" has none, so there is nothing to do.
+        if auth is None and "@" not in (self.url or ""):
+            return
+        super().prepare_auth(auth, url)
 
     def prepare_cookies(self, cookies: Any) -> None:
         if isinstance(cookies, http.cookiejar.CookieJar) and next(iter(cookies), None) is None:
@@ -355,6 +395,10 @@ class PresetSession(requests.Session):
     """
 
     _shared = False
+    #: A shared session's default headers as requests prepares them, validated once (see _freeze).
+    _header_template: CaseInsensitiveDict[Any] | None = None
+    #: Whether a shared session's (frozen) default headers hold a None value.
+    _header_none: bool | None = None
 
     def __init__(
         self, config: PresetConfig | None = None, *, _registry_owned: bool = False, _shared: bool = False
@@ -419,6 +463,13 @@ class PresetSession(requests.Session):
         self.proxies = ReadOnlyDict(self.proxies, preset=name, what="the proxies")
         self.hooks = freeze_hooks(self.hooks, preset=name)
         self.adapters = ReadOnlyAdapters(self.adapters, preset=name)
+        self._header_none = _has_none_value(self.headers)
+        if not self._header_none:
+            probe = PreparedRequest()
+            with contextlib.suppress(InvalidHeader):
+                # An invalid header keeps no template: every request then raises, as requests does.
+                probe.prepare_headers(self.headers)
+                self._header_template = probe.headers
         self._shared = True
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -579,7 +630,11 @@ class PresetSession(requests.Session):
         # work an empty mapping costs there (runtime Protocol checks, cookie
         # headers from empty jars), which is most of its time.
         url = request.url
-        merged_cookies = merge_cookies(RequestsCookieJar(), self.cookies)
+        merged_cookies: Any = RequestsCookieJar()
+        jar = self.cookies
+        # An empty jar has nothing to merge; a jar of another class may iterate differently.
+        if type(jar) is not RequestsCookieJar or jar._cookies:  # type: ignore[attr-defined]
+            merged_cookies = merge_cookies(merged_cookies, jar)
         if request.cookies:
             cookies: Any = request.cookies
             if not isinstance(cookies, http.cookiejar.CookieJar):
@@ -589,13 +644,21 @@ class PresetSession(requests.Session):
         if self.config.store_credentials and not auth and not self.auth and url:
             auth = get_netrc_auth(url)
         headers: Any = self.headers
-        if request.headers or _has_none_value(headers):
+        template = None
+        header_none = self._header_none
+        if header_none is None:
+            header_none = _has_none_value(headers)
+        if request.headers or header_none:
             # requests' merge also drops the session headers set to None.
             headers = merge_setting(request.headers, self.headers, dict_class=CaseInsensitiveDict)
+        else:
+            template = self._header_template
         params: Any = None
         if request.params or self.params:
             params = merge_setting(request.params, self.params)
         prepared = _PresetPreparedRequest()
+        if template is not None:
+            prepared._preset_header_template = template  # type: ignore[attr-defined]
         prepared.prepare(
             method=(request.method or "").upper(),
             url=url,
@@ -677,7 +740,9 @@ class PresetSession(requests.Session):
             watchdog.discard(call)
             with self._lock:
                 self._calls.discard(call)
-                if not self._calls:
+                # Only an invalidation waits on _drained, and it marks the session
+                # non-active under this lock first: an active one has no waiter to wake.
+                if not self._calls and self._state is not SessionState.ACTIVE:
                     self._drained.notify_all()
 
     def _aborted_error(self, call: Call, request: PreparedRequest, exc: Exception | None) -> Exception:

@@ -1,0 +1,120 @@
+"""The per-call shortcuts of a shared session behave as requests does (see issue 16 §3)."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+import requests
+import requests.models
+
+from session_presets import default_session, get_session
+
+from .servers import Handler, LoopbackServer
+
+
+def test_shared_session_validates_its_default_headers_once(
+    http_server: LoopbackServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A shared session's frozen default headers are not validated again on each request."""
+    session = get_session()
+    session.get(http_server.url())
+    checked: list[object] = []
+    original = requests.models.check_header_validity
+
+    def counting(header: tuple[str, str | bytes]) -> None:
+        checked.append(header)
+        original(header)
+
+    monkeypatch.setattr(requests.models, "check_header_validity", counting)
+    for _ in range(3):
+        session.get(http_server.url())
+    assert checked == []
+    assert http_server.requests[-1].header("User-Agent") == session.headers["User-Agent"]
+
+
+def test_shared_session_prepared_headers_are_private_copies(http_server: LoopbackServer) -> None:
+    """Changing one request's prepared headers reaches neither the session nor its next request."""
+    session = get_session()
+    first = session.get(http_server.url())
+    assert first.request is not None
+    first.request.headers["X-Changed"] = "yes"
+    del first.request.headers["User-Agent"]
+    session.get(http_server.url())
+    assert http_server.requests[-1].header("X-Changed") is None
+    assert http_server.requests[-1].header("User-Agent") == session.headers["User-Agent"]
+    assert "X-Changed" not in session.headers
+
+
+def test_per_request_headers_are_still_validated(http_server: LoopbackServer) -> None:
+    """A per-request header requests finds invalid is refused, as requests refuses it."""
+    with pytest.raises(requests.exceptions.InvalidHeader):
+        get_session().get(http_server.url(), headers={"X-Lead": " leading space"})
+    assert http_server.requests == []
+
+
+def test_credentials_in_the_url_are_still_sent(http_server: LoopbackServer) -> None:
+    """A URL's userinfo still becomes a Basic Authorization header, percent-decoded."""
+    url = http_server.url().replace("://", "://user:pa%20ss@", 1)
+    get_session().get(url)
+    expected = "Basic " + base64.b64encode(b"user:pa ss").decode()
+    assert http_server.requests[-1].header("Authorization") == expected
+
+
+def test_response_headers_match_requests(http_server: LoopbackServer) -> None:
+    """Repeated response headers are joined and keep their first spelling, exactly as requests builds them."""
+
+    def repeated(h: Handler) -> None:
+        h.send_response(200)
+        h.send_header("X-Dup", "a")
+        h.send_header("Content-Type", "text/plain; charset=latin-1")
+        h.send_header("x-dup", "b")
+        h.send_header("Content-Length", "2")
+        h.end_headers()
+        h.wfile.write(b"ok")
+
+    http_server.route("/repeated", repeated)
+    ours = get_session().get(http_server.url("/repeated"))
+    with requests.Session() as plain:
+        theirs = plain.get(http_server.url("/repeated"))
+    assert list(ours.headers.items()) == list(theirs.headers.items())
+    assert ours.headers["X-DUP"] == "a, b"
+    assert ours.encoding == theirs.encoding == "latin-1"
+    assert type(ours.headers) is type(theirs.headers)
+
+
+def test_session_cookies_and_hooks_still_apply(http_server: LoopbackServer) -> None:
+    """A caller-owned session's cookies and hooks, and a request's own hooks, still apply."""
+    seen: list[int] = []
+    with default_session() as session:
+        session.get(http_server.url())
+        assert http_server.requests[-1].header("Cookie") is None
+        session.cookies.set("flavour", "oat", domain="127.0.0.1", path="/")
+        session.hooks["response"].append(lambda r, **kw: seen.append(r.status_code))
+        session.get(http_server.url())
+        # requests lets a request's hooks for an event replace the session's.
+        session.get(http_server.url(), hooks={"response": [lambda r, **kw: seen.append(-r.status_code)]})
+    assert http_server.requests[-1].header("Cookie") == "flavour=oat"
+    assert seen == [200, -200]
+
+
+@pytest.mark.parametrize(
+    ("method", "kwargs", "length", "body"),
+    [
+        ("GET", {}, None, b""),
+        ("GET", {"data": ""}, None, b""),
+        ("POST", {}, "0", b""),
+        ("POST", {"data": {}}, "0", b""),
+        ("PUT", {"data": b""}, "0", b""),
+        ("POST", {"json": {}}, "2", b"{}"),
+        ("POST", {"data": {"a": "1"}}, "3", b"a=1"),
+    ],
+)
+def test_bodies_are_framed_as_requests_frames_them(
+    http_server: LoopbackServer, method: str, kwargs: dict[str, object], length: str | None, body: bytes
+) -> None:
+    """Empty and small bodies reach the server with requests' Content-Length and content."""
+    get_session().request(method, http_server.url(), **kwargs)  # type: ignore[arg-type]
+    seen = http_server.requests[-1]
+    assert seen.header("Content-Length") == length
+    assert seen.body == body
