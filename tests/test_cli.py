@@ -906,6 +906,16 @@ def test_unreachable_host_shows_each_retry_and_timeout_bounds_it(tmp_path: Path)
     assert not (tmp_path / "x.part").exists() or (tmp_path / "x.part").stat().st_size == 0
 
 
+def test_refused_until_total_timeout_is_a_network_failure(tmp_path: Path) -> None:
+    """Giving up at total_timeout on a host that refused every connection: exit 3, the cause kept (not exit 1)."""
+    url = f"http://127.0.0.1:{_refused_port()}/x"
+    result = run_cli("download", url, "-o", str(tmp_path / "x"),
+                     env={"SESSION_PRESETS_BACKGROUND_TOTAL_TIMEOUT": "1s",
+                          "SESSION_PRESETS_BACKGROUND_BACKOFF_FACTOR": "50ms"})
+    assert result.returncode == 3, result.stderr
+    assert "connection refused" in result.stderr.strip().splitlines()[-1]
+
+
 def test_unreachable_host_with_retries_option_fails_on_its_own(tmp_path: Path) -> None:
     """--retries bounds the background retries: a refused connection fails with exit 3 after 1 + N attempts."""
     url = f"http://127.0.0.1:{_refused_port()}/x"
