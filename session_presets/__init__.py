@@ -5,25 +5,28 @@ factories (``default_session``, ``ephemeral_session``, ``background_session``)
 for a session you own and close.
 """
 
-from __future__ import annotations
+# Every name bound here is public API (tests/test_api.py compares them with
+# __all__), so the helpers are imported under private names and there is no
+# `from __future__ import annotations`, which would bind `annotations`.
+import importlib as _importlib
+import logging as _logging
+import typing as _typing
 
-import importlib
-import logging
-from typing import TYPE_CHECKING, Any
-
-from ._metrics import TransactionMetrics
-from ._version import __version__
-from .adapters import PresetAdapter, PresetTimeout
-from .config import PresetConfig
-from .errors import (
+from ._adapters import PresetAdapter, PresetTimeout
+from ._config import PresetConfig
+from ._errors import (
     ConfigError,
+    DestinationInUseError,
+    DiskFullError,
     ForeignAdapterWarning,
     IdentifierInUseError,
     InsecureRedirectError,
     InsecureSessionWarning,
+    InvalidationTimeoutError,
     SessionInvalidatedError,
     SessionPresetsError,
     SessionPresetsWarning,
+    SessionReuseError,
     SessionReuseWarning,
     SharedSessionError,
     TotalTimeoutError,
@@ -31,23 +34,23 @@ from .errors import (
     UnknownPresetError,
     UnknownVariableWarning,
 )
-from .presets import get_preset, preset_names, register_preset
-from .registry import SessionRegistry, close_all, get_session
-from .sessions import (
-    InvalidationTimeoutError,
+from ._metrics import TransactionMetrics
+from ._presets import get_preset, preset_names, register_preset
+from ._registry import SessionRegistry, close_all, get_session
+from ._sessions import (
     PresetSession,
-    SessionReuseError,
     SessionState,
     SessionStats,
     default_session,
     ephemeral_session,
 )
+from ._version import __version__
 
-if TYPE_CHECKING:
+if _typing.TYPE_CHECKING:
     from .background import BackgroundSession, TransferState, TransferTask, background_session
     from .otel import instrument
 
-logging.getLogger(__name__).addHandler(logging.NullHandler())
+_logging.getLogger(__name__).addHandler(_logging.NullHandler())
 
 #: Public names loaded on first use: the background engine pulls in sqlite3, fcntl and its
 #: worker machinery, which a script that never opens a background session should not pay for.
@@ -61,11 +64,11 @@ _LAZY: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _typing.Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
+    value = getattr(_importlib.import_module(module, __name__), name)
     globals()[name] = value
     return value
 
@@ -77,6 +80,8 @@ def __dir__() -> list[str]:
 __all__ = [
     "BackgroundSession",
     "ConfigError",
+    "DestinationInUseError",
+    "DiskFullError",
     "ForeignAdapterWarning",
     "IdentifierInUseError",
     "InsecureRedirectError",

@@ -21,6 +21,7 @@ None and the aggregates stay empty); it exists to measure what metrics cost.
 from __future__ import annotations
 
 import bisect
+import collections
 import itertools
 import logging
 import math
@@ -75,6 +76,9 @@ _MIN_EXPONENT: Final = -20
 
 #: Quantile buckets: this many octaves from 2**_MIN_EXPONENT s (about 1 µs) up (about 36 hours).
 _OCTAVES: Final = 37
+
+#: Request durations wait in a lock-free queue and are folded into the histogram in batches of this many.
+_FOLD_EVERY: Final = 256
 
 _now = time.perf_counter
 _frexp = math.frexp
@@ -159,20 +163,34 @@ class Histogram:
 
     def record(self, value: float) -> None:
         """Add one duration, in seconds."""
-        self.counts[_bisect_left(self.boundaries, value)] += 1
-        # Quantile bucket: 8 steps per power of two, from 2**_MIN_EXPONENT s; inline, as
-        # this runs once per request.
-        index = 0
-        if value > 0.0:
-            mantissa, exponent = _frexp(value)
-            octave = exponent - _MIN_EXPONENT
-            if octave >= _OCTAVES:
-                index = _OCTAVES * _STEPS_PER_OCTAVE - 1
-            elif octave > 0:
-                index = octave * _STEPS_PER_OCTAVE + int((mantissa - 0.5) * 2 * _STEPS_PER_OCTAVE)
-        self.fine[index] += 1
-        self.count += 1
-        self.sum += value
+        self.record_all(collections.deque((value,)))
+
+    def record_all(self, values: collections.deque[float]) -> None:
+        """Add every duration in ``values``, emptying it (other threads may still append)."""
+        counts, fine, boundaries = self.counts, self.fine, self.boundaries
+        pop = values.popleft
+        total = 0.0
+        added = 0
+        while True:
+            try:
+                value = pop()
+            except IndexError:
+                break
+            counts[_bisect_left(boundaries, value)] += 1
+            # Quantile bucket: 8 steps per power of two, from 2**_MIN_EXPONENT s.
+            index = 0
+            if value > 0.0:
+                mantissa, exponent = _frexp(value)
+                octave = exponent - _MIN_EXPONENT
+                if octave >= _OCTAVES:
+                    index = _OCTAVES * _STEPS_PER_OCTAVE - 1
+                elif octave > 0:
+                    index = octave * _STEPS_PER_OCTAVE + int((mantissa - 0.5) * 2 * _STEPS_PER_OCTAVE)
+            fine[index] += 1
+            total += value
+            added += 1
+        self.count += added
+        self.sum += total
 
     def snapshot(self) -> HistogramSnapshot:
         """Return the histogram as it is now."""
@@ -501,8 +519,10 @@ class SessionMetrics:
         self.request_duration = Histogram(REQUEST_DURATION_BUCKETS)
         self.connection_duration = Histogram(CONNECTION_DURATION_BUCKETS)
         # Requests started, counted without a lock (next() on a count is atomic);
-        # active = started - ended, and every ended request is in request_duration.
+        # active = started - ended, and every ended request is in request_duration
+        # or still in _ended, where it waits (appended without a lock) to be folded in.
         self._starts = itertools.count()
+        self._ended: collections.deque[float] = collections.deque()
         self.open_connections = 0
         # Connections opened before a fork are the parent's: their closing is not ours.
         self.generation = getattr(self, "generation", 0) + 1
@@ -511,7 +531,7 @@ class SessionMetrics:
     def active_requests(self) -> int:
         """Requests started and not yet ended."""
         started = int(repr(self._starts)[len("count(") : -1])  # the next value: how many were taken
-        return started - self.request_duration.count
+        return started - self.request_duration.count - len(self._ended)
 
     def start(self, method: str, url: str) -> Transaction:
         """Begin recording one request and count it active."""
@@ -523,8 +543,11 @@ class SessionMetrics:
 
     def request_ended(self, tx: Transaction, duration: float) -> None:
         """Count a request done and record its duration."""
-        with self._lock:
-            self.request_duration.record(duration)
+        ended = self._ended
+        ended.append(duration)
+        if len(ended) >= _FOLD_EVERY:
+            with self._lock:
+                self.request_duration.record_all(ended)
         for sink in _sinks:
             _notify(sink.request_ended, tx, duration)
 
@@ -561,6 +584,7 @@ class SessionMetrics:
     def snapshot(self) -> dict[str, Any]:
         """Return the aggregates as keyword arguments of SessionStats."""
         with self._lock:
+            self.request_duration.record_all(self._ended)
             return {
                 "open_connections": self.open_connections,
                 "active_requests": self.active_requests,

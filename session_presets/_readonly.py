@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 
 from requests.structures import CaseInsensitiveDict
 
-from .errors import SharedSessionError
+from ._errors import SharedSessionError
 
 __all__ = ["ReadOnlyAdapters", "ReadOnlyDict", "ReadOnlyHeaders", "ReadOnlyList", "freeze_hooks", "shared_refusal"]
 

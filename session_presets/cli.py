@@ -38,21 +38,22 @@ from typing import IO, Any, Final, NoReturn, TextIO
 
 import requests
 
-from ._metrics import format_timing
-from ._redact import safe_url, without_userinfo
-from ._version import __version__
-from .config import PresetConfig, check_header
-from .env import collected_error, parse_duration, variable_name
-from .errors import (
+from ._config import PresetConfig, check_header
+from ._env import collected_error, parse_duration, variable_name
+from ._errors import (
     ConfigError,
+    DestinationInUseError,
     IdentifierInUseError,
     InsecureRedirectError,
     SessionPresetsWarning,
     TotalTimeoutError,
     TransferError,
 )
-from .presets import get_preset, preset_names
-from .sessions import PresetSession
+from ._metrics import format_timing
+from ._presets import get_preset, preset_names
+from ._redact import safe_url, without_userinfo
+from ._sessions import PresetSession
+from ._version import __version__
 
 __all__ = [
     "DEFAULT_SCHEME",
@@ -887,11 +888,7 @@ def _cmd_download(args: argparse.Namespace) -> int:
     started = time.monotonic()
     part_before = os.path.getsize(output + ".part") if os.path.isfile(output + ".part") else 0
     with _reporting_retries(reporter):
-        try:
-            bg: Any = background_session(identifier, **overrides)
-        except NotImplementedError:
-            _err("background downloads are not available in this build of session-presets")
-            return EXIT_CONFIG
+        bg: Any = background_session(identifier, **overrides)
         detached = False
         try:
             detached, status = _run_download(bg, args, output, progress, reporter, started, part_before)
@@ -1193,8 +1190,7 @@ def _config_error_text(exc: ConfigError, args: argparse.Namespace) -> str:
 
 def _in_use(exc: TransferError) -> bool:
     """True when another process or task holds the transfer: its identifier or its destination."""
-    # DestinationInUseError is the engine's own (not public API): known by name, not imported.
-    return isinstance(exc, IdentifierInUseError) or type(exc).__name__ == "DestinationInUseError"
+    return isinstance(exc, (IdentifierInUseError, DestinationInUseError))
 
 
 def _quiet_stdout() -> None:

@@ -55,7 +55,7 @@ def _gevent(url: str, https_url: str | None, ca_bundle: str | None) -> dict[str,
     from gevent import monkey
 
     import session_presets
-    from session_presets import tls
+    from session_presets import _tls as tls
 
     monkey.patch_all()
     report: dict[str, Any] = {"http": _calls(url, _sessions()), "contexts_after_http": tls.contexts_built()}

@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from session_presets import ConfigError, InsecureSessionWarning, PresetAdapter, default_session, get_preset
-from session_presets import tls as sp_tls
+from session_presets import _tls as sp_tls
 
 from .servers import LoopbackServer
 

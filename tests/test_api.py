@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import requests
 
 import session_presets as sp
 
 EXPECTED = {
-    "BackgroundSession", "ConfigError", "ForeignAdapterWarning", "IdentifierInUseError",
+    "BackgroundSession", "ConfigError", "DestinationInUseError", "DiskFullError", "ForeignAdapterWarning",
+    "IdentifierInUseError",
     "InsecureRedirectError", "InsecureSessionWarning", "InvalidationTimeoutError", "PresetAdapter",
     "PresetConfig", "PresetSession", "PresetTimeout", "SessionInvalidatedError", "SessionPresetsError",
     "SessionPresetsWarning", "SessionRegistry", "SessionReuseError", "SessionReuseWarning", "SessionState",
@@ -26,6 +31,17 @@ def test_all_is_sorted_and_complete() -> None:
         assert getattr(sp, name) is not None
 
 
+def test_all_matches_what_the_package_really_exposes() -> None:
+    """__all__ is exactly the public names of a freshly imported package, lazy ones included."""
+    script = (
+        "import json, session_presets as sp; "
+        "print(json.dumps(sorted({n for n in vars(sp) if not n.startswith('_')} | set(sp._LAZY)) + ['__version__']))"
+    )
+    shown = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    found = json.loads(shown)
+    assert sorted(found) == sorted(sp.__all__)
+
+
 def test_error_hierarchy() -> None:
     """Errors subclass the library base and the requests exception callers already catch."""
     assert issubclass(sp.UnknownPresetError, sp.ConfigError)
@@ -35,6 +51,13 @@ def test_error_hierarchy() -> None:
     assert issubclass(sp.SessionInvalidatedError, requests.RequestException)
     assert issubclass(sp.TotalTimeoutError, requests.Timeout)
     assert issubclass(sp.IdentifierInUseError, sp.TransferError)
+    assert issubclass(sp.DestinationInUseError, sp.TransferError)
+    assert issubclass(sp.DiskFullError, sp.TransferError)
+    assert issubclass(sp.InvalidationTimeoutError, TimeoutError)
+    for name in sp.__all__:  # every public exception and warning lives in one module
+        value = getattr(sp, name)
+        if isinstance(value, type) and issubclass(value, (BaseException, Warning)):
+            assert value.__module__ == "session_presets._errors", name
     assert issubclass(sp.SessionReuseWarning, Warning)
     assert issubclass(sp.SharedSessionError, sp.SessionPresetsError)
     assert issubclass(sp.SharedSessionError, AttributeError)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from session_presets import _process, default_session
-from session_presets.errors import TotalTimeoutError
+from session_presets._errors import TotalTimeoutError
 
 from .servers import Handler, LoopbackServer
 

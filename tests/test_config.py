@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from session_presets import ConfigError, PresetConfig, get_preset, preset_names
-from session_presets.config import DEFAULT_USER_AGENT, FIELD_FORMS
+from session_presets._config import DEFAULT_USER_AGENT, FIELD_FORMS
 from tests.servers import LoopbackServer
 
 
@@ -146,7 +146,7 @@ def test_pickle_and_deepcopy_keep_values_and_origins() -> None:
 
 
 @pytest.mark.parametrize(
-    "url", ["not a url", "ftp://proxy.example:21", "http://", "http://proxy.example:99999", "gopher://proxy:70"]
+    "url", ["not a url", "ftp://proxy.example:21", "http://", "http://proxy.example:99999", "gopher://proxy:70", "0@"]
 )
 def test_proxy_that_is_not_a_usable_url_is_refused_at_build(url: str) -> None:
     """A proxy that is not a URL, or has a scheme urllib3 cannot use, is a ConfigError when built."""
@@ -231,7 +231,7 @@ def test_config_error_carries_field_value_and_expected_form() -> None:
 
 def test_every_field_has_one_spec_and_the_tables_follow_it() -> None:
     """Each PresetConfig field carries its spec; forms, parsers and validators are derived from it."""
-    from session_presets.config import FIELD_PARSERS, FIELD_SPECS, validate_field
+    from session_presets._config import FIELD_PARSERS, FIELD_SPECS, validate_field
 
     assert tuple(FIELD_SPECS) == PresetConfig.field_names()
     assert {f.name for f in dataclasses.fields(PresetConfig)} == {*FIELD_SPECS, "name", "_origins"}

@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from session_presets import SessionInvalidatedError, _process, default_session
-from session_presets.errors import TotalTimeoutError
+from session_presets._errors import TotalTimeoutError
 
 from .servers import LoopbackServer
 from .stalling_listeners import FullBacklogListener, SilentListener, syn_sent_to

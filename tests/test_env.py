@@ -15,7 +15,7 @@ from session_presets import (
     get_session,
     register_preset,
 )
-from session_presets.env import parse_bool, parse_duration
+from session_presets._env import parse_bool, parse_duration
 from tests.servers import LoopbackServer
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from session_presets import _process, default_session, tls
+from session_presets import _process, default_session
+from session_presets import _tls as tls
 
 from .servers import LoopbackServer
 

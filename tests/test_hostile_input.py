@@ -25,8 +25,8 @@ from session_presets import (
     preset_names,
     register_preset,
 )
-from session_presets import sessions as sp_sessions
-from session_presets.env import variable_name
+from session_presets import _sessions as sp_sessions
+from session_presets._env import variable_name
 
 from .servers import LoopbackServer
 

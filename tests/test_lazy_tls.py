@@ -8,7 +8,8 @@ import pytest
 import trustme
 
 import session_presets as sp
-from session_presets import ConfigError, tls
+from session_presets import ConfigError
+from session_presets import _tls as tls
 
 from .servers import LoopbackServer
 

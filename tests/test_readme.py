@@ -12,11 +12,11 @@ from pathlib import Path
 from requests.__version__ import __version__ as requests_version
 
 from session_presets import __version__
-from session_presets.config import FIELD_SPECS
-from session_presets.presets import BUILTIN_PRESETS
+from session_presets._config import FIELD_SPECS
+from session_presets._presets import BUILTIN_PRESETS
 
 README = Path(__file__).resolve().parent.parent / "README.md"
-BEGIN = "<!-- preset table: generated from session_presets.config.FIELD_SPECS; python -m tests.test_readme -->"
+BEGIN = "<!-- preset table: generated from session_presets._config.FIELD_SPECS; python -m tests.test_readme -->"
 END = "<!-- end of preset table -->"
 COLUMNS = ("default", "ephemeral", "background")
 

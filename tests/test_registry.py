@@ -15,7 +15,7 @@ from session_presets import (
     close_all,
     get_session,
 )
-from session_presets import registry as sp_registry
+from session_presets import _registry as sp_registry
 
 from .servers import LoopbackServer
 

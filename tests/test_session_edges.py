@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from session_presets import ConfigError, SessionReuseError, default_session, ephemeral_session, get_session
-from session_presets import tls as sp_tls
+from session_presets import _tls as sp_tls
 from session_presets._redact import safe_url
 
 from .servers import LoopbackServer

@@ -14,7 +14,8 @@ import requests
 import trustme
 from urllib3.exceptions import InsecureRequestWarning
 
-from session_presets import InsecureSessionWarning, ephemeral_session, tls
+from session_presets import InsecureSessionWarning, ephemeral_session
+from session_presets import _tls as tls
 
 from .fault_servers import leaf_context
 from .servers import LoopbackServer

@@ -11,8 +11,8 @@
 
 from __future__ import annotations
 
+from .._errors import DestinationInUseError
 from .engine import BackgroundSession, background_session
-from .lockfile import DestinationInUseError
 from .task import TransferState, TransferTask
 
 __all__ = ["BackgroundSession", "DestinationInUseError", "TransferState", "TransferTask", "background_session"]

@@ -12,11 +12,11 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from .. import _process
+from .._config import PresetConfig, check_header
+from .._errors import ConfigError, SessionInvalidatedError, TransferError
+from .._presets import resolve
 from .._redact import safe_url
-from ..config import PresetConfig, check_header
-from ..errors import ConfigError, SessionInvalidatedError, TransferError
-from ..presets import resolve
-from ..sessions import InvalidationTimeoutError, PresetSession, SessionState
+from .._sessions import InvalidationTimeoutError, PresetSession, SessionState
 from .journal import Journal, TaskRecord
 from .lockfile import DestinationLock, IdentifierLock, default_state_dir, prepare_state_dir, validate_identifier
 from .task import DOWNLOAD, FINISHED, UPLOAD, ProgressCallback, TransferState, TransferTask

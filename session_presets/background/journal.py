@@ -25,8 +25,8 @@ import time
 from collections.abc import Mapping
 from typing import Any, Final
 
+from .._errors import TransferError
 from .._redact import strip_credentials
-from ..errors import TransferError
 
 __all__ = ["RESUME_HEADERS", "SCHEMA_VERSION", "Journal", "TaskRecord"]
 

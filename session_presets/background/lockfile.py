@@ -21,7 +21,7 @@ import stat
 import sys
 from typing import Final
 
-from ..errors import ConfigError, IdentifierInUseError, TransferError
+from .._errors import ConfigError, DestinationInUseError, IdentifierInUseError, TransferError
 
 __all__ = [
     "DestinationInUseError",
@@ -37,9 +37,6 @@ _LOCK_FLAGS: Final = (
     os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
 )
 
-
-class DestinationInUseError(TransferError):
-    """Another task (in this process or another) is writing the same destination file."""
 
 #: Directory name under the platform's per-user state directory.
 APP_DIR: Final = "session-presets"

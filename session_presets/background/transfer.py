@@ -47,10 +47,10 @@ import urllib3.exceptions
 
 from .. import _process
 from .._calls import CANCELLED, shutdown_connection
+from .._config import PresetConfig
+from .._errors import DiskFullError, SessionInvalidatedError, TransferError
 from .._redact import safe_url
-from ..config import PresetConfig
-from ..errors import SessionInvalidatedError, TransferError
-from ..sessions import PresetSession
+from .._sessions import PresetSession
 from .journal import Journal
 from .task import DOWNLOAD, TransferTask
 
@@ -152,13 +152,6 @@ def scrub(text: str) -> str:
 
 def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {scrub(str(exc))}"
-
-
-class DiskFullError(TransferError):
-    """Writing a download failed for lack of space (ENOSPC, EFBIG, EDQUOT).
-
-    The ``.part`` file and the journal are kept, so the next run resumes.
-    """
 
 
 class Stopped(Exception):

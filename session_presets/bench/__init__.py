@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from ..registry import default_registry, get_session
+from .._registry import default_registry, get_session
 from .certs import BenchSetupError, make_certificates
 from .report import environment, format_table, ratios
 from .scenarios import PER_CALL_SCENARIOS, SCENARIOS, BenchContext, ScenarioSkipped, open_fds, run_scenario

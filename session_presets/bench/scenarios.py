@@ -26,11 +26,11 @@ import requests
 import urllib3
 
 from .. import _metrics, _process
+from .._errors import SessionReuseWarning
 from .._metrics import REQUEST_DURATION_BUCKETS, Histogram
-from ..errors import SessionReuseWarning
-from ..presets import preset_names, register_preset
-from ..registry import SessionRegistry, get_session
-from ..sessions import default_session, ephemeral_session
+from .._presets import preset_names, register_preset
+from .._registry import SessionRegistry, get_session
+from .._sessions import default_session, ephemeral_session
 from .server import ServerProcess
 
 __all__ = [
@@ -558,10 +558,7 @@ def _background_download() -> tuple[Callable[[BenchContext], None], Body]:
     run = next(_run_numbers)
 
     def fetch(ctx: BenchContext, identifier: str, url: str, dest: str) -> Any:
-        try:
-            bg = background_session(identifier, ca_bundle=ctx.bundle, state_dir=os.path.join(ctx.scratch, "state"))
-        except NotImplementedError as exc:
-            raise ScenarioSkipped(f"background sessions are not available ({exc})") from None
+        bg = background_session(identifier, ca_bundle=ctx.bundle, state_dir=os.path.join(ctx.scratch, "state"))
         try:
             task = bg.download(url, dest).wait()
             if str(getattr(task.state, "value", task.state)) != "completed":

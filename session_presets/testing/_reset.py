@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 
-from .. import _process, registry
+from .. import _process
+from .. import _registry as registry
+from .._sessions import InvalidationTimeoutError, SessionState
 from ..background import engine
-from ..sessions import InvalidationTimeoutError, SessionState
 
 __all__ = ["reset"]
 

@@ -36,12 +36,12 @@ from urllib3.util.connection import allowed_gai_family
 
 from . import _metrics, _process
 from ._calls import DEADLINE, AbortHandle, Call, current_call, set_current_call, shutdown_connection, watchdog
+from ._config import PresetConfig
+from ._errors import ConfigError, TotalTimeoutError
 from ._metrics import MeteredResponse, SessionMetrics, Transaction
 from ._redact import RedactingFilter, safe_url
+from ._tls import TrustConfig, check_trust, get_ssl_context
 from ._tls_sessions import TLSSessionCache, offer, shared_cache
-from .config import PresetConfig
-from .errors import ConfigError, TotalTimeoutError
-from .tls import TrustConfig, check_trust, get_ssl_context
 
 __all__ = ["Counters", "PresetAdapter", "PresetRetry", "PresetTimeout"]
 

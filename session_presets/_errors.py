@@ -12,13 +12,17 @@ from urllib3.exceptions import InsecureRequestWarning
 
 __all__ = [
     "ConfigError",
+    "DestinationInUseError",
+    "DiskFullError",
     "ForeignAdapterWarning",
     "IdentifierInUseError",
     "InsecureRedirectError",
     "InsecureSessionWarning",
+    "InvalidationTimeoutError",
     "SessionInvalidatedError",
     "SessionPresetsError",
     "SessionPresetsWarning",
+    "SessionReuseError",
     "SessionReuseWarning",
     "SharedSessionError",
     "TotalTimeoutError",
@@ -117,6 +121,25 @@ class TransferError(SessionPresetsError, requests.RequestException):
 
 class IdentifierInUseError(TransferError):
     """Another live process holds the background session identifier."""
+
+
+class DestinationInUseError(TransferError):
+    """Another task (in this process or another) is writing the same destination file."""
+
+
+class DiskFullError(TransferError):
+    """Writing a download failed for lack of space (ENOSPC, EFBIG, EDQUOT).
+
+    The ``.part`` file and the journal are kept, so the next run resumes.
+    """
+
+
+class InvalidationTimeoutError(SessionPresetsError, TimeoutError):
+    """finish_tasks_and_invalidate timed out; the session stays invalidating."""
+
+
+class SessionReuseError(SessionPresetsError):
+    """Strict reuse mode: too many caller-owned sessions of one preset were created."""
 
 
 class SessionPresetsWarning(UserWarning):

@@ -29,7 +29,22 @@ from requests.utils import address_in_network, get_netrc_auth, is_ipv4_address, 
 from urllib3.exceptions import ResponseError
 
 from . import _process, _warn
+from ._adapters import IDEMPOTENT_METHODS, Counters, PresetAdapter, PresetTimeout
 from ._calls import CANCELLED, DEADLINE, Call, current_call, set_current_call, watchdog
+from ._config import PresetConfig
+from ._env import STRICT_REUSE_VARIABLE, parse_bool
+from ._errors import (
+    ConfigError,
+    ForeignAdapterWarning,
+    InsecureRedirectError,
+    InsecureSessionWarning,
+    InvalidationTimeoutError,
+    SessionInvalidatedError,
+    SessionReuseError,
+    SessionReuseWarning,
+    TotalTimeoutError,
+    add_note,
+)
 from ._metrics import (
     CONNECTION_DURATION_BUCKETS,
     REQUEST_DURATION_BUCKETS,
@@ -37,23 +52,9 @@ from ._metrics import (
     HistogramSnapshot,
     SessionMetrics,
 )
+from ._presets import resolve
 from ._readonly import ReadOnlyAdapters, ReadOnlyDict, ReadOnlyHeaders, freeze_hooks, shared_refusal
 from ._redact import redact_exception, safe_url
-from .adapters import IDEMPOTENT_METHODS, Counters, PresetAdapter, PresetTimeout
-from .config import PresetConfig
-from .env import STRICT_REUSE_VARIABLE, parse_bool
-from .errors import (
-    ConfigError,
-    ForeignAdapterWarning,
-    InsecureRedirectError,
-    InsecureSessionWarning,
-    SessionInvalidatedError,
-    SessionPresetsError,
-    SessionReuseWarning,
-    TotalTimeoutError,
-    add_note,
-)
-from .presets import resolve
 
 __all__ = [
     "InvalidationTimeoutError",
@@ -81,14 +82,6 @@ class SessionState(str, enum.Enum):
     ACTIVE = "active"
     INVALIDATING = "invalidating"
     INVALIDATED = "invalidated"
-
-
-class InvalidationTimeoutError(SessionPresetsError, TimeoutError):
-    """finish_tasks_and_invalidate timed out; the session stays invalidating."""
-
-
-class SessionReuseError(SessionPresetsError):
-    """Strict reuse mode: too many caller-owned sessions of one preset were created."""
 
 
 _EMPTY_REQUESTS: Final = Histogram(REQUEST_DURATION_BUCKETS).snapshot()

@@ -18,8 +18,8 @@ from requests.utils import prepend_scheme_if_needed
 from urllib3.exceptions import LocationParseError
 from urllib3.util import parse_url
 
+from ._errors import ConfigError
 from ._version import __version__
-from .errors import ConfigError
 
 __all__ = [
     "BUILTIN",
@@ -277,7 +277,8 @@ def _proxy_url(key: str, url: str) -> str:
     # proxy that would make every request fail with InvalidURL is refused once, here.
     try:
         parsed = parse_url(prepend_scheme_if_needed(url, "http"))
-    except (LocationParseError, ValueError):
+    except (LocationParseError, ValueError, TypeError):
+        # TypeError: requests' prepend_scheme_if_needed on an authority with no host ("0@").
         parsed = None
     if parsed is None or not parsed.host or (parsed.scheme or "").lower() not in PROXY_SCHEMES:
         raise _invalid("proxies", url, label=f"proxies[{key!r}]")

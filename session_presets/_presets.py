@@ -15,9 +15,9 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from . import _process
-from .config import BUILTIN, PresetConfig
-from .env import ambiguity, apply_environment
-from .errors import ConfigError, UnknownPresetError
+from ._config import BUILTIN, PresetConfig
+from ._env import ambiguity, apply_environment
+from ._errors import ConfigError, UnknownPresetError
 
 __all__ = [
     "BUILTIN_PRESETS",

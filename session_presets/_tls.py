@@ -30,9 +30,9 @@ from typing import Any, Final
 import certifi
 
 from . import _process
+from ._config import TLS_VERSIONS
+from ._errors import ConfigError
 from ._tls_sessions import enable_resumption
-from .config import TLS_VERSIONS
-from .errors import ConfigError
 
 __all__ = ["TrustConfig", "ca_loads", "check_trust", "contexts_built", "get_ssl_context"]
 

@@ -9,8 +9,8 @@ import weakref
 from typing import Any, Final
 
 from . import _process
-from .presets import resolve
-from .sessions import InvalidationTimeoutError, PresetSession
+from ._presets import resolve
+from ._sessions import InvalidationTimeoutError, PresetSession
 
 __all__ = ["SessionRegistry", "close_all", "default_registry", "get_session"]
 

@@ -13,8 +13,8 @@ from collections.abc import Collection, Mapping
 from typing import Any, Final
 
 from . import _process, _warn
-from .config import FIELD_FORMS, FIELD_PARSERS, PresetConfig, mask_url, parse_bool, parse_duration, validate_field
-from .errors import ConfigError, UnknownVariableWarning
+from ._config import FIELD_FORMS, FIELD_PARSERS, PresetConfig, mask_url, parse_bool, parse_duration, validate_field
+from ._errors import ConfigError, UnknownVariableWarning
 
 __all__ = [
     "CA_BUNDLE_VARIABLES",
