@@ -109,6 +109,10 @@ class Blob:
     chunk: int = 64 * 1024
     log: list[BlobHit] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    #: When set, the body pauses after ``hold_after`` bytes until the event is set (30 s at most),
+    #: so a download is certainly still running however loaded the machine is.
+    gate: threading.Event | None = None
+    hold_after: int = 0
 
     def validators(self) -> dict[str, str]:
         headers = {}
@@ -149,6 +153,8 @@ class Blob:
         if h.command != "HEAD":
             with contextlib.suppress(OSError):
                 for position in range(start, len(self.data), self.chunk):
+                    if self.gate is not None and sent >= self.hold_after:
+                        self.gate.wait(30)
                     piece = self.data[position : position + self.chunk]
                     h.wfile.write(piece)
                     h.wfile.flush()
@@ -1009,11 +1015,13 @@ def test_second_download_of_a_running_transfer_exits_4(
     target = tmp_path / "slow.bin"
     url = http_server.url("/slow-file")
     command = [sys.executable, "-m", "session_presets", "download", url, "-o", str(target)]
+    slow_blob.gate, slow_blob.hold_after = threading.Event(), 1_500_000  # the first is still running
     with child_process(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL) as first:
         try:
             _wait_for_size(tmp_path / "slow.bin.part", 1)
             second = run_cli("download", url, "-o", str(target))
         finally:
+            slow_blob.gate.set()
             first.send_signal(signal.SIGINT)
             first.communicate(timeout=30)
     assert second.returncode == 4
@@ -1031,12 +1039,14 @@ def test_second_download_to_a_file_being_written_exits_4(
     target = tmp_path / "slow.bin"
     url = http_server.url("/slow-file")
     command = [sys.executable, "-m", "session_presets", "download", url, "-o", str(target)]
+    slow_blob.gate, slow_blob.hold_after = threading.Event(), 1_500_000  # the first is still running
     with child_process(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL) as first:
         try:
             _wait_for_size(tmp_path / "slow.bin.part", 32 * 1024)
             second = run_cli("download", url, "-o", str(target), "--identifier", "another-id")
             assert (tmp_path / "slow.bin.part").stat().st_size >= 32 * 1024
         finally:
+            slow_blob.gate.set()
             first.send_signal(signal.SIGINT)
             first.communicate(timeout=30)
     assert second.returncode == 4, second.stderr
