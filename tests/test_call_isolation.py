@@ -4,40 +4,18 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 
-from session_presets import _process, default_session
+from session_presets import default_session
 from session_presets._errors import TotalTimeoutError
 
 from .servers import Handler, LoopbackServer
+from .threaded_call import run_in_thread as _run
 
 #: Bounded waits: far longer than anything here should take.
 BOUND = 20.0
-
-
-class _Outcome:
-    def __init__(self) -> None:
-        self.done = threading.Event()
-        self.result: Any = None
-        self.error: BaseException | None = None
-
-
-def _run(target: Callable[[], Any]) -> _Outcome:
-    outcome = _Outcome()
-
-    def body() -> None:
-        try:
-            outcome.result = target()
-        except BaseException as exc:
-            outcome.error = exc
-        finally:
-            outcome.done.set()
-
-    _process.start_thread(body, name="test-call")
-    return outcome
 
 
 def _wait_for(server: LoopbackServer, path: str) -> None:

@@ -3,46 +3,22 @@
 from __future__ import annotations
 
 import socket
-import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 import requests
 
-from session_presets import SessionInvalidatedError, _process, default_session
+from session_presets import SessionInvalidatedError, default_session
 from session_presets._errors import TotalTimeoutError
 
 from .servers import LoopbackServer
 from .stalling_listeners import FullBacklogListener, SilentListener, syn_sent_to
+from .threaded_call import Outcome as _Outcome
+from .threaded_call import run_in_thread as _run
 
 #: How long a test waits for a call that should end within a few seconds (connect_timeout is 30 s).
 BOUND = 10.0
-
-
-class _Outcome:
-    """What a call run on another thread returned or raised."""
-
-    def __init__(self) -> None:
-        self.done = threading.Event()
-        self.result: Any = None
-        self.error: BaseException | None = None
-
-
-def _run(target: Callable[[], Any]) -> _Outcome:
-    outcome = _Outcome()
-
-    def body() -> None:
-        try:
-            outcome.result = target()
-        except BaseException as exc:
-            outcome.error = exc
-        finally:
-            outcome.done.set()
-
-    _process.start_thread(body, name="test-call")
-    return outcome
 
 
 def _wait_until(predicate: Callable[[], bool], what: str, bound: float = BOUND) -> None:
