@@ -5,7 +5,6 @@ The environment is read when a session is built, never on a request.
 
 from __future__ import annotations
 
-import difflib
 import functools
 import re
 import types
@@ -203,6 +202,8 @@ def _unknown_verdict(variable: str, table: Mapping[str, tuple[str | None, str]])
     suggestion never crosses scopes: a per-preset variable is never told to use the global
     one, which would apply its value to every preset.
     """
+    import difflib  # only when an unknown variable is seen: every import of the package would pay for it
+
     rest = variable.removeprefix(PREFIX)
     presets = {variable_stem(p): p for p, _ in table.values() if p is not None}
     fields = {f.upper(): f for f in PresetConfig.field_names()}

@@ -8,7 +8,6 @@ A preset is resolved in layers, lowest first: built-in preset, base preset,
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import os
 import types
 from collections.abc import Mapping
@@ -64,6 +63,8 @@ def preset_names() -> list[str]:
 
 
 def _unknown(name: object) -> UnknownPresetError:
+    import difflib  # only for a wrong name: every import of the package would pay for it
+
     known = preset_names()
     close = difflib.get_close_matches(str(name), known, n=1, cutoff=0.5)
     hint = f"; did you mean {close[0]!r}?" if close else f"; known presets: {', '.join(known)}"

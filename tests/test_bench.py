@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import ssl
+import statistics
 import sys
 import urllib.request
 from pathlib import Path
@@ -12,8 +13,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from session_presets.bench import BenchOptions, run_bench
+from session_presets.bench import BenchOptions, importcost, run_bench
 from session_presets.bench.certs import BenchSetupError, make_certificates
+from session_presets.bench.importcost import parse_importtime
 from session_presets.bench.report import format_table, ratios
 from session_presets.bench.scenarios import SCENARIOS, open_fds, rss_bytes
 from session_presets.bench.server import ServerProcess, blob_bytes
@@ -30,15 +32,15 @@ def tiny_report() -> dict:  # type: ignore[type-arg]
 
     buffer = io.StringIO()
     with redirect_stdout(buffer):
-        status = main(["bench", "--requests", "20", "--download-mib", "0.25", "--json"])
+        status = main(["bench", "--requests", "20", "--download-mib", "0.25", "--import-runs", "2", "--json"])
     assert status == 0
     report: dict = json.loads(buffer.getvalue())  # type: ignore[type-arg]
     return report
 
 
 def test_bench_json_has_every_scenario_and_section(tiny_report: dict) -> None:  # type: ignore[type-arg]
-    """--json prints scenarios, ratios and environment; every scenario key is present."""
-    assert set(tiny_report) == {"scenarios", "ratios", "environment"}
+    """--json prints scenarios, ratios, environment and import cost; every scenario key is present."""
+    assert set(tiny_report) == {"scenarios", "ratios", "environment", "import_cost"}
     assert set(tiny_report["scenarios"]) == set(SCENARIOS)
     env = tiny_report["environment"]
     for key in ("python", "requests", "urllib3", "cpu_count", "platform"):
@@ -245,10 +247,50 @@ def test_measurements_work_without_psutil(monkeypatch: pytest.MonkeyPatch) -> No
     assert abs(open_fds() - with_psutil) <= 1
 
 
+def test_bench_import_cost_is_measured_in_fresh_interpreters(tiny_report: dict) -> None:  # type: ignore[type-arg]
+    """The import cost is the library's own cumulative -X importtime, one figure per fresh interpreter."""
+    cost = tiny_report["import_cost"]
+    assert len(cost["runs_ms"]) == 2 and all(ms > 0 for ms in cost["runs_ms"])
+    assert cost["ms_over_requests"] == statistics.median(cost["runs_ms"])
+    assert cost["requests_ms"] > 0 and cost["target_ms"] == 15.0
+    assert cost["bytecode_cached"] is True  # the warm-up run wrote it, even under PYTHONDONTWRITEBYTECODE
+
+
+def test_parse_importtime_keeps_top_level_imports_only() -> None:
+    """Nested imports and the header line are left out; their time is inside their parent's."""
+    stderr = (
+        "import time: self [us] | cumulative | imported package\n"
+        "import time:       100 |        900 | requests\n"
+        "import time:        50 |        300 |   session_presets._config\n"
+        "import time:        20 |        400 | session_presets\n"
+        "some other line\n"
+    )
+    assert parse_importtime(stderr) == {"requests": 900, "session_presets": 400}
+
+
+def test_import_cost_failure_names_the_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An interpreter that cannot import the library is an error with its exit status, not a figure."""
+    monkeypatch.setattr(importcost, "_SCRIPT", "import requests, session_presets; raise SystemExit(3)")
+    with pytest.raises(RuntimeError, match="exit 3"):
+        importcost.measure_import_cost(1)
+    with pytest.raises(ValueError, match="at least 1"):
+        importcost.measure_import_cost(0)
+
+
+def test_bench_table_reports_an_unmeasured_import_cost(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failed import measurement is a line saying why; the scenarios are still reported."""
+    monkeypatch.setattr(importcost, "_SCRIPT", "raise SystemExit(4)")
+    report = run_bench(BenchOptions(requests=2, scheme="http", scenarios=["get_session"], import_runs=1))
+    assert "error" in report["import_cost"] and "get_session" in report["scenarios"]
+    assert "import cost: not measured:" in format_table(report)
+
+
 def test_run_bench_rejects_bad_options() -> None:
     """Option validation names the bad option."""
     with pytest.raises(ValueError, match="--requests"):
         run_bench(BenchOptions(requests=0))
+    with pytest.raises(ValueError, match="--import-runs"):
+        run_bench(BenchOptions(import_runs=-1))
     with pytest.raises(ValueError, match="--scheme"):
         run_bench(BenchOptions(scheme="ftp"))
 

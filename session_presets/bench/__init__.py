@@ -16,6 +16,7 @@ from typing import Any, Final
 
 from .._registry import default_registry, get_session
 from .certs import BenchSetupError, make_certificates
+from .importcost import DEFAULT_IMPORT_RUNS, measure_import_cost
 from .report import environment, format_table, ratios
 from .scenarios import PER_CALL_SCENARIOS, SCENARIOS, BenchContext, ScenarioSkipped, open_fds, run_scenario
 from .server import ServerProcess
@@ -40,6 +41,8 @@ class BenchOptions:
         scheme: "https" (throwaway CA) or "http".
         download_mib: size of the download scenarios' file, in MiB (fractions allowed).
         scenarios: which scenarios to run, in the standard order; all if None.
+        import_runs: fresh interpreters timing ``import session_presets``
+            (see :mod:`.importcost`); 0 skips it, None means 7.
     """
 
     requests: int = DEFAULT_REQUESTS
@@ -47,6 +50,7 @@ class BenchOptions:
     scheme: str = "https"
     download_mib: float = DEFAULT_DOWNLOAD_MIB
     scenarios: Sequence[str] | None = None
+    import_runs: int | None = None
 
 
 def run_bench(options: BenchOptions, *, on_scenario: Callable[[str], None] | None = None) -> dict[str, Any]:
@@ -66,6 +70,9 @@ def run_bench(options: BenchOptions, *, on_scenario: Callable[[str], None] | Non
         raise ValueError("--scheme must be http or https")
     if options.download_mib <= 0:
         raise ValueError("--download-mib must be above 0")
+    import_runs = DEFAULT_IMPORT_RUNS if options.import_runs is None else options.import_runs
+    if import_runs < 0:
+        raise ValueError("--import-runs must be 0 or more")
     wanted = list(SCENARIOS if options.scenarios is None else options.scenarios)
     unknown = [name for name in wanted if name not in SCENARIOS]
     if unknown:
@@ -111,8 +118,16 @@ def run_bench(options: BenchOptions, *, on_scenario: Callable[[str], None] | Non
                     get_session(ctx.preset).finish_tasks_and_invalidate()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+    report: dict[str, Any] = {"scenarios": results}
+    if import_runs:
+        if on_scenario is not None:
+            on_scenario("import_cost")
+        try:
+            report["import_cost"] = measure_import_cost(import_runs)
+        except (OSError, RuntimeError) as exc:
+            report["import_cost"] = {"error": str(exc).splitlines()[0]}
     return {
-        "scenarios": results,
+        **report,
         "ratios": ratios(results),
         "environment": environment(
             scheme=options.scheme,

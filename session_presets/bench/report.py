@@ -168,4 +168,16 @@ def format_table(report: Mapping[str, Any]) -> str:
         cpu = downloads.get("cpu_requests_stream_vs_background_download")
         if cpu is not None:
             lines.append(f"background_download CPU efficiency relative to requests_stream: {cpu:.2f}x")
+    cost = report.get("import_cost")
+    if cost:
+        lines.append("")
+        if "error" in cost:
+            lines.append(f"import cost: not measured: {cost['error']}")
+        else:
+            cached = "" if cost["bytecode_cached"] else "; no bytecode cache, so compiled on every run"
+            lines.append(
+                f"import session_presets after import requests: {cost['ms_over_requests']:.1f} ms "
+                f"(median of {len(cost['runs_ms'])} fresh `python -X importtime` runs; "
+                f"target {cost['target_ms']:.0f} ms; requests itself {cost['requests_ms']:.1f} ms{cached})"
+            )
     return "\n".join(lines)
