@@ -45,7 +45,7 @@ def test_all_matches_what_the_package_really_exposes() -> None:
 def test_import_loads_no_engine_cli_bench_or_optional_library() -> None:
     """A script that only makes HTTP calls pays for none of them: they load on first use."""
     heavy = (
-        "sqlite3", "difflib", "session_presets.background", "session_presets.cli", "session_presets.bench",
+        "sqlite3", "fcntl", "difflib", "session_presets.background", "session_presets.cli", "session_presets.bench",
         "session_presets.otel", "session_presets.testing", "trustme", "truststore", "opentelemetry",
     )
     script = f"import sys, session_presets; print([m for m in {heavy!r} if m in sys.modules])"
