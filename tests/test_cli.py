@@ -202,8 +202,23 @@ def _wait_for_size(path: Path, size: int, timeout: float = 30) -> None:
 
 @contextlib.contextmanager
 def child_process(command: list[str], **kwargs: Any) -> Iterator[subprocess.Popen[Any]]:
-    """Popen that kills the child if the test fails first, so a broken command cannot hang the suite."""
-    with subprocess.Popen(command, **kwargs) as child:
+    """Popen that kills the child if the test fails first, so a broken command cannot hang the suite.
+
+    The child starts with SIGINT at its default, as under a terminal. A suite started in the
+    background by a non-interactive shell (``cmd &`` in a script, nohup) inherits SIGINT ignored,
+    and a Python started with SIGINT ignored never raises KeyboardInterrupt: the Ctrl-C tests
+    would then see the download finish instead. An installed handler is reset to the default
+    by exec, so one is installed for the moment of the fork.
+    """
+    inherited = signal.getsignal(signal.SIGINT)
+    if inherited is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        started = subprocess.Popen(command, **kwargs)
+    finally:
+        if inherited is signal.SIG_IGN:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with started as child:
         try:
             yield child
         finally:
