@@ -995,6 +995,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         scheme=args.scheme,
         download_mib=args.download_mib,
         scenarios=scenarios,
+        download_rounds=args.download_rounds,
         import_runs=args.import_runs if args.import_runs is not None else (0 if scenarios else None),
     )
     announce: Callable[[str], None] | None = None
@@ -1144,6 +1145,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--download-mib", type=_positive_float, default=None, metavar="MIB",
                        help="size of the download scenarios' file (default: 256)")
     bench.add_argument("--scenarios", metavar="NAME,...", help="run only these scenarios (listed below)")
+    bench.add_argument("--download-rounds", type=_positive_int, default=3, metavar="N",
+                       help="interleaved rounds of the download scenarios; the median is reported (default: 3)")
     bench.add_argument("--import-runs", type=_whole, default=None, metavar="N",
                        help="fresh interpreters timing `import session_presets` (default: 7; "
                             "0 with --scenarios; 0 skips)")

@@ -110,6 +110,45 @@ def test_bench_background_download_ran_or_says_why(tiny_report: dict) -> None:  
         assert result["bytes"] == 256 * 1024
 
 
+def test_bench_downloads_run_in_interleaved_rounds(tiny_report: dict) -> None:  # type: ignore[type-arg]
+    """Each download scenario ran three rounds; it reports its median round and the ratio is the rounds' median."""
+    background = tiny_report["scenarios"]["background_download"]
+    plain = tiny_report["scenarios"]["requests_stream"]
+    if "skipped" in background:
+        pytest.skip(background["skipped"])
+    assert len(background["rounds_mib_per_s"]) == len(plain["rounds_mib_per_s"]) == 3
+    assert background["mib_per_s"] == statistics.median(background["rounds_mib_per_s"])
+    per_round = [a / b for a, b in zip(background["rounds_mib_per_s"], plain["rounds_mib_per_s"], strict=True)]
+    ratio = tiny_report["ratios"]["downloads"]["background_download_vs_requests_stream"]
+    assert ratio == pytest.approx(statistics.median(per_round))
+    assert "(median of 3 interleaved rounds)" in format_table(tiny_report)
+
+
+def test_failed_download_round_stops_that_scenario_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A download scenario failing in one round reports its error; the other keeps all its rounds."""
+    from session_presets.bench import scenarios
+
+    real = scenarios.run_scenario
+    calls = {"background_download": 0}
+
+    def flaky(name: str, ctx: scenarios.BenchContext) -> dict:  # type: ignore[type-arg]
+        if name == "background_download":
+            calls[name] += 1
+            if calls[name] == 2:
+                raise RuntimeError("disk went away")
+        return real(name, ctx)
+
+    from session_presets import bench
+
+    monkeypatch.setattr(bench, "run_scenario", flaky)
+    report = run_bench(BenchOptions(requests=2, scheme="http", download_mib=0.01, import_runs=0,
+                                    scenarios=["background_download", "requests_stream"]))
+    assert report["scenarios"]["background_download"] == {"error": "RuntimeError: disk went away"}
+    assert calls["background_download"] == 2  # not run again after it failed
+    assert len(report["scenarios"]["requests_stream"]["rounds_mib_per_s"]) == 3
+    assert "downloads" not in report["ratios"]
+
+
 def test_bench_ratios_against_both_baselines(tiny_report: dict) -> None:  # type: ignore[type-arg]
     """Ratios compare req/s with requests_get and requests_session."""
     found = tiny_report["ratios"]
@@ -291,6 +330,8 @@ def test_run_bench_rejects_bad_options() -> None:
         run_bench(BenchOptions(requests=0))
     with pytest.raises(ValueError, match="--import-runs"):
         run_bench(BenchOptions(import_runs=-1))
+    with pytest.raises(ValueError, match="--download-rounds"):
+        run_bench(BenchOptions(download_rounds=0))
     with pytest.raises(ValueError, match="--scheme"):
         run_bench(BenchOptions(scheme="ftp"))
 
