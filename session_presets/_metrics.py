@@ -424,6 +424,22 @@ class MeteredResponse(requests.Response):
         tx = self._preset_tx
         return self._preset_metrics if tx is None else tx.snapshot()
 
+    def raise_for_status(self) -> None:
+        """requests' check, with the URL in its message shown as every error of the library shows it.
+
+        ``str(exc)`` of an HTTPError is what ends up in logs, so its URL loses
+        the query string and userinfo, as in the library's own errors; the full
+        URL stays on ``exc.response.url``.
+        """
+        try:
+            super().raise_for_status()
+        except requests.HTTPError as exc:
+            url = self.url or ""
+            shown = safe_url(url)
+            if shown != url and exc.args and isinstance(exc.args[0], str):
+                exc.args = (exc.args[0].replace(f"for url: {url}", f"for url: {shown}"), *exc.args[1:])
+            raise
+
     def __getstate__(self) -> dict[str, Any]:
         state: dict[str, Any] = super().__getstate__()
         state["_preset_metrics"] = self.metrics
