@@ -23,8 +23,13 @@ strong ETag, else Last-Modified):
 
 Only a complete file (length, and sha256 if given) is renamed to ``dest``.
 Every file is opened with ``O_NOFOLLOW``, and created with ``O_EXCL``.
-Uploads are retried from the start. Retries back off exponentially with jitter
-until ``total_timeout`` (or ``retries`` consecutive failures without progress).
+Uploads are retried from the start. Retries follow the preset's urllib3
+``Retry`` (``_adapters.build_retry``, as the adapter's): its back-off and
+Retry-After, until ``total_timeout`` (or ``retries`` consecutive failures
+without progress). The pause is waited on the task's stop event, never in
+``Retry.sleep``, so that a cancel or a suspension ends it at once.
+
+The runner is the one writer of a task's :class:`~._taskstate.TaskState`.
 """
 
 from __future__ import annotations
@@ -62,6 +67,7 @@ __all__ = [
     "COMMIT_BYTES",
     "COMMIT_SECONDS",
     "CRASH_EXIT",
+    "RETRY_AFTER_MAX",
     "DiskFullError",
     "Runner",
     "Stopped",
@@ -191,11 +197,12 @@ class _AttemptFailed(Exception):
 RETRY_AFTER_MAX: Final[float] = float(getattr(Retry, "DEFAULT_RETRY_AFTER_MAX", 6 * 3600))
 
 
-def retry_after(policy: Retry, response: BaseHTTPResponse) -> float | None:
+def _retry_after(policy: Retry, response: BaseHTTPResponse) -> float | None:
     """Seconds the Retry-After of ``response`` asks for, as ``policy`` reads it, capped at RETRY_AFTER_MAX.
 
-    None when the header is missing, unreadable (it is then ignored, as requests
-    would), or the policy does not respect it.
+    None when the header is missing or the policy does not respect it, and when
+    it is unreadable: where a session raises InvalidHeader, as requests does, a
+    transfer that can wait out its own back-off is not failed for it.
     """
     if not policy.respect_retry_after_header:
         return None
@@ -491,10 +498,9 @@ class Runner:
     # -- lifecycle (the engine asks; only the runner writes a TaskState) ----------
 
     def start(self, task: TaskState) -> None:
-        """Mark a task taken from the queue as running."""
+        """Mark a task taken from the queue as running (the journal hears of it in :meth:`execute`)."""
         with task.lock:
             task.state = TransferState.RUNNING
-        self.save(task, state=TransferState.RUNNING.value)
 
     def request_stop(self, task: TaskState, *, cancel: bool) -> bool:
         """Ask the worker of ``task`` to stop: for good when ``cancel``, else to suspend it.
@@ -512,6 +518,7 @@ class Runner:
 
     def execute(self, task: TaskState) -> None:
         """Run ``task`` on this thread and record how it ended; never raises for the task's failure."""
+        self.save(task, state=TransferState.RUNNING.value)
         try:
             self.run(task)
         except Stopped:
@@ -644,7 +651,7 @@ class Runner:
                 retry = self._increment(task, retry, failure)
                 delay = retry.get_backoff_time()
                 if failure.response is not None:
-                    delay = max(delay, retry_after(retry, failure.response) or 0.0)
+                    delay = max(delay, _retry_after(retry, failure.response) or 0.0)
                 if deadline is not None and time.time() + delay >= deadline:
                     raise TransferError(
                         f"{task.record.kind} of {safe_url(task.url)} gave up: total_timeout="
@@ -714,8 +721,9 @@ class Runner:
             raise TransferError(f"cannot read {src!r} for upload: {exc}") from exc
         with file:
             size = os.fstat(file.fileno()).st_size
-            task.bytes_total = size
-            task.bytes_done = 0
+            with task.lock:
+                task.bytes_total = size
+                task.bytes_done = 0
             response = self._send(task, task.record.method, dict(task.headers), data=_UploadBody(file, size, task))
         response.close()
         if not 200 <= response.status_code < 300:
@@ -741,8 +749,9 @@ class Runner:
         if fd is None:
             if committed or task.etag is not None or task.last_modified is not None:
                 self.write_ahead(task, bytes_done=0, bytes_total=None, etag=None, last_modified=None)
-                task.etag = task.last_modified = None
-                task.bytes_total = None
+                with task.lock:
+                    task.etag = task.last_modified = None
+                    task.bytes_total = None
             try:
                 fd = os.open(part, _OPEN_FLAGS | os.O_CREAT | os.O_EXCL, 0o600)
             except OSError as exc:
@@ -769,18 +778,20 @@ class Runner:
         """Write-ahead restart: the journal says 0 bytes (of the ``new`` version), then the .part is emptied."""
         fields: dict[str, Any] = {"bytes_done": 0, "bytes_total": None, "etag": None, "last_modified": None, **new}
         self.write_ahead(task, **fields)
-        task.etag, task.last_modified = fields["etag"], fields["last_modified"]
-        task.bytes_total = fields["bytes_total"]
+        with task.lock:
+            task.etag, task.last_modified = fields["etag"], fields["last_modified"]
+            task.bytes_total = fields["bytes_total"]
         _crash_point(f"{step}:journaled")
         try:
             os.ftruncate(fd, 0)
         except OSError as exc:  # pragma: no cover - shrinking a file we own does not fail
             raise _file_error(task, task.record.path + ".part", exc) from exc
         _crash_point(f"{step}:truncated")
-        task.bytes_done = 0
-        task.hasher = None
-        task.hashed = 0
-        task.spliced = False
+        with task.lock:
+            task.bytes_done = 0
+            task.hasher = None
+            task.hashed = 0
+            task.spliced = False
 
     def _restart(self, task: TaskState, fd: int, reason: str) -> _AttemptFailed:
         self._empty(task, fd, "restart")
@@ -864,10 +875,11 @@ class Runner:
             else:
                 # The journal already says 0 bytes: losing this only loses the validators.
                 self.write_ahead(task, durable=False, bytes_done=0, **new)
-                task.etag, task.last_modified = new["etag"], new["last_modified"]
-                task.bytes_total = length
-                task.hasher = None
-                task.hashed = 0
+                with task.lock:
+                    task.etag, task.last_modified = new["etag"], new["last_modified"]
+                    task.bytes_total = length
+                    task.hasher = None
+                    task.hashed = 0
             offset = 0
         else:
             raise self._status_error(task, response)
@@ -984,8 +996,9 @@ class Runner:
             raise TransferError(f"cannot rename {part!r} to {dest!r}: {exc}") from exc
         fsync_directory(os.path.dirname(dest) or ".")
         _crash_point("finish:renamed")
-        task.bytes_done = size
-        task.bytes_total = size
+        with task.lock:
+            task.bytes_done = size
+            task.bytes_total = size
 
     @staticmethod
     def _check_still_ours(fd: int, part: str) -> None:
