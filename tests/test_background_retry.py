@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 
 import session_presets
-from session_presets import TransferState, TransferTask, background_session
+from session_presets import TransferError, TransferState, TransferTask, background_session
 from session_presets.background import _taskstate, transfer
+from session_presets.background.journal import Journal
 
 from .fault_servers import Arrivals, status_then_ok
 from .servers import LoopbackServer
@@ -212,3 +213,36 @@ def test_runner_is_the_only_writer_of_task_state() -> None:
             if private or (target.attr in fields and path.name != "transfer.py"):
                 offenders.append(f"{path.name}:{target.lineno}: {ast.unparse(target)}")
     assert offenders == []
+
+
+def test_finished_task_reattaches_with_its_record(http_server: LoopbackServer, tmp_path: Path) -> None:
+    """A failed task read back by a new session keeps its state, error text, URL and path, and stays read-only."""
+    state_dir = tmp_path / "state"
+    bg = background_session("t", **FAST, state_dir=str(state_dir))
+    task = bg.download(http_server.url("/missing"), tmp_path / "out.bin").wait(30)
+    assert task.state is TransferState.FAILED
+    bg.finish_tasks_and_invalidate()
+    (again,) = background_session("t", **FAST, state_dir=str(state_dir)).tasks()
+    assert (again.id, again.kind, again.url, again.dest, again.src) == (task.id, "download", task.url, task.dest, None)
+    assert again.state is TransferState.FAILED and again.done
+    assert isinstance(again.error, TransferError) and "404" in str(again.error)
+    assert again.attempts == 0 and again.resumed_from == 0
+    with pytest.raises(AttributeError):
+        again.error = None  # type: ignore[misc]
+
+
+def test_journal_add_takes_record_fields_only(tmp_path: Path) -> None:
+    """Journal.add refuses names that are not TaskRecord fields, or that it assigns itself (id, created_at)."""
+    journal = Journal(str(tmp_path / "direct.sqlite3"))
+    try:
+        record = journal.add(url="http://u:p@h/x", headers={"Accept": "a", "X-Key": "k"}, kind="upload", path="/x",
+                             method="PUT", sha256=None, state="pending")
+        assert (record.url, record.headers) == ("http://h/x", {"Accept": "a"})
+        assert (record.bytes_done, record.resumable, record.error) == (0, False, None)
+        for bad in ({"priority": 1}, {"id": 7}, {"created_at": 0.0}):
+            with pytest.raises(ValueError, match="not journal columns"):
+                journal.add(url="http://h/y", headers={}, kind="upload", path="/y", method="PUT", state="pending",
+                            **bad)
+        assert [row.id for row in journal.load()] == [record.id]
+    finally:
+        journal.close()

@@ -158,7 +158,3 @@ class TaskState:
         """``(state, bytes_done, bytes_total)``, read together."""
         with self.lock:
             return self.state, self.bytes_done, self.bytes_total
-
-    def __repr__(self) -> str:
-        state, done, total = self.snapshot()
-        return f"<TaskState {self.record.id} {state.value} {done}/{total}>"
