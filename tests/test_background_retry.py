@@ -239,7 +239,7 @@ def test_journal_add_takes_record_fields_only(tmp_path: Path) -> None:
                              method="PUT", sha256=None, state="pending")
         assert (record.url, record.headers) == ("http://h/x", {"Accept": "a"})
         assert (record.bytes_done, record.resumable, record.error) == (0, False, None)
-        for bad in ({"priority": 1}, {"id": 7}, {"created_at": 0.0}):
+        for bad in ({"no_such_column": 1}, {"id": 7}, {"created_at": 0.0}):
             with pytest.raises(ValueError, match="not journal columns"):
                 journal.add(url="http://h/y", headers={}, kind="upload", path="/y", method="PUT", state="pending",
                             **bad)
