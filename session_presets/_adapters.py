@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 import weakref
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar, Final, TypeVar
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -44,7 +44,7 @@ from ._redact import RedactingFilter, safe_url
 from ._tls import TrustConfig, check_trust, get_ssl_context
 from ._tls_sessions import TLSSessionCache, offer, shared_cache
 
-__all__ = ["Counters", "PresetAdapter", "PresetRetry", "PresetTimeout"]
+__all__ = ["Counters", "PresetAdapter", "PresetRetry", "PresetTimeout", "build_retry"]
 
 log = logging.getLogger(__name__)
 
@@ -228,6 +228,37 @@ class PresetRetry(Retry):
             self._interruptible_sleep(seconds)
             return True
         return False
+
+
+_RetryT = TypeVar("_RetryT", bound=Retry)
+
+
+def build_retry(config: PresetConfig, retry_class: type[_RetryT]) -> _RetryT:
+    """The urllib3 Retry of a preset: the one place its retry fields become a policy.
+
+    Idempotent methods only, after connect and read errors and on
+    ``retry_statuses``; exponential back-off with jitter; Retry-After honoured.
+    Like requests with ``raise_on_status=False``, when status retries run out
+    (by count or by total_timeout) the last response is returned, never
+    RetryError. The adapter uses it as is (a PresetRetry); the background
+    runner drives one itself between its resumable attempts.
+    """
+    return retry_class(
+        total=config.retries,
+        connect=None,
+        read=None,
+        redirect=False,
+        status=None,
+        other=0,
+        allowed_methods=IDEMPOTENT_METHODS,
+        status_forcelist=config.retry_statuses,
+        backoff_factor=config.backoff_factor,
+        backoff_max=config.backoff_max,
+        backoff_jitter=config.backoff_factor,
+        raise_on_status=False,
+        raise_on_redirect=False,
+        respect_retry_after_header=True,
+    )
 
 
 class _ConnectionMixin:
@@ -816,24 +847,7 @@ class PresetAdapter(HTTPAdapter):
             type(self).build_connection_pool_key_attributes is PresetAdapter.build_connection_pool_key_attributes
         )
         self._socks_classes: dict[str, type[HTTPConnectionPool]] | None = None
-        retry = PresetRetry(
-            total=config.retries,
-            connect=None,
-            read=None,
-            redirect=False,
-            status=None,
-            other=0,
-            allowed_methods=IDEMPOTENT_METHODS,
-            status_forcelist=config.retry_statuses,
-            backoff_factor=config.backoff_factor,
-            backoff_max=config.backoff_max,
-            backoff_jitter=config.backoff_factor,
-            # Like requests with raise_on_status=False: when status retries run out
-            # (by count or by total_timeout), the last response is returned, never RetryError.
-            raise_on_status=False,
-            raise_on_redirect=False,
-            respect_retry_after_header=True,
-        )
+        retry = build_retry(config, PresetRetry)
         retry.counters = self.counters
         super().__init__(
             pool_connections=config.pool_connections,
