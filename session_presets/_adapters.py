@@ -25,6 +25,7 @@ from urllib3.exceptions import (
     ConnectTimeoutError,
     EmptyPoolError,
     FullPoolError,
+    InvalidHeader,
     LocationParseError,
     MaxRetryError,
     NameResolutionError,
@@ -221,6 +222,20 @@ class PresetRetry(Retry):
             if left <= 0:
                 return
             time.sleep(min(left, _SLEEP_SLICE))
+
+    def get_retry_after(self, response: Any) -> float | None:
+        """The pause a Retry-After asks for; None when it is missing or cannot be read.
+
+        urllib3 raises InvalidHeader for an unreadable one (``soon``, a negative
+        number, a bad date), which would fail a call that plain requests, with
+        no retries, answers with the server's response. A preset retries by
+        default, so an unreadable value is ignored and the back-off applies.
+        """
+        try:
+            return super().get_retry_after(response)
+        except InvalidHeader:
+            log.debug("ignoring an unreadable Retry-After: %r", response.headers.get("Retry-After"))
+            return None
 
     def sleep_for_retry(self, response: Any) -> bool:
         seconds = self.get_retry_after(response)

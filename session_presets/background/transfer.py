@@ -201,8 +201,8 @@ def _retry_after(policy: Retry, response: BaseHTTPResponse) -> float | None:
     """Seconds the Retry-After of ``response`` asks for, as ``policy`` reads it, capped at RETRY_AFTER_MAX.
 
     None when the header is missing or the policy does not respect it, and when
-    it is unreadable: where a session raises InvalidHeader, as requests does, a
-    transfer that can wait out its own back-off is not failed for it.
+    it is unreadable (urllib3 raises InvalidHeader): the back-off applies, as
+    in a session (``PresetRetry.get_retry_after``).
     """
     if not policy.respect_retry_after_header:
         return None
