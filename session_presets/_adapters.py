@@ -6,6 +6,7 @@ import collections
 import contextlib
 import logging
 import os
+import queue
 import socket
 import ssl
 import sys
@@ -22,6 +23,7 @@ from requests.structures import CaseInsensitiveDict
 from requests.utils import get_encoding_from_headers, get_netrc_auth
 from urllib3 import HTTPConnectionPool, HTTPHeaderDict, HTTPSConnectionPool
 from urllib3.exceptions import (
+    ClosedPoolError,
     ConnectTimeoutError,
     EmptyPoolError,
     FullPoolError,
@@ -33,7 +35,7 @@ from urllib3.exceptions import (
     ResponseError,
 )
 from urllib3.util import Retry, Timeout
-from urllib3.util.connection import allowed_gai_family
+from urllib3.util.connection import allowed_gai_family, is_connection_dropped
 
 from . import _metrics, _process
 from ._calls import DEADLINE, AbortHandle, Call, current_call, set_current_call, shutdown_connection, watchdog
@@ -467,18 +469,56 @@ class _ConnectionMixin:
         return response
 
 
+#: A pool_block waiter's states; each change happens under its pool's lock.
+_WAITING: Final = "waiting"
+_HANDED: Final = "handed"
+_LEFT: Final = "left"
+_CLOSED: Final = "closed"
+
+
+class _Waiter:
+    """One call queued for a connection of a ``pool_block`` pool, in arrival order."""
+
+    __slots__ = ("event", "item", "state")
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        #: What _put_conn handed over: a connection, or urllib3's None placeholder for a slot.
+        self.item: Any = None
+        self.state: str = _WAITING
+
+
 class _PoolMixin:
-    """Hands the call its connection, and retires connections past max_connection_age."""
+    """Hands the call its connection, and retires connections past max_connection_age.
+
+    With ``block`` (the preset's ``pool_block``), calls beyond ``pool_maxsize``
+    queue for a connection in arrival order: ``_put_conn`` hands a returned
+    connection (or urllib3's None placeholder for a free slot) straight to the
+    oldest waiter, and into the pool only when nobody waits. While anyone waits
+    the pool's queue is empty, so a newcomer never overtakes a waiter.
+    """
 
     max_connection_age: ClassVar[float | None]
     #: How long a call waits for a free connection before it opens an extra one.
     wait_limit: ClassVar[float | None] = None
     block: bool
+    pool: queue.LifoQueue[Any] | None
     #: Connections handed out and not yet returned, including those under a streamed body.
     checked_out: ClassVar[weakref.WeakSet[Any]]
     #: The insecure context of a verify=False preset: warned about once per session already.
     acknowledged_context: ClassVar[ssl.SSLContext | None] = None
     conn_kw: dict[str, Any]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # Guards the waiters and every hand-over; re-created unlocked in a forked child.
+        self._preset_lock = _process.fork_safe_lock()
+        self._preset_waiters: collections.deque[_Waiter] = collections.deque()
+        super().__init__(*args, **kwargs)
+
+    @property
+    def preset_waiting(self) -> int:
+        """How many calls are queued for a connection of this pool now."""
+        return len(self._preset_waiters)
 
     def _validate_conn(self, conn: Any) -> None:
         acknowledged = self.acknowledged_context
@@ -511,33 +551,93 @@ class _PoolMixin:
         return conn
 
     def _wait_for_conn(self, call: Call | None) -> Any:
-        """Take a pooled connection, waiting for one when all pool_maxsize are in use.
+        """Take a pooled connection, waiting in line for one when all pool_maxsize are in use.
 
-        The wait ends at the call's deadline or cancellation, and in any case
-        after connect_timeout: past that an extra connection is opened (and
-        closed when given back), so a caller that never closes its streamed
-        responses slows other calls down but never starves them.
+        What urllib3's blocking ``_get_conn`` does, first come first served. The
+        wait ends at the call's deadline or cancellation, and in any case after
+        ``wait_limit`` (connect_timeout): past that an extra connection is opened
+        (and closed when given back to a full pool), so a caller that never
+        closes its streamed responses slows other calls down but never starves them.
+
+        Raises:
+            EmptyPoolError: the call was aborted or ran out of time while waiting;
+                urllib3 then knows that no slot was taken and puts nothing back.
+            ClosedPoolError: the pool was closed, before or during the wait.
         """
+        pool = self.pool
+        if pool is None:
+            raise ClosedPoolError(self, "Pool is closed.")  # type: ignore[arg-type]
+        item: Any
+        if self._preset_waiters:
+            item = self._wait_in_line(call)
+        else:
+            try:
+                item = pool.get(block=False)
+            except queue.Empty:
+                item = self._wait_in_line(call)
+        # As urllib3 does with what it takes from the queue: None is a free slot.
+        if item and is_connection_dropped(item):
+            log.debug("Resetting dropped connection: %s", getattr(self, "host", None))
+            item.close()
+        return item or self._new_conn()  # type: ignore[attr-defined]
+
+    def _wait_in_line(self, call: Call | None) -> Any:
+        """Queue behind earlier waiters; return what _put_conn hands over, or None past wait_limit."""
+        waiter = _Waiter()
+        with self._preset_lock:
+            pool = self.pool
+            if pool is None:
+                raise ClosedPoolError(self, "Pool is closed.")  # type: ignore[arg-type]
+            if not self._preset_waiters:
+                # Under the lock, where every hand-over happens: nothing can slip into the queue unseen.
+                with contextlib.suppress(queue.Empty):
+                    return pool.get(block=False)
+            self._preset_waiters.append(waiter)
         give_up = time.monotonic() + (self.wait_limit or 0.0)
+        reason: str | None = None
         while True:
             if call is not None:
                 remaining = call.remaining()
                 if call.reason is None and remaining is not None and remaining <= 0:
                     call.reason = DEADLINE
-                if call.reason is not None:
-                    # An EmptyPoolError: urllib3 then knows that no connection
-                    # was taken and puts no placeholder back into the pool.
-                    raise EmptyPoolError(
-                        self,  # type: ignore[arg-type]
-                        f"call aborted while waiting for a connection: {call.reason}",
-                    )
+                reason = call.reason
             left = give_up - time.monotonic()
-            try:
-                return super()._get_conn(timeout=min(max(left, 0.0), _SLEEP_SLICE))  # type: ignore[misc]
-            except EmptyPoolError:
-                if left <= 0:
-                    log.debug("no free connection after %.3g s; opening an extra one", self.wait_limit)
-                    return self._new_conn()  # type: ignore[attr-defined]
+            if reason is not None or left <= 0:
+                break
+            # Sliced: cancellation and the deadline only set call.reason.
+            if waiter.event.wait(min(left, _SLEEP_SLICE)):
+                break
+        with self._preset_lock:
+            if waiter.state == _WAITING:
+                self._preset_waiters.remove(waiter)
+                waiter.state = _LEFT
+        if waiter.state == _CLOSED:
+            raise ClosedPoolError(self, "Pool was closed while waiting for a connection.")  # type: ignore[arg-type]
+        if call is not None and reason is None:
+            # Handed over just as the call was aborted: the next in line gets it.
+            reason = call.reason
+        if reason is not None:
+            if waiter.state == _HANDED:
+                self._hand_over(waiter.item)
+            raise EmptyPoolError(self, f"call aborted while waiting for a connection: {reason}")  # type: ignore[arg-type]
+        if waiter.state == _HANDED:
+            return waiter.item
+        log.debug("no free connection after %.3g s; opening an extra one", self.wait_limit)
+        return None
+
+    def _hand_over(self, item: Any) -> None:
+        """Give a returned connection (or a None slot) to the oldest waiter, or back to the pool."""
+        with self._preset_lock:
+            if self._preset_waiters and self.pool is not None:
+                waiter = self._preset_waiters.popleft()
+                waiter.item = item
+                waiter.state = _HANDED
+                waiter.event.set()
+                return
+            # FullPoolError: an extra connection opened after waiting (see
+            # _wait_for_conn) came back to a full pool; urllib3 has closed it.
+            with contextlib.suppress(FullPoolError):
+                super()._put_conn(item)  # type: ignore[misc]
 
     def _put_conn(self, conn: Any) -> None:
         if conn is not None:  # urllib3 puts None back for a connection it dropped
@@ -557,10 +657,19 @@ class _PoolMixin:
             holder = conn.preset_call
             if holder is not None:
                 holder.release(conn)
-        # FullPoolError: an extra connection opened after waiting (see
-        # _wait_for_conn) came back to a full pool; urllib3 has closed it.
-        with contextlib.suppress(FullPoolError):
+        if self.block:
+            self._hand_over(conn)
+        else:
             super()._put_conn(conn)  # type: ignore[misc]
+
+    def close(self) -> None:
+        """Close the pool as urllib3 does, and wake every waiter with ClosedPoolError."""
+        super().close()  # type: ignore[misc]
+        with self._preset_lock:
+            waiters, self._preset_waiters = self._preset_waiters, collections.deque()
+            for waiter in waiters:
+                waiter.state = _CLOSED
+                waiter.event.set()
 
 
 class _CurrentConnectionCls:
