@@ -479,10 +479,13 @@ _CLOSED: Final = "closed"
 class _Waiter:
     """One call queued for a connection of a ``pool_block`` pool, in arrival order."""
 
-    __slots__ = ("event", "item", "state")
+    __slots__ = ("handed", "item", "state")
 
     def __init__(self) -> None:
-        self.event = threading.Event()
+        # Held until the hand-over releases it: lighter than an Event, which
+        # builds a Condition and a lock per wait.
+        self.handed = threading.Lock()
+        self.handed.acquire()
         #: What _put_conn handed over: a connection, or urllib3's None placeholder for a slot.
         self.item: Any = None
         self.state: str = _WAITING
@@ -605,7 +608,7 @@ class _PoolMixin:
             if reason is not None or left <= 0:
                 break
             # Sliced: cancellation and the deadline only set call.reason.
-            if waiter.event.wait(min(left, _SLEEP_SLICE)):
+            if waiter.handed.acquire(timeout=min(left, _SLEEP_SLICE)):
                 break
         with self._preset_lock:
             if waiter.state == _WAITING:
@@ -632,7 +635,7 @@ class _PoolMixin:
                 waiter = self._preset_waiters.popleft()
                 waiter.item = item
                 waiter.state = _HANDED
-                waiter.event.set()
+                waiter.handed.release()
                 return
             # FullPoolError: an extra connection opened after waiting (see
             # _wait_for_conn) came back to a full pool; urllib3 has closed it.
@@ -669,7 +672,7 @@ class _PoolMixin:
             waiters, self._preset_waiters = self._preset_waiters, collections.deque()
             for waiter in waiters:
                 waiter.state = _CLOSED
-                waiter.event.set()
+                waiter.handed.release()
 
 
 class _CurrentConnectionCls:
