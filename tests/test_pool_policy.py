@@ -263,3 +263,25 @@ def test_a_dropped_connection_hands_its_slot_to_the_next_waiter(http_server: Loo
         assert isinstance(breaking.error, requests.ConnectionError)
         assert _finish([waiting]) == [200]
     assert http_server.connections == 2
+
+
+def test_a_waiter_whose_grant_is_taken_in_a_race_keeps_its_place(http_server: LoopbackServer) -> None:
+    """A connection granted to the first waiter but taken by a racing call first: that waiter stays first in line."""
+    with sp.default_session(pool_maxsize=1, pool_connections=1, connect_timeout=30) as session:
+        session.get(http_server.url()).close()
+        pool = _pool(session, http_server.url())
+        conn = pool._get_conn()  # the only slot, held by the test
+        outcomes = _queue_calls(session, pool, [http_server.url("/ok?size=1"), http_server.url("/ok?size=2")])
+        # Given back, then taken at once (as by a call that saw nobody waiting): usually
+        # before the first waiter wakes; if that waiter was quicker, the take finds nothing.
+        pool._put_conn(conn)
+        try:
+            stolen = pool._take()
+        except EmptyPoolError:
+            stolen = None
+        if stolen is not None:
+            _wait_until(lambda: pool.preset_waiting == 2, "both calls wait again")
+            pool._put_conn(stolen)
+        assert _finish(outcomes) == [200, 200]
+    assert [seen.path for seen in http_server.requests] == ["/ok", "/ok?size=1", "/ok?size=2"]
+    assert http_server.connections == 1
