@@ -19,17 +19,9 @@ from session_presets.background.journal import Journal
 
 from .fault_servers import Arrivals, status_then_ok
 from .servers import LoopbackServer
+from .test_background import FAST
 
 pytestmark = pytest.mark.timeout(60)
-
-#: Short connect/read timeouts and back-off, so that retries take milliseconds.
-FAST: dict[str, Any] = {
-    "backoff_factor": 0.01,
-    "backoff_max": 0.05,
-    "connect_timeout": 2.0,
-    "read_timeout": 2.0,
-    "total_timeout": 30.0,
-}
 
 BACKGROUND = Path(session_presets.__file__).parent / "background"
 
