@@ -45,6 +45,11 @@ OWNED_KINDS = ("default_session", "plain")
 GATE_WAIT = 20.0
 
 
+def _missing(library: str) -> str:
+    """The skip reason of a library that is not installed."""
+    return f"{library} is not installed (extra 'compat')"
+
+
 def _make(kind: str, **overrides: Any) -> requests.Session:
     if kind == "get_session":
         return sp.get_session()
@@ -82,7 +87,7 @@ def _max_age_route(handler: Handler) -> None:
 
 def test_cachecontrol_with_adapter_factory_caches(http_server: LoopbackServer) -> None:
     """CacheControl with session.adapter_factory(CacheControlAdapter) on a protocol preset: 2 GETs, 1 at the server."""
-    pytest.importorskip("cachecontrol", reason="CacheControl is not installed (extra 'compat')")
+    pytest.importorskip("cachecontrol", reason=_missing("CacheControl"))
     from cachecontrol import CacheControl, CacheControlAdapter
 
     http_server.route("/cached", _max_age_route)
@@ -103,7 +108,7 @@ def test_cachecontrol_with_adapter_factory_caches(http_server: LoopbackServer) -
 
 def test_cachecontrol_on_a_reload_preset_reaches_the_server(http_server: LoopbackServer) -> None:
     """A reload preset's no-cache request headers make CacheControl skip its cache: every GET reaches the server."""
-    pytest.importorskip("cachecontrol", reason="CacheControl is not installed (extra 'compat')")
+    pytest.importorskip("cachecontrol", reason=_missing("CacheControl"))
     from cachecontrol import CacheControl, CacheControlAdapter
 
     http_server.route("/cached", _max_age_route)
@@ -116,7 +121,7 @@ def test_cachecontrol_on_a_reload_preset_reaches_the_server(http_server: Loopbac
 
 def test_cachecontrol_as_documented_warns_and_works(http_server: LoopbackServer) -> None:
     """CacheControl(default_session()) as its docs show: it caches, and mount() warns, naming adapter_factory."""
-    pytest.importorskip("cachecontrol", reason="CacheControl is not installed (extra 'compat')")
+    pytest.importorskip("cachecontrol", reason=_missing("CacheControl"))
     from cachecontrol import CacheControl
 
     http_server.route("/cached", _max_age_route)
@@ -130,7 +135,7 @@ def test_cachecontrol_as_documented_warns_and_works(http_server: LoopbackServer)
 
 def test_cachecontrol_on_the_shared_session_is_refused_clearly() -> None:
     """CacheControl(get_session()) raises SharedSessionError naming default_session(); the shared adapters stay."""
-    pytest.importorskip("cachecontrol", reason="CacheControl is not installed (extra 'compat')")
+    pytest.importorskip("cachecontrol", reason=_missing("CacheControl"))
     from cachecontrol import CacheControl
 
     shared = sp.get_session()
@@ -144,7 +149,7 @@ def test_cachecontrol_on_the_shared_session_is_refused_clearly() -> None:
 
 def test_requests_futures_from_several_threads(session: requests.Session, http_server: LoopbackServer) -> None:
     """FuturesSession(session=...) fed from 4 threads: 20 requests reach the server, each with the session's headers."""
-    futures_sessions = pytest.importorskip("requests_futures.sessions", reason="requests-futures is not installed")
+    futures_sessions = pytest.importorskip("requests_futures.sessions", reason=_missing("requests-futures"))
     futures = futures_sessions.FuturesSession(session=session, max_workers=4)
     results: dict[int, list[str]] = {}
     done = threading.Barrier(5, timeout=60)
@@ -189,22 +194,28 @@ class _Gate:
 
 
 def test_requests_futures_resizes_a_used_session(owned_session: requests.Session, http_server: LoopbackServer) -> None:
-    """FuturesSession(session=..., max_workers=12) on a session that already made a call: 12 requests run at once."""
-    futures_sessions = pytest.importorskip("requests_futures.sessions", reason="requests-futures is not installed")
-    gate = _Gate(12)
-    http_server.route("/gate", gate)
-    assert owned_session.get(http_server.url("/ok")).text == "ok"  # a pool of the default size exists
+    """FuturesSession(session=..., max_workers=12) on a used session: 12 run at once, and the pool keeps all 12."""
+    futures_sessions = pytest.importorskip("requests_futures.sessions", reason=_missing("requests-futures"))
+    gates = {round_: _Gate(12) for round_ in (1, 2)}
+    for round_, gate in gates.items():
+        http_server.route(f"/gate{round_}", gate)
+    assert owned_session.get(http_server.url("/ok")).text == "ok"  # a pool of the default size (10) exists
+    opened = {}
     with futures_sessions.FuturesSession(session=owned_session, max_workers=12) as futures:
-        pending = [futures.get(http_server.url("/gate")) for _ in range(12)]
-        assert [future.result(timeout=GATE_WAIT * 3).text for future in pending] == ["through"] * 12
-    assert gate.peak == 12
+        for round_ in gates:
+            pending = [futures.get(http_server.url(f"/gate{round_}")) for _ in range(12)]
+            assert [future.result(timeout=GATE_WAIT * 3).text for future in pending] == ["through"] * 12
+            opened[round_] = http_server.connections
+    assert [gate.peak for gate in gates.values()] == [12, 12]
+    # The second round reuses the 12 connections of the first: a pool still sized 10 drops 2 of them.
+    assert opened[2] == opened[1]
     if _is_preset(owned_session):
-        assert owned_session.stats.requests == 13  # type: ignore[attr-defined]
+        assert owned_session.stats.requests == 25  # type: ignore[attr-defined]
 
 
 def test_requests_futures_resizing_the_shared_session_is_refused() -> None:
     """FuturesSession(session=get_session(), max_workers=16) raises SharedSessionError naming pool_maxsize."""
-    futures_sessions = pytest.importorskip("requests_futures.sessions", reason="requests-futures is not installed")
+    futures_sessions = pytest.importorskip("requests_futures.sessions", reason=_missing("requests-futures"))
     shared = sp.get_session()
     with pytest.raises(sp.SharedSessionError, match="pool_maxsize"):
         futures_sessions.FuturesSession(session=shared, max_workers=16)
@@ -218,7 +229,7 @@ def _import_httpretty() -> Any:
     # httpretty imports eventlet when it is installed, and eventlet warns that it is deprecated.
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
-        return pytest.importorskip("httpretty", reason="httpretty is not installed (extra 'compat')")
+        return pytest.importorskip("httpretty", reason=_missing("httpretty"))
 
 
 def test_httpretty_intercepts_our_sockets(session: requests.Session, http_server: LoopbackServer) -> None:
@@ -293,7 +304,7 @@ def test_requests_unixsocket_mounts_without_a_warning(
     owned_session: requests.Session, unix_server: UnixServer, http_server: LoopbackServer
 ) -> None:
     """UnixAdapter mounted for http+unix:// warns nothing; the Unix server gets the call, http:// keeps the preset."""
-    requests_unixsocket = pytest.importorskip("requests_unixsocket", reason="requests-unixsocket is not installed")
+    requests_unixsocket = pytest.importorskip("requests_unixsocket", reason=_missing("requests-unixsocket"))
     path, seen = unix_server
     owned_session.mount("http+unix://", requests_unixsocket.UnixAdapter())  # -W error: a warning would fail here
     assert owned_session.get("http+unix://" + urllib.parse.quote(path, safe="") + "/info?x=1").text == "unix"
@@ -345,7 +356,7 @@ def _child_pytest(folder: Path, url: str, *options: str) -> subprocess.Completed
 
 def test_pytest_socket(http_server: LoopbackServer, tmp_path: Path) -> None:
     """pytest-socket: --allow-hosts=127.0.0.1 lets every kind through; --disable-socket fails each with its error."""
-    pytest.importorskip("pytest_socket", reason="pytest-socket is not installed (extra 'compat')")
+    pytest.importorskip("pytest_socket", reason=_missing("pytest-socket"))
     (tmp_path / "test_sockets.py").write_text(_SOCKET_TEST)
     (tmp_path / "pytest.ini").write_text("[pytest]\n")
     allowed = _child_pytest(tmp_path, http_server.url("/ok"), "--allow-hosts=127.0.0.1")
@@ -395,7 +406,7 @@ print(json.dumps(report))
 
 def test_eventlet_monkey_patch(http_server: LoopbackServer) -> None:
     """eventlet.monkey_patch() then 8 green threads per session kind: 24 requests reach the server."""
-    pytest.importorskip("eventlet", reason="eventlet is not installed (extra 'compat', Python < 3.14)")
+    pytest.importorskip("eventlet", reason=_missing("eventlet"))
     result = subprocess.run(
         [sys.executable, "-W", "error", "-c", _EVENTLET_CHILD, http_server.url("/ok")],
         capture_output=True,
@@ -424,7 +435,7 @@ def _aws4_checks(seen: Any, body: bytes) -> None:
 
 def test_requests_aws4auth_per_call(session: requests.Session, http_server: LoopbackServer) -> None:
     """An AWS4Auth object passed per call signs a PUT on every kind of session: the server sees the signature."""
-    requests_aws4auth = pytest.importorskip("requests_aws4auth", reason="requests-aws4auth is not installed")
+    requests_aws4auth = pytest.importorskip("requests_aws4auth", reason=_missing("requests-aws4auth"))
     auth = requests_aws4auth.AWS4Auth("AKIDEXAMPLE", "secret", "us-east-1", "s3")
     body = b"signed body"
     assert session.put(http_server.url("/ok"), data=body, auth=auth).text == "ok"
@@ -435,7 +446,7 @@ def test_requests_aws4auth_per_call(session: requests.Session, http_server: Loop
 
 def test_requests_aws4auth_on_a_caller_owned_session(http_server: LoopbackServer) -> None:
     """default_session(auth=AWS4Auth(...)) signs every call, the redirect target's too."""
-    requests_aws4auth = pytest.importorskip("requests_aws4auth", reason="requests-aws4auth is not installed")
+    requests_aws4auth = pytest.importorskip("requests_aws4auth", reason=_missing("requests-aws4auth"))
     auth = requests_aws4auth.AWS4Auth("AKIDEXAMPLE", "secret", "us-east-1", "s3")
     with sp.default_session(auth=auth) as session:
         assert session.get(http_server.url("/redirect?to=/ok")).text == "ok"
@@ -476,7 +487,7 @@ def _peer_route(handler: Handler) -> None:
 
 def test_requests_toolbelt_source_address_adapter(owned_session: requests.Session, http_server: LoopbackServer) -> None:
     """SourceAddressAdapter('127.0.0.2') as its docs show: the server sees 127.0.0.2; on a preset mount() warns."""
-    source = pytest.importorskip("requests_toolbelt.adapters.source", reason="requests-toolbelt is not installed")
+    source = pytest.importorskip("requests_toolbelt.adapters.source", reason=_missing("requests-toolbelt"))
     http_server.route("/peer", _peer_route)
     adapter = source.SourceAddressAdapter("127.0.0.2")
     if _is_preset(owned_session):
@@ -489,7 +500,7 @@ def test_requests_toolbelt_source_address_adapter(owned_session: requests.Sessio
 
 def test_source_address_adapter_through_adapter_factory(http_server: LoopbackServer) -> None:
     """session.adapter_factory(SourceAddressAdapter) binds 127.0.0.2 and keeps the preset: pool reuse and stats."""
-    source = pytest.importorskip("requests_toolbelt.adapters.source", reason="requests-toolbelt is not installed")
+    source = pytest.importorskip("requests_toolbelt.adapters.source", reason=_missing("requests-toolbelt"))
     http_server.route("/peer", _peer_route)
     with sp.default_session() as session:
         adapter = session.adapter_factory(source.SourceAddressAdapter)("127.0.0.2")
