@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import importlib.util
 import json
 import os
 import socketserver
@@ -22,7 +23,6 @@ import sys
 import tempfile
 import threading
 import urllib.parse
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -225,16 +225,18 @@ def test_requests_futures_resizing_the_shared_session_is_refused() -> None:
 # -- httpretty -------------------------------------------------------------------------------------
 
 
-def _import_httpretty() -> Any:
-    # httpretty imports eventlet when it is installed, and eventlet warns that it is deprecated.
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
-        return pytest.importorskip("httpretty", reason=_missing("httpretty"))
+def _import_httpretty(monkeypatch: pytest.MonkeyPatch) -> Any:
+    # httpretty imports eventlet when it is installed, and an imported eventlet warns
+    # (DeprecationWarning) at every later os.fork() of the process: the fork tests'.
+    monkeypatch.setitem(sys.modules, "eventlet", None)  # httpretty then runs without it
+    return pytest.importorskip("httpretty", reason=_missing("httpretty"))
 
 
-def test_httpretty_intercepts_our_sockets(session: requests.Session, http_server: LoopbackServer) -> None:
+def test_httpretty_intercepts_our_sockets(
+    session: requests.Session, http_server: LoopbackServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """httpretty.enable() answers a registered URL from our own socket code; after disable() the server is reached."""
-    httpretty = _import_httpretty()
+    httpretty = _import_httpretty(monkeypatch)
     mocked = http_server.url("/mocked")
     # The default allow_net_connect=True: with False, urllib3 2's getresponse() itself fails on
     # httpretty's socket (UnmockedError for socket.shutdown), the plain Session included.
@@ -406,7 +408,9 @@ print(json.dumps(report))
 
 def test_eventlet_monkey_patch(http_server: LoopbackServer) -> None:
     """eventlet.monkey_patch() then 8 green threads per session kind: 24 requests reach the server."""
-    pytest.importorskip("eventlet", reason=_missing("eventlet"))
+    # Not imported here: an imported eventlet warns at every later os.fork() of the process.
+    if importlib.util.find_spec("eventlet") is None:
+        pytest.skip(_missing("eventlet"))
     result = subprocess.run(
         [sys.executable, "-W", "error", "-c", _EVENTLET_CHILD, http_server.url("/ok")],
         capture_output=True,
