@@ -846,8 +846,21 @@ class PresetAdapter(HTTPAdapter):
             pool_block=config.pool_block,
         )
 
-    #: Set on the adapter of a shared (registry) session: its pools are not resized in place.
+    #: Set on the adapter of a shared (registry) session: its pools and retries are not changed in place.
     shared_preset: bool = False
+    _max_retries: Retry
+
+    @property
+    def max_retries(self) -> Retry:
+        """The urllib3 ``Retry`` of every request, as on HTTPAdapter (built from the preset)."""
+        return self._max_retries
+
+    @max_retries.setter
+    def max_retries(self, retry: Retry) -> None:
+        # requests-futures' adapter_kwargs={"max_retries": ...} sets it on the adapters it finds.
+        if self.shared_preset:
+            raise shared_refusal(self.preset.name, "the retries (max_retries; set retries in the preset)")
+        self._max_retries = retry
 
     def init_poolmanager(self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any) -> None:
         """Build the pool manager, as requests does; called again, resize the pools in place.

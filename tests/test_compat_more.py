@@ -222,6 +222,20 @@ def test_requests_futures_resizing_the_shared_session_is_refused() -> None:
     assert shared.get_adapter("http://x/")._pool_maxsize == sp.get_preset("default").pool_maxsize  # type: ignore[attr-defined]
 
 
+def test_requests_futures_retries_on_the_shared_session_are_refused(http_server: LoopbackServer) -> None:
+    """adapter_kwargs={'max_retries': 5} on get_session() raises SharedSessionError; on default_session() it applies."""
+    futures_sessions = pytest.importorskip("requests_futures.sessions", reason=_missing("requests-futures"))
+    shared = sp.get_session()
+    with pytest.raises(sp.SharedSessionError, match="retries in the preset"):
+        futures_sessions.FuturesSession(session=shared, adapter_kwargs={"max_retries": 5})
+    assert shared.get_adapter("http://x/").max_retries.total == sp.get_preset("default").retries
+    owned = sp.default_session(backoff_factor=0)
+    with owned, futures_sessions.FuturesSession(session=owned, adapter_kwargs={"max_retries": 1}) as futures:
+        futures.get(http_server.url("/reset")).exception(timeout=60)
+    # Retry.from_int(1): one retry after the reset, where the preset's retries=2 makes two.
+    assert [r.path for r in http_server.requests] == ["/reset"] * 2
+
+
 # -- httpretty -------------------------------------------------------------------------------------
 
 
