@@ -6,13 +6,14 @@ import collections
 import contextlib
 import logging
 import os
+import queue
 import socket
 import ssl
 import sys
 import threading
 import time
 import weakref
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar, Final, TypeVar
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -22,9 +23,11 @@ from requests.structures import CaseInsensitiveDict
 from requests.utils import get_encoding_from_headers, get_netrc_auth
 from urllib3 import HTTPConnectionPool, HTTPHeaderDict, HTTPSConnectionPool
 from urllib3.exceptions import (
+    ClosedPoolError,
     ConnectTimeoutError,
     EmptyPoolError,
     FullPoolError,
+    InvalidHeader,
     LocationParseError,
     MaxRetryError,
     NameResolutionError,
@@ -45,7 +48,7 @@ from ._redact import RedactingFilter, safe_url
 from ._tls import TrustConfig, check_trust, get_ssl_context
 from ._tls_sessions import TLSSessionCache, offer, shared_cache
 
-__all__ = ["Counters", "PresetAdapter", "PresetRetry", "PresetTimeout", "preset_adapter_class"]
+__all__ = ["Counters", "PresetAdapter", "PresetRetry", "PresetTimeout", "build_retry", "preset_adapter_class"]
 
 log = logging.getLogger(__name__)
 
@@ -226,12 +229,57 @@ class PresetRetry(Retry):
                 return
             time.sleep(min(left, _SLEEP_SLICE))
 
+    def get_retry_after(self, response: Any) -> float | None:
+        """The pause a Retry-After asks for; None when it is missing or cannot be read.
+
+        urllib3 raises InvalidHeader for an unreadable one (``soon``, a negative
+        number, a bad date), which would fail a call that plain requests, with
+        no retries, answers with the server's response. A preset retries by
+        default, so an unreadable value is ignored and the back-off applies.
+        """
+        try:
+            return super().get_retry_after(response)
+        except InvalidHeader:
+            log.debug("ignoring an unreadable Retry-After: %r", response.headers.get("Retry-After"))
+            return None
+
     def sleep_for_retry(self, response: Any) -> bool:
         seconds = self.get_retry_after(response)
         if seconds:
             self._interruptible_sleep(seconds)
             return True
         return False
+
+
+_RetryT = TypeVar("_RetryT", bound=Retry)
+
+
+def build_retry(config: PresetConfig, retry_class: type[_RetryT]) -> _RetryT:
+    """The urllib3 Retry of a preset: the one place its retry fields become a policy.
+
+    Idempotent methods only, after connect and read errors and on
+    ``retry_statuses``; exponential back-off with jitter; Retry-After honoured.
+    Like requests with ``raise_on_status=False``, when status retries run out
+    (by count or by total_timeout) the last response is returned, never
+    RetryError. The adapter uses it as is (a PresetRetry); the background
+    runner drives one itself between its resumable attempts.
+    """
+    return retry_class(
+        total=config.retries,
+        connect=None,
+        read=None,
+        redirect=False,
+        status=None,
+        other=0,
+        allowed_methods=IDEMPOTENT_METHODS,
+        status_forcelist=config.retry_statuses,
+        backoff_factor=config.backoff_factor,
+        backoff_max=config.backoff_max,
+        backoff_jitter=config.backoff_factor,
+        raise_on_status=False,
+        raise_on_redirect=False,
+        respect_retry_after_header=True,
+    )
 
 
 class _ConnectionMixin:
@@ -471,18 +519,61 @@ class _ConnectionMixin:
         return response
 
 
+#: A pool_block waiter's states; each change happens under its pool's lock.
+_WAITING: Final = "waiting"
+_GRANTED: Final = "granted"
+_LEFT: Final = "left"
+_CLOSED: Final = "closed"
+
+
+class _Waiter:
+    """One call queued for a connection of a ``pool_block`` pool, in arrival order."""
+
+    __slots__ = ("state", "woken")
+
+    def __init__(self) -> None:
+        # Held until a grant (or the pool's close) releases it: lighter than an
+        # Event, which builds a Condition and a lock per wait.
+        self.woken = threading.Lock()
+        self.woken.acquire()
+        #: _LEFT while not in line (before joining, and after leaving it or taking its grant).
+        self.state: str = _LEFT
+
+
 class _PoolMixin:
-    """Hands the call its connection, and retires connections past max_connection_age."""
+    """Hands the call its connection, and retires connections past max_connection_age.
+
+    With ``block`` (the preset's ``pool_block``), calls beyond ``pool_maxsize``
+    wait in line, first come first served. A connection given back while
+    calls wait goes into urllib3's queue *granted* to the oldest waiter: newcomers
+    leave granted items alone, and the waiter takes its item through urllib3's
+    own ``_get_conn``, so a patched ``_get_conn`` or ``is_connection_dropped``
+    (vcrpy) sees every connection handed out.
+    """
 
     max_connection_age: ClassVar[float | None]
     #: How long a call waits for a free connection before it opens an extra one.
     wait_limit: ClassVar[float | None] = None
     block: bool
+    pool: queue.LifoQueue[Any] | None
     #: Connections handed out and not yet returned, including those under a streamed body.
     checked_out: ClassVar[weakref.WeakSet[Any]]
     #: The insecure context of a verify=False preset: warned about once per session already.
     acknowledged_context: ClassVar[ssl.SSLContext | None] = None
     conn_kw: dict[str, Any]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # Guards the line and the grants; re-created unlocked in a forked child.
+        self._preset_lock = _process.fork_safe_lock()
+        self._preset_waiters: collections.deque[_Waiter] = collections.deque()
+        #: Items in the queue promised to woken waiters that have not taken them yet.
+        self._preset_granted = 0
+        super().__init__(*args, **kwargs)
+
+    @property
+    def preset_waiting(self) -> int:
+        """How many calls wait in line for a connection of this pool now."""
+        return len(self._preset_waiters)
 
     def _validate_conn(self, conn: Any) -> None:
         acknowledged = self.acknowledged_context
@@ -514,34 +605,104 @@ class _PoolMixin:
                 conn._preset_state = "active"  # what connection_state does, without an exporter
         return conn
 
+    def _take(self) -> Any:
+        """Take an item from urllib3's queue without blocking (EmptyPoolError when there is none)."""
+        return super()._get_conn(timeout=0)  # type: ignore[misc]
+
     def _wait_for_conn(self, call: Call | None) -> Any:
-        """Take a pooled connection, waiting for one when all pool_maxsize are in use.
+        """Take a pooled connection, waiting in line for one when all pool_maxsize are in use."""
+        if not self._preset_waiters and not self._preset_granted:
+            with contextlib.suppress(EmptyPoolError):
+                return self._take()
+        conn = self._wait_in_line(call)
+        return self._new_conn() if conn is None else conn  # type: ignore[attr-defined]
+
+    def _wait_in_line(self, call: Call | None) -> Any:
+        """Wait for a connection first come first served; None: wait_limit passed, open an extra one.
 
         The wait ends at the call's deadline or cancellation, and in any case
-        after connect_timeout: past that an extra connection is opened (and
-        closed when given back), so a caller that never closes its streamed
-        responses slows other calls down but never starves them.
+        after ``wait_limit`` (connect_timeout): past that an extra connection
+        is opened (and closed when given back to a full pool), so a caller
+        that never closes its streamed responses slows other calls down but
+        never starves them.
+
+        Raises:
+            EmptyPoolError: the call was aborted or ran out of time while waiting;
+                urllib3 then knows that no slot was taken and puts nothing back.
+            ClosedPoolError: the pool was closed, before or during the wait.
         """
         give_up = time.monotonic() + (self.wait_limit or 0.0)
+        waiter = _Waiter()
+        # Back at the head of the line after a newcomer took a granted item in a race.
+        front = False
+        reason: str | None = None
         while True:
-            if call is not None:
-                remaining = call.remaining()
-                if call.reason is None and remaining is not None and remaining <= 0:
-                    call.reason = DEADLINE
-                if call.reason is not None:
-                    # An EmptyPoolError: urllib3 then knows that no connection
-                    # was taken and puts no placeholder back into the pool.
-                    raise EmptyPoolError(
-                        self,  # type: ignore[arg-type]
-                        f"call aborted while waiting for a connection: {call.reason}",
-                    )
+            reason = _abort_reason(call)
             left = give_up - time.monotonic()
+            if reason is not None or left <= 0:
+                with self._preset_lock:
+                    if waiter.state == _WAITING:
+                        self._preset_waiters.remove(waiter)
+                        waiter.state = _LEFT
+                if waiter.state != _GRANTED:
+                    break
+            elif waiter.state == _LEFT:
+                if not self._join_line(waiter, front=front):
+                    # A free item, granted to nobody: take it, or look again if it went meanwhile.
+                    with contextlib.suppress(EmptyPoolError):
+                        return self._take()
+                continue
+            elif not waiter.woken.acquire(timeout=min(left, _SLEEP_SLICE)):
+                # Sliced: cancellation and the deadline only set call.reason.
+                continue
+            if waiter.state == _CLOSED:
+                break
+            # Granted: an item in the queue is this waiter's, unless the call was aborted meanwhile.
+            reason = _abort_reason(call)
+            if reason is not None:
+                with self._preset_lock:
+                    self._preset_granted -= 1
+                    waiter.state = _LEFT
+                    self._grant_locked()  # to the next in line
+                break
             try:
-                return super()._get_conn(timeout=min(max(left, 0.0), _SLEEP_SLICE))  # type: ignore[misc]
+                return self._take()
             except EmptyPoolError:
-                if left <= 0:
-                    log.debug("no free connection after %.3g s; opening an extra one", self.wait_limit)
-                    return self._new_conn()  # type: ignore[attr-defined]
+                front = True
+            finally:
+                with self._preset_lock:
+                    self._preset_granted -= 1
+                    waiter.state = _LEFT
+        if waiter.state == _CLOSED:
+            raise ClosedPoolError(self, "Pool was closed while waiting for a connection.")  # type: ignore[arg-type]
+        if reason is not None:
+            raise EmptyPoolError(self, f"call aborted while waiting for a connection: {reason}")  # type: ignore[arg-type]
+        log.debug("no free connection after %.3g s; opening an extra one", self.wait_limit)
+        return None
+
+    def _join_line(self, waiter: _Waiter, *, front: bool) -> bool:
+        """Put ``waiter`` in line, unless an item granted to nobody is in the queue (then False)."""
+        with self._preset_lock:
+            pool = self.pool
+            if pool is None:
+                raise ClosedPoolError(self, "Pool is closed.")  # type: ignore[arg-type]
+            if pool.qsize() > self._preset_granted:
+                return False
+            waiter.state = _WAITING
+            if front:
+                self._preset_waiters.appendleft(waiter)
+            else:
+                self._preset_waiters.append(waiter)
+            return True
+
+    def _grant_locked(self) -> None:
+        """Promise each queued item granted to nobody to the oldest waiter (the pool's lock is held)."""
+        pool = self.pool
+        while self._preset_waiters and pool is not None and pool.qsize() > self._preset_granted:
+            waiter = self._preset_waiters.popleft()
+            waiter.state = _GRANTED
+            self._preset_granted += 1
+            waiter.woken.release()
 
     def _put_conn(self, conn: Any) -> None:
         if conn is not None:  # urllib3 puts None back for a connection it dropped
@@ -561,10 +722,38 @@ class _PoolMixin:
             holder = conn.preset_call
             if holder is not None:
                 holder.release(conn)
-        # FullPoolError: an extra connection opened after waiting (see
-        # _wait_for_conn) came back to a full pool; urllib3 has closed it.
-        with contextlib.suppress(FullPoolError):
+        if not self.block:
             super()._put_conn(conn)  # type: ignore[misc]
+            return
+        with self._preset_lock:
+            try:
+                super()._put_conn(conn)  # type: ignore[misc]
+            except FullPoolError:
+                # An extra connection opened after waiting (see _wait_in_line)
+                # came back to a full pool; urllib3 has closed it.
+                return
+            if self._preset_waiters:
+                self._grant_locked()
+
+    def close(self) -> None:
+        """Close the pool as urllib3 does, and wake every waiter with ClosedPoolError."""
+        super().close()  # type: ignore[misc]
+        with self._preset_lock:
+            waiters, self._preset_waiters = self._preset_waiters, collections.deque()
+            for waiter in waiters:
+                waiter.state = _CLOSED
+                waiter.woken.release()
+
+
+def _abort_reason(call: Call | None) -> str | None:
+    """Why ``call`` must stop waiting (cancelled, or past its deadline, which marks it), or None."""
+    if call is None:
+        return None
+    if call.reason is None:
+        remaining = call.remaining()
+        if remaining is not None and remaining <= 0:
+            call.reason = DEADLINE
+    return call.reason
 
 
 class _CurrentConnectionCls:
@@ -820,24 +1009,7 @@ class PresetAdapter(HTTPAdapter):
             type(self).build_connection_pool_key_attributes is PresetAdapter.build_connection_pool_key_attributes
         )
         self._socks_classes: dict[str, type[HTTPConnectionPool]] | None = None
-        retry = PresetRetry(
-            total=config.retries,
-            connect=None,
-            read=None,
-            redirect=False,
-            status=None,
-            other=0,
-            allowed_methods=IDEMPOTENT_METHODS,
-            status_forcelist=config.retry_statuses,
-            backoff_factor=config.backoff_factor,
-            backoff_max=config.backoff_max,
-            backoff_jitter=config.backoff_factor,
-            # Like requests with raise_on_status=False: when status retries run out
-            # (by count or by total_timeout), the last response is returned, never RetryError.
-            raise_on_status=False,
-            raise_on_redirect=False,
-            respect_retry_after_header=True,
-        )
+        retry = build_retry(config, PresetRetry)
         retry.counters = self.counters
         super().__init__(
             pool_connections=config.pool_connections,

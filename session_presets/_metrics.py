@@ -33,6 +33,9 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
 import requests
+from urllib3 import HTTPResponse
+from urllib3.exceptions import ProtocolError, ReadTimeoutError
+from urllib3.exceptions import SSLError as _TLSError
 
 from . import _process
 from ._redact import safe_url
@@ -423,6 +426,52 @@ class MeteredResponse(requests.Response):
         """What this request cost, phase by phase; None when metrics are off."""
         tx = self._preset_tx
         return self._preset_metrics if tx is None else tx.snapshot()
+
+    def raise_for_status(self) -> None:
+        """requests' check, with the URL in its message shown as every error of the library shows it.
+
+        ``str(exc)`` of an HTTPError is what ends up in logs, so its URL loses
+        the query string and userinfo, as in the library's own errors; the full
+        URL stays on ``exc.response.url``.
+        """
+        try:
+            super().raise_for_status()
+        except requests.HTTPError as exc:
+            url = self.url or ""
+            shown = safe_url(url)
+            if shown != url and exc.args and isinstance(exc.args[0], str):
+                exc.args = (exc.args[0].replace(f"for url: {url}", f"for url: {shown}"), *exc.args[1:])
+            raise
+
+    @property
+    def content(self) -> bytes:
+        """The body, as requests reads it (see ``requests.Response.content``)."""
+        raw = self.raw
+        if (
+            self._content is False
+            and not self._content_consumed
+            and type(raw) is HTTPResponse
+            and self.status_code
+            and not raw.chunked
+            and raw.length_remaining is not None
+            and "content-encoding" not in raw.headers
+        ):
+            # A plain body of known length: one read instead of requests'
+            # generator of 10 KiB reads, which end with the same bytes (a
+            # twelfth of a small call). Chunked and encoded bodies go through
+            # requests, whose parsers and decoders report their own errors.
+            try:
+                data = raw.read(decode_content=True)
+            except ProtocolError as exc:  # a truncated body, as requests maps them
+                raise requests.exceptions.ChunkedEncodingError(exc) from exc
+            except ReadTimeoutError as exc:
+                raise requests.exceptions.ConnectionError(exc) from exc
+            except _TLSError as exc:
+                raise requests.exceptions.SSLError(exc) from exc
+            self._content = data or b""
+            self._content_consumed = True
+            return self._content
+        return super().content
 
     def __getstate__(self) -> dict[str, Any]:
         state: dict[str, Any] = super().__getstate__()

@@ -547,21 +547,6 @@ def test_cancel_from_progress_callback(http_server: LoopbackServer, served: File
     assert task.progress is not None
 
 
-def test_retry_after_forms() -> None:
-    """Retry-After is read as seconds or as an HTTP date; anything else is ignored."""
-    from email.utils import formatdate
-
-    from session_presets.background.transfer import _retry_after
-
-    assert _retry_after("7") == 7.0
-    assert _retry_after(None) is None
-    assert _retry_after("soon") is None
-    later = _retry_after(formatdate(time.time() + 30, usegmt=True))
-    assert later is not None
-    assert 25 < later <= 30
-    assert _retry_after(formatdate(time.time() - 30, usegmt=True)) == 0.0
-
-
 def test_close_is_finish_tasks_and_invalidate(http_server: LoopbackServer, served: FileRoute, tmp_path: Path) -> None:
     """close() waits for tasks like finish_tasks_and_invalidate and is safe to call twice."""
     bg = open_bg()

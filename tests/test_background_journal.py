@@ -219,8 +219,8 @@ def test_malformed_row_is_refused(state_dir: Path, tmp_path: Path, column: str, 
 def test_journal_update_rejects_unknown_columns(state_dir: Path) -> None:
     """Journal.update accepts only the mutable columns; a closed journal refuses writes."""
     journal = Journal(str(state_dir / "direct.sqlite3"))
-    task_id, _ = journal.add(kind="download", url="http://h/x", path="/x", method="GET", headers={}, sha256=None,
-                             state="pending")
+    task_id = journal.add(kind="download", url="http://h/x", path="/x", method="GET", headers={}, sha256=None,
+                          state="pending").id
     with pytest.raises(ValueError, match="not journal columns"):
         journal.update(task_id, url="http://evil/")
     journal.close()

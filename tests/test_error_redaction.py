@@ -100,6 +100,39 @@ def test_invalid_url_error_has_no_userinfo_or_query(debug_logs: pytest.LogCaptur
     _assert_clean(missing.value, debug_logs)
 
 
+@pytest.mark.parametrize(("status", "kind"), [(404, "Client Error"), (503, "Server Error")])
+def test_raise_for_status_message_has_no_query(status: int, kind: str) -> None:
+    """raise_for_status() on a preset session's response: requests' message, the URL without query or password."""
+    from session_presets.testing import MockServer
+
+    with MockServer() as server, default_session(retries=0) as session:
+        server.enqueue(status=status, body=b"no")
+        url = server.url(f"/f?token={SECRET}").replace("http://", f"http://user:{PASSWORD}@")
+        response = session.get(url)
+        with pytest.raises(requests.HTTPError) as info:
+            response.raise_for_status()
+        assert server.take_request().target == f"/f?token={SECRET}"  # the server got the whole URL
+    assert str(info.value) == f"{status} {kind}: {response.reason} for url: {server.url('/f')}"
+    assert info.value.response is response and SECRET in response.url
+    assert SECRET not in _full_text(info.value) and PASSWORD not in _full_text(info.value)
+
+
+def test_raise_for_status_success_and_plain_urls_are_requests_own() -> None:
+    """A 200 raises nothing; a URL with nothing to hide keeps requests' message byte for byte."""
+    from session_presets.testing import MockServer
+
+    with MockServer() as server, default_session() as session:
+        server.enqueue(status=200, body=b"ok")
+        server.enqueue(status=404, body=b"no")
+        session.get(server.url("/")).raise_for_status()
+        response = session.get(server.url("/missing"))
+    with pytest.raises(requests.HTTPError) as info:
+        response.raise_for_status()
+    with pytest.raises(requests.HTTPError) as plain:
+        requests.Response.raise_for_status(response)
+    assert str(info.value) == str(plain.value)
+
+
 @pytest.mark.timeout(20)
 def test_post_not_retried_note_shows_in_the_traceback(http_server: LoopbackServer) -> None:
     """The 'not retried' note on a reset POST shows in its traceback on every Python (3.10: in the message)."""

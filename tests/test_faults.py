@@ -62,6 +62,19 @@ def test_503_retry_after_is_honoured(http_server: LoopbackServer) -> None:
 
 
 @pytest.mark.timeout(20)
+@pytest.mark.parametrize("value", ["soon", "-5", "Fri, 99 Foo 2026 25:61:61 GMT", ""])
+def test_unreadable_retry_after_is_ignored(http_server: LoopbackServer, value: str) -> None:
+    """A 503 whose Retry-After cannot be read is retried after the back-off, as if it had none."""
+    arrivals = Arrivals()
+    http_server.route("/busy", status_then_ok(arrivals, 503, value))
+    with ephemeral_session(backoff_factor=0) as session:
+        response = session.get(http_server.url("/busy"))
+        assert session.stats.retries == 1
+    assert (response.status_code, response.content) == (200, b"finally")
+    assert len(arrivals.times) == 2  # the server saw the retry
+
+
+@pytest.mark.timeout(20)
 def test_retries_exhausted_return_the_last_response(http_server: LoopbackServer) -> None:
     """When retries run out on a retryable status, the last response comes back (never RetryError)."""
     with ephemeral_session(backoff_factor=0, retries=2) as session:

@@ -118,3 +118,33 @@ def test_bodies_are_framed_as_requests_frames_them(
     seen = http_server.requests[-1]
     assert seen.header("Content-Length") == length
     assert seen.body == body
+
+
+def _cut_short(h: Handler) -> None:
+    """Announce 100 bytes, send 10, close."""
+    h.send_response(200)
+    h.send_header("Content-Length", "100")
+    h.end_headers()
+    h.wfile.write(b"c" * 10)
+    h.wfile.flush()
+    h.close_connection = True
+
+
+def _body_errors(session: requests.Session, server: LoopbackServer) -> list[type[BaseException]]:
+    errors: list[type[BaseException]] = []
+    for url, timeout in ((server.url("/cut-short"), 10.0), (server.url("/stall?after=10&for=3"), 0.3)):
+        with pytest.raises(requests.RequestException) as info:
+            session.get(url, timeout=timeout)
+        errors.append(type(info.value))
+    return errors
+
+
+def test_plain_bodies_fail_as_requests_fails_them(http_server: LoopbackServer) -> None:
+    """A body cut short and a body that stalls raise the exception classes a plain requests.Session raises."""
+    http_server.route("/cut-short", _cut_short)
+    with requests.Session() as plain:
+        expected = _body_errors(plain, http_server)
+    with default_session(retries=0) as session:
+        assert _body_errors(session, http_server) == expected
+        assert session.get(http_server.url("/ok?size=20000")).content == b"x" * 20000
+    assert expected == [requests.exceptions.ChunkedEncodingError, requests.ConnectionError]

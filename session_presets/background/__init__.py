@@ -6,7 +6,8 @@
 - ``journal``: the SQLite journal that lets a new process resume.
 - ``lockfile``: the OS locks (one process per identifier, one writer per
   destination) and the state directory.
-- ``task``: TransferTask and TransferState.
+- ``task``: TransferTask (the read-only handle users hold) and TransferState.
+- ``_taskstate``: what changes while a task runs, written by the runner alone.
 - ``agent`` and ``_client``: detached sessions, run by a per-user agent process
   over a Unix domain socket (``_protocol`` is their wire format).
 """

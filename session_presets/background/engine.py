@@ -17,10 +17,11 @@ from .._errors import ConfigError, SessionInvalidatedError, TransferError
 from .._presets import resolve
 from .._redact import safe_url
 from .._sessions import InvalidationTimeoutError, PresetSession, SessionState
+from ._taskstate import TaskState
 from .journal import Journal, TaskRecord
 from .lockfile import DestinationLock, IdentifierLock, default_state_dir, prepare_state_dir, validate_identifier
-from .task import DOWNLOAD, FINISHED, UPLOAD, ProgressCallback, TransferState, TransferTask
-from .transfer import DiskFullError, Runner, Stopped, remove_file, scrub
+from .task import DOWNLOAD, UPLOAD, ProgressCallback, TransferState, TransferTask
+from .transfer import Runner
 
 if TYPE_CHECKING:
     from ._client import DetachedSession
@@ -93,8 +94,10 @@ class BackgroundSession:
             raise
         self._state = SessionState.ACTIVE
         self._cond = threading.Condition(threading.Lock())
-        self._tasks: dict[int, TransferTask] = {}
-        self._queue: collections.deque[TransferTask] = collections.deque()
+        # The runner's state of every task, and the read-only handles users hold, by task id.
+        self._tasks: dict[int, TaskState] = {}
+        self._handles: dict[int, TransferTask] = {}
+        self._queue: collections.deque[TaskState] = collections.deque()
         self._workers: list[threading.Thread] = []
         self._idle_workers = 0
         self._stopping = False
@@ -137,45 +140,37 @@ class BackgroundSession:
         records = self._journal.load()
         with self._cond:
             for record in records:
-                self._tasks[record.id] = self._task_from_record(record)
+                self._task_from_record(record)
 
-    def _task_from_record(self, record: TaskRecord) -> TransferTask:
-        state = TransferState(record.state)
-        resume = state in (TransferState.PENDING, TransferState.RUNNING) or (
-            state is TransferState.FAILED and record.resumable
+    def _task_from_record(self, record: TaskRecord) -> None:
+        recorded = TransferState(record.state)
+        resume = recorded in (TransferState.PENDING, TransferState.RUNNING) or (
+            recorded is TransferState.FAILED and record.resumable
         )
-        # The committed offset: the .part is cut back to it before the download resumes.
-        bytes_done = record.bytes_done
-        task = TransferTask(
-            self._cancel,
-            task_id=record.id,
-            kind=record.kind,
-            url=record.url,
-            path=record.path,
-            method=record.method,
-            headers=record.headers,
-            sha256=record.sha256,
-            progress=None,
-            created_at=record.created_at,
-            state=TransferState.PENDING if resume else state,
-            bytes_done=bytes_done,
-            bytes_total=record.bytes_total,
-            etag=record.etag,
-            last_modified=record.last_modified,
-            error=None if resume or record.error is None else TransferError(record.error),
-        )
+        lock: DestinationLock | None = None
+        refused: TransferError | None = None
         if resume and record.kind == DOWNLOAD:
             try:
-                task._dest_lock = self._lock_destination(task.path, task.id)
+                lock = self._lock_destination(record.path, record.id)
             except TransferError as exc:
-                self._end(task, TransferState.FAILED, exc)
-                return task
-        if resume:
+                refused = exc
+        # It starts at the committed offset: the .part is cut back to it before the download resumes.
+        task = self._track(
+            TaskState(record, url=record.url, headers=record.headers, resume=resume, dest_lock=lock), None
+        )
+        if refused is not None:
+            self._runner.end(task, TransferState.FAILED, refused)
+        elif resume:
             log.debug(
-                "resuming task %d (%s of %s) from byte %d", record.id, record.kind, safe_url(record.url), bytes_done
+                "resuming task %d (%s of %s) from byte %d",
+                record.id, record.kind, safe_url(record.url), record.bytes_done,
             )
             self._runner.save(task, state=TransferState.PENDING.value, error=None, resumable=0)
             self._enqueue(task)
+
+    def _track(self, task: TaskState, progress: ProgressCallback | None) -> TaskState:
+        self._tasks[task.record.id] = task
+        self._handles[task.record.id] = TransferTask(task, self._cancel, progress)
         return task
 
     def _owner(self, task_id: int | None) -> str:
@@ -232,8 +227,8 @@ class BackgroundSession:
         with self._cond:
             self._require_active()
             for other in self._tasks.values():
-                if other.kind == DOWNLOAD and other.dest == path and not other.done:
-                    raise ConfigError(f"dest={path!r} is already the target of unfinished task {other.id}")
+                if other.record.kind == DOWNLOAD and other.record.path == path and not other.finished.is_set():
+                    raise ConfigError(f"dest={path!r} is already the target of unfinished task {other.record.id}")
             lock = self._lock_destination(path, None)
             try:
                 # A .part no task owns cannot be trusted to resume from (unlink never follows a link).
@@ -250,8 +245,8 @@ class BackgroundSession:
             except BaseException:
                 lock.release()
                 raise
-            lock.set_owner(self._owner(task.id))  # the task has its number now
-            return task
+            lock.set_owner(self._owner(task.record.id))  # the task has its number now
+            return self._handles[task.record.id]
 
     def upload(
         self,
@@ -290,7 +285,8 @@ class BackgroundSession:
             raise ConfigError(f"src={path!r} is invalid: it is not an existing file")
         with self._cond:
             self._require_active()
-            return self._add(UPLOAD, url, path, method.upper(), clean, None, progress)
+            task = self._add(UPLOAD, url, path, method.upper(), clean, None, progress)
+            return self._handles[task.record.id]
 
     def _add(
         self,
@@ -302,8 +298,8 @@ class BackgroundSession:
         sha256: str | None,
         progress: ProgressCallback | None,
         lock: DestinationLock | None = None,
-    ) -> TransferTask:
-        task_id, created_at = self._journal.add(
+    ) -> TaskState:
+        record = self._journal.add(
             kind=kind,
             url=url,
             path=path,
@@ -312,25 +308,12 @@ class BackgroundSession:
             sha256=sha256,
             state=TransferState.PENDING.value,
         )
-        task = TransferTask(
-            self._cancel,
-            task_id=task_id,
-            kind=kind,
-            url=url,
-            path=path,
-            method=method,
-            headers=headers,
-            sha256=sha256,
-            progress=progress,
-            created_at=created_at,
-        )
-        task._dest_lock = lock
-        self._tasks[task_id] = task
+        task = self._track(TaskState(record, url=url, headers=headers, resume=False, dest_lock=lock), progress)
         self._enqueue(task)
-        log.debug("queued task %d: %s %s", task_id, kind, safe_url(url))
+        log.debug("queued task %d: %s %s", record.id, kind, safe_url(url))
         return task
 
-    def _enqueue(self, task: TransferTask) -> None:
+    def _enqueue(self, task: TaskState) -> None:
         self._queue.append(task)
         # Workers start as tasks need them, up to the limit: a single download pays for one thread.
         if self._idle_workers < len(self._queue) and len(self._workers) < self.config.max_concurrent_transfers:
@@ -342,7 +325,7 @@ class BackgroundSession:
     def tasks(self) -> list[TransferTask]:
         """Return every task of the session, oldest first, finished ones included until forgotten."""
         with self._cond:
-            return list(self._tasks.values())
+            return list(self._handles.values())
 
     def forget(self, task: TransferTask) -> None:
         """Drop ``task`` from the session and its journal, cancelling it first if unfinished.
@@ -351,13 +334,14 @@ class BackgroundSession:
             ConfigError: the task does not belong to this session.
             TransferError: the journal cannot be written.
         """
-        if self._tasks.get(task.id) is not task:
+        if self._handles.get(task.id) is not task:
             raise ConfigError(f"{task!r} does not belong to background session {self.identifier!r}")
         if not task.done:
             task.cancel()
             task.wait(STOP_GRACE)
         with self._cond:
             self._tasks.pop(task.id, None)
+            self._handles.pop(task.id, None)
             if self._state is not SessionState.INVALIDATED:
                 self._journal.delete(task.id)
 
@@ -375,67 +359,20 @@ class BackgroundSession:
                 if self._stopping:
                     return
                 task = self._queue.popleft()
-                task._state = TransferState.RUNNING
-            self._runner.save(task, state=TransferState.RUNNING.value)
-            self._execute(task)
+                self._runner.start(task)
+            self._runner.execute(task)
             with self._cond:
                 self._cond.notify_all()
 
-    def _execute(self, task: TransferTask) -> None:
-        try:
-            self._runner.run(task)
-        except Stopped:
-            if task._cancel_requested:
-                self._end_cancelled(task)
-            else:
-                # The process is suspending: the journal keeps the task (and its committed offset).
-                task._state = TransferState.PENDING
-                self._runner.save(task, state=TransferState.PENDING.value)
-                _release_destination(task)
-                task._done.set()
-            return
-        except TransferError as exc:
-            self._end(task, TransferState.FAILED, exc)
-            return
-        except Exception as exc:
-            log.debug("task %d failed unexpectedly: %s", task.id, scrub(repr(exc)))
-            error = TransferError(f"{task.kind} of {safe_url(task.url)} failed unexpectedly: {scrub(repr(exc))}")
-            error.__cause__ = exc
-            self._end(task, TransferState.FAILED, error)
-            return
-        self._end(task, TransferState.COMPLETED, None)
-
-    def _end(self, task: TransferTask, state: TransferState, error: TransferError | None) -> None:
-        task._error = error
-        task._state = state
-        # bytes_done is not written here: only an fsync makes an offset true (see transfer.py).
-        self._runner.save(
-            task,
-            state=state.value,
-            error=None if error is None else scrub(str(error)),
-            resumable=int(isinstance(error, DiskFullError)),
-        )
-        _release_destination(task)
-        log.debug("task %d %s", task.id, state.value)
-        task._notify(final=True)
-        task._done.set()
-
-    def _end_cancelled(self, task: TransferTask) -> None:
-        if task.kind == DOWNLOAD:
-            remove_file(task.path + ".part")
-        self._end(task, TransferState.CANCELLED, None)
-
-    def _cancel(self, task: TransferTask) -> None:
+    def _cancel(self, task: TaskState) -> None:
         with self._cond:
-            if task.state in FINISHED or task._cancel_requested:
+            if not self._runner.request_stop(task, cancel=True):
                 return
-            task._cancel_requested = True
-            task._stop.set()
             queued = task.state is TransferState.PENDING and task in self._queue
             if queued:
                 self._queue.remove(task)
         if queued:
-            self._end_cancelled(task)
+            self._runner.end_cancelled(task)
             with self._cond:
                 self._cond.notify_all()
         else:
@@ -459,8 +396,8 @@ class BackgroundSession:
             if self._state is SessionState.INVALIDATED:
                 return
             self._state = SessionState.INVALIDATING
-            if not self._cond.wait_for(lambda: all(task.done for task in self._tasks.values()), timeout):
-                unfinished = sum(1 for task in self._tasks.values() if not task.done)
+            if not self._cond.wait_for(lambda: all(task.finished.is_set() for task in self._tasks.values()), timeout):
+                unfinished = sum(1 for task in self._tasks.values() if not task.finished.is_set())
                 raise InvalidationTimeoutError(
                     f"{unfinished} transfer(s) still unfinished after {timeout:g}s; background "
                     f"session {self.identifier!r} stays invalidating"
@@ -476,12 +413,12 @@ class BackgroundSession:
             if self._state is SessionState.INVALIDATED:
                 return
             self._state = SessionState.INVALIDATING
-            unfinished = [task for task in self._tasks.values() if not task.done]
+            unfinished = [task for task in self._tasks.values() if not task.finished.is_set()]
         for task in unfinished:
             self._cancel(task)
         ends = time.monotonic() + STOP_GRACE
         for task in unfinished:
-            task.wait(max(0.0, ends - time.monotonic()))
+            task.finished.wait(max(0.0, ends - time.monotonic()))
         self._shut_down()
 
     def close(self) -> None:
@@ -498,11 +435,11 @@ class BackgroundSession:
             self._stopping = True
             self._cond.notify_all()
         for task in running:
-            task._stop.set()
+            self._runner.request_stop(task, cancel=False)
             self._runner.interrupt(task)
         ends = time.monotonic() + grace
         for task in running:
-            task.wait(max(0.0, ends - time.monotonic()))
+            task.finished.wait(max(0.0, ends - time.monotonic()))
         self._shut_down()
 
     def _shut_down(self) -> None:
@@ -523,7 +460,7 @@ class BackgroundSession:
         finally:
             with self._cond:
                 for task in self._tasks.values():
-                    _release_destination(task)
+                    self._runner.release_destination(task)
                 self._journal.close()
                 self._lockfile.release()
                 self._state = SessionState.INVALIDATED
@@ -536,19 +473,13 @@ class BackgroundSession:
         self._lockfile.forget_after_fork()
         self._journal.forget_after_fork()
         for task in self._tasks.values():
-            if task._dest_lock is not None:
-                task._dest_lock.forget_after_fork()
+            if task.dest_lock is not None:
+                task.dest_lock.forget_after_fork()
         self._workers = []
         self._idle_workers = 0
         self._queue.clear()
         self._stopping = True
         self._state = SessionState.INVALIDATED
-
-
-def _release_destination(task: TransferTask) -> None:
-    lock, task._dest_lock = task._dest_lock, None
-    if lock is not None:
-        lock.release()
 
 
 @overload

@@ -22,7 +22,7 @@ import sqlite3
 import stat
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from .._errors import TransferError
@@ -41,55 +41,91 @@ SCHEMA_VERSION: Final = 1
 #: process only; a reattached task gets the session's ``headers=`` and ``auth=`` again.
 RESUME_HEADERS: Final = frozenset({"accept", "accept-language"})
 
-_SCHEMA: Final = """
-CREATE TABLE tasks (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    kind TEXT NOT NULL,
-    url TEXT NOT NULL,
-    path TEXT NOT NULL,
-    method TEXT NOT NULL,
-    headers TEXT NOT NULL,
-    sha256 TEXT,
-    state TEXT NOT NULL,
-    bytes_done INTEGER NOT NULL DEFAULT 0,
-    bytes_total INTEGER,
-    etag TEXT,
-    last_modified TEXT,
-    error TEXT,
-    resumable INTEGER NOT NULL DEFAULT 0,
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL
-);
-"""
-
 _KINDS: Final = frozenset({"download", "upload"})
 _STATES: Final = frozenset({"pending", "running", "completed", "failed", "cancelled"})
 
-#: Columns that ``Journal.update`` may change.
-_MUTABLE: Final = frozenset(
-    {"state", "bytes_done", "bytes_total", "etag", "last_modified", "error", "resumable"}
-)
+
+def _column(
+    sql: str, load: Callable[[Any], Any], *, mutable: bool = False, dump: Callable[[Any], Any] | None = None
+) -> dict[str, Any]:
+    """The metadata of a TaskRecord field: its SQL declaration, how a stored value is read back
+    (raising ValueError or TypeError on a malformed one), whether ``Journal.update`` may change
+    it, and how it is written when it is not stored as it is held."""
+    return {"sql": sql, "load": load, "mutable": mutable, "dump": dump}
+
+
+def _optional(load: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    return lambda value: None if value is None else load(value)
+
+
+def _one_of(allowed: frozenset[str], what: str) -> Callable[[Any], str]:
+    def load(value: Any) -> str:
+        if value not in allowed:
+            raise ValueError(f"unknown {what} {value!r}")
+        return str(value)
+
+    return load
+
+
+def _headers(value: Any) -> dict[str, str]:
+    headers = json.loads(value)
+    if not isinstance(headers, dict):
+        raise ValueError("headers is not a JSON object")
+    return {str(name): str(text) for name, text in headers.items()}
 
 
 @dataclasses.dataclass(frozen=True)
 class TaskRecord:
-    """One row of the journal, as read: a new process builds its tasks from these."""
+    """One row of the journal, as read: a new process builds its tasks from these.
 
-    id: int
-    kind: str
-    url: str
-    path: str
-    method: str
-    headers: dict[str, str]
-    sha256: str | None
-    state: str
-    bytes_done: int
-    bytes_total: int | None
-    etag: str | None
-    last_modified: str | None
-    error: str | None
-    resumable: bool
-    created_at: float
+    This class is the one list of a task's stored fields: the table, the
+    columns ``Journal.update`` may change, and the reading of a row all come
+    from its fields. A field added here needs a default in its SQL (or to be
+    nullable) and a schema version step for journals written before it.
+    """
+
+    id: int = dataclasses.field(metadata=_column("INTEGER PRIMARY KEY AUTOINCREMENT", int))
+    kind: str = dataclasses.field(metadata=_column("TEXT NOT NULL", _one_of(_KINDS, "kind")))
+    url: str = dataclasses.field(metadata=_column("TEXT NOT NULL", str))
+    path: str = dataclasses.field(metadata=_column("TEXT NOT NULL", str))
+    method: str = dataclasses.field(metadata=_column("TEXT NOT NULL", str))
+    headers: dict[str, str] = dataclasses.field(metadata=_column("TEXT NOT NULL", _headers, dump=json.dumps))
+    sha256: str | None = dataclasses.field(metadata=_column("TEXT", _optional(str)))
+    state: str = dataclasses.field(metadata=_column("TEXT NOT NULL", _one_of(_STATES, "state"), mutable=True))
+    bytes_done: int = dataclasses.field(metadata=_column("INTEGER NOT NULL DEFAULT 0", int, mutable=True))
+    bytes_total: int | None = dataclasses.field(metadata=_column("INTEGER", _optional(int), mutable=True))
+    etag: str | None = dataclasses.field(metadata=_column("TEXT", _optional(str), mutable=True))
+    last_modified: str | None = dataclasses.field(metadata=_column("TEXT", _optional(str), mutable=True))
+    error: str | None = dataclasses.field(metadata=_column("TEXT", _optional(str), mutable=True))
+    resumable: bool = dataclasses.field(metadata=_column("INTEGER NOT NULL DEFAULT 0", bool, mutable=True))
+    created_at: float = dataclasses.field(metadata=_column("REAL NOT NULL", float))
+
+
+_FIELDS: Final = dataclasses.fields(TaskRecord)
+
+#: The journal's one table: a column per TaskRecord field, and when the row last changed.
+_SCHEMA: Final = (
+    "CREATE TABLE tasks (\n"
+    + "".join(f"    {field.name} {field.metadata['sql']},\n" for field in _FIELDS)
+    + "    updated_at REAL NOT NULL\n);\n"
+)
+
+#: Columns that ``Journal.update`` may change.
+_MUTABLE: Final = frozenset(field.name for field in _FIELDS if field.metadata["mutable"])
+
+#: Columns ``Journal.add`` fills itself.
+_ASSIGNED: Final = frozenset({"id", "created_at"})
+
+_SELECT: Final = f"SELECT {', '.join(field.name for field in _FIELDS)} FROM tasks"
+
+
+#: How the columns not stored as they are held in memory are written.
+_DUMPS: Final = {field.name: field.metadata["dump"] for field in _FIELDS if field.metadata["dump"] is not None}
+
+
+def _stored(name: str, value: Any) -> Any:
+    dump = _DUMPS.get(name)
+    return value if dump is None else dump(value)
 
 
 class Journal:
@@ -196,45 +232,40 @@ class Journal:
             raise TransferError(f"the background journal {self.path!r} is closed")
         return self._db
 
-    def add(
-        self,
-        *,
-        kind: str,
-        url: str,
-        path: str,
-        method: str,
-        headers: Mapping[str, str],
-        sha256: str | None,
-        state: str,
-    ) -> tuple[int, float]:
-        """Record a new task: ``url`` without userinfo, and only the RESUME_HEADERS of ``headers``.
+    def add(self, *, url: str, headers: Mapping[str, str], **columns: Any) -> TaskRecord:
+        """Record a new task: ``url`` without userinfo, only the RESUME_HEADERS of ``headers``,
+        and the other TaskRecord fields given in ``columns`` (the rest take their defaults).
 
         Returns:
-            The task's id and its creation time (seconds since the epoch).
+            The task as stored, with its id and creation time.
 
         Raises:
+            ValueError: a name in ``columns`` is not a TaskRecord field, or is assigned here.
             TransferError: the journal cannot be written.
         """
+        unknown = set(columns) - {field.name for field in _FIELDS} | (set(columns) & _ASSIGNED)
+        if unknown:
+            raise ValueError(f"not journal columns for a new task: {sorted(unknown)}")
         url, kept = strip_credentials(url, headers)
         kept = {name: value for name, value in kept.items() if name.lower() in RESUME_HEADERS}
         now = time.time()
+        row = {"url": url, "headers": kept, **columns, "created_at": now, "updated_at": now}
+        names = ", ".join(row)
+        marks = ", ".join("?" for _ in row)
+        values = [_stored(name, value) for name, value in row.items()]
         with self._lock:
             try:
                 db = self._conn()
                 # A new task must survive a power cut: the caller was told it exists.
                 db.execute("PRAGMA synchronous=FULL")
                 try:
-                    cursor = db.execute(
-                        "INSERT INTO tasks (kind, url, path, method, headers, sha256, state, created_at, updated_at) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (kind, url, path, method, json.dumps(kept), sha256, state, now, now),
-                    )
+                    cursor = db.execute(f"INSERT INTO tasks ({names}) VALUES ({marks})", values)
                 finally:
                     db.execute("PRAGMA synchronous=NORMAL")
+                stored = db.execute(f"{_SELECT} WHERE id = ?", (cursor.lastrowid,)).fetchone()
             except sqlite3.Error as exc:
                 raise TransferError(f"cannot write the background journal {self.path!r}: {exc}") from exc
-        assert cursor.lastrowid is not None
-        return cursor.lastrowid, now
+        return self._record(stored)
 
     def update(self, task_id: int, *, durable: bool = True, **fields: Any) -> None:
         """Change columns of one task in a single transaction.
@@ -251,7 +282,7 @@ class Journal:
         if unknown:
             raise ValueError(f"not journal columns: {sorted(unknown)}")
         columns = ", ".join(f"{name} = ?" for name in fields)
-        values = [*fields.values(), time.time(), task_id]
+        values = [*(_stored(name, value) for name, value in fields.items()), time.time(), task_id]
         with self._lock:
             try:
                 db = self._conn()
@@ -285,42 +316,17 @@ class Journal:
         """
         with self._lock:
             try:
-                rows = self._conn().execute(
-                    "SELECT id, kind, url, path, method, headers, sha256, state, bytes_done, bytes_total, "
-                    "etag, last_modified, error, resumable, created_at FROM tasks ORDER BY id"
-                ).fetchall()
+                rows = self._conn().execute(f"{_SELECT} ORDER BY id").fetchall()
             except sqlite3.Error as exc:
                 raise self._unusable(exc) from exc
-        records = []
-        for row in rows:
-            try:
-                headers = json.loads(row[5])
-                if not isinstance(headers, dict):
-                    raise ValueError("headers is not a JSON object")
-                if row[1] not in _KINDS or row[7] not in _STATES:
-                    raise ValueError(f"unknown kind {row[1]!r} or state {row[7]!r}")
-                records.append(
-                    TaskRecord(
-                        id=int(row[0]),
-                        kind=str(row[1]),
-                        url=str(row[2]),
-                        path=str(row[3]),
-                        method=str(row[4]),
-                        headers={str(k): str(v) for k, v in headers.items()},
-                        sha256=row[6],
-                        state=str(row[7]),
-                        bytes_done=int(row[8]),
-                        bytes_total=None if row[9] is None else int(row[9]),
-                        etag=row[10],
-                        last_modified=row[11],
-                        error=row[12],
-                        resumable=bool(row[13]),
-                        created_at=float(row[14]),
-                    )
-                )
-            except (TypeError, ValueError) as exc:
-                raise self._unusable(ValueError(f"task row {row[0]!r} is malformed: {exc}")) from exc
-        return records
+        return [self._record(row) for row in rows]
+
+    def _record(self, row: tuple[Any, ...]) -> TaskRecord:
+        try:
+            values = {field.name: field.metadata["load"](value) for field, value in zip(_FIELDS, row, strict=True)}
+            return TaskRecord(**values)
+        except (TypeError, ValueError) as exc:
+            raise self._unusable(ValueError(f"task row {row[0]!r} is malformed: {exc}")) from exc
 
     def close(self) -> None:
         """Close the database; safe to call twice."""

@@ -2,39 +2,18 @@
 
 from __future__ import annotations
 
-import enum
 import logging
-import threading
 import time
 from collections.abc import Callable
-from typing import Any, Final
 
 from .._redact import safe_url
+from ._taskstate import DOWNLOAD, FINISHED, UPLOAD, TaskState, TransferState
 
 log = logging.getLogger(__name__)
 
 __all__ = ["DOWNLOAD", "FINISHED", "UPLOAD", "ProgressCallback", "TransferState", "TransferTask"]
 
-#: Kind of a task that fetches ``url`` into ``dest``.
-DOWNLOAD: Final = "download"
-#: Kind of a task that sends ``src`` to ``url``.
-UPLOAD: Final = "upload"
-
 ProgressCallback = Callable[["TransferTask"], object]
-
-
-class TransferState(str, enum.Enum):
-    """State of a background transfer."""
-
-    PENDING = "pending"
-    RUNNING = "running"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-
-#: States a task never leaves.
-FINISHED: Final = frozenset({TransferState.COMPLETED, TransferState.FAILED, TransferState.CANCELLED})
 
 
 class TransferTask:
@@ -42,6 +21,10 @@ class TransferTask:
 
     Tasks are made by ``BackgroundSession.download`` and ``upload``, or
     reattached from the journal by a new process; never build one directly.
+
+    The task is a read-only view: every attribute reads the state the
+    session's runner keeps for the transfer (see ``_taskstate``), and only
+    ``progress`` can be set.
 
     Attributes:
         id: the task's number in the session's journal, unique per identifier.
@@ -54,70 +37,82 @@ class TransferTask:
         attempts: how many HTTP attempts this process has made for the task.
     """
 
+    __slots__ = ("__weakref__", "_cancel_hook", "_last_progress", "_progress", "_task")
+
     def __init__(
-        self,
-        cancel: Callable[[TransferTask], None],
-        *,
-        task_id: int,
-        kind: str,
-        url: str,
-        path: str,
-        method: str,
-        headers: dict[str, str],
-        sha256: str | None,
-        progress: ProgressCallback | None,
-        created_at: float,
-        state: TransferState = TransferState.PENDING,
-        bytes_done: int = 0,
-        bytes_total: int | None = None,
-        etag: str | None = None,
-        last_modified: str | None = None,
-        error: Exception | None = None,
+        self, task: TaskState, cancel: Callable[[TaskState], None], progress: ProgressCallback | None
     ) -> None:
-        self.id = task_id
-        self.kind = kind
-        self.url = url
-        self.dest = path if kind == DOWNLOAD else None
-        self.src = path if kind == UPLOAD else None
-        self.method = method
-        self.sha256 = sha256
-        self.attempts = 0
-        self.created_at = created_at
-        #: The byte this process took the task up at: what an earlier run had committed.
-        self.resumed_from = bytes_done
+        self._task = task
         # A callback, not the session: the task knows nothing of the engine that runs it.
         self._cancel_hook = cancel
-        self._headers = headers
         self._progress = progress
-        self._state = state
-        self._bytes_done = bytes_done
-        self._bytes_total = bytes_total
-        self._error = error
-        self.etag = etag
-        self.last_modified = last_modified
-        self._done = threading.Event()
-        if state in FINISHED:
-            self._done.set()
-        # Set to stop the worker: on cancel(), or when the process suspends its transfers.
-        self._stop = threading.Event()
-        self._cancel_requested = False
-        self._worker: int | None = None
-        self._response: Any = None
         self._last_progress = 0.0
-        # The offset the journal holds as durable; bytes_done may run ahead of it.
-        self._committed = bytes_done
-        # The one-writer-per-destination lock, held while the task may write (a DestinationLock).
-        self._dest_lock: Any = None
-        # Running sha256 of the .part file, and how many of its bytes it covers.
-        self._hasher: Any = None
-        self._hashed = 0
-        # True when the .part may hold bytes from two responses (a resume happened).
-        self._spliced = bytes_done > 0
+        task.listen(self._notify)
+
+    @property
+    def id(self) -> int:
+        """The task's number in the session's journal, unique per identifier."""
+        return self._task.record.id
+
+    @property
+    def kind(self) -> str:
+        """``"download"`` or ``"upload"``."""
+        return self._task.record.kind
+
+    @property
+    def url(self) -> str:
+        """The URL transferred from or to."""
+        return self._task.url
+
+    @property
+    def method(self) -> str:
+        """The HTTP method (``GET`` for downloads)."""
+        return self._task.record.method
+
+    @property
+    def sha256(self) -> str | None:
+        """The expected hex digest of a download, if one was given."""
+        return self._task.record.sha256
+
+    @property
+    def created_at(self) -> float:
+        """When the task was first recorded, in seconds since the epoch."""
+        return self._task.record.created_at
+
+    @property
+    def dest(self) -> str | None:
+        """The file a download ends in (None for an upload)."""
+        return self._task.record.path if self._task.record.kind == DOWNLOAD else None
+
+    @property
+    def src(self) -> str | None:
+        """The file an upload sends (None for a download)."""
+        return self._task.record.path if self._task.record.kind == UPLOAD else None
 
     @property
     def path(self) -> str:
         """The local file of the task: ``dest`` for a download, ``src`` for an upload."""
-        return self.dest if self.dest is not None else str(self.src)
+        return self._task.record.path
+
+    @property
+    def resumed_from(self) -> int:
+        """The byte this process took the task up at: what an earlier run had committed."""
+        return self._task.resumed_from
+
+    @property
+    def attempts(self) -> int:
+        """How many HTTP attempts this process has made for the task."""
+        return self._task.attempts
+
+    @property
+    def etag(self) -> str | None:
+        """The ETag of the version being downloaded, once known."""
+        return self._task.etag
+
+    @property
+    def last_modified(self) -> str | None:
+        """The Last-Modified of the version being downloaded, once known."""
+        return self._task.last_modified
 
     @property
     def progress(self) -> ProgressCallback | None:
@@ -131,27 +126,27 @@ class TransferTask:
     @property
     def state(self) -> TransferState:
         """Where the task is: pending, running, completed, failed or cancelled."""
-        return self._state
+        return self._task.state
 
     @property
     def bytes_done(self) -> int:
         """Bytes transferred so far (for a resumed download, including the ``.part`` file)."""
-        return self._bytes_done
+        return self._task.bytes_done
 
     @property
     def bytes_total(self) -> int | None:
         """The full size in bytes, once known; None until then or without Content-Length."""
-        return self._bytes_total
+        return self._task.bytes_total
 
     @property
     def error(self) -> Exception | None:
         """Why the task failed (a TransferError), or None."""
-        return self._error
+        return self._task.error
 
     @property
     def done(self) -> bool:
         """True once the task is completed, failed or cancelled."""
-        return self._done.is_set()
+        return self._task.finished.is_set()
 
     def wait(self, timeout: float | None = None) -> TransferTask:
         """Block until the task is finished or ``timeout`` seconds have passed.
@@ -164,7 +159,7 @@ class TransferTask:
         Returns:
             The task itself, so ``bg.download(...).wait().state`` reads naturally.
         """
-        self._done.wait(timeout)
+        self._task.finished.wait(timeout)
         return self
 
     def cancel(self) -> None:
@@ -172,10 +167,13 @@ class TransferTask:
 
         A pending task is cancelled at once; a running one within about a second.
         """
-        self._cancel_hook(self)
+        self._cancel_hook(self._task)
 
-    def _notify(self, *, final: bool = False) -> None:
-        """Call the progress callback, at most about 10 times a second unless ``final``."""
+    def _notify(self, final: bool) -> None:
+        """Call the progress callback, at most about 10 times a second unless ``final``.
+
+        The runner calls this (through ``TaskState.notify``) from the task's worker thread.
+        """
         callback = self._progress
         if callback is None:
             return
@@ -193,8 +191,6 @@ class TransferTask:
             self._progress = None
 
     def __repr__(self) -> str:
-        total = "?" if self._bytes_total is None else str(self._bytes_total)
-        return (
-            f"<TransferTask {self.id} {self.kind} {safe_url(self.url)} state={self._state.value} "
-            f"{self._bytes_done}/{total}>"
-        )
+        state, done, total = self._task.snapshot()
+        shown = "?" if total is None else str(total)
+        return f"<TransferTask {self.id} {self.kind} {safe_url(self.url)} state={state.value} {done}/{shown}>"

@@ -23,19 +23,22 @@ strong ETag, else Last-Modified):
 
 Only a complete file (length, and sha256 if given) is renamed to ``dest``.
 Every file is opened with ``O_NOFOLLOW``, and created with ``O_EXCL``.
-Uploads are retried from the start. Retries back off exponentially with jitter
-until ``total_timeout`` (or ``retries`` consecutive failures without progress).
+Uploads are retried from the start. Retries follow the preset's urllib3
+``Retry`` (``_adapters.build_retry``, as the adapter's): its back-off and
+Retry-After, until ``total_timeout`` (or ``retries`` consecutive failures
+without progress). The pause is waited on the task's stop event, never in
+``Retry.sleep``, so that a cancel or a suspension ends it at once.
+
+The runner is the one writer of a task's :class:`~._taskstate.TaskState`.
 """
 
 from __future__ import annotations
 
-import email.utils
 import errno
 import hashlib
 import http.client
 import logging
 import os
-import random
 import re
 import stat
 import threading
@@ -44,21 +47,27 @@ from typing import IO, Any, Final
 
 import requests
 import urllib3.exceptions
+from urllib3.exceptions import InvalidHeader, MaxRetryError
+from urllib3.response import BaseHTTPResponse
+from urllib3.util import Retry
 
 from .. import _process
+from .._adapters import build_retry
 from .._calls import CANCELLED, shutdown_connection
 from .._config import PresetConfig
 from .._errors import DiskFullError, SessionInvalidatedError, TransferError
 from .._redact import safe_url
 from .._sessions import PresetSession
+from ._taskstate import TaskState
 from .journal import Journal
-from .task import DOWNLOAD, TransferTask
+from .task import DOWNLOAD, FINISHED, TransferState
 
 __all__ = [
     "CHUNK_SIZE",
     "COMMIT_BYTES",
     "COMMIT_SECONDS",
     "CRASH_EXIT",
+    "RETRY_AFTER_MAX",
     "DiskFullError",
     "Runner",
     "Stopped",
@@ -158,40 +167,60 @@ class Stopped(Exception):
     """The task was cancelled, or the process is suspending its transfers."""
 
 
-class _Retry(Exception):
-    """One attempt failed in a way worth another try."""
+class _AttemptFailed(Exception):
+    """One attempt failed in a way worth another try.
+
+    Args:
+        reason: what went wrong, for the log and the final error.
+        cause: the exception behind it, if any.
+        response: the urllib3 response of a retryable status (its Retry-After counts).
+        progressed: bytes arrived during the attempt, so the failures before it no longer count.
+    """
 
     def __init__(
-        self, reason: str, *, cause: BaseException | None = None, retry_after: float | None = None, progressed: bool
+        self,
+        reason: str,
+        *,
+        cause: BaseException | None = None,
+        response: BaseHTTPResponse | None = None,
+        progressed: bool,
     ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.cause = cause
-        self.retry_after = retry_after
+        self.response = response
         self.progressed = progressed
 
 
-def _retry_after(value: str | None) -> float | None:
-    if not value:
+#: The longest Retry-After honoured, in seconds: urllib3's own cap (6 hours), kept on urllib3
+#: versions that have none. A longer one is waited this long, within ``total_timeout``.
+RETRY_AFTER_MAX: Final[float] = float(getattr(Retry, "DEFAULT_RETRY_AFTER_MAX", 6 * 3600))
+
+
+def _retry_after(policy: Retry, response: BaseHTTPResponse) -> float | None:
+    """Seconds the Retry-After of ``response`` asks for, as ``policy`` reads it, capped at RETRY_AFTER_MAX.
+
+    None when the header is missing or the policy does not respect it, and when
+    it is unreadable (urllib3 raises InvalidHeader): the back-off applies, as
+    in a session (``PresetRetry.get_retry_after``).
+    """
+    if not policy.respect_retry_after_header:
         return None
-    text = value.strip()
-    if text.isdigit():
-        return float(text)
     try:
-        when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError):
+        seconds = policy.get_retry_after(response)
+    except InvalidHeader:
         return None
-    return max(0.0, when.timestamp() - time.time())
+    return None if seconds is None else min(float(seconds), RETRY_AFTER_MAX)
 
 
-def _validator(task: TransferTask) -> str | None:
+def _validator(task: TaskState) -> str | None:
     # If-Range needs a strong validator: a weak ETag would make the server send 200.
     if task.etag and not task.etag.startswith("W/"):
         return task.etag
     return task.last_modified
 
 
-def _same_version(task: TransferTask, response: requests.Response) -> bool:
+def _same_version(task: TaskState, response: requests.Response) -> bool:
     """True when ``response`` carries the validator stored for ``task`` (or none was stored)."""
     if task.etag is not None:
         return response.headers.get("ETag") == task.etag
@@ -205,7 +234,7 @@ def _is_certificate_error(exc: BaseException) -> bool:
     return "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text or "hostname" in text
 
 
-def _file_error(task: TransferTask, path: str, exc: OSError) -> TransferError:
+def _file_error(task: TaskState, path: str, exc: OSError) -> TransferError:
     if exc.errno in _DISK_FULL:
         return DiskFullError(
             f"disk full while writing {path!r} ({exc.strerror or exc}); the {task.bytes_done} bytes written "
@@ -265,7 +294,7 @@ def check_own_file(fd: int, path: str) -> os.stat_result:
 class _UploadBody:
     """A file-like body that counts what requests reads, and stops when asked."""
 
-    def __init__(self, file: IO[bytes], size: int, task: TransferTask) -> None:
+    def __init__(self, file: IO[bytes], size: int, task: TaskState) -> None:
         self._file = file
         self._size = size
         self._task = task
@@ -274,12 +303,12 @@ class _UploadBody:
         return self._size
 
     def read(self, amount: int = -1) -> bytes:
-        if self._task._stop.is_set():
+        if self._task.stop.is_set():
             raise Stopped("upload stopped")
         amount = CHUNK_SIZE if amount is None or amount < 0 else min(amount, CHUNK_SIZE)
         data = self._file.read(amount)
-        self._task._bytes_done += len(data)
-        self._task._notify()
+        self._task.bytes_done += len(data)
+        self._task.notify()
         return data
 
 
@@ -360,7 +389,7 @@ class _Committer:
     offsets written *before* an fsync started are committed after it.
     """
 
-    def __init__(self, runner: Runner, task: TransferTask, fd: int) -> None:
+    def __init__(self, runner: Runner, task: TaskState, fd: int) -> None:
         self._runner = runner
         self._task = task
         self._fd = fd
@@ -376,7 +405,7 @@ class _Committer:
             self._wanted = offset
             self._cond.notify()
             if self._thread is None:
-                self._thread = _process.start_thread(self._loop, name=f"session-presets-commit-{self._task.id}")
+                self._thread = _process.start_thread(self._loop, name=f"session-presets-commit-{self._task.record.id}")
 
     def _loop(self) -> None:
         while True:
@@ -420,21 +449,24 @@ class Runner:
         self.config = config
         self.auth = auth
         self.journal = journal
+        #: The retry policy of every task: the preset's, built as the adapter builds it, except that
+        #: any method is retried (an upload is sent again from the start of its file).
+        self.policy: Retry = build_retry(config, Retry).new(allowed_methods=None)
 
     # -- journal -------------------------------------------------------------
 
-    def save(self, task: TransferTask, **fields: Any) -> None:
+    def save(self, task: TaskState, **fields: Any) -> None:
         """Write ``fields`` of ``task`` to the journal, not durably; a failed write is logged, not raised.
 
         Only for fields whose loss to a power cut is harmless (state, error);
         write-ahead steps use :meth:`write_ahead`, which raises.
         """
         try:
-            self.journal.update(task.id, durable=False, **fields)
+            self.journal.update(task.record.id, durable=False, **fields)
         except TransferError as exc:
-            log.debug("journal update of task %d failed: %s", task.id, exc)
+            log.debug("journal update of task %d failed: %s", task.record.id, exc)
 
-    def write_ahead(self, task: TransferTask, *, durable: bool = True, **fields: Any) -> None:
+    def write_ahead(self, task: TaskState, *, durable: bool = True, **fields: Any) -> None:
         """Write ``fields`` before the file changes; the change must not happen if this fails.
 
         ``durable=False`` is for steps whose loss to a power cut only costs a
@@ -443,67 +475,139 @@ class Runner:
         Raises:
             TransferError: the journal cannot be written.
         """
-        self.journal.update(task.id, durable=durable, **fields)
+        self.journal.update(task.record.id, durable=durable, **fields)
         if "bytes_done" in fields:
-            task._committed = fields["bytes_done"]
+            task.committed = fields["bytes_done"]
 
-    def commit(self, task: TransferTask, fd: int, offset: int) -> None:
+    def commit(self, task: TaskState, fd: int, offset: int) -> None:
         """fsync the .part, then record ``offset`` as good; a failure keeps the older offset."""
         try:
             os.fsync(fd)
         except OSError as exc:
-            log.debug("fsync of task %d failed: %s", task.id, exc)
+            log.debug("fsync of task %d failed: %s", task.record.id, exc)
             return
         _crash_point("commit:fsynced")
         try:
-            self.journal.update(task.id, bytes_done=offset)
+            self.journal.update(task.record.id, bytes_done=offset)
         except TransferError as exc:
-            log.debug("journal commit of task %d failed: %s", task.id, exc)
+            log.debug("journal commit of task %d failed: %s", task.record.id, exc)
             return
-        task._committed = offset
+        task.committed = offset
         _crash_point("commit:done")
+
+    # -- lifecycle (the engine asks; only the runner writes a TaskState) ----------
+
+    def start(self, task: TaskState) -> None:
+        """Mark a task taken from the queue as running (the journal hears of it in :meth:`execute`)."""
+        with task.lock:
+            task.state = TransferState.RUNNING
+
+    def request_stop(self, task: TaskState, *, cancel: bool) -> bool:
+        """Ask the worker of ``task`` to stop: for good when ``cancel``, else to suspend it.
+
+        Returns:
+            False when the task is already finished or a cancel is already asked for.
+        """
+        with task.lock:
+            if cancel:
+                if task.state in FINISHED or task.cancel_requested:
+                    return False
+                task.cancel_requested = True
+            task.stop.set()
+        return True
+
+    def execute(self, task: TaskState) -> None:
+        """Run ``task`` on this thread and record how it ended; never raises for the task's failure."""
+        self.save(task, state=TransferState.RUNNING.value)
+        try:
+            self.run(task)
+        except Stopped:
+            if task.cancel_requested:
+                self.end_cancelled(task)
+            else:
+                # The process is suspending: the journal keeps the task (and its committed offset).
+                with task.lock:
+                    task.state = TransferState.PENDING
+                self.save(task, state=TransferState.PENDING.value)
+                self.release_destination(task)
+                task.finished.set()
+            return
+        except TransferError as exc:
+            self.end(task, TransferState.FAILED, exc)
+            return
+        except Exception as exc:
+            what = f"{task.record.kind} of {safe_url(task.url)}"
+            log.debug("task %d failed unexpectedly: %s", task.record.id, scrub(repr(exc)))
+            error = TransferError(f"{what} failed unexpectedly: {scrub(repr(exc))}")
+            error.__cause__ = exc
+            self.end(task, TransferState.FAILED, error)
+            return
+        self.end(task, TransferState.COMPLETED, None)
+
+    def end(self, task: TaskState, state: TransferState, error: TransferError | None) -> None:
+        """Finish ``task`` in ``state``: journal, destination lock, last progress call, waiters."""
+        with task.lock:
+            task.error = error
+            task.state = state
+        # bytes_done is not written here: only an fsync makes an offset true (see commit()).
+        self.save(
+            task,
+            state=state.value,
+            error=None if error is None else scrub(str(error)),
+            resumable=int(isinstance(error, DiskFullError)),
+        )
+        self.release_destination(task)
+        log.debug("task %d %s", task.record.id, state.value)
+        task.notify(final=True)
+        task.finished.set()
+
+    def end_cancelled(self, task: TaskState) -> None:
+        """Finish a cancelled task: its ``.part`` is deleted."""
+        if task.record.kind == DOWNLOAD:
+            remove_file(task.record.path + ".part")
+        self.end(task, TransferState.CANCELLED, None)
+
+    @staticmethod
+    def release_destination(task: TaskState) -> None:
+        """Release the destination lock of ``task``, if it holds one; safe to call twice."""
+        with task.lock:
+            lock, task.dest_lock = task.dest_lock, None
+        if lock is not None:
+            lock.release()
 
     # -- control -------------------------------------------------------------
 
-    def interrupt(self, task: TransferTask) -> None:
+    def interrupt(self, task: TaskState) -> None:
         """Wake the worker of ``task`` if it is blocked on the network."""
-        response = task._response
+        response = task.response
         if response is not None:
             shutdown_connection(getattr(response.raw, "connection", None))
         # A request still waiting for its headers is aborted through its call.
-        if task._worker is not None:
-            self.http._abort_thread_calls(task._worker, CANCELLED)
+        if task.worker is not None:
+            self.http._abort_thread_calls(task.worker, CANCELLED)
 
-    def _deadline(self, task: TransferTask) -> float | None:
+    def _deadline(self, task: TaskState) -> float | None:
         total = self.config.total_timeout
-        return None if total is None else task.created_at + total
+        return None if total is None else task.record.created_at + total
 
-    def _check(self, task: TransferTask, deadline: float | None) -> None:
-        if task._stop.is_set():
+    def _check(self, task: TaskState, deadline: float | None) -> None:
+        if task.stop.is_set():
             raise Stopped("stopped")
         if deadline is not None and time.time() >= deadline:
             raise TransferError(
-                f"{task.kind} of {safe_url(task.url)} gave up: total_timeout={self.config.total_timeout:g}s "
+                f"{task.record.kind} of {safe_url(task.url)} gave up: total_timeout={self.config.total_timeout:g}s "
                 f"reached after {task.attempts} attempt(s) and {task.bytes_done} bytes"
             )
 
-    def backoff(self, failures: int, retry_after: float | None) -> float:
-        """Seconds to wait before the next attempt: exponential, with jitter, Retry-After honoured."""
-        base = min(self.config.backoff_max, self.config.backoff_factor * (2 ** min(failures - 1, 40)))
-        delay: float = base / 2 + random.uniform(0, base / 2)
-        if retry_after is not None:
-            delay = max(delay, retry_after)
-        return delay
-
-    def run(self, task: TransferTask) -> None:
+    def run(self, task: TaskState) -> None:
         """Transfer ``task`` until it completes.
 
         Raises:
             Stopped: the task was cancelled or the process is suspending.
             TransferError: the task failed for good (DiskFullError when out of space).
         """
-        task._worker = threading.get_ident()
-        if task.kind != DOWNLOAD:
+        task.worker = threading.get_ident()
+        if task.record.kind != DOWNLOAD:
             self._attempts(task, None)
             return
         fd = self._open_part(task)
@@ -511,24 +615,24 @@ class Runner:
             self._attempts(task, fd)
         except (Stopped, DiskFullError):
             # What was written is made durable, so the next run resumes after it.
-            if not task._cancel_requested:
+            if not task.cancel_requested:
                 self.commit(task, fd, task.bytes_done)
             empty = task.bytes_done == 0 and os.fstat(fd).st_size == 0
             os.close(fd)
             if empty:
                 # Nothing arrived (an unreachable host): leave no empty .part behind.
-                remove_file(task.path + ".part")
+                remove_file(task.record.path + ".part")
             raise
         except BaseException:
             # A task that failed for good is never resumed: its .part is of no use.
             os.close(fd)
-            remove_file(task.path + ".part")
+            remove_file(task.record.path + ".part")
             raise
         os.close(fd)
 
-    def _attempts(self, task: TransferTask, fd: int | None) -> None:
+    def _attempts(self, task: TaskState, fd: int | None) -> None:
         deadline = self._deadline(task)
-        failures = 0
+        retry = self.policy
         while True:
             self._check(task, deadline)
             task.attempts += 1
@@ -538,35 +642,50 @@ class Runner:
                 else:
                     self._upload_once(task)
                 return
-            except _Retry as retry:
-                if task._stop.is_set():
+            except _AttemptFailed as failure:
+                if task.stop.is_set():
                     raise Stopped("stopped") from None
-                failures = 1 if retry.progressed else failures + 1
-                what = f"{task.kind} of {safe_url(task.url)}"
-                if self.config.retries is not None and failures > self.config.retries:
-                    raise TransferError(
-                        f"{what} failed after {task.attempts} attempt(s) "
-                        f"(retries={self.config.retries}): {retry.reason}"
-                    ) from retry.cause
-                delay = self.backoff(failures, retry.retry_after)
+                if failure.progressed:
+                    # Bytes arrived: the back-off and the retries count again from the first failure.
+                    retry = self.policy
+                retry = self._increment(task, retry, failure)
+                delay = retry.get_backoff_time()
+                if failure.response is not None:
+                    delay = max(delay, _retry_after(retry, failure.response) or 0.0)
                 if deadline is not None and time.time() + delay >= deadline:
                     raise TransferError(
-                        f"{what} gave up: total_timeout={self.config.total_timeout:g}s would pass before "
-                        f"the next attempt; last error: {retry.reason}"
-                    ) from retry.cause
-                log.debug("task %d attempt %d: %s; retrying in %.2fs", task.id, task.attempts, retry.reason, delay)
-                if task._stop.wait(delay):
+                        f"{task.record.kind} of {safe_url(task.url)} gave up: total_timeout="
+                        f"{self.config.total_timeout:g}s would pass before the next attempt; "
+                        f"last error: {failure.reason}"
+                    ) from failure.cause
+                log.debug(
+                    "task %d attempt %d: %s; retrying in %.2fs", task.record.id, task.attempts, failure.reason, delay
+                )
+                # Not Retry.sleep(): a cancel or a suspension must end the wait at once.
+                if task.stop.wait(delay):
                     raise Stopped("stopped") from None
             except (Stopped, TransferError):
                 raise
             except Exception as exc:
-                if task._stop.is_set():
+                if task.stop.is_set():
                     raise Stopped("stopped") from exc
                 raise
 
+    def _increment(self, task: TaskState, retry: Retry, failure: _AttemptFailed) -> Retry:
+        """``retry`` after one more failure, or TransferError when the preset's retries are spent."""
+        try:
+            # The error itself stays out of the Retry: its history would keep every traceback
+            # (and the frames' buffers) alive for as long as failures go on without progress.
+            return retry.increment(task.record.method, safe_url(task.url), response=failure.response)
+        except MaxRetryError:
+            raise TransferError(
+                f"{task.record.kind} of {safe_url(task.url)} failed after {task.attempts} attempt(s) "
+                f"(retries={self.config.retries}): {failure.reason}"
+            ) from failure.cause
+
     # -- HTTP ----------------------------------------------------------------
 
-    def _send(self, task: TransferTask, method: str, headers: dict[str, str], **kwargs: Any) -> requests.Response:
+    def _send(self, task: TaskState, method: str, headers: dict[str, str], **kwargs: Any) -> requests.Response:
         has_auth = any(name.lower() == "authorization" for name in headers)
         try:
             return self.http.request(
@@ -576,29 +695,25 @@ class Runner:
             raise
         except requests.exceptions.SSLError as exc:
             if _is_certificate_error(exc):
-                raise TransferError(f"{task.kind} of {safe_url(task.url)} failed: {_describe(exc)}") from exc
-            raise _Retry(f"TLS error: {_describe(exc)}", cause=exc, progressed=False) from exc
+                raise TransferError(f"{task.record.kind} of {safe_url(task.url)} failed: {_describe(exc)}") from exc
+            raise _AttemptFailed(f"TLS error: {_describe(exc)}", cause=exc, progressed=False) from exc
         except SessionInvalidatedError as exc:
             raise Stopped("the session was invalidated") from exc
         except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
-            raise _Retry(_describe(exc), cause=exc, progressed=False) from exc
+            raise _AttemptFailed(_describe(exc), cause=exc, progressed=False) from exc
         except requests.RequestException as exc:
-            raise TransferError(f"{task.kind} of {safe_url(task.url)} failed: {_describe(exc)}") from exc
+            raise TransferError(f"{task.record.kind} of {safe_url(task.url)} failed: {_describe(exc)}") from exc
 
-    def _status_error(self, task: TransferTask, response: requests.Response) -> Exception:
+    def _status_error(self, task: TaskState, response: requests.Response) -> Exception:
         status = response.status_code
-        if status in self.config.retry_statuses:
-            return _Retry(
-                f"HTTP {status}",
-                retry_after=_retry_after(response.headers.get("Retry-After")),
-                progressed=False,
-            )
-        return TransferError(f"{task.kind} of {safe_url(task.url)} failed: HTTP {status} {response.reason}")
+        if self.policy.is_retry(task.record.method, status, has_retry_after="Retry-After" in response.headers):
+            return _AttemptFailed(f"HTTP {status}", response=response.raw, progressed=False)
+        return TransferError(f"{task.record.kind} of {safe_url(task.url)} failed: HTTP {status} {response.reason}")
 
     # -- upload --------------------------------------------------------------
 
-    def _upload_once(self, task: TransferTask) -> None:
-        src = task.path
+    def _upload_once(self, task: TaskState) -> None:
+        src = task.record.path
         try:
             # The caller names the file to send: a symbolic link there is theirs to follow.
             file = open(src, "rb")  # noqa: SIM115 - closed below, after the request
@@ -606,24 +721,25 @@ class Runner:
             raise TransferError(f"cannot read {src!r} for upload: {exc}") from exc
         with file:
             size = os.fstat(file.fileno()).st_size
-            task._bytes_total = size
-            task._bytes_done = 0
-            response = self._send(task, task.method, dict(task._headers), data=_UploadBody(file, size, task))
+            with task.lock:
+                task.bytes_total = size
+                task.bytes_done = 0
+            response = self._send(task, task.record.method, dict(task.headers), data=_UploadBody(file, size, task))
         response.close()
         if not 200 <= response.status_code < 300:
             raise self._status_error(task, response)
-        task._bytes_done = size
+        task.bytes_done = size
 
     # -- download ------------------------------------------------------------
 
-    def _open_part(self, task: TransferTask) -> int:
+    def _open_part(self, task: TaskState) -> int:
         """Open the .part of ``task``, cut to the committed offset, or create it; return its descriptor.
 
         A .part shorter than the committed offset cannot be trusted: the
         journal first says "0 bytes", then the file is emptied (write-ahead).
         """
-        part = task.path + ".part"
-        committed = task._committed
+        part = task.record.path + ".part"
+        committed = task.committed
         try:
             fd = os.open(part, _OPEN_FLAGS)
         except FileNotFoundError:
@@ -633,53 +749,58 @@ class Runner:
         if fd is None:
             if committed or task.etag is not None or task.last_modified is not None:
                 self.write_ahead(task, bytes_done=0, bytes_total=None, etag=None, last_modified=None)
-                task.etag = task.last_modified = None
-                task._bytes_total = None
+                with task.lock:
+                    task.etag = task.last_modified = None
+                    task.bytes_total = None
             try:
                 fd = os.open(part, _OPEN_FLAGS | os.O_CREAT | os.O_EXCL, 0o600)
             except OSError as exc:
                 raise _file_error(task, part, exc) from exc
-            task._bytes_done = 0
+            task.bytes_done = 0
             return fd
         try:
             size = check_own_file(fd, part).st_size
             if size < committed:
-                log.debug("task %d: %r holds %d bytes, fewer than the %d committed", task.id, part, size, committed)
+                log.debug(
+                    "task %d: %r holds %d bytes, fewer than the %d committed", task.record.id, part, size, committed
+                )
                 self._empty(task, fd, "restart")
             elif size > committed:
                 # Bytes past the committed offset were never made durable: never keep them.
                 os.ftruncate(fd, committed)
-            task._bytes_done = task._committed
+            task.bytes_done = task.committed
         except BaseException:
             os.close(fd)
             raise
         return fd
 
-    def _empty(self, task: TransferTask, fd: int, step: str, **new: Any) -> None:
+    def _empty(self, task: TaskState, fd: int, step: str, **new: Any) -> None:
         """Write-ahead restart: the journal says 0 bytes (of the ``new`` version), then the .part is emptied."""
         fields: dict[str, Any] = {"bytes_done": 0, "bytes_total": None, "etag": None, "last_modified": None, **new}
         self.write_ahead(task, **fields)
-        task.etag, task.last_modified = fields["etag"], fields["last_modified"]
-        task._bytes_total = fields["bytes_total"]
+        with task.lock:
+            task.etag, task.last_modified = fields["etag"], fields["last_modified"]
+            task.bytes_total = fields["bytes_total"]
         _crash_point(f"{step}:journaled")
         try:
             os.ftruncate(fd, 0)
         except OSError as exc:  # pragma: no cover - shrinking a file we own does not fail
-            raise _file_error(task, task.path + ".part", exc) from exc
+            raise _file_error(task, task.record.path + ".part", exc) from exc
         _crash_point(f"{step}:truncated")
-        task._bytes_done = 0
-        task._hasher = None
-        task._hashed = 0
-        task._spliced = False
+        with task.lock:
+            task.bytes_done = 0
+            task.hasher = None
+            task.hashed = 0
+            task.spliced = False
 
-    def _restart(self, task: TransferTask, fd: int, reason: str) -> _Retry:
+    def _restart(self, task: TaskState, fd: int, reason: str) -> _AttemptFailed:
         self._empty(task, fd, "restart")
-        log.debug("task %d: %s; restarting from zero", task.id, reason)
-        return _Retry(f"{reason}; restarting from zero", progressed=False)
+        log.debug("task %d: %s; restarting from zero", task.record.id, reason)
+        return _AttemptFailed(f"{reason}; restarting from zero", progressed=False)
 
-    def _download_once(self, task: TransferTask, fd: int, deadline: float | None) -> None:
+    def _download_once(self, task: TaskState, fd: int, deadline: float | None) -> None:
         offset = task.bytes_done
-        headers = dict(task._headers)
+        headers = dict(task.headers)
         # Ranges count bytes of the representation as sent: keep it unencoded.
         headers["Accept-Encoding"] = "identity"
         if offset:
@@ -688,15 +809,15 @@ class Runner:
             if validator:
                 headers["If-Range"] = validator
         response = self._send(task, "GET", headers, stream=True)
-        task._response = response
+        task.response = response
         try:
             self._receive(task, response, fd, offset, deadline)
         finally:
-            task._response = None
+            task.response = None
             response.close()
 
     def _receive(
-        self, task: TransferTask, response: requests.Response, fd: int, offset: int, deadline: float | None
+        self, task: TaskState, response: requests.Response, fd: int, offset: int, deadline: float | None
     ) -> None:
         status = response.status_code
         if status == 416 and offset:
@@ -731,13 +852,13 @@ class Runner:
                     task, fd, f"server sent a 206 of another version (ETag {response.headers.get('ETag')!r}, "
                     f"Last-Modified {response.headers.get('Last-Modified')!r})"
                 )
-            task._spliced = task._spliced or offset > 0
+            task.spliced = task.spliced or offset > 0
             learned: dict[str, Any] = {}
             if task.etag is None and task.last_modified is None:
                 learned["etag"] = task.etag = response.headers.get("ETag")
                 learned["last_modified"] = task.last_modified = response.headers.get("Last-Modified")
             if total is not None and task.bytes_total is None:
-                learned["bytes_total"] = task._bytes_total = total
+                learned["bytes_total"] = task.bytes_total = total
             if learned:
                 self.write_ahead(task, **learned)
         elif status == 200:
@@ -747,15 +868,18 @@ class Runner:
                 "last_modified": response.headers.get("Last-Modified"),
             }
             if offset or os.fstat(fd).st_size:
-                log.debug("task %d: server sent the whole file for bytes=%d-; restarting from zero", task.id, offset)
+                log.debug(
+                    "task %d: server sent the whole file for bytes=%d-; restarting from zero", task.record.id, offset
+                )
                 self._empty(task, fd, "fresh", **new)
             else:
                 # The journal already says 0 bytes: losing this only loses the validators.
                 self.write_ahead(task, durable=False, bytes_done=0, **new)
-                task.etag, task.last_modified = new["etag"], new["last_modified"]
-                task._bytes_total = length
-                task._hasher = None
-                task._hashed = 0
+                with task.lock:
+                    task.etag, task.last_modified = new["etag"], new["last_modified"]
+                    task.bytes_total = length
+                    task.hasher = None
+                    task.hashed = 0
             offset = 0
         else:
             raise self._status_error(task, response)
@@ -763,11 +887,11 @@ class Runner:
         self._stream(task, response, fd, offset, length, hasher, deadline)
         self._finish(task, fd, hasher)
 
-    def _hasher_for(self, task: TransferTask, fd: int, offset: int) -> Any:
-        if task.sha256 is None:
+    def _hasher_for(self, task: TaskState, fd: int, offset: int) -> Any:
+        if task.record.sha256 is None:
             return None
-        if task._hasher is not None and task._hashed == offset:
-            return task._hasher
+        if task.hasher is not None and task.hashed == offset:
+            return task.hasher
         hasher = hashlib.sha256()
         position = 0
         try:
@@ -778,14 +902,14 @@ class Runner:
                 hasher.update(data)
                 position += len(data)
         except OSError as exc:  # pragma: no cover - reading a file we hold open does not fail
-            raise TransferError(f"cannot read {task.path + '.part'!r} to resume: {exc}") from exc
-        task._hasher = hasher
-        task._hashed = offset
+            raise TransferError(f"cannot read {task.record.path + '.part'!r} to resume: {exc}") from exc
+        task.hasher = hasher
+        task.hashed = offset
         return hasher
 
     def _stream(
         self,
-        task: TransferTask,
+        task: TaskState,
         response: requests.Response,
         fd: int,
         offset: int,
@@ -793,7 +917,7 @@ class Runner:
         hasher: Any,
         deadline: float | None,
     ) -> None:
-        part = task.path + ".part"
+        part = task.record.path + ".part"
         received = 0
         buffer = memoryview(bytearray(CHUNK_SIZE))
         reader = _BodyReader(response, length)
@@ -807,7 +931,7 @@ class Runner:
                 try:
                     count = reader.fill(buffer)
                 except _NETWORK_ERRORS as exc:
-                    raise _Retry(
+                    raise _AttemptFailed(
                         f"connection lost after {task.bytes_done} bytes: {_describe(exc)}",
                         cause=exc,
                         progressed=received > 0,
@@ -822,11 +946,11 @@ class Runner:
                         raise _file_error(task, part, exc) from exc
                     if hasher is not None:
                         hasher.update(view[:written])
-                        task._hashed += written
-                    task._bytes_done += written
+                        task.hashed += written
+                    task.bytes_done += written
                     received += written
                     view = view[written:]
-                task._notify()
+                task.notify()
                 now = time.monotonic()
                 if task.bytes_done - last_commit_at >= COMMIT_BYTES or now - last_commit_time >= COMMIT_SECONDS:
                     committer.request(task.bytes_done)
@@ -837,25 +961,25 @@ class Runner:
         if total is not None and task.bytes_done != total:
             if task.bytes_done > total:
                 raise self._restart(task, fd, f"server sent {task.bytes_done} bytes of {total}")
-            raise _Retry(f"connection closed after {task.bytes_done} of {total} bytes", progressed=received > 0)
+            raise _AttemptFailed(f"connection closed after {task.bytes_done} of {total} bytes", progressed=received > 0)
 
-    def _finish(self, task: TransferTask, fd: int, hasher: Any) -> None:
-        dest = task.path
+    def _finish(self, task: TaskState, fd: int, hasher: Any) -> None:
+        dest = task.record.path
         part = dest + ".part"
         size = os.fstat(fd).st_size
         if task.bytes_total is not None and size != task.bytes_total:
             raise self._restart(task, fd, f"{part!r} holds {size} bytes, not the {task.bytes_total} announced")
-        if task.sha256 is not None:
-            if hasher is None or task._hashed != size:
+        if task.record.sha256 is not None:
+            if hasher is None or task.hashed != size:
                 hasher = self._hasher_for(task, fd, size)
             digest = hasher.hexdigest()
-            if digest != task.sha256:
-                if task._spliced:
+            if digest != task.record.sha256:
+                if task.spliced:
                     # Two versions of the file may have been spliced: one clean try from zero.
                     raise self._restart(task, fd, f"sha256 mismatch after a resumed download ({digest})")
                 self._empty(task, fd, "restart")
                 raise TransferError(
-                    f"sha256 mismatch for {dest!r}: expected {task.sha256}, got {digest} "
+                    f"sha256 mismatch for {dest!r}: expected {task.record.sha256}, got {digest} "
                     f"from {safe_url(task.url)}; the download was deleted and {dest!r} was not written"
                 )
         try:
@@ -872,8 +996,9 @@ class Runner:
             raise TransferError(f"cannot rename {part!r} to {dest!r}: {exc}") from exc
         fsync_directory(os.path.dirname(dest) or ".")
         _crash_point("finish:renamed")
-        task._bytes_done = size
-        task._bytes_total = size
+        with task.lock:
+            task.bytes_done = size
+            task.bytes_total = size
 
     @staticmethod
     def _check_still_ours(fd: int, part: str) -> None:
