@@ -246,6 +246,8 @@ def _import_httpretty(monkeypatch: pytest.MonkeyPatch) -> Any:
     return pytest.importorskip("httpretty", reason=_missing("httpretty"))
 
 
+# httpretty 1.1.4 calls datetime.utcnow() (deprecated since Python 3.12) in the thread that serves a mock.
+@pytest.mark.filterwarnings("ignore:datetime.datetime.utcnow:DeprecationWarning")
 def test_httpretty_intercepts_our_sockets(
     session: requests.Session, http_server: LoopbackServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
