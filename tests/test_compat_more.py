@@ -12,6 +12,7 @@ runs in a child pytest.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import http.server
 import importlib.util
@@ -473,6 +474,62 @@ def test_requests_aws4auth_on_a_caller_owned_session(http_server: LoopbackServer
     assert [r.path for r in http_server.requests] == ["/redirect?to=/ok", "/ok"]
     for seen in http_server.requests:
         _aws4_checks(seen, b"")
+
+
+@pytest.fixture
+def ntlm_route(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
+    """A route that runs NTLM's handshake as a server (pyspnego), one context per connection, for CORP\\alice."""
+    spnego = pytest.importorskip("spnego", reason=_missing("requests-ntlm"))
+    users = tmp_path / "ntlm-users.txt"
+    users.write_text("CORP:alice:s3cret\n")
+    monkeypatch.setenv("NTLM_USER_FILE", str(users))  # where pyspnego's NTLM acceptor reads credentials
+
+    def route(handler: Handler) -> None:
+        authorization = handler.recorded.headers.get("Authorization")
+        if not authorization:
+            handler.reply(401, b"", {"WWW-Authenticate": "NTLM"})
+            return
+        token = base64.b64decode(authorization.split(" ", 1)[1])
+        # NTLM authenticates the connection: its context lives on the connection's handler,
+        # from the NEGOTIATE message (type 1) to the AUTHENTICATE one (type 3).
+        if token[8] == 1:
+            handler.ntlm_context = spnego.server(protocol="ntlm")  # type: ignore[attr-defined]
+        context = handler.ntlm_context  # type: ignore[attr-defined]
+        out = context.step(token)
+        if not context.complete:
+            handler.reply(401, b"", {"WWW-Authenticate": "NTLM " + base64.b64encode(out).decode()})
+            return
+        handler.reply(200, context.client_principal.encode())
+
+    return route
+
+
+def _ntlm_legs(http_server: LoopbackServer) -> list[tuple[int, str]]:
+    """(connection, message type) of each request the NTLM route got: '' when it had no Authorization."""
+    legs = []
+    for seen in http_server.requests:
+        token = (seen.header("Authorization") or " ").split(" ", 1)[1]
+        legs.append((seen.connection, str(base64.b64decode(token)[8]) if token else ""))
+    return legs
+
+
+def test_requests_ntlm_per_call(session: requests.Session, http_server: LoopbackServer, ntlm_route: Any) -> None:
+    """HttpNtlmAuth per call: the three-leg handshake runs on one connection and the server names the user."""
+    requests_ntlm = pytest.importorskip("requests_ntlm", reason=_missing("requests-ntlm"))
+    http_server.route("/ntlm", ntlm_route)
+    response = session.get(http_server.url("/ntlm"), auth=requests_ntlm.HttpNtlmAuth("CORP\\alice", "s3cret"))
+    assert (response.status_code, response.text) == (200, "CORP\\alice")
+    assert _ntlm_legs(http_server) == [(1, ""), (1, "1"), (1, "3")]
+
+
+def test_requests_ntlm_on_a_caller_owned_session(http_server: LoopbackServer, ntlm_route: Any) -> None:
+    """default_session(auth=HttpNtlmAuth(...)): each call authenticates on its one pooled connection."""
+    requests_ntlm = pytest.importorskip("requests_ntlm", reason=_missing("requests-ntlm"))
+    http_server.route("/ntlm", ntlm_route)
+    with sp.default_session(auth=requests_ntlm.HttpNtlmAuth("CORP\\alice", "s3cret")) as session:
+        assert [session.get(http_server.url("/ntlm")).text for _ in range(2)] == ["CORP\\alice"] * 2
+        assert session.stats.connections_opened == 1
+    assert _ntlm_legs(http_server) == [(1, ""), (1, "1"), (1, "3")] * 2
 
 
 # -- adapters users mount themselves ---------------------------------------------------------------
