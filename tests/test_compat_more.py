@@ -588,3 +588,22 @@ def test_source_address_adapter_through_adapter_factory(http_server: LoopbackSer
     assert (stats.requests, stats.connections_opened, stats.connections_reused) == (3, 1, 2)
     assert http_server.connections == 1
     assert {seen.header("Cache-Control") for seen in http_server.requests} == {"no-cache"}
+
+
+# -- urllib3.contrib -------------------------------------------------------------------------------
+
+
+def test_urllib3_contrib_pyopenssl_injection(
+    session: requests.Session, https_server: LoopbackServer, ca_bundle: str
+) -> None:
+    """urllib3's pyOpenSSL inject_into_urllib3() leaves every kind's https:// calls working, and its extraction too."""
+    pytest.importorskip("OpenSSL", reason=_missing("pyopenssl"))
+    pyopenssl = pytest.importorskip("urllib3.contrib.pyopenssl", reason=_missing("pyopenssl"))
+    pyopenssl.inject_into_urllib3()
+    try:
+        # Presets keep their shared stdlib SSLContext (and TLS resumption): pyOpenSSL serves plain sessions only.
+        assert session.get(https_server.url("/ok"), verify=ca_bundle).text == "ok"
+    finally:
+        pyopenssl.extract_from_urllib3()
+    assert session.get(https_server.url("/echo"), verify=ca_bundle).json()["path"] == "/echo"
+    assert [r.path for r in https_server.requests] == ["/ok", "/echo"]
