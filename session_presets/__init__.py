@@ -12,7 +12,7 @@ import importlib as _importlib
 import logging as _logging
 import typing as _typing
 
-from ._adapters import PresetAdapter, PresetTimeout
+from ._adapters import PresetAdapter, PresetTimeout, preset_adapter_class
 from ._config import PresetConfig
 from ._errors import (
     ConfigError,
@@ -115,6 +115,7 @@ __all__ = [
     "get_preset",
     "get_session",
     "instrument",
+    "preset_adapter_class",
     "preset_names",
     "register_preset",
 ]

@@ -43,11 +43,12 @@ from ._calls import DEADLINE, AbortHandle, Call, current_call, set_current_call,
 from ._config import PresetConfig
 from ._errors import ConfigError, TotalTimeoutError
 from ._metrics import MeteredResponse, SessionMetrics, Transaction
+from ._readonly import shared_refusal
 from ._redact import RedactingFilter, safe_url
 from ._tls import TrustConfig, check_trust, get_ssl_context
 from ._tls_sessions import TLSSessionCache, offer, shared_cache
 
-__all__ = ["Counters", "PresetAdapter", "PresetRetry", "PresetTimeout", "build_retry"]
+__all__ = ["Counters", "PresetAdapter", "PresetRetry", "PresetTimeout", "build_retry", "preset_adapter_class"]
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,9 @@ _SLEEP_SLICE: Final = 0.05
 
 #: The variables through which requests' merge_environment_settings hands a CA bundle to the adapter.
 _ENV_CA_BUNDLE_VARIABLES: Final = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+
+#: The classes preset_adapter_class built, by base class: one per base in a process.
+_PRESET_ADAPTER_CLASSES: dict[type[HTTPAdapter], type[PresetAdapter]] = {}
 
 #: Per thread: whether the call in flight gave its own ``timeout=`` (its timeouts are not retried).
 _attempt = threading.local()
@@ -1014,9 +1018,55 @@ class PresetAdapter(HTTPAdapter):
             pool_block=config.pool_block,
         )
 
+    #: Set on the adapter of a shared (registry) session: its pools and retries are not changed in place.
+    shared_preset: bool = False
+    _max_retries: Retry
+
+    @property
+    def max_retries(self) -> Retry:
+        """The urllib3 ``Retry`` of every request, as on HTTPAdapter (built from the preset)."""
+        return self._max_retries
+
+    @max_retries.setter
+    def max_retries(self, retry: Retry) -> None:
+        # requests-futures' adapter_kwargs={"max_retries": ...} sets it on the adapters it finds.
+        if self.shared_preset:
+            raise shared_refusal(self.preset.name, "the retries (max_retries; set retries in the preset)")
+        self._max_retries = retry
+
     def init_poolmanager(self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any) -> None:
+        """Build the pool manager, as requests does; called again, resize the pools in place.
+
+        requests-futures calls it again to size the pools for its workers
+        (``max_workers`` above 10, or ``adapter_kwargs``): the pools come from
+        the new manager from then on, and the old one's idle connections close.
+
+        Raises:
+            SharedSessionError: a resize of the pools of a shared session's adapter.
+        """
+        previous = self._resizing(connections, maxsize, block, pool_kwargs)
         super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
+        self._adopt_pool_manager(previous)
+
+    def _resizing(self, connections: int, maxsize: int, block: bool, pool_kwargs: dict[str, Any]) -> Any:
+        """Return the pool manager being replaced, if any; refuse a resize of a shared session's pools."""
+        previous = self.__dict__.get("poolmanager")
+        current = (self._pool_connections, self._pool_maxsize, self._pool_block) if previous is not None else None
+        if previous is not None and self.shared_preset and (pool_kwargs or (connections, maxsize, block) != current):
+            raise shared_refusal(
+                self.preset.name,
+                f"the connection pool sizes (init_poolmanager({connections}, {maxsize}, block={block}), "
+                "as requests-futures does for max_workers above 10; set pool_maxsize in the preset)",
+            )
+        return previous
+
+    def _adopt_pool_manager(self, previous: Any) -> None:
+        """Give the new pool manager the preset's pool classes; close the one it replaces."""
         self.poolmanager.pool_classes_by_scheme = self._pool_classes
+        if previous is not None and previous is not self.poolmanager:
+            # Pools memoised from the old manager would keep the old sizes.
+            self._pool_cache.clear()
+            previous.clear()
 
     def __getstate__(self) -> dict[str, Any]:
         # Pools, sockets, counters and contexts belong to this process: a
@@ -1327,5 +1377,55 @@ class PresetAdapter(HTTPAdapter):
         self._pool_cache = {}
         # Those sockets are shared with the parent: shutting one down would cut its call.
         self._checked_out.clear()
+        # Not a resize: the old manager's sockets are the parent's, so it is dropped unclosed.
+        del self.poolmanager
         self.init_poolmanager(self._pool_connections, self._pool_maxsize, block=self._pool_block)
 
+
+
+def preset_adapter_class(base: type[HTTPAdapter]) -> type[PresetAdapter]:
+    """Return a PresetAdapter subclass that is also a ``base``: its features over the preset's transport.
+
+    For adapter classes of other libraries (CacheControl's ``CacheControlAdapter``,
+    requests-toolbelt's ``SourceAddressAdapter``) that pass their extra keyword
+    arguments on to ``HTTPAdapter.__init__``. The class built takes the
+    ``base`` arguments plus PresetAdapter's ``config`` (and ``counters``,
+    ``metrics``) as keywords; ``PresetSession.adapter_factory`` fills those in
+    from a session. One class per ``base`` is built in a process.
+
+    Args:
+        base: an ``HTTPAdapter`` subclass; a PresetAdapter subclass is returned as it is.
+
+    Returns:
+        The class ``Preset<base name>``, whose method order puts ``base`` before PresetAdapter.
+
+    Raises:
+        TypeError: ``base`` is not an HTTPAdapter subclass.
+    """
+    if not (isinstance(base, type) and issubclass(base, HTTPAdapter)):
+        raise TypeError(f"base must be a requests.adapters.HTTPAdapter subclass, got {base!r}")
+    if issubclass(base, PresetAdapter):
+        return base
+    if issubclass(PresetAdapter, base):
+        return PresetAdapter  # HTTPAdapter itself adds nothing to the preset
+
+    def init_poolmanager(
+        self: PresetAdapter, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any
+    ) -> None:
+        # ``base`` may build its PoolManager without calling super() (toolbelt's
+        # SourceAddressAdapter does): the preset's pool classes are put in afterwards.
+        previous = self._resizing(connections, maxsize, block, pool_kwargs)
+        base.init_poolmanager(self, connections, maxsize, block, **pool_kwargs)
+        self._adopt_pool_manager(previous)
+
+    known = _PRESET_ADAPTER_CLASSES.get(base)
+    if known is not None:
+        return known
+    namespace = {
+        "__doc__": f"A {base.__name__} whose transport is a PresetAdapter's (built by preset_adapter_class).",
+        "__module__": base.__module__,
+        "init_poolmanager": init_poolmanager,
+    }
+    built = type(f"Preset{base.__name__}", (base, PresetAdapter), namespace)
+    # setdefault: two threads building at once get the same class.
+    return _PRESET_ADAPTER_CLASSES.setdefault(base, built)

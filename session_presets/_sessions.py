@@ -30,7 +30,7 @@ from requests.utils import address_in_network, get_netrc_auth, is_ipv4_address, 
 from urllib3.exceptions import ResponseError
 
 from . import _process, _warn
-from ._adapters import IDEMPOTENT_METHODS, Counters, PresetAdapter, PresetTimeout
+from ._adapters import IDEMPOTENT_METHODS, Counters, PresetAdapter, PresetTimeout, preset_adapter_class
 from ._calls import CANCELLED, DEADLINE, Call, current_call, set_current_call, watchdog
 from ._config import PresetConfig
 from ._env import STRICT_REUSE_VARIABLE, parse_bool
@@ -366,6 +366,12 @@ def _clear_reuse_counts() -> None:
 _process.on_reset(_clear_reuse_counts, order=_process.ORDER_SESSIONS)
 
 
+def _takes_http_urls(prefix: str) -> bool:
+    """Whether a mount at ``prefix`` serves some http:// or https:// URLs (requests matches prefixes, case-blind)."""
+    prefix = prefix.lower()
+    return any(scheme.startswith(prefix) or prefix.startswith(scheme) for scheme in ("http://", "https://"))
+
+
 class PresetSession(requests.Session):
     """A requests.Session built from a PresetConfig, with URLSession semantics.
 
@@ -463,6 +469,7 @@ class PresetSession(requests.Session):
         self.proxies = ReadOnlyDict(self.proxies, preset=name, what="the proxies")
         self.hooks = freeze_hooks(self.hooks, preset=name)
         self.adapters = ReadOnlyAdapters(self.adapters, preset=name)
+        self.adapter.shared_preset = True
         self._header_none = _has_none_value(self.headers)
         if not self._header_none:
             probe = PreparedRequest()
@@ -488,8 +495,10 @@ class PresetSession(requests.Session):
         An HTTPAdapter that is not a PresetAdapter gets the preset's default
         headers and connect/read timeouts, but not its retries, total_timeout,
         shared TLS context, max_connection_age or stats: that is warned once per
-        adapter. Adapters that open no connection of their own (mocks and
-        recorders built on ``BaseAdapter``) are mounted without a warning.
+        adapter (``adapter_factory`` builds one that keeps them). Adapters that
+        open no connection of their own (mocks and recorders built on
+        ``BaseAdapter``), and adapters for URLs the preset's adapter never
+        serves (``http+unix://``), are mounted without a warning.
 
         Raises:
             SharedSessionError: this is a shared session (read-only).
@@ -503,6 +512,8 @@ class PresetSession(requests.Session):
             # PresetAdapter it wraps.
             isinstance(adapter, requests.adapters.HTTPAdapter)
             and not isinstance(adapter, PresetAdapter)
+            # requests-unixsocket's http+unix:// takes nothing from the preset's adapter.
+            and _takes_http_urls(prefix)
             # requests.Session.__init__ mounts its own adapters, which this one replaces.
             and getattr(self, "_state", None) is SessionState.ACTIVE
             and id(adapter) not in self._warned_adapters
@@ -512,12 +523,47 @@ class PresetSession(requests.Session):
                 f"{type(adapter).__name__} mounted for {prefix!r} on a session of preset "
                 f"{self.config.name!r} is not a PresetAdapter: requests through it get the preset's "
                 "default headers and connect/read timeouts, but not its retries, total_timeout, "
-                "shared TLS context, max_connection_age or stats. To keep them, subclass "
-                "session_presets.PresetAdapter (see examples/host_header_adapter.py)",
+                "shared TLS context, max_connection_age or stats. To keep them, build it with "
+                f"session.adapter_factory({type(adapter).__name__})(...) (for a library that takes an "
+                "adapter class, pass that as the class: CacheControl(session, adapter_class=...)), or "
+                "subclass session_presets.PresetAdapter (see examples/host_header_adapter.py)",
                 ForeignAdapterWarning,
                 stacklevel=2,
             )
         super().mount(prefix, adapter)
+
+    def adapter_factory(self, base: type[requests.adapters.HTTPAdapter]) -> Callable[..., PresetAdapter]:
+        """Return a callable that builds ``base`` adapters on this session's preset, for ``mount()``.
+
+        What it builds is a ``base`` and a PresetAdapter (see
+        ``preset_adapter_class``): ``base`` adds its feature (a cache, a source
+        address), and the preset's timeouts, retries, total_timeout, TLS context
+        and stats stay, counted in this session's ``stats``. Mounting it warns
+        nothing. Pass it where a library takes an adapter class::
+
+            session = default_session(cache_policy="protocol")
+            CacheControl(session, adapter_class=session.adapter_factory(CacheControlAdapter))
+
+        or call it with ``base``'s arguments and mount the result yourself.
+
+        Args:
+            base: an ``HTTPAdapter`` subclass that passes extra keyword arguments on to ``HTTPAdapter.__init__``.
+
+        Returns:
+            A callable taking ``base``'s arguments and returning the adapter.
+
+        Raises:
+            TypeError: ``base`` is not an HTTPAdapter subclass.
+        """
+        cls: Any = preset_adapter_class(base)
+        config, counters, metrics = self.config, self._counters, self._metrics
+
+        def build(*args: Any, **kwargs: Any) -> PresetAdapter:
+            adapter: PresetAdapter = cls(*args, config=config, counters=counters, metrics=metrics, **kwargs)
+            return adapter
+
+        build.__qualname__ = build.__name__ = cls.__name__
+        return build
 
     def _distinct_adapters(self) -> list[Any]:
         """The mounted adapters, each once (one adapter serves http:// and https://)."""

@@ -19,7 +19,8 @@ EXPECTED = {
     "SessionStats", "SharedSessionError", "TotalTimeoutError", "TransactionMetrics",
     "TransferError", "TransferState", "TransferTask",
     "UnknownPresetError", "UnknownVariableWarning", "__version__", "background_session", "close_all", "default_session",
-    "ephemeral_session", "get_preset", "get_session", "instrument", "preset_names", "register_preset",
+    "ephemeral_session", "get_preset", "get_session", "instrument", "preset_adapter_class", "preset_names",
+    "register_preset",
 }
 
 
