@@ -1,0 +1,42 @@
+"""CI runs what the README tells a user to run: the same test command, on every supported Python."""
+
+from __future__ import annotations
+
+import ast
+import re
+import shlex
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _noxfile_constant(name: str) -> Any:
+    """A literal assigned at the top of noxfile.py (read, not imported: nox is not a test dependency)."""
+    tree = ast.parse((ROOT / "noxfile.py").read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in node.targets):
+            return ast.literal_eval(node.value)
+    raise AssertionError(f"noxfile.py assigns no {name}")
+
+
+def _readme_commands() -> list[str]:
+    """The README's opening code blocks: the commands a new user runs first."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    return re.findall(r"```bash\n(.+?)\n```", text.split("\n## ", 1)[0])
+
+
+def test_readme_starts_with_the_bench_and_the_test_command() -> None:
+    """Exactly two commands open the README: install and bench, install and test."""
+    commands = _readme_commands()
+    assert len(commands) == 2
+    assert commands[0].endswith("session-presets bench")
+    assert "pip install -e '.[test]'" in commands[1]
+
+
+def test_ci_runs_the_readme_test_command_verbatim() -> None:
+    """noxfile's test session runs the README's pytest command word for word, on 3.10 to 3.13."""
+    pytest_part = _readme_commands()[1].split(" && ")[-1]
+    assert shlex.split(pytest_part) == _noxfile_constant("TEST_COMMAND")
+    assert _noxfile_constant("PYTHONS") == ["3.10", "3.11", "3.12", "3.13"]
+    assert "nox " in (ROOT / ".ci" / "run").read_text(encoding="utf-8")
