@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import os
 import random
 import threading
 import time
@@ -555,3 +556,30 @@ def test_close_is_finish_tasks_and_invalidate(http_server: LoopbackServer, serve
     bg.close()
     assert task.state is TransferState.COMPLETED
     assert bg.state is SessionState.INVALIDATED
+
+
+def test_dest_that_is_a_directory_is_refused_before_any_request(
+    http_server: LoopbackServer, served: FileRoute, tmp_path: Path
+) -> None:
+    """A directory as dest is a ConfigError at download(); the server never sees a request."""
+    with open_bg() as bg, pytest.raises(ConfigError, match="it is a directory"):
+        bg.download(http_server.url("/file"), tmp_path)
+    assert [r.path for r in http_server.requests] == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_dest_name_too_long_for_its_part_lock_is_refused_up_front(
+    http_server: LoopbackServer, served: FileRoute, data: bytes, tmp_path: Path
+) -> None:
+    """A valid name whose .part.lock would pass NAME_MAX is refused with the limit; one byte shorter downloads."""
+    limit = os.pathconf(tmp_path, "PC_NAME_MAX")
+    too_long = tmp_path / ("a" * (limit - len(".part.lock") + 1))
+    fits = tmp_path / ("b" * (limit - len(".part.lock")))
+    with open_bg() as bg:
+        with pytest.raises(ConfigError, match=f"limit of {limit} bytes; use a name of at most {limit - 10} bytes"):
+            bg.download(http_server.url("/file"), too_long)
+        assert [r.path for r in http_server.requests] == []
+        task = bg.download(http_server.url("/file"), fits).wait(30)
+        assert task.state is TransferState.COMPLETED, task.error
+    assert fits.read_bytes() == data
+    assert sorted(p.name for p in tmp_path.iterdir()) == [fits.name]

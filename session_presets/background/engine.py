@@ -63,6 +63,30 @@ def _check_url(url: object) -> str:
     return url
 
 
+
+#: What the download puts beside ``dest``: the longest of the names it derives from dest's.
+_LONGEST_SUFFIX: Final = ".part.lock"
+
+
+def _check_name_length(path: str) -> None:
+    """Refuse a ``dest`` whose ``.part.lock`` would be a file name longer than the directory allows.
+
+    The name itself may be valid; the files the download keeps beside it would
+    not be, and the download would fail only after it started.
+    """
+    directory, name = os.path.split(path)
+    try:
+        limit = os.pathconf(directory, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):  # pragma: no cover - no pathconf, or no such variable
+        limit = 255
+    longest = len(os.fsencode(name + _LONGEST_SUFFIX))
+    if limit > 0 and longest > limit:
+        raise ConfigError(
+            f"dest={path!r} is invalid: its file name is {longest - len(_LONGEST_SUFFIX)} bytes, and the "
+            f"download keeps {name[:16]}...{_LONGEST_SUFFIX} beside it, which must fit the directory's "
+            f"limit of {limit} bytes; use a name of at most {limit - len(_LONGEST_SUFFIX)} bytes"
+        )
+
 class BackgroundSession:
     """Resumable file transfers on worker threads, with a journal that survives the process.
 
@@ -224,6 +248,9 @@ class BackgroundSession:
             raise ConfigError(f"sha256={sha256!r} is invalid: expected 64 hexadecimal digits")
         if not os.path.isdir(os.path.dirname(path)):
             raise ConfigError(f"dest={path!r} is invalid: its directory does not exist")
+        if os.path.isdir(path):
+            raise ConfigError(f"dest={path!r} is invalid: it is a directory; give the file's path")
+        _check_name_length(path)
         with self._cond:
             self._require_active()
             for other in self._tasks.values():
