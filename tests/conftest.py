@@ -12,6 +12,9 @@ from session_presets import testing
 
 from .servers import LoopbackServer
 
+#: ``session`` and ``owned_session``: each compatibility row runs with every kind of session.
+pytest_plugins = ["tests.session_kinds"]
+
 _CLEANED = (
     "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY",
     "http_proxy", "https_proxy", "all_proxy", "no_proxy",

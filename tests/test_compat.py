@@ -28,41 +28,11 @@ import requests
 import session_presets as sp
 
 from .servers import Handler, LoopbackServer
+from .session_kinds import KINDS
+from .session_kinds import is_preset as _is_preset
 
 CHILD = Path(__file__).with_name("compat_child.py")
 
-#: The sessions every row runs with: two from session_presets and the control.
-KINDS = ("get_session", "default_session", "plain")
-#: Caller-owned sessions only, for libraries that mount adapters or set attributes.
-OWNED_KINDS = ("default_session", "plain")
-
-
-def _make(kind: str) -> requests.Session:
-    if kind == "get_session":
-        return sp.get_session()
-    if kind == "default_session":
-        return sp.default_session()
-    return requests.Session()
-
-
-@pytest.fixture(params=KINDS)
-def session(request: pytest.FixtureRequest) -> Iterator[requests.Session]:
-    """A session of each kind; the shared one is closed by the autouse fixture's close_all."""
-    made = _make(request.param)
-    yield made
-    if request.param != "get_session":
-        made.close()
-
-
-@pytest.fixture(params=OWNED_KINDS)
-def owned_session(request: pytest.FixtureRequest) -> Iterator[requests.Session]:
-    """A caller-owned session: default_session() or the plain control."""
-    with _make(request.param) as made:
-        yield made
-
-
-def _is_preset(session: requests.Session) -> bool:
-    return isinstance(session, sp.PresetSession)
 
 
 def _child(*args: str, env: dict[str, str] | None = None) -> dict[str, Any]:

@@ -37,11 +37,9 @@ import session_presets as sp
 from session_presets import _process
 
 from .servers import Handler, LoopbackServer
+from .session_kinds import KINDS
+from .session_kinds import is_preset as _is_preset
 
-#: The sessions every row runs with: two from session_presets and the control.
-KINDS = ("get_session", "default_session", "plain")
-#: Caller-owned sessions only, for libraries that mount adapters or resize pools.
-OWNED_KINDS = ("default_session", "plain")
 #: How long a gate route waits for the requests it expects (bounded; the tests never time it).
 GATE_WAIT = 20.0
 
@@ -49,34 +47,6 @@ GATE_WAIT = 20.0
 def _missing(library: str) -> str:
     """The skip reason of a library that is not installed."""
     return f"{library} is not installed (extra 'compat')"
-
-
-def _make(kind: str, **overrides: Any) -> requests.Session:
-    if kind == "get_session":
-        return sp.get_session()
-    if kind == "default_session":
-        return sp.default_session(**overrides)
-    return requests.Session()
-
-
-@pytest.fixture(params=KINDS)
-def session(request: pytest.FixtureRequest) -> Iterator[requests.Session]:
-    """A session of each kind; the shared one is closed by the autouse fixture's close_all."""
-    made = _make(request.param)
-    yield made
-    if request.param != "get_session":
-        made.close()
-
-
-@pytest.fixture(params=OWNED_KINDS)
-def owned_session(request: pytest.FixtureRequest) -> Iterator[requests.Session]:
-    """A caller-owned session: default_session() or the plain control."""
-    with _make(request.param) as made:
-        yield made
-
-
-def _is_preset(session: requests.Session) -> bool:
-    return isinstance(session, sp.PresetSession)
 
 
 def _max_age_route(handler: Handler) -> None:
