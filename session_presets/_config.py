@@ -528,7 +528,7 @@ class PresetConfig:
         parse=parse_duration,
         check=partial(_duration, allow_zero=True),
         show=_show_duration,
-        doc="first pause between retries, doubled each time, with jitter",
+        doc="back-off unit: the first retry is at once, later ones wait 2x, 4x, ... this, plus up to this much jitter",
     )
     backoff_max: float = _spec(
         30.0,
