@@ -48,7 +48,15 @@ from ._redact import RedactingFilter, safe_url
 from ._tls import TrustConfig, check_trust, get_ssl_context
 from ._tls_sessions import TLSSessionCache, offer, shared_cache
 
-__all__ = ["Counters", "PresetAdapter", "PresetRetry", "PresetTimeout", "build_retry", "preset_adapter_class"]
+__all__ = [
+    "Counters",
+    "PresetAdapter",
+    "PresetRetry",
+    "PresetTimeout",
+    "build_retry",
+    "preset_adapter_class",
+    "readable_retry_after",
+]
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +169,22 @@ def _discard_connection(response: Any) -> None:
         response.release_conn()
 
 
+def readable_retry_after(policy: Retry, response: Any) -> float | None:
+    """The pause the Retry-After of ``response`` asks for, as urllib3 reads it; None when missing or unreadable.
+
+    urllib3 raises InvalidHeader for an unreadable one (``soon``, a negative
+    number, a bad date), which would fail a call that plain requests, with
+    no retries, answers with the server's response. A preset retries by
+    default, so an unreadable value is ignored and the back-off applies: in a
+    session (PresetRetry) and in a background transfer alike.
+    """
+    try:
+        return Retry.get_retry_after(policy, response)
+    except InvalidHeader:
+        log.debug("ignoring an unreadable Retry-After: %r", response.headers.get("Retry-After"))
+        return None
+
+
 class PresetRetry(Retry):
     """urllib3's Retry, bounded by the call's total deadline and interruptible by cancel."""
 
@@ -230,18 +254,8 @@ class PresetRetry(Retry):
             time.sleep(min(left, _SLEEP_SLICE))
 
     def get_retry_after(self, response: Any) -> float | None:
-        """The pause a Retry-After asks for; None when it is missing or cannot be read.
-
-        urllib3 raises InvalidHeader for an unreadable one (``soon``, a negative
-        number, a bad date), which would fail a call that plain requests, with
-        no retries, answers with the server's response. A preset retries by
-        default, so an unreadable value is ignored and the back-off applies.
-        """
-        try:
-            return super().get_retry_after(response)
-        except InvalidHeader:
-            log.debug("ignoring an unreadable Retry-After: %r", response.headers.get("Retry-After"))
-            return None
+        """The pause a Retry-After asks for; None when it is missing or cannot be read (see readable_retry_after)."""
+        return readable_retry_after(self, response)
 
     def sleep_for_retry(self, response: Any) -> bool:
         seconds = self.get_retry_after(response)

@@ -47,12 +47,12 @@ from typing import IO, Any, Final
 
 import requests
 import urllib3.exceptions
-from urllib3.exceptions import InvalidHeader, MaxRetryError
+from urllib3.exceptions import MaxRetryError
 from urllib3.response import BaseHTTPResponse
 from urllib3.util import Retry
 
 from .. import _process
-from .._adapters import build_retry
+from .._adapters import build_retry, readable_retry_after
 from .._calls import CANCELLED, shutdown_connection
 from .._config import PresetConfig
 from .._errors import DiskFullError, SessionInvalidatedError, TransferError
@@ -201,15 +201,11 @@ def _retry_after(policy: Retry, response: BaseHTTPResponse) -> float | None:
     """Seconds the Retry-After of ``response`` asks for, as ``policy`` reads it, capped at RETRY_AFTER_MAX.
 
     None when the header is missing or the policy does not respect it, and when
-    it is unreadable (urllib3 raises InvalidHeader): the back-off applies, as
-    in a session (``PresetRetry.get_retry_after``).
+    it is unreadable: the back-off applies, as in a session.
     """
     if not policy.respect_retry_after_header:
         return None
-    try:
-        seconds = policy.get_retry_after(response)
-    except InvalidHeader:
-        return None
+    seconds = readable_retry_after(policy, response)
     return None if seconds is None else min(float(seconds), RETRY_AFTER_MAX)
 
 
