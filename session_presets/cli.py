@@ -681,9 +681,16 @@ class _Progress:
             self._shown = True
 
     def message(self, line: str) -> None:
-        """Print one ``session-presets:`` line on stderr without breaking the bar."""
+        """Print one ``session-presets:`` line on stderr without breaking the bar; nothing once closed.
+
+        After close() the command prints its own last line (interrupted, gave
+        up, saved): a retry the worker thread reports meanwhile must not follow
+        it, nor land in the middle of it.
+        """
         text = f"{PROG}: {line}"
         with self._lock:
+            if self._closed:
+                return
             if self._bar is not None:
                 self._bar.write(text, file=sys.stderr)
                 return

@@ -1093,6 +1093,18 @@ def test_progress_plain_line_without_tqdm(capsys: pytest.CaptureFixture[str], mo
     assert err.count("file.bin:") == 1
 
 
+@pytest.mark.parametrize("enabled", [True, False])
+def test_no_retry_line_after_the_progress_is_closed(capsys: pytest.CaptureFixture[str], enabled: bool) -> None:
+    """A retry the worker reports after close() prints nothing: the command's own last line stays last and whole."""
+    progress = cli._Progress("file.bin", enabled=enabled)
+    progress.message("attempt 1 failed: connection refused; next try in 0.2 s")
+    progress.close()
+    progress.message("attempt 2 failed: connection refused; next try in 0.5 s")
+    err = capsys.readouterr().err
+    assert "attempt 1 failed" in err
+    assert "attempt 2" not in err
+
+
 def test_progress_uses_tqdm_when_installed(capsys: pytest.CaptureFixture[str]) -> None:
     """With tqdm installed the progress is a tqdm bar on stderr; messages go above it; none after close."""
     pytest.importorskip("tqdm")
