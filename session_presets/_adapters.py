@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import http.client
 import logging
 import os
 import queue
@@ -16,6 +17,7 @@ import weakref
 from typing import Any, ClassVar, Final, TypeVar
 
 import requests
+import urllib3.connection
 from requests.adapters import HTTPAdapter
 from requests.auth import _basic_auth_str
 from requests.models import PreparedRequest, Response
@@ -35,7 +37,7 @@ from urllib3.exceptions import (
     ReadTimeoutError,
     ResponseError,
 )
-from urllib3.util import Retry, Timeout
+from urllib3.util import SKIP_HEADER, Retry, Timeout
 from urllib3.util.connection import allowed_gai_family
 
 from . import _metrics, _process
@@ -296,6 +298,17 @@ def build_retry(config: PresetConfig, retry_class: type[_RetryT]) -> _RetryT:
     )
 
 
+#: The putheader methods the header-line memo stands in for; a patched one turns the memo off.
+_URLLIB3_PUTHEADER: Final = urllib3.connection.HTTPConnection.putheader
+_HTTPLIB_PUTHEADER: Final = http.client.HTTPConnection.putheader
+#: http.client's connection state between putrequest() and endheaders(), when headers may be put.
+_REQUEST_STARTED: Final = getattr(http.client, "_CS_REQ_STARTED", "Request-started")
+#: How many distinct header lines the memo keeps before it starts afresh.
+_HEADER_LINES_SIZE: Final = 512
+#: Header lines as http.client validated and encoded them, by (name, value).
+_header_lines: dict[tuple[str, str | bytes], bytes] = {}
+
+
 class _ConnectionMixin:
     """Counts opened and reused connections, keeps every phase inside the call's deadline,
     and marks the phases of the request it carries (see :mod:`._metrics`) where they happen.
@@ -328,6 +341,36 @@ class _ConnectionMixin:
     _preset_generation: int = 0
     #: Remote address, TLS version and cipher, read once when connected.
     _preset_peer: tuple[str | None, str | None, str | None] = (None, None, None)
+    #: Whether the putheader this class inherits is urllib3's own (not vcrpy's, say): see putheader.
+    _preset_plain_putheader: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._preset_plain_putheader = getattr(super(), "putheader", None) is _URLLIB3_PUTHEADER
+
+    def putheader(self, header: Any, *values: Any) -> None:
+        # The same few header lines go out on every request, and http.client
+        # validates and encodes each one again (two regular expressions, two
+        # encodes): a line it accepted once is written as it wrote it then.
+        if len(values) == 1 and type(header) is str:
+            value = values[0]
+            if (type(value) is str or type(value) is bytes) and (
+                self._preset_plain_putheader
+                and urllib3.connection.HTTPConnection.putheader is _URLLIB3_PUTHEADER
+                and http.client.HTTPConnection.putheader is _HTTPLIB_PUTHEADER
+            ):
+                line = _header_lines.get((header, value))
+                if line is not None and self._HTTPConnection__state == _REQUEST_STARTED:  # type: ignore[attr-defined]
+                    self._output(line)  # type: ignore[attr-defined]
+                    return
+                super().putheader(header, value)  # type: ignore[misc]
+                if value != SKIP_HEADER:  # urllib3 writes no line for that one
+                    if len(_header_lines) >= _HEADER_LINES_SIZE:
+                        _header_lines.clear()
+                    encoded = value.encode("latin-1") if isinstance(value, str) else value
+                    _header_lines[(header, value)] = header.encode("ascii") + b": " + encoded
+                return
+        super().putheader(header, *values)  # type: ignore[misc]
     sock: Any
     timeout: Any
     host: str
@@ -575,6 +618,7 @@ class _PoolMixin:
     #: The insecure context of a verify=False preset: warned about once per session already.
     acknowledged_context: ClassVar[ssl.SSLContext | None] = None
     conn_kw: dict[str, Any]
+    proxy_headers: Any
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # Guards the line and the grants; re-created unlocked in a forked child.
@@ -588,6 +632,15 @@ class _PoolMixin:
     def preset_waiting(self) -> int:
         """How many calls wait in line for a connection of this pool now."""
         return len(self._preset_waiters)
+
+    def urlopen(self, method: str, url: str, body: Any = None, headers: Any = None, *args: Any, **kwargs: Any) -> Any:
+        if type(headers) is CaseInsensitiveDict and not self.proxy_headers:
+            # requests hands over its CaseInsensitiveDict, whose copy, update and
+            # iteration are Python calls per header, and urllib3 copies it and
+            # iterates it twice per request. A dict of the same names, spelt and
+            # ordered the same, sends the same lines (no proxy headers merge into it).
+            headers = dict(headers._store.values())
+        return super().urlopen(method, url, body, headers, *args, **kwargs)  # type: ignore[misc]
 
     def _validate_conn(self, conn: Any) -> None:
         acknowledged = self.acknowledged_context

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import base64
+import http.client
 
 import pytest
 import requests
 import requests.models
+import urllib3
+import urllib3.connection
+from requests.structures import CaseInsensitiveDict
 
 from session_presets import default_session, get_session
 
@@ -151,3 +155,79 @@ def test_plain_bodies_fail_as_requests_fails_them(http_server: LoopbackServer) -
         assert _body_errors(session, http_server) == expected
         assert session.get(http_server.url("/ok?size=20000")).content == b"x" * 20000
     assert expected == [requests.exceptions.ChunkedEncodingError, requests.ConnectionError]
+
+
+_HEADER_CALLS: list[dict[str, str]] = [
+    {},
+    {"X-Token": "a"},
+    {"X-Token": "b", "user-agent": "mine"},
+    {"X-Token": "a", "X-Latin": "caf\xe9", "Accept": "text/plain"},
+    {},
+]
+
+
+def _header_lines(session: requests.Session, server: LoopbackServer) -> list[list[tuple[str, str]]]:
+    lines = []
+    for headers in _HEADER_CALLS:
+        session.get(server.url(), headers=headers)
+        lines.append(list(server.requests[-1].headers.items()))
+    return lines
+
+
+def test_header_lines_reach_the_server_as_requests_sends_them(http_server: LoopbackServer) -> None:
+    """Repeated, changed and re-spelt headers reach the server in requests' order, spelling and values."""
+    session = get_session()
+    ours = _header_lines(session, http_server)
+    with requests.Session() as plain:
+        plain.headers = CaseInsensitiveDict(session.headers)
+        theirs = _header_lines(plain, http_server)
+    assert ours == theirs
+    assert ours[2][1] == ("user-agent", "mine")
+    assert ("X-Latin", "caf\xe9") in ours[3]
+
+
+def test_a_putheader_patched_later_sees_every_header(
+    http_server: LoopbackServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A putheader patched onto http.client after some requests (as instrumentation does) is called for every line."""
+    session = get_session()
+    session.get(http_server.url())
+    called: list[str] = []
+    original = http.client.HTTPConnection.putheader
+
+    def recording(self: http.client.HTTPConnection, header: str, *values: str) -> None:
+        called.append(header)
+        original(self, header, *values)
+
+    monkeypatch.setattr(http.client.HTTPConnection, "putheader", recording)
+    session.get(http_server.url())
+    assert called == list(http_server.requests[-1].headers)
+
+
+def test_a_connection_class_with_its_own_putheader_sees_every_header(
+    http_server: LoopbackServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pool ConnectionCls that overrides putheader (as vcrpy's does) is called for every line of every request."""
+    called: list[str] = []
+
+    class Recording(urllib3.connection.HTTPConnection):
+        def putheader(self, header: str, *values: str) -> None:
+            called.append(header)
+            super().putheader(header, *values)
+
+    monkeypatch.setattr(urllib3.HTTPConnectionPool, "ConnectionCls", Recording)
+    with default_session() as session:
+        session.get(http_server.url())
+        session.get(http_server.url())
+    assert called == list(http_server.requests[-2].headers) + list(http_server.requests[-1].headers)
+
+
+def test_a_header_value_http_client_refuses_is_refused_every_time(http_server: LoopbackServer) -> None:
+    """A header value outside latin-1 fails each request as it fails with plain requests, after valid ones went out."""
+    session = get_session()
+    session.get(http_server.url(), headers={"X-Sign": "euro"})
+    for _ in range(2):
+        with pytest.raises(UnicodeEncodeError):
+            session.get(http_server.url(), headers={"X-Sign": "\u20ac"})
+    session.get(http_server.url(), headers={"X-Sign": "euro"})
+    assert [seen.header("X-Sign") for seen in http_server.requests] == ["euro", "euro"]
