@@ -1288,6 +1288,8 @@ class PresetAdapter(HTTPAdapter):
         response.url = req.url.decode("utf-8") if isinstance(req.url, bytes) else (req.url or "")
         response.request = req
         response.connection = self
+        # No Set-Cookie in this raw response: the session need not look for one (see PresetSession.send).
+        response._preset_cookieless = resp  # type: ignore[attr-defined]
         return response
 
     @property

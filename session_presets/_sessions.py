@@ -17,16 +17,19 @@ import warnings
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Final
 from urllib.parse import urlsplit
 
 import requests
-from requests.cookies import RequestsCookieJar, cookiejar_from_dict, merge_cookies
+import requests.sessions
+from requests.cookies import RequestsCookieJar, cookiejar_from_dict, extract_cookies_to_jar, merge_cookies
 from requests.exceptions import InvalidHeader
+from requests.hooks import dispatch_hook
 from requests.models import PreparedRequest, Response
-from requests.sessions import merge_hooks, merge_setting
+from requests.sessions import merge_hooks, merge_setting, preferred_clock
 from requests.structures import CaseInsensitiveDict
-from requests.utils import address_in_network, get_netrc_auth, is_ipv4_address, is_valid_cidr
+from requests.utils import address_in_network, get_netrc_auth, is_ipv4_address, is_valid_cidr, resolve_proxies
 from urllib3.exceptions import ResponseError
 
 from . import _process, _warn
@@ -153,6 +156,11 @@ _url_memo: dict[str, str] = {}
 _EMPTY_BODY_TYPES: Final = (list, dict, tuple, str, bytes)
 #: What requests.Request and PreparedRequest start with: no hook at all.
 _NO_HOOKS: Final[dict[str, list[Any]]] = {"response": []}
+
+#: requests' own Session.send and cookie extraction; when either is patched (requests-mock
+#: patches send), PresetSession.send goes through requests' send, patch included.
+_REQUESTS_SEND: Final = requests.Session.send
+_REQUESTS_EXTRACT_COOKIES: Final = extract_cookies_to_jar
 
 
 class _PresetPreparedRequest(PreparedRequest):
@@ -743,7 +751,7 @@ class PresetSession(requests.Session):
             # A redirect hop of a call already in flight on this session.
             if self._state is not SessionState.ACTIVE and outer.reason is not None:
                 raise self._aborted_error(outer, request, None)
-            return super().send(request, **kwargs)
+            return self._send_as_requests(request, **kwargs)
         call = Call(self.config.total_timeout)
         with self._lock:
             refused = self._state is not SessionState.ACTIVE
@@ -766,7 +774,7 @@ class PresetSession(requests.Session):
         if call.deadline is not None:
             watchdog.add(call)
         try:
-            return super().send(request, **kwargs)
+            return self._send_as_requests(request, **kwargs)
         except Exception as exc:
             # urllib3 writes the path and its query into its messages; the request
             # object (exc.request) keeps the full URL for code that needs it.
@@ -790,6 +798,53 @@ class PresetSession(requests.Session):
                 # non-active under this lock first: an active one has no waiter to wake.
                 if not self._calls and self._state is not SessionState.ACTIVE:
                     self._drained.notify_all()
+
+    def _send_as_requests(self, request: PreparedRequest, **kwargs: Any) -> Response:
+        """requests.Session.send, step for step, minus a cookie extraction that cannot find a cookie.
+
+        requests reads the Set-Cookie headers of every response through a mock
+        request and response pair; when the adapter saw none in the response
+        (see PresetAdapter.build_response), there is nothing to store. A patched
+        requests.Session.send (requests-mock) runs instead, as it would on requests.
+        """
+        if requests.Session.send is not _REQUESTS_SEND:
+            return super().send(request, **kwargs)
+        kwargs.setdefault("stream", self.stream)
+        kwargs.setdefault("verify", self.verify)
+        kwargs.setdefault("cert", self.cert)
+        if "proxies" not in kwargs:
+            kwargs["proxies"] = resolve_proxies(request, self.proxies, self.trust_env)
+        if isinstance(request, requests.Request):
+            raise ValueError("You can only send PreparedRequests.")
+        allow_redirects = kwargs.pop("allow_redirects", True)
+        stream = kwargs.get("stream")
+        hooks = request.hooks
+        adapter = self.get_adapter(url=request.url)  # type: ignore[arg-type]
+        start = preferred_clock()
+        r = adapter.send(request, **kwargs)
+        r.elapsed = timedelta(seconds=preferred_clock() - start)
+        r = dispatch_hook("response", hooks, r, **kwargs)
+        if r.history:
+            # Responses a hook made part of the history keep their cookies too.
+            for resp in r.history:
+                extract_cookies_to_jar(self.cookies, resp.request, resp.raw)
+        if not (
+            r.__dict__.get("_preset_cookieless") is r.raw
+            and type(self.cookies) is RequestsCookieJar
+            and requests.sessions.extract_cookies_to_jar is _REQUESTS_EXTRACT_COOKIES  # type: ignore[attr-defined]
+        ):
+            extract_cookies_to_jar(self.cookies, request, r.raw)
+        history = list(self.resolve_redirects(r, request, **kwargs)) if allow_redirects else []
+        if history:
+            history.insert(0, r)
+            r = history.pop()
+            r.history = history
+        if not allow_redirects:
+            with contextlib.suppress(StopIteration):
+                r._next = next(self.resolve_redirects(r, request, yield_requests=True, **kwargs))
+        if not stream:
+            r.content  # noqa: B018
+        return r
 
     def _aborted_error(self, call: Call, request: PreparedRequest, exc: Exception | None) -> Exception:
         self._counters.add("errors")

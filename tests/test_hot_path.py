@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import base64
 import http.client
+from typing import Any
 
 import pytest
 import requests
 import requests.models
 import urllib3
 import urllib3.connection
+from requests.cookies import RequestsCookieJar
 from requests.structures import CaseInsensitiveDict
 
 from session_presets import default_session, get_session
@@ -231,3 +233,59 @@ def test_a_header_value_http_client_refuses_is_refused_every_time(http_server: L
             session.get(http_server.url(), headers={"X-Sign": "\u20ac"})
     session.get(http_server.url(), headers={"X-Sign": "euro"})
     assert [seen.header("X-Sign") for seen in http_server.requests] == ["euro", "euro"]
+
+
+def _cookie_then_redirect(h: Handler) -> None:
+    """Set a cookie and redirect to /ok."""
+    h.send_response(302)
+    h.send_header("Set-Cookie", "hop=1; Path=/")
+    h.send_header("Location", "/ok")
+    h.send_header("Content-Length", "0")
+    h.end_headers()
+
+
+def _cookies_sent(session: requests.Session, server: LoopbackServer) -> list[str | None]:
+    before = len(server.requests)
+    for path in ("/set-cookie?name=sid&value=42", "/ok", "/hop", "/ok"):
+        session.get(server.url(path))
+    return [seen.header("Cookie") for seen in server.requests[before:]]
+
+
+def test_cookies_of_responses_and_redirect_hops_are_kept_as_requests_keeps_them(http_server: LoopbackServer) -> None:
+    """Cookies set by a response and by a redirect hop are stored and sent on, and cookieless responses keep them."""
+    http_server.route("/hop", _cookie_then_redirect)
+    with default_session() as session:
+        ours = _cookies_sent(session, http_server)
+    with requests.Session() as plain:
+        theirs = _cookies_sent(plain, http_server)
+    assert ours == theirs
+    assert ours == [None, "sid=42", "sid=42", "sid=42; hop=1", "sid=42; hop=1"]
+
+
+def test_a_hook_that_swaps_the_raw_response_gets_its_cookies_stored(http_server: LoopbackServer) -> None:
+    """A response hook that puts another raw response (one setting a cookie) on the response has that cookie stored."""
+    with requests.Session() as other, default_session() as session:
+
+        def swap(response: requests.Response, **kwargs: object) -> None:
+            response.raw = other.get(http_server.url("/set-cookie?name=sid&value=7"), stream=True).raw
+
+        session.get(http_server.url(), hooks={"response": [swap]})
+        assert session.cookies.get("sid") == "7"
+
+
+def test_a_cookie_jar_subclass_sees_every_response(http_server: LoopbackServer) -> None:
+    """A session's RequestsCookieJar subclass is asked to extract cookies from every response, cookieless ones too."""
+
+    class Counting(RequestsCookieJar):
+        extracted = 0
+
+        def extract_cookies(self, response: Any, request: Any) -> None:
+            self.extracted += 1
+            super().extract_cookies(response, request)
+
+    jar = Counting()
+    with default_session() as session:
+        session.cookies = jar
+        for _ in range(3):
+            session.get(http_server.url())
+    assert jar.extracted == 3
