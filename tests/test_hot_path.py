@@ -267,6 +267,7 @@ def test_a_hook_that_swaps_the_raw_response_gets_its_cookies_stored(http_server:
     with requests.Session() as other, default_session() as session:
 
         def swap(response: requests.Response, **kwargs: object) -> None:
+            response.close()  # its connection goes back to the pool before its raw is replaced
             response.raw = other.get(http_server.url("/set-cookie?name=sid&value=7"), stream=True).raw
 
         session.get(http_server.url(), hooks={"response": [swap]})
