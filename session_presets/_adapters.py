@@ -20,6 +20,7 @@ import requests
 import urllib3.connection
 from requests.adapters import HTTPAdapter
 from requests.auth import _basic_auth_str
+from requests.cookies import RequestsCookieJar
 from requests.models import PreparedRequest, Response
 from requests.structures import CaseInsensitiveDict
 from requests.utils import get_encoding_from_headers, get_netrc_auth
@@ -1276,13 +1277,15 @@ class PresetAdapter(HTTPAdapter):
             return super().build_response(req, resp)
         # What requests builds, minus the cookie extraction that a response
         # without Set-Cookie headers cannot change (a sixth of this call).
-        response = Response()
+        response = _new_response()
         response.status_code = resp.status
         if store is None:
             response.headers = CaseInsensitiveDict(headers)
+            response.encoding = get_encoding_from_headers(response.headers)
         else:
-            response.headers._store = store  # Response() made it, empty
-        response.encoding = get_encoding_from_headers(response.headers)
+            response.headers._store = store
+            content_type = store.get("content-type")
+            response.encoding = None if content_type is None else _encoding_of(content_type[1])
         response.raw = resp
         response.reason = resp.reason
         response.url = req.url.decode("utf-8") if isinstance(req.url, bytes) else (req.url or "")
@@ -1450,6 +1453,61 @@ class PresetAdapter(HTTPAdapter):
         del self.poolmanager
         self.init_poolmanager(self._pool_connections, self._pool_maxsize, block=self._pool_block)
 
+
+
+#: What requests.Response() sets, in the requests this module was written against.
+_RESPONSE_FIELDS: Final = frozenset(
+    {
+        "_content", "_content_consumed", "_next", "cookies", "elapsed", "encoding", "headers",
+        "history", "raw", "reason", "request", "status_code", "url",
+    }
+)
+#: The fields each new Response gets a new object for; the others hold immutable values.
+_FRESH_RESPONSE_FIELDS: Final = frozenset({"cookies", "headers", "history"})
+
+
+def _response_defaults() -> dict[str, Any] | None:
+    """The immutable fields of a new Response, or None if this requests sets others (then Response() is used)."""
+    fields = vars(Response())
+    if set(fields) != _RESPONSE_FIELDS:
+        return None
+    return {name: value for name, value in fields.items() if name not in _FRESH_RESPONSE_FIELDS}
+
+
+_RESPONSE_DEFAULTS: Final = _response_defaults()
+
+
+def _new_response() -> Response:
+    """An empty Response as Response() makes it, built without the Python calls of its __init__."""
+    if _RESPONSE_DEFAULTS is None:
+        return Response()
+    response = Response.__new__(Response)
+    fields = response.__dict__
+    fields.update(_RESPONSE_DEFAULTS)
+    headers: CaseInsensitiveDict[str] = CaseInsensitiveDict.__new__(CaseInsensitiveDict)
+    headers._store = collections.OrderedDict()
+    fields["headers"] = headers
+    fields["history"] = []
+    fields["cookies"] = RequestsCookieJar()
+    return response
+
+
+#: How many distinct Content-Type values the encoding memo keeps before it starts afresh.
+_ENCODING_MEMO_SIZE: Final = 64
+_encodings: dict[str, str | None] = {}
+
+
+def _encoding_of(content_type: str) -> str | None:
+    """requests' encoding for a Content-Type value (get_encoding_from_headers), worked out once per value."""
+    try:
+        return _encodings[content_type]
+    except KeyError:
+        pass
+    encoding = get_encoding_from_headers(CaseInsensitiveDict({"Content-Type": content_type}))
+    if len(_encodings) >= _ENCODING_MEMO_SIZE:
+        _encodings.clear()
+    _encodings[content_type] = encoding
+    return encoding
 
 
 def preset_adapter_class(base: type[HTTPAdapter]) -> type[PresetAdapter]:

@@ -196,7 +196,7 @@ class _PresetPreparedRequest(PreparedRequest):
         if template is None:
             super().prepare_headers(headers)
             return
-        fresh: CaseInsensitiveDict[Any] = CaseInsensitiveDict()
+        fresh: CaseInsensitiveDict[Any] = CaseInsensitiveDict.__new__(CaseInsensitiveDict)
         fresh._store = template._store.copy()
         self.headers = fresh
 
@@ -224,7 +224,11 @@ class _PresetPreparedRequest(PreparedRequest):
         super().prepare_auth(auth, url)
 
     def prepare_cookies(self, cookies: Any) -> None:
-        if isinstance(cookies, http.cookiejar.CookieJar) and next(iter(cookies), None) is None:
+        # An empty jar adds no Cookie header; a new RequestsCookieJar is empty
+        # without iterating it (a jar emptied by removals may keep empty dicts).
+        if (type(cookies) is RequestsCookieJar and not cookies._cookies) or (  # type: ignore[attr-defined]
+            isinstance(cookies, http.cookiejar.CookieJar) and next(iter(cookies), None) is None
+        ):
             self._cookies = cookies
             return
         super().prepare_cookies(cookies)

@@ -14,7 +14,7 @@ import urllib3.connection
 from requests.cookies import RequestsCookieJar
 from requests.structures import CaseInsensitiveDict
 
-from session_presets import default_session, get_session
+from session_presets import _adapters, default_session, get_session
 
 from .servers import Handler, LoopbackServer
 
@@ -290,3 +290,61 @@ def test_a_cookie_jar_subclass_sees_every_response(http_server: LoopbackServer) 
         for _ in range(3):
             session.get(http_server.url())
     assert jar.extracted == 3
+
+
+def test_responses_have_requests_fields_and_their_own_mutable_ones(http_server: LoopbackServer) -> None:
+    """A response has every field requests sets, of the same types, and no two share headers, history or jar."""
+    session = get_session()
+    first, second = session.get(http_server.url()), session.get(http_server.url())
+    with requests.Session() as plain:
+        theirs = plain.get(http_server.url())
+    assert set(vars(theirs)) <= set(vars(first))
+    assert [name for name, value in vars(theirs).items() if not isinstance(getattr(first, name), type(value))] == []
+    for name in ("headers", "history", "cookies"):
+        assert getattr(first, name) is not getattr(second, name)
+    first.history.append(theirs)
+    first.headers["X-Mine"] = "1"
+    first.cookies.set("mine", "1")
+    third = session.get(http_server.url())
+    assert (third.history, "X-Mine" in third.headers, len(third.cookies)) == ([], False, 0)
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["text/plain", "text/html; charset=utf-8", "application/json", "image/png", "text/csv; charset='koi8-r'", None],
+)
+def test_encodings_are_those_requests_reads_from_content_type(
+    http_server: LoopbackServer, content_type: str | None
+) -> None:
+    """The response encoding, read again for each response, is the one requests gets from the same Content-Type."""
+
+    def typed(h: Handler) -> None:
+        h.send_response(200)
+        if content_type is not None:
+            h.send_header("Content-Type", content_type)
+        h.send_header("Content-Length", "2")
+        h.end_headers()
+        h.wfile.write(b"ok")
+
+    http_server.route("/typed", typed)
+    ours = [get_session().get(http_server.url("/typed")).encoding for _ in range(2)]
+    with requests.Session() as plain:
+        theirs = plain.get(http_server.url("/typed")).encoding
+    assert ours == [theirs, theirs]
+
+
+def test_a_requests_whose_response_has_other_fields_builds_responses_itself(
+    http_server: LoopbackServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Should requests' Response() set a field the adapter does not know, responses are made by Response() itself."""
+    original = requests.models.Response.__init__
+
+    def with_extra_field(self: requests.models.Response) -> None:
+        original(self)
+        self.extra = "new in requests"  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(requests.models.Response, "__init__", with_extra_field)
+    assert _adapters._response_defaults() is None
+    monkeypatch.setattr(_adapters, "_RESPONSE_DEFAULTS", None)
+    response = get_session().get(http_server.url())
+    assert (response.extra, response.content) == ("new in requests", b"ok")  # type: ignore[attr-defined]
