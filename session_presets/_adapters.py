@@ -32,12 +32,17 @@ from urllib3.exceptions import (
     FullPoolError,
     InvalidHeader,
     LocationParseError,
+    LocationValueError,
     MaxRetryError,
     NameResolutionError,
     NewConnectionError,
+    ProtocolError,
     ReadTimeoutError,
     ResponseError,
 )
+from urllib3.exceptions import HTTPError as _HTTPError
+from urllib3.exceptions import ProxyError as _ProxyError
+from urllib3.exceptions import SSLError as _SSLError
 from urllib3.util import SKIP_HEADER, Retry, Timeout
 from urllib3.util.connection import allowed_gai_family
 
@@ -77,6 +82,9 @@ _ENV_CA_BUNDLE_VARIABLES: Final = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 
 #: The classes preset_adapter_class built, by base class: one per base in a process.
 _PRESET_ADAPTER_CLASSES: dict[type[HTTPAdapter], type[PresetAdapter]] = {}
+
+#: requests' own HTTPAdapter.send; when it is patched (responses patches it), PresetAdapter.send calls it.
+_REQUESTS_ADAPTER_SEND: Final = HTTPAdapter.send
 
 #: Per thread: whether the call in flight gave its own ``timeout=`` (its timeouts are not retried).
 _attempt = threading.local()
@@ -619,7 +627,6 @@ class _PoolMixin:
     #: The insecure context of a verify=False preset: warned about once per session already.
     acknowledged_context: ClassVar[ssl.SSLContext | None] = None
     conn_kw: dict[str, Any]
-    proxy_headers: Any
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # Guards the line and the grants; re-created unlocked in a forked child.
@@ -633,15 +640,6 @@ class _PoolMixin:
     def preset_waiting(self) -> int:
         """How many calls wait in line for a connection of this pool now."""
         return len(self._preset_waiters)
-
-    def urlopen(self, method: str, url: str, body: Any = None, headers: Any = None, *args: Any, **kwargs: Any) -> Any:
-        if type(headers) is CaseInsensitiveDict and not self.proxy_headers:
-            # requests hands over its CaseInsensitiveDict, whose copy, update and
-            # iteration are Python calls per header, and urllib3 copies it and
-            # iterates it twice per request. A dict of the same names, spelt and
-            # ordered the same, sends the same lines (no proxy headers merge into it).
-            headers = dict(headers._store.values())
-        return super().urlopen(method, url, body, headers, *args, **kwargs)  # type: ignore[misc]
 
     def _validate_conn(self, conn: Any) -> None:
         acknowledged = self.acknowledged_context
@@ -1088,6 +1086,13 @@ class PresetAdapter(HTTPAdapter):
 
     #: Set on the adapter of a shared (registry) session: its pools and retries are not changed in place.
     shared_preset: bool = False
+    #: Whether the send after PresetAdapter's in this class's method order is HTTPAdapter's (see send).
+    _preset_plain_send: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        after = cls.__mro__[cls.__mro__.index(PresetAdapter) + 1 :]
+        cls._preset_plain_send = next(klass for klass in after if "send" in vars(klass)) is HTTPAdapter
     _max_retries: Retry
 
     @property
@@ -1364,9 +1369,12 @@ class PresetAdapter(HTTPAdapter):
             _metrics._local.tx = tx
         try:
             try:
-                response = super().send(
-                    request, stream=stream, timeout=timeout, verify=verify, cert=cert, proxies=proxies
-                )
+                if self._preset_plain_send and HTTPAdapter.send is _REQUESTS_ADAPTER_SEND:
+                    response = self._send_through_pool(request, stream, timeout, verify, cert, proxies)
+                else:
+                    response = super().send(
+                        request, stream=stream, timeout=timeout, verify=verify, cert=cert, proxies=proxies
+                    )
             except BaseException as exc:
                 if tx is not None:
                     tx.fail(exc)
@@ -1412,6 +1420,83 @@ class PresetAdapter(HTTPAdapter):
             if own is not None:
                 watchdog.discard(own)
                 set_current_call(None)
+
+    def _send_through_pool(
+        self, request: PreparedRequest, stream: bool, timeout: Any, verify: Any, cert: Any, proxies: Any
+    ) -> Response:
+        """HTTPAdapter.send, step for step, handing urllib3 the headers as a plain dict.
+
+        urllib3 copies the headers it is given, merges the pool's proxy headers
+        into the copy and iterates it twice; requests gives it its
+        CaseInsensitiveDict, where each of those is Python calls per header. A
+        dict of the same names, spelt and ordered the same, sends the same lines.
+        """
+        try:
+            conn = self.get_connection_with_tls_context(request, verify, proxies=proxies, cert=cert)
+        except LocationValueError as e:
+            raise requests.exceptions.InvalidURL(e, request=request)  # noqa: B904
+        self.cert_verify(conn, request.url, verify, cert)  # type: ignore[arg-type]
+        url = self.request_url(request, proxies)
+        self.add_headers(request, stream=stream, timeout=timeout, verify=verify, cert=cert, proxies=proxies)
+        headers: Any = request.headers
+        chunked = not (request.body is None or "Content-Length" in headers)
+        if type(headers) is CaseInsensitiveDict and not getattr(conn, "proxy_headers", True):
+            # Without proxy headers to merge (case-blind in a CaseInsensitiveDict), a dict is equivalent.
+            headers = dict(headers._store.values())
+        if isinstance(timeout, tuple):
+            try:
+                connect, read = timeout
+                resolved_timeout = Timeout(connect=connect, read=read)
+            except ValueError:
+                raise ValueError(  # noqa: B904
+                    f"Invalid timeout {timeout}. Pass a (connect, read) timeout tuple, "
+                    f"or a single float to set both timeouts to the same value."
+                )
+        elif isinstance(timeout, Timeout):
+            resolved_timeout = timeout
+        else:
+            resolved_timeout = Timeout(connect=timeout, read=timeout)
+        # The errors urllib3 raises become requests' exceptions, as HTTPAdapter.send
+        # maps them (chained implicitly, as there: no "from").
+        try:
+            resp = conn.urlopen(
+                method=request.method,  # type: ignore[arg-type]
+                url=url,
+                body=request.body,  # type: ignore[arg-type]
+                headers=headers,
+                redirect=False,
+                assert_same_host=False,
+                preload_content=False,
+                decode_content=False,
+                retries=self.max_retries,
+                timeout=resolved_timeout,
+                chunked=chunked,
+            )
+        except (ProtocolError, OSError) as err:
+            raise requests.ConnectionError(err, request=request)  # noqa: B904
+        except MaxRetryError as e:
+            if isinstance(e.reason, ConnectTimeoutError) and not isinstance(e.reason, NewConnectionError):
+                raise requests.ConnectTimeout(e, request=request)  # noqa: B904
+            if isinstance(e.reason, ResponseError):
+                raise requests.exceptions.RetryError(e, request=request)  # noqa: B904
+            if isinstance(e.reason, _ProxyError):
+                raise requests.exceptions.ProxyError(e, request=request)  # noqa: B904
+            if isinstance(e.reason, _SSLError):
+                raise requests.exceptions.SSLError(e, request=request)  # noqa: B904
+            raise requests.ConnectionError(e, request=request)  # noqa: B904
+        except ClosedPoolError as e:
+            raise requests.ConnectionError(e, request=request)  # noqa: B904
+        except _ProxyError as e:
+            raise requests.exceptions.ProxyError(e)  # noqa: B904
+        except (_SSLError, _HTTPError) as e:
+            if isinstance(e, _SSLError):
+                raise requests.exceptions.SSLError(e, request=request)  # noqa: B904
+            if isinstance(e, ReadTimeoutError):
+                raise requests.ReadTimeout(e, request=request)  # noqa: B904
+            if isinstance(e, InvalidHeader):
+                raise requests.exceptions.InvalidHeader(e, request=request)  # noqa: B904
+            raise
+        return self.build_response(request, resp)
 
     def close(self) -> None:
         """Close every pool, as HTTPAdapter.close does.

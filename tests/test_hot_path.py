@@ -8,13 +8,14 @@ from typing import Any
 
 import pytest
 import requests
+import requests.adapters
 import requests.models
 import urllib3
 import urllib3.connection
 from requests.cookies import RequestsCookieJar
 from requests.structures import CaseInsensitiveDict
 
-from session_presets import _adapters, default_session, get_session
+from session_presets import PresetAdapter, _adapters, default_session, get_session
 
 from .servers import Handler, LoopbackServer
 
@@ -348,3 +349,22 @@ def test_a_requests_whose_response_has_other_fields_builds_responses_itself(
     monkeypatch.setattr(_adapters, "_RESPONSE_DEFAULTS", None)
     response = get_session().get(http_server.url())
     assert (response.extra, response.content) == ("new in requests", b"ok")  # type: ignore[attr-defined]
+
+
+def test_an_adapter_class_after_preset_adapter_still_sends(http_server: LoopbackServer) -> None:
+    """A PresetAdapter subclass whose method order puts another adapter's send after PresetAdapter's calls that send."""
+    sent: list[str | None] = []
+
+    class Recording(requests.adapters.HTTPAdapter):
+        def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
+            sent.append(request.url)
+            return super().send(request, *args, **kwargs)
+
+    class Mine(PresetAdapter, Recording):
+        pass
+
+    with default_session() as session:
+        session.mount("http://", Mine(session.config))
+        assert session.get(http_server.url()).content == b"ok"
+    assert sent == [http_server.url()]
+    assert http_server.requests[-1].header("Cache-Control") == "no-cache"
