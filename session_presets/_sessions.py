@@ -145,8 +145,8 @@ SHARED_READ_ONLY: Final = frozenset(
     }
 )
 
-#: Where ``timeout`` sits among the positional arguments of requests.Session.request after method and url.
-_TIMEOUT_POSITION: Final = 6
+#: PresetSession.request's ``timeout`` when the caller gives none: the preset's connect and read timeouts.
+_PRESET_TIMEOUTS: Final[Any] = object()
 
 #: How many distinct URLs the prepared-URL memo keeps before it starts afresh.
 _URL_MEMO_SIZE: Final = 1024
@@ -160,6 +160,7 @@ _NO_HOOKS: Final[dict[str, list[Any]]] = {"response": []}
 #: requests' own Session.send and cookie extraction; when either is patched (requests-mock
 #: patches send), PresetSession.send goes through requests' send, patch included.
 _REQUESTS_SEND: Final = requests.Session.send
+_REQUESTS_REQUEST: Final = requests.Session.request
 _REQUESTS_EXTRACT_COOKIES: Final = extract_cookies_to_jar
 
 
@@ -639,29 +640,70 @@ class PresetSession(requests.Session):
 
     # -- requests hooks ----------------------------------------------------
 
-    def request(self, method: Any, url: Any, *args: Any, **kwargs: Any) -> Response:
+    def request(
+        self,
+        method: Any,
+        url: Any,
+        params: Any = None,
+        data: Any = None,
+        headers: Any = None,
+        cookies: Any = None,
+        files: Any = None,
+        auth: Any = None,
+        timeout: Any = _PRESET_TIMEOUTS,
+        allow_redirects: bool = True,
+        proxies: Any = None,
+        hooks: Any = None,
+        stream: Any = None,
+        verify: Any = None,
+        cert: Any = None,
+        json: Any = None,
+    ) -> Response:
         """Send a request as requests.Session.request does; see the class docstring for ``timeout=``.
 
         An exception it raises shows no query string or userinfo in its text;
         ``exc.request`` keeps the full URL.
         """
-        if len(args) <= _TIMEOUT_POSITION:
-            # requests passes None both when the caller said None and when it said
-            # nothing; the adapter must tell "the preset's timeouts" from "no read timeout".
-            if "timeout" not in kwargs:
-                kwargs["timeout"] = self._default_timeout
-            elif kwargs["timeout"] is None:
-                kwargs["timeout"] = self._no_read_timeout
-        elif args[_TIMEOUT_POSITION] is None:
-            args = (*args[:_TIMEOUT_POSITION], self._no_read_timeout, *args[_TIMEOUT_POSITION + 1 :])
+        # requests passes None both when the caller said None and when it said
+        # nothing; the adapter must tell "the preset's timeouts" from "no read timeout".
+        if timeout is _PRESET_TIMEOUTS:
+            timeout = self._default_timeout
+        elif timeout is None:
+            timeout = self._no_read_timeout
         try:
-            response: Response = super().request(method, url, *args, **kwargs)
+            if requests.Session.request is not _REQUESTS_REQUEST:
+                # Patched (an instrumentation): the patch runs, as it would on requests.
+                patched: Response = super().request(
+                    method, url, params, data, headers, cookies, files, auth, timeout,
+                    allow_redirects, proxies, hooks, stream, verify, cert, json,
+                )
+                return patched
+            # requests.Session.request, step for step.
+            if isinstance(url, bytes):
+                url = url.decode("utf-8")
+            prep = self.prepare_request(
+                requests.Request(
+                    method=method.upper(),
+                    url=url,
+                    headers=headers,
+                    files=files,
+                    data=data or {},
+                    json=json,
+                    params=params or {},
+                    auth=auth,
+                    cookies=cookies,
+                    hooks=hooks,
+                )
+            )
+            settings = self.merge_environment_settings(prep.url, proxies or {}, stream, verify, cert)
+            send_kwargs: dict[str, Any] = {"timeout": timeout, "allow_redirects": allow_redirects}
+            send_kwargs.update(settings)
+            return self.send(prep, **send_kwargs)
         except Exception as exc:
             # Preparing the URL fails before send(), with the URL in the message;
             # whatever leaves shows no query string or userinfo.
             redact_exception(exc)
             raise
-        return response
 
     def merge_environment_settings(
         self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any

@@ -368,3 +368,20 @@ def test_an_adapter_class_after_preset_adapter_still_sends(http_server: Loopback
         assert session.get(http_server.url()).content == b"ok"
     assert sent == [http_server.url()]
     assert http_server.requests[-1].header("Cache-Control") == "no-cache"
+
+
+def test_a_patched_session_request_still_runs(http_server: LoopbackServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """requests.Session.request patched after import (as instrumentation does) runs for a PresetSession's calls."""
+    seen: list[tuple[str, object]] = []
+    original = requests.Session.request
+
+    def recording(self: requests.Session, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:
+        seen.append((method, args[6] if len(args) > 6 else kwargs.get("timeout")))
+        return original(self, method, url, *args, **kwargs)
+
+    monkeypatch.setattr(requests.Session, "request", recording)
+    session = get_session()
+    assert session.get(http_server.url()).content == b"ok"
+    assert session.post(http_server.url(), data=b"x", timeout=4).status_code == 200
+    assert [(method, type(timeout).__name__) for method, timeout in seen] == [("GET", "PresetTimeout"), ("POST", "int")]
+    assert [request.method for request in http_server.requests] == ["GET", "POST"]
