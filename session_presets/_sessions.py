@@ -162,6 +162,9 @@ _NO_HOOKS: Final[dict[str, list[Any]]] = {"response": []}
 _REQUESTS_SEND: Final = requests.Session.send
 _REQUESTS_REQUEST: Final = requests.Session.request
 _REQUESTS_EXTRACT_COOKIES: Final = extract_cookies_to_jar
+#: requests' redirect test of a response and of a session, which look for a Location header.
+_IS_REDIRECT: Final = Response.is_redirect
+_GET_REDIRECT_TARGET: Final = requests.Session.get_redirect_target
 
 
 class _PresetPreparedRequest(PreparedRequest):
@@ -773,6 +776,17 @@ class PresetSession(requests.Session):
         )
         return prepared
 
+    def _may_redirect(self, resp: Response) -> bool:
+        """False when resolve_redirects would surely follow nothing: no Location header, requests' own checks."""
+        headers = resp.headers
+        return not (
+            type(headers) is CaseInsensitiveDict
+            and "location" not in headers._store
+            and type(resp).is_redirect is _IS_REDIRECT
+            and type(self).resolve_redirects is PresetSession.resolve_redirects
+            and type(self).get_redirect_target is _GET_REDIRECT_TARGET
+        )
+
     def resolve_redirects(self, resp: Response, req: PreparedRequest, *args: Any, **kwargs: Any) -> Any:
         if self.get_redirect_target(resp) is None:
             # Most responses are not redirects; requests would still parse the URL.
@@ -880,7 +894,9 @@ class PresetSession(requests.Session):
             and requests.sessions.extract_cookies_to_jar is _REQUESTS_EXTRACT_COOKIES  # type: ignore[attr-defined]
         ):
             extract_cookies_to_jar(self.cookies, request, r.raw)
-        history = list(self.resolve_redirects(r, request, **kwargs)) if allow_redirects else []
+        history = []
+        if allow_redirects and self._may_redirect(r):
+            history = list(self.resolve_redirects(r, request, **kwargs))
         if history:
             history.insert(0, r)
             r = history.pop()

@@ -15,7 +15,7 @@ import urllib3.connection
 from requests.cookies import RequestsCookieJar
 from requests.structures import CaseInsensitiveDict
 
-from session_presets import PresetAdapter, _adapters, default_session, get_session
+from session_presets import PresetAdapter, PresetSession, _adapters, default_session, get_session
 
 from .servers import Handler, LoopbackServer
 
@@ -385,3 +385,23 @@ def test_a_patched_session_request_still_runs(http_server: LoopbackServer, monke
     assert session.post(http_server.url(), data=b"x", timeout=4).status_code == 200
     assert [(method, type(timeout).__name__) for method, timeout in seen] == [("GET", "PresetTimeout"), ("POST", "int")]
     assert [request.method for request in http_server.requests] == ["GET", "POST"]
+
+
+def test_a_session_subclass_redirect_target_is_still_asked(http_server: LoopbackServer) -> None:
+    """A PresetSession subclass's get_redirect_target is asked about every response, and what it names is followed."""
+
+    def pointing(h: Handler) -> None:
+        h.send_response(200)
+        h.send_header("X-Next", "/ok")
+        h.send_header("Content-Length", "0")
+        h.end_headers()
+
+    class Following(PresetSession):
+        def get_redirect_target(self, resp: requests.Response) -> str | None:
+            return resp.headers.get("X-Next") or super().get_redirect_target(resp)
+
+    http_server.route("/pointing", pointing)
+    with Following() as session:
+        response = session.get(http_server.url("/pointing"))
+    assert [request.path for request in http_server.requests] == ["/pointing", "/ok"]
+    assert (response.content, len(response.history)) == (b"ok", 1)
