@@ -1274,8 +1274,16 @@ class PresetAdapter(HTTPAdapter):
         store: collections.OrderedDict[str, tuple[str, str]] | None = None
         if type(headers) is HTTPHeaderDict:
             # What CaseInsensitiveDict(headers) holds (one entry per name, values
-            # joined by ", "), built without its per-header Python calls.
-            store = collections.OrderedDict((name.lower(), (name, value)) for name, value in headers.itermerged())
+            # joined by ", "), built without its per-header Python calls. urllib3
+            # keeps [name as sent, value, ...] by lower-cased name: when no name
+            # came twice, each list is the (name, value) pair requests stores.
+            fields = headers._container.values()
+            if max(map(len, fields), default=2) == 2:
+                store = collections.OrderedDict(zip(headers._container, map(tuple, fields), strict=True))  # type: ignore[arg-type]
+            else:
+                store = collections.OrderedDict(
+                    (name.lower(), (name, value)) for name, value in headers.itermerged()
+                )
             if "set-cookie" in store or "set-cookie2" in store:
                 return super().build_response(req, resp)
         elif headers is None or "set-cookie" in headers or "set-cookie2" in headers:

@@ -405,3 +405,24 @@ def test_a_session_subclass_redirect_target_is_still_asked(http_server: Loopback
         response = session.get(http_server.url("/pointing"))
     assert [request.path for request in http_server.requests] == ["/pointing", "/ok"]
     assert (response.content, len(response.history)) == (b"ok", 1)
+
+
+def test_response_headers_named_once_match_requests(http_server: LoopbackServer) -> None:
+    """Response headers that each come once keep requests' order, spelling and values, looked up in any case."""
+
+    def spelt(h: Handler) -> None:
+        h.send_response_only(200)
+        h.send_header("date", "Fri, 27 Nov 2026 12:00:00 GMT")
+        h.send_header("X-MiXed", "a, b")
+        h.send_header("content-type", "text/plain")
+        h.send_header("Content-Length", "2")
+        h.end_headers()
+        h.wfile.write(b"ok")
+
+    http_server.route("/spelt", spelt)
+    ours = get_session().get(http_server.url("/spelt"))
+    with requests.Session() as plain:
+        theirs = plain.get(http_server.url("/spelt"))
+    assert list(ours.headers.items()) == list(theirs.headers.items())
+    assert list(ours.headers.lower_items()) == list(theirs.headers.lower_items())
+    assert (ours.headers["x-mixed"], ours.headers["CONTENT-TYPE"]) == ("a, b", "text/plain")
