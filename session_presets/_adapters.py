@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 import weakref
+from socket import getdefaulttimeout
 from typing import Any, ClassVar, Final, TypeVar
 
 import requests
@@ -45,9 +46,19 @@ from urllib3.exceptions import ProxyError as _ProxyError
 from urllib3.exceptions import SSLError as _SSLError
 from urllib3.util import SKIP_HEADER, Retry, Timeout
 from urllib3.util.connection import allowed_gai_family
+from urllib3.util.timeout import _DEFAULT_TIMEOUT
 
 from . import _metrics, _process
-from ._calls import DEADLINE, AbortHandle, Call, current_call, set_current_call, shutdown_connection, watchdog
+from ._calls import (
+    DEADLINE,
+    AbortHandle,
+    Call,
+    call_local,
+    current_call,
+    set_current_call,
+    shutdown_connection,
+    watchdog,
+)
 from ._config import PresetConfig
 from ._errors import ConfigError, TotalTimeoutError
 from ._metrics import MeteredResponse, SessionMetrics, Transaction
@@ -538,9 +549,10 @@ class _ConnectionMixin:
             tx.request_start = _metrics._now()
         if not self._preset_fresh and self.sock is not None:
             self.counters.add("connections_reused")
-        call = current_call()
+        call = call_local.call
         if call is not None:
-            self.timeout = call.cap(Timeout.resolve_default_timeout(self.timeout))
+            timeout = self.timeout
+            self.timeout = call.cap(getdefaulttimeout() if timeout is _DEFAULT_TIMEOUT else timeout)
         try:
             super().request(*args, **kwargs)  # type: ignore[misc]
         finally:
@@ -567,11 +579,12 @@ class _ConnectionMixin:
                 self.metrics.connection_state(self, None)
 
     def getresponse(self) -> Any:
-        call = current_call()
+        call = call_local.call
         if call is None:
             response = super().getresponse()  # type: ignore[misc]
         else:
-            self.timeout = call.cap(Timeout.resolve_default_timeout(self.timeout))
+            timeout = self.timeout
+            self.timeout = call.cap(getdefaulttimeout() if timeout is _DEFAULT_TIMEOUT else timeout)
             try:
                 response = super().getresponse()  # type: ignore[misc]
             except TimeoutError:
@@ -1353,7 +1366,7 @@ class PresetAdapter(HTTPAdapter):
     ) -> Response:
         if timeout is None:
             timeout = self._timeout
-        call: Call | None = current_call()
+        call: Call | None = call_local.call
         own: Call | None = None
         if call is None and self.preset.total_timeout is not None:
             # Not sent by a PresetSession (a plain Session, OAuth2Session...):

@@ -29,6 +29,7 @@ __all__ = [
     "DEADLINE",
     "AbortHandle",
     "Call",
+    "call_local",
     "current_call",
     "set_current_call",
     "shutdown_connection",
@@ -45,7 +46,15 @@ DEADLINE: Final = "deadline"
 #: How often the watchdog looks at deadlines while calls are in flight.
 _WATCH_INTERVAL: Final = 0.05
 
-_local = threading.local()
+class _CallLocal(threading.local):
+    """Per thread: the call running on it."""
+
+    #: A class default, so that the per-request reads are plain attribute reads.
+    call: Call | None = None
+
+
+#: The call running on each thread; hot paths read and set ``call_local.call`` directly.
+call_local = _CallLocal()
 
 
 class Call:
@@ -158,12 +167,12 @@ class AbortHandle:
 
 def current_call() -> Call | None:
     """Return the call running on this thread, if any."""
-    return getattr(_local, "call", None)
+    return call_local.call
 
 
 def set_current_call(call: Call | None) -> None:
     """Make ``call`` the call running on this thread."""
-    _local.call = call
+    call_local.call = call
 
 
 def shutdown_connection(conn: Any) -> None:

@@ -34,7 +34,7 @@ from urllib3.exceptions import ResponseError
 
 from . import _process, _warn
 from ._adapters import IDEMPOTENT_METHODS, Counters, PresetAdapter, PresetTimeout, preset_adapter_class
-from ._calls import CANCELLED, DEADLINE, Call, current_call, set_current_call, watchdog
+from ._calls import CANCELLED, DEADLINE, Call, call_local, watchdog
 from ._config import PresetConfig
 from ._env import STRICT_REUSE_VARIABLE, parse_bool
 from ._errors import (
@@ -806,7 +806,7 @@ class PresetSession(requests.Session):
         super().rebuild_auth(prepared_request, response)
 
     def send(self, request: PreparedRequest, **kwargs: Any) -> Response:
-        outer = current_call()
+        outer = call_local.call
         if outer is not None and outer in self._calls:
             # A redirect hop of a call already in flight on this session.
             if self._state is not SessionState.ACTIVE and outer.reason is not None:
@@ -830,7 +830,7 @@ class PresetSession(requests.Session):
                 )
             log.debug("preset %r session is %s; sending through its replacement", self.config.name, self._state.value)
             return replacement.send(request, **kwargs)
-        set_current_call(call)
+        call_local.call = call
         if call.deadline is not None:
             watchdog.add(call)
         try:
@@ -850,7 +850,7 @@ class PresetSession(requests.Session):
                 )
             raise
         finally:
-            set_current_call(outer)
+            call_local.call = outer
             watchdog.discard(call)
             with self._lock:
                 self._calls.discard(call)
