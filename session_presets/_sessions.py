@@ -238,6 +238,24 @@ class _PresetPreparedRequest(PreparedRequest):
         super().prepare_cookies(cookies)
 
 
+#: Methods for which requests adds no Content-Length to a request without a body.
+_BODYLESS_METHODS: Final = frozenset({"GET", "HEAD"})
+#: The fields PreparedRequest() sets, and the values the shortcut in prepare_request copies.
+_PREPARED_FIELDS: Final = frozenset({"method", "url", "headers", "_cookies", "body", "hooks", "_body_position"})
+_REQUESTS_PREPARE: Final = PreparedRequest.prepare
+
+
+def _prepared_defaults() -> dict[str, Any] | None:
+    """PreparedRequest()'s fields but hooks, or None if this requests sets others (no shortcut then)."""
+    fields = vars(PreparedRequest())
+    if set(fields) != _PREPARED_FIELDS or fields["hooks"] != {"response": []}:
+        return None
+    return {name: value for name, value in fields.items() if name != "hooks"}
+
+
+_PREPARED_DEFAULTS: Final = _prepared_defaults()
+
+
 def _has_none_value(headers: Any) -> bool:
     """True when a session header is None (requests drops those when it merges)."""
     store = getattr(headers, "_store", None)  # CaseInsensitiveDict: skip its per-key lookups
@@ -759,14 +777,51 @@ class PresetSession(requests.Session):
         params: Any = None
         if request.params or self.params:
             params = merge_setting(request.params, self.params)
+        method = (request.method or "").upper()
+        data = request.data
+        if (
+            template is not None
+            and params is None
+            and method in _BODYLESS_METHODS
+            and type(url) is str
+            and "@" not in url
+            and (data is None or (type(data) in _EMPTY_BODY_TYPES and not data))
+            and not request.files
+            and request.json is None
+            and auth is None
+            and self.auth is None
+            and type(merged_cookies) is RequestsCookieJar
+            and not merged_cookies._cookies  # type: ignore[attr-defined]
+            and request.hooks == _NO_HOOKS
+            and self.hooks == _NO_HOOKS
+            and _PREPARED_DEFAULTS is not None
+            and PreparedRequest.prepare is _REQUESTS_PREPARE
+        ):
+            prepared_url = _url_memo.get(url)
+            if prepared_url is not None:
+                # What prepare() would make of it, step for step: the method, the
+                # URL prepared before, the frozen headers, an empty jar (no Cookie
+                # header), no body, no auth in the URL, no hooks.
+                fast = _PresetPreparedRequest.__new__(_PresetPreparedRequest)
+                headers_copy: CaseInsensitiveDict[Any] = CaseInsensitiveDict.__new__(CaseInsensitiveDict)
+                headers_copy._store = template._store.copy()
+                fast.__dict__.update(_PREPARED_DEFAULTS)
+                fast.__dict__.update(
+                    method=method,
+                    url=prepared_url,
+                    headers=headers_copy,
+                    _cookies=merged_cookies,
+                    hooks={"response": []},
+                )
+                return fast
         prepared = _PresetPreparedRequest()
         if template is not None:
             prepared._preset_header_template = template  # type: ignore[attr-defined]
         prepared.prepare(
-            method=(request.method or "").upper(),
+            method=method,
             url=url,
             files=request.files,
-            data=request.data,
+            data=data,
             json=request.json,
             headers=headers,
             params=params,

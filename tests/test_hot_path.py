@@ -15,7 +15,7 @@ import urllib3.connection
 from requests.cookies import RequestsCookieJar
 from requests.structures import CaseInsensitiveDict
 
-from session_presets import PresetAdapter, PresetSession, _adapters, default_session, get_session
+from session_presets import PresetAdapter, PresetSession, _adapters, _sessions, default_session, get_session
 
 from .servers import Handler, LoopbackServer
 
@@ -426,3 +426,48 @@ def test_response_headers_named_once_match_requests(http_server: LoopbackServer)
     assert list(ours.headers.items()) == list(theirs.headers.items())
     assert list(ours.headers.lower_items()) == list(theirs.headers.lower_items())
     assert (ours.headers["x-mixed"], ours.headers["CONTENT-TYPE"]) == ("a, b", "text/plain")
+
+
+def _prepared_fields(prepared: requests.PreparedRequest) -> dict[str, object]:
+    fields: dict[str, object] = dict(vars(prepared))
+    fields["headers"] = list(prepared.headers.items())
+    fields["_cookies"] = (type(prepared._cookies), len(prepared._cookies or ()))  # type: ignore[attr-defined]
+    return fields
+
+
+def test_prepared_requests_hold_what_requests_prepares(http_server: LoopbackServer) -> None:
+    """A shared session's prepared GET and HEAD requests hold what requests prepares, and share nothing mutable."""
+    session = get_session()
+    with requests.Session() as plain:
+        plain.headers = CaseInsensitiveDict(session.headers)
+        for method, path in (("GET", "/ok?a=1"), ("head", "/ok"), ("GET", "/ok"), ("POST", "/ok")):
+            url = http_server.url(path)
+            for _ in range(2):  # the second one finds the prepared URL remembered
+                ours = session.request(method, url).request
+                theirs = plain.prepare_request(requests.Request(method, url))
+                assert ours is not None
+                assert _prepared_fields(ours) == _prepared_fields(theirs)
+    first, second = session.get(http_server.url()).request, session.get(http_server.url()).request
+    assert first is not None and second is not None
+    first.hooks["response"].append(print)
+    first.headers["X-Mine"] = "1"
+    assert first._cookies is not second._cookies  # type: ignore[attr-defined]
+    assert (second.hooks, "X-Mine" in second.headers) == ({"response": []}, False)
+
+
+def test_a_requests_whose_prepared_request_has_other_fields_prepares_them_itself(
+    http_server: LoopbackServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Should requests' PreparedRequest() set a field the session does not know, prepare() runs for every request."""
+    original = requests.models.PreparedRequest.__init__
+
+    def with_extra_field(self: requests.models.PreparedRequest) -> None:
+        original(self)
+        self.extra = "new in requests"  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(requests.models.PreparedRequest, "__init__", with_extra_field)
+    assert _sessions._prepared_defaults() is None
+    monkeypatch.setattr(_sessions, "_PREPARED_DEFAULTS", None)
+    session = get_session()
+    for _ in range(2):
+        assert session.get(http_server.url()).request.extra == "new in requests"  # type: ignore[union-attr]
