@@ -97,8 +97,13 @@ _PRESET_ADAPTER_CLASSES: dict[type[HTTPAdapter], type[PresetAdapter]] = {}
 #: requests' own HTTPAdapter.send; when it is patched (responses patches it), PresetAdapter.send calls it.
 _REQUESTS_ADAPTER_SEND: Final = HTTPAdapter.send
 
-#: Per thread: whether the call in flight gave its own ``timeout=`` (its timeouts are not retried).
-_attempt = threading.local()
+class _Attempt(threading.local):
+    #: Whether the call in flight gave its own ``timeout=`` (its timeouts are not retried).
+    caller_timeout = False
+
+
+#: Per thread: how the call in flight chose its timeouts.
+_attempt = _Attempt()
 
 
 class PresetTimeout(Timeout):
@@ -1375,13 +1380,14 @@ class PresetAdapter(HTTPAdapter):
             set_current_call(own)
             watchdog.add(own)
         elif call is not None:
-            remaining = call.remaining()
-            if remaining is not None and remaining <= 0:
+            deadline = call.deadline
+            if deadline is not None and deadline - time.monotonic() <= 0:
                 call.reason = DEADLINE
                 call.raise_if_aborted()
         self._used_since_close = True
-        self._drop_netrc_credentials(request)
-        outer_choice = getattr(_attempt, "caller_timeout", False)
+        if not getattr(request, "preset_session_prepared", False):
+            self._drop_netrc_credentials(request)
+        outer_choice = _attempt.caller_timeout
         _attempt.caller_timeout = not isinstance(timeout, PresetTimeout)
         self.counters.add("requests")
         tx: Transaction | None = None
@@ -1404,7 +1410,8 @@ class PresetAdapter(HTTPAdapter):
                 if tx is not None:
                     _metrics._local.tx = None
             # What requests built, with a metrics property read from the recorder.
-            response.__class__ = MeteredResponse
+            if type(response) is not MeteredResponse:
+                response.__class__ = MeteredResponse
             response._preset_tx = tx  # type: ignore[attr-defined]
             if stream and tx is not None and not tx.done:
                 # A streamed body left unread and unclosed still ends its request.
@@ -1587,7 +1594,8 @@ def _new_response() -> Response:
     """An empty Response as Response() makes it, built without the Python calls of its __init__."""
     if _RESPONSE_DEFAULTS is None:
         return Response()
-    response = Response.__new__(Response)
+    # Already of the class PresetAdapter.send gives every response.
+    response = Response.__new__(MeteredResponse)
     fields = response.__dict__
     fields.update(_RESPONSE_DEFAULTS)
     headers: CaseInsensitiveDict[str] = CaseInsensitiveDict.__new__(CaseInsensitiveDict)

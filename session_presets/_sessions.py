@@ -88,6 +88,9 @@ class SessionState(str, enum.Enum):
     INVALIDATED = "invalidated"
 
 
+#: SessionState.ACTIVE, read per request (an enum member lookup costs several attribute reads on 3.11).
+_ACTIVE: Final = SessionState.ACTIVE
+
 _EMPTY_REQUESTS: Final = Histogram(REQUEST_DURATION_BUCKETS).snapshot()
 _EMPTY_CONNECTIONS: Final = Histogram(CONNECTION_DURATION_BUCKETS).snapshot()
 
@@ -864,12 +867,12 @@ class PresetSession(requests.Session):
         outer = call_local.call
         if outer is not None and outer in self._calls:
             # A redirect hop of a call already in flight on this session.
-            if self._state is not SessionState.ACTIVE and outer.reason is not None:
+            if self._state is not _ACTIVE and outer.reason is not None:
                 raise self._aborted_error(outer, request, None)
-            return self._send_as_requests(request, **kwargs)
+            return self._send_as_requests(request, kwargs)
         call = Call(self.config.total_timeout)
         with self._lock:
-            refused = self._state is not SessionState.ACTIVE
+            refused = self._state is not _ACTIVE
             if not refused:
                 self._calls.add(call)
             successor = self._successor if refused else None
@@ -889,7 +892,7 @@ class PresetSession(requests.Session):
         if call.deadline is not None:
             watchdog.add(call)
         try:
-            return self._send_as_requests(request, **kwargs)
+            return self._send_as_requests(request, kwargs)
         except Exception as exc:
             # urllib3 writes the path and its query into its messages; the request
             # object (exc.request) keeps the full URL for code that needs it.
@@ -911,10 +914,10 @@ class PresetSession(requests.Session):
                 self._calls.discard(call)
                 # Only an invalidation waits on _drained, and it marks the session
                 # non-active under this lock first: an active one has no waiter to wake.
-                if not self._calls and self._state is not SessionState.ACTIVE:
+                if not self._calls and self._state is not _ACTIVE:
                     self._drained.notify_all()
 
-    def _send_as_requests(self, request: PreparedRequest, **kwargs: Any) -> Response:
+    def _send_as_requests(self, request: PreparedRequest, kwargs: dict[str, Any]) -> Response:
         """requests.Session.send, step for step, minus a cookie extraction that cannot find a cookie.
 
         requests reads the Set-Cookie headers of every response through a mock
@@ -924,6 +927,7 @@ class PresetSession(requests.Session):
         """
         if requests.Session.send is not _REQUESTS_SEND:
             return super().send(request, **kwargs)
+        # kwargs is this call's own dict (send's **kwargs): changed here as requests changes its own.
         kwargs.setdefault("stream", self.stream)
         kwargs.setdefault("verify", self.verify)
         kwargs.setdefault("cert", self.cert)
