@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import http.client
+import itertools
 import logging
 import os
 import queue
@@ -137,50 +138,46 @@ for _name in _URLLIB3_LOGGERS:
     logging.getLogger(_name).addFilter(_url_filter)
 
 
-class Counters:
-    """Live counters of one session, incremented where the events happen."""
+#: The counters a session keeps (SessionStats fields of the same names).
+COUNTER_NAMES: Final = (
+    "requests",
+    "connections_opened",
+    "connections_reused",
+    "connections_resumed",
+    "retries",
+    "errors",
+)
 
-    __slots__ = (
-        "_lock",
-        "connections_opened",
-        "connections_resumed",
-        "connections_reused",
-        "errors",
-        "requests",
-        "retries",
-    )
+
+def _count_value(count: itertools.count[int]) -> int:
+    # itertools.count offers its value only through repr() ("count(7)"); its
+    # pickle support, the other way, is deprecated since Python 3.12.
+    return int(repr(count)[6:-1])
+
+
+class Counters:
+    """Live counters of one session, incremented where the events happen.
+
+    Each counter is an ``itertools.count``: ``next()`` on it is one C call under
+    the GIL, so threads never lose an increment and no lock is taken per request.
+    """
+
+    __slots__ = ("_counts",)
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.requests = 0
-        self.connections_opened = 0
-        self.connections_reused = 0
-        self.connections_resumed = 0
-        self.retries = 0
-        self.errors = 0
+        self._counts = {name: itertools.count() for name in COUNTER_NAMES}
 
     def add(self, name: str) -> None:
         """Add one to counter ``name``."""
-        with self._lock:
-            setattr(self, name, getattr(self, name) + 1)
+        next(self._counts[name])
 
     def after_fork(self) -> None:
-        """Start from zero with a new lock (in a forked child)."""
-        self._lock = threading.Lock()
-        self.requests = self.connections_opened = self.connections_reused = self.retries = self.errors = 0
-        self.connections_resumed = 0
+        """Start from zero (in a forked child)."""
+        self._counts = {name: itertools.count() for name in COUNTER_NAMES}
 
     def snapshot(self) -> dict[str, int]:
-        """Return the counters as a dict, read consistently."""
-        with self._lock:
-            return {
-                "requests": self.requests,
-                "connections_opened": self.connections_opened,
-                "connections_reused": self.connections_reused,
-                "connections_resumed": self.connections_resumed,
-                "retries": self.retries,
-                "errors": self.errors,
-            }
+        """Return the counters as a dict."""
+        return {name: _count_value(count) for name, count in self._counts.items()}
 
 
 def _discard_connection(response: Any) -> None:
