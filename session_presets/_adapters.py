@@ -1275,8 +1275,20 @@ class PresetAdapter(HTTPAdapter):
     def request_url(self, request: PreparedRequest, proxies: dict[str, str] | None) -> str:
         if proxies:
             return super().request_url(request, proxies)
+        url = request.url
+        # requests' path_url parses the whole URL each time; it depends on the URL alone.
+        memo = type(url) is str and type(request).path_url is _PATH_URL
+        if memo:
+            known = _request_paths.get(url)  # type: ignore[arg-type]
+            if known is not None:
+                return known
         path = request.path_url
-        return "/" + path.lstrip("/") if path.startswith("//") else path
+        path = "/" + path.lstrip("/") if path.startswith("//") else path
+        if memo:
+            if len(_request_paths) >= _REQUEST_PATHS_SIZE:
+                _request_paths.clear()
+            _request_paths[url] = path  # type: ignore[index]
+        return path
 
     def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
         # Deliberately empty: requests would set ca_certs on the pool here, and
@@ -1602,6 +1614,12 @@ def _new_response() -> Response:
     fields["cookies"] = RequestsCookieJar()
     return response
 
+
+#: requests' PreparedRequest.path_url, which the request-path memo stands in for.
+_PATH_URL: Final = PreparedRequest.path_url
+#: How many distinct URLs the request-path memo keeps before it starts afresh.
+_REQUEST_PATHS_SIZE: Final = 1024
+_request_paths: dict[str, str] = {}
 
 #: How many distinct Content-Type values the encoding memo keeps before it starts afresh.
 _ENCODING_MEMO_SIZE: Final = 64

@@ -471,3 +471,34 @@ def test_a_requests_whose_prepared_request_has_other_fields_prepares_them_itself
     session = get_session()
     for _ in range(2):
         assert session.get(http_server.url()).request.extra == "new in requests"  # type: ignore[union-attr]
+
+
+def test_request_targets_are_those_requests_sends(http_server: LoopbackServer) -> None:
+    """Queries, double slashes, escapes and fragments reach the server as requests sends them, every time."""
+    paths = ["/ok?a=1&b=2", "//ok", "/a%20b/?q=%2F", "/ok#frag", "/ok?a=1&b=2"]
+
+    def targets(session: requests.Session) -> list[str]:
+        before = len(http_server.requests)
+        for path in paths:
+            session.get(http_server.url(path))
+        return [request.path for request in http_server.requests[before:]]
+
+    ours = targets(get_session())
+    with requests.Session() as plain:
+        assert ours == targets(plain)
+
+
+def test_a_prepared_request_with_its_own_path_is_sent_to_that_path(http_server: LoopbackServer) -> None:
+    """A PreparedRequest subclass whose path_url differs is sent to its own path, after plain ones to the same URL."""
+
+    class Elsewhere(requests.PreparedRequest):
+        @property
+        def path_url(self) -> str:
+            return "/elsewhere"
+
+    session = get_session()
+    session.get(http_server.url("/ok"))
+    prepared = Elsewhere()
+    prepared.prepare(method="GET", url=http_server.url("/ok"))
+    session.send(prepared)
+    assert [request.path for request in http_server.requests] == ["/ok", "/elsewhere"]
