@@ -705,20 +705,35 @@ class PresetSession(requests.Session):
             # requests.Session.request, step for step.
             if isinstance(url, bytes):
                 url = url.decode("utf-8")
-            prep = self.prepare_request(
-                requests.Request(
-                    method=method.upper(),
-                    url=url,
-                    headers=headers,
-                    files=files,
-                    data=data or {},
-                    json=json,
-                    params=params or {},
-                    auth=auth,
-                    cookies=cookies,
-                    hooks=hooks,
+            if hooks is None and type(self).prepare_request is PresetSession.prepare_request:
+                # The fields requests.Request(...) would hold (hooks register nothing), without building it.
+                prep = self._prepare(
+                    method.upper(),
+                    url,
+                    {} if headers is None else headers,
+                    [] if files is None else files,
+                    data or {},
+                    json,
+                    params or {},
+                    auth,
+                    cookies,
+                    {"response": []},
                 )
-            )
+            else:
+                prep = self.prepare_request(
+                    requests.Request(
+                        method=method.upper(),
+                        url=url,
+                        headers=headers,
+                        files=files,
+                        data=data or {},
+                        json=json,
+                        params=params or {},
+                        auth=auth,
+                        cookies=cookies,
+                        hooks=hooks,
+                    )
+                )
             settings = self.merge_environment_settings(prep.url, proxies or {}, stream, verify, cert)
             send_kwargs: dict[str, Any] = {"timeout": timeout, "allow_redirects": allow_redirects}
             send_kwargs.update(settings)
@@ -749,22 +764,48 @@ class PresetSession(requests.Session):
         }
 
     def prepare_request(self, request: requests.Request) -> PreparedRequest:
+        return self._prepare(
+            request.method,
+            request.url,
+            request.headers,
+            request.files,
+            request.data,
+            request.json,
+            request.params,
+            request.auth,
+            request.cookies,
+            request.hooks,
+        )
+
+    def _prepare(
+        self,
+        request_method: Any,
+        url: Any,
+        request_headers: Any,
+        files: Any,
+        data: Any,
+        json: Any,
+        request_params: Any,
+        request_auth: Any,
+        request_cookies: Any,
+        request_hooks: Any,
+    ) -> PreparedRequest:
+        """prepare_request for a Request's fields, as request() hands them over without building one."""
         # The same merge as requests.Session.prepare_request, minus what this
         # session never does (netrc unless store_credentials) and minus the
         # work an empty mapping costs there (runtime Protocol checks, cookie
         # headers from empty jars), which is most of its time.
-        url = request.url
         merged_cookies: Any = RequestsCookieJar()
         jar = self.cookies
         # An empty jar has nothing to merge; a jar of another class may iterate differently.
         if type(jar) is not RequestsCookieJar or jar._cookies:  # type: ignore[attr-defined]
             merged_cookies = merge_cookies(merged_cookies, jar)
-        if request.cookies:
-            cookies: Any = request.cookies
+        if request_cookies:
+            cookies: Any = request_cookies
             if not isinstance(cookies, http.cookiejar.CookieJar):
                 cookies = cookiejar_from_dict(cookies)
             merged_cookies = merge_cookies(merged_cookies, cookies)
-        auth = request.auth
+        auth = request_auth
         if self.config.store_credentials and not auth and not self.auth and url:
             auth = get_netrc_auth(url)
         headers: Any = self.headers
@@ -772,16 +813,15 @@ class PresetSession(requests.Session):
         header_none = self._header_none
         if header_none is None:
             header_none = _has_none_value(headers)
-        if request.headers or header_none:
+        if request_headers or header_none:
             # requests' merge also drops the session headers set to None.
-            headers = merge_setting(request.headers, self.headers, dict_class=CaseInsensitiveDict)
+            headers = merge_setting(request_headers, self.headers, dict_class=CaseInsensitiveDict)
         else:
             template = self._header_template
         params: Any = None
-        if request.params or self.params:
-            params = merge_setting(request.params, self.params)
-        method = (request.method or "").upper()
-        data = request.data
+        if request_params or self.params:
+            params = merge_setting(request_params, self.params)
+        method = (request_method or "").upper()
         if (
             template is not None
             and params is None
@@ -789,13 +829,13 @@ class PresetSession(requests.Session):
             and type(url) is str
             and "@" not in url
             and (data is None or (type(data) in _EMPTY_BODY_TYPES and not data))
-            and not request.files
-            and request.json is None
+            and not files
+            and json is None
             and auth is None
             and self.auth is None
             and type(merged_cookies) is RequestsCookieJar
             and not merged_cookies._cookies  # type: ignore[attr-defined]
-            and request.hooks == _NO_HOOKS
+            and request_hooks == _NO_HOOKS
             and self.hooks == _NO_HOOKS
             and _PREPARED_DEFAULTS is not None
             and PreparedRequest.prepare is _REQUESTS_PREPARE
@@ -823,14 +863,14 @@ class PresetSession(requests.Session):
         prepared.prepare(
             method=method,
             url=url,
-            files=request.files,
+            files=files,
             data=data,
-            json=request.json,
+            json=json,
             headers=headers,
             params=params,
             auth=merge_setting(auth, self.auth),
             cookies=merged_cookies,
-            hooks=merge_hooks(request.hooks, self.hooks),
+            hooks=merge_hooks(request_hooks, self.hooks),
         )
         return prepared
 

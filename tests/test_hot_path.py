@@ -502,3 +502,19 @@ def test_a_prepared_request_with_its_own_path_is_sent_to_that_path(http_server: 
     prepared.prepare(method="GET", url=http_server.url("/ok"))
     session.send(prepared)
     assert [request.path for request in http_server.requests] == ["/ok", "/elsewhere"]
+
+
+def test_a_session_subclass_prepare_request_gets_each_request(http_server: LoopbackServer) -> None:
+    """A PresetSession subclass's prepare_request is handed a requests.Request for every call, as requests does."""
+    seen: list[tuple[str | None, object]] = []
+
+    class Watching(PresetSession):
+        def prepare_request(self, request: requests.Request) -> requests.PreparedRequest:
+            seen.append((request.method, request.data))
+            return super().prepare_request(request)
+
+    with Watching() as session:
+        session.get(http_server.url())
+        session.post(http_server.url(), data=b"x")
+    assert seen == [("GET", {}), ("POST", b"x")]
+    assert [request.body for request in http_server.requests] == [b"", b"x"]
