@@ -982,17 +982,20 @@ class PresetSession(requests.Session):
         start = preferred_clock()
         r = adapter.send(request, **kwargs)
         r.elapsed = timedelta(seconds=preferred_clock() - start)
-        r = dispatch_hook("response", hooks, r, **kwargs)
+        dispatch = requests.sessions.dispatch_hook  # type: ignore[attr-defined]
+        if dispatch is not dispatch_hook or (hooks and hooks.get("response")):
+            # requests' dispatch_hook hands back the response untouched when no hook is registered.
+            r = dispatch("response", hooks, r, **kwargs)
         if r.history:
             # Responses a hook made part of the history keep their cookies too.
             for resp in r.history:
-                extract_cookies_to_jar(self.cookies, resp.request, resp.raw)
+                requests.sessions.extract_cookies_to_jar(self.cookies, resp.request, resp.raw)  # type: ignore[attr-defined]
         if not (
             r.__dict__.get("_preset_cookieless") is r.raw
             and type(self.cookies) is RequestsCookieJar
             and requests.sessions.extract_cookies_to_jar is _REQUESTS_EXTRACT_COOKIES  # type: ignore[attr-defined]
         ):
-            extract_cookies_to_jar(self.cookies, request, r.raw)
+            requests.sessions.extract_cookies_to_jar(self.cookies, request, r.raw)  # type: ignore[attr-defined]
         history = []
         if allow_redirects and self._may_redirect(r):
             history = list(self.resolve_redirects(r, request, **kwargs))

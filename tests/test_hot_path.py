@@ -10,6 +10,7 @@ import pytest
 import requests
 import requests.adapters
 import requests.models
+import requests.sessions
 import urllib3
 import urllib3.connection
 from requests.cookies import RequestsCookieJar
@@ -518,3 +519,26 @@ def test_a_session_subclass_prepare_request_gets_each_request(http_server: Loopb
         session.post(http_server.url(), data=b"x")
     assert seen == [("GET", {}), ("POST", b"x")]
     assert [request.body for request in http_server.requests] == [b"", b"x"]
+
+
+def test_requests_session_helpers_patched_later_still_run(
+    http_server: LoopbackServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """dispatch_hook and extract_cookies_to_jar patched on requests.sessions run for every response, as in requests."""
+    called: list[str] = []
+    dispatch, extract = requests.sessions.dispatch_hook, requests.sessions.extract_cookies_to_jar  # type: ignore[attr-defined]
+
+    def dispatching(*args: Any, **kwargs: Any) -> Any:
+        called.append("dispatch")
+        return dispatch(*args, **kwargs)
+
+    def extracting(*args: Any) -> None:
+        called.append("extract")
+        extract(*args)
+
+    monkeypatch.setattr(requests.sessions, "dispatch_hook", dispatching)
+    monkeypatch.setattr(requests.sessions, "extract_cookies_to_jar", extracting)
+    session = get_session()
+    session.get(http_server.url())
+    session.get(http_server.url())
+    assert called == ["dispatch", "extract"] * 2
