@@ -1472,9 +1472,13 @@ class PresetAdapter(HTTPAdapter):
             conn = self.get_connection_with_tls_context(request, verify, proxies=proxies, cert=cert)
         except LocationValueError as e:
             raise requests.exceptions.InvalidURL(e, request=request)  # noqa: B904
-        self.cert_verify(conn, request.url, verify, cert)  # type: ignore[arg-type]
+        cls = type(self)
+        if cls.cert_verify is not PresetAdapter.cert_verify:  # PresetAdapter's does nothing
+            self.cert_verify(conn, request.url, verify, cert)  # type: ignore[arg-type]
         url = self.request_url(request, proxies)
-        self.add_headers(request, stream=stream, timeout=timeout, verify=verify, cert=cert, proxies=proxies)
+        if cls.add_headers is not PresetAdapter.add_headers or not getattr(request, "preset_session_prepared", False):
+            # PresetAdapter's adds nothing to what a PresetSession prepared.
+            self.add_headers(request, stream=stream, timeout=timeout, verify=verify, cert=cert, proxies=proxies)
         headers: Any = request.headers
         chunked = not (request.body is None or "Content-Length" in headers)
         if type(headers) is CaseInsensitiveDict and not getattr(conn, "proxy_headers", True):

@@ -542,3 +542,22 @@ def test_requests_session_helpers_patched_later_still_run(
     session.get(http_server.url())
     session.get(http_server.url())
     assert called == ["dispatch", "extract"] * 2
+
+
+def test_an_adapter_subclass_add_headers_and_cert_verify_run_for_every_request(http_server: LoopbackServer) -> None:
+    """A PresetAdapter subclass's add_headers and cert_verify are called for each request of a PresetSession."""
+    verified: list[str] = []
+
+    class Stamping(PresetAdapter):
+        def add_headers(self, request: requests.PreparedRequest, **kwargs: Any) -> None:
+            request.headers["X-Stamp"] = "yes"
+
+        def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
+            verified.append(url)
+
+    with default_session() as session:
+        session.mount("http://", Stamping(session.config))
+        session.get(http_server.url())
+        session.get(http_server.url())
+    assert [request.header("X-Stamp") for request in http_server.requests] == ["yes", "yes"]
+    assert verified == [http_server.url()] * 2
