@@ -179,6 +179,36 @@ class Counters:
         """Return the counters as a dict."""
         return {name: _count_value(count) for name, count in self._counts.items()}
 
+    @property
+    def requests(self) -> int:
+        """Requests sent (each attempt a PresetAdapter sends)."""
+        return _count_value(self._counts["requests"])
+
+    @property
+    def connections_opened(self) -> int:
+        """Connections opened."""
+        return _count_value(self._counts["connections_opened"])
+
+    @property
+    def connections_reused(self) -> int:
+        """Requests sent over a connection that was already open."""
+        return _count_value(self._counts["connections_reused"])
+
+    @property
+    def connections_resumed(self) -> int:
+        """Connections whose TLS session was resumed."""
+        return _count_value(self._counts["connections_resumed"])
+
+    @property
+    def retries(self) -> int:
+        """Retries made."""
+        return _count_value(self._counts["retries"])
+
+    @property
+    def errors(self) -> int:
+        """Calls that failed."""
+        return _count_value(self._counts["errors"])
+
 
 def _discard_connection(response: Any) -> None:
     """Close a retryable response's connection and give its slot back to the pool.
