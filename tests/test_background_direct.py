@@ -6,7 +6,6 @@ import errno
 import fcntl
 import os
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,7 +52,7 @@ class Writes:
 
 
 @pytest.fixture
-def writes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Writes]:
+def writes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Writes:
     """Record every os.pwrite to a .part, telling direct descriptors apart; inject errors on direct ones."""
     if not _direct_supported(tmp_path):
         pytest.skip("the file system of tmp_path refuses O_DIRECT")
@@ -73,7 +72,7 @@ def writes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Writes]:
         return real(fd, data, offset)
 
     monkeypatch.setattr(os, "pwrite", pwrite)
-    yield record
+    return record
 
 
 def test_aligned_runs_go_direct_and_odd_resume_offsets_stay_exact(
@@ -119,7 +118,7 @@ def test_write_error_on_the_writer_thread_fails_the_task(
     """An I/O error in the writer thread fails the task with the .part named; dest is never written."""
     route = FileRoute(make_data(3 * MIB))
     http_server.route("/file", route)
-    writes.fail.update(direct_after=1, errno=errno.EIO)
+    writes.fail.update(direct_after=0, errno=errno.EIO)
     dest = tmp_path / "out.bin"
     task = open_bg().download(http_server.url("/file"), dest).wait(20)
     assert task.state is TransferState.FAILED

@@ -65,6 +65,7 @@ from .journal import Journal
 from .task import DOWNLOAD, FINISHED, TransferState
 
 __all__ = [
+    "BUFFER_SIZE",
     "CHUNK_SIZE",
     "COMMIT_BYTES",
     "COMMIT_SECONDS",
@@ -80,8 +81,12 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Largest piece of a body read or written at once.
+#: Largest piece of a file read at once (hashing a .part, an upload).
 CHUNK_SIZE: Final = 1 << 20
+
+#: Size of each of a download's two buffers (one fills while the other is written). The bench
+#: measured 4 MiB direct writes at 0.9-1.1x of a plain requests stream, 1 MiB ones at 0.75-1.0x.
+BUFFER_SIZE: Final = 4 << 20
 
 #: Bytes written between two commits of the offset (fsync of the .part, then the journal).
 COMMIT_BYTES = 16 << 20
@@ -1082,7 +1087,7 @@ class Runner:
     ) -> None:
         part = task.record.path + ".part"
         # Two page-aligned buffers: one is filled while the other is written (see _Writer).
-        buffers = [memoryview(mmap.mmap(-1, CHUNK_SIZE)) for _ in range(2)]
+        buffers = [memoryview(mmap.mmap(-1, BUFFER_SIZE)) for _ in range(2)]
         reader = _BodyReader(response, length)
         committer = _Committer(self, task, fd)
         last_commit = [offset, time.monotonic()]
@@ -1126,6 +1131,9 @@ class Runner:
                         progressed=received[0] > 0,
                     ) from failure
                 if not count:
+                    if task.stop.is_set():
+                        # Told while the last buffer was written (a progress callback cancelling, say).
+                        raise Stopped("stopped")
                     break
                 writer.submit(buffer, lead, count, position)
                 position += count
