@@ -145,6 +145,27 @@ def test_part_symlink_planted_while_waiting_for_headers(
     assert not (downloads / "out.bin").is_symlink()
 
 
+def test_part_swapped_for_a_fifo_while_waiting_for_headers_never_hangs(
+    http_server: LoopbackServer, downloads: Path
+) -> None:
+    """A .part swapped for a FIFO mid-request fails the task at once; nothing blocks on or writes to the FIFO."""
+    data = make_data(MIB)
+    route = FileRoute(data)
+    part = downloads / "out.bin.part"
+
+    def plant() -> None:
+        route.before_headers = None
+        part.rename(downloads / "moved")
+        os.mkfifo(part)
+
+    route.before_headers = plant
+    http_server.route("/file", route)
+    task = open_bg().download(http_server.url("/file"), downloads / "out.bin").wait(20)
+    assert task.state is TransferState.FAILED
+    assert "was replaced by another file" in str(task.error)
+    assert not (downloads / "out.bin").exists()
+
+
 def test_part_symlink_on_resume_is_refused(http_server: LoopbackServer, downloads: Path, victim: Path) -> None:
     """A .part replaced by a link between runs gives a clear TransferError; nothing is appended to the victim."""
     data = make_data(2 * MIB)

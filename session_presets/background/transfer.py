@@ -440,16 +440,21 @@ class _Writer:
         """A second descriptor of the same .part with ``O_DIRECT``, or None where there is none."""
         if not O_DIRECT:  # pragma: no cover - Linux has O_DIRECT
             return None
+        # O_NONBLOCK: a FIFO planted at the path since the .part was opened fails at once (ENXIO)
+        # instead of blocking this open until someone reads it.
+        flags = os.O_WRONLY | O_DIRECT | O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
         try:
-            direct = os.open(part, os.O_WRONLY | O_DIRECT | O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+            direct = os.open(part, flags)
         except OSError as exc:
             log.debug("no direct writes to %r: %s", part, exc)
             return None
         mine, there = os.fstat(fd), os.fstat(direct)
         if (mine.st_dev, mine.st_ino) != (there.st_dev, there.st_ino):
             # Replaced since we opened it: never write there; _finish refuses the rename.
+            log.debug("%r was replaced since it was opened; no direct writes", part)
             os.close(direct)
             return None
+        os.set_blocking(direct, True)
         return direct
 
     @property
