@@ -392,7 +392,60 @@ DIRECT_ALIGN: Final = 4096
 O_DIRECT: Final = getattr(os, "O_DIRECT", 0)
 
 
-class _Writer:
+class _SlotWorker:
+    """A thread of a task's own that runs jobs from a slot of one, started at the first job.
+
+    :meth:`_put` fills the slot (replacing a job not yet started) and marks the
+    worker busy until the job has run; :meth:`close` drops a job not yet
+    started and waits for the running one. Subclasses run a job in :meth:`_run`.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._cond = threading.Condition(threading.Lock())
+        self._slot: Any = None
+        self._busy = False
+        self._closed = False
+        self._thread: threading.Thread | None = None
+
+    def _put(self, job: Any) -> None:
+        with self._cond:
+            self._slot = job
+            self._busy = True
+            self._cond.notify()
+            if self._thread is None:
+                self._thread = _process.start_thread(self._loop, name=self._name)
+
+    def _run(self, job: Any) -> None:
+        raise NotImplementedError
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while self._slot is None and not self._closed:
+                    self._cond.wait()
+                if self._slot is None:
+                    return
+                job, self._slot = self._slot, None
+            try:
+                self._run(job)
+            finally:
+                with self._cond:
+                    self._busy = self._slot is not None
+                    self._cond.notify_all()
+
+    def close(self) -> None:
+        """Drop a job not yet started and wait for the running one: the task's descriptors may close after this."""
+        with self._cond:
+            self._closed = True
+            self._slot = None
+            self._cond.notify_all()
+            thread = self._thread
+        if thread is not None:
+            thread.join()
+
+
+class _Writer(_SlotWorker):
     """Writes a download's buffers to the .part on a thread of its own, with ``O_DIRECT`` where it can.
 
     Why a thread: while one buffer is written, the download thread fills the
@@ -423,17 +476,12 @@ class _Writer:
     """
 
     def __init__(self, task: TaskState, fd: int, part: str, written: Callable[[memoryview], None]) -> None:
-        self._task = task
+        super().__init__(f"session-presets-write-{task.record.id}")
         self._fd = fd
         self._part = part
         self._written = written
         self._direct = self._open_direct(fd, part)
-        self._cond = threading.Condition(threading.Lock())
-        self._job: tuple[memoryview, int, int, int] | None = None
-        self._busy = False
         self._error: BaseException | None = None
-        self._closed = False
-        self._thread: threading.Thread | None = None
 
     @staticmethod
     def _open_direct(fd: int, part: str) -> int | None:
@@ -468,12 +516,7 @@ class _Writer:
 
     def submit(self, buffer: memoryview, lead: int, count: int, position: int) -> None:
         """Write ``buffer[lead:lead + count]`` at file offset ``position``, on the writer thread."""
-        with self._cond:
-            self._job = (buffer, lead, count, position)
-            self._busy = True
-            self._cond.notify()
-            if self._thread is None:
-                self._thread = _process.start_thread(self._loop, name=f"session-presets-write-{self._task.record.id}")
+        self._put((buffer, lead, count, position))
 
     def wait(self) -> None:
         """Wait until the buffer submitted last, if any, is written and counted.
@@ -488,23 +531,12 @@ class _Writer:
         if error is not None:
             raise error
 
-    def _loop(self) -> None:
-        while True:
+    def _run(self, job: tuple[memoryview, int, int, int]) -> None:
+        try:
+            self._write(*job)
+        except BaseException as exc:  # handed to the download thread, which raises it
             with self._cond:
-                while self._job is None and not self._closed:
-                    self._cond.wait()
-                if self._job is None:
-                    return
-                job, self._job = self._job, None
-            error: BaseException | None = None
-            try:
-                self._write(*job)
-            except BaseException as exc:  # handed to the download thread, which raises it
-                error = exc
-            with self._cond:
-                self._error = error
-                self._busy = False
-                self._cond.notify_all()
+                self._error = exc
 
     def _write(self, buffer: memoryview, lead: int, count: int, position: int) -> None:
         """Write the job, then count it; after a failure, count what was written before raising."""
@@ -543,18 +575,12 @@ class _Writer:
             self._direct = None
 
     def close(self) -> None:
-        """Wait for a write in progress and end the thread: the descriptors may close after this."""
-        with self._cond:
-            self._closed = True
-            self._job = None
-            self._cond.notify_all()
-            thread = self._thread
-        if thread is not None:
-            thread.join()
+        """Wait for a write in progress and end the thread, then close the direct descriptor."""
+        super().close()
         self._close_direct()
 
 
-class _Committer:
+class _Committer(_SlotWorker):
     """Makes written bytes durable off the download thread: fsync the .part, then commit the offset.
 
     The fsync runs on a thread of its own so the download keeps reading: the
@@ -563,48 +589,17 @@ class _Committer:
     """
 
     def __init__(self, runner: Runner, task: TaskState, fd: int) -> None:
+        super().__init__(f"session-presets-commit-{task.record.id}")
         self._runner = runner
         self._task = task
         self._fd = fd
-        self._cond = threading.Condition(threading.Lock())
-        self._wanted: int | None = None
-        self._busy = False
-        self._closed = False
-        self._thread: threading.Thread | None = None
 
     def request(self, offset: int) -> None:
         """Commit ``offset`` soon; a newer request replaces one not yet started."""
-        with self._cond:
-            self._wanted = offset
-            self._cond.notify()
-            if self._thread is None:
-                self._thread = _process.start_thread(self._loop, name=f"session-presets-commit-{self._task.record.id}")
+        self._put(offset)
 
-    def _loop(self) -> None:
-        while True:
-            with self._cond:
-                while self._wanted is None and not self._closed:
-                    self._cond.wait()
-                if self._wanted is None:
-                    return
-                offset, self._wanted = self._wanted, None
-                self._busy = True
-            try:
-                self._runner.commit(self._task, self._fd, offset)
-            finally:
-                with self._cond:
-                    self._busy = False
-                    self._cond.notify_all()
-
-    def close(self) -> None:
-        """Drop a commit not yet started and wait for the running one: the fd may close after this."""
-        with self._cond:
-            self._closed = True
-            self._wanted = None
-            self._cond.notify_all()
-            thread = self._thread
-        if thread is not None:
-            thread.join()
+    def _run(self, job: int) -> None:
+        self._runner.commit(self._task, self._fd, job)
 
 
 class Runner:
