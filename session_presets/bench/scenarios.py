@@ -511,6 +511,9 @@ def _httpx_client() -> tuple[Callable[[BenchContext], None], Body]:
 def _download_extra(ctx: BenchContext, dest: str) -> dict[str, Any]:
     size = os.path.getsize(dest)
     os.unlink(dest)
+    # Outside the clock: the deletion reaches the disk now (journal commit, discard of the
+    # freed blocks), not during the next round, where it slowed that round's writes and fsyncs.
+    os.sync()
     if size != ctx.download_bytes:
         raise RuntimeError(f"downloaded {size} bytes, expected {ctx.download_bytes}")
     return {"bytes": size}
