@@ -460,17 +460,24 @@ class _ConnectionMixin:
         return TLSSessionCache.key(self.host, self.port, getattr(self, "server_hostname", None), context)
 
     def save_tls_session(self) -> None:
-        """Cache this connection's TLS session, once its ticket has arrived (after a response was read)."""
+        """Cache this connection's TLS session, once a response was read (TLS 1.3 tickets come after the handshake).
+
+        One look per connection: reading ``SSLSocket.session`` makes CPython
+        serialise the session and parse it back, the server's certificate
+        included (about 0.1 ms with OpenSSL 3.0), so a connection whose
+        server sends no ticket must not pay that on every request. Servers
+        send their TLS 1.3 tickets right after the handshake, ahead of the
+        first response: a connection that has none by then gets none.
+        """
         sock = self.sock
         key = self.preset_tls_key
         if key is None or sock is None or self.tls_sessions is None:
             return
+        self.preset_tls_saved = True
         session = getattr(sock, "session", None)
-        # TLS 1.3 delivers tickets after the handshake, with the first data read;
-        # a session without one cannot be resumed: look again next time.
+        # Without a ticket a TLS 1.3 session cannot be resumed.
         if session is None or not (session.has_ticket or sock.version() != "TLSv1.3"):
             return
-        self.preset_tls_saved = True
         self.tls_sessions.put(key, session, sock.context)
 
     def request(self, *args: Any, **kwargs: Any) -> None:

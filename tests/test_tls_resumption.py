@@ -131,3 +131,29 @@ def test_a_server_without_tickets_gets_full_handshakes(ca: trustme.CA, ca_bundle
                 assert session.get(server.url()).text == "ok"
         assert server.resumed_handshakes == 0
         assert server.full_handshakes == 2
+
+
+def test_a_connection_looks_for_a_ticket_once_when_the_server_sends_none(
+    ca: trustme.CA, ca_bundle: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Against a TLS 1.3 server without tickets, 20 calls on one connection read its TLS session once, not 20 times."""
+    from session_presets._tls_sessions import ResumingSSLSocket
+
+    reads: list[int] = []
+    getter = ssl.SSLSocket.session.fget
+    assert getter is not None
+
+    def counted(sock: ssl.SSLSocket) -> ssl.SSLSession | None:
+        reads.append(1)
+        return getter(sock)  # type: ignore[no-any-return]
+
+    # Each read makes CPython serialise the session and parse the server's certificate back.
+    monkeypatch.setattr(ResumingSSLSocket, "session", property(counted), raising=False)
+    context = _server_context(ca)
+    context.options |= ssl.OP_NO_TICKET
+    context.num_tickets = 0
+    with LoopbackServer(context) as server, sp.default_session(ca_bundle=ca_bundle) as session:
+        for _ in range(20):
+            assert session.get(server.url()).text == "ok"
+        assert (server.full_handshakes, server.resumed_handshakes) == (1, 0)
+    assert len(reads) == 1
