@@ -515,11 +515,27 @@ class _ConnectionMixin:
         super().send(data)  # type: ignore[misc]
 
     def close(self) -> None:
+        if not self.preset_tls_saved and self.preset_tls_key is not None:
+            self._save_tls_session_before_close()
         try:
             super().close()  # type: ignore[misc]
         finally:
             if self._preset_state is not None:
                 self.metrics.connection_state(self, None)
+
+    def _save_tls_session_before_close(self) -> None:
+        """Cache the TLS session of a connection closed by the call using it, before its socket goes.
+
+        http.client closes a connection as soon as a response head says
+        ``Connection: close``, before urllib3 gives it back to the pool: the
+        ticket would be lost exactly where every call needs a new connection.
+        Only the thread of the call holding the connection reads the session,
+        and only while that call runs normally: a cancelling thread or a pool
+        being closed must not touch an SSL object another thread may be using.
+        """
+        call = self.preset_call
+        if call is not None and call.reason is None and call.thread_id == threading.get_ident():
+            self.save_tls_session()
 
     def getresponse(self) -> Any:
         call = current_call()

@@ -89,6 +89,19 @@ def test_a_session_is_never_offered_under_another_trust_configuration(
     assert (tls_server.full_handshakes, tls_server.resumed_handshakes) == (2, 1)
 
 
+def test_connections_the_server_closes_after_each_response_still_resume(
+    tls_server: LoopbackServer, ca_bundle: str
+) -> None:
+    """Responses with Connection: close (one connection per call): one full handshake, then every call resumes."""
+    with sp.default_session(ca_bundle=ca_bundle) as session:
+        for _ in range(3):
+            assert session.get(tls_server.url("/close")).text == "closing"
+        assert session.stats.connections_resumed == 2
+    with sp.default_session(ca_bundle=ca_bundle) as session:
+        assert session.get(tls_server.url("/close")).text == "closing"
+    assert (tls_server.connections, tls_server.full_handshakes, tls_server.resumed_handshakes) == (4, 1, 3)
+
+
 def test_reset_empties_the_cache(tls_server: LoopbackServer, ca_bundle: str) -> None:
     """After reset(), the next connection makes a full handshake."""
     with sp.default_session(ca_bundle=ca_bundle) as session:
