@@ -222,6 +222,15 @@ def test_bench_unknown_scenario_is_a_usage_error(capsys: pytest.CaptureFixture[s
     assert "unknown scenario" in capsys.readouterr().err
 
 
+def test_bench_table_note_keeps_descriptors_and_resumptions() -> None:
+    """A scenario with both a descriptor change and resumed handshakes shows both in its note."""
+    result = {"requests": 3, "seconds": 1.0, "req_per_s": 3.0, "connections_opened": 3, "rss_growth_bytes": 0,
+              "open_fds_after": 10, "open_fds_before": 9, "server_tls_resumed": 2}
+    report = {"scenarios": {"default_session_per_call": result},
+              "environment": {"python": "3", "requests": "2", "urllib3": "2", "cpu_count": 2}}
+    assert format_table(report).splitlines()[4].endswith("fds before 9; 2 resumed")
+
+
 def test_ratios_skip_missing_and_skipped_scenarios() -> None:
     """Skipped scenarios are left out of the ratios instead of dividing by nothing."""
     found = ratios({"requests_get": {"req_per_s": 10.0}, "get_session": {"req_per_s": 200.0},
