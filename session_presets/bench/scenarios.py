@@ -229,6 +229,8 @@ def _measure(ctx: BenchContext, warm: Callable[[BenchContext], None], body: Body
         fds_after = open_fds()
         server_sockets = sockets_to(ctx.server.port)
         connections = ctx.server.connections()
+        # Counted by the server: a client may believe it resumed when it did not.
+        resumed = {"server_tls_resumed": ctx.server.resumed_handshakes()} if ctx.server.scheme == "https" else {}
     finally:
         close()
     return {
@@ -236,6 +238,7 @@ def _measure(ctx: BenchContext, warm: Callable[[BenchContext], None], body: Body
         "seconds": seconds,
         "req_per_s": count / seconds if seconds > 0 else 0.0,
         "connections_opened": connections,
+        **resumed,
         "rss_growth_bytes": rss_after - rss_before,
         "open_fds_after": fds_after,
         "open_fds_before": fds_before,
@@ -621,7 +624,8 @@ def run_scenario(name: str, ctx: BenchContext) -> dict[str, Any]:
 
     Returns:
         requests, seconds, req_per_s, connections_opened (counted by the
-        server), rss_growth_bytes, open_fds_after and open_fds_before; the
+        server), rss_growth_bytes, open_fds_after and open_fds_before; over
+        HTTPS server_tls_resumed (the handshakes the server resumed); the
         download scenarios add bytes and mib_per_s.
 
     Raises:
