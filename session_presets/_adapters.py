@@ -555,17 +555,24 @@ class _ConnectionMixin:
         return TLSSessionCache.key(self.host, self.port, getattr(self, "server_hostname", None), context)
 
     def save_tls_session(self) -> None:
-        """Cache this connection's TLS session, once its ticket has arrived (after a response was read)."""
+        """Cache this connection's TLS session, once a response was read (TLS 1.3 tickets come after the handshake).
+
+        One look per connection: reading ``SSLSocket.session`` makes CPython
+        serialise the session and parse it back, the server's certificate
+        included (about 0.1 ms with OpenSSL 3.0), so a connection whose
+        server sends no ticket must not pay that on every request. Servers
+        send their TLS 1.3 tickets right after the handshake, ahead of the
+        first response: a connection that has none by then gets none.
+        """
         sock = self.sock
         key = self.preset_tls_key
         if key is None or sock is None or self.tls_sessions is None:
             return
+        self.preset_tls_saved = True
         session = getattr(sock, "session", None)
-        # TLS 1.3 delivers tickets after the handshake, with the first data read;
-        # a session without one cannot be resumed: look again next time.
+        # Without a ticket a TLS 1.3 session cannot be resumed.
         if session is None or not (session.has_ticket or sock.version() != "TLSv1.3"):
             return
-        self.preset_tls_saved = True
         self.tls_sessions.put(key, session, sock.context)
 
     def request(self, *args: Any, **kwargs: Any) -> None:
@@ -604,11 +611,39 @@ class _ConnectionMixin:
         super().send(data)  # type: ignore[misc]
 
     def close(self) -> None:
+        if not self.preset_tls_saved and self.preset_tls_key is not None:
+            self._save_tls_session_before_close()
         try:
             super().close()  # type: ignore[misc]
         finally:
             if self._preset_state is not None:
                 self.metrics.connection_state(self, None)
+
+    def _save_tls_session_before_close(self) -> None:
+        """Cache the TLS session of a connection about to close, if the closing thread owns the connection.
+
+        http.client closes a connection as soon as a response head says
+        ``Connection: close``, before urllib3 gives it back to the pool: the
+        ticket would be lost exactly where every call needs a new connection.
+        A private cache also keeps a session only here, when an idle
+        connection closes (flush, a pool dropped, a connection the server
+        closed), unless other calls were in flight (see ``_put_conn``).
+
+        The session is read by the thread of the call holding the connection,
+        while that call runs normally, or, for an idle connection, by the
+        thread that took it out of the pool to close it: never by a cancelling
+        thread, which must not touch an SSL object another thread may be using.
+        """
+        cache = self.tls_sessions
+        if cache is None or cache.discarding:
+            return
+        call = self.preset_call
+        if call is None:
+            owned = self._preset_state == "idle"
+        else:
+            owned = call.reason is None and call.thread_id == threading.get_ident()
+        if owned:
+            self.save_tls_session()
 
     def getresponse(self) -> Any:
         call = call_local.call
@@ -818,7 +853,13 @@ class _PoolMixin:
     def _put_conn(self, conn: Any) -> None:
         if conn is not None:  # urllib3 puts None back for a connection it dropped
             self.checked_out.discard(conn)
-            if not conn.preset_tls_saved and conn.preset_tls_key is not None:
+            if not conn.preset_tls_saved and conn.preset_tls_key is not None and (
+                conn.tls_sessions.shared or self.checked_out or self._preset_waiters
+            ):
+                # Reading the session costs a copy of it (about 0.1 ms). A
+                # private cache serves only this session's later connections:
+                # with no other call in flight, none is coming before this one
+                # closes, and the session is read then, if at all.
                 conn.save_tls_session()
             # The body was read to its end or the response closed: its request is over.
             tx = conn._preset_tx
@@ -1582,10 +1623,17 @@ class PresetAdapter(HTTPAdapter):
         # urllib3 2 closes a dropped pool when nothing refers to it any more: the
         # memo must let go too, or the pool's idle sockets outlive the close.
         self._pool_cache.clear()
-        super().close()
-        # A private cache dies with its session; a preset's shared one lives on.
-        if self.tls_sessions is not None and self.preset.tls_session_cache == "private":
-            self.tls_sessions.clear()
+        # A private cache dies with its session (a preset's shared one lives on):
+        # the connections closing now need not keep their sessions.
+        private = self.tls_sessions if self.tls_sessions is not None and not self.tls_sessions.shared else None
+        if private is not None:
+            private.discarding = True
+        try:
+            super().close()
+        finally:
+            if private is not None:
+                private.clear()
+                private.discarding = False
 
     def abort_checked_out(self) -> None:
         """Shut down the socket of every connection in use, streamed bodies included."""

@@ -83,9 +83,17 @@ def enable_resumption(context: ssl.SSLContext) -> None:
 class TLSSessionCache:
     """TLS sessions by (host, port, SNI name, context), bounded in size and age; thread-safe."""
 
-    def __init__(self, *, max_sessions: int = MAX_SESSIONS, max_lifetime: float = MAX_LIFETIME) -> None:
+    def __init__(
+        self, *, max_sessions: int = MAX_SESSIONS, max_lifetime: float = MAX_LIFETIME, shared: bool = False
+    ) -> None:
         self.max_sessions = max_sessions
         self.max_lifetime = max_lifetime
+        #: Whether other sessions look sessions up here (a preset's cache), so a connection's
+        #: session is worth keeping as soon as it is known, rather than only when its own
+        #: session may need it (see _adapters._PoolMixin._put_conn).
+        self.shared = shared
+        #: True while the session owning a private cache closes: its connections' sessions are not kept.
+        self.discarding = False
         self._lock = _process.fork_safe_lock()
         self._sessions: collections.OrderedDict[_Key, tuple[ssl.SSLSession, float]] = collections.OrderedDict()
         # The contexts behind the keys: a key holds id(context), so keep the
@@ -144,7 +152,7 @@ def shared_cache(preset: str) -> TLSSessionCache:
     cache = _shared.get(preset)
     if cache is None:
         with _shared_lock:
-            cache = _shared.setdefault(preset, TLSSessionCache())
+            cache = _shared.setdefault(preset, TLSSessionCache(shared=True))
     return cache
 
 

@@ -1003,6 +1003,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         download_mib=args.download_mib,
         scenarios=scenarios,
         download_rounds=args.download_rounds,
+        cert_key=args.cert_key,
         import_runs=args.import_runs if args.import_runs is not None else (0 if scenarios else None),
     )
     announce: Callable[[str], None] | None = None
@@ -1149,6 +1150,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--slow-requests", type=_positive_int, default=None, metavar="N",
                        help="requests per connection-per-call scenario (default: min(N, 300))")
     bench.add_argument("--scheme", choices=("https", "http"), default="https")
+    bench.add_argument("--cert-key", choices=("rsa", "ecdsa"), default="rsa",
+                       help="key type of the HTTPS server's certificate: rsa (RSA-2048, what most servers "
+                            "present; default) or ecdsa (P-256, cheaper full handshakes)")
     bench.add_argument("--download-mib", type=_positive_float, default=None, metavar="MIB",
                        help="size of the download scenarios' file (default: 256)")
     bench.add_argument("--scenarios", metavar="NAME,...", help="run only these scenarios (listed below)")

@@ -122,24 +122,32 @@ def test_journal_symlink_to_a_file_is_refused(victim: Path) -> None:
 # -- planted links beside the destination ----------------------------------------------
 
 
-def test_part_symlink_planted_while_waiting_for_headers(
-    http_server: LoopbackServer, downloads: Path, victim: Path
+@pytest.mark.parametrize("planted", ["symlink", "fifo"])
+def test_part_swapped_while_waiting_for_headers(
+    http_server: LoopbackServer, downloads: Path, victim: Path, planted: str
 ) -> None:
-    """A .part swapped for a link while the request waits fails the task; the victim and dest are untouched."""
+    """A .part swapped for a link or a FIFO mid-request fails the task at once; victim and dest untouched.
+
+    The FIFO case pins that no open of the path blocks waiting for a reader.
+    """
     data = make_data(MIB)
     route = FileRoute(data)
     part = downloads / "out.bin.part"
 
     def plant() -> None:
         route.before_headers = None
-        part.unlink()
-        part.symlink_to(victim)
+        part.rename(downloads / "moved")
+        if planted == "symlink":
+            part.symlink_to(victim)
+        else:
+            os.mkfifo(part)
 
     route.before_headers = plant
     http_server.route("/file", route)
     task = open_bg().download(http_server.url("/file"), downloads / "out.bin").wait(20)
     assert task.state is TransferState.FAILED
-    assert "was replaced by a symbolic link" in str(task.error)
+    kind = "a symbolic link" if planted == "symlink" else "another file"
+    assert f"was replaced by {kind}" in str(task.error)
     assert victim.read_bytes() == VICTIM
     assert not (downloads / "out.bin").exists()
     assert not (downloads / "out.bin").is_symlink()

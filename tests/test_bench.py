@@ -82,6 +82,22 @@ def test_bench_resumption_scenarios_resume_every_handshake_or_none(tiny_report: 
     assert "default_session_per_call_vs_default_session_per_call_no_resumption" in tiny_report["ratios"]["pairs"]
 
 
+def test_bench_counts_resumed_handshakes_on_the_server(tiny_report: dict) -> None:  # type: ignore[type-arg]
+    """The server's own count of resumed handshakes: every call of default_session_per_call, none without resumption."""
+    scenarios = tiny_report["scenarios"]
+    assert scenarios["default_session_per_call"]["server_tls_resumed"] == 20
+    assert scenarios["default_session_per_call_no_resumption"]["server_tls_resumed"] == 0
+    assert scenarios["ephemeral_per_call"]["server_tls_resumed"] == 0
+    assert scenarios["requests_get"]["server_tls_resumed"] == 0
+    assert "20 resumed" in format_table(tiny_report)
+
+
+def test_bench_uses_an_rsa_certificate_by_default(tiny_report: dict) -> None:  # type: ignore[type-arg]
+    """The HTTPS bench serves an RSA-2048 certificate unless told otherwise, and its header line says so."""
+    assert tiny_report["environment"]["cert_key"] == "RSA-2048"
+    assert format_table(tiny_report).startswith("session-presets bench: https (RSA-2048 certificate) on 127.0.0.1")
+
+
 def test_bench_thread_scenarios_stay_within_the_pool(tiny_report: dict) -> None:  # type: ignore[type-arg]
     """32 threads on one session open at most pool_maxsize (10) connections, as the server counts them."""
     scenarios = tiny_report["scenarios"]
@@ -190,10 +206,29 @@ def test_bench_http_subset_prints_a_table(capsys: pytest.CaptureFixture[str]) ->
     assert "urllib3_pool" not in out
 
 
+def test_bench_cert_key_ecdsa_is_printed_and_still_resumes(capsys: pytest.CaptureFixture[str]) -> None:
+    """--cert-key ecdsa serves a P-256 certificate, says so in the header, and the server still sees resumptions."""
+    status = main(["bench", "--cert-key", "ecdsa", "--requests", "3", "--scenarios", "default_session_per_call"])
+    assert status == 0
+    out = capsys.readouterr().out
+    assert out.startswith("session-presets bench: https (ECDSA P-256 certificate) on 127.0.0.1")
+    assert "3 resumed" in out
+    assert main(["bench", "--cert-key", "dsa", "--requests", "3"]) == 2
+
+
 def test_bench_unknown_scenario_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     """An unknown --scenarios name exits 2 and lists the known ones."""
     assert main(["bench", "--requests", "5", "--scenarios", "warp_drive"]) == 2
     assert "unknown scenario" in capsys.readouterr().err
+
+
+def test_bench_table_note_keeps_descriptors_and_resumptions() -> None:
+    """A scenario with both a descriptor change and resumed handshakes shows both in its note."""
+    result = {"requests": 3, "seconds": 1.0, "req_per_s": 3.0, "connections_opened": 3, "rss_growth_bytes": 0,
+              "open_fds_after": 10, "open_fds_before": 9, "server_tls_resumed": 2}
+    report = {"scenarios": {"default_session_per_call": result},
+              "environment": {"python": "3", "requests": "2", "urllib3": "2", "cpu_count": 2}}
+    assert format_table(report).splitlines()[4].endswith("fds before 9; 2 resumed")
 
 
 def test_ratios_skip_missing_and_skipped_scenarios() -> None:
@@ -250,6 +285,55 @@ def test_certificates_make_a_working_https_pair(tmp_path: Path) -> None:
     _check_pair(certs.cert, certs.key, certs.bundle)
     with open(certs.bundle) as bundle, open(certs.ca) as ca:
         assert bundle.read().rstrip().endswith(ca.read().rstrip())
+
+
+@pytest.mark.parametrize("backend", ["trustme", "cryptography"])
+@pytest.mark.parametrize(("key_type", "public_key"), [("rsa", "RSAPublicKey"), ("ecdsa", "EllipticCurvePublicKey")])
+def test_certificates_have_the_key_type_asked_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: str, key_type: str, public_key: str
+) -> None:
+    """make_certificates gives the CA and the server certificate the key type asked for, with either backend."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    if backend == "cryptography":
+        monkeypatch.setitem(sys.modules, "trustme", None)
+    certs = make_certificates(str(tmp_path), key_type=key_type)
+    assert certs.key_type == key_type
+    expected = rsa.RSAPublicKey if public_key == "RSAPublicKey" else ec.EllipticCurvePublicKey
+    for path in (certs.cert, certs.ca):
+        with open(path, "rb") as pem:
+            key = x509.load_pem_x509_certificate(pem.read()).public_key()
+        assert isinstance(key, expected), (path, key)
+        if isinstance(key, rsa.RSAPublicKey):
+            assert key.key_size == 2048
+    _check_pair(certs.cert, certs.key, certs.bundle)
+    with pytest.raises(ValueError, match="--cert-key must be one of rsa, ecdsa, not 'dsa'"):
+        make_certificates(str(tmp_path), key_type="dsa")
+
+
+def test_server_process_counts_resumed_handshakes(tmp_path: Path) -> None:
+    """The bench server counts the TLS handshakes that resumed a session, and reset() zeroes the count."""
+    import socket
+
+    certs = make_certificates(str(tmp_path))
+    context = ssl.create_default_context(cafile=certs.bundle)
+    with ServerProcess(cert=certs.cert, key=certs.key) as server:
+
+        def get(session: ssl.SSLSession | None) -> ssl.SSLSession:
+            raw = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            with context.wrap_socket(raw, server_hostname="127.0.0.1", session=session) as tls:
+                tls.sendall(b"GET /ok HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+                while tls.recv(4096):
+                    pass
+                assert tls.session is not None
+                return tls.session
+
+        first = get(None)
+        get(first)
+        assert (server.connections(), server.resumed_handshakes()) == (2, 1)
+        server.reset()
+        assert server.resumed_handshakes() == 0
 
 
 def test_certificates_fall_back_to_cryptography(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -334,6 +418,8 @@ def test_run_bench_rejects_bad_options() -> None:
         run_bench(BenchOptions(download_rounds=0))
     with pytest.raises(ValueError, match="--scheme"):
         run_bench(BenchOptions(scheme="ftp"))
+    with pytest.raises(ValueError, match="--cert-key must be one of rsa, ecdsa"):
+        run_bench(BenchOptions(cert_key="dsa"))
 
 
 def test_bench_leaves_no_scratch_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -172,7 +172,8 @@ class TransferTask:
     def _notify(self, final: bool) -> None:
         """Call the progress callback, at most about 10 times a second unless ``final``.
 
-        The runner calls this (through ``TaskState.notify``) from the task's worker thread.
+        The runner calls this (through ``TaskState.notify``) from the task's worker thread, or its
+        writer thread once bytes are on file.
         """
         callback = self._progress
         if callback is None:

@@ -38,11 +38,13 @@ import errno
 import hashlib
 import http.client
 import logging
+import mmap
 import os
 import re
 import stat
 import threading
 import time
+from collections.abc import Callable
 from typing import IO, Any, Final
 
 import requests
@@ -63,6 +65,7 @@ from .journal import Journal
 from .task import DOWNLOAD, FINISHED, TransferState
 
 __all__ = [
+    "BUFFER_SIZE",
     "CHUNK_SIZE",
     "COMMIT_BYTES",
     "COMMIT_SECONDS",
@@ -78,8 +81,12 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Largest piece of a body read or written at once.
+#: Largest piece of a file read at once (hashing a .part, an upload).
 CHUNK_SIZE: Final = 1 << 20
+
+#: Size of each of a download's two buffers (one fills while the other is written). The bench
+#: measured 4 MiB direct writes at 0.9-1.1x of a plain requests stream, 1 MiB ones at 0.75-1.0x.
+BUFFER_SIZE: Final = 4 << 20
 
 #: Bytes written between two commits of the offset (fsync of the .part, then the journal).
 COMMIT_BYTES = 16 << 20
@@ -377,7 +384,203 @@ class _BodyReader:
         return filled
 
 
-class _Committer:
+#: Alignment of direct writes: file offset, length and buffer address (the page size, a
+#: multiple of every common logical block size).
+DIRECT_ALIGN: Final = 4096
+
+#: ``O_DIRECT`` where the platform has it (Linux); 0 elsewhere, where every write is buffered.
+O_DIRECT: Final = getattr(os, "O_DIRECT", 0)
+
+
+class _SlotWorker:
+    """A thread of a task's own that runs jobs from a slot of one, started at the first job.
+
+    :meth:`_put` fills the slot (replacing a job not yet started) and marks the
+    worker busy until the job has run; :meth:`close` drops a job not yet
+    started and waits for the running one. Subclasses run a job in :meth:`_run`.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._cond = threading.Condition(threading.Lock())
+        self._slot: Any = None
+        self._busy = False
+        self._closed = False
+        self._thread: threading.Thread | None = None
+
+    def _put(self, job: Any) -> None:
+        with self._cond:
+            self._slot = job
+            self._busy = True
+            self._cond.notify()
+            if self._thread is None:
+                self._thread = _process.start_thread(self._loop, name=self._name)
+
+    def _run(self, job: Any) -> None:
+        raise NotImplementedError
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while self._slot is None and not self._closed:
+                    self._cond.wait()
+                if self._slot is None:
+                    return
+                job, self._slot = self._slot, None
+            try:
+                self._run(job)
+            finally:
+                with self._cond:
+                    self._busy = self._slot is not None
+                    self._cond.notify_all()
+
+    def close(self) -> None:
+        """Drop a job not yet started and wait for the running one: the task's descriptors may close after this."""
+        with self._cond:
+            self._closed = True
+            self._slot = None
+            self._cond.notify_all()
+            thread = self._thread
+        if thread is not None:
+            thread.join()
+
+
+class _Writer(_SlotWorker):
+    """Writes a download's buffers to the .part on a thread of its own, with ``O_DIRECT`` where it can.
+
+    Why a thread: while one buffer is written, the download thread fills the
+    other, so the download runs at the pace of the slower of the network and
+    the disk instead of their sum.
+
+    Why ``O_DIRECT``: a finished download must be on disk before it is
+    COMPLETED, so every byte is written back before the task ends anyway.
+    Through the page cache that costs a copy into the cache, then writeback
+    competing with the download for the CPU, then waiting for it in the final
+    fsync (profiled: the whole gap to a plain ``requests`` stream that never
+    syncs). Written directly, the bytes go from the buffer to the device while
+    the next buffer fills, and the fsyncs have only metadata left to do.
+
+    Direct writes need the buffer address, the file offset and the length
+    aligned to :data:`DIRECT_ALIGN`. The buffers come from ``mmap`` (page
+    aligned), and each fill starts at the buffer index congruent to its file
+    offset, so only the unaligned head and tail of a fill (a resume at an odd
+    offset, a short read at the end or on a slow link) go through the page
+    cache, on the ordinary descriptor. Where the file system refuses
+    ``O_DIRECT`` (at open, or ``EINVAL`` on a write) every write is buffered.
+
+    The download thread submits one buffer at a time and waits for it before
+    it submits the next one (:meth:`wait`). Once a buffer is on file the writer
+    thread calls ``written`` with its bytes (the runner counts them there, so
+    progress is told as soon as they are written); a write error reaches the
+    download thread as the ``OSError`` itself.
+    """
+
+    def __init__(self, task: TaskState, fd: int, part: str, written: Callable[[memoryview], None]) -> None:
+        super().__init__(f"session-presets-write-{task.record.id}")
+        self._fd = fd
+        self._part = part
+        self._written = written
+        self._direct = self._open_direct(fd, part)
+        self._error: BaseException | None = None
+
+    @staticmethod
+    def _open_direct(fd: int, part: str) -> int | None:
+        """A second descriptor of the same .part with ``O_DIRECT``, or None where there is none."""
+        if not O_DIRECT:  # pragma: no cover - Linux has O_DIRECT
+            return None
+        # O_NONBLOCK: a FIFO planted at the path since the .part was opened fails at once (ENXIO)
+        # instead of blocking this open until someone reads it.
+        flags = os.O_WRONLY | O_DIRECT | O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+        try:
+            direct = os.open(part, flags)
+        except OSError as exc:
+            log.debug("no direct writes to %r: %s", part, exc)
+            return None
+        mine, there = os.fstat(fd), os.fstat(direct)
+        if (mine.st_dev, mine.st_ino) != (there.st_dev, there.st_ino):
+            # Replaced since we opened it: never write there; _finish refuses the rename.
+            log.debug("%r was replaced since it was opened; no direct writes", part)
+            os.close(direct)
+            return None
+        os.set_blocking(direct, True)
+        return direct
+
+    @property
+    def direct(self) -> bool:
+        """True while aligned pieces are written with ``O_DIRECT``."""
+        return self._direct is not None
+
+    def lead(self, position: int) -> int:
+        """Where in a buffer a fill for file offset ``position`` starts (0 when writes are buffered)."""
+        return position % DIRECT_ALIGN if self._direct is not None else 0
+
+    def submit(self, buffer: memoryview, lead: int, count: int, position: int) -> None:
+        """Write ``buffer[lead:lead + count]`` at file offset ``position``, on the writer thread."""
+        self._put((buffer, lead, count, position))
+
+    def wait(self) -> None:
+        """Wait until the buffer submitted last, if any, is written and counted.
+
+        Raises:
+            OSError: the write failed (the bytes before the failure may be on file, uncounted).
+        """
+        with self._cond:
+            while self._busy:
+                self._cond.wait()
+            error, self._error = self._error, None
+        if error is not None:
+            raise error
+
+    def _run(self, job: tuple[memoryview, int, int, int]) -> None:
+        try:
+            self._write(*job)
+        except BaseException as exc:  # handed to the download thread, which raises it
+            with self._cond:
+                self._error = exc
+
+    def _write(self, buffer: memoryview, lead: int, count: int, position: int) -> None:
+        """Write the job, then count it; after a failure, count what was written before raising."""
+        index, end = lead, lead + count
+        try:
+            while index < end:
+                index += self._write_piece(buffer, index, end, position + index - lead)
+        finally:
+            if index > lead:
+                self._written(buffer[lead:index])
+
+    def _write_piece(self, buffer: memoryview, index: int, end: int, offset: int) -> int:
+        """Write from ``buffer[index]`` at file ``offset``: the aligned run directly, else up to the next boundary."""
+        direct = self._direct
+        if direct is not None and not index % DIRECT_ALIGN and end - index >= DIRECT_ALIGN:
+            size = (end - index) // DIRECT_ALIGN * DIRECT_ALIGN
+            try:
+                return os.pwrite(direct, buffer[index : index + size], offset)
+            except OSError as exc:
+                if exc.errno != errno.EINVAL:
+                    raise
+            log.debug("direct write refused by %r; writing through the page cache", self._part)
+            self._close_direct()
+            direct = None
+        size = end - index
+        if direct is not None:
+            size = min(size, DIRECT_ALIGN - index % DIRECT_ALIGN)
+        written = os.pwrite(self._fd, buffer[index : index + size], offset)
+        if not written:  # pragma: no cover - a regular file never takes 0 of a non-empty write
+            raise OSError(errno.EIO, "the file took none of the bytes written")
+        return written
+
+    def _close_direct(self) -> None:
+        if self._direct is not None:
+            os.close(self._direct)
+            self._direct = None
+
+    def close(self) -> None:
+        """Wait for a write in progress and end the thread, then close the direct descriptor."""
+        super().close()
+        self._close_direct()
+
+
+class _Committer(_SlotWorker):
     """Makes written bytes durable off the download thread: fsync the .part, then commit the offset.
 
     The fsync runs on a thread of its own so the download keeps reading: the
@@ -386,48 +589,17 @@ class _Committer:
     """
 
     def __init__(self, runner: Runner, task: TaskState, fd: int) -> None:
+        super().__init__(f"session-presets-commit-{task.record.id}")
         self._runner = runner
         self._task = task
         self._fd = fd
-        self._cond = threading.Condition(threading.Lock())
-        self._wanted: int | None = None
-        self._busy = False
-        self._closed = False
-        self._thread: threading.Thread | None = None
 
     def request(self, offset: int) -> None:
         """Commit ``offset`` soon; a newer request replaces one not yet started."""
-        with self._cond:
-            self._wanted = offset
-            self._cond.notify()
-            if self._thread is None:
-                self._thread = _process.start_thread(self._loop, name=f"session-presets-commit-{self._task.record.id}")
+        self._put(offset)
 
-    def _loop(self) -> None:
-        while True:
-            with self._cond:
-                while self._wanted is None and not self._closed:
-                    self._cond.wait()
-                if self._wanted is None:
-                    return
-                offset, self._wanted = self._wanted, None
-                self._busy = True
-            try:
-                self._runner.commit(self._task, self._fd, offset)
-            finally:
-                with self._cond:
-                    self._busy = False
-                    self._cond.notify_all()
-
-    def close(self) -> None:
-        """Drop a commit not yet started and wait for the running one: the fd may close after this."""
-        with self._cond:
-            self._closed = True
-            self._wanted = None
-            self._cond.notify_all()
-            thread = self._thread
-        if thread is not None:
-            thread.join()
+    def _run(self, job: int) -> None:
+        self._runner.commit(self._task, self._fd, job)
 
 
 class Runner:
@@ -914,50 +1086,68 @@ class Runner:
         deadline: float | None,
     ) -> None:
         part = task.record.path + ".part"
-        received = 0
-        buffer = memoryview(bytearray(CHUNK_SIZE))
+        # Two page-aligned buffers: one is filled while the other is written (see _Writer).
+        buffers = [memoryview(mmap.mmap(-1, BUFFER_SIZE)) for _ in range(2)]
         reader = _BodyReader(response, length)
         committer = _Committer(self, task, fd)
-        last_commit_at = offset
-        last_commit_time = time.monotonic()
+        last_commit = [offset, time.monotonic()]
+        received = [0]
+
+        def written(data: memoryview) -> None:
+            # On the writer thread, once ``data`` is on file; the download thread waits for it
+            # before it submits the next buffer, so these writes never overlap.
+            if hasher is not None:
+                hasher.update(data)
+                task.hashed += len(data)
+            task.bytes_done += len(data)
+            received[0] += len(data)
+            task.notify()
+            now = time.monotonic()
+            if task.bytes_done - last_commit[0] >= COMMIT_BYTES or now - last_commit[1] >= COMMIT_SECONDS:
+                committer.request(task.bytes_done)
+                last_commit[:] = [task.bytes_done, now]
+
+        writer = _Writer(task, fd, part, written)
+        position = offset  # where the next byte received goes
+        failure: BaseException | None = None
         try:
-            os.lseek(fd, offset, os.SEEK_SET)
             while True:
                 self._check(task, deadline)
+                buffer = buffers[0]
+                lead = writer.lead(position)
+                count = 0
                 try:
-                    count = reader.fill(buffer)
+                    count = reader.fill(buffer[lead:])
                 except _NETWORK_ERRORS as exc:
+                    failure = exc
+                try:
+                    writer.wait()
+                except OSError as exc:
+                    raise _file_error(task, part, exc) from exc
+                if failure is not None:
                     raise _AttemptFailed(
-                        f"connection lost after {task.bytes_done} bytes: {_describe(exc)}",
-                        cause=exc,
-                        progressed=received > 0,
-                    ) from exc
+                        f"connection lost after {task.bytes_done} bytes: {_describe(failure)}",
+                        cause=failure,
+                        progressed=received[0] > 0,
+                    ) from failure
                 if not count:
+                    if task.stop.is_set():
+                        # Told while the last buffer was written (a progress callback cancelling, say).
+                        raise Stopped("stopped")
                     break
-                view = buffer[:count]
-                while view:
-                    try:
-                        written = os.write(fd, view)
-                    except OSError as exc:
-                        raise _file_error(task, part, exc) from exc
-                    if hasher is not None:
-                        hasher.update(view[:written])
-                        task.hashed += written
-                    task.bytes_done += written
-                    received += written
-                    view = view[written:]
-                task.notify()
-                now = time.monotonic()
-                if task.bytes_done - last_commit_at >= COMMIT_BYTES or now - last_commit_time >= COMMIT_SECONDS:
-                    committer.request(task.bytes_done)
-                    last_commit_at, last_commit_time = task.bytes_done, now
+                writer.submit(buffer, lead, count, position)
+                position += count
+                buffers.reverse()
         finally:
+            writer.close()
             committer.close()
         total = task.bytes_total
         if total is not None and task.bytes_done != total:
             if task.bytes_done > total:
                 raise self._restart(task, fd, f"server sent {task.bytes_done} bytes of {total}")
-            raise _AttemptFailed(f"connection closed after {task.bytes_done} of {total} bytes", progressed=received > 0)
+            raise _AttemptFailed(
+                f"connection closed after {task.bytes_done} of {total} bytes", progressed=received[0] > 0
+            )
 
     def _finish(self, task: TaskState, fd: int, hasher: Any) -> None:
         dest = task.record.path

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from .._registry import default_registry, get_session
-from .certs import BenchSetupError, make_certificates
+from .certs import DEFAULT_KEY_TYPE, KEY_TYPES, BenchSetupError, make_certificates
 from .importcost import DEFAULT_IMPORT_RUNS, measure_import_cost
 from .report import environment, format_table, ratios
 from .scenarios import (
@@ -62,6 +62,8 @@ class BenchOptions:
         download_rounds: interleaved rounds of the download scenarios; the median is reported.
         import_runs: fresh interpreters timing ``import session_presets``
             (see :mod:`.importcost`); 0 skips it, None means 7.
+        cert_key: the key type of the HTTPS server's certificate, ``"rsa"``
+            (RSA-2048, what most servers present) or ``"ecdsa"`` (P-256).
     """
 
     requests: int = DEFAULT_REQUESTS
@@ -71,6 +73,7 @@ class BenchOptions:
     scenarios: Sequence[str] | None = None
     import_runs: int | None = None
     download_rounds: int = DEFAULT_DOWNLOAD_ROUNDS
+    cert_key: str = DEFAULT_KEY_TYPE
 
 
 def _run_one(name: str, ctx: BenchContext, on_scenario: Callable[[str], None] | None) -> dict[str, Any]:
@@ -137,6 +140,8 @@ def run_bench(options: BenchOptions, *, on_scenario: Callable[[str], None] | Non
         raise ValueError("--download-mib must be above 0")
     if options.download_rounds < 1:
         raise ValueError("--download-rounds must be at least 1")
+    if options.cert_key not in KEY_TYPES:
+        raise ValueError(f"--cert-key must be one of {', '.join(KEY_TYPES)}, not {options.cert_key!r}")
     import_runs = DEFAULT_IMPORT_RUNS if options.import_runs is None else options.import_runs
     if import_runs < 0:
         raise ValueError("--import-runs must be 0 or more")
@@ -153,7 +158,7 @@ def run_bench(options: BenchOptions, *, on_scenario: Callable[[str], None] | Non
         fds_baseline = open_fds()
         bundle = cert = key = None
         if options.scheme == "https":
-            certs = make_certificates(scratch)
+            certs = make_certificates(scratch, key_type=options.cert_key)
             bundle, cert, key = certs.bundle, certs.cert, certs.key
         try:
             server = ServerProcess(cert=cert, key=key)
@@ -193,6 +198,7 @@ def run_bench(options: BenchOptions, *, on_scenario: Callable[[str], None] | Non
         "ratios": ratios(results),
         "environment": environment(
             scheme=options.scheme,
+            cert_key=KEY_TYPES[options.cert_key] if options.scheme == "https" else None,
             n_requests=options.requests,
             slow_requests=slow,
             slow_scenarios=sorted(PER_CALL_SCENARIOS),

@@ -4,6 +4,12 @@ trustme is used when installed (the ``bench`` extra). Without it, the same is
 built with the ``cryptography`` package if that is present. Neither ever
 touches a system trust store: the client trusts a temporary bundle made of
 certifi's roots plus the throwaway CA.
+
+The key type matters to what a TLS handshake costs, and so to what session
+resumption saves. RSA-2048, the default, is what most public servers and
+nginx test setups present: the server's signature in every full handshake is
+the expensive part, and a resumed handshake skips it. With ECDSA P-256
+(trustme's own default) a full handshake is cheap and resumption saves little.
 """
 
 from __future__ import annotations
@@ -12,10 +18,18 @@ import datetime
 import ipaddress
 import os
 from dataclasses import dataclass
+from typing import Final
 
 import certifi
 
-__all__ = ["BenchCertificates", "BenchSetupError", "make_certificates"]
+__all__ = ["DEFAULT_KEY_TYPE", "KEY_TYPES", "BenchCertificates", "BenchSetupError", "make_certificates"]
+
+#: The key types the bench can give its CA and server certificate, by ``--cert-key`` name.
+KEY_TYPES: Final = {"rsa": "RSA-2048", "ecdsa": "ECDSA P-256"}
+#: The key type of the bench certificates unless another is asked for: what most servers present.
+DEFAULT_KEY_TYPE: Final = "rsa"
+#: Bits of the RSA keys.
+_RSA_BITS: Final = 2048
 
 
 class BenchSetupError(RuntimeError):
@@ -31,25 +45,39 @@ class BenchCertificates:
         bundle: certifi's roots followed by the throwaway CA: what every client trusts.
         cert: the server certificate for 127.0.0.1 and localhost.
         key: the server certificate's private key.
+        key_type: the key type of the CA and the server certificate, a key of :data:`KEY_TYPES`.
     """
 
     ca: str
     bundle: str
     cert: str
     key: str
+    key_type: str = DEFAULT_KEY_TYPE
+
+    @property
+    def key_description(self) -> str:
+        """The key type as the bench prints it, such as ``RSA-2048``."""
+        return KEY_TYPES[self.key_type]
 
 
-def make_certificates(directory: str) -> BenchCertificates:
+def make_certificates(directory: str, *, key_type: str = DEFAULT_KEY_TYPE) -> BenchCertificates:
     """Write a throwaway CA, a server certificate and a trust bundle into ``directory``.
+
+    Args:
+        directory: where the PEM files go.
+        key_type: ``"rsa"`` (RSA-2048) or ``"ecdsa"`` (P-256), for the CA and the server certificate.
 
     Raises:
         BenchSetupError: neither trustme nor cryptography is installed.
+        ValueError: ``key_type`` is not one of :data:`KEY_TYPES`.
     """
+    if key_type not in KEY_TYPES:
+        raise ValueError(f"--cert-key must be one of {', '.join(KEY_TYPES)}, not {key_type!r}")
     try:
-        ca_pem, cert_pem, key_pem = _with_trustme()
+        ca_pem, cert_pem, key_pem = _with_trustme(key_type)
     except ImportError:
         try:
-            ca_pem, cert_pem, key_pem = _with_cryptography()
+            ca_pem, cert_pem, key_pem = _with_cryptography(key_type)
         except ImportError:
             raise BenchSetupError(
                 "the HTTPS bench needs trustme (or cryptography) to make a throwaway certificate: "
@@ -62,27 +90,33 @@ def make_certificates(directory: str) -> BenchCertificates:
     for name, data in contents.items():
         with open(paths[name], "wb") as out:
             out.write(data)
-    return BenchCertificates(**paths)
+    return BenchCertificates(**paths, key_type=key_type)
 
 
-def _with_trustme() -> tuple[bytes, bytes, bytes]:
+def _with_trustme(key_type: str) -> tuple[bytes, bytes, bytes]:
     import trustme
 
-    authority = trustme.CA()
-    issued = authority.issue_cert("127.0.0.1", "localhost")
+    kind = trustme.KeyType.RSA if key_type == "rsa" else trustme.KeyType.ECDSA
+    authority = trustme.CA(key_type=kind)
+    issued = authority.issue_cert("127.0.0.1", "localhost", key_type=kind)
     chain = b"".join(blob.bytes() for blob in issued.cert_chain_pems)
     return authority.cert_pem.bytes(), chain, issued.private_key_pem.bytes()
 
 
-def _with_cryptography() -> tuple[bytes, bytes, bytes]:
+def _with_cryptography(key_type: str) -> tuple[bytes, bytes, bytes]:
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
     from cryptography.x509.oid import NameOID
+
+    def new_key() -> ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey:
+        if key_type == "rsa":
+            return rsa.generate_private_key(public_exponent=65537, key_size=_RSA_BITS)
+        return ec.generate_private_key(ec.SECP256R1())
 
     now = datetime.datetime.now(datetime.timezone.utc)
     start, end = now - datetime.timedelta(days=1), now + datetime.timedelta(days=30)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_key = new_key()
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "session-presets bench CA")])
     ca_cert = (
         x509.CertificateBuilder()
@@ -104,7 +138,7 @@ def _with_cryptography() -> tuple[bytes, bytes, bytes]:
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
-    key = ec.generate_private_key(ec.SECP256R1())
+    key = new_key()
     cert = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))

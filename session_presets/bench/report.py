@@ -117,8 +117,10 @@ def format_table(report: Mapping[str, Any]) -> str:
     """Return the report as an aligned text table followed by the ratios."""
     scenarios: Mapping[str, Mapping[str, Any]] = report["scenarios"]
     env = report["environment"]
+    # What a full handshake costs, and so what resumption saves, depends on the key type.
+    certificate = f" ({env['cert_key']} certificate)" if env.get("cert_key") else ""
     lines = [
-        f"session-presets bench: {env.get('scheme', 'https')} on 127.0.0.1, server in its own process; "
+        f"session-presets bench: {env.get('scheme', 'https')}{certificate} on 127.0.0.1, server in its own process; "
         f"python {env['python']}, requests {env['requests']}, urllib3 {env['urllib3']}, "
         f"{env['cpu_count']} CPU(s)",
         "",
@@ -135,6 +137,9 @@ def format_table(report: Mapping[str, Any]) -> str:
             note = f"{result['bytes'] / (1 << 20):.0f} MiB at {result['mib_per_s']:.0f} MiB/s"
         elif result.get("open_fds_after") != result.get("open_fds_before"):
             note = f"fds before {result.get('open_fds_before')}"
+        if result.get("server_tls_resumed"):
+            resumed = f"{result['server_tls_resumed']} resumed"
+            note = f"{note}; {resumed}" if note else resumed
         rows.append(
             (
                 name,

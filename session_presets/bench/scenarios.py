@@ -229,6 +229,8 @@ def _measure(ctx: BenchContext, warm: Callable[[BenchContext], None], body: Body
         fds_after = open_fds()
         server_sockets = sockets_to(ctx.server.port)
         connections = ctx.server.connections()
+        # Counted by the server: a client may believe it resumed when it did not.
+        resumed = {"server_tls_resumed": ctx.server.resumed_handshakes()} if ctx.server.scheme == "https" else {}
     finally:
         close()
     return {
@@ -236,6 +238,7 @@ def _measure(ctx: BenchContext, warm: Callable[[BenchContext], None], body: Body
         "seconds": seconds,
         "req_per_s": count / seconds if seconds > 0 else 0.0,
         "connections_opened": connections,
+        **resumed,
         "rss_growth_bytes": rss_after - rss_before,
         "open_fds_after": fds_after,
         "open_fds_before": fds_before,
@@ -511,6 +514,9 @@ def _httpx_client() -> tuple[Callable[[BenchContext], None], Body]:
 def _download_extra(ctx: BenchContext, dest: str) -> dict[str, Any]:
     size = os.path.getsize(dest)
     os.unlink(dest)
+    # Outside the clock: the deletion reaches the disk now (journal commit, discard of the
+    # freed blocks), not during the next round, where it slowed that round's writes and fsyncs.
+    os.sync()
     if size != ctx.download_bytes:
         raise RuntimeError(f"downloaded {size} bytes, expected {ctx.download_bytes}")
     return {"bytes": size}
@@ -618,7 +624,8 @@ def run_scenario(name: str, ctx: BenchContext) -> dict[str, Any]:
 
     Returns:
         requests, seconds, req_per_s, connections_opened (counted by the
-        server), rss_growth_bytes, open_fds_after and open_fds_before; the
+        server), rss_growth_bytes, open_fds_after and open_fds_before; over
+        HTTPS server_tls_resumed (the handshakes the server resumed); the
         download scenarios add bytes and mib_per_s.
 
     Raises:

@@ -22,6 +22,7 @@ Routes:
 Control goes over the process's stdin and stdout, one line each way, so that
 reading the counters never opens a connection the counters would see:
 ``count`` answers the connections accepted since the last ``reset``;
+``resumed`` how many of their TLS handshakes resumed a session (as the server saw them);
 ``sent`` the blob body bytes sent since then; ``starts`` the first byte
 offset of each blob response since then; ``reset`` answers ``ok``; ``quit`` (or end of input) stops the server.
 """
@@ -73,17 +74,22 @@ def blob_bytes(start: int, end: int) -> bytes:
 
 
 class _Counter:
-    """Connections accepted, and blob bytes sent, since the last reset."""
+    """Connections accepted, resumed TLS handshakes, and blob bytes sent, since the last reset."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.value = 0
+        self.resumed = 0
         self.sent = 0
         self.starts: list[int] = []
 
     def add(self) -> None:
         with self.lock:
             self.value += 1
+
+    def add_resumed(self) -> None:
+        with self.lock:
+            self.resumed += 1
 
     def add_sent(self, count: int) -> None:
         with self.lock:
@@ -97,7 +103,7 @@ class _Counter:
         with self.lock:
             value, sent, starts = self.value, self.sent, list(self.starts)
             if reset:
-                self.value = self.sent = 0
+                self.value = self.sent = self.resumed = 0
                 self.starts.clear()
             return value, sent, starts
 
@@ -171,6 +177,8 @@ def _serve_connection(sock: socket.socket, context: ssl.SSLContext | None) -> No
     try:
         if context is not None:
             sock = context.wrap_socket(sock, server_side=True)
+            if sock.session_reused:
+                _counter.add_resumed()
         _serve_requests(sock)
     except (OSError, ssl.SSLError, ValueError):
         pass
@@ -275,6 +283,9 @@ def main(argv: list[str] | None = None) -> int:
         command = line.strip()
         if command == "count":
             out.write(f"{_counter.take(reset=False)[0]}\n")
+        elif command == "resumed":
+            with _counter.lock:
+                out.write(f"{_counter.resumed}\n")
         elif command == "sent":
             out.write(f"{_counter.take(reset=False)[1]}\n")
         elif command == "starts":
@@ -367,6 +378,10 @@ class ServerProcess:
         """Return how many connections the server accepted since the last reset."""
         return int(self._ask("count"))
 
+    def resumed_handshakes(self) -> int:
+        """Return how many TLS handshakes since the last reset resumed a session, as the server saw them."""
+        return int(self._ask("resumed"))
+
     def bytes_sent(self) -> int:
         """Return how many blob body bytes the server sent since the last reset."""
         return int(self._ask("sent"))
@@ -377,7 +392,7 @@ class ServerProcess:
         return [int(item) for item in text[1].split(",")] if len(text) > 1 and text[1] else []
 
     def reset(self) -> None:
-        """Set the connection and byte counts back to zero."""
+        """Set the connection, resumption and byte counts back to zero."""
         self._ask("reset")
 
     def close(self) -> None:
