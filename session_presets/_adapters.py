@@ -357,6 +357,8 @@ _HTTPLIB_PUTHEADER: Final = http.client.HTTPConnection.putheader
 _REQUEST_STARTED: Final = getattr(http.client, "_CS_REQ_STARTED", "Request-started")
 #: How many distinct header lines the memo keeps before it starts afresh.
 _HEADER_LINES_SIZE: Final = 512
+#: Header lines the memo never keeps: their values are secrets.
+_UNREMEMBERED_HEADERS: Final = frozenset({"authorization", "proxy-authorization", "cookie"})
 #: Header lines as http.client validated and encoded them, by (name, value).
 _header_lines: dict[tuple[str, str | bytes], bytes] = {}
 
@@ -416,7 +418,9 @@ class _ConnectionMixin:
                     self._output(line)  # type: ignore[attr-defined]
                     return
                 super().putheader(header, value)  # type: ignore[misc]
-                if value != SKIP_HEADER:  # urllib3 writes no line for that one
+                # No line for SKIP_HEADER (urllib3 writes none); credentials and
+                # cookies are not kept in a process-wide memo that outlives the session.
+                if value != SKIP_HEADER and header.lower() not in _UNREMEMBERED_HEADERS:
                     if len(_header_lines) >= _HEADER_LINES_SIZE:
                         _header_lines.clear()
                     encoded = value.encode("latin-1") if isinstance(value, str) else value

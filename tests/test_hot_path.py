@@ -564,3 +564,15 @@ def test_an_adapter_subclass_add_headers_and_cert_verify_run_for_every_request(h
         session.get(http_server.url())
     assert [request.header("X-Stamp") for request in http_server.requests] == ["yes", "yes"]
     assert verified == [http_server.url()] * 2
+
+
+def test_credentials_and_cookies_are_not_kept_in_the_header_line_memo(http_server: LoopbackServer) -> None:
+    """Authorization and Cookie lines are sent every time but never kept in the process-wide header-line memo."""
+    session = get_session()
+    for _ in range(2):
+        session.get(http_server.url(), auth=("user", "secret-pass"), cookies={"sid": "secret-cookie"})
+    seen = http_server.requests[-1]
+    assert (seen.header("Cookie"), seen.header("Authorization") is not None) == ("sid=secret-cookie", True)
+    kept = b"".join(_adapters._header_lines.values())
+    assert b"Authorization" not in kept and b"secret-cookie" not in kept
+    assert _adapters._header_lines  # the other lines are remembered
