@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import hashlib
 import os
 import threading
 from dataclasses import dataclass, field
@@ -127,3 +128,20 @@ def test_write_error_on_the_writer_thread_fails_the_task(
     assert "Input/output error" in str(task.error)
     assert not dest.exists()
     assert route.ranges == [None]
+
+
+def test_without_positioned_io_a_resumed_verified_download_is_exact(
+    http_server: LoopbackServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where os.pwrite/pread do not exist (Windows), seek-and-write keeps resumes and sha256 exact."""
+    monkeypatch.setattr(transfer, "_HAS_PWRITE", False)
+    data = make_data(3 * MIB + 5)
+    route = FileRoute(data)
+    route.drops = [1_000_003]
+    http_server.route("/file", route)
+    dest = tmp_path / "out.bin"
+    digest = hashlib.sha256(data).hexdigest()
+    task = open_bg().download(http_server.url("/file"), dest, sha256=digest).wait(20)
+    assert task.state is TransferState.COMPLETED, task.error
+    assert dest.read_bytes() == data
+    assert route.ranges == [None, "bytes=1000003-"]

@@ -388,8 +388,27 @@ class _BodyReader:
 #: multiple of every common logical block size).
 DIRECT_ALIGN: Final = 4096
 
+#: Whether positioned reads and writes exist (not on Windows).
+_HAS_PWRITE: Final = hasattr(os, "pwrite") and hasattr(os, "pread")
+
 #: ``O_DIRECT`` where the platform has it (Linux); 0 elsewhere, where every write is buffered.
 O_DIRECT: Final = getattr(os, "O_DIRECT", 0)
+
+
+def _pwrite(fd: int, data: memoryview, offset: int) -> int:
+    """``os.pwrite``; on Windows, which has none, a seek and a write (one thread writes a .part)."""
+    if _HAS_PWRITE:
+        return os.pwrite(fd, data, offset)
+    os.lseek(fd, offset, os.SEEK_SET)
+    return os.write(fd, data)
+
+
+def _pread(fd: int, size: int, offset: int) -> bytes:
+    """``os.pread``; on Windows, which has none, a seek and a read."""
+    if _HAS_PWRITE:
+        return os.pread(fd, size, offset)
+    os.lseek(fd, offset, os.SEEK_SET)
+    return os.read(fd, size)
 
 
 class _SlotWorker:
@@ -554,7 +573,7 @@ class _Writer(_SlotWorker):
         if direct is not None and not index % DIRECT_ALIGN and end - index >= DIRECT_ALIGN:
             size = (end - index) // DIRECT_ALIGN * DIRECT_ALIGN
             try:
-                return os.pwrite(direct, buffer[index : index + size], offset)
+                return _pwrite(direct, buffer[index : index + size], offset)
             except OSError as exc:
                 if exc.errno != errno.EINVAL:
                     raise
@@ -564,7 +583,7 @@ class _Writer(_SlotWorker):
         size = end - index
         if direct is not None:
             size = min(size, DIRECT_ALIGN - index % DIRECT_ALIGN)
-        written = os.pwrite(self._fd, buffer[index : index + size], offset)
+        written = _pwrite(self._fd, buffer[index : index + size], offset)
         if not written:  # pragma: no cover - a regular file never takes 0 of a non-empty write
             raise OSError(errno.EIO, "the file took none of the bytes written")
         return written
@@ -1064,7 +1083,7 @@ class Runner:
         position = 0
         try:
             while position < offset:
-                data = os.pread(fd, min(CHUNK_SIZE, offset - position), position)
+                data = _pread(fd, min(CHUNK_SIZE, offset - position), position)
                 if not data:  # pragma: no cover - the .part shrank under us
                     break
                 hasher.update(data)
