@@ -208,10 +208,19 @@ def test_destination_lock_is_released_on_cancel_and_failure(http_server: Loopbac
     first = open_bg("first")
     failed = first.download(http_server.url("/missing"), dest).wait(20)
     assert failed.state is TransferState.FAILED
+    release = threading.Event()
+
+    def held(h: Handler) -> None:
+        # Holds the one worker until the queued task is cancelled, so it is cancelled while pending.
+        release.wait(20)
+        h.send_error(404)
+
+    http_server.route("/held", held)
     queued = open_bg("second", max_concurrent_transfers=1)
-    blocker = queued.download(http_server.url("/missing"), tmp_path / "other.bin")
+    blocker = queued.download(http_server.url("/held"), tmp_path / "other.bin")
     task = queued.download(http_server.url("/file"), dest)
     task.cancel()
+    release.set()
     blocker.wait(20)
     assert task.state is TransferState.CANCELLED
     assert first.download(http_server.url("/file"), dest).wait(20).state is TransferState.COMPLETED
