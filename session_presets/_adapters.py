@@ -155,6 +155,15 @@ def _count_value(count: itertools.count[int]) -> int:
     return int(repr(count)[6:-1])
 
 
+def _counter(name: str, doc: str) -> property:
+    """A read-only attribute of Counters giving the value of counter ``name``."""
+
+    def value(self: Counters) -> int:
+        return _count_value(self._counts[name])
+
+    return property(value, doc=doc)
+
+
 class Counters:
     """Live counters of one session, incremented where the events happen.
 
@@ -179,35 +188,12 @@ class Counters:
         """Return the counters as a dict."""
         return {name: _count_value(count) for name, count in self._counts.items()}
 
-    @property
-    def requests(self) -> int:
-        """Requests sent (each attempt a PresetAdapter sends)."""
-        return _count_value(self._counts["requests"])
-
-    @property
-    def connections_opened(self) -> int:
-        """Connections opened."""
-        return _count_value(self._counts["connections_opened"])
-
-    @property
-    def connections_reused(self) -> int:
-        """Requests sent over a connection that was already open."""
-        return _count_value(self._counts["connections_reused"])
-
-    @property
-    def connections_resumed(self) -> int:
-        """Connections whose TLS session was resumed."""
-        return _count_value(self._counts["connections_resumed"])
-
-    @property
-    def retries(self) -> int:
-        """Retries made."""
-        return _count_value(self._counts["retries"])
-
-    @property
-    def errors(self) -> int:
-        """Calls that failed."""
-        return _count_value(self._counts["errors"])
+    requests = _counter("requests", "Requests sent (each attempt a PresetAdapter sends).")
+    connections_opened = _counter("connections_opened", "Connections opened.")
+    connections_reused = _counter("connections_reused", "Requests sent over a connection that was already open.")
+    connections_resumed = _counter("connections_resumed", "Connections whose TLS session was resumed.")
+    retries = _counter("retries", "Retries made.")
+    errors = _counter("errors", "Calls that failed.")
 
 
 def _discard_connection(response: Any) -> None:
