@@ -12,6 +12,9 @@ import nox
 #: Every Python the package supports (setup.cfg ``python_requires`` and classifiers).
 PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
 
+#: Pinned test dependencies (README: ``pip install -e '.[test]' -c .ci/constraints.txt``).
+CONSTRAINTS = ["-c", ".ci/constraints.txt"]
+
 #: The README's test command, verbatim: what a user runs is what CI runs.
 TEST_COMMAND = ["pytest", "-W", "error", "--cov=session_presets", "--cov-branch", "--cov-fail-under=90"]
 
@@ -23,7 +26,7 @@ nox.options.reuse_existing_virtualenvs = False
 @nox.session(python=None)
 def lint(session: nox.Session) -> None:
     """Ruff, mypy --strict and the import-layer contract, once, on the running Python."""
-    session.install("-e", ".[test]")
+    session.install("-e", ".[test]", *CONSTRAINTS)
     session.run("ruff", "check", ".")
     session.run("mypy")
     session.run("lint-imports")
@@ -32,5 +35,5 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
     """The whole suite with branch coverage; any non-zero pytest exit (5: no tests) fails."""
-    session.install("-e", ".[test]")
+    session.install("-e", ".[test]", *CONSTRAINTS)
     session.run(*TEST_COMMAND, *session.posargs)

@@ -99,17 +99,31 @@ def _sentry(url: str) -> dict[str, Any]:
         traces_sample_rate=1.0,
         default_integrations=True,
     )
-    with sentry_sdk.start_transaction(name="compat", op="test"):
+    # sentry-sdk 2 opens a root span with start_transaction; 3 removed it for start_span with
+    # attributes, and sends spans as "span" items (v2) instead of a transaction's "spans" list.
+    if hasattr(sentry_sdk, "start_transaction"):
+        root = sentry_sdk.start_transaction(name="compat", op="test")
+    else:
+        root = sentry_sdk.start_span(name="compat", attributes={"sentry.op": "test"})
+    with root:
         report: dict[str, Any] = {"calls": _calls(url, _sessions())}
     sentry_sdk.flush()
     spans = []
     for envelope in envelopes:
         for item in envelope.items:
             event = item.payload.json
-            if event and event.get("type") == "transaction":
+            if not event:
+                continue
+            if event.get("type") == "transaction":
                 spans += [
                     {"op": span.get("op"), "description": span.get("description")} for span in event["spans"]
                 ]
+            elif item.headers.get("type") == "span":
+                for span in event.get("items", []):
+                    attributes = span.get("attributes", {})
+                    if span.get("is_segment"):
+                        continue
+                    spans.append({"op": attributes.get("sentry.op", {}).get("value"), "description": span.get("name")})
     report["spans"] = spans
     return report
 

@@ -31,7 +31,7 @@ def test_readme_starts_with_the_bench_and_the_test_command() -> None:
     commands = _readme_commands()
     assert len(commands) == 2
     assert commands[0].endswith("session-presets bench")
-    assert "pip install -e '.[test]'" in commands[1]
+    assert "pip install -e '.[test]' -c .ci/constraints.txt" in commands[1]
 
 
 def test_ci_runs_the_readme_test_command_verbatim() -> None:
@@ -40,3 +40,14 @@ def test_ci_runs_the_readme_test_command_verbatim() -> None:
     assert shlex.split(pytest_part) == _noxfile_constant("TEST_COMMAND")
     assert _noxfile_constant("PYTHONS") == ["3.10", "3.11", "3.12", "3.13"]
     assert "nox " in (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+
+
+def test_ci_installs_the_pinned_test_dependencies() -> None:
+    """CI installs the test extra with the constraints file the README names, and that file pins exact versions."""
+    constraints = _noxfile_constant("CONSTRAINTS")
+    assert constraints == ["-c", ".ci/constraints.txt"]
+    assert " ".join(constraints) in _readme_commands()[1]
+    pins = [line for line in (ROOT / ".ci" / "constraints.txt").read_text(encoding="utf-8").splitlines()
+            if line and not line.startswith("#")]
+    assert pins and all("==" in line for line in pins)
+    assert any(line.startswith("sentry-sdk==") for line in pins)
