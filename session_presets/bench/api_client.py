@@ -9,8 +9,10 @@ them cannot flatter a client.
 
 The same calls go through ``get_session()``, ``requests.Session``,
 ``httpx.Client`` and ``urllib3.PoolManager``, each written as its users write
-it, and through ``get_session()`` once more in a child process with
-``SESSION_PRESETS_FAST_PATH=off``. After each pass the server's own record is
+it, and through ``get_session()`` once more with
+``SESSION_PRESETS_FAST_PATH=off``. Each client runs in a fresh process of its
+own, kept for all rounds, so that none pays for what the bench process
+imported or cached before. After each pass the server's own record is
 checked against the plan (see :func:`check_pass`): a pass that did not send
 what this module says it sends is reported as an error, not as a figure.
 """
@@ -355,4 +357,5 @@ API_CLIENT: Final = Comparison(
     ),
     check=check_pass,
     listeners=ORIGINS,
+    isolate=True,
 )

@@ -9,10 +9,11 @@ median of the rounds' own ratios (each round's variants met the same machine).
 
 A variant with ``environment`` runs in a child process with those variables
 set (``SESSION_PRESETS_FAST_PATH=off``, say): the library reads such switches
-once per process. The child warms up, waits while the parent zeroes the
-server's counters, runs on the clock, reports its figures on stdout and
-closes its client when told, so it is measured exactly as an in-process
-variant is. The child runs :mod:`.child`, given one JSON line on stdin.
+once per process. A comparison with ``isolate`` runs every variant so, each
+in a process of its own kept for all rounds. For each pass the child warms
+up, waits while the parent zeroes the server's counters, runs on the clock,
+reports its figures on stdout and closes its client when told, so it is
+measured exactly as an in-process variant is. The child runs :mod:`.child`, given one JSON line on stdin.
 
 To add a comparison, write a module beside :mod:`.api_client` that builds a
 ``Comparison`` and list it in :mod:`.comparisons` and in
@@ -83,8 +84,14 @@ class Comparison:
         ratios: (numerator, denominator) variant names; each is reported as
             ``"<numerator>_vs_<denominator>"``, the figure of the first over the second.
         check: reads the server's record after each pass (see :data:`PassCheck`).
-        figure: the figure compared, ``"req_per_s"`` or, for transfers, ``"mib_per_s"``.
+        figure: the figure that picks a variant's median pass, ``"req_per_s"`` or, for
+            transfers, ``"mib_per_s"``.
+        ratio_figures: the figures whose ratios are reported, each in a table of its own.
         listeners: how many origins (ports) the bench server must offer.
+        isolate: run every variant in a child process of its own, kept for all
+            rounds, so that none carries the bench process's state (imports,
+            memos, garbage) into its figures; variants with ``environment``
+            always run so.
     """
 
     name: str
@@ -93,7 +100,9 @@ class Comparison:
     ratios: tuple[tuple[str, str], ...]
     check: PassCheck | None = None
     figure: str = "req_per_s"
+    ratio_figures: tuple[str, ...] = ("req_per_s", "req_per_cpu_s")
     listeners: int = 1
+    isolate: bool = False
 
     def __post_init__(self) -> None:
         names = [variant.name for variant in self.variants]
@@ -136,7 +145,8 @@ def run_comparison(
         The first variant's median figures at the top level (so the scenario
         reads like any other), plus ``rounds``, ``summary``, ``variants`` (each
         variant's median figures, ``label`` and ``rounds_<figure>``, or
-        ``skipped``/``error``) and ``ratios``.
+        ``skipped``/``error``) and ``ratios``: for each of ``ratio_figures``,
+        ``{"<numerator>_vs_<denominator>": median of the rounds' ratios}``.
     """
     if rounds < 1:
         raise ValueError(f"rounds must be at least 1, not {rounds!r}")
@@ -145,24 +155,29 @@ def run_comparison(
     names = [variant.name for variant in comparison.variants]
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
     # Per round, so that a ratio is only taken between passes that met the same machine.
-    by_round: list[dict[str, float]] = []
+    by_round: list[dict[str, Mapping[str, Any]]] = []
     failed: dict[str, dict[str, Any]] = {}
     pass_number = first_pass
-    for index in range(rounds):
-        this_round: dict[str, float] = {}
-        for name in names if index % 2 == 0 else names[::-1]:
-            if name in failed:
-                continue
-            if on_variant is not None:
-                on_variant(f"{comparison.name}: {name}")
-            outcome = _run_pass(comparison, comparison.variant(name), ctx, pass_number)
-            pass_number += 1
-            if comparison.figure in outcome:
-                runs[name].append(outcome)
-                this_round[name] = float(outcome[comparison.figure])
-            else:
-                failed[name] = outcome
-        by_round.append(this_round)
+    children: dict[str, _Child] = {}
+    try:
+        for index in range(rounds):
+            this_round: dict[str, Mapping[str, Any]] = {}
+            for name in names if index % 2 == 0 else names[::-1]:
+                if name in failed:
+                    continue
+                if on_variant is not None:
+                    on_variant(f"{comparison.name}: {name}")
+                outcome = _run_pass(comparison, comparison.variant(name), ctx, pass_number, children)
+                pass_number += 1
+                if comparison.figure in outcome:
+                    runs[name].append(outcome)
+                    this_round[name] = outcome
+                else:
+                    failed[name] = outcome
+            by_round.append(this_round)
+    finally:
+        for child in children.values():
+            child.close()
     variants: dict[str, dict[str, Any]] = {}
     for variant in comparison.variants:
         if variant.name in failed:
@@ -172,14 +187,13 @@ def run_comparison(
         variants[variant.name] = {
             "label": variant.label,
             **passes[(len(passes) - 1) // 2],
-            f"rounds_{comparison.figure}": [result[comparison.figure] for result in runs[variant.name]],
+            **{
+                f"rounds_{figure}": [result.get(figure) for result in runs[variant.name]]
+                for figure in dict.fromkeys((comparison.figure, *comparison.ratio_figures))
+            },
             "rss_growth_bytes": max(result["rss_growth_bytes"] for result in passes),
         }
-    found: dict[str, float] = {}
-    for numerator, denominator in comparison.ratios:
-        values = [r[numerator] / r[denominator] for r in by_round if numerator in r and r.get(denominator)]
-        if values:
-            found[f"{numerator}_vs_{denominator}"] = statistics.median(values)
+    found = {figure: _ratios(comparison, by_round, figure) for figure in comparison.ratio_figures}
     head = variants[names[0]]
     return {
         **{key: value for key, value in head.items() if key != "label"},
@@ -190,11 +204,35 @@ def run_comparison(
     }
 
 
-def _run_pass(comparison: Comparison, variant: Variant, ctx: BenchContext, pass_number: int) -> dict[str, Any]:
-    """Run one pass of ``variant``; return its figures, or ``skipped``/``error`` saying why not."""
+def _ratios(
+    comparison: Comparison, by_round: list[dict[str, Mapping[str, Any]]], figure: str
+) -> dict[str, float]:
+    """Return each ratio of ``figure``: the median of the rounds' own ratios, over rounds where both ran."""
+    found: dict[str, float] = {}
+    for numerator, denominator in comparison.ratios:
+        values = [
+            float(passes[numerator][figure]) / float(passes[denominator][figure])
+            for passes in by_round
+            if passes.get(numerator, {}).get(figure) and passes.get(denominator, {}).get(figure)
+        ]
+        if values:
+            found[f"{numerator}_vs_{denominator}"] = statistics.median(values)
+    return found
+
+
+def _run_pass(
+    comparison: Comparison, variant: Variant, ctx: BenchContext, pass_number: int, children: dict[str, _Child]
+) -> dict[str, Any]:
+    """Run one pass of ``variant``; return its figures, or ``skipped``/``error`` saying why not.
+
+    An isolated variant runs in its child process from ``children``, started on
+    its first pass and kept for the next ones.
+    """
     try:
-        if variant.environment:
-            result = _pass_in_child(comparison, variant, ctx, pass_number)
+        if variant.environment or comparison.isolate:
+            if variant.name not in children:
+                children[variant.name] = _Child(variant.environment)
+            result = _pass_in_child(comparison, variant, ctx, pass_number, children[variant.name])
         else:
             result = _pass_here(variant, ctx, pass_number)
         if comparison.check is not None:
@@ -281,7 +319,9 @@ class _Child:
         self._stderr.close()
 
 
-def _pass_in_child(comparison: Comparison, variant: Variant, ctx: BenchContext, pass_number: int) -> dict[str, Any]:
+def _pass_in_child(
+    comparison: Comparison, variant: Variant, ctx: BenchContext, pass_number: int, child: _Child
+) -> dict[str, Any]:
     spec = {
         "comparison": comparison.name,
         "variant": variant.name,
@@ -296,23 +336,21 @@ def _pass_in_child(comparison: Comparison, variant: Variant, ctx: BenchContext, 
         "warmup": ctx.warmup,
         "run_id": ctx.run_id,
     }
-    child = _Child(variant.environment)
+    child.send(json.dumps(spec))
+    child.read("ready")
+    ctx.process.reset()
+    child.send("go")
+    answer = json.loads(child.read("result "))
     try:
-        child.send(json.dumps(spec))
-        child.read("ready")
-        ctx.process.reset()
-        child.send("go")
-        answer = json.loads(child.read("result "))
         if "skipped" in answer:
             raise ScenarioSkipped(answer["skipped"])
         if "error" in answer:
             raise RuntimeError(answer["error"])
         server = server_figures(ctx)
+    finally:
         child.send("close")
         child.read("closed")
-    finally:
-        child.close()
-    return {**answer, **server, "environment": dict(variant.environment)}
+    return {**answer, **server}
 
 
 def fast_path_state() -> dict[str, Any] | None:

@@ -121,6 +121,10 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
 def _mib(value: float) -> str:
     return f"{value / (1 << 20):+.2f}"
 
@@ -204,9 +208,14 @@ def format_table(report: Mapping[str, Any]) -> str:
         lines.append(f"{name}: {compared['summary']}")
         lines.append(f"  {compared['requests']} requests a pass; median of {compared['rounds']} interleaved rounds")
         labels = {key: value.get("label", key) for key, value in compared["variants"].items()}
-        for ratio, value in (found.get(name) or {}).items():
+        tables: Mapping[str, Mapping[str, float]] = found.get(name) or {}
+        wall, cpu = tables.get("req_per_s", {}), tables.get("req_per_cpu_s", {})
+        if wall or cpu:
+            lines.append("  ratio                                                  req/s   req per CPU second")
+        for ratio in dict.fromkeys([*wall, *cpu]):
             mine, _, theirs = ratio.partition("_vs_")
-            lines.append(f"  {labels.get(mine, mine)} / {labels.get(theirs, theirs)}: {value:.2f}x")
+            text = f"{labels.get(mine, mine)} / {labels.get(theirs, theirs)}"
+            lines.append(f"  {text:<52} {_ratio(wall.get(ratio)):>7}   {_ratio(cpu.get(ratio)):>7}")
     downloads = found.get("downloads")
     if downloads:
         lines.append("")

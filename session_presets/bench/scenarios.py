@@ -245,7 +245,9 @@ def sockets_to(port: int) -> int | None:
 def timed_run(ctx: BenchContext, body: Body) -> tuple[dict[str, Any], Closer]:
     """Run ``body`` on the clock and return the client's side of its figures, and its closer.
 
-    Memory, descriptors and sockets are read after the run, while the
+    The figures include ``cpu_seconds``, the CPU time of this whole process
+    during the run (all its threads), and ``req_per_cpu_s``. Memory,
+    descriptors and sockets are read after the run, while the
     scenario's long-lived client is still open; the caller closes it (after
     reading the server's side, see :func:`server_figures`). On an error the
     closer has already run, or the body closed what it opened.
@@ -253,15 +255,20 @@ def timed_run(ctx: BenchContext, body: Body) -> tuple[dict[str, Any], Closer]:
     fds_before = open_fds()
     rss_before = rss_bytes()
     ctx.latency = Histogram(REQUEST_DURATION_BUCKETS)
+    cpu = time.process_time()
     started = time.perf_counter()
     count, close, extra = body(ctx)
     seconds = time.perf_counter() - started
+    cpu = time.process_time() - cpu
     try:
         gc.collect()
         figures = {
             "requests": count,
             "seconds": seconds,
             "req_per_s": count / seconds if seconds > 0 else 0.0,
+            # This process's CPU time: on a shared machine, steadier than the wall clock.
+            "cpu_seconds": cpu,
+            "req_per_cpu_s": count / cpu if cpu > 0 else 0.0,
             "rss_growth_bytes": rss_bytes() - rss_before,
             "open_fds_after": open_fds(),
             "open_fds_before": fds_before,
