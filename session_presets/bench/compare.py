@@ -48,6 +48,9 @@ CHILD_MODULE: Final = "session_presets.bench.child"
 #: How long a variant's child process may take for any one step (start and warm-up, run, close).
 CHILD_TIMEOUT: Final = 600.0
 
+#: How long a child process may take to exit once its input is closed, before it is killed.
+_CLOSE_TIMEOUT: Final = 10.0
+
 #: Builds a variant's warm-up and timed run for one pass; the int is the pass number,
 #: unique within a bench run, so each pass can send values no earlier pass sent.
 VariantFactory = Callable[[BenchContext, int], "tuple[Warm, Body]"]
@@ -305,12 +308,11 @@ class _Child:
 
     def close(self) -> None:
         process = self.process
-        for pipe in (process.stdin,):
-            if pipe is not None:
-                with contextlib.suppress(OSError):
-                    pipe.close()
+        if process.stdin is not None:
+            with contextlib.suppress(OSError):
+                process.stdin.close()
         try:
-            process.wait(CHILD_TIMEOUT)
+            process.wait(_CLOSE_TIMEOUT)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
