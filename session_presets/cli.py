@@ -1162,9 +1162,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="interleaved rounds of the download scenarios; the median is reported (default: 3)")
     bench.add_argument("--comparison-requests", type=_positive_int, default=None, metavar="N",
                        help="requests per pass of each client in a comparison scenario such as api_client "
-                            "(default: min(N, 500))")
-    bench.add_argument("--comparison-rounds", type=_positive_int, default=3, metavar="N",
-                       help="interleaved rounds of the comparison scenarios; medians are reported (default: 3)")
+                            "(default: min(N, 300))")
+    bench.add_argument("--comparison-rounds", type=_positive_int, default=5, metavar="N",
+                       help="interleaved rounds of the comparison scenarios; medians are reported (default: 5)")
     bench.add_argument("--import-runs", type=_whole, default=None, metavar="N",
                        help="fresh interpreters timing `import session_presets` (default: 7; "
                             "0 with --scenarios; 0 skips)")
