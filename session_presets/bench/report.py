@@ -12,7 +12,6 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from .._version import __version__
-from .compare import fast_path_state
 from .scenarios import COMPARISON_SCENARIOS, DOWNLOAD_SCENARIOS
 
 __all__ = ["environment", "format_table", "ratios"]
@@ -98,8 +97,6 @@ def environment(**run: Any) -> dict[str, Any]:
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
         "executable": sys.executable,
-        # What this process's library says of its fast path (None: this build does not say).
-        "fast_path": fast_path_state(),
     }
     try:
         import httpx
