@@ -561,6 +561,10 @@ def test_api_client_fast_path_off_runs_in_a_child_with_the_variable(tiny_report:
     pids = {variants[name]["child"]["pid"] for name in API_VARIANTS}
     assert len(pids) == len(API_VARIANTS) and os.getpid() not in pids
     assert variants["get_session"]["child"]["environment"] == {}
+    state = variants["get_session_fast_path_off"]["fast_path"]
+    if state is not None:  # a build with diagnostics(): the library itself says the variable turned it off
+        assert state["fast_path"] is False and state["fast_path_forced_off"] is True
+        assert variants["get_session"]["fast_path"]["fast_path_forced_off"] is False
 
 
 def test_comparison_runs_in_process_and_survives_a_failing_variant(api_server) -> None:  # type: ignore[no-untyped-def]
