@@ -28,6 +28,7 @@ from session_presets import (
 )
 
 from .servers import LoopbackServer
+from .waiting import wait_until
 
 
 def _in_thread(target, *args):  # type: ignore[no-untyped-def]
@@ -46,11 +47,11 @@ def _in_thread(target, *args):  # type: ignore[no-untyped-def]
 
 
 def _wait_for_request(server: LoopbackServer, path: str, count: int = 1) -> None:
-    for _ in range(500):
-        if sum(1 for seen in server.requests if seen.path.startswith(path)) >= count:
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"server never saw {path}")
+    wait_until(
+        lambda: server.saw(path) >= count,
+        20.0,
+        f"the server to see {path} {count} time(s)",
+    )
 
 
 def test_finish_tasks_waits_for_requests_in_flight(https_server: LoopbackServer, ca_bundle: str) -> None:
