@@ -1150,7 +1150,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--requests", type=_positive_int, default=None, metavar="N",
                        help="requests per pooled scenario (default: 2000)")
     bench.add_argument("--slow-requests", type=_positive_int, default=None, metavar="N",
-                       help="requests per connection-per-call scenario (default: min(N, 300))")
+                       help="requests per connection-per-call scenario (default: min(N, 200))")
     bench.add_argument("--scheme", choices=("https", "http"), default="https")
     bench.add_argument("--cert-key", choices=("rsa", "ecdsa"), default="rsa",
                        help="key type of the HTTPS server's certificate: rsa (RSA-2048, what most servers "
@@ -1162,7 +1162,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="interleaved rounds of the download scenarios; the median is reported (default: 3)")
     bench.add_argument("--comparison-requests", type=_positive_int, default=None, metavar="N",
                        help="requests per pass of each client in a comparison scenario such as api_client "
-                            "(default: min(N, 300))")
+                            "(default: min(N, 200))")
     bench.add_argument("--comparison-rounds", type=_positive_int, default=5, metavar="N",
                        help="interleaved rounds of the comparison scenarios; medians are reported (default: 5)")
     bench.add_argument("--import-runs", type=_whole, default=None, metavar="N",

@@ -54,7 +54,7 @@ DEFAULT_DOWNLOAD_MIB: Final = 256
 #: Interleaved rounds of the download scenarios.
 DEFAULT_DOWNLOAD_ROUNDS: Final = 3
 #: The request count of each pass of a comparison scenario (such as api_client), at most N.
-DEFAULT_COMPARISON_REQUESTS: Final = 300
+DEFAULT_COMPARISON_REQUESTS: Final = 200
 #: Interleaved rounds of the comparison scenarios; each variant runs once per round.
 DEFAULT_COMPARISON_ROUNDS: Final = 5
 
@@ -75,7 +75,7 @@ class BenchOptions:
         cert_key: the key type of the HTTPS server's certificate, ``"rsa"``
             (RSA-2048, what most servers present) or ``"ecdsa"`` (P-256).
         comparison_requests: requests of each pass of a comparison scenario;
-            min(N, 300) if None.
+            min(N, 200) if None.
         comparison_rounds: interleaved rounds of the comparison scenarios; medians are reported.
     """
 
