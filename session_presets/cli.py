@@ -1150,7 +1150,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--requests", type=_positive_int, default=None, metavar="N",
                        help="requests per pooled scenario (default: 2000)")
     bench.add_argument("--slow-requests", type=_positive_int, default=None, metavar="N",
-                       help="requests per connection-per-call scenario (default: min(N, 200))")
+                       help="requests per connection-per-call scenario (default: min(N, 300))")
     bench.add_argument("--scheme", choices=("https", "http"), default="https")
     bench.add_argument("--cert-key", choices=("rsa", "ecdsa"), default="rsa",
                        help="key type of the HTTPS server's certificate: rsa (RSA-2048, what most servers "
