@@ -246,7 +246,8 @@ def timed_run(ctx: BenchContext, body: Body) -> tuple[dict[str, Any], Closer]:
     """Run ``body`` on the clock and return the client's side of its figures, and its closer.
 
     The figures include ``cpu_seconds``, the CPU time of this whole process
-    during the run (all its threads), and ``req_per_cpu_s``. Memory,
+    during the run (all its threads), and ``req_per_cpu_s``; a body whose
+    extra figures have ``bytes`` (a transfer) also gets ``mib_per_s``. Memory,
     descriptors and sockets are read after the run, while the
     scenario's long-lived client is still open; the caller closes it (after
     reading the server's side, see :func:`server_figures`). On an error the
@@ -276,6 +277,8 @@ def timed_run(ctx: BenchContext, body: Body) -> tuple[dict[str, Any], Closer]:
             **_latency(ctx.latency),
             **extra,
         }
+        if "bytes" in extra:  # a transfer: its throughput
+            figures["mib_per_s"] = extra["bytes"] / (1 << 20) / seconds if seconds > 0 else 0.0
     except BaseException:
         close()
         raise
@@ -692,7 +695,4 @@ def run_scenario(name: str, ctx: BenchContext) -> dict[str, Any]:
     with warnings.catch_warnings():
         # Opening a session per call is the point of these scenarios.
         warnings.simplefilter("ignore", SessionReuseWarning)
-        result = _measure(ctx, warm, body)
-    if "bytes" in result:
-        result["mib_per_s"] = result["bytes"] / (1 << 20) / result["seconds"] if result["seconds"] > 0 else 0.0
-    return result
+        return _measure(ctx, warm, body)
