@@ -341,7 +341,7 @@ API_CLIENT: Final = Comparison(
         Variant("urllib3_pool", "urllib3.PoolManager", _urllib3_pool),
         Variant(
             "get_session_fast_path_off",
-            "get_session(), SESSION_PRESETS_FAST_PATH=off",
+            "get_session(), fast path off",
             _get_session,
             environment={"SESSION_PRESETS_FAST_PATH": "off"},
         ),

@@ -207,12 +207,15 @@ def format_table(report: Mapping[str, Any]) -> str:
         labels = {key: value.get("label", key) for key, value in compared["variants"].items()}
         tables: Mapping[str, Mapping[str, float]] = found.get(name) or {}
         wall, cpu = tables.get("req_per_s", {}), tables.get("req_per_cpu_s", {})
-        if wall or cpu:
-            lines.append("  ratio                                                  req/s   req per CPU second")
+        texts = {}
         for ratio in dict.fromkeys([*wall, *cpu]):
             mine, _, theirs = ratio.partition("_vs_")
-            text = f"{labels.get(mine, mine)} / {labels.get(theirs, theirs)}"
-            lines.append(f"  {text:<52} {_ratio(wall.get(ratio)):>7}   {_ratio(cpu.get(ratio)):>7}")
+            texts[ratio] = f"{labels.get(mine, mine)} / {labels.get(theirs, theirs)}"
+        width = max([len(text) for text in texts.values()] + [5])
+        if texts:
+            lines.append(f"  {'ratio':<{width}}    req/s  req per CPU second")
+        for ratio, text in texts.items():
+            lines.append(f"  {text:<{width}}  {_ratio(wall.get(ratio)):>7}  {_ratio(cpu.get(ratio)):>7}")
     downloads = found.get("downloads")
     if downloads:
         lines.append("")
