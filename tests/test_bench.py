@@ -597,6 +597,8 @@ def test_comparison_rejects_inconsistent_definitions(api_server) -> None:  # typ
     from session_presets.bench.compare import Comparison, run_comparison
 
     one = API_CLIENT.variant("get_session")
+    with pytest.raises(ValueError, match="has no variants"):
+        Comparison(name="x", summary="", variants=(), ratios=())
     with pytest.raises(ValueError, match="variant names repeat"):
         Comparison(name="x", summary="", variants=(one, one), ratios=())
     with pytest.raises(ValueError, match=r"unknown variants \['nope'\]"):

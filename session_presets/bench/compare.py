@@ -109,6 +109,8 @@ class Comparison:
 
     def __post_init__(self) -> None:
         names = [variant.name for variant in self.variants]
+        if not names:
+            raise ValueError(f"comparison {self.name!r} has no variants")
         if len(set(names)) != len(names):
             raise ValueError(f"comparison {self.name!r}: variant names repeat: {names}")
         unknown = sorted({name for pair in self.ratios for name in pair} - set(names))
