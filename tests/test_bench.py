@@ -26,13 +26,14 @@ RESULT_KEYS = {"requests", "seconds", "req_per_s", "connections_opened", "rss_gr
 
 @pytest.fixture(scope="module")
 def tiny_report() -> dict:  # type: ignore[type-arg]
-    """One HTTPS bench run with 20 requests and a 256 KiB download, through the CLI."""
+    """One HTTPS bench run with 20 requests, a 256 KiB download and 2 api_client rounds, through the CLI."""
     import io
     from contextlib import redirect_stdout
 
     buffer = io.StringIO()
     with redirect_stdout(buffer):
-        status = main(["bench", "--requests", "20", "--download-mib", "0.25", "--import-runs", "2", "--json"])
+        status = main(["bench", "--requests", "20", "--download-mib", "0.25", "--import-runs", "2",
+                       "--comparison-rounds", "2", "--json"])
     assert status == 0
     report: dict = json.loads(buffer.getvalue())  # type: ignore[type-arg]
     return report
@@ -536,10 +537,10 @@ def test_bench_reports_api_client_side_by_side(tiny_report: dict) -> None:  # ty
     """api_client runs every client in each round and reports both ratio tables, fast path on and off."""
     result = tiny_report["scenarios"]["api_client"]
     assert set(result["variants"]) == set(API_VARIANTS)
-    assert result["rounds"] == 5 and result["requests"] == 20
+    assert result["rounds"] == 2 and result["requests"] == 20
     for name, figures in result["variants"].items():
         assert set(figures) >= RESULT_KEYS, name
-        assert len(figures["rounds_req_per_s"]) == len(figures["rounds_req_per_cpu_s"]) == 5, name
+        assert len(figures["rounds_req_per_s"]) == len(figures["rounds_req_per_cpu_s"]) == 2, name
         assert figures["requests"] == 20 and figures["connections_opened"] == 2, name
         saw = figures["server_saw"]
         assert (saw["requests"], saw["posts"], saw["unique_request_ids"], saw["tokens"], saw["origins"]) == (
