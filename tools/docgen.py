@@ -333,7 +333,57 @@ def _otel_histogram_svg(points: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
+# -- the API reference ---------------------------------------------------------------------------
+
+#: The first entries of the API page, in the order a reader meets them; every other public name
+#: follows, classes before exceptions and warnings, each group sorted.
+API_FIRST = (
+    "get_session", "close_all", "default_session", "ephemeral_session", "background_session",
+    "register_preset", "get_preset", "preset_names", "instrument",
+)
+
+
+def _api_path(name: str) -> str:
+    """Where mkdocstrings finds a public name: the module that defines it (lazy names load it)."""
+    import importlib
+
+    import session_presets
+
+    obj = getattr(session_presets, name)
+    module = getattr(obj, "__module__", None) or "session_presets"
+    if not hasattr(importlib.import_module(module), name):
+        return f"session_presets.{name}"
+    return f"{module}.{name}"
+
+
+def render_api_reference() -> str:
+    """A mkdocstrings entry for every name in ``session_presets.__all__``, so the page lists them all."""
+    import session_presets
+
+    names = [n for n in session_presets.__all__ if not n.startswith("_")]
+    objects = {n: getattr(session_presets, n) for n in names}
+
+    def is_error(n: str) -> bool:
+        return isinstance(objects[n], type) and issubclass(objects[n], BaseException)
+
+    first = [n for n in API_FIRST if n in objects]
+    functions = sorted(n for n in names if n not in first and not isinstance(objects[n], type))
+    classes = sorted(n for n in names if isinstance(objects[n], type) and not is_error(n))
+    errors = sorted((n for n in names if is_error(n)), key=lambda n: (issubclass(objects[n], Warning), not n.startswith("SessionPresets"), n))
+    groups = (
+        ("Functions", first + functions),
+        ("Classes", classes),
+        ("Exceptions and warnings", errors),
+    )
+    out = []
+    for title, members in groups:
+        out.append(f"## {title}")
+        out.extend(f"::: {_api_path(n)}" for n in members)
+    return "\n\n".join(out)
+
+
 GENERATORS: dict[str, Callable[[], str]] = {
+    "api-reference": render_api_reference,
     "preset-table": render_preset_table,
     "env-table": render_env_table,
     "cli-reference": render_cli_reference,
