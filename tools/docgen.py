@@ -369,7 +369,11 @@ def render_api_reference() -> str:
     first = [n for n in API_FIRST if n in objects]
     functions = sorted(n for n in names if n not in first and not isinstance(objects[n], type))
     classes = sorted(n for n in names if isinstance(objects[n], type) and not is_error(n))
-    errors = sorted((n for n in names if is_error(n)), key=lambda n: (issubclass(objects[n], Warning), not n.startswith("SessionPresets"), n))
+    # Warnings after errors; within each, the base class first.
+    errors = sorted(
+        (n for n in names if is_error(n)),
+        key=lambda n: (issubclass(objects[n], Warning), not n.startswith("SessionPresets"), n),
+    )
     groups = (
         ("Functions", first + functions),
         ("Classes", classes),

@@ -9,8 +9,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import docgen  # noqa: E402  (beside this file; tools/ is not a package)
-from mkdocs.exceptions import PluginError  # noqa: E402
+import docgen  # beside this file
+from mkdocs.exceptions import PluginError
 
 MARKER = re.compile(r"^<!-- generated: ([a-z-]+) -->$", re.MULTILINE)
 
