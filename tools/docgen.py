@@ -179,7 +179,7 @@ def render_bench_chart_svg(run: dict[str, Any]) -> str:
     if not ratios:
         raise ValueError("the bench run has none of the charted scenario pairs")
     label_w, bar_w, row_h, top = 300, 420, 26, 34
-    lo, hi = 0.5, max(200.0, *(r for _, r, _ in ratios))
+    lo, hi = min(0.5, *(r / 1.25 for _, r, _ in ratios)), max(200.0, *(r * 1.25 for _, r, _ in ratios))
     span = math.log10(hi) - math.log10(lo)
 
     def x(value: float) -> float:
@@ -190,26 +190,30 @@ def render_bench_chart_svg(run: dict[str, Any]) -> str:
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {label_w + bar_w + 70} {height}" '
         f'role="img" aria-label="session-presets bench: ratios of requests per second" '
         f'style="max-width:100%;height:auto;font-family:sans-serif;font-size:12px">',
-        f'<text x="{label_w}" y="16" font-weight="bold">req/s ratio, same run (log scale); '
-        f"| marks the target</text>",
+        f'<text x="{label_w}" y="16" font-weight="bold">req/s ratio, same run (log scale, bars from 1x); '
+        f"the black tick marks the target</text>",
     ]
-    for tick in (0.5, 1, 2, 5, 10, 20, 50, 100, 200):
-        if tick <= hi:
+    for tick in (0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500):
+        if lo <= tick <= hi:
             tx = x(tick)
             out.append(f'<line x1="{tx:.1f}" y1="{top - 6}" x2="{tx:.1f}" y2="{height - 30}" '
                        f'stroke="#ccc" stroke-width="{1.5 if tick == 1 else 0.5}"/>')
             out.append(f'<text x="{tx:.1f}" y="{height - 16}" text-anchor="middle" fill="#555">{tick:g}x</text>')
+    one = x(1.0)
     for i, (label, ratio, target) in enumerate(ratios):
         y = top + i * row_h
         met = target is None or ratio >= target
         colour = "#3f7fbf" if met else "#d08030"
+        # Bars grow from 1x: right for faster, left for slower than the denominator.
+        left, right = sorted((one, x(ratio)))
         out.append(f'<text x="{label_w - 8}" y="{y + 14}" text-anchor="end">{html.escape(label)}</text>')
-        out.append(f'<rect x="{label_w}" y="{y + 3}" width="{max(x(ratio) - label_w, 1):.1f}" height="{row_h - 8}" '
+        out.append(f'<rect x="{left:.1f}" y="{y + 3}" width="{max(right - left, 1):.1f}" height="{row_h - 8}" '
                    f'fill="{colour}"/>')
-        out.append(f'<text x="{x(ratio) + 4:.1f}" y="{y + 14}">{ratio:.2f}x</text>')
         if target is not None:
             out.append(f'<line x1="{x(target):.1f}" y1="{y}" x2="{x(target):.1f}" y2="{y + row_h - 2}" '
                        f'stroke="#222" stroke-width="2"/>')
+        text_x = max(right, x(target) if target is not None else right) + 5
+        out.append(f'<text x="{text_x:.1f}" y="{y + 14}">{ratio:.2f}x</text>')
     out.append("</svg>")
     return "\n".join(out)
 
@@ -305,7 +309,7 @@ def _json_with_flat_lists(value: Any) -> str:
 
 def _otel_histogram_svg(points: list[dict[str, Any]]) -> str:
     """One bar per request-duration data point (its attributes, its count and mean)."""
-    width, row_h, label_w = 760, 24, 430
+    width, row_h, label_w = 820, 24, 400
     rows = []
     peak = max(p["sum"] / p["count"] for p in points if p["count"]) or 1.0
     for p in points:
@@ -325,7 +329,7 @@ def _otel_histogram_svg(points: list[dict[str, Any]]) -> str:
     ]
     for i, (label, count, mean) in enumerate(rows):
         y = 28 + i * row_h
-        bar = (width - label_w - 130) * mean / peak
+        bar = (width - label_w - 190) * mean / peak
         out.append(f'<text x="0" y="{y + 14}">{html.escape(label)}</text>')
         out.append(f'<rect x="{label_w}" y="{y + 3}" width="{max(bar, 1):.1f}" height="{row_h - 8}" fill="#3f7fbf"/>')
         out.append(f'<text x="{label_w + bar + 4:.1f}" y="{y + 14}">count {count}, mean {mean * 1000:.2f} ms</text>')
