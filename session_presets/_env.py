@@ -12,8 +12,9 @@ from collections.abc import Collection, Mapping
 from typing import Any, Final
 
 from . import _process, _warn
-from ._config import FIELD_FORMS, FIELD_PARSERS, PresetConfig, mask_url, parse_bool, parse_duration, validate_field
+from ._config import FIELD_FORMS, FIELD_PARSERS, PresetConfig, parse_bool, parse_duration, validate_field
 from ._errors import ConfigError, UnknownVariableWarning
+from ._redact import mask_text
 
 __all__ = [
     "CA_BUNDLE_VARIABLES",
@@ -60,7 +61,7 @@ def variable_name(field: str, preset: str | None = None) -> str:
 
 def _problem(variable: str, text: str, field: str, detail: str | None = None) -> str:
     reason = detail if detail is not None else f"expected {FIELD_FORMS[field]}"
-    return f"{variable}={mask_url(text)!r} is invalid: {reason}"
+    return f"{variable}={mask_text(text)!r} is invalid: {reason}"
 
 
 def known_variables(preset_names: Collection[str]) -> Mapping[str, tuple[str | None, str]]:
