@@ -387,6 +387,12 @@ def _parse_client_cert(text: str) -> str | tuple[str, str] | None:
     return _parse_optional_path(text)
 
 
+def _parse_header_text(text: str) -> str:
+    # Spaces and tabs around the value go, as a shell's quoting leaves them; a CR or LF
+    # stays for the check to refuse, leading or trailing as much as embedded.
+    return text.strip(" \t")
+
+
 def _parse_word(text: str) -> str:
     return text.strip()
 
@@ -610,7 +616,7 @@ class PresetConfig:
     user_agent: str = _spec(
         DEFAULT_USER_AGENT,
         form="a non-empty string without CR or LF",
-        parse=_parse_word,
+        parse=_parse_header_text,
         check=_user_agent,
         doc="the User-Agent header",
     )
