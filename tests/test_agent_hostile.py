@@ -16,8 +16,9 @@ from session_presets.background._protocol import AGENT_LOCK, AGENT_LOG, AGENT_SO
 from session_presets.background.lockfile import validate_identifier
 from session_presets.testing import MockServer
 
-from .test_agent import BOUND, agent_env, agent_pid, process_gone, state_dir, wait_for  # noqa: F401 - autouse
+from .test_agent import BOUND, agent_env, agent_pid, process_gone, state_dir  # noqa: F401 - agent_env: autouse
 from .test_cli import run_cli
+from .waiting import wait_until
 
 pytestmark = [
     pytest.mark.timeout(90),
@@ -155,4 +156,4 @@ def test_agent_times_out_a_silent_client_and_idles_out(monkeypatch: pytest.Monke
     # Held open and silent for good: the agent must still exit once idle.
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as silent:
         silent.connect(str(state_dir() / AGENT_SOCKET))
-        wait_for(lambda: process_gone(pid), "the agent to idle out while a silent client stays connected")
+        wait_until(lambda: process_gone(pid), BOUND, "the agent to idle out while a silent client stays connected")
