@@ -129,10 +129,9 @@ def userinfo_secrets(urls: Iterable[object]) -> tuple[str, ...]:
         prefix, userinfo, _ = _split(url)
         if not userinfo:
             continue
+        # The userinfo and its pieces are masked, not the password alone: a short
+        # password would mask every match of it in a message that never held it.
         found.add(userinfo)
-        _, _, password = userinfo.partition(":")
-        if password:
-            found.add(password)
         rest = url[len(prefix) :]
         parsed_authority = rest[: _authority_end(rest)]
         if parsed_authority and userinfo.startswith(parsed_authority):
