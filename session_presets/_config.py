@@ -284,7 +284,7 @@ def _proxy_url(key: str, url: str) -> str:
         parsed is None
         or not parsed.host
         or (parsed.scheme or "").lower() not in PROXY_SCHEMES
-        # Checked here, not left to the parser: urllib3 2.2 parses "not a url" as a host.
+        # Checked here, not left to the parser: urllib3 before 2.8 parses "not a url" as a host.
         or not (parsed.host.startswith("[") or _REG_NAME.fullmatch(parsed.host))
     ):
         raise _invalid("proxies", url, label=f"proxies[{key!r}]")
