@@ -40,6 +40,9 @@ from .servers import Handler, LoopbackServer
 from .session_kinds import KINDS
 from .session_kinds import is_preset as _is_preset
 
+#: Run once, by nox's compat session, not in the four-Python core matrix (noxfile.CORE_SELECTION).
+pytestmark = pytest.mark.compat
+
 #: How long a gate route waits for the requests it expects (bounded; the tests never time it).
 GATE_WAIT = 20.0
 
