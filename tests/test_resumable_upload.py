@@ -1,0 +1,325 @@
+"""Resumable background uploads (tus 1.0, the IETF draft) against ResumableUploadRoute on a real socket."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from session_presets import ConfigError, TransferError, TransferState, background_session
+from session_presets.background.engine import BackgroundSession
+from session_presets.testing import MockServer, ResumableUploadRoute
+
+from .test_background import FAST, MIB, make_data
+
+pytestmark = pytest.mark.timeout(60)
+
+PROTOCOLS = ["tus", "ietf"]
+
+
+def wait_until(predicate: Callable[[], bool], what: str, bound: float = 20.0) -> None:
+    """Wait for ``predicate``, failing with ``what`` after ``bound`` seconds."""
+    ends = time.monotonic() + bound
+    while not predicate():
+        if time.monotonic() > ends:
+            raise AssertionError(f"gave up after {bound:g} s waiting for {what}")
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def server() -> Iterator[MockServer]:
+    """A started MockServer."""
+    with MockServer() as mock:
+        yield mock
+
+
+@pytest.fixture
+def route(server: MockServer) -> ResumableUploadRoute:
+    """A ResumableUploadRoute offering both protocols at /files."""
+    route = ResumableUploadRoute()
+    route.install(server, "/files")
+    return route
+
+
+def write_source(tmp_path: Path, size: int, seed: int = 1) -> tuple[Path, bytes]:
+    """Write ``size`` reproducible bytes to a file; return its path and contents."""
+    data = make_data(size, seed)
+    path = tmp_path / "src.bin"
+    path.write_bytes(data)
+    return path, data
+
+
+def open_bg(identifier: str = "up", **overrides: Any) -> BackgroundSession:
+    """A background session with fast retries."""
+    return background_session(identifier, **{**FAST, **overrides})
+
+
+def methods(server: MockServer) -> list[str]:
+    """The methods the server saw, in order."""
+    return [request.method for request in server.requests]
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_upload_completes_byte_identical(
+    server: MockServer, route: ResumableUploadRoute, tmp_path: Path, protocol: str
+) -> None:
+    """A resumable upload creates a resource, PATCHes the file, and the server holds the same bytes."""
+    src, data = write_source(tmp_path, 2 * MIB)
+    with open_bg() as bg:
+        task = bg.upload(server.url("/files"), src, protocol=protocol).wait(30)
+        assert task.state is TransferState.COMPLETED, task.error
+        assert task.upload_url == server.url("/uploads/1")
+        assert task.bytes_done == task.bytes_total == len(data)
+    upload = route.upload()
+    assert upload.protocol == protocol
+    assert bytes(upload.data) == data and upload.complete and upload.received_once()
+    assert methods(server) == ["POST", "PATCH"]
+    create, patch = server.requests
+    if protocol == "tus":
+        assert create.header("Tus-Resumable") == "1.0.0" and create.header("Upload-Length") == str(len(data))
+        assert patch.header("Content-Type") == "application/offset+octet-stream"
+    else:
+        assert create.header("Upload-Complete") == "?0" and create.header("Upload-Length") == str(len(data))
+        assert patch.header("Content-Type") == "application/partial-upload"
+        assert patch.header("Upload-Complete") == "?1"
+    assert patch.header("Upload-Offset") == "0"
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_drop_at_40_percent_resumes_from_the_server_offset(
+    server: MockServer, route: ResumableUploadRoute, tmp_path: Path, protocol: str
+) -> None:
+    """The connection drops at 40%: HEAD, then PATCH from the server's offset; every byte received once."""
+    src, data = write_source(tmp_path, 4 * MIB)
+    route.drop_after = len(data) * 4 // 10
+    with open_bg() as bg:
+        task = bg.upload(server.url("/files"), src, protocol=protocol).wait(30)
+        assert task.state is TransferState.COMPLETED, task.error
+    upload = route.upload()
+    assert bytes(upload.data) == data
+    assert upload.received_once()
+    assert upload.appends == [(0, len(data) * 4 // 10), (len(data) * 4 // 10, len(data) - len(data) * 4 // 10)]
+    assert methods(server) == ["POST", "PATCH", "HEAD", "PATCH"]
+    assert server.requests[3].header("Upload-Offset") == str(len(data) * 4 // 10)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_offset_mismatch_reads_the_offset_again(
+    server: MockServer, route: ResumableUploadRoute, tmp_path: Path, protocol: str
+) -> None:
+    """A 409 to PATCH makes the client HEAD the resource and append from the offset it reports."""
+    src, data = write_source(tmp_path, 1 * MIB)
+    route.mismatch = 1
+    with open_bg() as bg:
+        task = bg.upload(server.url("/files"), src, protocol=protocol).wait(30)
+        assert task.state is TransferState.COMPLETED, task.error
+    assert methods(server) == ["POST", "PATCH", "HEAD", "PATCH"]
+    assert bytes(route.upload().data) == data
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_lost_upload_restarts_with_a_new_resource(
+    server: MockServer, route: ResumableUploadRoute, tmp_path: Path, protocol: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A 404 on HEAD (the server lost the upload) starts over with a new resource, and says so in the log."""
+    src, data = write_source(tmp_path, 2 * MIB)
+    route.drop_after = MIB
+
+    with open_bg() as bg, caplog.at_level(logging.DEBUG, logger="session_presets.background._upload"):
+        # The drop leaves upload 1 at 1 MiB; losing it before the HEAD makes the HEAD answer 404.
+        original = route._receive
+
+        def receive_then_lose(exchange: Any, upload: Any) -> bool:
+            kept = original(exchange, upload)
+            if not kept:
+                route.lose_uploads()
+            return kept
+
+        route._receive = receive_then_lose  # type: ignore[method-assign]
+        task = bg.upload(server.url("/files"), src, protocol=protocol).wait(30)
+        assert task.state is TransferState.COMPLETED, task.error
+        assert task.upload_url == server.url("/uploads/2")
+    assert methods(server) == ["POST", "PATCH", "HEAD", "POST", "PATCH"]
+    assert bytes(route.upload(2).data) == data and route.upload(2).received_once()
+    assert bytes(route.upload(1).data) == data[:MIB]
+    assert any("lost upload resource" in record.getMessage() for record in caplog.records)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_offset_ahead_of_what_was_sent_is_refused(
+    server: MockServer, route: ResumableUploadRoute, tmp_path: Path, protocol: str
+) -> None:
+    """A server whose HEAD reports more than the client ever sent fails the task; nothing completes."""
+    src, data = write_source(tmp_path, 24 * MIB)
+    route.drop_after = len(data) // 4
+    route.offset_ahead = len(data)  # the HEAD claims far more than was sent
+    with open_bg() as bg:
+        task = bg.upload(server.url("/files"), src, protocol=protocol).wait(30)
+        assert task.state is TransferState.FAILED
+        assert isinstance(task.error, TransferError)
+        assert "refused" in str(task.error) and "reports offset" in str(task.error)
+    assert methods(server) == ["POST", "PATCH", "HEAD"]
+    assert not route.upload().complete
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_source_changed_mid_upload_fails_and_terminates(
+    server: MockServer, route: ResumableUploadRoute, tmp_path: Path, protocol: str
+) -> None:
+    """A source file that changes during the upload fails the task, naming the file; the resource is deleted."""
+    src, data = write_source(tmp_path, 4 * MIB)
+    route.throttle = 4 * MIB  # about a second for the whole body
+    with open_bg() as bg:
+        task = bg.upload(server.url("/files"), src, protocol=protocol)
+        wait_until(lambda: route.received() > MIB // 2, "the first half MiB at the server")
+        with open(src, "r+b") as file:
+            file.seek(3 * MIB)
+            file.write(b"changed")
+        os.utime(src, ns=(time.time_ns(), time.time_ns() + 10**9))
+        route.throttle = None
+        task.wait(30)
+        assert task.state is TransferState.FAILED
+        assert str(src) in str(task.error) and "changed" in str(task.error) and "mtime_ns" in str(task.error)
+    assert route.upload().terminated and not route.upload().complete
+    assert methods(server)[-1] == "DELETE"
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_source_changed_between_runs_fails(
+    server: MockServer, route: ResumableUploadRoute, tmp_path: Path, protocol: str
+) -> None:
+    """A source that changed between a suspension and the resume fails the task before any PATCH."""
+    src, data = write_source(tmp_path, 4 * MIB)
+    route.throttle = 2 * MIB
+    bg = open_bg()
+    task = bg.upload(server.url("/files"), src, protocol=protocol)
+    wait_until(lambda: route.received() > MIB // 4, "the first bytes at the server")
+    bg._suspend()
+    route.throttle = None
+    src.write_bytes(make_data(4 * MIB, seed=2))
+    count = len(server.requests)
+    with open_bg() as again:
+        (task,) = again.tasks()
+        task.wait(30)
+        assert task.state is TransferState.FAILED
+        assert str(src) in str(task.error) and "changed" in str(task.error)
+    assert [request.method for request in server.requests[count:]] == ["DELETE"]
+
+
+def test_auto_discovers_tus_and_ietf(server: MockServer, tmp_path: Path) -> None:
+    """protocol='auto' sends OPTIONS and uses the protocol the server announces."""
+    src, data = write_source(tmp_path, 64 * 1024)
+    ietf_only = ResumableUploadRoute(protocols=["ietf"])
+    ietf_only.install(server, "/ietf")
+    tus = ResumableUploadRoute(protocols=["tus"], prefix="/tus-uploads/")
+    tus.install(server, "/tus")
+    with open_bg() as bg:
+        first = bg.upload(server.url("/ietf"), src).wait(30)
+        second = bg.upload(server.url("/tus"), src).wait(30)
+        assert (first.protocol, second.protocol) == ("ietf", "tus")
+        assert first.state is second.state is TransferState.COMPLETED
+    assert bytes(ietf_only.upload().data) == bytes(tus.upload().data) == data
+    assert [request.method for request in server.requests] == ["OPTIONS", "POST", "PATCH"] * 2
+
+
+def test_auto_falls_back_to_a_plain_upload(
+    server: MockServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A server announcing neither protocol gets one plain PUT of the file, and the log says why."""
+    src, data = write_source(tmp_path, 64 * 1024)
+    server.route("/plain", lambda exchange: exchange.reply(204 if exchange.command == "OPTIONS" else 201))
+    with open_bg() as bg, caplog.at_level(logging.DEBUG, logger="session_presets.background._upload"):
+        task = bg.upload(server.url("/plain"), src).wait(30)
+        assert task.state is TransferState.COMPLETED and task.protocol == "none" and task.upload_url is None
+    assert [request.method for request in server.requests] == ["OPTIONS", "PUT"]
+    assert server.requests[1].body == data
+    assert any("uploading without resume" in record.getMessage() for record in caplog.records)
+
+
+def test_ietf_interim_104_location_is_used(server: MockServer, tmp_path: Path) -> None:
+    """A 104 that http.client reads as final: its Location is used, the offset comes from HEAD."""
+    src, data = write_source(tmp_path, 256 * 1024)
+    route = ResumableUploadRoute(protocols=["ietf"], send_104=True)
+    route.install(server, "/files")
+    with open_bg() as bg:
+        task = bg.upload(server.url("/files"), src, protocol="ietf").wait(30)
+        assert task.state is TransferState.COMPLETED, task.error
+        assert task.upload_url == server.url("/uploads/1")
+    assert [request.method for request in server.requests] == ["POST", "HEAD", "PATCH"]
+    assert bytes(route.upload().data) == data
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_cancel_terminates_the_upload(
+    server: MockServer, route: ResumableUploadRoute, tmp_path: Path, protocol: str
+) -> None:
+    """Cancelling a running upload sends DELETE to its resource."""
+    src, data = write_source(tmp_path, 4 * MIB)
+    route.throttle = MIB
+    with open_bg() as bg:
+        task = bg.upload(server.url("/files"), src, protocol=protocol)
+        wait_until(lambda: route.received() > 0, "the first bytes at the server")
+        route.throttle = None
+        task.cancel()
+        task.wait(30)
+        assert task.state is TransferState.CANCELLED
+    wait_until(lambda: route.upload().terminated, "DELETE of the upload resource")
+    assert methods(server)[-1] == "DELETE"
+
+
+def test_journal_keeps_resource_and_identity_not_credentials(
+    server: MockServer, route: ResumableUploadRoute, tmp_path: Path
+) -> None:
+    """The journal row holds the upload resource, the source identity and the confirmed offset; no secret."""
+    src, data = write_source(tmp_path, 256 * 1024)
+    with open_bg() as bg:
+        task = bg.upload(
+            server.url("/files"), src, protocol="tus", headers={"Authorization": "Bearer s3cret", "X-Key": "k3y"}
+        ).wait(30)
+        assert task.state is TransferState.COMPLETED
+        journal = bg.journal_path
+    info = os.stat(src)
+    with sqlite3.connect(journal) as db:
+        row = db.execute("SELECT protocol, upload_url, source_identity, bytes_done, headers FROM tasks").fetchone()
+    assert row[:4] == (
+        "tus", server.url("/uploads/1"), f"{info.st_dev}:{info.st_ino}:{info.st_size}:{info.st_mtime_ns}", len(data)
+    )
+    assert "s3cret" not in Path(journal).read_bytes().decode("latin-1") and "k3y" not in row[4]
+    assert all(request.header("Authorization") == "Bearer s3cret" for request in server.requests)
+
+
+def test_bad_protocol_is_refused(tmp_path: Path) -> None:
+    """protocol= outside auto/tus/ietf/none is a ConfigError naming the accepted values."""
+    src, _ = write_source(tmp_path, 10)
+    with open_bg() as bg, pytest.raises(ConfigError, match="protocol='ftp' is invalid.*'tus'"):
+        bg.upload("http://127.0.0.1:1/files", src, protocol="ftp")
+
+
+def test_old_journal_is_upgraded(tmp_path: Path) -> None:
+    """A schema-1 journal gains the upload columns when opened, and its tasks keep their fields."""
+    state = Path(os.environ["SESSION_PRESETS_STATE_DIR"])
+    state.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = state / "old.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.executescript(
+            "CREATE TABLE tasks (id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, url TEXT NOT NULL, "
+            "path TEXT NOT NULL, method TEXT NOT NULL, headers TEXT NOT NULL, sha256 TEXT, state TEXT NOT NULL, "
+            "bytes_done INTEGER NOT NULL DEFAULT 0, bytes_total INTEGER, etag TEXT, last_modified TEXT, error TEXT, "
+            "resumable INTEGER NOT NULL DEFAULT 0, created_at REAL NOT NULL, updated_at REAL NOT NULL);"
+            "INSERT INTO tasks (kind, url, path, method, headers, state, created_at, updated_at) VALUES "
+            "('upload', 'http://127.0.0.1:1/x', '/nonexistent', 'PUT', '{}', 'completed', 1.0, 1.0);"
+            "PRAGMA user_version=1;"
+        )
+    os.chmod(path, 0o600)
+    with open_bg("old") as bg:
+        (task,) = bg.tasks()
+        assert task.state is TransferState.COMPLETED and task.protocol == "none" and task.upload_url is None
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+
