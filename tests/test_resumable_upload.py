@@ -173,7 +173,7 @@ def test_source_changed_mid_upload_fails_and_terminates(
     server: MockServer, route: ResumableUploadRoute, tmp_path: Path, protocol: str
 ) -> None:
     """A source file that changes during the upload fails the task, naming the file; the resource is deleted."""
-    src, data = write_source(tmp_path, 4 * MIB)
+    src, _ = write_source(tmp_path, 4 * MIB)
     route.throttle = 4 * MIB  # about a second for the whole body
     with open_bg() as bg:
         task = bg.upload(server.url("/files"), src, protocol=protocol)
@@ -195,7 +195,7 @@ def test_source_changed_between_runs_fails(
     server: MockServer, route: ResumableUploadRoute, tmp_path: Path, protocol: str
 ) -> None:
     """A source that changed between a suspension and the resume fails the task before any PATCH."""
-    src, data = write_source(tmp_path, 4 * MIB)
+    src, _ = write_source(tmp_path, 4 * MIB)
     route.throttle = 2 * MIB
     bg = open_bg()
     task = bg.upload(server.url("/files"), src, protocol=protocol)
@@ -260,7 +260,7 @@ def test_cancel_terminates_the_upload(
     server: MockServer, route: ResumableUploadRoute, tmp_path: Path, protocol: str
 ) -> None:
     """Cancelling a running upload sends DELETE to its resource."""
-    src, data = write_source(tmp_path, 4 * MIB)
+    src, _ = write_source(tmp_path, 4 * MIB)
     route.throttle = MIB
     with open_bg() as bg:
         task = bg.upload(server.url("/files"), src, protocol=protocol)
