@@ -251,6 +251,12 @@ class DetachedTask:
         return self._fresh().get("upload_url")
 
     @property
+    def source_identity(self) -> str | None:
+        """An upload's ``"st_dev:st_ino:st_size:st_mtime_ns"`` when it first read its source (else None)."""
+        value = self._fresh().get("source_identity")
+        return None if value is None else str(value)
+
+    @property
     def rate(self) -> float | None:
         """Bytes per second since the agent took the task up, while it runs; else None."""
         rate = self._fresh()["rate"]

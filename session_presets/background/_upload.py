@@ -2,7 +2,7 @@
 
 The runner (``transfer.Runner``) calls :func:`attempt` once per attempt of an
 upload whose protocol is not ``"none"``; a network failure raises the
-runner's ``_AttemptFailed`` and the runner's retry policy decides when the
+runner's ``AttemptFailed`` and the runner's retry policy decides when the
 next attempt runs. Every attempt starts from what the *server* says:
 
 1. The source file is opened and its identity (device, inode, size,
@@ -45,7 +45,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from typing import IO, TYPE_CHECKING, Final
+from typing import IO, Any, Final, Protocol
 from urllib.parse import urljoin
 
 import requests
@@ -53,10 +53,24 @@ import requests
 from .._calls import shutdown_connection
 from .._errors import TransferError
 from .._redact import safe_url
+from .._sessions import PresetSession
+from ._attempt import AttemptFailed, Stopped
 from ._taskstate import TaskState
 
-if TYPE_CHECKING:
-    from .transfer import Runner
+
+class Runner(Protocol):
+    """What the upload protocols use of ``transfer.Runner`` (typed here: transfer imports this module)."""
+
+    http: PresetSession
+    auth: Any
+
+    def _send(
+        self, task: TaskState, method: str, headers: dict[str, str], *, url: str | None = None, **kwargs: Any
+    ) -> requests.Response: ...
+
+    def _status_error(self, task: TaskState, response: requests.Response) -> Exception: ...
+
+    def write_ahead(self, task: TaskState, *, durable: bool = True, **fields: Any) -> None: ...
 
 __all__ = [
     "IETF_INTEROP_VERSION",
@@ -156,8 +170,6 @@ class _Body:
         return self._size
 
     def read(self, amount: int = -1) -> bytes:
-        from .transfer import Stopped
-
         task = self._task
         if task.stop.is_set():
             raise Stopped("upload stopped")
@@ -254,7 +266,7 @@ def attempt(runner: Runner, task: TaskState, plain: Callable[[TaskState], None])
 
     Raises:
         TransferError: the upload failed for good (source changed, offset refused, an error status).
-        _AttemptFailed: a network error or a retryable status: the runner tries again.
+        AttemptFailed: a network error or a retryable status: the runner tries again.
         Stopped: the task was cancelled or the process is suspending.
     """
     src = task.record.path
@@ -290,8 +302,6 @@ def attempt(runner: Runner, task: TaskState, plain: Callable[[TaskState], None])
 
 
 def _run(runner: Runner, task: TaskState, protocol: _Protocol, file: IO[bytes], size: int) -> None:
-    from .transfer import Stopped, _AttemptFailed
-
     offset = _create(runner, task, protocol, size) if task.upload_url is None else _offset(runner, task, protocol, size)
     if offset is None:
         log.debug(
@@ -322,11 +332,11 @@ def _run(runner: Runner, task: TaskState, protocol: _Protocol, file: IO[bytes], 
             log.debug("task %d: offset mismatch (409) at %d; asking the server again", task.record.id, offset)
             fresh = _offset(runner, task, protocol, size)
             if fresh is None:
-                raise _AttemptFailed("the server lost the upload resource during an append", progressed=False)
+                raise AttemptFailed("the server lost the upload resource during an append", progressed=False)
             offset = fresh
             continue
         if status in _LOST:
-            raise _AttemptFailed(f"the upload resource answered {status} to PATCH", progressed=False)
+            raise AttemptFailed(f"the upload resource answered {status} to PATCH", progressed=False)
         if not 200 <= status < 300:
             raise runner._status_error(task, response)
         confirmed = _int_field(response.headers.get("Upload-Offset"))
@@ -429,8 +439,6 @@ def _offset(runner: Runner, task: TaskState, protocol: _Protocol, size: int) -> 
 def _append(
     runner: Runner, task: TaskState, protocol: _Protocol, file: IO[bytes], offset: int, size: int
 ) -> requests.Response:
-    from .transfer import _AttemptFailed
-
     assert task.upload_url is not None
     journaled = [task.upload_sent]
 
@@ -447,7 +455,7 @@ def _append(
     start = task.upload_sent
     try:
         response = runner._send(task, "PATCH", headers, url=task.upload_url, data=body)
-    except _AttemptFailed as failure:
+    except AttemptFailed as failure:
         failure.progressed = task.upload_sent > start
         raise
     response.close()

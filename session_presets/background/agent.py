@@ -75,6 +75,7 @@ def task_snapshot(identifier: str, task: TransferTask, rate: float | None = None
         "resumed_from": task.resumed_from,
         "protocol": task.protocol,
         "upload_url": None if task.upload_url is None else safe_url(task.upload_url),
+        "source_identity": task.source_identity,
         "rate": rate,
         "error": None if error is None else str(error),
         "error_type": None if error is None else type(error).__name__,

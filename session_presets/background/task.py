@@ -115,6 +115,11 @@ class TransferTask:
         return self._task.upload_url
 
     @property
+    def source_identity(self) -> str | None:
+        """An upload's ``"st_dev:st_ino:st_size:st_mtime_ns"`` when it first read its source (else None)."""
+        return self._task.source_identity
+
+    @property
     def etag(self) -> str | None:
         """The ETag of the version being downloaded, once known."""
         return self._task.etag

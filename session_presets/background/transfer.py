@@ -63,6 +63,8 @@ from .._errors import DiskFullError, SessionInvalidatedError, TransferError
 from .._redact import safe_url
 from .._sessions import PresetSession
 from . import _upload
+from ._attempt import AttemptFailed as _AttemptFailed
+from ._attempt import Stopped
 from ._taskstate import TaskState
 from .journal import Journal
 from .task import DOWNLOAD, FINISHED, TransferState
@@ -171,35 +173,6 @@ def scrub(text: str) -> str:
 
 def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {scrub(str(exc))}"
-
-
-class Stopped(Exception):
-    """The task was cancelled, or the process is suspending its transfers."""
-
-
-class _AttemptFailed(Exception):
-    """One attempt failed in a way worth another try.
-
-    Args:
-        reason: what went wrong, for the log and the final error.
-        cause: the exception behind it, if any.
-        response: the urllib3 response of a retryable status (its Retry-After counts).
-        progressed: bytes arrived during the attempt, so the failures before it no longer count.
-    """
-
-    def __init__(
-        self,
-        reason: str,
-        *,
-        cause: BaseException | None = None,
-        response: BaseHTTPResponse | None = None,
-        progressed: bool,
-    ) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.cause = cause
-        self.response = response
-        self.progressed = progressed
 
 
 #: The longest Retry-After honoured, in seconds: urllib3's own cap (6 hours), kept on urllib3
