@@ -176,8 +176,10 @@ class _Body:
         now = source_identity(os.fstat(self._file.fileno()))
         if now != task.source_identity:
             raise _SourceChanged(now)
-        amount = _READ_SIZE if amount is None or amount < 0 else min(amount, _READ_SIZE)
-        data = self._file.read(amount)
+        # A whole piece whatever ``amount`` says: urllib3 asks for 16 KiB blocks and sends each
+        # block it is given with one sendall, so 1 MiB pieces make 64 times fewer system calls
+        # (and file checks) than the blocks it asks for.
+        data = self._file.read(_READ_SIZE)
         if data:
             self._on_sent(self._position + len(data))
             self._position += len(data)
@@ -278,7 +280,7 @@ def attempt(runner: Runner, task: TaskState, plain: Callable[[TaskState], None])
         now = source_identity(os.fstat(file.fileno()))
         size = os.fstat(file.fileno()).st_size
         if task.source_identity is None:
-            runner.write_ahead(task, source_identity=now, bytes_total=size)
+            # Journaled with the upload resource (one fsync), before the first byte is sent.
             with task.lock:
                 task.source_identity = now
                 task.bytes_total = size
@@ -366,7 +368,8 @@ def _check_offset(task: TaskState, offset: int, size: int) -> int:
 def _confirm(runner: Runner, task: TaskState, offset: int, size: int) -> int:
     """Journal ``offset`` as the server's confirmed offset, after checking it; return it."""
     _check_offset(task, offset, size)
-    runner.write_ahead(task, bytes_done=offset)
+    # Not durable: a journal that says less than the server holds only costs a HEAD, never a byte.
+    runner.write_ahead(task, durable=False, bytes_done=offset)
     task.bytes_done = offset
     task.notify()
     return offset
@@ -390,7 +393,10 @@ def _create(runner: Runner, task: TaskState, protocol: _Protocol, size: int) -> 
             f"POST to {safe_url(task.url)} without a Location"
         )
     upload_url = urljoin(response.url or task.url, location)
-    runner.write_ahead(task, upload_url=upload_url, bytes_done=0, upload_sent=0)
+    runner.write_ahead(
+        task, upload_url=upload_url, bytes_done=0, upload_sent=0, source_identity=task.source_identity,
+        bytes_total=size,
+    )
     with task.lock:
         task.upload_url = upload_url
         task.upload_sent = 0
