@@ -156,9 +156,11 @@ def test_offset_ahead_of_what_was_sent_is_refused(
     server: MockServer, route: ResumableUploadRoute, tmp_path: Path, protocol: str
 ) -> None:
     """A server whose HEAD reports more than the client ever sent fails the task; nothing completes."""
-    src, data = write_source(tmp_path, 24 * MIB)
-    route.drop_after = len(data) // 4
-    route.offset_ahead = len(data)  # the HEAD claims far more than was sent
+    # At most 1 MiB, plus what the kernel buffers hold (4 MiB to send, 32 MiB to receive at most
+    # here), can have left the client when the drop comes: far less than the 64 MiB claimed.
+    src, data = write_source(tmp_path, 64 * MIB)
+    route.drop_after = MIB
+    route.offset_ahead = len(data) - MIB  # the HEAD claims the whole file
     with open_bg() as bg:
         task = bg.upload(server.url("/files"), src, protocol=protocol).wait(30)
         assert task.state is TransferState.FAILED
@@ -173,13 +175,15 @@ def test_source_changed_mid_upload_fails_and_terminates(
     server: MockServer, route: ResumableUploadRoute, tmp_path: Path, protocol: str
 ) -> None:
     """A source file that changes during the upload fails the task, naming the file; the resource is deleted."""
-    src, _ = write_source(tmp_path, 4 * MIB)
-    route.throttle = 4 * MIB  # about a second for the whole body
+    # The client reads 1 MiB pieces; with the kernel's buffers (at most 36 MiB here) it is still
+    # reading the 64 MiB file when the server has its first MiB.
+    src, _ = write_source(tmp_path, 64 * MIB)
+    route.throttle = 8 * MIB
     with open_bg() as bg:
         task = bg.upload(server.url("/files"), src, protocol=protocol)
-        wait_until(lambda: route.received() > MIB // 2, "the first half MiB at the server")
+        wait_until(lambda: route.received() > MIB, "the first MiB at the server")
         with open(src, "r+b") as file:
-            file.seek(3 * MIB)
+            file.seek(60 * MIB)
             file.write(b"changed")
         os.utime(src, ns=(time.time_ns(), time.time_ns() + 10**9))
         route.throttle = None
