@@ -327,3 +327,27 @@ def test_old_journal_is_upgraded(tmp_path: Path) -> None:
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == 2
 
+
+
+def test_patch_metrics_count_the_body(
+    server: MockServer, route: ResumableUploadRoute, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The PATCH of a resumed upload has metrics like any request: bytes_sent covers the part it sent."""
+    from session_presets.background.transfer import Runner
+
+    src, data = write_source(tmp_path, 2 * MIB)
+    route.drop_after = MIB
+    seen: list[Any] = []
+    send = Runner._send
+
+    def recording(self: Runner, *args: Any, **kwargs: Any) -> Any:
+        response = send(self, *args, **kwargs)
+        seen.append(response)
+        return response
+
+    monkeypatch.setattr(Runner, "_send", recording)
+    with open_bg() as bg:
+        assert bg.upload(server.url("/files"), src, protocol="tus").wait(30).state is TransferState.COMPLETED
+    (patch,) = [response for response in seen if response.request.method == "PATCH"]
+    assert patch.request.headers["Upload-Offset"] == str(MIB)
+    assert len(data) - MIB < patch.metrics.bytes_sent < len(data) - MIB + 4096

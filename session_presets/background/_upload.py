@@ -72,6 +72,10 @@ class Runner(Protocol):
 
     def write_ahead(self, task: TaskState, *, durable: bool = True, **fields: Any) -> None: ...
 
+    def _check(self, task: TaskState, deadline: float | None) -> None: ...
+
+    def _deadline(self, task: TaskState) -> float | None: ...
+
 __all__ = [
     "IETF_INTEROP_VERSION",
     "PROTOCOLS",
@@ -325,8 +329,8 @@ def _run(runner: Runner, task: TaskState, protocol: _Protocol, file: IO[bytes], 
             return
         if offset >= size and protocol.name == "tus":
             return
-        if task.stop.is_set():
-            raise Stopped("stopped")
+        # Each append is one request within the preset's timeouts; between them, the total_timeout.
+        runner._check(task, runner._deadline(task))
         response = _append(runner, task, protocol, file, offset, size)
         status = response.status_code
         if status == 409 and mismatches < _MISMATCHES_PER_ATTEMPT:
