@@ -14,7 +14,7 @@ import pytest
 
 from session_presets import ConfigError, TransferError, TransferState, background_session
 from session_presets.background.engine import BackgroundSession
-from session_presets.testing import MockServer, ResumableUploadRoute
+from session_presets.testing import MockResponse, MockServer, ResumableUploadRoute
 
 from .test_background import FAST, MIB, make_data
 
@@ -351,3 +351,14 @@ def test_patch_metrics_count_the_body(
     (patch,) = [response for response in seen if response.request.method == "PATCH"]
     assert patch.request.headers["Upload-Offset"] == str(MIB)
     assert len(data) - MIB < patch.metrics.bytes_sent < len(data) - MIB + 4096
+
+
+def test_auto_discovery_is_retried_on_503(server: MockServer, route: ResumableUploadRoute, tmp_path: Path) -> None:
+    """A 503 to the discovery OPTIONS is retried, not taken as "no resumable protocol"."""
+    src, data = write_source(tmp_path, 64 * 1024)
+    server.route("/files", MockResponse(503, headers={"Retry-After": "0"}), method="OPTIONS", times=1)
+    with open_bg() as bg:
+        task = bg.upload(server.url("/files"), src).wait(30)
+        assert task.state is TransferState.COMPLETED and task.protocol == "tus"
+    assert methods(server) == ["OPTIONS", "OPTIONS", "POST", "PATCH"]
+    assert bytes(route.upload().data) == data

@@ -49,6 +49,7 @@ from typing import IO, Any, Final, Protocol
 from urllib.parse import urljoin
 
 import requests
+from urllib3.util import Retry
 
 from .._calls import shutdown_connection
 from .._errors import TransferError
@@ -63,6 +64,7 @@ class Runner(Protocol):
 
     http: PresetSession
     auth: Any
+    policy: Retry
 
     def _send(
         self, task: TaskState, method: str, headers: dict[str, str], *, url: str | None = None, **kwargs: Any
@@ -252,6 +254,9 @@ def discover(runner: Runner, task: TaskState) -> str:
     """Ask the server (OPTIONS) which protocol it speaks: ``"tus"``, ``"ietf"`` or ``"none"``."""
     response = runner._send(task, "OPTIONS", dict(task.headers), url=task.url)
     response.close()
+    if runner.policy.is_retry("OPTIONS", response.status_code, has_retry_after="Retry-After" in response.headers):
+        # A busy server (503, 429) has not said it speaks neither protocol: ask again later.
+        raise runner._status_error(task, response)
     versions = [part.strip() for part in response.headers.get("Tus-Version", "").split(",")]
     accept_patch = [part.split(";")[0].strip().lower() for part in response.headers.get("Accept-Patch", "").split(",")]
     if response.ok and TUS_VERSION in versions:
