@@ -362,3 +362,172 @@ def test_auto_discovery_is_retried_on_503(server: MockServer, route: ResumableUp
         assert task.state is TransferState.COMPLETED and task.protocol == "tus"
     assert methods(server) == ["OPTIONS", "OPTIONS", "POST", "PATCH"]
     assert bytes(route.upload().data) == data
+
+
+# -- servers that break the protocol ------------------------------------------------------
+
+
+def _tus_server(server: MockServer, *, head: dict[str, str], patch: MockResponse | None = None) -> None:
+    """A tus server at /files whose PATCH drops at 1 MiB, then answers HEAD with ``head``."""
+    route = ResumableUploadRoute(protocols=["tus"])
+    route.install(server, "/files")
+    route.drop_after = MIB
+    server.route("/uploads/1", MockResponse(200, headers={"Tus-Resumable": "1.0.0", **head}), method="HEAD")
+    if patch is not None:
+        server.route("/uploads/1", patch, method="PATCH")
+
+
+@pytest.mark.parametrize(
+    ("head", "message"),
+    [
+        ({}, "without a valid Upload-Offset"),
+        ({"Upload-Offset": "1048576", "Upload-Length": "5"}, "has length 5"),
+    ],
+)
+def test_unusable_head_fails_the_task(server: MockServer, tmp_path: Path, head: dict[str, str], message: str) -> None:
+    """A HEAD without a usable Upload-Offset, or naming another length, fails the task with what was wrong."""
+    src, _ = write_source(tmp_path, 2 * MIB)
+    _tus_server(server, head=head)
+    with open_bg() as bg:
+        task = bg.upload(server.url("/files"), src, protocol="tus").wait(30)
+        assert task.state is TransferState.FAILED
+        assert message in str(task.error)
+    assert methods(server) == ["POST", "PATCH", "HEAD"]
+
+
+def test_offset_going_back_fails_the_task(server: MockServer, tmp_path: Path) -> None:
+    """An offset lower than one the server confirmed before fails the task: the resource is not trusted."""
+    src, _ = write_source(tmp_path, 2 * MIB)
+    route = ResumableUploadRoute(protocols=["tus"])
+    route.install(server, "/files")
+    # Every PATCH gets 409; the first HEAD confirms 1 MiB, the second goes back to 512 KiB.
+    heads = iter(["1048576", "524288"])
+
+    def head(exchange: Any) -> MockResponse:
+        return MockResponse(200, headers={"Tus-Resumable": "1.0.0", "Upload-Offset": next(heads)})
+
+    server.route("/uploads/1", head, method="HEAD")
+    server.route("/uploads/1", MockResponse(409, headers={"Tus-Resumable": "1.0.0"}), method="PATCH")
+    with open_bg() as bg:
+        task = bg.upload(server.url("/files"), src, protocol="tus")
+        task.wait(30)
+        assert task.state is TransferState.FAILED
+    assert "went back from 1048576" in str(task.error) and "to 524288" in str(task.error)
+    assert methods(server) == ["POST", "PATCH", "HEAD", "PATCH", "HEAD"]
+
+
+def test_tus_patch_without_offset_fails(server: MockServer, tmp_path: Path) -> None:
+    """A tus server answering PATCH 204 without Upload-Offset fails the task, naming the missing field."""
+    src, _ = write_source(tmp_path, 64 * 1024)
+    server.route("/files", MockResponse(201, headers={"Location": "/uploads/1"}), method="POST")
+    server.route("/uploads/1", MockResponse(204), method="PATCH")
+    with open_bg() as bg:
+        task = bg.upload(server.url("/files"), src, protocol="tus").wait(30)
+        assert task.state is TransferState.FAILED
+        assert "without Upload-Offset" in str(task.error)
+
+
+def test_creation_without_location_fails(server: MockServer, tmp_path: Path) -> None:
+    """A creation answered 201 without Location fails the task: there is nothing to append to."""
+    src, _ = write_source(tmp_path, 1024)
+    server.route("/files", MockResponse(201), method="POST")
+    with open_bg() as bg:
+        task = bg.upload(server.url("/files"), src, protocol="ietf").wait(30)
+        assert task.state is TransferState.FAILED
+        assert "without a Location" in str(task.error)
+
+
+def test_lost_during_append_is_retried(server: MockServer, route: ResumableUploadRoute, tmp_path: Path) -> None:
+    """A 404 to PATCH is an attempt failure; the next attempt's HEAD finds the loss and starts over."""
+    src, data = write_source(tmp_path, 256 * 1024)
+    server.route("/uploads/1", MockResponse(404), method="PATCH", times=1)
+    with open_bg() as bg:
+        task = bg.upload(server.url("/files"), src, protocol="tus").wait(30)
+        assert task.state is TransferState.COMPLETED, task.error
+    assert methods(server) == ["POST", "PATCH", "HEAD", "PATCH"]
+    assert bytes(route.upload().data) == data
+
+
+def test_empty_file_uploads(server: MockServer, route: ResumableUploadRoute, tmp_path: Path) -> None:
+    """An empty file is one creation request (tus: length 0; draft: Upload-Complete ?1), and completes."""
+    src = tmp_path / "empty.bin"
+    src.write_bytes(b"")
+    with open_bg() as bg:
+        assert bg.upload(server.url("/files"), src, protocol="tus").wait(30).state is TransferState.COMPLETED
+        assert bg.upload(server.url("/files"), src, protocol="ietf").wait(30).state is TransferState.COMPLETED
+    assert methods(server) == ["POST", "POST"]
+    assert route.upload(1).complete and route.upload(2).complete
+
+
+def test_ietf_complete_after_lost_final_response(server: MockServer, tmp_path: Path) -> None:
+    """When HEAD says the draft upload is complete at full length (the final answer was lost), the task completes."""
+    src, data = write_source(tmp_path, 128 * 1024)
+    route = ResumableUploadRoute(protocols=["ietf"])
+    route.install(server, "/files")
+    # The whole body arrives and completes the upload, then the connection is reset before the answer.
+    def receive_all_then_reset(exchange: Any, upload: Any) -> bool:
+        kept = ResumableUploadRoute._receive(route, exchange, upload)
+        if exchange.command == "PATCH":
+            upload.complete = True
+            exchange.reset()
+            return False
+        return kept
+
+    route._receive = receive_all_then_reset  # type: ignore[method-assign]
+    with open_bg() as bg:
+        task = bg.upload(server.url("/files"), src, protocol="ietf").wait(30)
+        assert task.state is TransferState.COMPLETED, task.error
+    assert methods(server) == ["POST", "PATCH", "HEAD"]
+    assert bytes(route.upload().data) == data
+
+
+# -- the route itself ---------------------------------------------------------------------
+
+
+def test_route_refuses_bad_arguments() -> None:
+    """Unknown protocols and a prefix not framed by slashes are ValueErrors naming the argument."""
+    with pytest.raises(ValueError, match="protocols="):
+        ResumableUploadRoute(protocols=["ftp"])
+    with pytest.raises(ValueError, match="prefix="):
+        ResumableUploadRoute(prefix="uploads")
+    with pytest.raises(LookupError):
+        ResumableUploadRoute().upload()
+
+
+def test_route_speaks_the_protocols_to_a_plain_client(server: MockServer, route: ResumableUploadRoute) -> None:
+    """OPTIONS announces both protocols; wrong media types, missing Tus-Resumable and unknown resources are refused."""
+    import requests
+
+    options = requests.options(server.url("/files"), timeout=10)
+    assert options.headers["Tus-Version"] == "1.0.0" and "termination" in options.headers["Tus-Extension"]
+    assert options.headers["Accept-Patch"] == "application/partial-upload"
+    assert requests.post(server.url("/files"), headers={"Tus-Resumable": "0.2.2"}, timeout=10).status_code == 412
+    assert requests.post(server.url("/files"), headers={"Tus-Resumable": "1.0.0"}, timeout=10).status_code == 400
+    created = requests.post(server.url("/files"), headers={"Tus-Resumable": "1.0.0", "Upload-Length": "3"}, timeout=10)
+    resource = server.url(created.headers["Location"])
+    tus = {"Tus-Resumable": "1.0.0", "Upload-Offset": "0"}
+    wrong_type = requests.patch(resource, data=b"abc", headers={**tus, "Content-Type": "text/plain"}, timeout=10)
+    assert wrong_type.status_code == 415
+    no_version = {"Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"}
+    assert requests.patch(resource, data=b"abc", headers=no_version, timeout=10).status_code == 412
+    assert requests.get(resource, timeout=10).status_code == 405
+    assert requests.head(server.url("/uploads/9"), timeout=10).status_code == 404
+    assert requests.put(server.url("/files"), data=b"plain", timeout=10).status_code == 201
+    assert route.upload().protocol == "none" and bytes(route.upload().data) == b"plain"
+    assert requests.delete(server.url("/files"), timeout=10).status_code == 405
+    draft = requests.post(
+        server.url("/files"), data=b"whole", headers={"Upload-Complete": "?1"}, timeout=10
+    )
+    assert draft.status_code == 200 and route.upload().complete and route.upload().length == 5
+
+
+def test_route_without_termination(server: MockServer, tmp_path: Path) -> None:
+    """A tus route with termination=False does not announce it and answers DELETE 405."""
+    import requests
+
+    route = ResumableUploadRoute(protocols=["tus"], termination=False)
+    route.install(server, "/files")
+    assert requests.options(server.url("/files"), timeout=10).headers["Tus-Extension"] == "creation"
+    created = requests.post(server.url("/files"), headers={"Tus-Resumable": "1.0.0", "Upload-Length": "3"}, timeout=10)
+    deleted = requests.delete(server.url(created.headers["Location"]), headers={"Tus-Resumable": "1.0.0"}, timeout=10)
+    assert deleted.status_code == 405 and not route.upload().terminated

@@ -194,22 +194,19 @@ class _Body:
         return data
 
 
-class _Protocol:
+class _Protocol(Protocol):
     """What differs between tus and the IETF draft: the header fields of each request."""
 
-    name = ""
+    name: str
 
-    def common(self) -> dict[str, str]:
-        raise NotImplementedError
+    def common(self) -> dict[str, str]: ...
 
-    def create_headers(self, size: int) -> dict[str, str]:
-        raise NotImplementedError
+    def create_headers(self, size: int) -> dict[str, str]: ...
 
-    def append_headers(self, offset: int) -> dict[str, str]:
-        raise NotImplementedError
+    def append_headers(self, offset: int) -> dict[str, str]: ...
 
 
-class _Tus(_Protocol):
+class _Tus:
     name = "tus"
 
     def common(self) -> dict[str, str]:
@@ -222,7 +219,7 @@ class _Tus(_Protocol):
         return {"Upload-Offset": str(offset), "Content-Type": TUS_PATCH_TYPE}
 
 
-class _Ietf(_Protocol):
+class _Ietf:
     name = "ietf"
 
     def common(self) -> dict[str, str]:
