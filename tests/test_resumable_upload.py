@@ -6,7 +6,7 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,19 +17,14 @@ from session_presets.background.engine import BackgroundSession
 from session_presets.testing import MockResponse, MockServer, ResumableUploadRoute
 
 from .test_background import FAST, MIB, make_data
+from .waiting import wait_until
+
+#: How long a test waits for something that takes a second or two.
+BOUND = 20.0
 
 pytestmark = pytest.mark.timeout(60)
 
 PROTOCOLS = ["tus", "ietf"]
-
-
-def wait_until(predicate: Callable[[], bool], what: str, bound: float = 20.0) -> None:
-    """Wait for ``predicate``, failing with ``what`` after ``bound`` seconds."""
-    ends = time.monotonic() + bound
-    while not predicate():
-        if time.monotonic() > ends:
-            raise AssertionError(f"gave up after {bound:g} s waiting for {what}")
-        time.sleep(0.01)
 
 
 @pytest.fixture
@@ -181,7 +176,7 @@ def test_source_changed_mid_upload_fails_and_terminates(
     route.throttle = 8 * MIB
     with open_bg() as bg:
         task = bg.upload(server.url("/files"), src, protocol=protocol)
-        wait_until(lambda: route.received() > MIB, "the first MiB at the server")
+        wait_until(lambda: route.received() > MIB, BOUND, "the first MiB at the server")
         with open(src, "r+b") as file:
             file.seek(60 * MIB)
             file.write(b"changed")
@@ -203,7 +198,7 @@ def test_source_changed_between_runs_fails(
     route.throttle = 2 * MIB
     bg = open_bg()
     task = bg.upload(server.url("/files"), src, protocol=protocol)
-    wait_until(lambda: route.received() > MIB // 4, "the first bytes at the server")
+    wait_until(lambda: route.received() > MIB // 4, BOUND, "the first bytes at the server")
     bg._suspend()
     route.throttle = None
     src.write_bytes(make_data(4 * MIB, seed=2))
@@ -268,12 +263,12 @@ def test_cancel_terminates_the_upload(
     route.throttle = MIB
     with open_bg() as bg:
         task = bg.upload(server.url("/files"), src, protocol=protocol)
-        wait_until(lambda: route.received() > 0, "the first bytes at the server")
+        wait_until(lambda: route.received() > 0, BOUND, "the first bytes at the server")
         route.throttle = None
         task.cancel()
         task.wait(30)
         assert task.state is TransferState.CANCELLED
-    wait_until(lambda: route.upload().terminated, "DELETE of the upload resource")
+    wait_until(lambda: route.upload().terminated, BOUND, "DELETE of the upload resource")
     assert methods(server)[-1] == "DELETE"
 
 

@@ -17,7 +17,10 @@ from session_presets.testing import MockServer, ResumableUploadRoute
 
 from .test_agent import agent_env, agent_pid, process_gone  # noqa: F401 - agent_env is an autouse fixture
 from .test_background import FAST, MIB, make_data
-from .test_resumable_upload import wait_until
+from .waiting import wait_until
+
+#: How long a test waits for a process or a transfer.
+BOUND = 30.0
 
 pytestmark = [
     pytest.mark.timeout(90),
@@ -74,7 +77,7 @@ def test_kill_9_at_40_percent_then_new_process_finishes_from_server_offset(
     try:
         assert child.stdout is not None
         assert child.stdout.readline().startswith("started")
-        wait_until(lambda: route.received() >= len(data) * 4 // 10, "40% of the file at the server")
+        wait_until(lambda: route.received() >= len(data) * 4 // 10, BOUND, "40% of the file at the server")
         child.send_signal(signal.SIGKILL)
         child.wait(10)
     finally:
@@ -85,7 +88,7 @@ def test_kill_9_at_40_percent_then_new_process_finishes_from_server_offset(
         child.stderr.close()  # type: ignore[union-attr]
     assert child.returncode == -signal.SIGKILL
     route.throttle = None
-    wait_until(lambda: _settled(route), "the killed upload's connection to end at the server")
+    wait_until(lambda: _settled(route), BOUND, "the killed upload's connection to end at the server")
     offset = route.received()
     assert len(data) * 4 // 10 <= offset < len(data)
     seen = len(server.requests)
@@ -115,12 +118,12 @@ def test_detached_agent_killed_mid_upload_is_resumed_by_the_next_agent(
     route.throttle = 4 * MIB
     bg = background_session("agentup", detached=True, **FAST)
     task = bg.upload(url, src, protocol=protocol, headers={"X-Api-Key": "k"})
-    wait_until(lambda: route.received() >= len(data) * 4 // 10, "40% of the file at the server")
+    wait_until(lambda: route.received() >= len(data) * 4 // 10, BOUND, "40% of the file at the server")
     pid = agent_pid()
     os.kill(pid, signal.SIGKILL)
-    wait_until(lambda: process_gone(pid), "the killed agent to be gone")
+    wait_until(lambda: process_gone(pid), BOUND, "the killed agent to be gone")
     route.throttle = None
-    wait_until(lambda: _settled(route), "the killed agent's connection to end at the server")
+    wait_until(lambda: _settled(route), BOUND, "the killed agent's connection to end at the server")
     offset = route.received()
     seen = len(server.requests)
 
