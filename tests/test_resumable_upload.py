@@ -526,3 +526,39 @@ def test_route_without_termination(server: MockServer, tmp_path: Path) -> None:
     created = requests.post(server.url("/files"), headers={"Tus-Resumable": "1.0.0", "Upload-Length": "3"}, timeout=10)
     deleted = requests.delete(server.url(created.headers["Location"]), headers={"Tus-Resumable": "1.0.0"}, timeout=10)
     assert deleted.status_code == 405 and not route.upload().terminated
+
+
+def test_resource_on_another_origin_gets_no_credentials(tmp_path: Path) -> None:
+    """An upload resource on another origin (a storage host) gets no Authorization, header or session auth."""
+    import requests
+
+    src, data = write_source(tmp_path, 128 * 1024)
+    with MockServer() as api, MockServer() as storage:
+        route = ResumableUploadRoute(protocols=["tus"])
+        route.install(storage, "/files")
+        created = requests.post(
+            storage.url("/files"), headers={"Tus-Resumable": "1.0.0", "Upload-Length": str(len(data))}, timeout=10
+        )
+        location = storage.url(created.headers["Location"])
+        api.route("/files", MockResponse(201, headers={"Location": location, "Tus-Resumable": "1.0.0"}))
+        with background_session("xo", auth=("user", "pass"), **FAST) as bg:
+            task = bg.upload(api.url("/files"), src, protocol="tus", headers={"Cookie": "c=1", "X-Trace": "t"})
+            assert task.wait(30).state is TransferState.COMPLETED, task.error
+        (creation,) = api.requests
+        assert creation.header("Authorization") is not None and creation.header("Cookie") == "c=1"
+        (_, patch) = storage.requests
+        assert patch.method == "PATCH" and patch.header("X-Trace") == "t"
+        assert patch.header("Authorization") is None and patch.header("Cookie") is None
+        assert bytes(route.upload().data) == data
+
+
+def test_https_creation_naming_an_http_resource_is_refused(tmp_path: Path) -> None:
+    """A server reached over https that names an http:// upload resource fails the task; nothing is sent there."""
+    src, _ = write_source(tmp_path, 1024)
+    with MockServer(tls=True) as api, MockServer() as plain:
+        api.route("/files", MockResponse(201, headers={"Location": plain.url("/uploads/1")}))
+        with background_session("down", **{**FAST, **api.preset_overrides}) as bg:
+            task = bg.upload(api.url("/files"), src, protocol="ietf").wait(30)
+            assert task.state is TransferState.FAILED
+            assert "not https" in str(task.error)
+        assert plain.requests == []

@@ -852,13 +852,20 @@ class Runner:
     # -- HTTP ----------------------------------------------------------------
 
     def _send(
-        self, task: TaskState, method: str, headers: dict[str, str], *, url: str | None = None, **kwargs: Any
+        self,
+        task: TaskState,
+        method: str,
+        headers: dict[str, str],
+        *,
+        url: str | None = None,
+        credentials: bool = True,
+        **kwargs: Any,
     ) -> requests.Response:
         has_auth = any(name.lower() == "authorization" for name in headers)
         try:
             return self.http.request(
-                method, task.url if url is None else url, headers=headers, auth=None if has_auth else self.auth,
-                **kwargs,
+                method, task.url if url is None else url, headers=headers,
+                auth=None if has_auth or not credentials else self.auth, **kwargs,
             )
         except Stopped:
             raise
