@@ -46,7 +46,7 @@ import logging
 import os
 from collections.abc import Callable
 from typing import IO, Any, Final, Protocol
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import requests
 from urllib3.util import Retry
@@ -67,7 +67,14 @@ class Runner(Protocol):
     policy: Retry
 
     def _send(
-        self, task: TaskState, method: str, headers: dict[str, str], *, url: str | None = None, **kwargs: Any
+        self,
+        task: TaskState,
+        method: str,
+        headers: dict[str, str],
+        *,
+        url: str | None = None,
+        credentials: bool = True,
+        **kwargs: Any,
     ) -> requests.Response: ...
 
     def _status_error(self, task: TaskState, response: requests.Response) -> Exception: ...
@@ -236,11 +243,31 @@ class _Ietf:
 _BY_NAME: Final[dict[str, _Protocol]] = {"tus": _Tus(), "ietf": _Ietf()}
 
 
+#: Request headers that carry credentials: never sent to an upload resource on another origin.
+_CREDENTIAL_HEADERS: Final = frozenset({"authorization", "proxy-authorization", "cookie"})
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    return scheme, (parts.hostname or "").lower(), parts.port or {"http": 80, "https": 443}.get(scheme)
+
+
+def _same_origin(task: TaskState) -> bool:
+    """True when the upload resource is on the origin the caller named (credentials may go there)."""
+    return task.upload_url is None or _origin(task.upload_url) == _origin(task.url)
+
+
 def _headers(task: TaskState, protocol: _Protocol, extra: dict[str, str], *, user: bool) -> dict[str, str]:
     # The caller's headers go on every request (credentials, API keys); those describing the
     # content (Content-Type...) only on the creation request, which names the representation.
+    # An upload resource on another origin (a storage host, a pre-signed URL) gets no
+    # credentials, as requests does for a redirect to another host.
+    same = user or _same_origin(task)
     headers = {
-        name: value for name, value in task.headers.items() if user or not name.lower().startswith("content-")
+        name: value
+        for name, value in task.headers.items()
+        if (user or not name.lower().startswith("content-")) and (same or name.lower() not in _CREDENTIAL_HEADERS)
     }
     headers.update(protocol.common())
     headers.update(extra)
@@ -399,6 +426,11 @@ def _create(runner: Runner, task: TaskState, protocol: _Protocol, size: int) -> 
             f"POST to {safe_url(task.url)} without a Location"
         )
     upload_url = urljoin(response.url or task.url, location)
+    if _origin(task.url)[0] == "https" and _origin(upload_url)[0] != "https":
+        raise TransferError(
+            f"upload of {task.record.path!r} refused: the server at {safe_url(task.url)} named the upload "
+            f"resource {safe_url(upload_url)}, which is not https; the file is not sent in the clear"
+        )
     runner.write_ahead(
         task, upload_url=upload_url, bytes_done=0, upload_sent=0, source_identity=task.source_identity,
         bytes_total=size,
@@ -418,7 +450,9 @@ def _create(runner: Runner, task: TaskState, protocol: _Protocol, size: int) -> 
 def _offset(runner: Runner, task: TaskState, protocol: _Protocol, size: int) -> int | None:
     """The server's offset of the upload resource (HEAD), or None if it lost the resource."""
     assert task.upload_url is not None
-    response = runner._send(task, "HEAD", _headers(task, protocol, {}, user=False), url=task.upload_url)
+    response = runner._send(
+        task, "HEAD", _headers(task, protocol, {}, user=False), url=task.upload_url, credentials=_same_origin(task)
+    )
     response.close()
     status = response.status_code
     if status in _LOST:
@@ -466,7 +500,9 @@ def _append(
     body = _Body(file, offset, size, task, on_sent)
     start = task.upload_sent
     try:
-        response = runner._send(task, "PATCH", headers, url=task.upload_url, data=body)
+        response = runner._send(
+            task, "PATCH", headers, url=task.upload_url, credentials=_same_origin(task), data=body
+        )
     except AttemptFailed as failure:
         failure.progressed = task.upload_sent > start
         raise
@@ -488,12 +524,13 @@ def terminate(runner: Runner, task: TaskState) -> None:
         return
     protocol = _BY_NAME[task.protocol]
     try:
-        has_auth = any(name.lower() == "authorization" for name in task.headers)
+        headers = _headers(task, protocol, {}, user=False)
+        has_auth = any(name.lower() == "authorization" for name in headers)
         response = runner.http.request(
             "DELETE",
             task.upload_url,
-            headers=_headers(task, protocol, {}, user=False),
-            auth=None if has_auth else runner.auth,
+            headers=headers,
+            auth=None if has_auth or not _same_origin(task) else runner.auth,
         )
         response.close()
         log.debug("task %d: DELETE %s answered %d", task.record.id, safe_url(task.upload_url), response.status_code)
