@@ -123,7 +123,9 @@ class CircuitOpenError(SessionPresetsError, requests.ConnectionError):
         retry_at: when the origin lets calls through again (``time.time()`` seconds).
     """
 
-    def __init__(self, message: str, *, origin: str, preset: str, state: str, retry_at: float, **kwargs: object) -> None:
+    def __init__(
+        self, message: str, *, origin: str, preset: str, state: str, retry_at: float, **kwargs: object
+    ) -> None:
         super().__init__(message, **kwargs)
         self.origin = origin
         self.preset = preset
@@ -141,7 +143,9 @@ class RateLimitedError(SessionPresetsError, requests.ConnectionError):
         retry_at: when a permit is expected to be free (``time.time()`` seconds).
     """
 
-    def __init__(self, message: str, *, origin: str, preset: str, state: str, retry_at: float, **kwargs: object) -> None:
+    def __init__(
+        self, message: str, *, origin: str, preset: str, state: str, retry_at: float, **kwargs: object
+    ) -> None:
         super().__init__(message, **kwargs)
         self.origin = origin
         self.preset = preset

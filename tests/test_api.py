@@ -11,10 +11,11 @@ import requests
 import session_presets as sp
 
 EXPECTED = {
-    "BackgroundSession", "CircuitOpenError", "ConfigError", "DestinationInUseError", "DiskFullError", "ForeignAdapterWarning",
-    "IdentifierInUseError",
+    "BackgroundSession", "CircuitOpenError", "ConfigError", "DestinationInUseError", "DiskFullError",
+    "ForeignAdapterWarning", "IdentifierInUseError",
     "InsecureRedirectError", "InsecureSessionWarning", "InvalidationTimeoutError", "PresetAdapter",
-    "PresetConfig", "PresetSession", "PresetTimeout", "RateLimitedError", "SessionInvalidatedError", "SessionPresetsError",
+    "PresetConfig", "PresetSession", "PresetTimeout", "RateLimitedError", "SessionInvalidatedError",
+    "SessionPresetsError",
     "SessionPresetsWarning", "SessionRegistry", "SessionReuseError", "SessionReuseWarning", "SessionState",
     "SessionStats", "SharedSessionError", "TotalTimeoutError", "TransactionMetrics",
     "TransferError", "TransferState", "TransferTask",
