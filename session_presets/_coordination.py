@@ -52,6 +52,7 @@ _ACQUIRE: Final = (
 local wait = 0
 local paused = tonumber(redis.call('GET', KEYS[1]) or '0')
 if paused > now then wait = paused - now end
+local pausing = wait
 for i = 3, #KEYS do
   local permits = tonumber(ARGV[2 * (i - 2) - 1])
   local period = tonumber(ARGV[2 * (i - 2)])
@@ -63,14 +64,17 @@ for i = 3, #KEYS do
     if w > wait then wait = w end
   end
 end
-if wait > 0 then return wait end
+if wait > 0 then
+  if wait == pausing then return {wait, 1} end
+  return {wait, 0}
+end
 local id = redis.call('INCR', KEYS[2])
 redis.call('PEXPIRE', KEYS[2], 86400000)
 for i = 3, #KEYS do
   redis.call('ZADD', KEYS[i], now, now .. '-' .. id)
   redis.call('PEXPIRE', KEYS[i], ARGV[2 * (i - 2)])
 end
-return 0
+return {0, 0}
 """
 )
 
@@ -229,18 +233,18 @@ class RedisBackend:
     def _key(self, kind: str, origin: str) -> str:
         return f"{self.prefix}{kind}:{origin}"
 
-    def try_acquire(self, origin: str, limits: tuple[tuple[int, float], ...]) -> float:
+    def try_acquire(self, origin: str, limits: tuple[tuple[int, float], ...]) -> tuple[float, bool]:
         keys = [self._key("pause", origin), self._key("seq", origin)]
         args: list[int] = []
         for permits, period in limits:
             keys.append(self._key(f"window:{permits}/{period:g}", origin))
             args += [permits, max(1, round(period * 1000))]
         try:
-            wait = self._acquire(keys=keys, args=args)
+            wait, paused = self._acquire(keys=keys, args=args)
         except self._errors as exc:
             self._failed(exc)
-            return float(self.fallback.try_acquire(origin, limits))
-        return float(wait) / 1000.0
+            return self.fallback.try_acquire(origin, limits)  # type: ignore[no-any-return]
+        return (float(wait) / 1000.0, bool(paused))
 
     def pause(self, origin: str, seconds: float) -> None:
         try:

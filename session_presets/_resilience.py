@@ -149,8 +149,12 @@ class _Breaker:
 class Backend(Protocol):
     """Where a preset's limits, breakers and pauses are kept: this process, or a coordination server."""
 
-    def try_acquire(self, origin: str, limits: tuple[tuple[int, float], ...]) -> float:
-        """Take a permit of every limit (and respect a pause) at once; 0.0 if taken, else seconds to wait."""
+    def try_acquire(self, origin: str, limits: tuple[tuple[int, float], ...]) -> tuple[float, bool]:
+        """Take a permit of every limit (and respect a pause) at once.
+
+        Returns:
+            (0.0 if taken, else the seconds to wait; whether a pause is what holds the call).
+        """
 
     def pause(self, origin: str, seconds: float) -> None:
         """Let no call to ``origin`` through for ``seconds`` (a Retry-After)."""
@@ -177,10 +181,11 @@ class LocalBackend:
         self._paused: dict[str, float] = {}
         self._breakers: dict[str, _Breaker] = {}
 
-    def try_acquire(self, origin: str, limits: tuple[tuple[int, float], ...]) -> float:
+    def try_acquire(self, origin: str, limits: tuple[tuple[int, float], ...]) -> tuple[float, bool]:
         now = time.monotonic()
         with self._lock:
             wait = self._paused.get(origin, 0.0) - now
+            paused = wait > 0
             windows = []
             for permits, period in limits:
                 stamps = self._stamps.get((origin, permits, period))
@@ -193,10 +198,10 @@ class LocalBackend:
                     wait = max(wait, stamps[len(stamps) - permits] + period - now)
                 windows.append(stamps)
             if wait > 0:
-                return wait
+                return (wait, paused)
             for stamps in windows:
                 stamps.append(now)
-            return 0.0
+            return (0.0, False)
 
     def pause(self, origin: str, seconds: float) -> None:
         until = time.monotonic() + seconds
@@ -335,6 +340,7 @@ def _forget_states() -> None:
 def _forget_states_in_child() -> None:
     # The parent's Redis connections are the parent's: a child drops them unclosed.
     _states.clear()
+    _totals.clear()
     for guard in list(_guards):
         guard._after_fork()
 
@@ -406,6 +412,11 @@ class Guard:
         self._zero()
         _guards.add(self)
 
+    @property
+    def in_flight(self) -> int:
+        """Requests holding a max_in_flight slot now."""
+        return 0 if self.slots is None else self.slots.in_use
+
     def _zero(self) -> None:
         self.transitions = 0
         self.rejected = 0
@@ -423,6 +434,9 @@ class Guard:
     def _count(self, name: str, amount: float = 1) -> None:
         with self._count_lock:
             setattr(self, name, getattr(self, name) + amount)
+        key = (self.preset, name)
+        with _totals_lock:
+            _totals[key] = _totals.get(key, 0) + amount
 
     # -- before a hop or an attempt ------------------------------------------------------
 
@@ -469,19 +483,18 @@ class Guard:
         shared = self.shared
         started = 0.0
         while True:
-            wait = shared.backend().try_acquire(origin, shared.limits)
+            wait, paused = shared.backend().try_acquire(origin, shared.limits)
             if wait <= 0:
                 if started:
                     waited = time.monotonic() - started
-                    with self._count_lock:
-                        self.rate_limit_waits += 1
-                        self.rate_limit_wait_time += waited
+                    self._count("rate_limit_waits")
+                    self._count("rate_limit_wait_time", waited)
                     return waited
                 return 0.0
             left = None if call is None else call.remaining()
             if left is not None and wait > left:
                 self._count("rejected")
-                what = f"rate limit {shared.limit_text}" if shared.limits else "a Retry-After pause"
+                what = "a Retry-After pause" if paused else f"rate limit {shared.limit_text}"
                 raise RateLimitedError(
                     f"no permit for {origin} within the deadline (preset {self.preset!r}): {what} "
                     f"lets the next call through at {_when(wait)}, after the {left:.3g}s left; nothing was sent",
@@ -601,6 +614,9 @@ class Guard:
             tx = getattr(response, "_preset_tx", None)
             if tx is not None and waited:
                 tx.queued += waited
+            if slots is not None and stream:
+                _hold_until_released(response, slots)
+                slots = None
             return response
         finally:
             _current.origin = None
@@ -640,9 +656,33 @@ class Guard:
             "rejected_calls": self.rejected,
             "rate_limit_waits": self.rate_limit_waits,
             "rate_limit_wait_time": self.rate_limit_wait_time,
-            "in_flight": 0 if self.slots is None else self.slots.in_use,
+            "in_flight": self.in_flight,
             "coordination_failures": 0 if remote is None else remote.failures,
         }
+
+
+def _hold_until_released(response: requests.Response, slots: _Slots) -> None:
+    """A streamed body keeps its max_in_flight slot until it is read, closed or collected."""
+    raw = response.raw
+    original = getattr(raw, "release_conn", None)
+    freed = threading.Lock()
+
+    def free() -> None:
+        if freed.acquire(blocking=False):
+            slots.release()
+
+    if original is None:
+        free()
+        return
+
+    def release_conn() -> None:
+        try:
+            original()
+        finally:
+            free()
+
+    raw.release_conn = release_conn
+    weakref.finalize(response, free).atexit = False
 
 
 class _Current(threading.local):
@@ -654,6 +694,20 @@ class _Current(threading.local):
 
 _current = _Current()
 _guards: weakref.WeakSet[Guard] = weakref.WeakSet()
+#: Process-wide counts by (preset, figure), for the OpenTelemetry export: they never go down.
+_totals: dict[tuple[str, str], float] = {}
+_totals_lock = _process.fork_safe_lock()
+
+
+def totals(figure: str) -> dict[str, float]:
+    """The count of ``figure`` (``transitions``, ``rejected``, ...) by preset, since start, fork or reset."""
+    with _totals_lock:
+        return {preset: value for (preset, name), value in _totals.items() if name == figure}
+
+
+def _clear_totals() -> None:
+    with _totals_lock:
+        _totals.clear()
 
 
 def _retry_after_seconds(value: str) -> float | None:
@@ -706,3 +760,4 @@ def rate_text(limits: tuple[tuple[int, float], ...]) -> str:
 
 _process.on_fork_child(_forget_states_in_child, order=_process.ORDER_CALLS)
 _process.on_reset(_forget_states, order=_process.ORDER_PRESETS)
+_process.on_reset(_clear_totals, order=_process.ORDER_PRESETS)
