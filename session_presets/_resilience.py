@@ -75,17 +75,32 @@ _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 def origin_of(url: str | bytes | None) -> str:
     """Return ``scheme://host:port`` of ``url``: the unit a limit, breaker or pause applies to."""
     text = url.decode("utf-8", "replace") if isinstance(url, bytes) else (url or "")
-    scheme, sep, rest = text.partition("://")
-    if not sep:
+    parts = text.split("/", 3)
+    if len(parts) < 3 or parts[1] or not parts[0].endswith(":"):
         return safe_url(text)
+    key = parts[0] + parts[2]
+    found = _origins.get(key)
+    if found is None:
+        if len(_origins) >= _ORIGINS_SIZE:
+            _origins.clear()
+        found = _origins[key] = _origin_of(parts[0][:-1], parts[2])
+    return found
+
+
+def _origin_of(scheme: str, authority: str) -> str:
     scheme = scheme.lower()
-    authority = rest
-    for stop in "/?#":
+    for stop in "?#":
         authority = authority.split(stop, 1)[0]
+    # Userinfo never becomes part of an origin (nor of a key in Redis).
     authority = authority.rsplit("@", 1)[-1].lower()
     if not authority.endswith("]") and ":" in authority.rsplit("]", 1)[-1]:
         return f"{scheme}://{authority}"
     return f"{scheme}://{authority}:{_DEFAULT_PORTS.get(scheme, 0)}"
+
+
+#: Origins by the scheme and authority of a URL, remembered (up to _ORIGINS_SIZE) as pool keys are.
+_origins: dict[str, str] = {}
+_ORIGINS_SIZE: Final = 1024
 
 
 def _when(seconds: float) -> str:
@@ -183,6 +198,8 @@ class LocalBackend:
 
     def try_acquire(self, origin: str, limits: tuple[tuple[int, float], ...]) -> tuple[float, bool]:
         now = time.monotonic()
+        if not limits and self._paused.get(origin, 0.0) <= now:
+            return (0.0, False)  # no limit and no pause: a dict lookup needs no lock
         with self._lock:
             wait = self._paused.get(origin, 0.0) - now
             paused = wait > 0
@@ -210,6 +227,8 @@ class LocalBackend:
                 self._paused[origin] = until
 
     def breaker_enter(self, origin: str, spec: BreakerSpec) -> tuple[str, float]:
+        if origin not in self._breakers:
+            return (CLOSED, 0.0)  # an origin that never failed (a dict lookup needs no lock)
         now = time.monotonic()
         with self._lock:
             breaker = self._breakers.get(origin)
@@ -228,6 +247,8 @@ class LocalBackend:
             return (CLOSED, 0.0)
 
     def breaker_record(self, origin: str, spec: BreakerSpec, failed: bool, probe: bool) -> str | None:
+        if not failed and origin not in self._breakers:
+            return None  # a success on an origin that never failed: nothing to keep
         now = time.monotonic()
         with self._lock:
             breaker = self._breakers.get(origin)
@@ -472,7 +493,7 @@ class Guard:
                     retry_at=time.time() + reopens_in,
                 )
         try:
-            waited = self._permit(origin, call) if shared.limits or shared.remote is not None else 0.0
+            waited = self._permit(origin, call)
         except BaseException:
             if probe:
                 shared.backend().breaker_release_probe(origin)
