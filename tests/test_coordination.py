@@ -21,6 +21,8 @@ import pytest
 import session_presets as sp
 from session_presets.testing import Exchange, MockResponse, MockServer
 
+from .waiting import wait_until
+
 #: How long a test waits for a server to start or a worker to finish.
 BOUND = 30.0
 #: A password with the characters a pattern-matching redaction gets wrong.
@@ -68,17 +70,22 @@ def start_redis() -> RedisServer:
     )
     server = RedisServer(process, port)
     client = redis.Redis.from_url(server.url)
-    ends = time.monotonic() + BOUND
-    while True:
+
+    def answers() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"redis-server exited with status {process.returncode}")
         try:
-            client.ping()
-            break
+            return bool(client.ping())
         except redis.ConnectionError:
-            if time.monotonic() > ends or process.poll() is not None:
-                server.stop()
-                pytest.fail(f"redis-server did not answer on port {port} within {BOUND:g} s")
-            time.sleep(0.05)
-    client.close()
+            return False
+
+    try:
+        wait_until(answers, BOUND, f"redis-server to answer on port {port}")
+    except AssertionError:
+        server.stop()
+        raise
+    finally:
+        client.close()
     return server
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -16,19 +16,12 @@ import session_presets as sp
 from session_presets import _resilience, testing
 from session_presets.testing import Exchange, MockResponse, MockServer
 
+from .waiting import wait_until
+
 #: How long a test waits for something that should happen within a second or two.
 BOUND = 10.0
 #: A breaker that opens after 4 calls of which half failed, and stays open for 0.3 s.
 FLAPPY = "failure_ratio=0.5,minimum_calls=4,break_duration=300ms"
-
-
-def wait_until(predicate: Callable[[], bool], what: str, bound: float = BOUND) -> None:
-    """Wait (bounded) until ``predicate()`` holds; fail naming ``what`` never happened."""
-    ends = time.monotonic() + bound
-    while not predicate():
-        if time.monotonic() > ends:
-            raise AssertionError(f"gave up after {bound:g} s waiting for {what}")
-        time.sleep(0.01)
 
 
 @pytest.fixture
@@ -74,7 +67,7 @@ def test_a_flapping_origin_opens_the_breaker_and_a_recovering_one_closes_it(serv
         assert error.retry_at > time.time() - 1
         assert session.stats.breaker_states == {_origin(server): "open"}
         server.route("/flaky", MockResponse(200, body="back"))
-        wait_until(lambda: _state(server) == "half-open", "the break to end")
+        wait_until(lambda: _state(server) == "half-open", BOUND, "the break to end")
         assert session.get(server.url("/flaky")).text == "back"
         assert server.request_count == 5
         stats = session.stats
@@ -86,7 +79,7 @@ def test_a_failed_probe_opens_the_breaker_again(server: MockServer) -> None:
     """Half-open lets one probe through; when it fails the next call is refused with nothing sent."""
     with sp.default_session(circuit_breaker=FLAPPY, retries=0) as session:
         _open_breaker(session, server)
-        wait_until(lambda: _state(server) == "half-open", "the break to end")
+        wait_until(lambda: _state(server) == "half-open", BOUND, "the break to end")
         assert session.get(server.url("/flaky")).status_code == 500
         with pytest.raises(sp.CircuitOpenError):
             session.get(server.url("/flaky"))
