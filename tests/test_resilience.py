@@ -20,8 +20,11 @@ from .waiting import wait_until
 
 #: How long a test waits for something that should happen within a second or two.
 BOUND = 10.0
-#: A breaker that opens after 4 calls of which half failed, and stays open for 0.3 s.
-FLAPPY = "failure_ratio=0.5,minimum_calls=4,break_duration=300ms"
+#: A breaker that opens after 4 calls of which half failed, and stays open for 2 s (long enough
+#: for the next call to find it open on a loaded machine, short enough to wait for).
+FLAPPY = "failure_ratio=0.5,minimum_calls=4,break_duration=2s"
+#: The same breaker, open for a minute: it stays open whatever the test's pace.
+LONG_BREAK = "failure_ratio=0.5,minimum_calls=4,break_duration=1m"
 
 
 @pytest.fixture
@@ -124,7 +127,7 @@ def test_statuses_that_count_as_failures_are_configurable(server: MockServer) ->
 def test_one_origins_breaker_never_refuses_another(server: MockServer, other_server: MockServer) -> None:
     """With the breaker of one origin open, calls to another origin still reach it."""
     other_server.route("/ok", MockResponse(200))
-    with sp.default_session(circuit_breaker=FLAPPY, retries=0) as session:
+    with sp.default_session(circuit_breaker=LONG_BREAK, retries=0) as session:
         _open_breaker(session, server)
         for _ in range(5):
             assert session.get(other_server.url("/ok")).status_code == 200
@@ -210,10 +213,10 @@ def test_a_call_waiting_for_a_slot_keeps_its_deadline(server: MockServer) -> Non
 
 
 def test_a_429_with_retry_after_pauses_every_caller_of_the_preset(server: MockServer) -> None:
-    """After a 429 with Retry-After: 1, another session of the preset waits (or, short of time, sends nothing)."""
+    """After a 429 with Retry-After: 3, another session of the preset waits (or, short of time, sends nothing)."""
     sp.register_preset("api", rate_limit="1000/s", retries=0)
     server.route("/", MockResponse(200))
-    server.enqueue(MockResponse(429, headers={"Retry-After": "1"}))
+    server.enqueue(MockResponse(429, headers={"Retry-After": "3"}))
     with sp.get_session("api") as first:
         assert first.get(server.url("/")).status_code == 429
     with sp.default_session(rate_limit="1000/s", retries=0, total_timeout=0.3) as unrelated:
@@ -235,7 +238,7 @@ def test_a_child_after_fork_and_a_reset_start_with_fresh_state(server: MockServe
     if not hasattr(os, "fork"):
         pytest.skip("no os.fork on this platform")
     server.route("/fine", MockResponse(200))
-    with sp.default_session(circuit_breaker=FLAPPY, retries=0) as session:
+    with sp.default_session(circuit_breaker=LONG_BREAK, retries=0) as session:
         _open_breaker(session, server)
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child reports through its exit status
@@ -251,7 +254,7 @@ def test_a_child_after_fork_and_a_reset_start_with_fresh_state(server: MockServe
     assert [seen.path for seen in server.requests][-1] == "/fine"
     assert server.request_count == 5
     testing.reset()
-    with sp.default_session(circuit_breaker=FLAPPY, retries=0) as fresh:
+    with sp.default_session(circuit_breaker=LONG_BREAK, retries=0) as fresh:
         assert fresh.get(server.url("/fine")).status_code == 200
     assert server.request_count == 6
 
@@ -332,11 +335,11 @@ def test_with_every_field_off_the_adapter_has_no_guard(server: MockServer) -> No
 
 def test_breaker_states_lists_every_breaker_for_doctor(server: MockServer) -> None:
     """breaker_states() shows each preset's breakers with state, counts and time to reopen."""
-    with sp.default_session(circuit_breaker=FLAPPY, retries=0) as session:
+    with sp.default_session(circuit_breaker=LONG_BREAK, retries=0) as session:
         _open_breaker(session, server)
     (snap,) = _resilience.breaker_states()
     assert (snap.preset, snap.origin, snap.state) == ("default", _origin(server), "open")
-    assert 0 < snap.reopens_in <= 0.3
+    assert 0 < snap.reopens_in <= 60
 
 
 def test_otel_exports_breaker_state_and_counts(server: MockServer) -> None:
@@ -348,7 +351,7 @@ def test_otel_exports_breaker_state_and_counts(server: MockServer) -> None:
     provider = MeterProvider(metric_readers=[reader])
     instrumentation = sp.instrument(meter_provider=provider)
     try:
-        with sp.default_session(circuit_breaker=FLAPPY, retries=0, max_in_flight=2) as session:
+        with sp.default_session(circuit_breaker=LONG_BREAK, retries=0, max_in_flight=2) as session:
             _open_breaker(session, server)
             with pytest.raises(sp.CircuitOpenError):
                 session.get(server.url("/flaky"))
@@ -366,3 +369,19 @@ def test_otel_exports_breaker_state_and_counts(server: MockServer) -> None:
     assert [p.value for p in points["session_presets.resilience.rejected"]] == [1]
     assert [p.value for p in points["session_presets.circuit_breaker.transitions"]] == [1]
     assert [p.value for p in points["session_presets.in_flight"]] == [0]
+
+
+def test_presets_command_shows_the_fields_with_the_password_masked(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """session-presets presets lists the four fields of every preset; a coordination password never shows."""
+    from session_presets.cli import main
+
+    monkeypatch.setenv("SESSION_PRESETS_API_COORDINATION_URL", "redis://:hunter2@127.0.0.1:6379/0")
+    sp.register_preset("api", rate_limit="10/s")
+    assert main(["presets", "--show-origin"]) == 0
+    shown = capsys.readouterr().out
+    assert "hunter2" not in shown
+    assert "redis://***@127.0.0.1:6379/0" in shown
+    assert "10/s" in shown and "max_in_flight" in shown
+    assert "failure_ratio=0.1,sampling_window=30s,minimum_calls=100,break_duration=5s" in shown
