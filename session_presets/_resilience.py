@@ -616,7 +616,7 @@ class Guard:
         try:
             try:
                 response = send(request, stream=stream, **kwargs)
-                if not stream and not response.is_redirect:
+                if slots is not None and not stream and not response.is_redirect:
                     # The body is part of the call in flight (the slot is held until it is read).
                     response.content  # noqa: B018
             except requests.ConnectionError as exc:
@@ -630,7 +630,8 @@ class Guard:
                 self._record(_current.origin, self._failed(None, exc), _current.probe)
                 raise
             status = response.status_code
-            self._maybe_pause(origin, status, response.headers.get("Retry-After"))
+            if status in PAUSE_STATUSES:
+                self._maybe_pause(origin, status, response.headers.get("Retry-After"))
             self._record(_current.origin, self._failed(status, None), _current.probe)
             tx = getattr(response, "_preset_tx", None)
             if tx is not None and waited:
