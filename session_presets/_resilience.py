@@ -591,6 +591,9 @@ class Guard:
     ) -> requests.Response:
         """Send one hop through ``send`` (the adapter's own), guarded; see the class docstring."""
         call = call_local.call
+        if call is None and self.config.total_timeout is not None:
+            # Mounted on a plain Session: the adapter keeps the deadline of each hop, waits included.
+            call = Call(self.config.total_timeout)
         origin = origin_of(request.url)
         probe, waited = self.admit(origin, call)
         slots = self.slots

@@ -385,3 +385,14 @@ def test_presets_command_shows_the_fields_with_the_password_masked(
     assert "redis://***@127.0.0.1:6379/0" in shown
     assert "10/s" in shown and "max_in_flight" in shown
     assert "failure_ratio=0.1,sampling_window=30s,minimum_calls=100,break_duration=5s" in shown
+
+
+def test_an_adapter_on_a_plain_session_keeps_the_deadline_while_waiting(server: MockServer) -> None:
+    """A PresetAdapter mounted on requests.Session refuses at once a call whose permit lies past total_timeout."""
+    adapter = sp.PresetAdapter(sp.get_preset("default").replace(rate_limit="1/h", total_timeout=1))
+    with requests.Session() as plain:
+        plain.mount("http://", adapter)
+        assert plain.get(server.url("/")).status_code == 404
+        with pytest.raises(sp.RateLimitedError):
+            plain.get(server.url("/"))
+    assert server.request_count == 1
