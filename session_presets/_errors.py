@@ -134,12 +134,12 @@ class CircuitOpenError(SessionPresetsError, requests.ConnectionError):
 
 
 class RateLimitedError(SessionPresetsError, requests.ConnectionError):
-    """No permit of the rate limit (or slot of max_in_flight) fitted in the call's deadline; nothing was sent.
+    """No rate-limit permit (or end of a Retry-After pause) fits in the call's deadline; nothing was sent.
 
     Attributes:
         origin: ``scheme://host:port`` of the refused call.
         preset: the preset whose limit refused it.
-        state: what was exhausted: ``"rate limit 10/s"``, ``"paused by Retry-After"`` or ``"max_in_flight 4"``.
+        state: what holds the call: ``"rate limit 10/s"`` or ``"a Retry-After pause"``.
         retry_at: when a permit is expected to be free (``time.time()`` seconds).
     """
 

@@ -42,7 +42,7 @@ from urllib3.exceptions import HTTPError
 from . import _process
 from ._calls import CANCELLED, Call, call_local
 from ._config import BreakerSpec, PresetConfig, parse_rate_limit, show_rate
-from ._errors import CircuitOpenError, RateLimitedError
+from ._errors import CircuitOpenError, RateLimitedError, TotalTimeoutError
 from ._redact import safe_url
 
 __all__ = [
@@ -602,16 +602,15 @@ class Guard:
             if not slots.acquire(call):
                 if probe:
                     self.shared.backend().breaker_release_probe(origin)
-                if call is not None:
+                if call is not None and call.reason == CANCELLED:
                     call.raise_if_aborted()
                 self._count("rejected")
-                raise RateLimitedError(
-                    f"no max_in_flight slot for {origin} within the deadline (preset {self.preset!r}): "
-                    f"{slots.size} requests of this session are in flight; nothing was sent",
-                    origin=origin,
-                    preset=self.preset,
-                    state=f"max_in_flight {slots.size}",
-                    retry_at=time.time(),
+                # No slot can be promised ahead (unlike a permit), so the line is left at the deadline.
+                raise TotalTimeoutError(
+                    f"request to {safe_url(request.url)} exceeded total_timeout={self.config.total_timeout:g}s "
+                    f"(preset {self.preset!r}) waiting for a max_in_flight slot: {slots.size} requests of "
+                    "this session are in flight; nothing was sent",
+                    request=request,
                 )
             waited += time.monotonic() - started
         _current.origin = origin
