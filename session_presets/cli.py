@@ -1,6 +1,6 @@
 """The ``session-presets`` command line: inspect presets, fetch a URL, download a file, bench.
 
-Exit statuses (the same table is printed by ``--help`` and shown in the README):
+Exit statuses (the same table is printed by ``--help`` and shown in docs/cli.md):
 
 - 0: success (for ``get``, a final status below 400).
 - 1: the server answered with a status of 400 or more; the body is still printed.
@@ -1081,6 +1081,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         download_mib=args.download_mib,
         scenarios=scenarios,
         download_rounds=args.download_rounds,
+        comparison_requests=args.comparison_requests,
+        comparison_rounds=args.comparison_rounds,
         cert_key=args.cert_key,
         import_runs=args.import_runs if args.import_runs is not None else (0 if scenarios else None),
     )
@@ -1236,6 +1238,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--scenarios", metavar="NAME,...", help="run only these scenarios (listed below)")
     bench.add_argument("--download-rounds", type=_positive_int, default=3, metavar="N",
                        help="interleaved rounds of the download scenarios; the median is reported (default: 3)")
+    bench.add_argument("--comparison-requests", type=_positive_int, default=None, metavar="N",
+                       help="requests per pass of each client in a comparison scenario such as api_client "
+                            "(default: min(N, 200))")
+    bench.add_argument("--comparison-rounds", type=_positive_int, default=5, metavar="N",
+                       help="interleaved rounds of the comparison scenarios; medians are reported (default: 5)")
     bench.add_argument("--import-runs", type=_whole, default=None, metavar="N",
                        help="fresh interpreters timing `import session_presets` (default: 7; "
                             "0 with --scenarios; 0 skips)")
