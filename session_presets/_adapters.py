@@ -50,7 +50,7 @@ from urllib3.util import SKIP_HEADER, Retry, Timeout
 from urllib3.util.connection import allowed_gai_family
 from urllib3.util.timeout import _DEFAULT_TIMEOUT
 
-from . import _metrics, _process
+from . import _metrics, _process, _resilience
 from ._calls import (
     DEADLINE,
     AbortHandle,
@@ -279,11 +279,24 @@ class PresetRetry(Retry):
     """urllib3's Retry, bounded by the call's total deadline and interruptible by cancel."""
 
     counters: Counters | None = None
+    #: The resilience guard of the adapter (rate limit, breaker, pauses per attempt), if its preset has one.
+    guard: _resilience.Guard | None = None
 
     def new(self, **kw: Any) -> PresetRetry:
         retry = super().new(**kw)
         retry.counters = self.counters
+        retry.guard = self.guard
         return retry
+
+    def sleep(self, response: Any = None) -> None:
+        super().sleep(response)
+        guard = self.guard
+        if guard is not None:
+            # The next attempt is another request at the origin: breaker and rate limit apply to it too.
+            waited = guard.before_retry()
+            tx = _metrics._local.tx
+            if tx is not None and waited:
+                tx.queued += waited
 
     def increment(
         self,
@@ -322,6 +335,8 @@ class PresetRetry(Retry):
                 raise MaxRetryError(_pool, url or "", error)
         if self.counters is not None:
             self.counters.add("retries")
+        if self.guard is not None:
+            self.guard.after_failed_attempt(response, error)
         tx = _metrics._local.tx
         if tx is not None:
             tx.new_attempt()
@@ -1204,6 +1219,9 @@ class PresetAdapter(HTTPAdapter):
         self._socks_classes: dict[str, type[HTTPConnectionPool]] | None = None
         retry = build_retry(config, PresetRetry)
         retry.counters = self.counters
+        #: Rate limit, max_in_flight and circuit breaker of the preset; None when all are off.
+        self.guard = _resilience.guard_for(config)
+        retry.guard = self.guard
         super().__init__(
             pool_connections=config.pool_connections,
             pool_maxsize=config.pool_maxsize,
@@ -1490,6 +1508,10 @@ class PresetAdapter(HTTPAdapter):
         cert: Any = None,
         proxies: Any = None,
     ) -> Response:
+        guard = self.guard
+        if guard is not None and _resilience._current.origin is None:
+            # Breaker, rate limit and max_in_flight around this hop (then this method again, unguarded).
+            return guard.send(self.send, request, stream, timeout=timeout, verify=verify, cert=cert, proxies=proxies)
         if timeout is None:
             timeout = self._timeout
         call: Call | None = call_local.call
