@@ -62,7 +62,7 @@ from ._calls import (
 )
 from ._config import PresetConfig
 from ._errors import ConfigError, TotalTimeoutError
-from ._metrics import MeteredResponse, SessionMetrics, Transaction
+from ._metrics import CountingHTTPResponse, MeteredResponse, SessionMetrics, Transaction
 from ._readonly import shared_refusal
 from ._redact import RedactingFilter, safe_url
 from ._tls import TrustConfig, check_trust, get_ssl_context
@@ -383,6 +383,8 @@ class _ConnectionMixin:
     _preset_peer: tuple[str | None, str | None, str | None] = (None, None, None)
     #: Whether the putheader this class inherits is urllib3's own (not vcrpy's, say): see putheader.
     _preset_plain_putheader: ClassVar[bool] = False
+    #: http.client's seam for the response it parses: this one counts bytes_received, chunked bodies included.
+    response_class: ClassVar[type[http.client.HTTPResponse]] = CountingHTTPResponse
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

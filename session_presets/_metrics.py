@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import bisect
 import collections
+import http.client
 import itertools
 import logging
 import math
@@ -43,6 +44,7 @@ from ._redact import safe_url
 __all__ = [
     "CONNECTION_DURATION_BUCKETS",
     "ENABLED",
+    "CountingHTTPResponse",
     "REQUEST_DURATION_BUCKETS",
     "UNCLOSED",
     "Histogram",
@@ -237,8 +239,9 @@ class TransactionMetrics:
         tls_version: e.g. "TLSv1.3"; None over plain HTTP.
         cipher: the TLS cipher suite; None over plain HTTP.
         bytes_sent: HTTP bytes written (request line, headers, body), before TLS.
-        bytes_received: HTTP bytes read (status line and headers as parsed, body as
-            received, before decoding), before TLS.
+        bytes_received: HTTP bytes read off the connection: status line, headers
+            and body as the server sent them (chunk framing included, before
+            content decoding), before TLS.
     """
 
     dns: float | None = None
@@ -324,8 +327,16 @@ class Transaction:
         """Return the figures recorded so far."""
         connect_from = self.dns_done if self.dns_done is not None else self.connect_start
         received = 0
-        if self.raw is not None:
-            received = header_size(self.raw) + int(getattr(self.raw, "_fp_bytes_read", 0) or 0)
+        raw = self.raw
+        if raw is not None:
+            reader = getattr(getattr(raw, "_original_response", None), "preset_reader", None)
+            if reader is not None:
+                received = reader.count
+            else:
+                # Not read through CountingHTTPResponse (a connection class patched
+                # in by another library): the head as parsed and urllib3's count,
+                # which misses chunked bodies.
+                received = header_size(raw) + int(getattr(raw, "_fp_bytes_read", 0) or 0)
         return TransactionMetrics(
             dns=_span(self.connect_start, self.dns_done),
             connect=_span(connect_from, self.connect_done),
@@ -482,6 +493,62 @@ class MeteredResponse(requests.Response):
         frozen = state.pop("_preset_metrics", None)
         super().__setstate__(state)
         self._preset_metrics = frozen
+
+
+class _CountingReader:
+    """A response's buffered socket file that counts the bytes read through it."""
+
+    __slots__ = ("_file", "count")
+
+    def __init__(self, file: Any) -> None:
+        self._file = file
+        self.count = 0
+
+    def read(self, *args: Any) -> bytes:
+        data: bytes = self._file.read(*args)
+        self.count += len(data)
+        return data
+
+    def read1(self, *args: Any) -> bytes:
+        data: bytes = self._file.read1(*args)
+        self.count += len(data)
+        return data
+
+    def readline(self, *args: Any) -> bytes:
+        data: bytes = self._file.readline(*args)
+        self.count += len(data)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        size: int = self._file.readinto(buffer)
+        self.count += size or 0
+        return size
+
+    def readinto1(self, buffer: Any) -> int:
+        size: int = self._file.readinto1(buffer)
+        self.count += size or 0
+        return size
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __getattr__(self, name: str) -> Any:
+        # peek, fileno, closed, ...: what http.client uses and reads nothing.
+        return getattr(self._file, name)
+
+
+class CountingHTTPResponse(http.client.HTTPResponse):
+    """http.client's response, counting every byte read off the connection: head, body and chunk framing.
+
+    Installed as the connection classes' ``response_class`` (http.client's own
+    seam). urllib3 reads chunked bodies around its byte counter, so that
+    counter alone misses them.
+    """
+
+    def __init__(self, sock: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(sock, *args, **kwargs)
+        # http.client drops self.fp on close; the count outlives it.
+        self.preset_reader = self.fp = _CountingReader(self.fp)  # type: ignore[assignment]
 
 
 def header_size(raw: Any) -> int:
