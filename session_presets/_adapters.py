@@ -1621,6 +1621,7 @@ class PresetAdapter(HTTPAdapter):
         if private is not None:
             private.discarding = True
         try:
+            self._close_every_pool()
             super().close()
         finally:
             if private is not None:
@@ -1632,9 +1633,25 @@ class PresetAdapter(HTTPAdapter):
         for conn in list(self._checked_out):
             shutdown_connection(conn)
 
+    def _close_every_pool(self) -> None:
+        """Close each pool now, its idle connections with it; connections in use close when released.
+
+        Clearing a PoolManager only drops its pools: urllib3 2 closes a dropped
+        pool when it is garbage-collected, and every response the caller keeps
+        refers to its pool, so without this the idle sockets of a session's
+        fully read responses stayed open after invalidation.
+        """
+        for manager in (self.poolmanager, *self.proxy_manager.values()):
+            pools = manager.pools
+            for key in list(pools.keys()):
+                pool = pools.get(key)
+                if pool is not None:
+                    pool.close()
+
     def close_idle(self) -> None:
         """Close every pooled connection; connections in use close when released."""
         self._pool_cache.clear()
+        self._close_every_pool()
         self.poolmanager.clear()
         for manager in list(self.proxy_manager.values()):
             manager.clear()
