@@ -274,8 +274,15 @@ class PresetRetry(Retry):
             self.counters.add("retries")
         tx = _metrics._local.tx
         if tx is not None:
-            tx.new_attempt()
+            tx.new_attempt(getattr(response, "status", None), error)
         return retry
+
+    def sleep(self, response: Any = None) -> None:
+        super().sleep(response)
+        # The next attempt starts after the pause, not when the retry was decided.
+        tx = _metrics._local.tx
+        if tx is not None:
+            tx.attempt_started = _metrics._now()
 
     def _sleep_backoff(self) -> None:
         self._interruptible_sleep(self.get_backoff_time())
@@ -1466,6 +1473,8 @@ class PresetAdapter(HTTPAdapter):
         if _metrics.ENABLED:
             tx = self.metrics.start(request.method or "", request.url or "")
             _metrics._local.tx = tx
+            if call is not None:
+                tx.resends_before = call.sent
         try:
             try:
                 if self._preset_plain_send and HTTPAdapter.send is _REQUESTS_ADAPTER_SEND:
@@ -1481,6 +1490,8 @@ class PresetAdapter(HTTPAdapter):
             finally:
                 if tx is not None:
                     _metrics._local.tx = None
+                    if call is not None:
+                        call.sent += tx.attempts
             # What requests built, with a metrics property read from the recorder.
             if type(response) is not MeteredResponse:
                 response.__class__ = MeteredResponse

@@ -302,16 +302,29 @@ class Transaction:
     #: Remote address, TLS version and cipher of the connection.
     peer: tuple[str | None, str | None, str | None] = (None, None, None)
     bytes_sent = 0
+    #: Requests the same call sent before this one (earlier redirect hops, with their retries).
+    resends_before = 0
+    #: When the request ended (body done, or failed).
+    ended: float | None = None
 
     def __init__(self, metrics: SessionMetrics, method: str, url: str) -> None:
         self.metrics = metrics
         self.method = method
         self.url = url
-        self.started = _now()
+        self.started = self.attempt_started = _now()
 
-    def new_attempt(self) -> None:
-        """A retry begins: forget the last attempt's phases and its connection."""
+    @property
+    def resend_count(self) -> int:
+        """How many times the current attempt's request was sent before (OTel's ``http.request.resend_count``)."""
+        return self.resends_before + self.attempts - 1
+
+    def new_attempt(self, status: int | None = None, error: BaseException | None = None) -> None:
+        """A retry begins: the last attempt ended (with ``status`` or ``error``); forget its phases and connection."""
+        now = _now()
+        error_type = None if error is None else type(error).__qualname__
+        self.metrics.attempt_ended(self, now - self.attempt_started, status, error_type)
         self.attempts += 1
+        self.attempt_started = now
         self.detach()
         for name in _ATTEMPT_FIELDS:
             self.__dict__.pop(name, None)
@@ -368,7 +381,7 @@ class Transaction:
         """The body was read to its end or the response closed: record the request."""
         if self.done:
             return
-        self.body_done = now = _now()
+        self.body_done = self.ended = now = _now()
         self.done = True
         conn = self.conn
         if conn is not None:
@@ -399,7 +412,8 @@ class Transaction:
         self.detach()
         self.raw = None
         self.error_type = error if isinstance(error, str) else type(error).__qualname__
-        duration = _now() - self.started
+        self.ended = _now()
+        duration = self.ended - self.started
         self.metrics.request_ended(self, duration)
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
@@ -582,6 +596,9 @@ class MetricsSink(Protocol):
     def request_ended(self, tx: Transaction, duration: float) -> None:
         """A request ended: body done, or failed (``tx.error_type`` set)."""
 
+    def attempt_ended(self, tx: Transaction, duration: float, status: int | None, error_type: str | None) -> None:
+        """One attempt of ``tx`` ended and is about to be resent (a retry); ``tx.resend_count`` is that attempt's."""
+
     def connection_state(
         self, metrics: SessionMetrics, origin: tuple[str, str, int], old: str | None, new: str | None, age: float | None
     ) -> None:
@@ -666,6 +683,11 @@ class SessionMetrics:
                 self.request_duration.record_all(ended)
         for sink in _sinks:
             _notify(sink.request_ended, tx, duration)
+
+    def attempt_ended(self, tx: Transaction, duration: float, status: int | None, error_type: str | None) -> None:
+        """Tell the sinks that an attempt of ``tx`` ended and will be retried (the session's aggregates count calls)."""
+        for sink in _sinks:
+            _notify(sink.attempt_ended, tx, duration, status, error_type)
 
     def connection_state(self, conn: Any, new: str | None) -> None:
         """Move ``conn`` to state ``new``: "active", "idle", or None (closed)."""
