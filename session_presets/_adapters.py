@@ -381,6 +381,8 @@ class _ConnectionMixin:
     preset_tls_key: tuple[str, int, str, int] | None = None
     #: Whether this connection's TLS session has been offered to the cache.
     preset_tls_saved: bool = False
+    #: The cache's epoch when this connection was made: a reset() since then keeps its session out.
+    preset_tls_epoch: int = 0
     #: The request this connection carries now (metrics), until its body is released.
     _preset_tx: Transaction | None = None
     #: None (closed), "idle" or "active", for the open-connection gauges.
@@ -510,6 +512,8 @@ class _ConnectionMixin:
         key = self._tls_session_key()
         if key is not None:
             assert self.tls_sessions is not None
+            # Read before the lookup: a clear() from here on makes this connection's session stale.
+            self.preset_tls_epoch = self.tls_sessions.epoch
             offer(self.tls_sessions.get(key))
         try:
             super().connect()  # type: ignore[misc]
@@ -572,7 +576,7 @@ class _ConnectionMixin:
         # Without a ticket a TLS 1.3 session cannot be resumed.
         if session is None or not (session.has_ticket or sock.version() != "TLSv1.3"):
             return
-        self.tls_sessions.put(key, session, sock.context)
+        self.tls_sessions.put(key, session, sock.context, epoch=self.preset_tls_epoch)
 
     def request(self, *args: Any, **kwargs: Any) -> None:
         tx = _metrics._local.tx
