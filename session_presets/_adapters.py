@@ -735,7 +735,14 @@ class _PoolMixin:
 
     def _get_conn(self, timeout: float | None = None) -> Any:
         call = current_call()
-        conn = self._wait_for_conn(call) if self.block else super()._get_conn(timeout)  # type: ignore[misc]
+        if self.pool is None and _abort_reason(call) is None:
+            # flush(), reset() or close() closed this pool after the call looked it up:
+            # the call still gets a connection, which closes when released (as it
+            # would have from a pool the manager merely dropped). Calls already
+            # waiting in line when the pool closes fail instead (see close).
+            conn = self._new_conn()  # type: ignore[attr-defined]
+        else:
+            conn = self._wait_for_conn(call) if self.block else super()._get_conn(timeout)  # type: ignore[misc]
         age_limit = self.max_connection_age
         if (
             age_limit is not None

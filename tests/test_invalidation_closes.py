@@ -88,3 +88,22 @@ def test_a_streamed_body_being_read_keeps_its_connection_until_released(http_ser
     wait_until(lambda: http_server.mock.open_connections == 0, 5, "the streamed body's connection to close")
     assert session.stats.open_connections == 0
     assert idle.content == b"x" * 10
+
+
+@pytest.mark.parametrize("pool_block", [False, True])
+@pytest.mark.parametrize("ending", ["flush", "reset"])
+def test_a_call_holding_a_pool_closed_by_flush_still_sends(
+    ending: str, pool_block: bool, http_server: LoopbackServer
+) -> None:
+    """A call that looked its pool up just before flush()/reset() closed it still sends, on a connection then closed."""
+    with sp.default_session(pool_block=pool_block) as session:
+        assert session.get(http_server.url("/ok")).status_code == 200
+        request = session.prepare_request(requests.Request("GET", http_server.url("/echo")))
+        pool = session.adapter.get_connection_with_tls_context(request, True)
+        getattr(session, ending)()
+        response = pool.urlopen("GET", "/echo", preload_content=True)
+        assert response.status == 200
+        wait_until(lambda: http_server.mock.open_connections == 0, 5, "the straggler's connection to close")
+        assert session.stats.open_connections == 0
+    assert [seen.path for seen in http_server.requests] == ["/ok", "/echo"]
+    assert http_server.connections == 2
