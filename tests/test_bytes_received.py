@@ -54,6 +54,16 @@ def test_chunked_body_is_counted(stream: bool, http_server: LoopbackServer) -> N
     assert written == [response.metrics.bytes_received]
 
 
+def test_chunked_body_over_tls_counts_the_http_bytes(https_server: LoopbackServer, ca_bundle: str) -> None:
+    """Over TLS, bytes_received is the HTTP bytes the server wrote (before encryption), chunked body included."""
+    body = b"t" * BODY_SIZE
+    written = _serve(https_server, "/chunked", _chunked_wire(body, (16_384, 3)))
+    with sp.default_session(ca_bundle=ca_bundle) as session:
+        response = session.get(https_server.url("/chunked"))
+    assert response.content == body
+    assert written == [response.metrics.bytes_received]
+
+
 def test_content_length_body_is_counted_exactly(http_server: LoopbackServer) -> None:
     """A Content-Length response reports exactly the bytes the server wrote."""
     body = b"y" * 70_001
