@@ -304,8 +304,8 @@ class Transaction:
     bytes_sent = 0
     #: Requests the same call sent before this one (earlier redirect hops, with their retries).
     resends_before = 0
-    #: When the request ended (body done, or failed).
-    ended: float | None = None
+    #: When the request ended (body done, or failed); set before SessionMetrics.request_ended hears of it.
+    ended = 0.0
 
     def __init__(self, metrics: SessionMetrics, method: str, url: str) -> None:
         self.metrics = metrics

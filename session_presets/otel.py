@@ -110,10 +110,9 @@ class Instrumentation:
             attributes = _request_attributes(tx)
         else:
             self._active.add(-1, attributes)
-        if tx.ended is not None:
-            # The last attempt alone: earlier attempts were recorded as they ended.
-            duration = max(0.0, tx.ended - tx.attempt_started)
-        self._record_duration(attributes, duration, tx.status, tx.error_type, tx.resend_count)
+        # The last attempt alone (``duration`` covers them all): earlier attempts were recorded as they ended.
+        attempt = max(0.0, tx.ended - tx.attempt_started)
+        self._record_duration(attributes, attempt, tx.status, tx.error_type, tx.resend_count)
 
     def attempt_ended(self, tx: Transaction, duration: float, status: int | None, error_type: str | None) -> None:
         attributes = tx.labels if tx.labels is not None else _request_attributes(tx)

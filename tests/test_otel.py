@@ -166,10 +166,13 @@ def test_each_resend_after_a_503_is_a_point_with_its_resend_count(
     """Two 503s then a 200: three requests on the wire, three duration points with resend counts None, 1, 2."""
     _flaky(http_server, "/flaky", [503, 503])
     with sp.default_session(retries=2, backoff_factor=0) as session:
-        assert session.get(http_server.url("/flaky")).status_code == 200
+        response = session.get(http_server.url("/flaky"))
+    assert response.status_code == 200
     assert len(http_server.requests) == 3
     points = _duration_points(reader)
     assert {key: p.count for key, p in points.items()} == {(503, "503", None): 1, (503, "503", 1): 1, (200, None, 2): 1}
+    # Each point is one attempt: together they fit in the call, which also holds the pauses.
+    assert sum(p.sum for p in points.values()) <= response.metrics.total
 
 
 def test_a_reset_connection_resent_is_two_points(http_server: LoopbackServer, reader: InMemoryMetricReader) -> None:
