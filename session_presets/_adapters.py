@@ -64,7 +64,7 @@ from ._config import PresetConfig
 from ._errors import ConfigError, TotalTimeoutError
 from ._metrics import CountingHTTPResponse, MeteredResponse, SessionMetrics, Transaction
 from ._readonly import shared_refusal
-from ._redact import RedactingFilter, safe_url
+from ._redact import CREDENTIAL_HEADERS, RedactingFilter, safe_url
 from ._tls import TrustConfig, check_trust, get_ssl_context
 from ._tls_sessions import TLSSessionCache, offer, shared_cache
 
@@ -351,7 +351,7 @@ _REQUEST_STARTED: Final = getattr(http.client, "_CS_REQ_STARTED", "Request-start
 #: How many distinct header lines the memo keeps before it starts afresh.
 _HEADER_LINES_SIZE: Final = 512
 #: Header lines the memo never keeps: their values are secrets.
-_UNREMEMBERED_HEADERS: Final = frozenset({"authorization", "proxy-authorization", "cookie"})
+_UNREMEMBERED_HEADERS: Final = CREDENTIAL_HEADERS
 #: Header lines as http.client validated and encoded them, by (name, value).
 _header_lines: dict[tuple[str, str | bytes], bytes] = {}
 
