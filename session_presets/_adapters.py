@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import http.client
+import inspect
 import itertools
 import logging
 import os
@@ -97,6 +98,55 @@ _PRESET_ADAPTER_CLASSES: dict[type[HTTPAdapter], type[PresetAdapter]] = {}
 
 #: requests' own HTTPAdapter.send; when it is patched (responses patches it), PresetAdapter.send calls it.
 _REQUESTS_ADAPTER_SEND: Final = HTTPAdapter.send
+
+#: The requests hook through which a preset's TLS settings reach urllib3's pool (public since requests 2.32.3).
+TLS_HOOK: Final = "build_connection_pool_key_attributes"
+
+
+def tls_hook_problem(adapter_class: type[HTTPAdapter]) -> str | None:
+    """Say why ``adapter_class`` would not pass a preset's TLS settings to its pools, or None when it would.
+
+    requests 2.32.0 to 2.32.2 look pools up without calling the hook, so an
+    override of it is never called: the preset's CA bundle, client certificate
+    and minimum TLS version would be dropped without a sign.
+
+    Args:
+        adapter_class: requests' ``HTTPAdapter`` (a parameter so that tests can
+            hand it a class shaped like an older release).
+
+    Returns:
+        What is missing, naming the installed requests version; None when the hook is there and used.
+    """
+    lookup = getattr(adapter_class, "get_connection_with_tls_context", None)
+    version = getattr(requests, "__version__", "?")
+    if getattr(adapter_class, TLS_HOOK, None) is None or lookup is None:
+        return f"requests {version} has no HTTPAdapter.{TLS_HOOK} (requests 2.32.3 added it)"
+    code = getattr(inspect.unwrap(lookup), "__code__", None)
+    if code is not None and TLS_HOOK not in code.co_names:
+        return f"requests {version}'s HTTPAdapter.get_connection_with_tls_context does not call {TLS_HOOK}"
+    return None
+
+
+#: Checked once, at import: why this requests would drop a preset's TLS settings, or None.
+_TLS_HOOK_PROBLEM: str | None = tls_hook_problem(HTTPAdapter)
+
+
+def _refuse_dropped_trust(trust: TrustConfig) -> None:
+    """Raise ConfigError when ``trust`` sets anything that requests without the TLS hook would drop."""
+    if _TLS_HOOK_PROBLEM is None:
+        return
+    default = TrustConfig()
+    changed = [name for name in TrustConfig.__slots__ if getattr(trust, name) != getattr(default, name)]
+    if changed:
+        settings = ", ".join(f"{name}={getattr(trust, name)!r}" for name in changed)
+        raise ConfigError(
+            f"{settings} cannot be applied: {_TLS_HOOK_PROBLEM}, so the TLS settings would be silently "
+            "dropped; install requests>=2.32.3",
+            field=changed[0],
+            value=getattr(trust, changed[0]),
+            expected="requests>=2.32.3",
+            reason=_TLS_HOOK_PROBLEM,
+        )
 
 class _Attempt(threading.local):
     #: Whether the call in flight gave its own ``timeout=`` (its timeouts are not retried).
@@ -1149,6 +1199,7 @@ class PresetAdapter(HTTPAdapter):
             client_cert=config.client_cert,
             tls_min_version=config.tls_min_version,
         )
+        _refuse_dropped_trust(self._trust)
         # Checked now, built on the first HTTPS connection (see tls).
         check_trust(self._trust)
         self._checked_out: weakref.WeakSet[Any] = weakref.WeakSet()

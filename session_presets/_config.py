@@ -273,12 +273,22 @@ def _proxy_url(key: str, url: str) -> str:
     except (LocationParseError, ValueError, TypeError):
         # TypeError: requests' prepend_scheme_if_needed on an authority with no host ("0@").
         parsed = None
-    if parsed is None or not parsed.host or (parsed.scheme or "").lower() not in PROXY_SCHEMES:
+    if (
+        parsed is None
+        or not parsed.host
+        or (parsed.scheme or "").lower() not in PROXY_SCHEMES
+        # Checked here, not left to the parser: urllib3 before 2.8 parses "not a url" as a host.
+        or not (parsed.host.startswith("[") or _REG_NAME.fullmatch(parsed.host))
+    ):
         reason = f"expected {FIELD_SPECS['proxies'].form}"
         if "@" in url:
             reason += "; a '@', '#', '/', '?' or space in a user name or password must be percent-encoded"
         raise _invalid("proxies", url, reason, label=f"proxies[{key!r}]")
     return url
+
+
+#: A host name as RFC 3986 spells one (``reg-name``): no spaces, no control characters.
+_REG_NAME: Final = re.compile(r"(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})+")
 
 
 def _statuses(field: str, value: object) -> frozenset[int]:
