@@ -63,7 +63,7 @@ from ._calls import (
 )
 from ._config import PresetConfig
 from ._errors import ConfigError, TotalTimeoutError
-from ._metrics import MeteredResponse, SessionMetrics, Transaction
+from ._metrics import CountingHTTPResponse, MeteredResponse, SessionMetrics, Transaction
 from ._readonly import shared_refusal
 from ._redact import CREDENTIAL_HEADERS, RedactingFilter, safe_url
 from ._tls import TrustConfig, check_trust, get_ssl_context
@@ -288,16 +288,6 @@ class PresetRetry(Retry):
         retry.guard = self.guard
         return retry
 
-    def sleep(self, response: Any = None) -> None:
-        super().sleep(response)
-        guard = self.guard
-        if guard is not None:
-            # The next attempt is another request at the origin: breaker and rate limit apply to it too.
-            waited = guard.before_retry()
-            tx = _metrics._local.tx
-            if tx is not None and waited:
-                tx.queued += waited
-
     def increment(
         self,
         method: str | None = None,
@@ -339,8 +329,21 @@ class PresetRetry(Retry):
             self.guard.after_failed_attempt(response, error)
         tx = _metrics._local.tx
         if tx is not None:
-            tx.new_attempt()
+            tx.new_attempt(getattr(response, "status", None), error)
         return retry
+
+    def sleep(self, response: Any = None) -> None:
+        super().sleep(response)
+        tx = _metrics._local.tx
+        guard = self.guard
+        if guard is not None:
+            # The next attempt is another request at the origin: breaker and rate limit apply to it too.
+            waited = guard.before_retry()
+            if tx is not None and waited:
+                tx.queued += waited
+        # The next attempt starts after the pause (and any wait for a permit), not when the retry was decided.
+        if tx is not None:
+            tx.attempt_started = _metrics._now()
 
     def _sleep_backoff(self) -> None:
         self._interruptible_sleep(self.get_backoff_time())
@@ -439,6 +442,8 @@ class _ConnectionMixin:
     preset_tls_key: tuple[str, int, str, int] | None = None
     #: Whether this connection's TLS session has been offered to the cache.
     preset_tls_saved: bool = False
+    #: The cache's epoch when this connection was made: a reset() since then keeps its session out.
+    preset_tls_epoch: int = 0
     #: The request this connection carries now (metrics), until its body is released.
     _preset_tx: Transaction | None = None
     #: None (closed), "idle" or "active", for the open-connection gauges.
@@ -448,6 +453,8 @@ class _ConnectionMixin:
     _preset_peer: tuple[str | None, str | None, str | None] = (None, None, None)
     #: Whether the putheader this class inherits is urllib3's own (not vcrpy's, say): see putheader.
     _preset_plain_putheader: ClassVar[bool] = False
+    #: http.client's seam for the response it parses: this one counts bytes_received, chunked bodies included.
+    response_class: ClassVar[type[http.client.HTTPResponse]] = CountingHTTPResponse
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -566,6 +573,8 @@ class _ConnectionMixin:
         key = self._tls_session_key()
         if key is not None:
             assert self.tls_sessions is not None
+            # Read before the lookup: a clear() from here on makes this connection's session stale.
+            self.preset_tls_epoch = self.tls_sessions.epoch
             offer(self.tls_sessions.get(key))
         try:
             super().connect()  # type: ignore[misc]
@@ -628,7 +637,7 @@ class _ConnectionMixin:
         # Without a ticket a TLS 1.3 session cannot be resumed.
         if session is None or not (session.has_ticket or sock.version() != "TLSv1.3"):
             return
-        self.tls_sessions.put(key, session, sock.context)
+        self.tls_sessions.put(key, session, sock.context, epoch=self.preset_tls_epoch)
 
     def request(self, *args: Any, **kwargs: Any) -> None:
         tx = _metrics._local.tx
@@ -787,7 +796,14 @@ class _PoolMixin:
 
     def _get_conn(self, timeout: float | None = None) -> Any:
         call = current_call()
-        conn = self._wait_for_conn(call) if self.block else super()._get_conn(timeout)  # type: ignore[misc]
+        if self.pool is None and _abort_reason(call) is None:
+            # flush(), reset() or close() closed this pool after the call looked it up:
+            # the call still gets a connection, which closes when released (as it
+            # would have from a pool the manager merely dropped). Calls already
+            # waiting in line when the pool closes fail instead (see close).
+            conn = self._new_conn()  # type: ignore[attr-defined]
+        else:
+            conn = self._wait_for_conn(call) if self.block else super()._get_conn(timeout)  # type: ignore[misc]
         age_limit = self.max_connection_age
         if (
             age_limit is not None
@@ -1537,6 +1553,8 @@ class PresetAdapter(HTTPAdapter):
         if _metrics.ENABLED:
             tx = self.metrics.start(request.method or "", request.url or "")
             _metrics._local.tx = tx
+            if call is not None:
+                tx.resends_before = call.sent
         try:
             try:
                 if self._preset_plain_send and HTTPAdapter.send is _REQUESTS_ADAPTER_SEND:
@@ -1552,6 +1570,8 @@ class PresetAdapter(HTTPAdapter):
             finally:
                 if tx is not None:
                     _metrics._local.tx = None
+                    if call is not None:
+                        call.sent += tx.attempts
             # What requests built, with a metrics property read from the recorder.
             if type(response) is not MeteredResponse:
                 response.__class__ = MeteredResponse
@@ -1692,6 +1712,7 @@ class PresetAdapter(HTTPAdapter):
         if private is not None:
             private.discarding = True
         try:
+            self._close_every_pool()
             super().close()
         finally:
             if private is not None:
@@ -1703,9 +1724,25 @@ class PresetAdapter(HTTPAdapter):
         for conn in list(self._checked_out):
             shutdown_connection(conn)
 
+    def _close_every_pool(self) -> None:
+        """Close each pool now, its idle connections with it; connections in use close when released.
+
+        Clearing a PoolManager only drops its pools: urllib3 2 closes a dropped
+        pool when it is garbage-collected, and every response the caller keeps
+        refers to its pool, so without this the idle sockets of a session's
+        fully read responses stayed open after invalidation.
+        """
+        for manager in (self.poolmanager, *self.proxy_manager.values()):
+            pools = manager.pools
+            for key in list(pools.keys()):
+                pool = pools.get(key)
+                if pool is not None:
+                    pool.close()
+
     def close_idle(self) -> None:
         """Close every pooled connection; connections in use close when released."""
         self._pool_cache.clear()
+        self._close_every_pool()
         self.poolmanager.clear()
         for manager in list(self.proxy_manager.values()):
             manager.clear()

@@ -60,7 +60,7 @@ call_local = _CallLocal()
 class Call:
     """One call in flight: its deadline, the connections it holds now, and why it was aborted."""
 
-    __slots__ = ("_conns", "_lock", "deadline", "reason", "thread_id", "total_timeout")
+    __slots__ = ("_conns", "_lock", "deadline", "reason", "sent", "thread_id", "total_timeout")
 
     def __init__(self, total_timeout: float | None) -> None:
         self.total_timeout = total_timeout
@@ -72,6 +72,8 @@ class Call:
         self._lock = threading.Lock()
         self.reason: str | None = None
         self.thread_id = threading.get_ident()
+        #: Requests this call has sent so far, redirect hops and retries included (metrics' resend count).
+        self.sent = 0
 
     def hold(self, conn: Any) -> None:
         """Record that this call now holds ``conn``; an abort from now on cuts it."""

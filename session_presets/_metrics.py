@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import bisect
 import collections
+import http.client
 import itertools
 import logging
 import math
@@ -43,6 +44,7 @@ from ._redact import safe_url
 __all__ = [
     "CONNECTION_DURATION_BUCKETS",
     "ENABLED",
+    "CountingHTTPResponse",
     "REQUEST_DURATION_BUCKETS",
     "UNCLOSED",
     "Histogram",
@@ -237,8 +239,9 @@ class TransactionMetrics:
         tls_version: e.g. "TLSv1.3"; None over plain HTTP.
         cipher: the TLS cipher suite; None over plain HTTP.
         bytes_sent: HTTP bytes written (request line, headers, body), before TLS.
-        bytes_received: HTTP bytes read (status line and headers as parsed, body as
-            received, before decoding), before TLS.
+        bytes_received: HTTP bytes read off the connection: status line, headers
+            and body as the server sent them (chunk framing included, before
+            content decoding), before TLS.
         queued: how long the call waited, before it was sent (and before each retry),
             for a rate-limit permit, a ``max_in_flight`` slot or a Retry-After pause.
     """
@@ -304,16 +307,29 @@ class Transaction:
     bytes_sent = 0
     #: Seconds spent waiting for a permit, a slot or a pause (see TransactionMetrics.queued).
     queued = 0.0
+    #: Requests the same call sent before this one (earlier redirect hops, with their retries).
+    resends_before = 0
+    #: When the request ended (body done, or failed); set before SessionMetrics.request_ended hears of it.
+    ended = 0.0
 
     def __init__(self, metrics: SessionMetrics, method: str, url: str) -> None:
         self.metrics = metrics
         self.method = method
         self.url = url
-        self.started = _now()
+        self.started = self.attempt_started = _now()
 
-    def new_attempt(self) -> None:
-        """A retry begins: forget the last attempt's phases and its connection."""
+    @property
+    def resend_count(self) -> int:
+        """How many times the current attempt's request was sent before (OTel's ``http.request.resend_count``)."""
+        return self.resends_before + self.attempts - 1
+
+    def new_attempt(self, status: int | None = None, error: BaseException | None = None) -> None:
+        """A retry begins: the last attempt ended (with ``status`` or ``error``); forget its phases and connection."""
+        now = _now()
+        error_type = None if error is None else type(error).__qualname__
+        self.metrics.attempt_ended(self, now - self.attempt_started, status, error_type)
         self.attempts += 1
+        self.attempt_started = now
         self.detach()
         for name in _ATTEMPT_FIELDS:
             self.__dict__.pop(name, None)
@@ -329,8 +345,16 @@ class Transaction:
         """Return the figures recorded so far."""
         connect_from = self.dns_done if self.dns_done is not None else self.connect_start
         received = 0
-        if self.raw is not None:
-            received = header_size(self.raw) + int(getattr(self.raw, "_fp_bytes_read", 0) or 0)
+        raw = self.raw
+        if raw is not None:
+            reader = getattr(getattr(raw, "_original_response", None), "preset_reader", None)
+            if reader is not None:
+                received = reader.count
+            else:
+                # Not read through CountingHTTPResponse (a connection class patched
+                # in by another library): the head as parsed and urllib3's count,
+                # which misses chunked bodies.
+                received = header_size(raw) + int(getattr(raw, "_fp_bytes_read", 0) or 0)
         return TransactionMetrics(
             dns=_span(self.connect_start, self.dns_done),
             connect=_span(connect_from, self.connect_done),
@@ -363,7 +387,7 @@ class Transaction:
         """The body was read to its end or the response closed: record the request."""
         if self.done:
             return
-        self.body_done = now = _now()
+        self.body_done = self.ended = now = _now()
         self.done = True
         conn = self.conn
         if conn is not None:
@@ -394,7 +418,8 @@ class Transaction:
         self.detach()
         self.raw = None
         self.error_type = error if isinstance(error, str) else type(error).__qualname__
-        duration = _now() - self.started
+        self.ended = _now()
+        duration = self.ended - self.started
         self.metrics.request_ended(self, duration)
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
@@ -490,6 +515,62 @@ class MeteredResponse(requests.Response):
         self._preset_metrics = frozen
 
 
+class _CountingReader:
+    """A response's buffered socket file that counts the bytes read through it."""
+
+    __slots__ = ("_file", "count")
+
+    def __init__(self, file: Any) -> None:
+        self._file = file
+        self.count = 0
+
+    def read(self, *args: Any) -> bytes:
+        data: bytes = self._file.read(*args)
+        self.count += len(data)
+        return data
+
+    def read1(self, *args: Any) -> bytes:
+        data: bytes = self._file.read1(*args)
+        self.count += len(data)
+        return data
+
+    def readline(self, *args: Any) -> bytes:
+        data: bytes = self._file.readline(*args)
+        self.count += len(data)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        size: int = self._file.readinto(buffer)
+        self.count += size or 0
+        return size
+
+    def readinto1(self, buffer: Any) -> int:
+        size: int = self._file.readinto1(buffer)
+        self.count += size or 0
+        return size
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __getattr__(self, name: str) -> Any:
+        # peek, fileno, closed, ...: what http.client uses and reads nothing.
+        return getattr(self._file, name)
+
+
+class CountingHTTPResponse(http.client.HTTPResponse):
+    """http.client's response, counting every byte read off the connection: head, body and chunk framing.
+
+    Installed as the connection classes' ``response_class`` (http.client's own
+    seam). urllib3 reads chunked bodies around its byte counter, so that
+    counter alone misses them.
+    """
+
+    def __init__(self, sock: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(sock, *args, **kwargs)
+        # http.client drops self.fp on close; the count outlives it.
+        self.preset_reader = self.fp = _CountingReader(self.fp)  # type: ignore[assignment]
+
+
 def header_size(raw: Any) -> int:
     """Return the size of a urllib3 response's status line and headers as parsed."""
     size = len(getattr(raw, "version_string", "HTTP/1.1")) + len(str(raw.reason or "")) + 7  # " 200 " and CRLF
@@ -520,6 +601,9 @@ class MetricsSink(Protocol):
 
     def request_ended(self, tx: Transaction, duration: float) -> None:
         """A request ended: body done, or failed (``tx.error_type`` set)."""
+
+    def attempt_ended(self, tx: Transaction, duration: float, status: int | None, error_type: str | None) -> None:
+        """One attempt of ``tx`` ended and is about to be resent (a retry); ``tx.resend_count`` is that attempt's."""
 
     def connection_state(
         self, metrics: SessionMetrics, origin: tuple[str, str, int], old: str | None, new: str | None, age: float | None
@@ -605,6 +689,11 @@ class SessionMetrics:
                 self.request_duration.record_all(ended)
         for sink in _sinks:
             _notify(sink.request_ended, tx, duration)
+
+    def attempt_ended(self, tx: Transaction, duration: float, status: int | None, error_type: str | None) -> None:
+        """Tell the sinks that an attempt of ``tx`` ended and will be retried (the session's aggregates count calls)."""
+        for sink in _sinks:
+            _notify(sink.attempt_ended, tx, duration, status, error_type)
 
     def connection_state(self, conn: Any, new: str | None) -> None:
         """Move ``conn`` to state ``new``: "active", "idle", or None (closed)."""

@@ -279,7 +279,10 @@ _PREPARED_DEFAULTS: Final = _prepared_defaults()
 
 
 def _has_none_value(headers: Any) -> bool:
-    """True when a session header is None (requests drops those when it merges)."""
+    """True when a session header is None (requests drops those when it merges), or the headers are."""
+    if headers is None:
+        # session.headers = None: requests merges the request's own headers alone.
+        return True
     store = getattr(headers, "_store", None)  # CaseInsensitiveDict: skip its per-key lookups
     if isinstance(store, dict):
         return any(value is None for _, value in store.values())
@@ -635,11 +638,16 @@ class PresetSession(requests.Session):
     def __getstate__(self) -> dict[str, Any]:
         return {
             "config": self.config,
-            "headers": CaseInsensitiveDict(self.headers),
+            # None travels as None: requests accepts it for each of these (see merge_environment_settings).
+            "headers": None if self.headers is None else CaseInsensitiveDict(self.headers),
             "auth": self.auth,
-            "proxies": dict(self.proxies),
-            "params": dict(self.params),
-            "hooks": {event: list(funcs) for event, funcs in self.hooks.items()},
+            "proxies": None if self.proxies is None else dict(self.proxies),
+            "params": None if self.params is None else dict(self.params),
+            "hooks": None if self.hooks is None else {
+                # requests takes one callable, a list of them or None per event.
+                event: funcs if funcs is None or callable(funcs) else list(funcs)
+                for event, funcs in self.hooks.items()
+            },
             "stream": self.stream,
             "verify": self.verify,
             "cert": self.cert,
@@ -780,7 +788,7 @@ class PresetSession(requests.Session):
         # The environment was read when the session was built; nothing is read here.
         # requests' merge_setting is avoided on purpose: its runtime Protocol
         # checks cost more than the rest of this method.
-        merged: dict[str, Any] = dict(self.proxies)
+        merged: dict[str, Any] = dict(self._session_proxies())
         if merged and not proxies and self._proxy_snapshot.bypass(url):
             merged = {}
         if proxies:
@@ -792,6 +800,16 @@ class PresetSession(requests.Session):
             "verify": self.verify if verify is None else verify,
             "cert": self.cert if cert is None else cert,
         }
+
+    def _session_proxies(self) -> dict[str, str]:
+        """``self.proxies``, or the environment's as read at build time when set to None.
+
+        requests takes ``session.proxies = None`` as "no session proxies": the
+        environment's still apply (trust_env). Here the environment was read
+        when the session was built, so that snapshot applies.
+        """
+        proxies: dict[str, str] | None = self.proxies
+        return self._proxy_snapshot.proxies if proxies is None else proxies
 
     def prepare_request(self, request: requests.Request) -> PreparedRequest:
         return self._prepare(
@@ -1003,7 +1021,7 @@ class PresetSession(requests.Session):
         kwargs.setdefault("verify", self.verify)
         kwargs.setdefault("cert", self.cert)
         if "proxies" not in kwargs:
-            kwargs["proxies"] = resolve_proxies(request, self.proxies, self.trust_env)
+            kwargs["proxies"] = resolve_proxies(request, self._session_proxies(), self.trust_env)
         if isinstance(request, requests.Request):
             raise ValueError("You can only send PreparedRequests.")
         allow_redirects = kwargs.pop("allow_redirects", True)

@@ -94,6 +94,8 @@ class TLSSessionCache:
         self.shared = shared
         #: True while the session owning a private cache closes: its connections' sessions are not kept.
         self.discarding = False
+        #: Advanced by clear(): a connection made under an earlier epoch puts nothing (see put).
+        self.epoch = 0
         self._lock = _process.fork_safe_lock()
         self._sessions: collections.OrderedDict[_Key, tuple[ssl.SSLSession, float]] = collections.OrderedDict()
         # The contexts behind the keys: a key holds id(context), so keep the
@@ -117,13 +119,24 @@ class TLSSessionCache:
                 return None
             return session
 
-    def put(self, key: _Key, session: ssl.SSLSession, context: ssl.SSLContext) -> None:
-        """Cache ``session`` under ``key`` for at most max_lifetime (or the server's hint, if shorter)."""
+    def put(self, key: _Key, session: ssl.SSLSession, context: ssl.SSLContext, *, epoch: int | None = None) -> None:
+        """Cache ``session`` under ``key`` for at most max_lifetime (or the server's hint, if shorter).
+
+        Args:
+            key: see :meth:`key`.
+            session: the connection's TLS session.
+            context: the context it was made with.
+            epoch: the cache's ``epoch`` when the connection was made; a session
+                from before the last clear() (a body still being read during a
+                reset) is dropped, so it is never resumed after the reset.
+        """
         lifetime = self.max_lifetime
         hint = getattr(session, "timeout", 0)
         if hint and hint > 0:
             lifetime = min(lifetime, float(hint))
         with self._lock:
+            if epoch is not None and epoch != self.epoch:
+                return
             self._sessions[key] = (session, time.monotonic() + lifetime)
             self._sessions.move_to_end(key)
             self._contexts[key[3]] = context
@@ -134,8 +147,9 @@ class TLSSessionCache:
                 self._contexts = {i: c for i, c in self._contexts.items() if i in live}
 
     def clear(self) -> None:
-        """Forget every cached session."""
+        """Forget every cached session, and refuse those of connections made before now."""
         with self._lock:
+            self.epoch += 1
             self._sessions.clear()
             self._contexts.clear()
 

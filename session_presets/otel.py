@@ -5,7 +5,10 @@ The instruments follow the HTTP client semantic conventions:
 - ``http.client.request.duration`` (histogram, s): start of the request to the end
   of its body; ``http.request.method``, ``server.address``, ``server.port``,
   ``url.scheme``, ``http.response.status_code``, ``error.type`` when it failed
-  (the exception's name, or the status code from 400 up);
+  (the exception's name, or the status code from 400 up). One point per request
+  sent: a retried attempt (a 503, a reset connection) is a point of its own,
+  and every request after the first of a call (a retry or a redirect hop)
+  carries ``http.request.resend_count``;
 - ``http.client.active_requests`` (up-down counter): requests in flight;
 - ``http.client.open_connections`` (up-down counter): connections open, by
   ``http.connection.state`` ("active" or "idle");
@@ -183,13 +186,26 @@ class Instrumentation:
             attributes = _request_attributes(tx)
         else:
             self._active.add(-1, attributes)
+        # The last attempt alone (``duration`` covers them all): earlier attempts were recorded as they ended.
+        attempt = max(0.0, tx.ended - tx.attempt_started)
+        self._record_duration(attributes, attempt, tx.status, tx.error_type, tx.resend_count)
+
+    def attempt_ended(self, tx: Transaction, duration: float, status: int | None, error_type: str | None) -> None:
+        attributes = tx.labels if tx.labels is not None else _request_attributes(tx)
+        self._record_duration(attributes, duration, status, error_type, tx.resend_count)
+
+    def _record_duration(
+        self, attributes: dict[str, Any], duration: float, status: int | None, error_type: str | None, resends: int
+    ) -> None:
         final = dict(attributes)
-        if tx.status is not None:
-            final["http.response.status_code"] = tx.status
-        if tx.error_type is not None:
-            final["error.type"] = tx.error_type
-        elif tx.status is not None and tx.status >= 400:
-            final["error.type"] = str(tx.status)
+        if status is not None:
+            final["http.response.status_code"] = status
+        if error_type is not None:
+            final["error.type"] = error_type
+        elif status is not None and status >= 400:
+            final["error.type"] = str(status)
+        if resends:
+            final["http.request.resend_count"] = resends
         self._duration.record(duration, final)
 
     def connection_state(

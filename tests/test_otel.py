@@ -15,7 +15,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 import session_presets as sp
 from session_presets import _metrics
 
-from .servers import LoopbackServer
+from .servers import Handler, LoopbackServer
 
 
 @pytest.fixture
@@ -58,7 +58,11 @@ def test_request_duration_carries_the_convention_attributes(
          p.attributes.get("error.type")): p
         for p in points["http.client.request.duration"]
     }
-    assert set(durations) == {("GET", 200, None), ("_OTHER", 501, "501"), ("GET", None, "ConnectionError")}
+    # The refused call: two attempts retried (urllib3's error), the last one raised (requests' error).
+    assert set(durations) == {
+        ("GET", 200, None), ("_OTHER", 501, "501"),
+        ("GET", None, "NewConnectionError"), ("GET", None, "ConnectionError"),
+    }
     ok = durations[("GET", 200, None)]
     assert ok.count == 2
     assert tuple(ok.explicit_bounds) == _metrics.REQUEST_DURATION_BUCKETS
@@ -131,3 +135,73 @@ def test_missing_opentelemetry_names_the_extra(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setitem(sys.modules, "opentelemetry", None)
     with pytest.raises(ImportError, match=r"session-presets\[otel\]"):
         sp.instrument()
+
+
+def _duration_points(reader: InMemoryMetricReader) -> dict[tuple[Any, Any, Any], Any]:
+    """http.client.request.duration points by (status, error.type, http.request.resend_count)."""
+    return {
+        (p.attributes.get("http.response.status_code"), p.attributes.get("error.type"),
+         p.attributes.get("http.request.resend_count")): p
+        for p in _points(reader)["http.client.request.duration"]
+    }
+
+
+def _flaky(server: LoopbackServer, path: str, answers: list[int | str]) -> None:
+    """Route ``path`` to give each answer in turn (a status, or "reset" for an RST), then 200."""
+    pending = list(answers)
+
+    def route(h: Handler) -> None:
+        answer = pending.pop(0) if pending else 200
+        if answer == "reset":
+            h.reset()
+        else:
+            h.reply(int(answer), b"body")
+
+    server.route(path, route)
+
+
+def test_each_resend_after_a_503_is_a_point_with_its_resend_count(
+    http_server: LoopbackServer, reader: InMemoryMetricReader
+) -> None:
+    """Two 503s then a 200: three requests on the wire, three duration points with resend counts None, 1, 2."""
+    _flaky(http_server, "/flaky", [503, 503])
+    with sp.default_session(retries=2, backoff_factor=0) as session:
+        response = session.get(http_server.url("/flaky"))
+    assert response.status_code == 200
+    assert len(http_server.requests) == 3
+    points = _duration_points(reader)
+    assert {key: p.count for key, p in points.items()} == {(503, "503", None): 1, (503, "503", 1): 1, (200, None, 2): 1}
+    # Each point is one attempt: together they fit in the call, which also holds the pauses.
+    assert sum(p.sum for p in points.values()) <= response.metrics.total
+
+
+def test_a_reset_connection_resent_is_two_points(http_server: LoopbackServer, reader: InMemoryMetricReader) -> None:
+    """A connection reset before the response, then a 200: an error point and a point with resend_count 1."""
+    _flaky(http_server, "/reset-once", ["reset"])
+    with sp.default_session(retries=1, backoff_factor=0) as session:
+        assert session.get(http_server.url("/reset-once")).status_code == 200
+    assert http_server.accepted == 2
+    points = _duration_points(reader)
+    assert len(points) == 2 and points[(200, None, 1)].count == 1
+    ((status, error, resends),) = [key for key in points if key != (200, None, 1)]
+    assert (status, resends) == (None, None) and error
+
+
+def test_a_redirect_hop_counts_as_a_resend(http_server: LoopbackServer, reader: InMemoryMetricReader) -> None:
+    """The conventions count a redirect as a resend: the hop after a 302 carries resend_count 1."""
+    with sp.default_session() as session:
+        assert session.get(http_server.url("/redirect?to=/ok")).status_code == 200
+    assert [seen.path for seen in http_server.requests] == ["/redirect?to=/ok", "/ok"]
+    assert {key: p.count for key, p in _duration_points(reader).items()} == {(302, None, None): 1, (200, None, 1): 1}
+
+
+def test_points_match_the_requests_the_server_saw(http_server: LoopbackServer, reader: InMemoryMetricReader) -> None:
+    """Over many calls, some answered 503 first, the histogram holds one point per request the server received."""
+    for number in range(12):
+        _flaky(http_server, f"/call{number}", [503] * (number % 3))
+    with sp.default_session(retries=2, backoff_factor=0) as session:
+        for number in range(12):
+            assert session.get(http_server.url(f"/call{number}")).status_code == 200
+    assert len(http_server.requests) == 12 + 4 + 4 * 2
+    assert sum(p.count for p in _points(reader)["http.client.request.duration"]) == len(http_server.requests)
+    assert all(p.value == 0 for p in _points(reader)["http.client.active_requests"])

@@ -1062,6 +1062,12 @@ class MockServer:
             return self._accepted
 
     @property
+    def open_connections(self) -> int:
+        """Connections open now: accepted and not yet closed by either side (a client's close is seen at once)."""
+        with self._lock:
+            return len(self._sockets)
+
+    @property
     def connections(self) -> int:
         """Connections served (TLS handshake done, for HTTPS)."""
         with self._lock:
