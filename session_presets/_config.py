@@ -445,10 +445,10 @@ class FieldSpec:
     """Everything known about one PresetConfig field, stated once.
 
     Attributes:
-        form: the accepted form, as error messages and the README show it.
+        form: the accepted form, as error messages and docs/presets.md show it.
         parse: environment text -> value; raises ValueError on text of the wrong form.
         check: ``check(field, value)`` returns the value normalised or raises ConfigError.
-        doc: what the field means, one line (the README's preset table).
+        doc: what the field means, one line (the preset table of docs/presets.md).
         show: value -> text in the form the environment accepts (``10s``, ``none``).
     """
 

@@ -140,7 +140,8 @@ class SessionStats:
         return self.request_duration.p99
 
 
-#: What a shared session refuses to change (DESIGN §10): its configuration, not its cookie jar.
+#: What a shared session refuses to change: its configuration, not its cookie jar
+#: (docs/design.md, "Shared sessions are read-only").
 SHARED_READ_ONLY: Final = frozenset(
     {
         "adapters", "auth", "cert", "headers", "hooks", "max_redirects",

@@ -1,6 +1,6 @@
 """The ``session-presets`` command line: inspect presets, fetch a URL, download a file, bench.
 
-Exit statuses (the same table is printed by ``--help`` and shown in the README):
+Exit statuses (the same table is printed by ``--help`` and shown in docs/cli.md):
 
 - 0: success (for ``get``, a final status below 400).
 - 1: the server answered with a status of 400 or more; the body is still printed.

@@ -13,7 +13,7 @@ from tests.servers import LoopbackServer
 
 
 def test_builtin_presets_match_the_design_table() -> None:
-    """The default, ephemeral and background presets carry the values of DESIGN §3."""
+    """The default, ephemeral and background presets carry the values of docs/presets.md's table."""
     default, ephemeral, background = (get_preset(n) for n in ("default", "ephemeral", "background"))
     assert (default.connect_timeout, default.read_timeout, default.total_timeout) == (10, 20, 60)
     assert (default.retries, default.backoff_factor, default.backoff_max) == (2, 0.5, 30)
