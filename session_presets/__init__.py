@@ -15,6 +15,7 @@ import typing as _typing
 from ._adapters import PresetAdapter, PresetTimeout, preset_adapter_class
 from ._config import PresetConfig
 from ._errors import (
+    CircuitOpenError,
     ConfigError,
     DestinationInUseError,
     DiskFullError,
@@ -23,6 +24,7 @@ from ._errors import (
     InsecureRedirectError,
     InsecureSessionWarning,
     InvalidationTimeoutError,
+    RateLimitedError,
     SessionInvalidatedError,
     SessionPresetsError,
     SessionPresetsWarning,
@@ -79,6 +81,7 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "BackgroundSession",
+    "CircuitOpenError",
     "ConfigError",
     "DestinationInUseError",
     "DiskFullError",
@@ -91,6 +94,7 @@ __all__ = [
     "PresetConfig",
     "PresetSession",
     "PresetTimeout",
+    "RateLimitedError",
     "SessionInvalidatedError",
     "SessionPresetsError",
     "SessionPresetsWarning",

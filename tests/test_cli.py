@@ -396,7 +396,7 @@ def test_presets_json_with_origin(capsys: pytest.CaptureFixture[str], monkeypatc
     assert data["default"]["retries"] == {"value": 5, "origin": "env SESSION_PRESETS_RETRIES"}
     assert data["default"]["read_timeout"] == {"value": 20.0, "origin": "built-in"}
     assert "secret" not in json.dumps(data)
-    assert set(data) == {"default", "ephemeral", "background"}
+    assert set(data) == {"default", "ephemeral", "background", "resilient"}
 
 
 def test_presets_json_plain_values(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:

@@ -146,7 +146,9 @@ def test_pickle_and_deepcopy_keep_values_and_origins() -> None:
 
 
 @pytest.mark.parametrize(
-    "url", ["not a url", "ftp://proxy.example:21", "http://", "http://proxy.example:99999", "gopher://proxy:70", "0@"]
+    "url",
+    ["not a url", "ftp://proxy.example:21", "http://", "http://proxy.example:99999", "gopher://proxy:70", "0@",
+     "http://a b:3128", "http://proxy\texample:3128", "http://pro<xy>:3128"],
 )
 def test_proxy_that_is_not_a_usable_url_is_refused_at_build(url: str) -> None:
     """A proxy that is not a URL, or has a scheme urllib3 cannot use, is a ConfigError when built."""
@@ -163,7 +165,8 @@ def test_proxy_that_is_not_a_usable_url_is_refused_at_build(url: str) -> None:
 @pytest.mark.parametrize(
     "url",
     ["http://proxy:3128", "https://proxy:3128", "socks4://proxy:1080", "socks4a://proxy:1080",
-     "socks5://u:p@proxy:1080", "socks5h://proxy:1080", "proxy.example:3128", "http://[::1]:3128"],
+     "socks5://u:p@proxy:1080", "socks5h://proxy:1080", "proxy.example:3128", "http://[::1]:3128",
+     "http://my_proxy.example:3128", "http://xn--bcher-kva.example:3128"],
 )
 def test_proxy_schemes_requests_can_use_are_accepted(url: str) -> None:
     """http, https and the four socks schemes are accepted; a bare host:port means http, as in requests."""

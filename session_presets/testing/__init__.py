@@ -2,7 +2,7 @@
 
 ``import session_presets`` never imports this package; import it from tests::
 
-    from session_presets.testing import MockResponse, MockServer, reset
+    from session_presets.testing import MockResponse, MockServer, ResumableUploadRoute, reset
 
 With the ``testing`` extra installed (``pip install 'session-presets[testing]'``,
 which brings trustme for HTTPS), pytest picks up the plugin by itself and
@@ -15,6 +15,7 @@ from __future__ import annotations
 from ._file_route import FileRoute
 from ._messages import Fault, Headers, MockResponse, RecordedRequest
 from ._reset import reset
+from ._resumable import ResumableUpload, ResumableUploadRoute
 from ._server import Exchange, MockServer
 
 __all__ = [
@@ -25,5 +26,7 @@ __all__ = [
     "MockResponse",
     "MockServer",
     "RecordedRequest",
+    "ResumableUpload",
+    "ResumableUploadRoute",
     "reset",
 ]
