@@ -97,10 +97,7 @@ def get_session(name: str = "default") -> PresetSession:
         UnknownPresetError: no preset has that name.
         ConfigError: the preset or its environment variables are invalid.
     """
-    try:
-        return default_registry._sessions[name]
-    except (KeyError, TypeError):
-        return default_registry.get(name)
+    return default_registry.get(name)
 
 
 def close_all(timeout: float | None = None) -> None:

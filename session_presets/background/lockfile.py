@@ -173,7 +173,37 @@ def _check_lock_content(fd: int, path: str) -> None:
         )
 
 
-class DestinationLock:
+class _HeldLock:
+    """What both lock classes share: releasing the held descriptor, and forgetting it in a forked child."""
+
+    #: Remove the lock file on release (while still locked), so no stale file stays behind.
+    _remove_on_release: bool = False
+
+    path: str
+    _fd: int | None
+
+    def release(self) -> None:
+        """Drop the lock and close the file (removing the file first if the class says so); safe to call twice."""
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        if self._remove_on_release:
+            # Removed while still locked: a waiter that opened it sees it is gone and retries.
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+        try:
+            _unlock(fd)
+        finally:
+            os.close(fd)
+
+    def forget_after_fork(self) -> None:
+        """In a forked child: close the inherited descriptor without unlocking the parent's lock."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
+
+class DestinationLock(_HeldLock):
     """One writer per destination: an exclusive OS lock on ``<dest>.part.lock``, removed on release.
 
     It works across sessions and processes alike (every open of the file is a
@@ -188,6 +218,8 @@ class DestinationLock:
         DestinationInUseError: another task holds the lock.
         TransferError: the lock file is a symbolic link or cannot be opened.
     """
+
+    _remove_on_release = True
 
     def __init__(self, dest: str, owner: str) -> None:
         self.dest = dest
@@ -224,27 +256,8 @@ class DestinationLock:
             os.ftruncate(self._fd, 0)
             os.pwrite(self._fd, f"{owner}\n".encode(), 0)
 
-    def release(self) -> None:
-        """Remove the lock file and drop the lock; safe to call twice."""
-        fd, self._fd = self._fd, None
-        if fd is None:
-            return
-        # Removed while still locked: a waiter that opened it sees it is gone and retries.
-        with contextlib.suppress(OSError):
-            os.unlink(self.path)
-        try:
-            _unlock(fd)
-        finally:
-            os.close(fd)
 
-    def forget_after_fork(self) -> None:
-        """In a forked child: close the inherited descriptor without unlocking the parent's lock."""
-        fd, self._fd = self._fd, None
-        if fd is not None:
-            os.close(fd)
-
-
-class IdentifierLock:
+class IdentifierLock(_HeldLock):
     """An exclusive, non-blocking OS lock on ``<state_dir>/<identifier>.lock``.
 
     Args:
@@ -292,22 +305,6 @@ class IdentifierLock:
     def held(self) -> bool:
         """True until ``release()``."""
         return self._fd is not None
-
-    def release(self) -> None:
-        """Drop the lock and close the file; safe to call twice."""
-        fd, self._fd = self._fd, None
-        if fd is None:
-            return
-        try:
-            _unlock(fd)
-        finally:
-            os.close(fd)
-
-    def forget_after_fork(self) -> None:
-        """In a forked child: close the inherited descriptor without unlocking the parent's lock."""
-        fd, self._fd = self._fd, None
-        if fd is not None:
-            os.close(fd)
 
 
 if sys.platform == "win32":  # pragma: no cover - exercised on Windows only

@@ -20,7 +20,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import requests
 import urllib3
@@ -222,6 +222,8 @@ def open_fds() -> int:
 
 #: Closes what a scenario's timed run left open.
 Closer = Callable[[], None]
+#: Another library's client, as a scenario of _foreign_client builds and closes it.
+_Client = TypeVar("_Client")
 #: A scenario's timed run: returns how many requests it made, its closer and extra figures.
 Body = Callable[[BenchContext], "tuple[int, Closer, dict[str, Any]]"]
 #: A scenario's warm-up, on throwaway clients of its own kind.
@@ -463,15 +465,22 @@ def _requests_session_calls(ctx: BenchContext, count: int) -> requests.Session:
     return session
 
 
-def _requests_session() -> tuple[Callable[[BenchContext], None], Body]:
+def _foreign_client(
+    calls: Callable[[BenchContext, int], _Client], closer: Callable[[_Client], Closer]
+) -> tuple[Callable[[BenchContext], None], Body]:
+    """The warm-up and body of a scenario timing another library's client: ``calls`` makes the requests."""
+
     def warm(ctx: BenchContext) -> None:
-        _requests_session_calls(ctx, ctx.warmup).close()
+        closer(calls(ctx, ctx.warmup))()
 
     def body(ctx: BenchContext) -> tuple[int, Closer, dict[str, Any]]:
-        session = _requests_session_calls(ctx, ctx.requests)
-        return ctx.requests, session.close, {}
+        return ctx.requests, closer(calls(ctx, ctx.requests)), {}
 
     return warm, body
+
+
+def _requests_session() -> tuple[Callable[[BenchContext], None], Body]:
+    return _foreign_client(_requests_session_calls, lambda session: session.close)
 
 
 def _get_session() -> tuple[Callable[[BenchContext], None], Body]:
@@ -531,14 +540,7 @@ def _urllib3_calls(ctx: BenchContext, count: int) -> urllib3.PoolManager:
 
 
 def _urllib3_pool() -> tuple[Callable[[BenchContext], None], Body]:
-    def warm(ctx: BenchContext) -> None:
-        _urllib3_calls(ctx, ctx.warmup).clear()
-
-    def body(ctx: BenchContext) -> tuple[int, Closer, dict[str, Any]]:
-        manager = _urllib3_calls(ctx, ctx.requests)
-        return ctx.requests, manager.clear, {}
-
-    return warm, body
+    return _foreign_client(_urllib3_calls, lambda manager: manager.clear)
 
 
 def _httpx_client() -> tuple[Callable[[BenchContext], None], Body]:
@@ -557,14 +559,7 @@ def _httpx_client() -> tuple[Callable[[BenchContext], None], Body]:
             record(clock() - started)
         return client
 
-    def warm(ctx: BenchContext) -> None:
-        calls(ctx, ctx.warmup).close()
-
-    def body(ctx: BenchContext) -> tuple[int, Closer, dict[str, Any]]:
-        client = calls(ctx, ctx.requests)
-        return ctx.requests, client.close, {}
-
-    return warm, body
+    return _foreign_client(calls, lambda client: client.close)
 
 
 # -- download scenarios ---------------------------------------------------------------

@@ -12,9 +12,11 @@ offers the fixtures ``mock_server``, ``mock_tls_server`` and
 
 from __future__ import annotations
 
+from ._file_route import FileRoute
+from ._messages import Fault, Headers, MockResponse, RecordedRequest
 from ._reset import reset
 from ._resumable import ResumableUpload, ResumableUploadRoute
-from ._server import Exchange, Fault, FileRoute, Headers, MockResponse, MockServer, RecordedRequest
+from ._server import Exchange, MockServer
 
 __all__ = [
     "Exchange",

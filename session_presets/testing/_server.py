@@ -11,31 +11,26 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import email.errors
-import enum
-import io
-import json
-import os
 import queue
-import re
 import shutil
 import socket
 import ssl
 import struct
-import tempfile
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import KW_ONLY, dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Final, TypeAlias
 from urllib.parse import parse_qs, urlsplit
 
 from .. import _process
+from ._messages import _AT_START, Fault, Headers, MockResponse, RecordedRequest
+from ._tls import trustme_context
+from ._wire import _HEADER_DEFECTS, _MAX_REQUEST_LINE, _LastLine, _read_exactly
 
 __all__ = [
     "Exchange",
     "Fault",
-    "FileRoute",
     "Headers",
     "MockResponse",
     "MockServer",
@@ -46,262 +41,12 @@ __all__ = [
 _POLL_INTERVAL: Final = 0.05
 #: Throttled bodies and heads are written in pieces this many times a second.
 _THROTTLE_TICKS: Final = 20
-#: The longest request line read; longer ones are answered 414 and recorded.
-_MAX_REQUEST_LINE: Final = 65536
-#: Hosts the TLS certificate is issued for.
-_TLS_IDENTITIES: Final = ("127.0.0.1", "localhost", "::1")
-
-
-class Fault(str, enum.Enum):
-    """A misbehaviour a queued :class:`MockResponse` acts out instead of (or while) answering.
-
-    The ``*_AT_START`` faults act when a connection is accepted, before any
-    TLS handshake, if the response at the head of the queue carries them (as
-    OkHttp's socket policies do); the others act on the request that takes
-    the response.
-    """
-
-    #: Close the new connection at once, before the TLS handshake or reading anything.
-    DISCONNECT_AT_START = "disconnect_at_start"
-    #: Hold the new connection open, before the TLS handshake: what the client sends is
-    #: read and dropped, nothing is answered, until the client or close() ends it.
-    STALL_AT_START = "stall_at_start"
-    #: Read the request, then reset the connection (RST) before any response byte.
-    RESET_BEFORE_RESPONSE = "reset_before_response"
-    #: Read the request, then answer nothing, holding the connection open until close().
-    NO_RESPONSE = "no_response"
-    #: Send the status line and headers (with the full Content-Length), then close (FIN).
-    CLOSE_AFTER_HEADERS = "close_after_headers"
-
-
-_AT_START: Final = frozenset({Fault.DISCONNECT_AT_START, Fault.STALL_AT_START})
-#: Parser defects that mean a malformed header line (answered 400).
-_HEADER_DEFECTS: Final = (
-    email.errors.MissingHeaderBodySeparatorDefect,
-    email.errors.FirstHeaderLineIsContinuationDefect,
-)
-
-
-class Headers(Mapping[str, str]):
-    """Request headers as received: case-insensitive lookup, every field kept in order.
-
-    ``headers[name]`` gives the last field of that name (as ``dict`` would);
-    :meth:`get_all` gives every one.
-    """
-
-    __slots__ = ("_fields", "_last")
-
-    def __init__(self, fields: Iterable[tuple[str, str]] = ()) -> None:
-        self._fields = tuple(fields)
-        self._last: dict[str, tuple[str, str]] = {}
-        for name, value in self._fields:
-            self._last.pop(name.lower(), None)
-            self._last[name.lower()] = (name, value)
-
-    def __getitem__(self, name: str) -> str:
-        return self._last[name.lower()][1]
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.lower() in self._last
-
-    def __iter__(self) -> Iterator[str]:
-        return (name for name, _ in self._last.values())
-
-    def __len__(self) -> int:
-        return len(self._last)
-
-    def __repr__(self) -> str:
-        return f"Headers({list(self._fields)!r})"
-
-    def get_all(self, name: str) -> list[str]:
-        """Every value of the fields called ``name``, in the order received."""
-        return [value for key, value in self._fields if key.lower() == name.lower()]
-
-    @property
-    def fields(self) -> tuple[tuple[str, str], ...]:
-        """Every (name, value) pair as received, duplicates included."""
-        return self._fields
-
-
-@dataclass(frozen=True)
-class RecordedRequest:
-    """One request as the server read it.
-
-    Attributes:
-        method: The request method (``""`` if the request line was unreadable).
-        target: The request target as sent: path and query, or the absolute URL a proxy gets.
-        path: The target's path, without the query.
-        query: The query parameters, the last value of each name.
-        query_string: The raw query string, without the ``?``.
-        headers: The header fields, case-insensitive.
-        body: The body (de-chunked when it came chunked).
-        connection_id: Which connection carried it: 1 for the first the server served (after any TLS handshake).
-        sequence: Its place on that connection: 0 for the first request.
-        index: Its place among every request the server read: 0 for the first.
-        http_version: ``"HTTP/1.1"`` or ``"HTTP/1.0"``.
-        malformed: Why the server refused it (with ``status``), or None for a well-formed request.
-        status: The 4xx status a malformed request got, or None.
-    """
-
-    method: str
-    target: str
-    path: str
-    query: dict[str, str]
-    query_string: str
-    headers: Headers
-    body: bytes
-    connection_id: int
-    sequence: int
-    index: int
-    http_version: str
-    malformed: str | None = None
-    status: int | None = None
-
-    def header(self, name: str) -> str | None:
-        """The last value of header ``name`` (case-insensitive), or None."""
-        return self.headers.get(name)
-
-
-@dataclass(frozen=True)
-class MockResponse:
-    """A canned response: status, headers and body, and how to deliver them.
-
-    Args:
-        status: The status code, 100 to 599.
-        headers: Header fields, as a mapping or as (name, value) pairs (for repeated names).
-        body: The body; text is sent as UTF-8.
-        delay: Seconds to wait before the status line.
-        throttle: Body bytes per second, or None for as fast as the socket takes them.
-        header_throttle: Bytes per second for the status line and headers (a trickled head).
-        chunked: Send the body with ``Transfer-Encoding: chunked`` instead of Content-Length.
-        fault: A misbehaviour to act out (see :class:`Fault`).
-        reason: The reason phrase; the standard one when None.
-
-    Raises:
-        ValueError: a field is out of range; the message names it and the accepted form.
-    """
-
-    status: int = 200
-    _: KW_ONLY
-    headers: Mapping[str, str] | Iterable[tuple[str, str]] = ()
-    body: bytes | str = b""
-    delay: float = 0.0
-    throttle: float | None = None
-    header_throttle: float | None = None
-    chunked: bool = False
-    fault: Fault | None = None
-    reason: str | None = None
-
-    def __post_init__(self) -> None:
-        if isinstance(self.status, bool) or not isinstance(self.status, int) or not 100 <= self.status <= 599:
-            raise ValueError(f"MockResponse status={self.status!r}: expected an int from 100 to 599")
-        pairs = tuple(self.headers.items()) if isinstance(self.headers, Mapping) else tuple(self.headers)
-        for pair in pairs:
-            if len(pair) != 2 or not all(isinstance(part, str) for part in pair):
-                raise ValueError(f"MockResponse headers entry {pair!r}: expected a (name, value) pair of str")
-            if any(ch in part for part in pair for ch in "\r\n"):
-                raise ValueError(f"MockResponse headers entry {pair!r}: CR and LF are not allowed")
-        object.__setattr__(self, "headers", pairs)
-        if isinstance(self.body, str):
-            object.__setattr__(self, "body", self.body.encode())
-        if self.delay < 0:
-            raise ValueError(f"MockResponse delay={self.delay!r}: expected seconds >= 0")
-        for name in ("throttle", "header_throttle"):
-            rate = getattr(self, name)
-            if rate is not None and not rate > 0:
-                raise ValueError(f"MockResponse {name}={rate!r}: expected bytes per second > 0, or None")
-        if self.fault is not None:
-            object.__setattr__(self, "fault", Fault(self.fault))
-
-    @property
-    def header_pairs(self) -> tuple[tuple[str, str], ...]:
-        """The header fields as (name, value) pairs."""
-        return self.headers  # type: ignore[return-value]  # normalised in __post_init__
-
-    @property
-    def content(self) -> bytes:
-        """The body as bytes."""
-        return self.body  # type: ignore[return-value]  # normalised in __post_init__
-
-    @classmethod
-    def json(cls, value: object, *, status: int = 200, headers: Mapping[str, str] | None = None) -> MockResponse:
-        """A response whose body is ``value`` as JSON, with ``Content-Type: application/json``."""
-        return cls(
-            status,
-            headers={"Content-Type": "application/json", **(headers or {})},
-            body=json.dumps(value).encode(),
-        )
-
-    @classmethod
-    def redirect(cls, location: str, *, status: int = 302) -> MockResponse:
-        """A redirect to ``location`` (301, 302, 303, 307 or 308)."""
-        if status not in (301, 302, 303, 307, 308):
-            raise ValueError(f"MockResponse.redirect status={status!r}: expected 301, 302, 303, 307 or 308")
-        return cls(status, headers={"Location": location})
-
-    def with_header(self, name: str, value: str) -> MockResponse:
-        """A copy with one more header field (repeats allowed)."""
-        return replace(self, headers=(*self.header_pairs, (name, value)))
-
-    def with_cookie(
-        self,
-        name: str,
-        value: str,
-        *,
-        path: str | None = "/",
-        domain: str | None = None,
-        max_age: int | None = None,
-        secure: bool = False,
-        http_only: bool = False,
-        same_site: str | None = None,
-    ) -> MockResponse:
-        """A copy that also sets cookie ``name`` with a ``Set-Cookie`` field."""
-        if not name or any(ch in name for ch in "=;, \t\r\n"):
-            raise ValueError(f"cookie name={name!r}: expected a token without '=', ';', ',' or whitespace")
-        parts = [f"{name}={value}"]
-        if path is not None:
-            parts.append(f"Path={path}")
-        if domain is not None:
-            parts.append(f"Domain={domain}")
-        if max_age is not None:
-            parts.append(f"Max-Age={max_age}")
-        if secure:
-            parts.append("Secure")
-        if http_only:
-            parts.append("HttpOnly")
-        if same_site is not None:
-            parts.append(f"SameSite={same_site}")
-        return self.with_header("Set-Cookie", "; ".join(parts))
 
 
 #: What a route answers with: a canned response, or a callable that answers
 #: (returning a response to send, or None once it has written its own).
 Handler: TypeAlias = Callable[["Exchange"], MockResponse | None]
 Responder: TypeAlias = MockResponse | Handler
-
-
-class _LastLine:
-    """A request stream that remembers the last line read: did the header block end with its blank line?"""
-
-    def __init__(self, raw: io.BufferedIOBase) -> None:
-        self.raw = raw
-        self.last: bytes | None = None
-
-    def readline(self, limit: int = -1) -> bytes:
-        line: bytes = self.raw.readline(limit)
-        self.last = line
-        return line
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.raw, name)
-
-
-def _read_exactly(stream: Any, size: int) -> bytes:
-    """Read ``size`` bytes of a body; a connection that ends first is a truncated request (ValueError)."""
-    data: bytes = stream.read(size)
-    if len(data) < size:
-        raise ValueError(f"the body ends after {len(data)} of {size} bytes (truncated request)")
-    return data
 
 
 class Exchange(BaseHTTPRequestHandler):
@@ -528,138 +273,6 @@ class Exchange(BaseHTTPRequestHandler):
             self.close_connection = True
 
 
-class FileRoute:
-    """A route serving one file: GET and HEAD, Range, If-Range, ETag and Last-Modified.
-
-    Supports one range per request (``bytes=N-``, ``bytes=N-M``,
-    ``bytes=-N``); an unsatisfiable one gets 416. ``If-Range`` keeps the
-    range only if it equals the current strong ETag or Last-Modified. The
-    file and its validators may be changed at any time with :meth:`set_file`
-    (a new version, mid-test). ``drops`` holds absolute byte offsets: a
-    response that crosses the next one sends the bytes before it, then closes
-    the connection (FIN), and that offset is used up.
-
-    Args:
-        data: The file's bytes.
-        etag: The ETag field value (with its quotes), or None for none.
-        last_modified: The Last-Modified field value, or None for none.
-        content_type: The Content-Type sent.
-        chunk: The largest piece written at once.
-        throttle: Body bytes per second, or None.
-    """
-
-    _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
-
-    def __init__(
-        self,
-        data: bytes,
-        *,
-        etag: str | None = '"1"',
-        last_modified: str | None = None,
-        content_type: str = "application/octet-stream",
-        chunk: int = 64 * 1024,
-        throttle: float | None = None,
-    ) -> None:
-        self.data = data
-        self.etag = etag
-        self.last_modified = last_modified
-        self.content_type = content_type
-        self.chunk = chunk
-        self.throttle = throttle
-        self.drops: list[int] = []
-        self._lock = threading.Lock()
-
-    def set_file(self, data: bytes, *, etag: str | None, last_modified: str | None = None) -> None:
-        """Replace the file and its validators (a new version)."""
-        with self._lock:
-            self.data = data
-            self.etag = etag
-            self.last_modified = last_modified
-
-    def validators(self) -> dict[str, str]:
-        """The ETag and Last-Modified fields of the current version."""
-        headers = {}
-        if self.etag is not None:
-            headers["ETag"] = self.etag
-        if self.last_modified is not None:
-            headers["Last-Modified"] = self.last_modified
-        return headers
-
-    def if_range_holds(self, if_range: str | None) -> bool:
-        """Whether a Range may be honoured given this If-Range value (absent: yes)."""
-        if if_range is None:
-            return True
-        strong_etag = self.etag is not None and not self.etag.startswith("W/") and if_range == self.etag
-        return strong_etag or (self.last_modified is not None and if_range == self.last_modified)
-
-    def choose_range(self, exchange: Exchange, size: int) -> tuple[int, int, int]:
-        """Return (status, start, stop) for the request: 200 whole, 206 a range, 416 unsatisfiable."""
-        match = self._RANGE.match(exchange.headers.get("Range", ""))
-        if match is None or not self.if_range_holds(exchange.headers.get("If-Range")):
-            return 200, 0, size
-        first, last = match.groups()
-        if not first:
-            if not last or int(last) == 0:
-                return 416, 0, 0
-            return 206, max(0, size - int(last)), size
-        start = int(first)
-        stop = min(size, int(last) + 1) if last else size
-        if start >= size or stop <= start:
-            return 416, 0, 0
-        return 206, start, stop
-
-    def __call__(self, exchange: Exchange) -> None:
-        with self._lock:
-            data = self.data
-        size = len(data)
-        status, start, stop = self.choose_range(exchange, size)
-        self.serve(exchange, data, status, start, stop)
-
-    def serve(self, exchange: Exchange, data: bytes, status: int, start: int, stop: int) -> int:
-        """Send ``data[start:stop]`` with ``status`` and the file's fields; return the body bytes sent."""
-        size = len(data)
-        if status == 416:
-            exchange.reply(416, b"", {"Content-Range": f"bytes */{size}", **self.validators()})
-            return 0
-        exchange.send_response(status)
-        for key, value in self.validators().items():
-            exchange.send_header(key, value)
-        exchange.send_header("Accept-Ranges", "bytes")
-        exchange.send_header("Content-Type", self.content_type)
-        exchange.send_header("Content-Length", str(stop - start))
-        if status == 206:
-            exchange.send_header("Content-Range", f"bytes {start}-{stop - 1}/{size}")
-        exchange.end_headers()
-        if exchange.command == "HEAD":
-            return 0
-        with self._lock:
-            drop = next((d for d in self.drops if start <= d < stop), None)
-            if drop is not None:
-                self.drops.remove(drop)
-        end = stop if drop is None else drop
-        sent = 0
-        try:
-            position = start
-            while position < end:
-                piece = data[position : min(end, position + self.chunk)]
-                if not exchange.write_throttled(piece, self.throttle):
-                    exchange.close_connection = True
-                    return sent
-                exchange.wfile.flush()
-                position += len(piece)
-                sent += len(piece)
-                self.after_piece(exchange)
-        except OSError:
-            exchange.close_connection = True
-            return sent
-        if drop is not None:
-            exchange.close_write()
-        return sent
-
-    def after_piece(self, exchange: Exchange) -> None:
-        """Called after each piece of body is written (a hook for slow-link subclasses)."""
-
-
 @dataclass
 class _Route:
     respond: Responder
@@ -795,7 +408,7 @@ class MockServer:
         self.port: int = self._httpd.server_address[1]
         try:
             if tls or ca is not None:
-                ssl_context = self._trustme_context(ca)
+                ssl_context, self._tmpdir, self._ca_bundle = trustme_context(ca)
             if ssl_context is not None and tls_min_version is not None:
                 ssl_context.minimum_version = tls_min_version
         except BaseException:
@@ -803,20 +416,6 @@ class MockServer:
             raise
         self._ssl_context = ssl_context
         self.scheme = "https" if ssl_context is not None else "http"
-
-    def _trustme_context(self, ca: Any) -> ssl.SSLContext:
-        try:
-            import trustme
-        except ImportError as exc:  # pragma: no cover - trustme is in the test extra
-            raise ImportError("MockServer(tls=True) needs trustme: pip install 'session-presets[testing]'") from exc
-        if ca is None:
-            ca = trustme.CA()
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ca.issue_cert(*_TLS_IDENTITIES).configure_cert(context)
-        self._tmpdir = tempfile.mkdtemp(prefix="session-presets-mock-")
-        self._ca_bundle = os.path.join(self._tmpdir, "ca.pem")
-        ca.cert_pem.write_to_path(self._ca_bundle)
-        return context
 
     # -- lifecycle -------------------------------------------------------------------
 
