@@ -14,6 +14,7 @@ import typing as _typing
 
 from ._adapters import PresetAdapter, PresetTimeout, preset_adapter_class
 from ._config import PresetConfig
+from ._diagnostics import Diagnostics, diagnostics
 from ._errors import (
     ConfigError,
     DestinationInUseError,
@@ -81,6 +82,7 @@ __all__ = [
     "BackgroundSession",
     "ConfigError",
     "DestinationInUseError",
+    "Diagnostics",
     "DiskFullError",
     "ForeignAdapterWarning",
     "IdentifierInUseError",
@@ -111,6 +113,7 @@ __all__ = [
     "background_session",
     "close_all",
     "default_session",
+    "diagnostics",
     "ephemeral_session",
     "get_preset",
     "get_session",

@@ -1136,6 +1136,8 @@ class PresetAdapter(HTTPAdapter):
     def __init__(
         self, config: PresetConfig, *, counters: Counters | None = None, metrics: SessionMetrics | None = None
     ) -> None:
+        # The fast path is decided at first use (a bad SESSION_PRESETS_FAST_PATH is refused here).
+        _upstream.gate()
         self.preset = config
         self.counters = counters if counters is not None else Counters()
         self.metrics = metrics if metrics is not None else SessionMetrics(config.name)

@@ -417,9 +417,9 @@ def hook_disabled(name: str) -> Iterator[None]:
         _disabled.discard(name)
 
 
-def hooks_in_use() -> dict[str, bool]:
-    """Each hook's name and whether it is in use now (the fast path's hooks need the gate open too)."""
-    active = gate().active
+def hooks_in_use(fast_path: bool) -> dict[str, bool]:
+    """Each hook's name and whether it is in use now (those of the fast path need ``fast_path`` too)."""
+    active = fast_path
     found = {name: hook_enabled(name) for name in HOOKS}
     for speed_only in ("header_lines", "body_readinto"):
         found[speed_only] = found[speed_only] and active

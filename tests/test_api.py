@@ -11,16 +11,16 @@ import requests
 import session_presets as sp
 
 EXPECTED = {
-    "BackgroundSession", "ConfigError", "DestinationInUseError", "DiskFullError", "ForeignAdapterWarning",
-    "IdentifierInUseError",
+    "BackgroundSession", "ConfigError", "DestinationInUseError", "Diagnostics", "DiskFullError",
+    "ForeignAdapterWarning", "IdentifierInUseError",
     "InsecureRedirectError", "InsecureSessionWarning", "InvalidationTimeoutError", "PresetAdapter",
     "PresetConfig", "PresetSession", "PresetTimeout", "SessionInvalidatedError", "SessionPresetsError",
     "SessionPresetsWarning", "SessionRegistry", "SessionReuseError", "SessionReuseWarning", "SessionState",
     "SessionStats", "SharedSessionError", "TotalTimeoutError", "TransactionMetrics",
     "TransferError", "TransferState", "TransferTask",
     "UnknownPresetError", "UnknownVariableWarning", "__version__", "background_session", "close_all", "default_session",
-    "ephemeral_session", "get_preset", "get_session", "instrument", "preset_adapter_class", "preset_names",
-    "register_preset",
+    "diagnostics", "ephemeral_session", "get_preset", "get_session", "instrument", "preset_adapter_class",
+    "preset_names", "register_preset",
 }
 
 
