@@ -582,4 +582,4 @@ def test_only_the_presets_own_header_lines_are_kept(http_server: LoopbackServer)
     assert {name for name, _ in session.adapter._header_lines} <= {
         "User-Agent", "Accept-Encoding", "Accept", "Connection", "Cache-Control", "Pragma"
     }
-    assert bool(session.adapter._header_lines) == _upstream.gate().active  # the static lines are remembered
+    assert bool(session.adapter._header_lines) == _upstream.header_lines_usable()  # the static lines are remembered
