@@ -18,6 +18,7 @@ from socket import getdefaulttimeout
 from typing import Any, ClassVar, Final, TypeVar
 
 import requests
+import requests.adapters
 import requests.utils
 from requests.adapters import HTTPAdapter
 from requests.auth import _basic_auth_str
@@ -1399,7 +1400,7 @@ class PresetAdapter(HTTPAdapter):
             self._encodings.put(content_type, encoding)
             return encoding
         headers = CaseInsensitiveDict({"Content-Type": content_type})
-        found: str | None = requests.utils.get_encoding_from_headers(headers)
+        found: str | None = requests.adapters.get_encoding_from_headers(headers)  # type: ignore[attr-defined]
         return found
 
     @property

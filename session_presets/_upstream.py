@@ -237,7 +237,7 @@ RESPONSE_INIT: Final = Replaced(
     "requests.models", "Response.__init__", _fp("434df210b621dc08"), _R, "new_response"
 )
 ENCODING_FROM_HEADERS: Final = Replaced(
-    "requests.utils", "get_encoding_from_headers", _fp("38e55bdc1fefc589"), _R,
+    "requests.adapters", "get_encoding_from_headers", _fp("38e55bdc1fefc589"), _R,
     "PresetAdapter's encoding memo: one answer per Content-Type value",
 )
 HTTPLIB_PUTHEADER: Final = Replaced(
@@ -318,12 +318,10 @@ def gate() -> GateState:
         probe = _header_dict_probe()
         if probe:
             mismatched += (probe,)
-        if forced:
-            reason = f"{FAST_PATH_VARIABLE}=off"
-        elif mismatched:
-            reason = "the installed source differs from the checked one: " + ", ".join(mismatched)
-        else:
-            reason = ""
+        reasons = [f"{FAST_PATH_VARIABLE}=off"] if forced else []
+        if mismatched:
+            reasons.append("the installed source differs from the checked one: " + ", ".join(mismatched))
+        reason = "; ".join(reasons)
         _gate = GateState(active=not forced and not mismatched, forced_off=forced, mismatched=mismatched, reason=reason)
         return _gate
 

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import requests
 import requests.adapters
+import requests.utils
 
 import session_presets as sp
 from session_presets import _upstream
@@ -138,8 +139,8 @@ def upstream_change(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[_upst
         new = _marking(piece, calls)
         monkeypatch.setattr(piece.owner, piece.attribute, new)
         if upgrade and piece.qualname == "get_encoding_from_headers":
-            # An upgraded requests imports the new function everywhere it is used.
-            monkeypatch.setattr(requests.adapters, "get_encoding_from_headers", new)
+            # An upgraded requests has the new function wherever it is imported.
+            monkeypatch.setattr(requests.utils, "get_encoding_from_headers", new)
         if upgrade:
             # What an upgrade looks like: the function captured at import *is* the new one.
             monkeypatch.setattr(piece, "original", new)
