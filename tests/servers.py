@@ -253,6 +253,10 @@ class LoopbackServer:
         """Every well-formed request, in order (MockServer also records malformed ones)."""
         return self.state.requests
 
+    def saw(self, path_prefix: str) -> int:
+        """How many requests the server received whose path starts with ``path_prefix``."""
+        return sum(1 for seen in self.requests if seen.path.startswith(path_prefix))
+
     def close_idle_connections(self) -> None:
         """Close every accepted socket from the server side (keep-alive closed while idle)."""
         self.mock.close_idle_connections()

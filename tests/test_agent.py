@@ -17,8 +17,7 @@ import sys
 import tempfile
 import textwrap
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +38,7 @@ from .background_server import FileRoute, UploadRoute
 from .servers import LoopbackServer
 from .test_background import FAST, MIB, make_data
 from .test_cli import console_script
+from .waiting import wait_until
 
 pytestmark = [
     pytest.mark.timeout(90),
@@ -94,15 +94,6 @@ def finish(proc: subprocess.Popen[str]) -> str:
 def agent_pid() -> int:
     """The pid of the running agent (asked over its socket)."""
     return int(_client.agent_request(str(state_dir()), "ping", start=False)["pid"])
-
-
-def wait_for(condition: Callable[[], bool], what: str, bound: float = BOUND) -> None:
-    """Poll ``condition`` until true; fail naming ``what`` after ``bound`` seconds."""
-    deadline = time.monotonic() + bound
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def process_gone(pid: int) -> bool:
@@ -267,11 +258,11 @@ def test_sigkilled_agent_is_replaced_and_resumes_from_the_journal(http_server: L
         with contextlib.closing(sqlite3.connect(f"file:{journal}?mode=ro", uri=True)) as db:
             return int(db.execute("SELECT bytes_done FROM tasks").fetchone()[0])
 
-    wait_for(lambda: committed() > 0, "a committed offset in the journal")
+    wait_until(lambda: committed() > 0, BOUND, "a committed offset in the journal")
     offset = committed()
     pid = agent_pid()
     os.kill(pid, signal.SIGKILL)
-    wait_for(lambda: process_gone(pid), "the killed agent to be gone")
+    wait_until(lambda: process_gone(pid), BOUND, "the killed agent to be gone")
     release.set()
     again = background_session("big", detached=True)
     assert agent_pid() != pid
@@ -357,7 +348,7 @@ def test_sigterm_suspends_tasks_into_the_journal(
     """SIGTERM makes the agent keep its unfinished task pending in the journal; the next attach completes it."""
     bg = background_session("term", detached=True, **FAST)
     task = bg.download(http_server.url("/file"), tmp_path / "t.bin")
-    wait_for(lambda: len(gated.log) == 0 and task.state is TransferState.RUNNING, "the task to run")
+    wait_until(lambda: len(gated.log) == 0 and task.state is TransferState.RUNNING, BOUND, "the task to run")
     (proc,) = _client._spawned
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(BOUND) == 0
@@ -548,7 +539,7 @@ def test_cli_transfers_cancel_wait_timeout_and_stop_agent(
     pid = agent_pid()
     stopped = cli("stop-agent")
     assert stopped.returncode == 0 and f"pid {pid}" in stopped.stderr
-    wait_for(lambda: lock_is_free(state_dir() / AGENT_LOCK), "the agent to release its lock")
+    wait_until(lambda: lock_is_free(state_dir() / AGENT_LOCK), BOUND, "the agent to release its lock")
     assert "no agent was running" in cli("stop-agent").stderr
 
 

@@ -26,6 +26,7 @@ from session_presets import (
 
 from .background_server import FileRoute
 from .servers import LoopbackServer
+from .waiting import wait_until
 
 MIB = 1 << 20
 
@@ -313,8 +314,7 @@ def test_cancel_running_download_deletes_part(http_server: LoopbackServer, tmp_p
     route.delay = 0.05
     http_server.route("/file", route)
     task = open_bg().download(http_server.url("/file"), tmp_path / "out.bin")
-    while task.bytes_done == 0:
-        time.sleep(0.01)
+    wait_until(lambda: task.bytes_done > 0, 30.0, "the first bytes of the download")
     assert (tmp_path / "out.bin.part").exists()
     started = time.monotonic()
     task.cancel()
@@ -329,8 +329,7 @@ def test_cancel_running_download_deletes_part(http_server: LoopbackServer, tmp_p
 def test_cancel_waiting_for_headers(http_server: LoopbackServer, tmp_path: Path) -> None:
     """cancel() interrupts a request still waiting for response headers."""
     task = open_bg(read_timeout=20.0).download(http_server.url("/slow?delay=10"), tmp_path / "out.bin")
-    while not http_server.requests:
-        time.sleep(0.01)
+    wait_until(lambda: http_server.requests, 30.0, "the server to see the request")
     time.sleep(0.05)
     started = time.monotonic()
     task.cancel()
@@ -348,8 +347,7 @@ def test_invalidate_and_cancel_deletes_parts_and_releases_identifier(
     bg = open_bg(max_concurrent_transfers=1)
     running = bg.download(http_server.url("/file"), tmp_path / "a.bin")
     pending = bg.download(http_server.url("/file"), tmp_path / "b.bin")
-    while running.bytes_done == 0:
-        time.sleep(0.01)
+    wait_until(lambda: running.bytes_done > 0, 30.0, "the first bytes of the running download")
     bg.invalidate_and_cancel()
     assert bg.state is SessionState.INVALIDATED
     assert running.state is pending.state is TransferState.CANCELLED
@@ -480,8 +478,7 @@ def test_forget_cancels_an_unfinished_task(http_server: LoopbackServer, tmp_path
     http_server.route("/file", route)
     bg = open_bg()
     task = bg.download(http_server.url("/file"), tmp_path / "a.bin")
-    while task.bytes_done == 0:
-        time.sleep(0.01)
+    wait_until(lambda: task.bytes_done > 0, 30.0, "the first bytes of the download")
     bg.forget(task)
     assert task.state is TransferState.CANCELLED
     assert bg.tasks() == []
@@ -497,8 +494,7 @@ def test_suspended_task_resumes_in_next_session_with_auth(http_server: LoopbackS
     http_server.route("/file", route)
     bg = open_bg(auth=("user", "pass"))
     task = bg.download(http_server.url("/file"), tmp_path / "out.bin", headers={"X-Trace": "1"})
-    while task.bytes_done < 256 * 1024:
-        time.sleep(0.01)
+    wait_until(lambda: task.bytes_done >= 256 * 1024, 30.0, "256 KiB downloaded")
     bg._suspend()
     assert task.state is TransferState.PENDING
     offset = (tmp_path / "out.bin.part").stat().st_size

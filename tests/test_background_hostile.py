@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import stat
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from session_presets import TransferError, TransferState, background_session
 from .background_server import FileRoute
 from .servers import LoopbackServer
 from .test_background import FAST, MIB, make_data, open_bg
+from .waiting import wait_until
 
 pytestmark = [
     pytest.mark.timeout(60),
@@ -161,8 +161,7 @@ def test_part_symlink_on_resume_is_refused(http_server: LoopbackServer, download
     http_server.route("/file", route)
     bg = open_bg()
     task = bg.download(http_server.url("/file"), downloads / "out.bin")
-    while task.bytes_done < 256 * 1024:
-        time.sleep(0.01)
+    wait_until(lambda: task.bytes_done >= 256 * 1024, 30.0, "256 KiB downloaded")
     bg._suspend()
     part = downloads / "out.bin.part"
     part.unlink()
@@ -243,8 +242,7 @@ def test_part_of_another_user_is_refused_on_resume(http_server: LoopbackServer, 
     http_server.route("/file", route)
     bg = open_bg()
     task = bg.download(http_server.url("/file"), downloads / "out.bin")
-    while task.bytes_done < 256 * 1024:
-        time.sleep(0.01)
+    wait_until(lambda: task.bytes_done >= 256 * 1024, 30.0, "256 KiB downloaded")
     bg._suspend()
     part = downloads / "out.bin.part"
     os.chown(part, 4242, -1)
@@ -284,8 +282,7 @@ def test_part_grown_by_someone_else_is_not_renamed(http_server: LoopbackServer, 
     route.delay = 0.02
     http_server.route("/file", route)
     task = open_bg().download(http_server.url("/file"), downloads / "out.bin")
-    while task.bytes_done < 256 * 1024:
-        time.sleep(0.01)
+    wait_until(lambda: task.bytes_done >= 256 * 1024, 30.0, "256 KiB downloaded")
     with open(downloads / "out.bin.part", "ab") as part:
         part.write(b"x" * (2 * MIB))
     route.delay = 0

@@ -20,6 +20,7 @@ from session_presets.background import DestinationInUseError
 from .background_server import FileRoute
 from .servers import Handler, LoopbackServer
 from .test_background import MIB, make_data, open_bg
+from .waiting import wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -40,9 +41,7 @@ def suspended_midway(http_server: LoopbackServer, route: FileRoute, tmp_path: Pa
     http_server.route("/file", route)
     bg = open_bg()
     task = bg.download(http_server.url("/file"), tmp_path / "out.bin")
-    deadline = time.monotonic() + 20
-    while task.bytes_done < least and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: task.bytes_done >= least, 20.0, f"{least} bytes downloaded")
     bg._suspend()
     assert task.state is TransferState.PENDING
     committed = journal_row(bg.journal_path, task.id)["bytes_done"]
@@ -183,8 +182,7 @@ def test_second_session_on_same_dest_is_refused_and_first_is_untouched(
     first = open_bg("first")
     dest = tmp_path / "out.bin"
     task = first.download(http_server.url("/file"), dest)
-    while task.bytes_done < 256 * 1024:
-        time.sleep(0.01)
+    wait_until(lambda: task.bytes_done >= 256 * 1024, 30.0, "256 KiB downloaded")
     second = open_bg("second")
     with pytest.raises(DestinationInUseError, match=rf"pid {os.getpid()}, background session 'first', task {task.id}"):
         second.download(http_server.url("/file"), dest)

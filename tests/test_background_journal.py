@@ -28,6 +28,7 @@ from session_presets.background.lockfile import default_state_dir
 from .background_server import FileRoute, UploadRoute
 from .servers import LoopbackServer
 from .test_background import FAST, MIB, make_data, open_bg
+from .waiting import wait_until
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -276,8 +277,7 @@ def test_suspend_at_exit_keeps_tasks_for_next_run(http_server: LoopbackServer, t
     bg = open_bg(max_concurrent_transfers=1)
     first = bg.download(http_server.url("/file"), tmp_path / "a.bin")
     second = bg.download(http_server.url("/file"), tmp_path / "b.bin")
-    while first.bytes_done == 0:
-        time_sleep()
+    wait_until(lambda: first.bytes_done > 0, 30.0, "the first bytes of the first download")
     engine._suspend_all()
     assert bg.state is SessionState.INVALIDATED
     assert first.state is second.state is TransferState.PENDING
@@ -287,13 +287,6 @@ def test_suspend_at_exit_keeps_tasks_for_next_run(http_server: LoopbackServer, t
     for task in tasks:
         assert task.wait(20).state is TransferState.COMPLETED, task.error
     assert (tmp_path / "a.bin").read_bytes() == (tmp_path / "b.bin").read_bytes() == data
-
-
-def time_sleep() -> None:
-    """Sleep a little while polling."""
-    import time
-
-    time.sleep(0.01)
 
 
 # -- uploads --------------------------------------------------------------------------

@@ -13,17 +13,10 @@ from session_presets._errors import TotalTimeoutError
 
 from .servers import Handler, LoopbackServer
 from .threaded_call import run_in_thread as _run
+from .waiting import wait_until
 
 #: Bounded waits: far longer than anything here should take.
 BOUND = 20.0
-
-
-def _wait_for(server: LoopbackServer, path: str) -> None:
-    ends = time.monotonic() + BOUND
-    while not any(seen.path.startswith(path) for seen in server.requests):
-        if time.monotonic() > ends:
-            raise AssertionError(f"the server never saw {path}")
-        time.sleep(0.01)
 
 
 @pytest.fixture
@@ -69,10 +62,10 @@ def test_deadline_of_one_call_spares_the_connection_it_gave_back(
     second.mount("http://", first.adapter)
     try:
         a = _run(lambda: first.get(http_server.url(f"/redirect?to={second_server.url('/hang')}")))
-        _wait_for(second_server, "/hang")
+        wait_until(lambda: second_server.saw("/hang"), BOUND, "the second server to see /hang")
         body = b"payload" if method == "POST" else None
         b = _run(lambda: second.request(method, http_server.url("/held"), data=body))
-        _wait_for(http_server, "/held")
+        wait_until(lambda: http_server.saw("/held"), BOUND, "the server to see /held")
         assert a.done.wait(BOUND)
         assert isinstance(a.error, TotalTimeoutError), a.error
         assert b.done.wait(BOUND)

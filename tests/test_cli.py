@@ -251,6 +251,7 @@ def pty_reader() -> Iterator[tuple[int, list[bytes]]]:
     finally:
         os.close(slave)
         reader.join(10)
+        assert not reader.is_alive(), "the pty reader never saw the terminal close"
         os.close(master)
 
 
@@ -1008,12 +1009,14 @@ def test_no_second_progress_bar_after_interrupted(tmp_path: Path, slow_blob: Blo
     """On a terminal, Ctrl-C closes the bar and prints 'interrupted'; no bar is drawn after it."""
     target = tmp_path / "slow.bin"
     command = [sys.executable, "-m", "session_presets", "download", http_server.url("/slow-file"), "-o", str(target)]
-    with pty_reader() as (terminal, shown):
-        with child_process(command, stderr=terminal, stdout=subprocess.DEVNULL) as child:
-            _wait_for_size(tmp_path / "slow.bin.part", 200_000)
-            child.send_signal(signal.SIGINT)
-            child.wait(timeout=30)
-        time.sleep(0.5)  # let the reader drain what the child wrote before it exited
+    with pty_reader() as (terminal, shown), child_process(
+        command, stderr=terminal, stdout=subprocess.DEVNULL
+    ) as child:
+        _wait_for_size(tmp_path / "slow.bin.part", 200_000)
+        child.send_signal(signal.SIGINT)
+        child.wait(timeout=30)
+    # pty_reader's exit closed our end of the terminal and joined its reader, which reads until EIO:
+    # everything the child wrote is in ``shown`` now.
     screen = b"".join(shown).decode("utf-8", "replace")
     assert child.returncode == 130
     assert "slow.bin" in screen

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import socket
-import time
-from collections.abc import Callable
 
 import pytest
 import requests
@@ -16,17 +14,10 @@ from .servers import LoopbackServer
 from .stalling_listeners import FullBacklogListener, SilentListener, syn_sent_to
 from .threaded_call import Outcome as _Outcome
 from .threaded_call import run_in_thread as _run
+from .waiting import wait_until
 
 #: How long a test waits for a call that should end within a few seconds (connect_timeout is 30 s).
 BOUND = 10.0
-
-
-def _wait_until(predicate: Callable[[], bool], what: str, bound: float = BOUND) -> None:
-    ends = time.monotonic() + bound
-    while not predicate():
-        if time.monotonic() > ends:
-            raise AssertionError(f"gave up after {bound:g} s waiting for {what}")
-        time.sleep(0.01)
 
 
 def _ended(outcome: _Outcome) -> BaseException | None:
@@ -39,7 +30,7 @@ def test_total_timeout_ends_a_connect_to_a_full_backlog() -> None:
     """A connect that hangs (full accept queue) ends at total_timeout=3, not at connect_timeout=30."""
     with FullBacklogListener() as listener, default_session(total_timeout=3, connect_timeout=30) as session:
         outcome = _run(lambda: session.get(listener.url()))
-        _wait_until(lambda: syn_sent_to(listener.port) > 1, "the call's SYN")
+        wait_until(lambda: syn_sent_to(listener.port) > 1, BOUND, "the call's SYN")
         assert isinstance(_ended(outcome), TotalTimeoutError), outcome.error
 
 
@@ -62,10 +53,10 @@ def test_cancel_aborts_a_call_in_connect() -> None:
     with FullBacklogListener() as listener:
         session = default_session(total_timeout=None, connect_timeout=30)
         outcome = _run(lambda: session.get(listener.url()))
-        _wait_until(lambda: syn_sent_to(listener.port) > 1, "the call's SYN")
+        wait_until(lambda: syn_sent_to(listener.port) > 1, BOUND, "the call's SYN")
         session.invalidate_and_cancel()
         assert isinstance(_ended(outcome), SessionInvalidatedError), outcome.error
-        _wait_until(lambda: syn_sent_to(listener.port) == 1, "the call's SYN to be withdrawn")
+        wait_until(lambda: syn_sent_to(listener.port) == 1, BOUND, "the call's SYN to be withdrawn")
 
 
 @pytest.mark.timeout(60)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import gc
 import logging
-import os
 import stat
+import subprocess
+import sys
 import threading
 import time
+import warnings
+import weakref
 from pathlib import Path
 
 import pytest
@@ -17,6 +20,7 @@ from session_presets import (
     InvalidationTimeoutError,
     PresetSession,
     SessionInvalidatedError,
+    SessionRegistry,
     SessionReuseError,
     SessionReuseWarning,
     SessionState,
@@ -28,6 +32,7 @@ from session_presets import (
 )
 
 from .servers import LoopbackServer
+from .waiting import wait_until
 
 
 def _in_thread(target, *args):  # type: ignore[no-untyped-def]
@@ -46,11 +51,11 @@ def _in_thread(target, *args):  # type: ignore[no-untyped-def]
 
 
 def _wait_for_request(server: LoopbackServer, path: str, count: int = 1) -> None:
-    for _ in range(500):
-        if sum(1 for seen in server.requests if seen.path.startswith(path)) >= count:
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"server never saw {path}")
+    wait_until(
+        lambda: server.saw(path) >= count,
+        20.0,
+        f"the server to see {path} {count} time(s)",
+    )
 
 
 def test_finish_tasks_waits_for_requests_in_flight(https_server: LoopbackServer, ca_bundle: str) -> None:
@@ -188,11 +193,40 @@ def test_gc_of_unclosed_session_warns() -> None:
         gc.collect()
 
 
-def test_registry_sessions_never_warn() -> None:
-    """A registry session is never reported as leaked or as churn."""
-    get_session()
-    get_session("ephemeral")
-    gc.collect()
+_EXIT_WITH_REGISTRY_SESSIONS = """
+import sys
+import session_presets as sp
+sp.get_session().get(sys.argv[1]).close()
+sp.get_session("ephemeral").get(sys.argv[1]).close()
+"""
+
+
+def test_registry_sessions_never_warn_at_interpreter_exit(http_server: LoopbackServer) -> None:
+    """A process that used get_session() and exits without closing it prints no ResourceWarning under -W error."""
+    result = subprocess.run(
+        [sys.executable, "-W", "error::ResourceWarning", "-c", _EXIT_WITH_REGISTRY_SESSIONS, http_server.url()],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert http_server.saw("/ok") == 2
+
+
+def test_registry_session_freed_unclosed_never_warns(http_server: LoopbackServer) -> None:
+    """A registry's session collected without close (its registry dropped) runs __del__ and emits no warning."""
+    registry = SessionRegistry()
+    registry.get().get(http_server.url()).close()
+    collected = weakref.ref(registry.get())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        del registry
+        gc.collect()
+    assert collected() is None, "the session outlived its registry: __del__ was not exercised"
+    assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
+    assert http_server.saw("/ok") == 1
 
 
 def test_many_sessions_warn_once(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -280,7 +314,7 @@ def test_close_from_inside_a_hook_does_not_deadlock(http_server: LoopbackServer)
     session.hooks["response"].append(hook)
     assert session.get(http_server.url()).status_code == 200
     assert session.state is SessionState.INVALIDATED
-    assert os.getpid() > 0
+    assert [seen.path for seen in http_server.requests] == ["/ok"]
 
 
 @pytest.mark.timeout(20)

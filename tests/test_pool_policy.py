@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -16,6 +14,7 @@ from session_presets._calls import CANCELLED, Call, set_current_call
 
 from .servers import Handler, LoopbackServer, reset_connection
 from .threaded_call import Outcome, run_in_thread
+from .waiting import wait_until
 
 #: The longest a test waits for another thread to reach a point (never reached when the code is right).
 _BOUND = 20.0
@@ -111,14 +110,6 @@ def test_after_connect_timeout_an_extra_connection_is_opened(http_server: Loopba
     assert http_server.connections == 2
 
 
-def _wait_until(predicate: Callable[[], bool], what: str) -> None:
-    """Wait (bounded) until ``predicate()`` holds."""
-    until = time.monotonic() + _BOUND
-    while not predicate():
-        assert time.monotonic() < until, f"gave up waiting until {what}"
-        time.sleep(0.005)
-
-
 def _pool(session: sp.PresetSession, url: str) -> Any:
     """The connection pool that ``session`` uses for ``url``."""
     # As the session looks it up: PoolManager.connection_from_url would make (and evict for) a pool of its own.
@@ -131,7 +122,7 @@ def _queue_calls(session: sp.PresetSession, pool: Any, urls: list[str]) -> list[
     for url in urls:
         outcomes.append(run_in_thread(lambda url=url: session.get(url).status_code))
         queued = len(outcomes)
-        _wait_until(lambda: pool.preset_waiting == queued, f"{queued} calls wait")  # noqa: B023
+        wait_until(lambda: pool.preset_waiting == queued, _BOUND, f"{queued} calls wait")  # noqa: B023
     return outcomes
 
 
@@ -190,9 +181,9 @@ def test_a_cancelled_waiter_passes_the_connection_on(http_server: LoopbackServer
         pool = _pool(session, http_server.url())
         call = Call(None)
         first = _wait_on_pool(pool, call)
-        _wait_until(lambda: pool.preset_waiting == 1, "the first call waits")
+        wait_until(lambda: pool.preset_waiting == 1, _BOUND, "the first call waits")
         second = run_in_thread(lambda: session.get(http_server.url()).status_code)
-        _wait_until(lambda: pool.preset_waiting == 2, "the second call waits")
+        wait_until(lambda: pool.preset_waiting == 2, _BOUND, "the second call waits")
         # Aborted without waking it: the connection is most likely handed to it before it notices.
         call.reason = CANCELLED
         assert held.content == b"ok"
@@ -212,11 +203,11 @@ def test_a_waiter_past_its_deadline_leaves_the_line(http_server: LoopbackServer)
         held = session.get(http_server.url(), stream=True)
         pool = _pool(session, http_server.url())
         first = _wait_on_pool(pool, Call(0.2))
-        _wait_until(lambda: pool.preset_waiting == 1, "the first call waits")
+        wait_until(lambda: pool.preset_waiting == 1, _BOUND, "the first call waits")
         second = run_in_thread(lambda: session.get(http_server.url()).status_code)
         assert first.done.wait(_BOUND)
         assert isinstance(first.error, EmptyPoolError)
-        _wait_until(lambda: pool.preset_waiting == 1, "only the second call waits")
+        wait_until(lambda: pool.preset_waiting == 1, _BOUND, "only the second call waits")
         assert held.content == b"ok"
         assert _finish([second]) == [200]
         assert pool.pool.qsize() == 1
@@ -229,7 +220,7 @@ def test_closing_the_pool_wakes_its_waiters(http_server: LoopbackServer) -> None
         held = session.get(http_server.url(), stream=True)
         pool = _pool(session, http_server.url())
         outcomes = [run_in_thread(lambda: session.get(http_server.url())) for _ in range(2)]
-        _wait_until(lambda: pool.preset_waiting == 2, "two calls wait")
+        wait_until(lambda: pool.preset_waiting == 2, _BOUND, "two calls wait")
         pool.close()
         for outcome in outcomes:
             assert outcome.done.wait(_BOUND)
@@ -257,7 +248,7 @@ def test_a_dropped_connection_hands_its_slot_to_the_next_waiter(http_server: Loo
         assert entered.wait(_BOUND)
         pool = _pool(session, http_server.url())
         waiting = run_in_thread(lambda: session.get(http_server.url()).status_code)
-        _wait_until(lambda: pool.preset_waiting == 1, "a call waits")
+        wait_until(lambda: pool.preset_waiting == 1, _BOUND, "a call waits")
         gate.set()
         assert breaking.done.wait(_BOUND)
         assert isinstance(breaking.error, requests.ConnectionError)
@@ -280,7 +271,7 @@ def test_a_waiter_whose_grant_is_taken_in_a_race_keeps_its_place(http_server: Lo
         except EmptyPoolError:
             stolen = None
         if stolen is not None:
-            _wait_until(lambda: pool.preset_waiting == 2, "both calls wait again")
+            wait_until(lambda: pool.preset_waiting == 2, _BOUND, "both calls wait again")
             pool._put_conn(stolen)
         assert _finish(outcomes) == [200, 200]
     assert [seen.path for seen in http_server.requests] == ["/ok", "/ok?size=1", "/ok?size=2"]

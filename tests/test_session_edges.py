@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 import requests
 
-from session_presets import ConfigError, SessionReuseError, default_session, ephemeral_session, get_session
+from session_presets import ConfigError, SessionReuseError, SessionState, default_session, ephemeral_session
 from session_presets import _tls as sp_tls
 from session_presets._redact import safe_url
 
 from .servers import LoopbackServer
+from .waiting import wait_until
 
 
 @pytest.mark.parametrize(
@@ -93,16 +94,6 @@ def test_session_and_request_cookies_are_sent(http_server: LoopbackServer) -> No
     assert sorted(sent.split("; ")) == ["call=2", "jar=1"]
 
 
-def test_registry_session_is_not_collected_with_a_warning(http_server: LoopbackServer) -> None:
-    """A registry session dropped without close emits no ResourceWarning (it is process-owned)."""
-    import gc
-
-    session = get_session()
-    session.get(http_server.url())
-    del session
-    gc.collect()
-
-
 def test_system_trust_store_without_truststore(monkeypatch: pytest.MonkeyPatch) -> None:
     """trust_store='system' without the truststore package is a clear ConfigError."""
     monkeypatch.setitem(sys.modules, "truststore", None)
@@ -161,9 +152,7 @@ def test_redirect_hop_after_cancel_is_refused(http_server: LoopbackServer) -> No
         import threading
 
         threading.Thread(target=session.invalidate_and_cancel).start()
-        import time
-
-        time.sleep(0.3)
+        wait_until(lambda: session.state is not SessionState.ACTIVE, 10.0, "the cancel to take effect")
         handler.reply(302, b"", {"Location": "/ok"})
 
     http_server.route("/hop", cancel_then_redirect)

@@ -8,8 +8,7 @@ import ssl
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,6 +25,8 @@ from session_presets import (
     register_preset,
 )
 from session_presets.testing import Exchange, Fault, FileRoute, Headers, MockResponse, MockServer, reset
+
+from .waiting import wait_until
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -52,16 +53,6 @@ def _exchange(mock: MockServer, data: bytes) -> bytes:
         while chunk := sock.recv(65536):
             received += chunk
         return received
-
-
-def _eventually(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
-    """Whether ``condition()`` holds within ``timeout`` seconds (for counters a server thread updates)."""
-    ends = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > ends:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 def _read_until(sock: socket.socket, marker: bytes) -> bytes:
@@ -327,7 +318,7 @@ def test_tls_below_minimum_version_is_refused(ca: trustme.CA, ca_bundle: str) ->
             context.wrap_socket(sock, server_hostname="127.0.0.1")
         with default_session(**mock.preset_overrides) as session:
             assert session.get(mock.url("/")).status_code == 404
-        assert _eventually(lambda: len(mock.handshake_errors) == 1)
+        wait_until(lambda: len(mock.handshake_errors) == 1, 10.0, "one handshake error recorded")
         assert "unsupported protocol" in mock.handshake_errors[0]
         assert (mock.accepted, mock.connections) == (2, 1)
 
@@ -495,7 +486,7 @@ def test_close_wakes_stalled_connections_and_never_started_servers_close() -> No
     mock.enqueue(MockResponse(fault=Fault.STALL_AT_START))
     mock.route("/blocked", lambda exchange: MockResponse(200) if release.wait(30) else None)
     stalled = socket.create_connection((mock.host, mock.port), timeout=10)
-    assert _eventually(lambda: mock.queued == 0)  # the stall went to this connection, not the next
+    wait_until(lambda: mock.queued == 0, 10.0, "the queue to drain")  # the stall went to this connection, not the next
     blocked = socket.create_connection((mock.host, mock.port), timeout=10)
     try:
         blocked.sendall(b"GET /blocked HTTP/1.1\r\nHost: x\r\n\r\n")
