@@ -37,7 +37,7 @@ from urllib3 import HTTPResponse
 from urllib3.exceptions import ProtocolError, ReadTimeoutError
 from urllib3.exceptions import SSLError as _TLSError
 
-from . import _process
+from . import _process, _upstream
 from ._redact import safe_url
 
 __all__ = [
@@ -325,7 +325,7 @@ class Transaction:
         connect_from = self.dns_done if self.dns_done is not None else self.connect_start
         received = 0
         if self.raw is not None:
-            received = header_size(self.raw) + int(getattr(self.raw, "_fp_bytes_read", 0) or 0)
+            received = header_size(self.raw) + _upstream.body_bytes_read(self.raw)
         return TransactionMetrics(
             dns=_span(self.connect_start, self.dns_done),
             connect=_span(connect_from, self.connect_done),

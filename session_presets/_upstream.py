@@ -956,3 +956,11 @@ def readinto_target(raw: Any) -> http.client.HTTPResponse | None:
         return None
     inner = getattr(raw, "_fp", None)
     return inner if isinstance(inner, http.client.HTTPResponse) else None
+
+
+# -- response metrics ----------------------------------------------------------------------------
+
+
+def body_bytes_read(raw: Any) -> int:
+    """The body bytes urllib3 has read from the socket for ``raw`` (its private ``_fp_bytes_read``; 0 if absent)."""
+    return int(getattr(raw, "_fp_bytes_read", 0) or 0)
