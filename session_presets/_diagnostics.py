@@ -69,7 +69,7 @@ class Diagnostics:
 
     def format(self) -> str:
         """The report as aligned text lines, as ``session-presets doctor`` prints it."""
-        state = "on" if self.fast_path else f"off ({self.fast_path_reason})"
+        state = ("on" if self.fast_path else "off") + (f" ({self.fast_path_reason})" if self.fast_path_reason else "")
         rows = [
             ("session-presets", self.session_presets),
             ("python", self.python),
@@ -135,7 +135,7 @@ def diagnostics() -> Diagnostics:
         state = _upstream.gate()
     except ConfigError as exc:  # a bad SESSION_PRESETS_FAST_PATH: every session refuses to start
         state = _upstream.GateState(active=False, forced_off=False, mismatched=(), reason=str(exc))
-    hooks = _upstream.hooks_in_use(state.active)
+    hooks = _upstream.hooks_in_use(state)
     environment, error, trust = _bindings()
     return Diagnostics(
         python=f"{platform.python_implementation()} {platform.python_version()}",

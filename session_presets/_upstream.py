@@ -127,13 +127,27 @@ class Replaced:
         fingerprints: the fingerprints of the sources the copy was checked against.
         checked_against: those versions, for a reader.
         used_by: where the copy runs, for a reader.
+        standalone: the copy stands alone (the header-line memo and the standard library's
+            putheader, whose source changes with the Python version): a mismatch turns off this
+            copy only, not the whole fast path.
     """
 
-    __slots__ = ("attribute", "checked_against", "fingerprints", "module", "original", "owner", "qualname", "used_by")
+    __slots__ = (
+        "attribute", "checked_against", "fingerprints", "module", "original", "owner", "qualname", "standalone",
+        "used_by",
+    )
 
     def __init__(
-        self, module: str, qualname: str, fingerprints: frozenset[str], checked_against: str, used_by: str
+        self,
+        module: str,
+        qualname: str,
+        fingerprints: frozenset[str],
+        checked_against: str,
+        used_by: str,
+        *,
+        standalone: bool = False,
     ) -> None:
+        self.standalone = standalone
         self.module = module
         self.qualname = qualname
         self.fingerprints = fingerprints
@@ -155,7 +169,11 @@ class Replaced:
         state = _gate
         if state is None:
             state = gate()
-        return state.active and self.current() is self.original
+        return (
+            state.active
+            and self.current() is self.original
+            and not (self.standalone and self.name in state.mismatched)
+        )
 
     def __repr__(self) -> str:
         return f"<Replaced {self.name}>"
@@ -243,16 +261,20 @@ ENCODING_FROM_HEADERS: Final = Replaced(
 HTTPLIB_PUTHEADER: Final = Replaced(
     "http.client", "HTTPConnection.putheader", _fp("44019b2db6f4f6c7"), _P,
     "the header-line memo (write_header_line)",
+    standalone=True,
 )
 URLLIB3_PUTHEADER: Final = Replaced(
     "urllib3.connection", "HTTPConnection.putheader", _fp("fe321c29c640f5ba"), _U,
     "the header-line memo (write_header_line)",
+    standalone=True,
 )
 
 #: Every function the fast path stands in for.
 REPLACED: Final[tuple[Replaced, ...]] = tuple(
     value for value in list(globals().values()) if isinstance(value, Replaced)
 )
+#: Those whose mismatch turns off their own copy only.
+_STANDALONE: Final = frozenset(piece.name for piece in REPLACED if piece.standalone)
 
 
 # -- the gate ------------------------------------------------------------------------------------
@@ -266,7 +288,7 @@ class GateState:
         active: True when every fingerprint matched and the variable did not force it off.
         forced_off: True when ``SESSION_PRESETS_FAST_PATH`` turned it off.
         mismatched: the upstream functions whose source differs from what the copies were checked against.
-        reason: one line saying why the fast path is off ("" when it is on).
+        reason: one line saying why the fast path is off, or which standalone copies are off ("" when all run).
     """
 
     active: bool
@@ -314,15 +336,20 @@ def gate() -> GateState:
         if _gate is not None:
             return _gate
         forced = _forced_off()
-        mismatched = tuple(piece.name for piece in REPLACED if installed_fingerprint(piece) not in piece.fingerprints)
+        differing = [piece for piece in REPLACED if installed_fingerprint(piece) not in piece.fingerprints]
+        mismatched = tuple(piece.name for piece in differing)
         probe = _header_dict_probe()
         if probe:
             mismatched += (probe,)
+        blocking = [name for name in mismatched if name not in _STANDALONE]
         reasons = [f"{FAST_PATH_VARIABLE}=off"] if forced else []
-        if mismatched:
-            reasons.append("the installed source differs from the checked one: " + ", ".join(mismatched))
-        reason = "; ".join(reasons)
-        _gate = GateState(active=not forced and not mismatched, forced_off=forced, mismatched=mismatched, reason=reason)
+        if blocking:
+            reasons.append("the installed source differs from the checked one: " + ", ".join(blocking))
+        alone = [name for name in mismatched if name in _STANDALONE]
+        if alone and not forced and not blocking:
+            reasons.append("except the copies of " + ", ".join(alone) + ": their source differs")
+        active = not forced and not blocking
+        _gate = GateState(active=active, forced_off=forced, mismatched=mismatched, reason="; ".join(reasons))
         return _gate
 
 
@@ -415,12 +442,13 @@ def hook_disabled(name: str) -> Iterator[None]:
         _disabled.discard(name)
 
 
-def hooks_in_use(fast_path: bool) -> dict[str, bool]:
-    """Each hook's name and whether it is in use now (those of the fast path need ``fast_path`` too)."""
-    active = fast_path
+def hooks_in_use(state: GateState) -> dict[str, bool]:
+    """Each hook's name and whether it is in use now (those of the fast path need it on, as ``state`` says)."""
     found = {name: hook_enabled(name) for name in HOOKS}
-    for speed_only in ("header_lines", "body_readinto"):
-        found[speed_only] = found[speed_only] and active
+    found["body_readinto"] = found["body_readinto"] and state.active
+    found["header_lines"] = (
+        found["header_lines"] and state.active and not any(name in state.mismatched for name in _STANDALONE)
+    )
     return found
 
 

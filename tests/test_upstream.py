@@ -156,25 +156,27 @@ def upstream_change(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[_upst
     _upstream.reset_gate()
 
 
-PIECES = {piece.qualname: piece for piece in _upstream.REPLACED}
+PIECES = {piece.name: piece for piece in _upstream.REPLACED}
 
 
 @pytest.mark.parametrize("how", ["upgrade", "runtime patch"])
 @pytest.mark.parametrize("kind", sorted(KINDS))
-@pytest.mark.parametrize("qualname", sorted(PIECES))
+@pytest.mark.parametrize("name", sorted(PIECES))
 def test_a_changed_upstream_function_reaches_every_session_kind(
     http_server: LoopbackServer,
     upstream_change: Callable[[_upstream.Replaced, bool], list[str]],
-    qualname: str,
+    name: str,
     kind: str,
     how: str,
 ) -> None:
     """A new version of any copied function runs for every request of every session kind: the server sees it."""
-    piece = PIECES[qualname]
+    piece = PIECES[name]
     calls = upstream_change(piece, how == "upgrade")
     if how == "upgrade":
-        assert not _upstream.gate().active
+        # A standalone copy (the header-line memo) turns off alone; any other turns off the whole fast path.
+        assert _upstream.gate().active is piece.standalone
         assert piece.name in _upstream.gate().mismatched
+        assert not piece.live()
     session = KINDS[kind]()
     try:
         for path in ("/ok", "/ok"):  # twice: the second call must not take a remembered shortcut
@@ -191,7 +193,7 @@ def test_an_upgraded_adapter_send_that_refuses_nul_in_the_url_is_obeyed(
     http_server: LoopbackServer, monkeypatch: pytest.MonkeyPatch, kind: str
 ) -> None:
     """A requests release whose HTTPAdapter.send refuses %00 in a URL refuses it through every session kind."""
-    piece = PIECES["HTTPAdapter.send"]
+    piece = PIECES["requests.adapters.HTTPAdapter.send"]
     old = piece.original
 
     def stricter(self: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
@@ -279,7 +281,7 @@ def test_the_variable_forces_the_fallback(
         return original(self, req, resp)
 
     # Installed as the upgrade would be, so that only the variable can make it run.
-    piece = PIECES["HTTPAdapter.build_response"]
+    piece = PIECES["requests.adapters.HTTPAdapter.build_response"]
     monkeypatch.setattr(requests.adapters.HTTPAdapter, "build_response", counted)
     monkeypatch.setattr(piece, "original", counted)
     monkeypatch.setitem(_upstream._installed, piece.name, next(iter(piece.fingerprints)))
@@ -319,9 +321,28 @@ def test_diagnostics_report_versions_gate_hooks_and_bindings(monkeypatch: pytest
         report.fast_path = False  # type: ignore[misc]
 
 
+@requires_fast_path
+def test_a_standalone_copy_that_differs_turns_off_alone(http_server: LoopbackServer,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A putheader of another Python version turns off the header-line memo only; the report says so."""
+    monkeypatch.setattr(PIECES["http.client.HTTPConnection.putheader"], "fingerprints", frozenset({"0" * 16}))
+    _upstream.reset_gate()
+    report = sp.diagnostics()
+    assert report.fast_path is True
+    assert report.fingerprint_mismatches == ("http.client.HTTPConnection.putheader",)
+    assert "except the copies of http.client.HTTPConnection.putheader" in report.format()
+    assert not _upstream.header_lines_usable() and "header_lines" in report.hooks_unused
+    with sp.default_session() as session:
+        session.get(http_server.url())
+        assert not session.adapter._header_lines
+    assert http_server.requests[0].header("User-Agent") == session.headers["User-Agent"]
+    monkeypatch.undo()
+    _upstream.reset_gate()
+
+
 def test_diagnostics_name_the_fingerprint_that_differs(monkeypatch: pytest.MonkeyPatch) -> None:
     """With one fingerprint unknown, the report says the fast path is off and names that function."""
-    piece = PIECES["HTTPAdapter.send"]
+    piece = PIECES["requests.adapters.HTTPAdapter.send"]
     monkeypatch.setattr(piece, "fingerprints", frozenset({"0" * 16}))
     _upstream.reset_gate()
     report = sp.diagnostics()
