@@ -17,7 +17,10 @@ How a session reaches the handshake: urllib3 calls
 argument. Each context we build gets :class:`ResumingSSLSocket` as its
 ``sslsocket_class``; the connection puts the session to offer in a
 thread-local slot just before it connects, and the socket class takes it from
-there, in the same thread, a moment later.
+there, in the same thread, a moment later. That socket class overrides the
+private ``ssl.SSLSocket._create``, so it lives in ``_upstream`` with the other
+reaches into upstream internals (hook ``tls_resumption``, docs/fast-path.md):
+where the hook is missing, every handshake is a full one.
 """
 
 from __future__ import annotations
