@@ -1,4 +1,4 @@
-"""The ``session-presets`` command line: inspect presets, fetch a URL, download a file, bench.
+"""The ``session-presets`` command line: inspect presets, fetch a URL, download a file, bench, doctor.
 
 Exit statuses (the same table is printed by ``--help`` and shown in the README):
 
