@@ -31,10 +31,12 @@ import http.client
 import http.cookiejar
 import importlib
 import inspect
+import linecache
 import os
 import ssl
 import textwrap
 import threading
+import types
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -93,6 +95,32 @@ CHECKED_URLLIB3: Final = "urllib3 2.8.0"
 CHECKED_PYTHON: Final = "CPython 3.11"
 
 
+def _last_line(code: types.CodeType) -> int:
+    """The last source line of ``code`` and of the code objects nested in it."""
+    positions = getattr(code, "co_positions", None)
+    if positions is not None:  # Python 3.11+: where each instruction's expression ends
+        ends = [end for _, end, _, _ in positions() if end is not None]
+    else:
+        ends = [line for _, _, line in code.co_lines() if line is not None]
+    nested = [_last_line(const) for const in code.co_consts if isinstance(const, types.CodeType)]
+    return max([code.co_firstlineno, *ends, *nested])
+
+
+def _source(target: Any) -> str | None:
+    """The source lines of a function, from its first line (decorators included) to its last expression.
+
+    What inspect.getsource returns, minus trailing comments, without tokenizing
+    the module (which costs tens of milliseconds per function).
+    """
+    code = getattr(target, "__code__", None)
+    if not isinstance(code, types.CodeType):
+        return None
+    lines = linecache.getlines(code.co_filename)
+    if not lines:
+        return None
+    return "".join(lines[code.co_firstlineno - 1 : _last_line(code)])
+
+
 def fingerprint(function: Any) -> str | None:
     """The fingerprint of ``function``'s source (16 hex digits), or None when its source cannot be read.
 
@@ -100,10 +128,8 @@ def fingerprint(function: Any) -> str | None:
     count; everything else does.
     """
     target: Any = function.fget if isinstance(function, property) else function
-    target = getattr(target, "__func__", target)
-    try:
-        source = inspect.getsource(target)
-    except (OSError, TypeError):
+    source = _source(getattr(target, "__func__", target))
+    if not source:
         return None
     lines = (line.rstrip() for line in textwrap.dedent(source).splitlines())
     kept = "\n".join(line for line in lines if line.strip() and not line.lstrip().startswith("#"))
