@@ -99,11 +99,12 @@ def _last_line(code: types.CodeType) -> int:
     """The last source line of ``code`` and of the code objects nested in it."""
     positions = getattr(code, "co_positions", None)
     if positions is not None:  # Python 3.11+: where each instruction's expression ends
-        ends = [end for _, end, _, _ in positions() if end is not None]
+        ends: list[int] = [end for _, end, _, _ in positions() if end is not None]
     else:
         ends = [line for _, _, line in code.co_lines() if line is not None]
     nested = [_last_line(const) for const in code.co_consts if isinstance(const, types.CodeType)]
-    return max([code.co_firstlineno, *ends, *nested])
+    last: int = max([code.co_firstlineno, *ends, *nested])
+    return last
 
 
 def _source(target: Any) -> str | None:
