@@ -58,7 +58,7 @@ from ._config import PresetConfig
 from ._errors import ConfigError, TotalTimeoutError
 from ._metrics import MeteredResponse, SessionMetrics, Transaction
 from ._readonly import shared_refusal
-from ._redact import RedactingFilter, safe_url
+from ._redact import CREDENTIAL_HEADERS, RedactingFilter, safe_url
 from ._tls import TrustConfig, check_trust, get_ssl_context
 from ._tls_sessions import TLSSessionCache, offer, shared_cache
 
@@ -343,7 +343,9 @@ def _static_header_lines(config: PresetConfig, defaults: dict[str, str]) -> froz
     return frozenset(
         (name, value)
         for name, value in pairs.items()
-        if isinstance(value, str) and not any(word in name.lower() for word in _SECRET_HEADER_WORDS)
+        if isinstance(value, str)
+        and name.lower() not in CREDENTIAL_HEADERS
+        and not any(word in name.lower() for word in _SECRET_HEADER_WORDS)
     )
 
 

@@ -19,6 +19,7 @@ from urllib3.exceptions import LocationParseError
 from urllib3.util import parse_url
 
 from ._errors import ConfigError
+from ._redact import AUTHORIZATION_HEADERS, mask_url, mask_value
 from ._version import __version__
 
 __all__ = [
@@ -34,7 +35,6 @@ __all__ = [
     "PresetConfig",
     "TLS_VERSIONS",
     "check_header",
-    "mask_url",
     "parse_bool",
     "parse_duration",
     "validate_field",
@@ -47,7 +47,7 @@ DEFAULT_RETRY_STATUSES: Final = frozenset({429, 502, 503, 504})
 DEFAULT_USER_AGENT: Final = f"session-presets/{__version__} python-requests/{_requests_version}"
 
 #: Headers a preset refuses in ``headers``: credentials never live in a preset.
-FORBIDDEN_HEADERS: Final = frozenset({"authorization", "proxy-authorization"})
+FORBIDDEN_HEADERS: Final = AUTHORIZATION_HEADERS
 
 #: Origin label of a value that no layer changed.
 BUILTIN: Final = "built-in"
@@ -66,18 +66,11 @@ TLS_VERSIONS: Final[Mapping[str, ssl.TLSVersion]] = types.MappingProxyType(
 #: Proxy URL schemes urllib3 can use (socks* need the PySocks extra of requests).
 PROXY_SCHEMES: Final = frozenset({"http", "https", "socks4", "socks4a", "socks5", "socks5h"})
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-# Greedy up to the last "@" of the authority, as urllib3 splits it: a password may hold "@".
-_CREDENTIALS_IN_URL = re.compile(r"(?<=://)([^/?#\s]*)@")
-
-
-def mask_url(url: str) -> str:
-    """Return ``url`` with any ``user:password@`` part replaced by ``***@``."""
-    return _CREDENTIALS_IN_URL.sub("***@", url)
 
 
 def _shown(value: object) -> str:
     try:
-        return repr(mask_url(value) if isinstance(value, str) else value)
+        return repr(mask_value(value))
     except ValueError:  # an int with more digits than int->str conversion allows
         return "<a number too large to show>"
 
@@ -91,7 +84,7 @@ def _invalid(field: str, value: object, reason: str | None = None, *, label: str
     return ConfigError(
         f"{shown_as}={_shown(value)} is invalid: {why}",
         field=shown_as,
-        value=mask_url(value) if isinstance(value, str) else value,
+        value=mask_value(value),
         expected=form,
         reason=why,
     )
@@ -281,7 +274,10 @@ def _proxy_url(key: str, url: str) -> str:
         # TypeError: requests' prepend_scheme_if_needed on an authority with no host ("0@").
         parsed = None
     if parsed is None or not parsed.host or (parsed.scheme or "").lower() not in PROXY_SCHEMES:
-        raise _invalid("proxies", url, label=f"proxies[{key!r}]")
+        reason = f"expected {FIELD_SPECS['proxies'].form}"
+        if "@" in url:
+            reason += "; a '@', '#', '/', '?' or space in a user name or password must be percent-encoded"
+        raise _invalid("proxies", url, reason, label=f"proxies[{key!r}]")
     return url
 
 
@@ -389,6 +385,12 @@ def _parse_client_cert(text: str) -> str | tuple[str, str] | None:
             raise ValueError(f"{text!r} is not a JSON list [cert, key]")
         return (value[0], value[1])
     return _parse_optional_path(text)
+
+
+def _parse_header_text(text: str) -> str:
+    # Spaces and tabs around the value go, as a shell's quoting leaves them; a CR or LF
+    # stays for the check to refuse, leading or trailing as much as embedded.
+    return text.strip(" \t")
 
 
 def _parse_word(text: str) -> str:
@@ -614,7 +616,7 @@ class PresetConfig:
     user_agent: str = _spec(
         DEFAULT_USER_AGENT,
         form="a non-empty string without CR or LF",
-        parse=_parse_word,
+        parse=_parse_header_text,
         check=_user_agent,
         doc="the User-Agent header",
     )

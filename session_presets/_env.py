@@ -12,12 +12,14 @@ from collections.abc import Collection, Mapping
 from typing import Any, Final
 
 from . import _process, _warn
-from ._config import FIELD_FORMS, FIELD_PARSERS, PresetConfig, mask_url, parse_bool, parse_duration, validate_field
+from ._config import FIELD_FORMS, FIELD_PARSERS, PresetConfig, parse_bool, parse_duration, validate_field
 from ._errors import ConfigError, UnknownVariableWarning
+from ._redact import mask_text
 from ._upstream import FAST_PATH_VARIABLE
 
 __all__ = [
     "CA_BUNDLE_VARIABLES",
+    "MAX_ENV_HEADER_VALUE",
     "PREFIX",
     "STRICT_REUSE_VARIABLE",
     "apply_environment",
@@ -59,9 +61,36 @@ def variable_name(field: str, preset: str | None = None) -> str:
     return f"{PREFIX}{variable_stem(preset)}_{field.upper()}"
 
 
+#: The longest header value (User-Agent, or one of ``headers``) a variable may set, in
+#: characters: what common servers accept in one header field (Apache: 8190 bytes).
+MAX_ENV_HEADER_VALUE: Final = 8190
+#: The longest value an error message shows whole.
+_SHOWN_TEXT: Final = 200
+
+
 def _problem(variable: str, text: str, field: str, detail: str | None = None) -> str:
     reason = detail if detail is not None else f"expected {FIELD_FORMS[field]}"
-    return f"{variable}={mask_url(text)!r} is invalid: {reason}"
+    shown = mask_text(text)
+    if len(shown) > _SHOWN_TEXT:
+        return f"{variable}={shown[:_SHOWN_TEXT // 2]!r}... ({len(text)} characters) is invalid: {reason}"
+    return f"{variable}={shown!r} is invalid: {reason}"
+
+
+def _oversized_header(field: str, value: Any) -> str | None:
+    """Say which header value set by the environment is over MAX_ENV_HEADER_VALUE, or None."""
+    if field == "user_agent":
+        values = {"User-Agent": value}
+    elif field == "headers":
+        values = dict(value)
+    else:
+        return None
+    for name, text in values.items():
+        if len(text) > MAX_ENV_HEADER_VALUE:
+            return (
+                f"the {name} header value is {len(text)} characters long; a variable may set at most "
+                f"{MAX_ENV_HEADER_VALUE} (what common servers accept in one header field)"
+            )
+    return None
 
 
 def known_variables(preset_names: Collection[str]) -> Mapping[str, tuple[str | None, str]]:
@@ -155,6 +184,10 @@ def apply_environment(
                 value = validate_field(field, value)
             except ConfigError as exc:
                 problems.append(_problem(variable, text, field, exc.reason))
+                continue
+            oversized = _oversized_header(field, value)
+            if oversized is not None:
+                problems.append(_problem(variable, text, field, oversized))
                 continue
             changes[field] = value
             origins[field] = f"env {variable}"

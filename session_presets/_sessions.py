@@ -56,7 +56,7 @@ from ._metrics import (
 )
 from ._presets import resolve
 from ._readonly import ReadOnlyAdapters, ReadOnlyDict, ReadOnlyHeaders, freeze_hooks, shared_refusal
-from ._redact import redact_exception, safe_url
+from ._redact import redact_exception, safe_url, userinfo_secrets
 
 __all__ = [
     "InvalidationTimeoutError",
@@ -238,6 +238,13 @@ class _ProxySnapshot:
             if bare in (host, with_port) or host.endswith("." + bare):
                 return True
         return False
+
+
+def _proxy_secrets(*proxies: object) -> tuple[str, ...]:
+    """The userinfo of every proxy URL in ``proxies`` (mappings, or None), to mask in errors."""
+    return userinfo_secrets(
+        url for mapping in proxies if isinstance(mapping, Mapping) for url in mapping.values()
+    )
 
 
 def _split_no_proxy(value: str) -> list[str]:
@@ -598,7 +605,7 @@ class PresetSession(requests.Session):
         except Exception as exc:
             # Preparing the URL fails before send(), with the URL in the message;
             # whatever leaves shows no query string or userinfo.
-            redact_exception(exc)
+            redact_exception(exc, secrets=_proxy_secrets(self.proxies, proxies))
             raise
 
     def merge_environment_settings(
@@ -731,9 +738,10 @@ class PresetSession(requests.Session):
         try:
             return self._send_as_requests(request, kwargs)
         except Exception as exc:
-            # urllib3 writes the path and its query into its messages; the request
-            # object (exc.request) keeps the full URL for code that needs it.
-            redact_exception(exc)
+            # urllib3 writes the path and its query into its messages, and shows a
+            # proxy's mangled userinfo as a bad host; the request object
+            # (exc.request) keeps the full URL for code that needs it.
+            redact_exception(exc, secrets=_proxy_secrets(kwargs.get("proxies")))
             if call.reason is not None:
                 raise self._aborted_error(call, request, exc) from exc
             self._counters.add("errors")

@@ -28,7 +28,9 @@ import os
 import re
 import socket
 import ssl
+import stat
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -545,6 +547,65 @@ def _write_body(out: IO[bytes], response: requests.Response, first: bytes) -> No
         raise _WriteError(f"cannot write the body: {exc.strerror or exc}") from exc
 
 
+class _OutputFile:
+    """``get -o FILE``: a temporary file beside FILE, renamed over it once the body is complete.
+
+    The rename replaces FILE itself: a symbolic link at FILE is replaced, never
+    written through (nor its missing target created), and a failed transfer
+    leaves FILE as it was. A device, FIFO or socket (``-o /dev/null``, or a link
+    to one such as ``/dev/stdout``) is written in place: it cannot be replaced.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._target = os.path.abspath(path)
+        self._temp: str | None = None
+        try:
+            if _is_special(self._target):
+                self.file: IO[bytes] = open(self._target, "wb")  # noqa: SIM115 - closed by commit/discard
+                return
+            if os.path.isdir(self._target):
+                raise UsageError(f"-o {path!r} is a directory; give a file path")
+            # Short enough for any file system's name limit, and hidden while it is incomplete.
+            prefix = f".{os.path.basename(self._target)[:64]}."
+            fd, self._temp = tempfile.mkstemp(prefix=prefix, suffix=".part", dir=os.path.dirname(self._target))
+        except OSError as exc:
+            raise UsageError(f"cannot write {path!r}: {exc.strerror or exc}") from exc
+        umask = os.umask(0o022)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # what open() would have made, not mkstemp's 0600
+        self.file = os.fdopen(fd, "wb")
+
+    def commit(self) -> None:
+        """Close the file and put it in place of FILE."""
+        self.file.close()
+        if self._temp is None:
+            return
+        try:
+            os.replace(self._temp, self._target)
+        except OSError as exc:
+            self.discard()
+            raise _WriteError(f"cannot write {self.path!r}: {exc.strerror or exc}") from exc
+        self._temp = None
+
+    def discard(self) -> None:
+        """Close and remove the temporary file; FILE is left as it was."""
+        self.file.close()
+        if self._temp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._temp)
+            self._temp = None
+
+
+def _is_special(path: str) -> bool:
+    """True if ``path`` is (or links to) something other than a regular file or a directory."""
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
 def _fetch(args: argparse.Namespace, preset: str) -> int:
     """Send one request and write the response; the body of ``get`` and of ``download -o -``."""
     headers: dict[str, Any] = dict(_parse_header(text) for text in getattr(args, "header", []))
@@ -552,6 +613,26 @@ def _fetch(args: argparse.Namespace, preset: str) -> int:
     method = (args.request or ("POST" if body is not None else "GET")).upper()
     url = _check_url(_with_scheme(args.url))
     config = _config_with(preset, args)
+    # The output is checked (and its temporary file made) before anything is sent.
+    output = _OutputFile(args.output) if args.output not in (None, "-") else None
+    try:
+        return _fetch_to(args, config, method=method, url=url, headers=headers, body=body, output=output)
+    finally:
+        if output is not None:
+            output.discard()
+
+
+def _fetch_to(
+    args: argparse.Namespace,
+    config: PresetConfig,
+    *,
+    method: str,
+    url: str,
+    headers: dict[str, Any],
+    body: Any,
+    output: _OutputFile | None,
+) -> int:
+    """Send the request of :func:`_fetch` and write its response to ``output`` (else standard output)."""
     with PresetSession(config) as session:
         try:
             response = session.request(
@@ -567,9 +648,11 @@ def _fetch(args: argparse.Namespace, preset: str) -> int:
             return _network_error(url, exc, config)
         with response:
             try:
-                status = _output(args, response, url, config)
+                status = _output(args, response, url, config, output)
             except requests.RequestException as exc:
                 return _network_error(url, exc, config)
+            if output is not None and status is None:
+                output.commit()
         if getattr(args, "timing", False):
             # After the body (and its close): body and total are filled in by then.
             sys.stderr.write(format_timing(getattr(response, "metrics", None)))
@@ -584,36 +667,31 @@ def _fetch(args: argparse.Namespace, preset: str) -> int:
     return EXIT_OK
 
 
-def _output(args: argparse.Namespace, response: requests.Response, url: str, config: PresetConfig) -> int | None:
-    """Write the status block and body where ``-o`` says; None when all went out."""
-    to_file = args.output not in (None, "-")
-    if to_file:
+def _output(
+    args: argparse.Namespace,
+    response: requests.Response,
+    url: str,
+    config: PresetConfig,
+    output: _OutputFile | None = None,
+) -> int | None:
+    """Write the status block and body to ``output`` (else standard output); None when all went out."""
+    out: IO[bytes] = output.file if output is not None else _binary_stdout()
+    if args.include:
         try:
-            out: IO[bytes] = open(args.output, "wb")  # noqa: SIM115 - closed below
-        except OSError as exc:
-            raise UsageError(f"cannot write {args.output!r}: {exc.strerror or exc}") from exc
-    else:
-        out = _binary_stdout()
-    try:
-        if args.include:
-            try:
-                out.write(_status_block(response))
-            except BrokenPipeError as exc:
-                raise _WriteError(None) from exc
-        first = b""
-        if args.output is None and _stdout_is_terminal():
-            first = next(response.iter_content(_SNIFF), b"")
-            if b"\x00" in first:
-                kind = response.headers.get("Content-Type", "unknown type")
-                length = response.headers.get("Content-Length")
-                size = f", {length} bytes" if length else ""
-                _err(f"warning: binary body ({kind}{size}) not printed to the terminal; "
-                     "use -o FILE to save it, or -o - to print it anyway")
-                return None
-        _write_body(out, response, first)
-    finally:
-        if to_file:
-            out.close()
+            out.write(_status_block(response))
+        except BrokenPipeError as exc:
+            raise _WriteError(None) from exc
+    first = b""
+    if args.output is None and _stdout_is_terminal():
+        first = next(response.iter_content(_SNIFF), b"")
+        if b"\x00" in first:
+            kind = response.headers.get("Content-Type", "unknown type")
+            length = response.headers.get("Content-Length")
+            size = f", {length} bytes" if length else ""
+            _err(f"warning: binary body ({kind}{size}) not printed to the terminal; "
+                 "use -o FILE to save it, or -o - to print it anyway")
+            return None
+    _write_body(out, response, first)
     return None
 
 
@@ -1234,6 +1312,13 @@ def _in_use(exc: TransferError) -> bool:
     return isinstance(exc, (IdentifierInUseError, DestinationInUseError))
 
 
+def _local_setup_error(exc: TransferError) -> bool:
+    """True when the state directory is unusable: a local configuration error, not a network one."""
+    from .background.lockfile import StateDirectoryError
+
+    return isinstance(exc, StateDirectoryError)
+
+
 def _quiet_stdout() -> None:
     """Point stdout at /dev/null so that Python's exit flush cannot complain about the closed pipe."""
     with contextlib.suppress(OSError, ValueError):
@@ -1270,6 +1355,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TransferError as exc:
         if debug:
             traceback.print_exc()
+        if _local_setup_error(exc):
+            _err(str(exc))
+            return EXIT_CONFIG
         if not _in_use(exc):
             return _network_error(getattr(args, "url", ""), exc)
         output = getattr(args, "output", None)

@@ -32,7 +32,14 @@ from session_presets import (
     background_session,
 )
 from session_presets.background import BackgroundSession, DetachedSession, _client, agent
-from session_presets.background._protocol import AGENT_LOCK, AGENT_SOCKET, PROTOCOL_VERSION, ProtocolError, decode
+from session_presets.background._protocol import (
+    AGENT_LOCK,
+    AGENT_LOG,
+    AGENT_SOCKET,
+    PROTOCOL_VERSION,
+    ProtocolError,
+    decode,
+)
 
 from .background_server import FileRoute, UploadRoute
 from .servers import LoopbackServer
@@ -578,6 +585,6 @@ def test_a_damaged_marker_is_skipped_and_the_agent_still_serves(tmp_path: Path) 
     assert bg.tasks() == []
     listed = _client.agent_request(str(directory), "list")
     assert listed == []
-    log = (directory / "agent.log").read_text()
+    log = (directory / AGENT_LOG).read_text()
     assert "'broken' not resumed" in log and "'garbled' not resumed" in log
     assert (directory / "broken.agent").read_text() == "[1]"

@@ -33,6 +33,7 @@ __all__ = [
     "MARKER_SUFFIX",
     "PROTOCOL_VERSION",
     "ProtocolError",
+    "WIRE_ERRORS",
     "check_socket_file",
     "decode",
     "encode",
@@ -42,12 +43,14 @@ __all__ = [
 
 #: Version of the wire format; a message of any other version is refused.
 PROTOCOL_VERSION: Final = 1
+# The agent's own files start with "_", which no identifier can: an identifier's
+# "<identifier>.lock" and "<identifier>.sqlite3" never meet them.
 #: The agent's Unix domain socket, inside the state directory.
-AGENT_SOCKET: Final = "agent.sock"
+AGENT_SOCKET: Final = "_agent.sock"
 #: The lock only the running agent holds: exactly one agent per state directory.
-AGENT_LOCK: Final = "agent.lock"
+AGENT_LOCK: Final = "_agent.lock"
 #: Where the agent writes its log (warnings and its own failures only).
-AGENT_LOG: Final = "agent.log"
+AGENT_LOG: Final = "_agent.log"
 #: ``<identifier>.agent`` marks an identifier the agent runs; it holds the session's overrides as JSON.
 MARKER_SUFFIX: Final = ".agent"
 #: Seconds the agent stays up with no unfinished task and no client before it exits.
@@ -60,7 +63,8 @@ class ProtocolError(TransferError):
     """The agent or its client sent something this version does not understand."""
 
 
-_ERRORS: Final[dict[str, type[Exception]]] = {
+#: The error types a reply may name, by name; nothing else crosses the wire.
+WIRE_ERRORS: Final[dict[str, type[Exception]]] = {
     cls.__name__: cls
     for cls in (
         ConfigError,
@@ -88,7 +92,7 @@ def decode(line: bytes, *, sender: str) -> dict[str, Any]:
     """
     try:
         message = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: JSON nested deeper than the parser goes
         message = None
     if not isinstance(message, dict):
         raise ProtocolError(f"the {sender} sent a message that is not a JSON object: {line[:80]!r}")
@@ -103,7 +107,7 @@ def decode(line: bytes, *, sender: str) -> dict[str, Any]:
 
 def error_from_wire(error: dict[str, Any]) -> Exception:
     """The exception an agent's error answer describes (TransferError for a type this side does not know)."""
-    cls = _ERRORS.get(str(error.get("type")), TransferError)
+    cls = WIRE_ERRORS.get(str(error.get("type")), TransferError)
     return cls(str(error.get("message")))
 
 

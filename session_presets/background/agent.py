@@ -3,12 +3,20 @@
 Started on demand by ``background_session(identifier, detached=True)`` as
 ``python -m session_presets.background.agent --state-dir DIR`` in a session of
 its own, so that it outlives its caller, a SIGHUP and the terminal. It holds
-``<state_dir>/agent.lock`` (one agent per state directory), serves JSON lines on
-``<state_dir>/agent.sock`` to processes of its own uid only, and runs the same
+``<state_dir>/_agent.lock`` (one agent per state directory), serves JSON lines on
+``<state_dir>/_agent.sock`` to processes of its own uid only, and runs the same
 engine and journal as an in-process session. On start it resumes every
 identifier marked ``<identifier>.agent``. SIGTERM suspends every task into the
 journal and exits; with no unfinished task and no client for ``--idle``
-seconds (``SESSION_PRESETS_AGENT_IDLE``) it exits by itself.
+seconds (``SESSION_PRESETS_AGENT_IDLE``) it exits by itself. It works in its
+state directory (its cwd), so no path in a request is read relative to the cwd
+of the process that started it: requests must name absolute paths.
+
+A client has :data:`CLIENT_TIMEOUT` seconds (at most ``--idle``) to send its
+request line; a silent client gets an error reply and is dropped, so it never
+keeps the agent from idling out. Every error reply carries one of the wire's
+error types: an unexpected failure is logged here and answered as a
+TransferError, never under its internal type name.
 """
 
 from __future__ import annotations
@@ -33,9 +41,11 @@ from .._sessions import SessionState
 from . import engine
 from ._protocol import (
     AGENT_LOCK,
+    AGENT_LOG,
     AGENT_SOCKET,
     IDLE_ENV,
     MARKER_SUFFIX,
+    WIRE_ERRORS,
     ProtocolError,
     check_socket_file,
     decode,
@@ -54,6 +64,8 @@ log = logging.getLogger(__name__)
 DEFAULT_IDLE: Final = 60.0
 #: Exit status of an agent that found another agent already running.
 ALREADY_RUNNING: Final = 0
+#: Seconds a client has to send its request line (never more than the idle time).
+CLIENT_TIMEOUT: Final = 10.0
 
 
 def task_snapshot(identifier: str, task: TransferTask, rate: float | None = None) -> dict[str, Any]:
@@ -206,6 +218,7 @@ class Agent:
             session = self.open(identifier, dict(overrides))
             return [self._snapshot(identifier, task) for task in session.tasks()]
         if op == "download":
+            _absolute(request, "dest")
             session = self.open(identifier, None)
             task = session.download(
                 request["url"], request["dest"], headers=request.get("headers"), sha256=request.get("sha256")
@@ -213,6 +226,7 @@ class Agent:
             self._seen[(identifier, task.id)] = (time.monotonic(), 0)
             return self._snapshot(identifier, task)
         if op == "upload":
+            _absolute(request, "src")
             session = self.open(identifier, None)
             task = session.upload(
                 request["url"], request["src"], method=request.get("method", "PUT"), headers=request.get("headers")
@@ -274,22 +288,35 @@ class Agent:
                         encode({"ok": False, "error": {"type": "TransferError", "message": "refused: another user"}})
                     )
                     return
-                line = read_line(conn)
-                if not line:
-                    return
-                try:
-                    request = decode(line, sender="client")
-                    reply: dict[str, Any] = {"ok": True, "result": self.handle(request)}
-                except Exception as exc:
-                    reply = {"ok": False, "error": {"type": type(exc).__name__, "message": str(exc)}}
-                with contextlib.suppress(OSError):
-                    conn.sendall(encode(reply))
+                reply = self._answer(conn)
+                if reply is not None:
+                    with contextlib.suppress(OSError):
+                        conn.sendall(encode(reply))
         except OSError:
             log.debug("client connection failed", exc_info=True)
         finally:
             with self._lock:
                 self._clients -= 1
                 self._last_activity = time.monotonic()
+
+    def _answer(self, conn: socket.socket) -> dict[str, Any] | None:
+        """Read one request from ``conn`` and return the reply (None: the client left first)."""
+        timeout = min(CLIENT_TIMEOUT, self.idle)
+        conn.settimeout(timeout)
+        try:
+            line = read_line(conn)
+        except TimeoutError:
+            return _error_reply(ProtocolError(f"no request line within {timeout:g}s: the connection is closed"))
+        except ProtocolError as exc:  # an over-long line
+            return _error_reply(exc)
+        if not line:
+            return None
+        conn.settimeout(None)  # a "wait" request may take as long as its task
+        try:
+            request = decode(line, sender="client")
+            return {"ok": True, "result": self.handle(request)}
+        except Exception as exc:
+            return _error_reply(exc)
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -344,6 +371,28 @@ class Agent:
             session._suspend(grace=engine.STOP_GRACE)
 
 
+def _absolute(request: dict[str, Any], field: str) -> None:
+    """Refuse a request whose path ``field`` is not absolute: the agent's cwd is nobody's."""
+    path = request.get(field)
+    if not isinstance(path, str) or not os.path.isabs(path):
+        raise ConfigError(f"{field}={path!r} is invalid: the transfer agent needs an absolute path")
+
+
+def _error_reply(exc: Exception) -> dict[str, Any]:
+    """The error reply for ``exc``: its nearest wire error type, never an internal one."""
+    for cls in type(exc).__mro__:
+        if WIRE_ERRORS.get(cls.__name__) is cls:
+            return {"ok": False, "error": {"type": cls.__name__, "message": str(exc)}}
+    log.debug("request failed with %s", type(exc).__name__, exc_info=exc)
+    if isinstance(exc, (KeyError, TypeError, ValueError)):
+        # A field missing or of the wrong type in a request that parsed.
+        message = f"the request is malformed: a field is missing or has the wrong type ({exc!s})"
+        return {"ok": False, "error": {"type": "ProtocolError", "message": message}}
+    log.error("request failed unexpectedly", exc_info=exc)
+    message = f"the transfer agent failed on this request; its log ({AGENT_LOG} in the state directory) says why"
+    return {"ok": False, "error": {"type": "TransferError", "message": message}}
+
+
 def _idle_from(value: str | None, source: str) -> float:
     if value is None or value == "":
         return DEFAULT_IDLE
@@ -365,6 +414,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     source, value = ("--idle", args.idle) if args.idle is not None else (IDLE_ENV, os.environ.get(IDLE_ENV))
     idle = _idle_from(value, source)
     state_dir = prepare_state_dir(os.path.abspath(args.state_dir))
+    os.chdir(state_dir)
     try:
         lock = IdentifierLock(os.path.join(state_dir, AGENT_LOCK), "agent")
     except IdentifierInUseError:

@@ -22,6 +22,7 @@ import sqlite3
 import stat
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
@@ -168,12 +169,16 @@ class Journal:
                 f"the background journal {path!r} is owned by another user (uid {info.st_uid}); "
                 "refusing to use it. It was left untouched."
             )
+        # Validated through a read-only connection first: a journal refused here is left
+        # byte for byte as it was (a read-write connection would checkpoint a pending -wal
+        # into the file on close, and switch a rollback journal to WAL).
+        fresh = self._validate_read_only()
         try:
             self._db: sqlite3.Connection | None = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         except sqlite3.Error as exc:
-            raise self._unusable(exc) from exc
+            raise self._unusable(exc, untouched=False) from exc
         try:
-            self._check_and_create(existed)
+            self._open_read_write(existed, fresh)
         except BaseException:
             self._db.close()
             self._db = None
@@ -190,18 +195,35 @@ class Journal:
             )
         return TransferError(f"cannot open the background journal {self.path!r}: {exc}")
 
-    def _unusable(self, exc: BaseException) -> TransferError:
+    def _unusable(self, exc: BaseException, *, untouched: bool = True) -> TransferError:
+        """The error for a journal that cannot be used; it says "left untouched" only when that is true."""
+        if untouched:
+            return TransferError(
+                f"the background journal {self.path!r} cannot be used: {exc}. It is not a valid "
+                "session_presets journal (damaged, or not an SQLite file). It was left untouched: "
+                "move it away to start afresh, or keep it for inspection."
+            )
         return TransferError(
-            f"the background journal {self.path!r} cannot be used: {exc}. It is not a valid "
-            "session_presets journal (damaged, or not an SQLite file). It was left untouched: "
-            "move it away to start afresh, or keep it for inspection."
+            f"the background journal {self.path!r} cannot be used: {exc}. Move it away to start afresh, "
+            "or keep it for inspection."
         )
 
-    def _check_and_create(self, existed: bool) -> None:
-        db = self._db
-        assert db is not None
+    def _validate_read_only(self) -> bool:
+        """Check the journal through a read-only connection; return True if it is empty (new).
+
+        Every check that can refuse a journal runs here, rows included, so that a
+        refused journal was never opened for writing.
+
+        Raises:
+            TransferError: a newer schema, a failed integrity check, tables that are
+                not a journal's, or a malformed row.
+        """
+        uri = f"file:{urllib.parse.quote(os.path.abspath(self.path))}?mode=ro"
         try:
-            db.execute("PRAGMA synchronous=FULL")
+            db = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise self._unusable(exc) from exc
+        try:
             version = int(db.execute("PRAGMA user_version").fetchone()[0])
             if version > SCHEMA_VERSION:
                 raise TransferError(
@@ -216,15 +238,40 @@ class Journal:
             if version == 0:
                 if tables - {"sqlite_sequence"}:
                     raise self._unusable(sqlite3.DatabaseError("it holds tables but no schema version"))
-                db.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
-            elif "tasks" not in tables:
+                return True
+            if "tasks" not in tables:
                 raise self._unusable(sqlite3.DatabaseError("the tasks table is missing"))
-            # Only once the file is known to be ours: WAL makes a durable commit one fsync
-            # of an append, not three. Commits are durable only when asked (see update()).
+            for row in db.execute(_SELECT):
+                self._record(row)
+            return False
+        except sqlite3.Error as exc:
+            raise self._unusable(exc) from exc
+        finally:
+            db.close()
+
+    def _open_read_write(self, existed: bool, fresh: bool) -> None:
+        """Create the schema of a new journal and switch to WAL: the journal is known good by now."""
+        db = self._db
+        assert db is not None
+        try:
+            db.execute("PRAGMA synchronous=FULL")
+            if fresh:
+                # BEGIN IMMEDIATE, then the version read again: nobody wrote it in between.
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    if int(db.execute("PRAGMA user_version").fetchone()[0]) == 0:
+                        db.execute(_SCHEMA)
+                        db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                    db.execute("COMMIT")
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+            # WAL makes a durable commit one fsync of an append, not three. Commits are
+            # durable only when asked (see update()).
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
         except sqlite3.Error as exc:
-            raise self._unusable(exc) from exc
+            raise self._unusable(exc, untouched=False) from exc
         log.debug("opened journal %r (existed=%r)", self.path, existed)
 
     def _conn(self) -> sqlite3.Connection:
@@ -265,7 +312,7 @@ class Journal:
                 stored = db.execute(f"{_SELECT} WHERE id = ?", (cursor.lastrowid,)).fetchone()
             except sqlite3.Error as exc:
                 raise TransferError(f"cannot write the background journal {self.path!r}: {exc}") from exc
-        return self._record(stored)
+        return self._record(stored, untouched=False)
 
     def update(self, task_id: int, *, durable: bool = True, **fields: Any) -> None:
         """Change columns of one task in a single transaction.
@@ -318,15 +365,15 @@ class Journal:
             try:
                 rows = self._conn().execute(f"{_SELECT} ORDER BY id").fetchall()
             except sqlite3.Error as exc:
-                raise self._unusable(exc) from exc
-        return [self._record(row) for row in rows]
+                raise self._unusable(exc, untouched=False) from exc
+        return [self._record(row, untouched=False) for row in rows]
 
-    def _record(self, row: tuple[Any, ...]) -> TaskRecord:
+    def _record(self, row: tuple[Any, ...], *, untouched: bool = True) -> TaskRecord:
         try:
             values = {field.name: field.metadata["load"](value) for field, value in zip(_FIELDS, row, strict=True)}
             return TaskRecord(**values)
         except (TypeError, ValueError) as exc:
-            raise self._unusable(ValueError(f"task row {row[0]!r} is malformed: {exc}")) from exc
+            raise self._unusable(ValueError(f"task row {row[0]!r} is malformed: {exc}"), untouched=untouched) from exc
 
     def close(self) -> None:
         """Close the database; safe to call twice."""

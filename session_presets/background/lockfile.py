@@ -27,6 +27,7 @@ __all__ = [
     "DestinationInUseError",
     "DestinationLock",
     "IdentifierLock",
+    "StateDirectoryError",
     "default_state_dir",
     "prepare_state_dir",
     "validate_identifier",
@@ -44,11 +45,16 @@ APP_DIR: Final = "session-presets"
 #: Longest identifier accepted, so that ``<identifier>.sqlite3`` fits any file system.
 MAX_IDENTIFIER_LENGTH: Final = 128
 
-_IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+# Matched whole (fullmatch): "$" would also match before a trailing newline.
+_IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 #: Names Windows reserves for devices, whatever the extension.
 _RESERVED: Final = frozenset(
     {"con", "prn", "aux", "nul"} | {f"com{i}" for i in range(1, 10)} | {f"lpt{i}" for i in range(1, 10)}
 )
+
+
+class StateDirectoryError(TransferError):
+    """The state directory cannot be created or is unsafe: a local configuration problem, not a transfer's."""
 
 
 def validate_identifier(identifier: object) -> str:
@@ -65,7 +71,7 @@ def validate_identifier(identifier: object) -> str:
     if (
         not isinstance(identifier, str)
         or len(identifier) > MAX_IDENTIFIER_LENGTH
-        or not _IDENTIFIER.match(identifier)
+        or not _IDENTIFIER.fullmatch(identifier)
         or identifier.endswith(".")
     ):
         raise ConfigError(f"identifier={identifier!r} is invalid: expected {accepted}")
@@ -100,7 +106,7 @@ def prepare_state_dir(path: str) -> str:
         ``path``.
 
     Raises:
-        TransferError: it cannot be created, is not a directory, is owned by
+        StateDirectoryError: it cannot be created, is not a directory, is owned by
             another user, or is writable by group or others.
     """
     try:
@@ -109,25 +115,25 @@ def prepare_state_dir(path: str) -> str:
     except FileExistsError:
         pass
     except OSError as exc:
-        raise TransferError(f"cannot create the state directory {path!r}: {exc}") from exc
+        raise StateDirectoryError(f"cannot create the state directory {path!r}: {exc}") from exc
     else:
         # mkdir honours the umask; the directory must be 0700 whatever it is.
         os.chmod(path, 0o700)
     try:
         info = os.stat(path)
     except OSError as exc:  # pragma: no cover - we just created or found it
-        raise TransferError(f"cannot use the state directory {path!r}: {exc}") from exc
+        raise StateDirectoryError(f"cannot use the state directory {path!r}: {exc}") from exc
     if not stat.S_ISDIR(info.st_mode):
-        raise TransferError(f"the state directory {path!r} is not a directory")
+        raise StateDirectoryError(f"the state directory {path!r} is not a directory")
     if sys.platform == "win32":  # pragma: no cover - POSIX ownership and modes only
         return path
     if info.st_uid != os.getuid():
-        raise TransferError(
+        raise StateDirectoryError(
             f"refusing the state directory {path!r}: it is owned by uid {info.st_uid}, not by this user "
             f"(uid {os.getuid()}). Another user could plant files there; use a state_dir of your own."
         )
     if info.st_mode & 0o022:
-        raise TransferError(
+        raise StateDirectoryError(
             f"refusing the state directory {path!r}: its mode {stat.S_IMODE(info.st_mode):04o} lets group or "
             f"others write to it. Run: chmod 700 {path!r}"
         )

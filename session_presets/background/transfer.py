@@ -58,7 +58,7 @@ from .._adapters import build_retry, readable_retry_after
 from .._calls import CANCELLED, shutdown_connection
 from .._config import PresetConfig
 from .._errors import DiskFullError, SessionInvalidatedError, TransferError
-from .._redact import safe_url
+from .._redact import redact_text, safe_url
 from .._sessions import PresetSession
 from ._taskstate import TaskState
 from .journal import Journal
@@ -155,15 +155,9 @@ def _crash_point(name: str) -> None:
 
 # -- redaction -------------------------------------------------------------------
 
-_FULL_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
-# urllib3 names the request target alone: "Max retries exceeded with url: /f?token=...".
-_TARGET = re.compile(r"(url: )(/[^\s'\"?#]*)[?#][^\s'\"]*")
-
-
 def scrub(text: str) -> str:
     """Return ``text`` with every URL in it shown without credentials, query string or fragment."""
-    text = _FULL_URL.sub(lambda match: safe_url(match.group(0)), text)
-    return _TARGET.sub(r"\1\2", text)
+    return redact_text(text)
 
 
 def _describe(exc: BaseException) -> str:

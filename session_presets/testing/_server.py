@@ -13,6 +13,7 @@ import collections
 import contextlib
 import email.errors
 import enum
+import io
 import json
 import os
 import queue
@@ -279,6 +280,30 @@ Handler: TypeAlias = Callable[["Exchange"], MockResponse | None]
 Responder: TypeAlias = MockResponse | Handler
 
 
+class _LastLine:
+    """A request stream that remembers the last line read: did the header block end with its blank line?"""
+
+    def __init__(self, raw: io.BufferedIOBase) -> None:
+        self.raw = raw
+        self.last: bytes | None = None
+
+    def readline(self, limit: int = -1) -> bytes:
+        line: bytes = self.raw.readline(limit)
+        self.last = line
+        return line
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.raw, name)
+
+
+def _read_exactly(stream: Any, size: int) -> bytes:
+    """Read ``size`` bytes of a body; a connection that ends first is a truncated request (ValueError)."""
+    data: bytes = stream.read(size)
+    if len(data) < size:
+        raise ValueError(f"the body ends after {len(data)} of {size} bytes (truncated request)")
+    return data
+
+
 class Exchange(BaseHTTPRequestHandler):
     """One connection of a :class:`MockServer`, handed to route handlers for each request it carries.
 
@@ -342,7 +367,24 @@ class Exchange(BaseHTTPRequestHandler):
             self.send_error(414, "Request line too long")
             self._record_malformed()
             return
-        if not self.parse_request():
+        if not self.raw_requestline.endswith(b"\n"):
+            # The connection ended inside the request line ("GET /x", then EOF).
+            self.requestline = ""
+            self.send_error(400, "Truncated request: the request line has no end")
+            self._record_malformed()
+            return
+        reader = _LastLine(self.rfile)
+        self.rfile = reader  # type: ignore[assignment]  # read only by parse_request, through readline
+        try:
+            parsed = self.parse_request()
+        finally:
+            self.rfile = reader.raw
+        if not parsed:
+            self._record_malformed()
+            return
+        if reader.last is not None and reader.last not in (b"\r\n", b"\n"):
+            # The header block ended at EOF, not at its blank line.
+            self.send_error(400, "Truncated request: the header block has no blank line")
             self._record_malformed()
             return
         # Only defects of the header block itself: a Content-Type of multipart/* makes the
@@ -374,14 +416,14 @@ class Exchange(BaseHTTPRequestHandler):
                     while self.rfile.readline(65536) not in (b"\r\n", b"\n", b""):
                         pass  # trailer fields are not recorded
                     return bytes(out)
-                out += self.rfile.read(size)
+                out += _read_exactly(self.rfile, size)
                 self.rfile.readline(1024)
         length = self.headers.get("Content-Length")
         if length is None:
             return b""
         if not length.strip().isdigit():
             raise ValueError(f"Content-Length {length!r} is not a number")
-        return self.rfile.read(int(length)) if int(length) else b""
+        return _read_exactly(self.rfile, int(length)) if int(length) else b""
 
     def _record_malformed(self) -> None:
         code, reason = self._error or (400, "Bad request")
@@ -691,6 +733,13 @@ class MockServer:
     every request for :meth:`take_request` and :attr:`requests`, and counts
     connections. Use it as a context manager; :meth:`close` returns within
     about a second whatever the connections are doing.
+
+    A request it cannot take whole is answered with an error status, recorded
+    with ``malformed`` set, and takes no queued response: 400 for bad syntax or
+    framing and for a request cut short (a request line or header block ended
+    by EOF, a body shorter than its Content-Length or last chunk), 414 for a
+    request line over 64 KiB, 431 for more than 100 header fields or a header
+    line over 64 KiB.
 
     Args:
         tls: Serve HTTPS with a certificate for 127.0.0.1, localhost and ::1 from a trustme CA.
