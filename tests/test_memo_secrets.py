@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import gc
+import json
 import secrets
+import subprocess
 import sys
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,16 +34,17 @@ def _foreign_code(obj: Any) -> bool:
     return code and not _ours(getattr(obj, "__module__", "") or "")
 
 
-def _reachable_from_library() -> Iterator[Any]:
-    """Every object reachable from the globals of the session_presets modules, not going through other packages."""
+def _reachable_from_library() -> Iterator[tuple[Any, str]]:
+    """Every object reachable from the globals of the session_presets modules, not going through other
+    packages' code, with the path it was reached by."""
     library = [module for name, module in sys.modules.items() if _ours(name) and module is not None]
     foreign_dicts = {
         id(vars(module)) for name, module in list(sys.modules.items()) if module is not None and not _ours(name)
     }
     seen: set[int] = set()
-    todo: list[Any] = [vars(module) for module in library]
+    todo: list[tuple[Any, str]] = [(vars(module), module.__name__) for module in library]
     while todo:
-        obj = todo.pop()
+        obj, path = todo.pop()
         if id(obj) in seen or id(obj) in foreign_dicts:
             continue
         seen.add(id(obj))
@@ -50,67 +54,83 @@ def _reachable_from_library() -> Iterator[Any]:
             continue  # another package's classes and functions: what they hold is theirs
         if isinstance(obj, (types.FrameType, types.CodeType)):
             continue
-        yield obj
-        todo.extend(gc.get_referents(obj))
+        yield obj, path
+        kind = type(obj).__name__
+        todo.extend((child, f"{path} > {kind}") for child in gc.get_referents(obj))
 
 
-def _leaks(values: list[str]) -> list[str]:
-    """The values found in any str or bytes reachable from the library."""
-    found = set()
-    for obj in _reachable_from_library():
+def _leaks(values: list[str]) -> dict[str, str]:
+    """The values found in any str or bytes reachable from the library, with the path to each."""
+    found: dict[str, str] = {}
+    for obj, path in _reachable_from_library():
         if isinstance(obj, str):
             text = obj
         elif isinstance(obj, (bytes, bytearray)):
             text = bytes(obj).decode("latin-1")
         else:
             continue
-        found.update(value for value in values if value in text)
-    return sorted(found)
+        for value in values:
+            if value in text:
+                found.setdefault(value, path[-400:])
+    return found
 
 
-def _send_secrets(session: requests.Session, server: LoopbackServer, tokens: dict[str, str]) -> None:
+def _send_secrets(session: requests.Session, base: str, tokens: dict[str, str]) -> None:
     for _ in range(3):  # more than once: a memo keeps what it saw before
         response = session.get(
-            server.url(f"/ok?api_key={tokens['query']}"),
+            f"{base}/ok?api_key={tokens['query']}",
             headers={name: tokens[name] for name in SECRET_HEADERS},
             params={"token": tokens["params"]},
         )
         assert response.status_code == 200
-        session.post(server.url("/ok"), json={"a": 1}, headers={"X-Api-Key": tokens["X-Api-Key"]})
+        session.post(f"{base}/ok", json={"a": 1}, headers={"X-Api-Key": tokens["X-Api-Key"]})
 
 
-def _default(_: LoopbackServer) -> requests.Session:
-    return sp.default_session()
-
-
-def _shared(_: LoopbackServer) -> requests.Session:
-    return sp.get_session()
-
-
-def _plain(_: LoopbackServer) -> requests.Session:
+def _build(kind: str) -> requests.Session:
+    if kind == "default_session":
+        return sp.default_session()
+    if kind == "get_session":
+        return sp.get_session()
     session = requests.Session()
     session.mount("http://", sp.PresetAdapter(sp.get_preset("default")))
     return session
 
 
-@pytest.mark.parametrize("build", [_default, _shared, _plain], ids=["default_session", "get_session", "plain"])
-def test_no_per_call_value_is_reachable_after_close(
-    http_server: LoopbackServer, build: Callable[[LoopbackServer], requests.Session]
-) -> None:
+def leaks_after_close(base: str, kind: str, tokens: dict[str, str]) -> dict[str, str]:
+    """Send the secrets through a session of ``kind``, close it, collect, and return what the library still holds."""
+    session = _build(kind)
+    _send_secrets(session, base, tokens)
+    session.close()
+    if kind == "get_session":
+        _registry.close_all()
+        testing.reset()
+    del session
+    gc.collect()
+    return _leaks(list(tokens.values()))
+
+
+#: Runs leaks_after_close in a fresh interpreter: what other tests left in this process is not the library's.
+_CHILD = """
+import json, sys
+from tests.test_memo_secrets import leaks_after_close
+print(json.dumps(leaks_after_close(sys.argv[1], sys.argv[2], json.loads(sys.argv[3]))))
+"""
+
+
+@pytest.mark.parametrize("kind", ["default_session", "get_session", "plain"])
+def test_no_per_call_value_is_reachable_after_close(http_server: LoopbackServer, kind: str) -> None:
     """After close (and registry reset) and gc.collect(), no secret header, query or params value is in the library."""
     tokens = {name: f"{name.lower()}-{secrets.token_hex(12)}" for name in (*SECRET_HEADERS, "query", "params")}
-    session = build(http_server)
-    _send_secrets(session, http_server, tokens)
+    base = http_server.url("/ok").removesuffix("/ok")
+    child = subprocess.run(
+        [sys.executable, "-c", _CHILD, base, kind, json.dumps(tokens)],
+        capture_output=True, text=True, timeout=120, cwd=Path(__file__).parent.parent, check=False,
+    )
+    assert child.returncode == 0, child.stderr[-3000:]
     seen = http_server.requests[0]
     assert (seen.header("X-Api-Key"), seen.header("Private-Token")) == (tokens["X-Api-Key"], tokens["Private-Token"])
     assert tokens["query"] in seen.path and tokens["params"] in seen.path
-    session.close()
-    if build is _shared:
-        _registry.close_all()
-        testing.reset()
-    del session, seen
-    gc.collect()
-    assert _leaks(list(tokens.values())) == []
+    assert json.loads(child.stdout.strip().splitlines()[-1]) == {}
 
 
 def test_the_walk_finds_a_value_the_library_keeps() -> None:
@@ -118,6 +138,6 @@ def test_the_walk_finds_a_value_the_library_keeps() -> None:
     value = f"kept-{secrets.token_hex(8)}"
     sp._upstream._installed["test.kept"] = value
     try:
-        assert _leaks([value]) == [value]
+        assert list(_leaks([value])) == [value]
     finally:
         del sp._upstream._installed["test.kept"]
