@@ -16,6 +16,7 @@ from ._adapters import PresetAdapter, PresetTimeout, preset_adapter_class
 from ._config import PresetConfig
 from ._diagnostics import Diagnostics, diagnostics
 from ._errors import (
+    CircuitOpenError,
     ConfigError,
     DestinationInUseError,
     DiskFullError,
@@ -24,6 +25,7 @@ from ._errors import (
     InsecureRedirectError,
     InsecureSessionWarning,
     InvalidationTimeoutError,
+    RateLimitedError,
     SessionInvalidatedError,
     SessionPresetsError,
     SessionPresetsWarning,
@@ -80,6 +82,7 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "BackgroundSession",
+    "CircuitOpenError",
     "ConfigError",
     "DestinationInUseError",
     "Diagnostics",
@@ -93,6 +96,7 @@ __all__ = [
     "PresetConfig",
     "PresetSession",
     "PresetTimeout",
+    "RateLimitedError",
     "SessionInvalidatedError",
     "SessionPresetsError",
     "SessionPresetsWarning",

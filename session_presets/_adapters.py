@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import inspect
 import itertools
 import logging
 import os
@@ -43,7 +44,7 @@ from urllib3.util import Retry, Timeout
 from urllib3.util.connection import allowed_gai_family
 from urllib3.util.timeout import _DEFAULT_TIMEOUT
 
-from . import _metrics, _process, _upstream
+from . import _metrics, _process, _resilience, _upstream
 from ._calls import (
     DEADLINE,
     AbortHandle,
@@ -89,6 +90,55 @@ _ENV_CA_BUNDLE_VARIABLES: Final = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 #: The classes preset_adapter_class built, by base class: one per base in a process.
 _PRESET_ADAPTER_CLASSES: dict[type[HTTPAdapter], type[PresetAdapter]] = {}
 
+
+#: The requests hook through which a preset's TLS settings reach urllib3's pool (public since requests 2.32.3).
+TLS_HOOK: Final = "build_connection_pool_key_attributes"
+
+
+def tls_hook_problem(adapter_class: type[HTTPAdapter]) -> str | None:
+    """Say why ``adapter_class`` would not pass a preset's TLS settings to its pools, or None when it would.
+
+    requests 2.32.0 to 2.32.2 look pools up without calling the hook, so an
+    override of it is never called: the preset's CA bundle, client certificate
+    and minimum TLS version would be dropped without a sign.
+
+    Args:
+        adapter_class: requests' ``HTTPAdapter`` (a parameter so that tests can
+            hand it a class shaped like an older release).
+
+    Returns:
+        What is missing, naming the installed requests version; None when the hook is there and used.
+    """
+    lookup = getattr(adapter_class, "get_connection_with_tls_context", None)
+    version = getattr(requests, "__version__", "?")
+    if getattr(adapter_class, TLS_HOOK, None) is None or lookup is None:
+        return f"requests {version} has no HTTPAdapter.{TLS_HOOK} (requests 2.32.3 added it)"
+    code = getattr(inspect.unwrap(lookup), "__code__", None)
+    if code is not None and TLS_HOOK not in code.co_names:
+        return f"requests {version}'s HTTPAdapter.get_connection_with_tls_context does not call {TLS_HOOK}"
+    return None
+
+
+#: Checked once, at import: why this requests would drop a preset's TLS settings, or None.
+_TLS_HOOK_PROBLEM: str | None = tls_hook_problem(HTTPAdapter)
+
+
+def _refuse_dropped_trust(trust: TrustConfig) -> None:
+    """Raise ConfigError when ``trust`` sets anything that requests without the TLS hook would drop."""
+    if _TLS_HOOK_PROBLEM is None:
+        return
+    default = TrustConfig()
+    changed = [name for name in TrustConfig.__slots__ if getattr(trust, name) != getattr(default, name)]
+    if changed:
+        settings = ", ".join(f"{name}={getattr(trust, name)!r}" for name in changed)
+        raise ConfigError(
+            f"{settings} cannot be applied: {_TLS_HOOK_PROBLEM}, so the TLS settings would be silently "
+            "dropped; install requests>=2.32.3",
+            field=changed[0],
+            value=getattr(trust, changed[0]),
+            expected="requests>=2.32.3",
+            reason=_TLS_HOOK_PROBLEM,
+        )
 
 class _Attempt(threading.local):
     #: Whether the call in flight gave its own ``timeout=`` (its timeouts are not retried).
@@ -221,11 +271,24 @@ class PresetRetry(Retry):
     """urllib3's Retry, bounded by the call's total deadline and interruptible by cancel."""
 
     counters: Counters | None = None
+    #: The resilience guard of the adapter (rate limit, breaker, pauses per attempt), if its preset has one.
+    guard: _resilience.Guard | None = None
 
     def new(self, **kw: Any) -> PresetRetry:
         retry = super().new(**kw)
         retry.counters = self.counters
+        retry.guard = self.guard
         return retry
+
+    def sleep(self, response: Any = None) -> None:
+        super().sleep(response)
+        guard = self.guard
+        if guard is not None:
+            # The next attempt is another request at the origin: breaker and rate limit apply to it too.
+            waited = guard.before_retry()
+            tx = _metrics._local.tx
+            if tx is not None and waited:
+                tx.queued += waited
 
     def increment(
         self,
@@ -264,6 +327,8 @@ class PresetRetry(Retry):
                 raise MaxRetryError(_pool, url or "", error)
         if self.counters is not None:
             self.counters.add("retries")
+        if self.guard is not None:
+            self.guard.after_failed_attempt(response, error)
         tx = _metrics._local.tx
         if tx is not None:
             tx.new_attempt()
@@ -1152,6 +1217,7 @@ class PresetAdapter(HTTPAdapter):
             client_cert=config.client_cert,
             tls_min_version=config.tls_min_version,
         )
+        _refuse_dropped_trust(self._trust)
         # Checked now, built on the first HTTPS connection (see tls).
         check_trust(self._trust)
         self._checked_out: weakref.WeakSet[Any] = weakref.WeakSet()
@@ -1183,6 +1249,9 @@ class PresetAdapter(HTTPAdapter):
         self._socks_classes: dict[str, type[HTTPConnectionPool]] | None = None
         retry = build_retry(config, PresetRetry)
         retry.counters = self.counters
+        #: Rate limit, max_in_flight and circuit breaker of the preset; None when all are off.
+        self.guard = _resilience.guard_for(config)
+        retry.guard = self.guard
         super().__init__(
             pool_connections=config.pool_connections,
             pool_maxsize=config.pool_maxsize,
@@ -1448,6 +1517,10 @@ class PresetAdapter(HTTPAdapter):
         cert: Any = None,
         proxies: Any = None,
     ) -> Response:
+        guard = self.guard
+        if guard is not None and _resilience._current.origin is None:
+            # Breaker, rate limit and max_in_flight around this hop (then this method again, unguarded).
+            return guard.send(self.send, request, stream, timeout=timeout, verify=verify, cert=cert, proxies=proxies)
         if timeout is None:
             timeout = self._timeout
         call: Call | None = call_local.call

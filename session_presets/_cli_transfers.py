@@ -21,7 +21,7 @@ from .background.engine import background_session
 from .background.lockfile import default_state_dir
 from .background.task import FINISHED, TransferState
 
-__all__ = ["add_parsers", "run_detached_download"]
+__all__ = ["add_parsers", "run_detached_download", "run_detached_upload"]
 
 #: cli.EXIT_OK, EXIT_HTTP, EXIT_CONFIG and EXIT_NETWORK.
 EXIT_OK: Final = 0
@@ -54,6 +54,35 @@ def run_detached_download(args: argparse.Namespace, identifier: str, output: str
         bg.download(args.url, output, sha256=args.sha256)
     print(identifier, flush=True)
     return EXIT_OK
+
+
+def run_detached_upload(args: argparse.Namespace, identifier: str, src: str, overrides: dict[str, Any]) -> int:
+    """Hand the upload to the agent (unless it runs or is complete and unchanged), print its identifier."""
+    bg = background_session(identifier, detached=True, **overrides)
+    busy = False
+    now = _identity(src)
+    for task in bg.tasks():
+        if task.src != src:
+            continue
+        if not task.done:
+            busy = True
+        elif task.state is TransferState.COMPLETED and now is not None and task.source_identity == now:
+            busy = True
+            _err(f"{src} is already uploaded (unchanged since); nothing sent")
+        else:
+            bg.forget(task)
+    if not busy:
+        bg.upload(args.url, src, protocol=args.protocol)
+    print(identifier, flush=True)
+    return EXIT_OK
+
+
+def _identity(src: str) -> str | None:
+    try:
+        info = os.stat(src)
+    except OSError:
+        return None
+    return f"{info.st_dev}:{info.st_ino}:{info.st_size}:{info.st_mtime_ns}"
 
 
 def _snapshots() -> list[dict[str, Any]]:

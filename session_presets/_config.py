@@ -24,6 +24,7 @@ from ._version import __version__
 
 __all__ = [
     "BUILTIN",
+    "BreakerSpec",
     "DEFAULT_RETRY_STATUSES",
     "DEFAULT_USER_AGENT",
     "FIELD_FORMS",
@@ -36,7 +37,10 @@ __all__ = [
     "TLS_VERSIONS",
     "check_header",
     "parse_bool",
+    "parse_breaker",
     "parse_duration",
+    "parse_rate_limit",
+    "show_rate",
     "validate_field",
 ]
 
@@ -273,12 +277,22 @@ def _proxy_url(key: str, url: str) -> str:
     except (LocationParseError, ValueError, TypeError):
         # TypeError: requests' prepend_scheme_if_needed on an authority with no host ("0@").
         parsed = None
-    if parsed is None or not parsed.host or (parsed.scheme or "").lower() not in PROXY_SCHEMES:
+    if (
+        parsed is None
+        or not parsed.host
+        or (parsed.scheme or "").lower() not in PROXY_SCHEMES
+        # Checked here, not left to the parser: urllib3 before 2.8 parses "not a url" as a host.
+        or not (parsed.host.startswith("[") or _REG_NAME.fullmatch(parsed.host))
+    ):
         reason = f"expected {FIELD_SPECS['proxies'].form}"
         if "@" in url:
             reason += "; a '@', '#', '/', '?' or space in a user name or password must be percent-encoded"
         raise _invalid("proxies", url, reason, label=f"proxies[{key!r}]")
     return url
+
+
+#: A host name as RFC 3986 spells one (``reg-name``): no spaces, no control characters.
+_REG_NAME: Final = re.compile(r"(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})+")
 
 
 def _statuses(field: str, value: object) -> frozenset[int]:
@@ -437,6 +451,234 @@ def _show_retries(value: int | None) -> str:
     return "unlimited" if value is None else str(value)
 
 
+# -- resilience: rate limits, breaker, coordination ---------------------------------------
+
+#: Units of a rate limit's period: ``10/s``, ``5000/h``, and a count of them (``100/5m``).
+_RATE_UNITS: Final = {
+    "s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0,
+    "h": 3600.0, "hour": 3600.0, "d": 86400.0, "day": 86400.0,
+}
+_RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)?\s*([a-z]+)\s*$", re.IGNORECASE)
+#: The most permits one rate limit may grant per period (a moving window keeps one timestamp each).
+_MAX_RATE_PERMITS: Final = 1_000_000
+
+
+def parse_rate_limit(text: str) -> tuple[tuple[int, float], ...]:
+    """Parse ``"10/s"``, ``"5000/h"``, ``"100/5m"``, several joined by ``;``, into (permits, period) pairs.
+
+    Raises:
+        ValueError: a part is not ``N/unit`` with N from 1 to 1,000,000 and a period > 0.
+    """
+    limits: list[tuple[int, float]] = []
+    for part in text.split(";"):
+        match = _RATE.match(part)
+        unit = _RATE_UNITS.get(match.group(3).lower()) if match else None
+        if match is None or unit is None:
+            raise ValueError(f"{part.strip()!r} is not a rate such as 10/s or 5000/h")
+        permits = int(match.group(1))
+        period = float(match.group(2) or 1) * unit
+        if not 1 <= permits <= _MAX_RATE_PERMITS or period <= 0:
+            raise ValueError(f"{part.strip()!r} is not a rate such as 10/s or 5000/h")
+        limits.append((permits, period))
+    return tuple(sorted(set(limits), key=lambda item: (item[1], item[0])))
+
+
+def show_rate(permits: int, period: float) -> str:
+    """Return the canonical text of one rate limit: ``10/s``, ``5000/h``, ``100/5m``."""
+    for unit, seconds in (("d", 86400.0), ("h", 3600.0), ("m", 60.0), ("s", 1.0)):
+        if period >= seconds and period % seconds == 0:
+            count = period / seconds
+            return f"{permits}/{unit}" if count == 1 else f"{permits}/{count:g}{unit}"
+    return f"{permits}/{period:g}s"
+
+
+def _rate_limit(field: str, value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or value.strip().lower() in _NONE:
+        if isinstance(value, str):
+            return None
+        raise _invalid(field, value)
+    try:
+        limits = parse_rate_limit(value)
+    except ValueError as exc:
+        raise _invalid(field, value, f"{exc}; expected {FIELD_SPECS[field].form}") from None
+    return ";".join(show_rate(permits, period) for permits, period in limits)
+
+
+def _parse_optional_rate(text: str) -> str | None:
+    return None if text.strip().lower() in _NONE else text.strip()
+
+
+def _optional_whole(field: str, value: object, *, minimum: int, maximum: int | None = None) -> int | None:
+    return None if value is None else _whole(field, value, minimum=minimum, maximum=maximum)
+
+
+def _parse_optional_whole(text: str) -> int | None:
+    return None if text.strip().lower() in _NONE else _parse_whole(text)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class BreakerSpec:
+    """A circuit breaker, as resilience4j and Polly describe one (failure-ratio, sliding time window).
+
+    Attributes:
+        failure_ratio: the share of failed calls in the window that opens the breaker (0 < r <= 1).
+        sampling_window: seconds over which calls are counted.
+        minimum_calls: calls in the window before the ratio is looked at.
+        break_duration: seconds the breaker stays open before it lets probes through.
+        half_open_probes: calls let through while half-open; all must succeed to close it.
+        failure_statuses: response statuses that count as failures (connection errors
+            and timeouts always do).
+    """
+
+    failure_ratio: float = 0.1
+    sampling_window: float = 30.0
+    minimum_calls: int = 100
+    break_duration: float = 5.0
+    half_open_probes: int = 1
+    failure_statuses: frozenset[int] = frozenset({429, *range(500, 600)})
+
+    def text(self) -> str:
+        """The canonical form, as the environment accepts it."""
+        return ",".join(
+            (
+                f"failure_ratio={self.failure_ratio:g}",
+                f"sampling_window={_show_duration(self.sampling_window)}",
+                f"minimum_calls={self.minimum_calls}",
+                f"break_duration={_show_duration(self.break_duration)}",
+                f"half_open_probes={self.half_open_probes}",
+                f"failure_statuses={_show_statuses(self.failure_statuses)}",
+            )
+        )
+
+
+def _show_statuses(statuses: frozenset[int]) -> str:
+    ranges: list[str] = []
+    ordered = sorted(statuses)
+    start = 0
+    while start < len(ordered):
+        end = start
+        while end + 1 < len(ordered) and ordered[end + 1] == ordered[end] + 1:
+            end += 1
+        low, high = ordered[start], ordered[end]
+        ranges.append(str(low) if low == high else f"{low}-{high}")
+        start = end + 1
+    return "|".join(ranges)
+
+
+def _parse_status_ranges(text: str) -> frozenset[int]:
+    statuses: set[int] = set()
+    for part in filter(None, (item.strip() for item in text.split("|"))):
+        low, _, high = part.partition("-")
+        first, last = int(low), int(high or low)
+        if not 100 <= first <= last <= 599:
+            raise ValueError(f"{part!r} is not a status or a range such as 429 or 500-599")
+        statuses.update(range(first, last + 1))
+    return frozenset(statuses)
+
+
+_BREAKER_KEYS: Final = (
+    "failure_ratio", "sampling_window", "minimum_calls", "break_duration", "half_open_probes", "failure_statuses",
+)
+
+
+def parse_breaker(text: str) -> BreakerSpec | None:
+    """Parse ``off``, ``on`` (the defaults), or ``key=value,...`` with keys of :class:`BreakerSpec`.
+
+    Raises:
+        ValueError: an unknown key, or a value of the wrong form.
+    """
+    stripped = text.strip()
+    if stripped.lower() in _NONE or stripped.lower() in _FALSE:
+        return None
+    if stripped.lower() in _TRUE or stripped.lower() == "default":
+        return BreakerSpec()
+    given: dict[str, Any] = {}
+    for part in filter(None, (item.strip() for item in stripped.split(","))):
+        key, equals, raw = part.partition("=")
+        key = key.strip()
+        if not equals or key not in _BREAKER_KEYS:
+            raise ValueError(f"{part!r} is not one of {', '.join(k + '=...' for k in _BREAKER_KEYS)}")
+        given[key] = raw.strip()
+    return _breaker_from(given)
+
+
+def _breaker_from(given: Mapping[str, Any]) -> BreakerSpec:
+    """Build a BreakerSpec from text or values by key; raises ValueError naming the key."""
+    values: dict[str, Any] = {}
+    for key, raw in given.items():
+        try:
+            if key == "failure_ratio":
+                number = float(raw) if not isinstance(raw, bool) else math.nan
+                if not 0 < number <= 1:
+                    raise ValueError
+                values[key] = number
+            elif key in ("sampling_window", "break_duration"):
+                seconds = parse_duration(raw) if isinstance(raw, str) else raw
+                if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds < 1e9:
+                    raise ValueError
+                values[key] = float(seconds)
+            elif key in ("minimum_calls", "half_open_probes"):
+                count = _parse_whole(raw) if isinstance(raw, str) else raw
+                if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= _MAX_RATE_PERMITS:
+                    raise ValueError
+                values[key] = count
+            elif key == "failure_statuses":
+                values[key] = (
+                    _parse_status_ranges(raw) if isinstance(raw, str) else _statuses("circuit_breaker", raw)
+                )
+            else:
+                raise KeyError(key)
+        except KeyError:
+            raise ValueError(f"{key!r} is not one of {', '.join(_BREAKER_KEYS)}") from None
+        except (ValueError, TypeError, ConfigError):
+            raise ValueError(f"{key}={raw!r} is not valid") from None
+    return BreakerSpec(**values)
+
+
+def _breaker(field: str, value: object) -> BreakerSpec | None:
+    if value is None or value is False:
+        return None
+    if isinstance(value, BreakerSpec):
+        return value
+    try:
+        if value is True:
+            return BreakerSpec()
+        if isinstance(value, str):
+            return parse_breaker(value)
+        if isinstance(value, Mapping):
+            return _breaker_from(value)
+    except ValueError as exc:
+        raise _invalid(field, value, f"{exc}; expected {FIELD_SPECS[field].form}") from None
+    raise _invalid(field, value)
+
+
+def _show_breaker(value: BreakerSpec | None) -> str:
+    return "none" if value is None else value.text()
+
+
+#: URL schemes of a coordination server.
+COORDINATION_SCHEMES: Final = frozenset({"redis", "rediss", "unix"})
+
+
+def _coordination_url(field: str, value: object) -> str | None:
+    if value is None:
+        return None
+    text = _clean_text(field, value)
+    if text.strip().lower() in _NONE:
+        return None
+    try:
+        parsed = parse_url(text)
+    except (LocationParseError, ValueError):
+        parsed = None
+    if parsed is None or (parsed.scheme or "").lower() not in COORDINATION_SCHEMES or (
+        parsed.scheme != "unix" and not parsed.host
+    ):
+        raise _invalid(field, text)
+    return text
+
+
 # -- the one spec per field ---------------------------------------------------------------
 
 
@@ -445,10 +687,10 @@ class FieldSpec:
     """Everything known about one PresetConfig field, stated once.
 
     Attributes:
-        form: the accepted form, as error messages and the README show it.
+        form: the accepted form, as error messages and docs/presets.md show it.
         parse: environment text -> value; raises ValueError on text of the wrong form.
         check: ``check(field, value)`` returns the value normalised or raises ConfigError.
-        doc: what the field means, one line (the README's preset table).
+        doc: what the field means, one line (the preset table of docs/presets.md).
         show: value -> text in the form the environment accepts (``10s``, ``none``).
     """
 
@@ -685,6 +927,39 @@ class PresetConfig:
         check=_flag,
         doc="an https→http redirect raises `InsecureRedirectError` unless true",
     )
+    rate_limit: str | None = _spec(
+        None,
+        form="a rate such as 10/s, 5000/h or 100/5m, several joined by ';', or none",
+        parse=_parse_optional_rate,
+        check=_rate_limit,
+        doc="per origin: at most N requests in any span of the period (a moving window); "
+        "a call waits for a permit within its deadline, else `RateLimitedError`",
+    )
+    max_in_flight: int | None = _spec(
+        None,
+        form="a whole number >= 1, or none",
+        parse=_parse_optional_whole,
+        check=partial(_optional_whole, minimum=1, maximum=_MAX_RATE_PERMITS),
+        doc="requests of one session in flight at once; the others wait in line within their deadline",
+    )
+    circuit_breaker: BreakerSpec | None = _spec(
+        None,
+        form="none, on (the defaults), or key=value pairs joined by ',' with keys failure_ratio (0-1), "
+        "sampling_window, minimum_calls, break_duration, half_open_probes, failure_statuses (such as 429|500-599)",
+        parse=parse_breaker,
+        check=_breaker,
+        show=_show_breaker,
+        doc="per origin: opens when failure_ratio of the calls in sampling_window fail; "
+        "then `CircuitOpenError` at once for break_duration",
+    )
+    coordination_url: str | None = _spec(
+        None,
+        form="a URL such as redis://host:6379/0 (rediss://, unix://), or none",
+        parse=_parse_optional_path,
+        check=_coordination_url,
+        doc="none: limits, breakers and pauses stay in the process; a Redis URL shares them "
+        "across processes (extra `redis`)",
+    )
     max_concurrent_transfers: int = _spec(
         4,
         form="a whole number >= 1",
@@ -776,6 +1051,10 @@ class PresetConfig:
                 value = sorted(value)
             elif isinstance(value, Mapping):
                 value = {k: mask_url(v) for k, v in value.items()}
+            elif isinstance(value, BreakerSpec):
+                value = value.text()
+            elif name == "coordination_url" and value is not None:
+                value = mask_url(value)
             elif isinstance(value, tuple):
                 value = list(value)
             out[name] = value

@@ -239,6 +239,8 @@ class TransactionMetrics:
         bytes_sent: HTTP bytes written (request line, headers, body), before TLS.
         bytes_received: HTTP bytes read (status line and headers as parsed, body as
             received, before decoding), before TLS.
+        queued: how long the call waited, before it was sent (and before each retry),
+            for a rate-limit permit, a ``max_in_flight`` slot or a Retry-After pause.
     """
 
     dns: float | None = None
@@ -255,6 +257,7 @@ class TransactionMetrics:
     cipher: str | None = None
     bytes_sent: int = 0
     bytes_received: int = 0
+    queued: float = 0.0
 
 
 def _span(start: float | None, end: float | None) -> float | None:
@@ -299,6 +302,8 @@ class Transaction:
     #: Remote address, TLS version and cipher of the connection.
     peer: tuple[str | None, str | None, str | None] = (None, None, None)
     bytes_sent = 0
+    #: Seconds spent waiting for a permit, a slot or a pause (see TransactionMetrics.queued).
+    queued = 0.0
 
     def __init__(self, metrics: SessionMetrics, method: str, url: str) -> None:
         self.metrics = metrics
@@ -341,6 +346,7 @@ class Transaction:
             cipher=self.peer[2],
             bytes_sent=self.bytes_sent,
             bytes_received=received,
+            queued=self.queued,
         )
 
     def snapshot(self) -> TransactionMetrics:

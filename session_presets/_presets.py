@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from . import _process
-from ._config import BUILTIN, PresetConfig
+from ._config import BUILTIN, BreakerSpec, PresetConfig
 from ._env import ambiguity, apply_environment
 from ._errors import ConfigError, UnknownPresetError
 
@@ -28,7 +28,7 @@ __all__ = [
 
 _DAY: Final = 86400.0
 
-#: The three URLSession-like configurations.
+#: The three URLSession-like configurations, and ``resilient`` (.NET's standard resilience handler).
 BUILTIN_PRESETS: Final[Mapping[str, PresetConfig]] = types.MappingProxyType(
     {
         "default": PresetConfig(name="default"),
@@ -45,6 +45,19 @@ BUILTIN_PRESETS: Final[Mapping[str, PresetConfig]] = types.MappingProxyType(
             backoff_max=300.0,
             pool_connections=4,
             pool_maxsize=4,
+        ),
+        # .NET's AddStandardResilienceHandler, adapted (docs/resilience.md): its rate limiter is a
+        # concurrency limiter of 1000 permits (max_in_flight), total 30 s, 3 retries with
+        # exponential back-off and jitter, an attempt timeout of 10 s (connect and read here),
+        # and a breaker at 10% failures over 30 s once 100 calls were made, open for 5 s.
+        "resilient": PresetConfig(
+            name="resilient",
+            connect_timeout=10.0,
+            read_timeout=10.0,
+            total_timeout=30.0,
+            retries=3,
+            max_in_flight=1000,
+            circuit_breaker=BreakerSpec(),
         ),
     }
 )

@@ -1,4 +1,4 @@
-"""Read-only containers that hold a shared session's configuration (DESIGN §10).
+"""Read-only containers that hold a shared session's configuration (docs/design.md).
 
 A shared session is one object for every module of the process, so a change
 made by one module (a header, a hook, a mounted adapter) would reach all of

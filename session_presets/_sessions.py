@@ -13,11 +13,12 @@ import sys
 import tempfile
 import threading
 import time
+import types
 import urllib.request
 import warnings
 import weakref
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -91,6 +92,7 @@ _ACTIVE: Final = SessionState.ACTIVE
 
 _EMPTY_REQUESTS: Final = Histogram(REQUEST_DURATION_BUCKETS).snapshot()
 _EMPTY_CONNECTIONS: Final = Histogram(CONNECTION_DURATION_BUCKETS).snapshot()
+_NO_BREAKERS: Final[Mapping[str, str]] = types.MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +111,15 @@ class SessionStats:
             (http.client.request.duration, OTel default buckets).
         connection_duration: the histogram of how long closed connections were open
             (http.client.connection.duration).
+        breaker_states: the circuit breaker of each origin the preset's breakers know:
+            "closed", "open" or "half-open" (empty without ``circuit_breaker``).
+        breaker_transitions: breaker state changes this session's calls caused.
+        rejected_calls: calls refused with CircuitOpenError or RateLimitedError (nothing sent).
+        rate_limit_waits, rate_limit_wait_time: calls that waited for a rate-limit permit
+            or a Retry-After pause, and the seconds they waited in all.
+        in_flight: requests holding a ``max_in_flight`` slot now.
+        coordination_failures: times the coordination server (``coordination_url``)
+            could not be reached and local limits applied instead.
     """
 
     requests: int = 0
@@ -121,6 +132,13 @@ class SessionStats:
     active_requests: int = 0
     request_duration: HistogramSnapshot = _EMPTY_REQUESTS
     connection_duration: HistogramSnapshot = _EMPTY_CONNECTIONS
+    breaker_states: Mapping[str, str] = field(default_factory=lambda: _NO_BREAKERS, hash=False)
+    breaker_transitions: int = 0
+    rejected_calls: int = 0
+    rate_limit_waits: int = 0
+    rate_limit_wait_time: float = 0.0
+    in_flight: int = 0
+    coordination_failures: int = 0
 
     @property
     def p50(self) -> float | None:
@@ -138,7 +156,8 @@ class SessionStats:
         return self.request_duration.p99
 
 
-#: What a shared session refuses to change (DESIGN §10): its configuration, not its cookie jar.
+#: What a shared session refuses to change: its configuration, not its cookie jar
+#: (docs/design.md, "Shared sessions are read-only").
 SHARED_READ_ONLY: Final = frozenset(
     {
         "adapters", "auth", "cert", "headers", "hooks", "max_redirects",
@@ -547,6 +566,10 @@ class PresetSession(requests.Session):
     def stats(self) -> SessionStats:
         """A snapshot of this session's counts and aggregates (see SessionStats)."""
         counts: dict[str, Any] = self._counters.snapshot()
+        guard = self.adapter.guard
+        if guard is not None:
+            counts.update(guard.snapshot())
+            counts["breaker_states"] = types.MappingProxyType(counts["breaker_states"])
         return SessionStats(**counts, **self._metrics.snapshot())
 
     def __repr__(self) -> str:

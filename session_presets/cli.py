@@ -1,6 +1,6 @@
-"""The ``session-presets`` command line: inspect presets, fetch a URL, download a file, bench, doctor.
+"""The ``session-presets`` command line: presets, fetch a URL, download or upload a file, bench, doctor.
 
-Exit statuses (the same table is printed by ``--help`` and shown in the README):
+Exit statuses (the same table is printed by ``--help`` and shown in docs/cli.md):
 
 - 0: success (for ``get``, a final status below 400).
 - 1: the server answered with a status of 400 or more; the body is still printed.
@@ -1066,6 +1066,131 @@ def _transfer_failed(url: str, error: BaseException | None, state: str, task: An
     return EXIT_HTTP
 
 
+# -- upload -----------------------------------------------------------------------------
+
+
+def upload_identifier(src: str, url: str) -> str:
+    """Return the background identifier of uploading ``src`` to ``url``: the same pair, the same journal."""
+    key = f"{os.path.abspath(src)}\0{without_userinfo(url)}"
+    digest = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
+    return f"cli-up-{digest[:16]}"
+
+
+def _identity_now(src: str) -> str | None:
+    try:
+        info = os.stat(src)
+    except OSError:
+        return None
+    return f"{info.st_dev}:{info.st_ino}:{info.st_size}:{info.st_mtime_ns}"
+
+
+def find_upload(bg: Any, src: str, url: str) -> tuple[Any, bool]:
+    """The task of this session that uploads ``src`` to ``url`` and whether it is already complete.
+
+    A pending or running task is reattached (it resumes); a completed one whose
+    source is unchanged means there is nothing to send. Any other task for the
+    same file (failed, cancelled, or completed with another version of the
+    file) is forgotten, and (None, False) says to start a new upload.
+    """
+    for existing in bg.tasks():
+        if existing.src is None or os.path.abspath(existing.src) != src:
+            continue
+        same_url = without_userinfo(existing.url) == without_userinfo(url)
+        state = _state(existing)
+        if same_url and state in ("pending", "running"):
+            return existing, False
+        now = _identity_now(src)
+        if same_url and state == "completed" and now is not None and existing.source_identity == now:
+            return existing, True
+        if state in ("pending", "running"):
+            existing.cancel()
+            existing.wait()
+        with contextlib.suppress(Exception):
+            bg.forget(existing)
+    return None, False
+
+
+def _cmd_upload(args: argparse.Namespace) -> int:
+    from .background import background_session
+
+    args.url = _check_url(_with_scheme(args.url))
+    src = os.path.abspath(args.file)
+    if not os.path.isfile(src):
+        raise UsageError(f"FILE {args.file!r} is not an existing file")
+    identifier = args.identifier or upload_identifier(src, args.url)
+    overrides: dict[str, Any] = {}
+    if args.retries is not None:
+        overrides["retries"] = args.retries
+    if args.insecure:
+        overrides["verify"] = False
+    if args.detach:
+        from ._cli_transfers import run_detached_upload
+
+        return run_detached_upload(args, identifier, src, overrides)
+    progress = _Progress(os.path.basename(src), enabled=sys.stderr.isatty())
+    reporter = _RetryReporter(progress.message)
+    started = time.monotonic()
+    with _reporting_retries(reporter):
+        bg: Any = background_session(identifier, **overrides)
+        left_running = False
+        try:
+            task, complete = find_upload(bg, src, args.url)
+            if complete:
+                _summary(f"{src} is already uploaded to {safe_url(args.url)} (unchanged since); nothing sent")
+                return EXIT_OK
+            reattached = task is not None
+            if task is None:
+                task = bg.upload(args.url, src, protocol=args.protocol, progress=progress)
+            else:
+                task.progress = progress
+            left_running, status = _run_upload(task, args, progress, reporter, started, reattached)
+            return status
+        finally:
+            progress.close()
+            if not left_running:
+                bg.finish_tasks_and_invalidate()
+
+
+def _run_upload(
+    task: Any, args: argparse.Namespace, progress: _Progress, reporter: _RetryReporter, started: float,
+    reattached: bool,
+) -> tuple[bool, int]:
+    """Wait for the upload to end; return (left running for a later resume, exit status)."""
+    reporter.task_id = task.id
+    deadline = None if args.timeout is None else started + args.timeout
+    resumable = "run the same command again to resume"
+    try:
+        while not task.done:
+            if deadline is not None and time.monotonic() >= deadline:
+                task.progress = None
+                progress.close()
+                last = f"; last error: {reporter.last_reason}" if reporter.last_reason else ""
+                _err(f"{safe_url(args.url)}: gave up after --timeout {format_duration(args.timeout)}{last}; "
+                     f"{resumable}")
+                return True, EXIT_NETWORK
+            task.wait(_PROGRESS_INTERVAL)
+            progress(task)
+    except KeyboardInterrupt:
+        task.progress = None
+        progress.close()
+        _err(f"interrupted; {resumable}")
+        return True, EXIT_INTERRUPTED
+    progress(task)
+    progress.close()
+    state = _state(task)
+    if state != "completed":
+        return False, _transfer_failed(args.url, getattr(task, "error", None), state, task)
+    elapsed = max(time.monotonic() - started, 1e-6)
+    size = int(task.bytes_done)
+    resumed_from = int(task.resumed_from) if reattached else 0
+    how = f"resumed from byte {resumed_from}" if resumed_from else "not resumed"
+    _summary(
+        f"uploaded {task.src}: {size} bytes in {elapsed:.1f} s "
+        f"({_human_bytes(max(size - resumed_from, 0) / elapsed)}/s), protocol {task.protocol}, {how}"
+    )
+    return False, EXIT_OK
+
+
 # -- bench ------------------------------------------------------------------------------
 
 
@@ -1088,6 +1213,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         download_mib=args.download_mib,
         scenarios=scenarios,
         download_rounds=args.download_rounds,
+        comparison_requests=args.comparison_requests,
+        comparison_rounds=args.comparison_rounds,
         cert_key=args.cert_key,
         import_runs=args.import_runs if args.import_runs is not None else (0 if scenarios else None),
     )
@@ -1232,6 +1359,21 @@ def build_parser() -> argparse.ArgumentParser:
                           help="hand the download to the per-user agent, print its identifier and return at once")
     download.set_defaults(run=_cmd_download)
 
+    upload = sub.add_parser("upload", parents=[common], help="resumable background upload (tus, IETF draft)",
+                            epilog=EXIT_TABLE, formatter_class=raw)
+    upload.add_argument("file", metavar="FILE", help="the file to send")
+    upload.add_argument("url", metavar="URL", help=url_help)
+    upload.add_argument("--protocol", choices=("auto", "tus", "ietf", "none"), default="auto",
+                        help="resume protocol: auto asks the server (OPTIONS) and falls back to none, a plain "
+                             "PUT sent again from the start (default: %(default)s)")
+    upload.add_argument("--identifier", metavar="ID",
+                        help="background session identifier (default: derived from FILE and URL)")
+    _add_transfer_options(upload, timeout_help="stop waiting after DURATION; a rerun resumes "
+                                               "(default: retry until the background preset's total_timeout)")
+    upload.add_argument("--detach", action="store_true",
+                        help="hand the upload to the per-user agent, print its identifier and return at once")
+    upload.set_defaults(run=_cmd_upload)
+
     bench = sub.add_parser("bench", parents=[common], help="compare request patterns on a loopback server",
                            formatter_class=raw)
     bench.epilog_factory = _bench_epilog
@@ -1248,6 +1390,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--scenarios", metavar="NAME,...", help="run only these scenarios (listed below)")
     bench.add_argument("--download-rounds", type=_positive_int, default=3, metavar="N",
                        help="interleaved rounds of the download scenarios; the median is reported (default: 3)")
+    bench.add_argument("--comparison-requests", type=_positive_int, default=None, metavar="N",
+                       help="requests per pass of each client in a comparison scenario such as api_client "
+                            "(default: min(N, 200))")
+    bench.add_argument("--comparison-rounds", type=_positive_int, default=5, metavar="N",
+                       help="interleaved rounds of the comparison scenarios; medians are reported (default: 5)")
     bench.add_argument("--import-runs", type=_whole, default=None, metavar="N",
                        help="fresh interpreters timing `import session_presets` (default: 7; "
                             "0 with --scenarios; 0 skips)")
@@ -1297,7 +1444,8 @@ def _config_error_text(exc: ConfigError, args: argparse.Namespace) -> str:
     match = re.match(r"^(\w+)=", text)
     if match is None or match.group(1) not in PresetConfig.field_names():
         return text
-    preset = "background" if getattr(args, "command", None) == "download" else getattr(args, "preset", "default")
+    transfer = getattr(args, "command", None) in ("download", "upload")
+    preset = "background" if transfer else getattr(args, "preset", "default")
     try:
         origin = get_preset(preset).origin(match.group(1))
     except ConfigError:

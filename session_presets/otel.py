@@ -12,6 +12,17 @@ The instruments follow the HTTP client semantic conventions:
 - ``http.client.connection.duration`` (histogram, s): how long closed connections
   were open.
 
+Resilience (for sessions whose preset sets ``rate_limit``, ``max_in_flight``,
+``circuit_breaker`` or ``coordination_url``), observed when the reader collects:
+
+- ``session_presets.circuit_breaker.state`` (gauge): 0 closed, 1 half-open, 2 open,
+  by ``server.address``/``server.port``/``url.scheme`` of the origin;
+- ``session_presets.circuit_breaker.transitions`` (counter);
+- ``session_presets.resilience.rejected`` (counter): calls refused with nothing sent;
+- ``session_presets.rate_limit.waits`` (counter) and
+  ``session_presets.rate_limit.wait_time`` (counter, s);
+- ``session_presets.in_flight`` (gauge): requests holding a ``max_in_flight`` slot.
+
 Every point also carries ``session_presets.preset``. Spans are not produced
 here: ``opentelemetry-instrumentation-requests`` already traces every call a
 PresetSession makes, since it is a requests.Session.
@@ -26,7 +37,7 @@ import threading
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-from . import _metrics, _process
+from . import _metrics, _process, _resilience
 from ._metrics import SessionMetrics, Transaction
 from ._version import __version__
 
@@ -38,6 +49,8 @@ KNOWN_METHODS: Final = frozenset({"CONNECT", "DELETE", "GET", "HEAD", "OPTIONS",
 PRESET_ATTRIBUTE: Final = "session_presets.preset"
 
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
+#: The value of session_presets.circuit_breaker.state for each breaker state.
+_BREAKER_LEVELS: Final = {_resilience.CLOSED: 0, _resilience.HALF_OPEN: 1, _resilience.OPEN: 2}
 
 
 def _origin_attributes(preset: str, scheme: str, host: str, port: int) -> dict[str, Any]:
@@ -92,6 +105,69 @@ class Instrumentation:
             unit="s",
             description="The duration of the successfully established outbound HTTP connections.",
             explicit_bucket_boundaries_advisory=list(_metrics.CONNECTION_DURATION_BUCKETS),
+        )
+        from opentelemetry.metrics import Observation
+
+        def observe(figure: str) -> Any:
+            def callback(options: Any) -> list[Any]:
+                return [
+                    Observation(value, {PRESET_ATTRIBUTE: preset})
+                    for preset, value in _resilience.totals(figure).items()
+                ]
+
+            return [callback]
+
+        def in_flight(options: Any) -> list[Any]:
+            found: dict[str, int] = {}
+            for guard in _resilience.live_guards():
+                if guard.slots is not None:
+                    found[guard.preset] = found.get(guard.preset, 0) + guard.in_flight
+            return [Observation(value, {PRESET_ATTRIBUTE: preset}) for preset, value in found.items()]
+
+        def breaker_states(options: Any) -> list[Any]:
+            found = []
+            for snap in _resilience.breaker_states():
+                scheme, _, authority = snap.origin.partition("://")
+                host, _, port = authority.rpartition(":")
+                attributes = _origin_attributes(snap.preset, scheme, host.strip("[]"), int(port or 0))
+                found.append(Observation(_BREAKER_LEVELS[snap.state], attributes))
+            return found
+
+        meter.create_observable_gauge(
+            "session_presets.circuit_breaker.state",
+            callbacks=[breaker_states],
+            unit="1",
+            description="Circuit breaker state per origin: 0 closed, 1 half-open, 2 open.",
+        )
+        meter.create_observable_counter(
+            "session_presets.circuit_breaker.transitions",
+            callbacks=observe("transitions"),
+            unit="{transition}",
+            description="Circuit breaker state changes caused by this process's calls.",
+        )
+        meter.create_observable_counter(
+            "session_presets.resilience.rejected",
+            callbacks=observe("rejected"),
+            unit="{request}",
+            description="Calls refused by a circuit breaker, a rate limit or max_in_flight, with nothing sent.",
+        )
+        meter.create_observable_counter(
+            "session_presets.rate_limit.waits",
+            callbacks=observe("rate_limit_waits"),
+            unit="{request}",
+            description="Calls that waited for a rate-limit permit or a Retry-After pause.",
+        )
+        meter.create_observable_counter(
+            "session_presets.rate_limit.wait_time",
+            callbacks=observe("rate_limit_wait_time"),
+            unit="s",
+            description="Time calls spent waiting for a rate-limit permit or a Retry-After pause.",
+        )
+        meter.create_observable_gauge(
+            "session_presets.in_flight",
+            callbacks=[in_flight],
+            unit="{request}",
+            description="Requests holding a max_in_flight slot.",
         )
 
     # -- MetricsSink -------------------------------------------------------------------

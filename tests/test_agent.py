@@ -225,7 +225,7 @@ def test_upload_and_cancel_through_the_agent(
     src = tmp_path / "src.bin"
     src.write_bytes(b"payload" * 1000)
     with background_session("up", detached=True, **FAST) as bg:
-        task = bg.upload(http_server.url("/up"), src, method="POST").wait(BOUND)
+        task = bg.upload(http_server.url("/up"), src, protocol="none", method="POST").wait(BOUND)
         assert task.state is TransferState.COMPLETED, task.error
         held = bg.download(http_server.url("/file"), tmp_path / "held.bin")
         held.cancel()

@@ -11,10 +11,11 @@ import requests
 import session_presets as sp
 
 EXPECTED = {
-    "BackgroundSession", "ConfigError", "DestinationInUseError", "Diagnostics", "DiskFullError",
+    "BackgroundSession", "CircuitOpenError", "ConfigError", "DestinationInUseError", "Diagnostics", "DiskFullError",
     "ForeignAdapterWarning", "IdentifierInUseError",
     "InsecureRedirectError", "InsecureSessionWarning", "InvalidationTimeoutError", "PresetAdapter",
-    "PresetConfig", "PresetSession", "PresetTimeout", "SessionInvalidatedError", "SessionPresetsError",
+    "PresetConfig", "PresetSession", "PresetTimeout", "RateLimitedError", "SessionInvalidatedError",
+    "SessionPresetsError",
     "SessionPresetsWarning", "SessionRegistry", "SessionReuseError", "SessionReuseWarning", "SessionState",
     "SessionStats", "SharedSessionError", "TotalTimeoutError", "TransactionMetrics",
     "TransferError", "TransferState", "TransferTask",
@@ -48,6 +49,7 @@ def test_import_loads_no_engine_cli_bench_or_optional_library() -> None:
     heavy = (
         "sqlite3", "fcntl", "difflib", "session_presets.background", "session_presets.cli", "session_presets.bench",
         "session_presets.otel", "session_presets.testing", "trustme", "truststore", "opentelemetry",
+        "redis", "session_presets._coordination",
     )
     # Only what the import itself adds: under --cov, coverage's subprocess patch starts
     # every child with sqlite3 (its data file) already loaded.
@@ -71,6 +73,9 @@ def test_error_hierarchy() -> None:
     assert issubclass(sp.DestinationInUseError, sp.TransferError)
     assert issubclass(sp.DiskFullError, sp.TransferError)
     assert issubclass(sp.InvalidationTimeoutError, TimeoutError)
+    for refusal in (sp.CircuitOpenError, sp.RateLimitedError):
+        assert issubclass(refusal, sp.SessionPresetsError)
+        assert issubclass(refusal, requests.ConnectionError)
     for name in sp.__all__:  # every public exception and warning lives in one module
         value = getattr(sp, name)
         if isinstance(value, type) and issubclass(value, (BaseException, Warning)):

@@ -301,11 +301,13 @@ def src(tmp_path: Path) -> Path:
 
 
 def test_upload_streams_file(http_server: LoopbackServer, src: Path) -> None:
-    """An upload sends the whole file with PUT and reports progress and completion."""
+    """A plain upload (protocol='none') sends the whole file with PUT and reports progress and completion."""
     route = UploadRoute()
     http_server.route("/up", route)
     seen: list[tuple[int, TransferState]] = []
-    task = open_bg().upload(http_server.url("/up"), src, progress=lambda t: seen.append((t.bytes_done, t.state)))
+    task = open_bg().upload(
+        http_server.url("/up"), src, protocol="none", progress=lambda t: seen.append((t.bytes_done, t.state))
+    )
     assert task.wait(20).state is TransferState.COMPLETED, task.error
     assert route.bodies == [src.read_bytes()]
     assert route.methods == ["PUT"]
@@ -317,10 +319,10 @@ def test_upload_streams_file(http_server: LoopbackServer, src: Path) -> None:
 
 
 def test_upload_is_retried_from_the_start(http_server: LoopbackServer, src: Path) -> None:
-    """After a connection reset, an upload is sent again from its first byte."""
+    """After a connection reset, a plain upload (protocol='none') is sent again from its first byte."""
     route = UploadRoute(failures=2)
     http_server.route("/up", route)
-    task = open_bg().upload(http_server.url("/up"), src, method="post").wait(20)
+    task = open_bg().upload(http_server.url("/up"), src, protocol="none", method="post").wait(20)
     assert task.state is TransferState.COMPLETED, task.error
     assert route.bodies == [src.read_bytes()] * 3
     assert route.methods == ["POST"] * 3

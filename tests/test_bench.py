@@ -26,13 +26,14 @@ RESULT_KEYS = {"requests", "seconds", "req_per_s", "connections_opened", "rss_gr
 
 @pytest.fixture(scope="module")
 def tiny_report() -> dict:  # type: ignore[type-arg]
-    """One HTTPS bench run with 20 requests and a 256 KiB download, through the CLI."""
+    """One HTTPS bench run with 20 requests, a 256 KiB download and 2 api_client rounds, through the CLI."""
     import io
     from contextlib import redirect_stdout
 
     buffer = io.StringIO()
     with redirect_stdout(buffer):
-        status = main(["bench", "--requests", "20", "--download-mib", "0.25", "--import-runs", "2", "--json"])
+        status = main(["bench", "--requests", "20", "--download-mib", "0.25", "--import-runs", "2",
+                       "--comparison-rounds", "2", "--json"])
     assert status == 0
     report: dict = json.loads(buffer.getvalue())  # type: ignore[type-arg]
     return report
@@ -430,3 +431,224 @@ def test_bench_leaves_no_scratch_files(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setattr(tempfile, "tempdir", None)
     run_bench(BenchOptions(requests=3, download_mib=0.01, scenarios=["requests_stream", "get_session"]))
     assert os.listdir(tmp_path) == []
+
+
+# -- the api_client comparison ---------------------------------------------------------
+
+API_VARIANTS = ("get_session", "requests_session", "httpx_client", "urllib3_pool", "get_session_fast_path_off")
+API_RATIOS = {
+    "get_session_vs_requests_session",
+    "get_session_vs_httpx_client",
+    "get_session_vs_urllib3_pool",
+    "get_session_fast_path_off_vs_requests_session",
+    "get_session_fast_path_off_vs_httpx_client",
+    "get_session_fast_path_off_vs_urllib3_pool",
+    "get_session_vs_get_session_fast_path_off",
+}
+
+
+@pytest.fixture
+def api_server(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """The bench server over HTTPS with two listeners, and a context for api_client passes of 24 calls."""
+    from session_presets.bench.scenarios import BenchContext
+
+    certs = make_certificates(str(tmp_path), key_type="ecdsa")
+    with ServerProcess(cert=certs.cert, key=certs.key, listeners=2) as server:
+        yield BenchContext(server=server, bundle=certs.bundle, requests=24, slow_requests=1, download_bytes=1,
+                           scratch=str(tmp_path), warmup=8)
+
+
+@pytest.mark.parametrize("variant", ["get_session", "requests_session", "httpx_client", "urllib3_pool"])
+def test_api_client_sends_what_it_claims_as_the_server_sees_it(api_server, variant: str) -> None:  # type: ignore[no-untyped-def]
+    """Each client's pass reaches the server as planned: unique paths, queries, ids; 3 tokens, 2 origins, 1 KB POSTs."""
+    from session_presets.bench.api_client import API_CLIENT, tokens
+
+    ctx = api_server
+    warm, body = API_CLIENT.variant(variant).factory(ctx, 7)
+    warm(ctx)
+    ctx.server.reset()
+    count, close, _ = body(ctx)
+    try:
+        seen = ctx.server.api_traffic()
+        connections = ctx.server.connections()
+    finally:
+        close()
+    assert count == 24
+    assert (seen["rejected"], seen["first_rejection"]) == (0, "")
+    assert (seen["requests"], seen["posts"]) == (24, 6)
+    assert seen["unique_paths"] == seen["unique_queries"] == seen["unique_request_ids"] == 24
+    assert seen["duplicate_request_ids"] == 0
+    assert seen["tokens"] == dict.fromkeys(tokens(ctx.run_id), 8)
+    assert seen["by_port"] == {str(port): 12 for port in ctx.server.ports}
+    assert 6 * 950 <= seen["body_bytes"] <= 6 * 1024  # compact JSON writers save a few bytes
+    assert connections == 2  # one pooled connection per origin
+
+
+def test_api_client_passes_never_repeat_a_value() -> None:
+    """Two passes of one run share tokens and nothing else: no path, query or request id repeats."""
+    from session_presets.bench.api_client import plan
+    from session_presets.bench.scenarios import BenchContext
+    from session_presets.bench.server import ServerAddress
+
+    ctx = BenchContext(server=ServerAddress("https", (1, 2)), bundle=None, requests=1, slow_requests=1,
+                       download_bytes=1, scratch="", preset="unused", run_id="r")
+    first, second = plan(ctx, 1, 40), plan(ctx, 2, 40)
+    assert not {c.url for c in first} & {c.url for c in second}
+    assert not {c.headers["X-Request-Id"] for c in first} & {c.headers["X-Request-Id"] for c in second}
+    assert not {c.params["q"] for c in first} & {c.params["q"] for c in second}
+    assert {c.headers["Authorization"] for c in first} == {c.headers["Authorization"] for c in second}
+    assert [c.method for c in first[:4]] == ["GET", "GET", "GET", "POST"]
+    assert all(len(json.dumps(c.body)) == 1024 for c in first if c.body is not None)
+    with pytest.raises(ValueError, match="at most 10000000 calls"):
+        plan(ctx, 1, 10**7 + 1)
+
+
+def test_bench_server_rejects_api_traffic_that_breaks_the_contract() -> None:
+    """The server answers 400 to a call without X-Request-Id or with a body for another item, and counts it."""
+    with ServerProcess(listeners=2) as server, requests.Session() as session:
+        good = {"X-Request-Id": "r1", "Authorization": "Bearer t"}
+        url = server.url("/items/5", origin=1)
+        assert session.get(url, params={"page": 1, "q": "x"}, headers=good).status_code == 200
+        missing = session.get(url, params={"page": 1, "q": "x"}, headers={"Authorization": "Bearer t"})
+        assert (missing.status_code, missing.text) == (400, "no X-Request-Id")
+        other = session.post(url, params={"page": 1, "q": "x"}, headers=good, json={"id": 6, "request_id": "r1"})
+        assert other.status_code == 400
+        assert session.get(url, params={"page": 0, "q": "x"}, headers=good).status_code == 400
+        assert session.get(url, params={"q": "x"}, headers=good).status_code == 400
+        assert session.get(server.url("/items/x"), params={"page": 1, "q": "x"}, headers=good).status_code == 400
+        assert session.put(url, params={"page": 1, "q": "x"}, headers=good, data=b"{}").status_code == 400
+        seen = server.api_traffic()
+        assert (seen["requests"], seen["rejected"], seen["first_rejection"]) == (1, 6, "no X-Request-Id")
+        server.reset()
+        assert server.api_traffic()["rejected"] == 0
+
+
+def test_api_client_check_refuses_a_pass_the_server_did_not_see(api_server) -> None:  # type: ignore[no-untyped-def]
+    """check_pass raises, naming the difference, when the server saw fewer calls than the pass claims."""
+    from session_presets.bench.api_client import check_pass
+
+    ctx = api_server
+    ctx.server.reset()
+    with pytest.raises(RuntimeError, match="requests 0, expected 24"):
+        check_pass(ctx, 1, {"requests": 24})
+
+
+def test_bench_reports_api_client_side_by_side(tiny_report: dict) -> None:  # type: ignore[type-arg]
+    """api_client runs every client in each round and reports both ratio tables, fast path on and off."""
+    result = tiny_report["scenarios"]["api_client"]
+    assert set(result["variants"]) == set(API_VARIANTS)
+    assert result["rounds"] == 2 and result["requests"] == 20
+    for name, figures in result["variants"].items():
+        assert set(figures) >= RESULT_KEYS, name
+        assert len(figures["rounds_req_per_s"]) == len(figures["rounds_req_per_cpu_s"]) == 2, name
+        assert figures["requests"] == 20 and figures["connections_opened"] == 2, name
+        saw = figures["server_saw"]
+        assert (saw["requests"], saw["posts"], saw["unique_request_ids"], saw["tokens"], saw["origins"]) == (
+            20, 5, 20, 3, 2), name
+    assert set(tiny_report["ratios"]["api_client"]) == {"req_per_s", "req_per_cpu_s"}
+    for table in tiny_report["ratios"]["api_client"].values():
+        assert set(table) == API_RATIOS
+    assert "api_client" not in tiny_report["ratios"]["vs_requests_get"]
+    text = format_table(tiny_report)
+    assert "api_client/get_session_fast_path_off" in text
+    assert "get_session() / requests.Session" in text
+
+
+def test_api_client_fast_path_off_runs_in_a_child_with_the_variable(tiny_report: dict) -> None:  # type: ignore[type-arg]
+    """The fast-path-off pass ran in another process, which saw SESSION_PRESETS_FAST_PATH=off; the others did not."""
+    variants = tiny_report["scenarios"]["api_client"]["variants"]
+    off = variants["get_session_fast_path_off"]["child"]
+    assert off["environment"] == {"SESSION_PRESETS_FAST_PATH": "off"}
+    pids = {variants[name]["child"]["pid"] for name in API_VARIANTS}
+    assert len(pids) == len(API_VARIANTS) and os.getpid() not in pids
+    assert variants["get_session"]["child"]["environment"] == {}
+    state = variants["get_session_fast_path_off"]["fast_path"]
+    if state is not None:  # a build with diagnostics(): the library itself says the variable turned it off
+        assert state["fast_path"] is False and state["fast_path_forced_off"] is True
+        assert variants["get_session"]["fast_path"]["fast_path_forced_off"] is False
+
+
+def test_comparison_runs_in_process_and_survives_a_failing_variant(api_server) -> None:  # type: ignore[no-untyped-def]
+    """Without isolate, variants run in the bench process; a failing one is reported, the others keep their rounds."""
+    from session_presets.bench.api_client import API_CLIENT, check_pass
+    from session_presets.bench.compare import Comparison, Variant, run_comparison
+
+    def broken(ctx, pass_number):  # type: ignore[no-untyped-def]
+        raise RuntimeError("no such client")
+
+    comparison = Comparison(
+        name="api_client", summary="two clients", check=check_pass, listeners=2,
+        variants=(API_CLIENT.variant("requests_session"), API_CLIENT.variant("urllib3_pool"),
+                  Variant("broken", "broken", broken)),
+        ratios=(("urllib3_pool", "requests_session"), ("broken", "requests_session")),
+    )
+    seen: list[str] = []
+    result = run_comparison(comparison, api_server, 2, on_variant=seen.append)
+    assert result["variants"]["broken"] == {"label": "broken", "error": "RuntimeError: no such client"}
+    assert seen.count("api_client: broken") == 1  # not run again after it failed
+    assert len(result["variants"]["urllib3_pool"]["rounds_req_per_s"]) == 2
+    assert set(result["ratios"]["req_per_s"]) == {"urllib3_pool_vs_requests_session"}
+    assert result["variants"]["requests_session"]["server_saw"]["requests"] == 24
+    assert "child" not in result["variants"]["requests_session"]
+
+
+def test_comparison_rejects_inconsistent_definitions(api_server) -> None:  # type: ignore[no-untyped-def]
+    """A comparison naming unknown or repeated variants, or needing more origins than the server has, is refused."""
+    from session_presets.bench.api_client import API_CLIENT
+    from session_presets.bench.compare import Comparison, run_comparison
+
+    one = API_CLIENT.variant("get_session")
+    with pytest.raises(ValueError, match="has no variants"):
+        Comparison(name="x", summary="", variants=(), ratios=())
+    with pytest.raises(ValueError, match="variant names repeat"):
+        Comparison(name="x", summary="", variants=(one, one), ratios=())
+    with pytest.raises(ValueError, match=r"unknown variants \['nope'\]"):
+        Comparison(name="x", summary="", variants=(one,), ratios=(("get_session", "nope"),))
+    with pytest.raises(KeyError, match="no variant 'nope'"):
+        API_CLIENT.variant("nope")
+    with pytest.raises(ValueError, match="rounds must be at least 1"):
+        run_comparison(API_CLIENT, api_server, 0)
+    with pytest.raises(ValueError, match="needs a server with 3 listeners"):
+        run_comparison(Comparison(name="x", summary="", variants=(one,), ratios=(), listeners=3), api_server, 1)
+    with pytest.raises(ValueError, match="listeners must be 1 to 4"):
+        ServerProcess(listeners=5)
+
+
+def test_comparison_registry_matches_the_scenario_list() -> None:
+    """Every comparison scenario name has a definition, and every definition a place in the run order."""
+    from session_presets.bench.comparisons import COMPARISONS
+    from session_presets.bench.scenarios import COMPARISON_SCENARIOS
+
+    assert set(COMPARISONS) == set(COMPARISON_SCENARIOS)
+
+
+def test_child_reports_a_skipped_variant_and_a_broken_protocol(
+    api_server, monkeypatch: pytest.MonkeyPatch  # type: ignore[no-untyped-def]
+) -> None:
+    """The child process side: a variant that cannot run is reported as skipped; a parent that never says go gets 2."""
+    import io
+
+    from session_presets.bench.child import child_main
+
+    ctx = api_server
+    spec = json.dumps({"comparison": "api_client", "variant": "httpx_client", "pass": 3, "scheme": "https",
+                       "ports": list(ctx.server.ports), "bundle": ctx.bundle, "requests": 4, "slow_requests": 1,
+                       "download_bytes": 1, "scratch": ctx.scratch, "warmup": 2, "run_id": "t"})
+    monkeypatch.setitem(sys.modules, "httpx", None)
+    out = io.StringIO()
+    assert child_main(io.StringIO(f"{spec}\ngo\nclose\n"), out) == 0
+    assert out.getvalue().splitlines() == ["ready", 'result {"skipped": "httpx is not installed"}', "closed"]
+    monkeypatch.delitem(sys.modules, "httpx")
+    spec = spec.replace("httpx_client", "urllib3_pool")
+    assert child_main(io.StringIO(f"{spec}\nstop\n"), io.StringIO()) == 2
+    out = io.StringIO()
+    assert child_main(io.StringIO(f"{spec}\ngo\nquit\n"), out) == 2
+    assert out.getvalue().splitlines()[0] == "ready"
+
+
+def test_bench_rejects_bad_comparison_options() -> None:
+    """--comparison-rounds and --comparison-requests below 1 are refused by name."""
+    with pytest.raises(ValueError, match="--comparison-rounds"):
+        run_bench(BenchOptions(comparison_rounds=0))
+    with pytest.raises(ValueError, match="--comparison-requests"):
+        run_bench(BenchOptions(comparison_requests=0))

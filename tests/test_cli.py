@@ -37,7 +37,7 @@ from session_presets.cli import default_identifier, main
 from .servers import Handler, LoopbackServer
 
 BINARY = bytes(range(256)) * 4
-README = Path(__file__).resolve().parent.parent / "README.md"
+CLI_PAGE = Path(__file__).resolve().parent.parent / "docs" / "cli.md"
 
 
 def run_cli(
@@ -255,20 +255,26 @@ def pty_reader() -> Iterator[tuple[int, list[bytes]]]:
         os.close(master)
 
 
-# -- exit statuses: one table, in --help and in the README ----------------------------------
+# -- exit statuses: one table, in --help and on the command-line page --------------------
 
 
-def test_help_and_readme_show_the_same_exit_table() -> None:
-    """`--help`, `get --help` and the README's command-line section show one exit-status table."""
+def test_help_and_docs_show_the_same_exit_table() -> None:
+    """`--help`, `get --help` and the command-line page (as built) show one exit-status table."""
+    from tools import docgen
+
     top = run_cli("--help")
     get_help = run_cli("get", "--help")
     assert top.returncode == 0
     assert get_help.returncode == 0
-    readme = README.read_text(encoding="utf-8")
+    page = CLI_PAGE.read_text(encoding="utf-8")
+    assert "<!-- generated: exit-table -->" in page
+    assert "<!-- generated: cli-reference -->" in page
+    built = page.replace("<!-- generated: exit-table -->", docgen.render_exit_table())
+    built = built.replace("<!-- generated: cli-reference -->", docgen.render_cli_reference())
     for line in cli.EXIT_TABLE.splitlines()[1:]:
         assert line in top.stdout
         assert line in get_help.stdout
-        assert line in readme, f"README lacks the exit-table row {line!r}"
+        assert line in built, f"docs/cli.md lacks the exit-table row {line!r}"
     for code in ("0", "1", "2", "3", "4", "23", "70", "130"):
         assert re.search(rf"^  {code} ", cli.EXIT_TABLE, re.MULTILINE), code
 
@@ -390,7 +396,7 @@ def test_presets_json_with_origin(capsys: pytest.CaptureFixture[str], monkeypatc
     assert data["default"]["retries"] == {"value": 5, "origin": "env SESSION_PRESETS_RETRIES"}
     assert data["default"]["read_timeout"] == {"value": 20.0, "origin": "built-in"}
     assert "secret" not in json.dumps(data)
-    assert set(data) == {"default", "ephemeral", "background"}
+    assert set(data) == {"default", "ephemeral", "background", "resilient"}
 
 
 def test_presets_json_plain_values(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:

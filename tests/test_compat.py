@@ -31,6 +31,9 @@ from .servers import Handler, LoopbackServer
 from .session_kinds import KINDS
 from .session_kinds import is_preset as _is_preset
 
+#: Run once, by nox's compat session, not in the four-Python core matrix (noxfile.CORE_SELECTION).
+pytestmark = pytest.mark.compat
+
 CHILD = Path(__file__).with_name("compat_child.py")
 
 

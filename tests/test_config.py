@@ -13,7 +13,7 @@ from tests.servers import LoopbackServer
 
 
 def test_builtin_presets_match_the_design_table() -> None:
-    """The default, ephemeral and background presets carry the values of DESIGN §3."""
+    """The default, ephemeral and background presets carry the values of docs/presets.md's table."""
     default, ephemeral, background = (get_preset(n) for n in ("default", "ephemeral", "background"))
     assert (default.connect_timeout, default.read_timeout, default.total_timeout) == (10, 20, 60)
     assert (default.retries, default.backoff_factor, default.backoff_max) == (2, 0.5, 30)
@@ -146,7 +146,9 @@ def test_pickle_and_deepcopy_keep_values_and_origins() -> None:
 
 
 @pytest.mark.parametrize(
-    "url", ["not a url", "ftp://proxy.example:21", "http://", "http://proxy.example:99999", "gopher://proxy:70", "0@"]
+    "url",
+    ["not a url", "ftp://proxy.example:21", "http://", "http://proxy.example:99999", "gopher://proxy:70", "0@",
+     "http://a b:3128", "http://proxy\texample:3128", "http://pro<xy>:3128"],
 )
 def test_proxy_that_is_not_a_usable_url_is_refused_at_build(url: str) -> None:
     """A proxy that is not a URL, or has a scheme urllib3 cannot use, is a ConfigError when built."""
@@ -163,7 +165,8 @@ def test_proxy_that_is_not_a_usable_url_is_refused_at_build(url: str) -> None:
 @pytest.mark.parametrize(
     "url",
     ["http://proxy:3128", "https://proxy:3128", "socks4://proxy:1080", "socks4a://proxy:1080",
-     "socks5://u:p@proxy:1080", "socks5h://proxy:1080", "proxy.example:3128", "http://[::1]:3128"],
+     "socks5://u:p@proxy:1080", "socks5h://proxy:1080", "proxy.example:3128", "http://[::1]:3128",
+     "http://my_proxy.example:3128", "http://xn--bcher-kva.example:3128"],
 )
 def test_proxy_schemes_requests_can_use_are_accepted(url: str) -> None:
     """http, https and the four socks schemes are accepted; a bare host:port means http, as in requests."""

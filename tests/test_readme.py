@@ -1,64 +1,70 @@
-"""The README's preset table is the field spec's: a test keeps them equal.
-
-Refresh the table after changing a field with ``python -m tests.test_readme``.
-"""
+"""The README is short and points at the docs: what it is first, install, example, Try it, links."""
 
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 
-from requests.__version__ import __version__ as requests_version
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
 
-from session_presets import __version__
-from session_presets._config import FIELD_SPECS
-from session_presets._presets import BUILTIN_PRESETS
-
-README = Path(__file__).resolve().parent.parent / "README.md"
-BEGIN = "<!-- preset table: generated from session_presets._config.FIELD_SPECS; python -m tests.test_readme -->"
-END = "<!-- end of preset table -->"
-COLUMNS = ("default", "ephemeral", "background")
-
-
-def render_preset_table() -> str:
-    """Return the README's preset table: one row per field, values as the environment writes them."""
-    rows = [
-        "| field | " + " | ".join(COLUMNS) + " | meaning |",
-        "|---|" + "---|" * len(COLUMNS) + "---|",
-    ]
-    for name, spec in FIELD_SPECS.items():
-        cells = [spec.show(getattr(BUILTIN_PRESETS[preset], name)) for preset in COLUMNS]
-        # Versions change with every release; the table does not.
-        cells = [
-            cell.replace(__version__, "VERSION").replace(requests_version, "VERSION").replace("|", "\\|")
-            for cell in cells
-        ]
-        rows.append(f"| `{name}` | " + " | ".join(f"`{cell}`" for cell in cells) + f" | {spec.doc} |")
-    return "\n".join(rows)
+#: Every page a reader should be able to reach from the README.
+DOCS_PAGES = (
+    "getting-started.md",
+    "presets.md",
+    "lifecycle.md",
+    "background.md",
+    "testing.md",
+    "observability.md",
+    "cli.md",
+    "migrating.md",
+    "performance.md",
+    "design.md",
+    "api.md",
+)
 
 
-def readme_table(text: str) -> str:
-    """Return the generated block of ``text``, between its markers."""
-    match = re.search(re.escape(BEGIN) + r"\n(.*?)\n" + re.escape(END), text, re.DOTALL)
-    assert match is not None, f"README.md lacks the preset table markers {BEGIN!r} ... {END!r}"
-    return match.group(1)
+def _text() -> str:
+    return README.read_text(encoding="utf-8")
 
 
-def test_readme_preset_table_matches_the_field_spec() -> None:
-    """Every field, its built-in values and its meaning appear in the README exactly as the spec says."""
-    assert readme_table(README.read_text(encoding="utf-8")) == render_preset_table(), (
-        "README.md's preset table is out of date: run python -m tests.test_readme"
-    )
+def test_readme_is_short_and_opens_with_what_the_library_is() -> None:
+    """At most about 200 lines; the title, then a paragraph saying what it is, before any code."""
+    text = _text()
+    assert len(text.splitlines()) <= 210
+    lines = text.splitlines()
+    assert lines[0] == "# session_presets"
+    first_paragraph = text.split("\n\n", 2)[1]
+    assert "requests" in first_paragraph
+    assert "```" not in first_paragraph
 
 
-def main() -> int:
-    """Rewrite the README's preset table from the spec."""
-    text = README.read_text(encoding="utf-8")
-    old = readme_table(text)
-    README.write_text(text.replace(old, render_preset_table(), 1), encoding="utf-8")
-    return 0
+def test_readme_installs_from_the_index_and_shows_an_example() -> None:
+    """`pip install session-presets` and a python example come before the first section."""
+    head = _text().split("\n## ", 1)[0]
+    assert "```bash\npip install session-presets\n```" in head
+    example = re.search(r"```python\n(.*?)```", head, re.S)
+    assert example is not None
+    assert "get_session" in example.group(1)
+    assert len(example.group(1).splitlines()) <= 12
+    compile(example.group(1), "README example", "exec")
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def test_readme_links_every_docs_page_and_the_links_resolve() -> None:
+    """Each docs page, the changelog and the license are linked, and every relative link names a file."""
+    text = _text()
+    for page in DOCS_PAGES:
+        assert f"(docs/{page})" in text, f"README.md does not link docs/{page}"
+    for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", text):
+        assert (ROOT / target).exists(), f"README.md links {target}, which does not exist"
+    assert "(CHANGELOG.md)" in text
+    assert "(LICENSE)" in text
+
+
+def test_readme_keeps_engineering_notes_out() -> None:
+    """No issue numbers, instruction counts or VM notes: those belong to the docs, or nowhere."""
+    text = _text()
+    assert not re.search(r"\bissue \d+", text, re.I)
+    assert "callgrind" not in text
+    assert not re.search(r"\bVM\b", text)
+    assert "instructions" not in text

@@ -28,7 +28,7 @@ from session_presets.testing import Exchange, Fault, FileRoute, Headers, MockRes
 
 from .waiting import wait_until
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+TESTING_PAGE = Path(__file__).resolve().parent.parent / "docs" / "testing.md"
 
 
 @pytest.fixture
@@ -654,17 +654,16 @@ def test_import_session_presets_does_not_import_testing() -> None:
     assert result.stdout.strip() == "[]"
 
 
-def _readme_example() -> str:
-    text = README.read_text()
-    section = text.split("## Testing your code", 1)[1].split("\n## ", 1)[0]
-    match = re.search(r"```python\n(.*?)```", section, re.S)
-    assert match is not None, "README 'Testing your code' has no python example"
+def _docs_example() -> str:
+    """The first python example of the 'Testing your code' page."""
+    match = re.search(r"```python\n(.*?)```", TESTING_PAGE.read_text(encoding="utf-8"), re.S)
+    assert match is not None, "docs/testing.md has no python example"
     return match.group(1)
 
 
-def test_readme_testing_example_passes_under_the_plugin(tmp_path: Path) -> None:
-    """The README's 'Testing your code' example passes in a fresh pytest run that finds the plugin by itself."""
-    (tmp_path / "test_readme_example.py").write_text(_readme_example())
+def test_docs_testing_example_passes_under_the_plugin(tmp_path: Path) -> None:
+    """The 'Testing your code' page's example passes in a fresh pytest run that finds the plugin by itself."""
+    (tmp_path / "test_docs_example.py").write_text(_docs_example())
     (tmp_path / "test_isolation.py").write_text(
         "import pytest\n"
         "from session_presets import preset_names, register_preset\n"

@@ -1,4 +1,4 @@
-"""Background sessions: resumable file transfers with a journal (DESIGN §7).
+"""Background sessions: resumable file transfers with a journal (docs/design.md, "Background transfers").
 
 - ``engine``: BackgroundSession, its worker threads and lifecycle, and
   ``background_session``, which keeps one live object per identifier.

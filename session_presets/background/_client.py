@@ -241,6 +241,22 @@ class DetachedTask:
         return None if total is None else int(total)
 
     @property
+    def protocol(self) -> str:
+        """An upload's resume protocol: "tus", "ietf", "none", or "auto" until the agent asked the server."""
+        return str(self._fresh().get("protocol", "none"))
+
+    @property
+    def upload_url(self) -> str | None:
+        """The upload resource of a resumable upload, once created (shown without credentials)."""
+        return self._fresh().get("upload_url")
+
+    @property
+    def source_identity(self) -> str | None:
+        """An upload's ``"st_dev:st_ino:st_size:st_mtime_ns"`` when it first read its source (else None)."""
+        value = self._fresh().get("source_identity")
+        return None if value is None else str(value)
+
+    @property
     def rate(self) -> float | None:
         """Bytes per second since the agent took the task up, while it runs; else None."""
         rate = self._fresh()["rate"]
@@ -364,14 +380,27 @@ class DetachedSession:
         url: str,
         src: str | os.PathLike[str],
         *,
+        protocol: str = "auto",
         method: str = "PUT",
         headers: Mapping[str, str] | None = None,
     ) -> DetachedTask:
-        """Have the agent send the file ``src`` to ``url`` (see BackgroundSession.upload)."""
+        """Have the agent send the file ``src`` to ``url``, resumably (see BackgroundSession.upload).
+
+        With ``protocol="tus"`` or ``"ietf"`` the protocol decides the methods;
+        ``method`` applies to ``protocol="none"``. ``headers`` travel to the
+        agent over its private socket and stay in its memory: the journal keeps
+        only Accept and Accept-Language, so a task the agent resumes after a
+        restart has the session's ``auth``, never these headers' credentials.
+        """
         self._require_active()
         src_path = os.path.abspath(os.fspath(src))
         snapshot = self._request(
-            "upload", url=url, src=src_path, method=method, headers=None if headers is None else dict(headers)
+            "upload",
+            url=url,
+            src=src_path,
+            protocol=protocol,
+            method=method,
+            headers=None if headers is None else dict(headers),
         )
         return self._sync([snapshot])[0]
 

@@ -79,6 +79,12 @@ class TaskState:
         hasher, hashed: the running sha256 of the ``.part`` and how many bytes it covers.
         spliced: the ``.part`` may hold bytes of two responses (a resume happened).
         lock: held by the writer while it changes fields that belong together.
+        protocol: an upload's resume protocol ("auto" until discovery chose one).
+        upload_url: the upload resource a resumable upload appends to, once created.
+        source_identity: the upload source's "dev:ino:size:mtime_ns" when first read.
+        upload_sent: the most bytes of the source handed to a connection for ``upload_url``.
+        upload_complete: the server confirmed an IETF upload complete.
+        restarts: how often this process started an upload over (its resource was lost).
     """
 
     __slots__ = (
@@ -97,12 +103,18 @@ class TaskState:
         "last_modified",
         "listener",
         "lock",
+        "protocol",
         "record",
         "response",
+        "restarts",
         "resumed_from",
+        "source_identity",
         "spliced",
         "state",
         "stop",
+        "upload_complete",
+        "upload_sent",
+        "upload_url",
         "url",
         "worker",
     )
@@ -143,6 +155,12 @@ class TaskState:
         self.spliced = record.bytes_done > 0
         self.lock = threading.Lock()
         self.listener: Callable[[bool], None] | None = None
+        self.protocol = record.protocol
+        self.upload_url = record.upload_url
+        self.source_identity = record.source_identity
+        self.upload_sent = record.upload_sent
+        self.upload_complete = False
+        self.restarts = 0
 
     def listen(self, listener: Callable[[bool], None]) -> None:
         """Have ``listener(final)`` called on progress: the handle's progress callback, throttled."""

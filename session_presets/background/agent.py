@@ -85,6 +85,9 @@ def task_snapshot(identifier: str, task: TransferTask, rate: float | None = None
         "bytes_done": task.bytes_done,
         "bytes_total": task.bytes_total,
         "resumed_from": task.resumed_from,
+        "protocol": task.protocol,
+        "upload_url": None if task.upload_url is None else safe_url(task.upload_url),
+        "source_identity": task.source_identity,
         "rate": rate,
         "error": None if error is None else str(error),
         "error_type": None if error is None else type(error).__name__,
@@ -229,7 +232,11 @@ class Agent:
             _absolute(request, "src")
             session = self.open(identifier, None)
             task = session.upload(
-                request["url"], request["src"], method=request.get("method", "PUT"), headers=request.get("headers")
+                request["url"],
+                request["src"],
+                protocol=request.get("protocol", "auto"),
+                method=request.get("method", "PUT"),
+                headers=request.get("headers"),
             )
             self._seen[(identifier, task.id)] = (time.monotonic(), 0)
             return self._snapshot(identifier, task)

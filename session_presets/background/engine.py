@@ -17,6 +17,7 @@ from .._errors import ConfigError, SessionInvalidatedError, TransferError
 from .._presets import resolve
 from .._redact import safe_url
 from .._sessions import InvalidationTimeoutError, PresetSession, SessionState
+from . import _upload
 from ._taskstate import TaskState
 from .journal import Journal, TaskRecord
 from .lockfile import DestinationLock, IdentifierLock, default_state_dir, prepare_state_dir, validate_identifier
@@ -280,19 +281,35 @@ class BackgroundSession:
         url: str,
         src: str | os.PathLike[str],
         *,
+        protocol: str = "auto",
         method: str = "PUT",
         headers: Mapping[str, str] | None = None,
         progress: ProgressCallback | None = None,
     ) -> TransferTask:
-        """Start sending the file ``src`` to ``url`` on a worker thread.
+        """Start sending the file ``src`` to ``url`` on a worker thread, resuming where the server left off.
 
-        The body streams from the file; a failed attempt is retried from the start.
+        With ``protocol="tus"`` (tus 1.0: creation, HEAD for the offset, PATCH)
+        or ``"ietf"`` (the IETF HTTP resumable-upload draft -09, interop
+        version 8), a dropped connection or a killed process resumes from the
+        offset the server reports; the task's ``upload_url`` is the upload
+        resource. ``"auto"`` asks the server (OPTIONS) and falls back to
+        ``"none"``, a plain upload retried from the start. The source file must
+        not change until the upload completes: a change fails the task with an
+        error naming the file, and abandons the upload resource. See
+        docs/uploads.md.
 
         Args:
-            url: an http:// or https:// URL.
+            url: an http:// or https:// URL: the resource receiving the file
+                (tus and the draft create the upload resource there with POST).
             src: the file to send.
-            method: the HTTP method, ``PUT`` unless told otherwise.
-            headers: extra request headers (credentials never reach the journal).
+            protocol: ``"auto"``, ``"tus"``, ``"ietf"`` or ``"none"``.
+            method: the HTTP method of a ``protocol="none"`` upload, ``PUT``
+                unless told otherwise. With tus or the draft the protocol
+                decides the methods (POST, HEAD, PATCH, DELETE) and ``method``
+                is not used.
+            headers: extra request headers, sent on every request (Content-*
+                ones on the creation request only); only Accept and
+                Accept-Language reach the journal, so credentials never do.
             progress: called as for :meth:`download`.
 
         Returns:
@@ -304,6 +321,9 @@ class BackgroundSession:
             TransferError: the journal cannot be written.
         """
         url = _check_url(url)
+        if protocol not in _upload.PROTOCOLS:
+            accepted = ", ".join(repr(name) for name in sorted(_upload.PROTOCOLS))
+            raise ConfigError(f"protocol={protocol!r} is invalid: expected one of {accepted}")
         path = os.path.abspath(os.fspath(src))
         clean = _check_headers(headers, download=False)
         if not isinstance(method, str) or not re.match(r"^[A-Z]+$", method.upper()):
@@ -312,7 +332,7 @@ class BackgroundSession:
             raise ConfigError(f"src={path!r} is invalid: it is not an existing file")
         with self._cond:
             self._require_active()
-            task = self._add(UPLOAD, url, path, method.upper(), clean, None, progress)
+            task = self._add(UPLOAD, url, path, method.upper(), clean, None, progress, protocol=protocol)
             return self._handles[task.record.id]
 
     def _add(
@@ -325,6 +345,8 @@ class BackgroundSession:
         sha256: str | None,
         progress: ProgressCallback | None,
         lock: DestinationLock | None = None,
+        *,
+        protocol: str = "none",
     ) -> TaskState:
         record = self._journal.add(
             kind=kind,
@@ -334,6 +356,7 @@ class BackgroundSession:
             headers=headers,
             sha256=sha256,
             state=TransferState.PENDING.value,
+            protocol=protocol,
         )
         task = self._track(TaskState(record, url=url, headers=headers, resume=False, dest_lock=lock), progress)
         self._enqueue(task)

@@ -34,7 +34,13 @@ __all__ = ["RESUME_HEADERS", "SCHEMA_VERSION", "Journal", "TaskRecord"]
 log = logging.getLogger(__name__)
 
 #: Version of the journal schema, kept in ``PRAGMA user_version``.
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
+
+#: Columns each schema version added, as ``ALTER TABLE`` clauses: a journal of an older version
+#: gets them (with their defaults) when it is opened.
+_ADDED_IN: Final[dict[int, tuple[str, ...]]] = {
+    2: ("protocol", "upload_url", "source_identity", "upload_sent"),
+}
 
 
 #: The only request headers the journal keeps: they choose which representation a resume
@@ -44,6 +50,7 @@ RESUME_HEADERS: Final = frozenset({"accept", "accept-language"})
 
 _KINDS: Final = frozenset({"download", "upload"})
 _STATES: Final = frozenset({"pending", "running", "completed", "failed", "cancelled"})
+_PROTOCOLS: Final = frozenset({"auto", "none", "tus", "ietf"})
 
 
 def _column(
@@ -100,6 +107,18 @@ class TaskRecord:
     error: str | None = dataclasses.field(metadata=_column("TEXT", _optional(str), mutable=True))
     resumable: bool = dataclasses.field(metadata=_column("INTEGER NOT NULL DEFAULT 0", bool, mutable=True))
     created_at: float = dataclasses.field(metadata=_column("REAL NOT NULL", float))
+    #: An upload's resume protocol: "none", "tus", "ietf", or "auto" until discovery chose one.
+    protocol: str = dataclasses.field(
+        default="none", metadata=_column("TEXT NOT NULL DEFAULT 'none'", _one_of(_PROTOCOLS, "protocol"), mutable=True)
+    )
+    #: The upload resource a resumable upload appends to, once the server created it.
+    upload_url: str | None = dataclasses.field(default=None, metadata=_column("TEXT", _optional(str), mutable=True))
+    #: ``"st_dev:st_ino:st_size:st_mtime_ns"`` of an upload's source when it was first read.
+    source_identity: str | None = dataclasses.field(
+        default=None, metadata=_column("TEXT", _optional(str), mutable=True)
+    )
+    #: The end of the furthest append an upload began: a server offset beyond it is refused.
+    upload_sent: int = dataclasses.field(default=0, metadata=_column("INTEGER NOT NULL DEFAULT 0", int, mutable=True))
 
 
 _FIELDS: Final = dataclasses.fields(TaskRecord)
@@ -118,6 +137,18 @@ _MUTABLE: Final = frozenset(field.name for field in _FIELDS if field.metadata["m
 _ASSIGNED: Final = frozenset({"id", "created_at"})
 
 _SELECT: Final = f"SELECT {', '.join(field.name for field in _FIELDS)} FROM tasks"
+
+
+def _select_present(present: set[str]) -> str:
+    """``_SELECT`` for a journal of an older schema: a column it lacks reads as the default it will get."""
+    columns = []
+    for field in _FIELDS:
+        if field.name in present:
+            columns.append(field.name)
+        else:
+            default = field.metadata["sql"].partition(" DEFAULT ")[2] or "NULL"
+            columns.append(f"{default} AS {field.name}")
+    return f"SELECT {', '.join(columns)} FROM tasks"
 
 
 #: How the columns not stored as they are held in memory are written.
@@ -144,6 +175,8 @@ class Journal:
     def __init__(self, path: str) -> None:
         self.path = path
         self._lock = threading.Lock()
+        #: The schema version the file had when opened (older ones are upgraded).
+        self._version: int = SCHEMA_VERSION
         # Opened here without following links (and created with O_EXCL) before SQLite sees the
         # path: a planted or dangling link is refused instead of creating a database at its target.
         flags = os.O_RDWR | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
@@ -241,7 +274,9 @@ class Journal:
                 return True
             if "tasks" not in tables:
                 raise self._unusable(sqlite3.DatabaseError("the tasks table is missing"))
-            for row in db.execute(_SELECT):
+            self._version = version
+            present = {row[1] for row in db.execute("PRAGMA table_info(tasks)")}
+            for row in db.execute(_select_present(present)):
                 self._record(row)
             return False
         except sqlite3.Error as exc:
@@ -266,6 +301,8 @@ class Journal:
                 except BaseException:
                     db.execute("ROLLBACK")
                     raise
+            elif self._version < SCHEMA_VERSION:
+                self._upgrade(self._version)
             # WAL makes a durable commit one fsync of an append, not three. Commits are
             # durable only when asked (see update()).
             db.execute("PRAGMA journal_mode=WAL")
@@ -273,6 +310,19 @@ class Journal:
         except sqlite3.Error as exc:
             raise self._unusable(exc, untouched=False) from exc
         log.debug("opened journal %r (existed=%r)", self.path, existed)
+
+    def _upgrade(self, version: int) -> None:
+        """Add the columns of every schema version after ``version``, in one transaction."""
+        db = self._db
+        assert db is not None
+        sql = {field.name: field.metadata["sql"] for field in _FIELDS}
+        steps = [
+            f"ALTER TABLE tasks ADD COLUMN {name} {sql[name]};"
+            for step in range(version + 1, SCHEMA_VERSION + 1)
+            for name in _ADDED_IN.get(step, ())
+        ]
+        db.executescript(f"BEGIN IMMEDIATE; {' '.join(steps)} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
+        log.debug("journal %r upgraded from schema %d to %d", self.path, version, SCHEMA_VERSION)
 
     def _conn(self) -> sqlite3.Connection:
         if self._db is None:

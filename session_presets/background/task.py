@@ -105,6 +105,21 @@ class TransferTask:
         return self._task.attempts
 
     @property
+    def protocol(self) -> str:
+        """An upload's resume protocol: "tus", "ietf", "none", or "auto" until the server was asked."""
+        return self._task.protocol
+
+    @property
+    def upload_url(self) -> str | None:
+        """The upload resource a resumable upload appends to, once the server created it (else None)."""
+        return self._task.upload_url
+
+    @property
+    def source_identity(self) -> str | None:
+        """An upload's ``"st_dev:st_ino:st_size:st_mtime_ns"`` when it first read its source (else None)."""
+        return self._task.source_identity
+
+    @property
     def etag(self) -> str | None:
         """The ETag of the version being downloaded, once known."""
         return self._task.etag

@@ -23,7 +23,9 @@ strong ETag, else Last-Modified):
 
 Only a complete file (length, and sha256 if given) is renamed to ``dest``.
 Every file is opened with ``O_NOFOLLOW``, and created with ``O_EXCL``.
-Uploads are retried from the start. Retries follow the preset's urllib3
+An upload with ``protocol="none"`` is retried from the start; a resumable one
+(tus, the IETF draft) resumes from the offset the server confirms (see
+``_upload``). Retries follow the preset's urllib3
 ``Retry`` (``_adapters.build_retry``, as the adapter's): its back-off and
 Retry-After, until ``total_timeout`` (or ``retries`` consecutive failures
 without progress). The pause is waited on the task's stop event, never in
@@ -60,6 +62,9 @@ from .._config import PresetConfig
 from .._errors import DiskFullError, SessionInvalidatedError, TransferError
 from .._redact import redact_text, safe_url
 from .._sessions import PresetSession
+from . import _upload
+from ._attempt import AttemptFailed as _AttemptFailed
+from ._attempt import Stopped
 from ._taskstate import TaskState
 from .journal import Journal
 from .task import DOWNLOAD, FINISHED, TransferState
@@ -162,35 +167,6 @@ def scrub(text: str) -> str:
 
 def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {scrub(str(exc))}"
-
-
-class Stopped(Exception):
-    """The task was cancelled, or the process is suspending its transfers."""
-
-
-class _AttemptFailed(Exception):
-    """One attempt failed in a way worth another try.
-
-    Args:
-        reason: what went wrong, for the log and the final error.
-        cause: the exception behind it, if any.
-        response: the urllib3 response of a retryable status (its Retry-After counts).
-        progressed: bytes arrived during the attempt, so the failures before it no longer count.
-    """
-
-    def __init__(
-        self,
-        reason: str,
-        *,
-        cause: BaseException | None = None,
-        response: BaseHTTPResponse | None = None,
-        progressed: bool,
-    ) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.cause = cause
-        self.response = response
-        self.progressed = progressed
 
 
 #: The longest Retry-After honoured, in seconds: urllib3's own cap (6 hours), kept on urllib3
@@ -747,6 +723,9 @@ class Runner:
         """Finish a cancelled task: its ``.part`` is deleted."""
         if task.record.kind == DOWNLOAD:
             remove_file(task.record.path + ".part")
+        else:
+            # The server may free what it holds of the upload: tus termination, the draft's DELETE.
+            _upload.terminate(self, task)
         self.end(task, TransferState.CANCELLED, None)
 
     @staticmethod
@@ -867,11 +846,21 @@ class Runner:
 
     # -- HTTP ----------------------------------------------------------------
 
-    def _send(self, task: TaskState, method: str, headers: dict[str, str], **kwargs: Any) -> requests.Response:
+    def _send(
+        self,
+        task: TaskState,
+        method: str,
+        headers: dict[str, str],
+        *,
+        url: str | None = None,
+        credentials: bool = True,
+        **kwargs: Any,
+    ) -> requests.Response:
         has_auth = any(name.lower() == "authorization" for name in headers)
         try:
             return self.http.request(
-                method, task.url, headers=headers, auth=None if has_auth else self.auth, **kwargs
+                method, task.url if url is None else url, headers=headers,
+                auth=None if has_auth or not credentials else self.auth, **kwargs,
             )
         except Stopped:
             raise
@@ -895,6 +884,13 @@ class Runner:
     # -- upload --------------------------------------------------------------
 
     def _upload_once(self, task: TaskState) -> None:
+        if task.protocol != "none":
+            _upload.attempt(self, task, self._upload_plain)
+            return
+        self._upload_plain(task)
+
+    def _upload_plain(self, task: TaskState) -> None:
+        """Send the whole file in one request of the task's method (``protocol="none"``)."""
         src = task.record.path
         try:
             # The caller names the file to send: a symbolic link there is theirs to follow.

@@ -7,6 +7,7 @@ this package; it imports the library like any user would.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -16,9 +17,12 @@ from typing import Any, Final
 
 from .._registry import default_registry, get_session
 from .certs import DEFAULT_KEY_TYPE, KEY_TYPES, BenchSetupError, make_certificates
+from .compare import run_comparison
+from .comparisons import COMPARISONS
 from .importcost import DEFAULT_IMPORT_RUNS, measure_import_cost
 from .report import environment, format_table, ratios
 from .scenarios import (
+    COMPARISON_SCENARIOS,
     DOWNLOAD_SCENARIOS,
     PER_CALL_SCENARIOS,
     SCENARIOS,
@@ -30,6 +34,8 @@ from .scenarios import (
 from .server import ServerProcess
 
 __all__ = [
+    "DEFAULT_COMPARISON_REQUESTS",
+    "DEFAULT_COMPARISON_ROUNDS",
     "DEFAULT_DOWNLOAD_MIB",
     "DEFAULT_DOWNLOAD_ROUNDS",
     "DEFAULT_REQUESTS",
@@ -47,6 +53,10 @@ DEFAULT_SLOW_REQUESTS: Final = 300
 DEFAULT_DOWNLOAD_MIB: Final = 256
 #: Interleaved rounds of the download scenarios.
 DEFAULT_DOWNLOAD_ROUNDS: Final = 3
+#: The request count of each pass of a comparison scenario (such as api_client), at most N.
+DEFAULT_COMPARISON_REQUESTS: Final = 200
+#: Interleaved rounds of the comparison scenarios; each variant runs once per round.
+DEFAULT_COMPARISON_ROUNDS: Final = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +74,9 @@ class BenchOptions:
             (see :mod:`.importcost`); 0 skips it, None means 7.
         cert_key: the key type of the HTTPS server's certificate, ``"rsa"``
             (RSA-2048, what most servers present) or ``"ecdsa"`` (P-256).
+        comparison_requests: requests of each pass of a comparison scenario;
+            min(N, 200) if None.
+        comparison_rounds: interleaved rounds of the comparison scenarios; medians are reported.
     """
 
     requests: int = DEFAULT_REQUESTS
@@ -74,6 +87,8 @@ class BenchOptions:
     import_runs: int | None = None
     download_rounds: int = DEFAULT_DOWNLOAD_ROUNDS
     cert_key: str = DEFAULT_KEY_TYPE
+    comparison_requests: int | None = None
+    comparison_rounds: int = DEFAULT_COMPARISON_ROUNDS
 
 
 def _run_one(name: str, ctx: BenchContext, on_scenario: Callable[[str], None] | None) -> dict[str, Any]:
@@ -83,6 +98,22 @@ def _run_one(name: str, ctx: BenchContext, on_scenario: Callable[[str], None] | 
         return run_scenario(name, ctx)
     except ScenarioSkipped as exc:
         return {"skipped": str(exc)}
+    except Exception as exc:  # one failing scenario must not hide the others
+        return {"error": f"{type(exc).__name__}: {exc}".splitlines()[0]}
+
+
+def _run_comparison(
+    name: str, ctx: BenchContext, count: int, rounds: int, on_scenario: Callable[[str], None] | None
+) -> dict[str, Any]:
+    """Run comparison ``name`` with ``count`` requests a pass, its passes numbered apart from any other's."""
+    try:
+        return run_comparison(
+            COMPARISONS[name],
+            dataclasses.replace(ctx, requests=count),
+            rounds,
+            first_pass=1 + COMPARISON_SCENARIOS.index(name) * 1000,
+            on_variant=on_scenario,
+        )
     except Exception as exc:  # one failing scenario must not hide the others
         return {"error": f"{type(exc).__name__}: {exc}".splitlines()[0]}
 
@@ -140,6 +171,10 @@ def run_bench(options: BenchOptions, *, on_scenario: Callable[[str], None] | Non
         raise ValueError("--download-mib must be above 0")
     if options.download_rounds < 1:
         raise ValueError("--download-rounds must be at least 1")
+    if options.comparison_rounds < 1:
+        raise ValueError("--comparison-rounds must be at least 1")
+    if options.comparison_requests is not None and options.comparison_requests < 1:
+        raise ValueError("--comparison-requests must be at least 1")
     if options.cert_key not in KEY_TYPES:
         raise ValueError(f"--cert-key must be one of {', '.join(KEY_TYPES)}, not {options.cert_key!r}")
     import_runs = DEFAULT_IMPORT_RUNS if options.import_runs is None else options.import_runs
@@ -151,6 +186,7 @@ def run_bench(options: BenchOptions, *, on_scenario: Callable[[str], None] | Non
         raise ValueError(f"unknown scenario(s) {', '.join(unknown)}; known: {', '.join(SCENARIOS)}")
     slow = options.slow_requests if options.slow_requests is not None else DEFAULT_SLOW_REQUESTS
     slow = max(1, min(options.requests, slow))
+    compared = options.comparison_requests or min(options.requests, DEFAULT_COMPARISON_REQUESTS)
     download_bytes = max(1, int(options.download_mib * (1 << 20)))
 
     scratch = tempfile.mkdtemp(prefix="session-presets-bench-")
@@ -161,7 +197,8 @@ def run_bench(options: BenchOptions, *, on_scenario: Callable[[str], None] | Non
             certs = make_certificates(scratch, key_type=options.cert_key)
             bundle, cert, key = certs.bundle, certs.cert, certs.key
         try:
-            server = ServerProcess(cert=cert, key=key)
+            listeners = max([COMPARISONS[name].listeners for name in wanted if name in COMPARISONS] or [1])
+            server = ServerProcess(cert=cert, key=key, listeners=listeners)
         except (OSError, RuntimeError) as exc:
             raise BenchSetupError(f"cannot start the bench server: {exc}") from exc
         with server:
@@ -177,7 +214,10 @@ def run_bench(options: BenchOptions, *, on_scenario: Callable[[str], None] | Non
             results: dict[str, dict[str, Any]] = {}
             try:
                 for name in [n for n in SCENARIOS if n in wanted and n not in DOWNLOAD_SCENARIOS]:
-                    results[name] = _run_one(name, ctx, on_scenario)
+                    if name in COMPARISON_SCENARIOS:
+                        results[name] = _run_comparison(name, ctx, compared, options.comparison_rounds, on_scenario)
+                    else:
+                        results[name] = _run_one(name, ctx, on_scenario)
                 downloads = [n for n in DOWNLOAD_SCENARIOS if n in wanted]
                 results.update(_run_downloads(downloads, ctx, options.download_rounds, on_scenario))
             finally:
@@ -202,6 +242,8 @@ def run_bench(options: BenchOptions, *, on_scenario: Callable[[str], None] | Non
             n_requests=options.requests,
             slow_requests=slow,
             slow_scenarios=sorted(PER_CALL_SCENARIOS),
+            comparison_requests=compared,
+            comparison_rounds=options.comparison_rounds,
             download_bytes=download_bytes,
             open_fds_at_start=fds_baseline,
             pid=os.getpid(),

@@ -26,7 +26,7 @@ __all__ = ["DEFAULT_IMPORT_RUNS", "IMPORT_TARGET_MS", "measure_import_cost", "pa
 
 #: Fresh interpreters measured; the median is reported.
 DEFAULT_IMPORT_RUNS: Final = 7
-#: What ``import session_presets`` may cost on top of ``import requests`` (issue 10 §5).
+#: What ``import session_presets`` may cost on top of ``import requests`` (docs/performance.md).
 IMPORT_TARGET_MS: Final = 15.0
 
 _SCRIPT: Final = "import requests, session_presets"

@@ -13,7 +13,7 @@ from typing import Any, Final
 
 from .. import _upstream
 from .._version import __version__
-from .scenarios import DOWNLOAD_SCENARIOS
+from .scenarios import COMPARISON_SCENARIOS, DOWNLOAD_SCENARIOS
 
 __all__ = ["environment", "format_table", "ratios"]
 
@@ -39,6 +39,10 @@ PAIRS: Final = (
 def ratios(scenarios: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, float]]:
     """Return req/s of each request scenario divided by each baseline's req/s.
 
+    Comparison scenarios (such as ``api_client``) are left out of those
+    tables, since their work differs from the baselines'; each brings its own
+    ratios, copied under its name (``out["api_client"]``).
+
     The key ``background_download_vs_requests_stream`` compares the two
     downloads by throughput, when both ran, and
     ``cpu_requests_stream_vs_background_download`` by CPU seconds per byte
@@ -52,7 +56,9 @@ def ratios(scenarios: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, fl
         out[f"vs_{baseline}"] = {
             name: rate / base
             for name, result in scenarios.items()
-            if name not in DOWNLOAD_SCENARIOS and (rate := _rate(result)) is not None
+            if name not in DOWNLOAD_SCENARIOS
+            and name not in COMPARISON_SCENARIOS
+            and (rate := _rate(result)) is not None
         }
     pairs = {
         f"{name}_vs_{other}": rate / base
@@ -61,6 +67,9 @@ def ratios(scenarios: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, fl
     }
     if pairs:
         out["pairs"] = pairs
+    for name in COMPARISON_SCENARIOS:
+        if scenarios.get(name, {}).get("ratios"):
+            out[name] = dict(scenarios[name]["ratios"])
     background, plain = scenarios.get("background_download"), scenarios.get("requests_stream")
     if background and plain and background.get("mib_per_s") and plain.get("mib_per_s"):
         ours, theirs = background.get("rounds_mib_per_s"), plain.get("rounds_mib_per_s")
@@ -112,8 +121,24 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
 def _mib(value: float) -> str:
     return f"{value / (1 << 20):+.2f}"
+
+
+def _rows(scenarios: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, Mapping[str, Any]]]:
+    """Return the table's rows: a comparison scenario gives one row per variant, ``name/variant``."""
+    rows: list[tuple[str, Mapping[str, Any]]] = []
+    for name, result in scenarios.items():
+        variants = result.get("variants")
+        if isinstance(variants, Mapping):
+            rows.extend((f"{name}/{variant}", figures) for variant, figures in variants.items())
+        else:
+            rows.append((name, result))
+    return rows
 
 
 def format_table(report: Mapping[str, Any]) -> str:
@@ -130,7 +155,7 @@ def format_table(report: Mapping[str, Any]) -> str:
     ]
     header = ("scenario", "requests", "seconds", "req/s", "p50 ms", "p99 ms", "conns", "rss MiB", "fds after", "note")
     rows: list[tuple[str, ...]] = [header]
-    for name, result in scenarios.items():
+    for name, result in _rows(scenarios):
         if "skipped" in result or "error" in result:
             reason = result.get("skipped") or f"error: {result.get('error')}"
             rows.append((name, *["-"] * (len(header) - 2), str(reason)))
@@ -175,6 +200,25 @@ def format_table(report: Mapping[str, Any]) -> str:
         lines.append("")
         lines.append("req/s side by side:")
         lines.extend(f"  {name}  {value:.2f}x" for name, value in pairs.items())
+    for name in COMPARISON_SCENARIOS:
+        compared = scenarios.get(name)
+        if not compared or "variants" not in compared:
+            continue
+        lines.append("")
+        lines.append(f"{name}: {compared['summary']}")
+        lines.append(f"  {compared['requests']} requests a pass; median of {compared['rounds']} interleaved rounds")
+        labels = {key: value.get("label", key) for key, value in compared["variants"].items()}
+        tables: Mapping[str, Mapping[str, float]] = found.get(name) or {}
+        wall, cpu = tables.get("req_per_s", {}), tables.get("req_per_cpu_s", {})
+        texts = {}
+        for ratio in dict.fromkeys([*wall, *cpu]):
+            mine, _, theirs = ratio.partition("_vs_")
+            texts[ratio] = f"{labels.get(mine, mine)} / {labels.get(theirs, theirs)}"
+        width = max([len(text) for text in texts.values()] + [5])
+        if texts:
+            lines.append(f"  {'ratio':<{width}}    req/s  req per CPU second")
+        for ratio, text in texts.items():
+            lines.append(f"  {text:<{width}}  {_ratio(wall.get(ratio)):>7}  {_ratio(cpu.get(ratio)):>7}")
     downloads = found.get("downloads")
     if downloads:
         lines.append("")

@@ -31,18 +31,24 @@ from .._metrics import REQUEST_DURATION_BUCKETS, Histogram
 from .._presets import preset_names, register_preset
 from .._registry import SessionRegistry, get_session
 from .._sessions import default_session, ephemeral_session
-from .server import ServerProcess
+from .server import ServerAddress, ServerProcess
 
 __all__ = [
+    "COMPARISON_SCENARIOS",
     "DOWNLOAD_SCENARIOS",
     "REQUEST_SCENARIOS",
     "SCENARIOS",
     "BenchContext",
+    "Body",
+    "Closer",
     "ScenarioSkipped",
+    "Warm",
     "open_fds",
     "rss_bytes",
-    "sockets_to",
     "run_scenario",
+    "server_figures",
+    "sockets_to",
+    "timed_run",
 ]
 
 #: Scenarios that make many small requests, in the order they run.
@@ -61,10 +67,13 @@ REQUEST_SCENARIOS: Final = (
     "threads_32",
     "threads_32_no_pool_block",
 )
+#: Scenarios that run one piece of work through several clients side by side, in
+#: interleaved rounds; each is defined in :mod:`.comparisons` (a test checks the two agree).
+COMPARISON_SCENARIOS: Final = ("api_client",)
 #: Scenarios that make one large download to a file.
 DOWNLOAD_SCENARIOS: Final = ("background_download", "requests_stream")
 #: Every scenario, in the order they run.
-SCENARIOS: Final = REQUEST_SCENARIOS + DOWNLOAD_SCENARIOS
+SCENARIOS: Final = REQUEST_SCENARIOS + COMPARISON_SCENARIOS + DOWNLOAD_SCENARIOS
 #: Scenarios that open a connection per call; they run ``slow_requests`` times.
 PER_CALL_SCENARIOS: Final = frozenset(
     {
@@ -94,7 +103,8 @@ class BenchContext:
     """What every scenario shares: the server, trust, sizes and a scratch directory.
 
     Attributes:
-        server: the loopback server in its own process.
+        server: the loopback server: its handle in the process that started it, its
+            address alone in a variant's child process (see :mod:`.compare`).
         bundle: certifi plus the throwaway CA, or None for plain HTTP.
         requests: N, the request count of the pooled scenarios.
         slow_requests: the request count of the connection-per-call scenarios.
@@ -103,7 +113,7 @@ class BenchContext:
         warmup: calls made on throwaway clients before each request scenario.
     """
 
-    server: ServerProcess
+    server: ServerAddress
     bundle: str | None
     requests: int
     slow_requests: int
@@ -111,12 +121,27 @@ class BenchContext:
     scratch: str
     warmup: int = 20
     preset: str = ""
+    #: Names this bench run, so that what a comparison scenario sends differs from run to run.
+    run_id: str = ""
     #: Per-call latencies of the timed run: the library's own histogram (OTel buckets, quantiles).
     latency: Histogram = field(default_factory=lambda: Histogram(REQUEST_DURATION_BUCKETS))
 
     def __post_init__(self) -> None:
         if not self.preset:
             self.preset = _bench_preset(self.bundle)
+        if not self.run_id:
+            self.run_id = f"{os.getpid()}-{time.time_ns()}"
+
+    @property
+    def process(self) -> ServerProcess:
+        """The server's handle, for its counters; only the process that started the server has it.
+
+        Raises:
+            RuntimeError: this is a variant's child process, which only knows the address.
+        """
+        if not isinstance(self.server, ServerProcess):
+            raise RuntimeError("only the process that started the bench server can read its counters")
+        return self.server
 
     @property
     def url(self) -> str:
@@ -195,8 +220,12 @@ def open_fds() -> int:
         return count
 
 
+#: Closes what a scenario's timed run left open.
 Closer = Callable[[], None]
+#: A scenario's timed run: returns how many requests it made, its closer and extra figures.
 Body = Callable[[BenchContext], "tuple[int, Closer, dict[str, Any]]"]
+#: A scenario's warm-up, on throwaway clients of its own kind.
+Warm = Callable[[BenchContext], None]
 
 
 def sockets_to(port: int) -> int | None:
@@ -213,39 +242,69 @@ def sockets_to(port: int) -> int | None:
     return sum(1 for conn in psutil.Process().net_connections(kind="tcp") if conn.raddr and conn.raddr.port == port)
 
 
-def _measure(ctx: BenchContext, warm: Callable[[BenchContext], None], body: Body) -> dict[str, Any]:
-    warm(ctx)
-    gc.collect()
-    ctx.server.reset()
+def timed_run(ctx: BenchContext, body: Body) -> tuple[dict[str, Any], Closer]:
+    """Run ``body`` on the clock and return the client's side of its figures, and its closer.
+
+    The figures include ``cpu_seconds``, the CPU time of this whole process
+    during the run (all its threads), and ``req_per_cpu_s``; a body whose
+    extra figures have ``bytes`` (a transfer) also gets ``mib_per_s``. Memory,
+    descriptors and sockets are read after the run, while the
+    scenario's long-lived client is still open; the caller closes it (after
+    reading the server's side, see :func:`server_figures`). On an error the
+    closer has already run, or the body closed what it opened.
+    """
     fds_before = open_fds()
     rss_before = rss_bytes()
     ctx.latency = Histogram(REQUEST_DURATION_BUCKETS)
+    cpu = time.process_time()
     started = time.perf_counter()
     count, close, extra = body(ctx)
     seconds = time.perf_counter() - started
+    cpu = time.process_time() - cpu
     try:
         gc.collect()
-        rss_after = rss_bytes()
-        fds_after = open_fds()
-        server_sockets = sockets_to(ctx.server.port)
-        connections = ctx.server.connections()
+        figures = {
+            "requests": count,
+            "seconds": seconds,
+            "req_per_s": count / seconds if seconds > 0 else 0.0,
+            # This process's CPU time: on a shared machine, steadier than the wall clock.
+            "cpu_seconds": cpu,
+            "req_per_cpu_s": count / cpu if cpu > 0 else 0.0,
+            "rss_growth_bytes": rss_bytes() - rss_before,
+            "open_fds_after": open_fds(),
+            "open_fds_before": fds_before,
+            "server_sockets_after": sockets_to(ctx.server.port),
+            **_latency(ctx.latency),
+            **extra,
+        }
+        if "bytes" in extra:  # a transfer: its throughput
+            figures["mib_per_s"] = extra["bytes"] / (1 << 20) / seconds if seconds > 0 else 0.0
+    except BaseException:
+        close()
+        raise
+    return figures, close
+
+
+def server_figures(ctx: BenchContext) -> dict[str, Any]:
+    """Return what the server counted since its last reset: connections and, over HTTPS, resumptions."""
+    server = ctx.process
+    figures: dict[str, Any] = {"connections_opened": server.connections()}
+    if server.scheme == "https":
         # Counted by the server: a client may believe it resumed when it did not.
-        resumed = {"server_tls_resumed": ctx.server.resumed_handshakes()} if ctx.server.scheme == "https" else {}
+        figures["server_tls_resumed"] = server.resumed_handshakes()
+    return figures
+
+
+def _measure(ctx: BenchContext, warm: Warm, body: Body) -> dict[str, Any]:
+    warm(ctx)
+    gc.collect()
+    ctx.process.reset()
+    client, close = timed_run(ctx, body)
+    try:
+        server = server_figures(ctx)
     finally:
         close()
-    return {
-        "requests": count,
-        "seconds": seconds,
-        "req_per_s": count / seconds if seconds > 0 else 0.0,
-        "connections_opened": connections,
-        **resumed,
-        "rss_growth_bytes": rss_after - rss_before,
-        "open_fds_after": fds_after,
-        "open_fds_before": fds_before,
-        "server_sockets_after": server_sockets,
-        **_latency(ctx.latency),
-        **extra,
-    }
+    return {**client, **server}
 
 
 def _latency(histogram: Histogram) -> dict[str, float]:
@@ -636,7 +695,4 @@ def run_scenario(name: str, ctx: BenchContext) -> dict[str, Any]:
     with warnings.catch_warnings():
         # Opening a session per call is the point of these scenarios.
         warnings.simplefilter("ignore", SessionReuseWarning)
-        result = _measure(ctx, warm, body)
-    if "bytes" in result:
-        result["mib_per_s"] = result["bytes"] / (1 << 20) / result["seconds"] if result["seconds"] > 0 else 0.0
-    return result
+        return _measure(ctx, warm, body)

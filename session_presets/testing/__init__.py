@@ -2,7 +2,7 @@
 
 ``import session_presets`` never imports this package; import it from tests::
 
-    from session_presets.testing import MockResponse, MockServer, reset
+    from session_presets.testing import MockResponse, MockServer, ResumableUploadRoute, reset
 
 With the ``testing`` extra installed (``pip install 'session-presets[testing]'``,
 which brings trustme for HTTPS), pytest picks up the plugin by itself and
@@ -13,6 +13,7 @@ offers the fixtures ``mock_server``, ``mock_tls_server`` and
 from __future__ import annotations
 
 from ._reset import reset
+from ._resumable import ResumableUpload, ResumableUploadRoute
 from ._server import Exchange, Fault, FileRoute, Headers, MockResponse, MockServer, RecordedRequest
 
 __all__ = [
@@ -23,5 +24,7 @@ __all__ = [
     "MockResponse",
     "MockServer",
     "RecordedRequest",
+    "ResumableUpload",
+    "ResumableUploadRoute",
     "reset",
 ]

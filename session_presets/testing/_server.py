@@ -407,6 +407,8 @@ class Exchange(BaseHTTPRequestHandler):
             self.wfile.flush()
 
     def _read_body(self) -> bytes:
+        if self.mock._route_reads_body(self.command, urlsplit(self.path).path):
+            return b""  # the route reads the body from rfile itself (ResumableUploadRoute)
         if (self.headers.get("Transfer-Encoding") or "").lower() == "chunked":
             out = bytearray()
             while True:
@@ -977,6 +979,17 @@ class MockServer:
                     del self._routes[key]
             return route.respond
         return None
+
+    def _route_reads_body(self, method: str, path: str) -> bool:
+        """True when the route that will answer reads the request body itself (``reads_body = True``)."""
+        with self._lock:
+            if self._queue:
+                return False
+            for key in ((method, path), (None, path)):
+                route = self._routes.get(key)
+                if route is not None:
+                    return bool(getattr(route.respond, "reads_body", False))
+        return False
 
     def _fault_at_start(self) -> Fault | None:
         with self._lock:

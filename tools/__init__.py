@@ -1,0 +1,1 @@
+"""Tools for the repository: the documentation's generated parts (not part of the package)."""
