@@ -14,6 +14,7 @@ import typing as _typing
 
 from ._adapters import PresetAdapter, PresetTimeout, preset_adapter_class
 from ._config import PresetConfig
+from ._diagnostics import Diagnostics, diagnostics
 from ._errors import (
     CircuitOpenError,
     ConfigError,
@@ -84,6 +85,7 @@ __all__ = [
     "CircuitOpenError",
     "ConfigError",
     "DestinationInUseError",
+    "Diagnostics",
     "DiskFullError",
     "ForeignAdapterWarning",
     "IdentifierInUseError",
@@ -115,6 +117,7 @@ __all__ = [
     "background_session",
     "close_all",
     "default_session",
+    "diagnostics",
     "ephemeral_session",
     "get_preset",
     "get_session",

@@ -20,14 +20,14 @@ from socket import getdefaulttimeout
 from typing import Any, ClassVar, Final, TypeVar
 
 import requests
-import urllib3.connection
+import requests.adapters
+import requests.utils
 from requests.adapters import HTTPAdapter
 from requests.auth import _basic_auth_str
-from requests.cookies import RequestsCookieJar
 from requests.models import PreparedRequest, Response
 from requests.structures import CaseInsensitiveDict
 from requests.utils import get_encoding_from_headers, get_netrc_auth
-from urllib3 import HTTPConnectionPool, HTTPHeaderDict, HTTPSConnectionPool
+from urllib3 import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import (
     ClosedPoolError,
     ConnectTimeoutError,
@@ -35,22 +35,17 @@ from urllib3.exceptions import (
     FullPoolError,
     InvalidHeader,
     LocationParseError,
-    LocationValueError,
     MaxRetryError,
     NameResolutionError,
     NewConnectionError,
-    ProtocolError,
     ReadTimeoutError,
     ResponseError,
 )
-from urllib3.exceptions import HTTPError as _HTTPError
-from urllib3.exceptions import ProxyError as _ProxyError
-from urllib3.exceptions import SSLError as _SSLError
-from urllib3.util import SKIP_HEADER, Retry, Timeout
+from urllib3.util import Retry, Timeout
 from urllib3.util.connection import allowed_gai_family
 from urllib3.util.timeout import _DEFAULT_TIMEOUT
 
-from . import _metrics, _process, _resilience
+from . import _metrics, _process, _resilience, _upstream
 from ._calls import (
     DEADLINE,
     AbortHandle,
@@ -96,8 +91,6 @@ _ENV_CA_BUNDLE_VARIABLES: Final = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 #: The classes preset_adapter_class built, by base class: one per base in a process.
 _PRESET_ADAPTER_CLASSES: dict[type[HTTPAdapter], type[PresetAdapter]] = {}
 
-#: requests' own HTTPAdapter.send; when it is patched (responses patches it), PresetAdapter.send calls it.
-_REQUESTS_ADAPTER_SEND: Final = HTTPAdapter.send
 
 #: The requests hook through which a preset's TLS settings reach urllib3's pool (public since requests 2.32.3).
 TLS_HOOK: Final = "build_connection_pool_key_attributes"
@@ -404,17 +397,25 @@ def build_retry(config: PresetConfig, retry_class: type[_RetryT]) -> _RetryT:
     )
 
 
-#: The putheader methods the header-line memo stands in for; a patched one turns the memo off.
-_URLLIB3_PUTHEADER: Final = urllib3.connection.HTTPConnection.putheader
-_HTTPLIB_PUTHEADER: Final = http.client.HTTPConnection.putheader
-#: http.client's connection state between putrequest() and endheaders(), when headers may be put.
-_REQUEST_STARTED: Final = getattr(http.client, "_CS_REQ_STARTED", "Request-started")
-#: How many distinct header lines the memo keeps before it starts afresh.
-_HEADER_LINES_SIZE: Final = 512
-#: Header lines the memo never keeps: their values are secrets.
-_UNREMEMBERED_HEADERS: Final = CREDENTIAL_HEADERS
-#: Header lines as http.client validated and encoded them, by (name, value).
-_header_lines: dict[tuple[str, str | bytes], bytes] = {}
+#: Header names whose lines the header-line memo never keeps, even from a preset: their values are secrets.
+_SECRET_HEADER_WORDS: Final = ("auth", "cookie", "key", "password", "secret", "session", "signature", "token")
+
+
+def _static_header_lines(config: PresetConfig, defaults: dict[str, str]) -> frozenset[tuple[str, str]]:
+    """The (name, value) pairs every request of the preset sends, which the header-line memo may keep.
+
+    requests' default headers, the preset's User-Agent and no-cache headers and
+    its ``headers``: never a per-call value, and never a name that looks like
+    a credential.
+    """
+    pairs = {**requests.utils.default_headers(), "User-Agent": config.user_agent, **defaults}
+    return frozenset(
+        (name, value)
+        for name, value in pairs.items()
+        if isinstance(value, str)
+        and name.lower() not in CREDENTIAL_HEADERS
+        and not any(word in name.lower() for word in _SECRET_HEADER_WORDS)
+    )
 
 
 class _ConnectionMixin:
@@ -455,36 +456,30 @@ class _ConnectionMixin:
     _preset_plain_putheader: ClassVar[bool] = False
     #: http.client's seam for the response it parses: this one counts bytes_received, chunked bodies included.
     response_class: ClassVar[type[http.client.HTTPResponse]] = CountingHTTPResponse
+    #: The header lines the preset itself sends on every request (see _static_header_lines).
+    preset_static_headers: ClassVar[frozenset[tuple[str, str]]] = frozenset()
+    #: Those lines as http.client encoded them, filled as they are first sent; emptied when the adapter closes.
+    preset_header_lines: ClassVar[dict[tuple[str, str], bytes]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        cls._preset_plain_putheader = getattr(super(), "putheader", None) is _URLLIB3_PUTHEADER
+        cls._preset_plain_putheader = getattr(super(), "putheader", None) is _upstream.URLLIB3_PUTHEADER.original
 
     def putheader(self, header: Any, *values: Any) -> None:
-        # The same few header lines go out on every request, and http.client
+        # The preset's own header lines go out on every request, and http.client
         # validates and encodes each one again (two regular expressions, two
         # encodes): a line it accepted once is written as it wrote it then.
-        if len(values) == 1 and type(header) is str:
-            value = values[0]
-            if (type(value) is str or type(value) is bytes) and (
-                self._preset_plain_putheader
-                and urllib3.connection.HTTPConnection.putheader is _URLLIB3_PUTHEADER
-                and http.client.HTTPConnection.putheader is _HTTPLIB_PUTHEADER
-            ):
-                line = _header_lines.get((header, value))
-                if line is not None and self._HTTPConnection__state == _REQUEST_STARTED:  # type: ignore[attr-defined]
-                    self._output(line)  # type: ignore[attr-defined]
+        if len(values) == 1 and type(header) is str and type(values[0]) is str:
+            key = (header, values[0])
+            if key in self.preset_static_headers and self._preset_plain_putheader and _upstream.header_lines_usable():
+                line = self.preset_header_lines.get(key)
+                if line is not None and _upstream.write_header_line(self, line):
                     return
-                super().putheader(header, value)  # type: ignore[misc]
-                # No line for SKIP_HEADER (urllib3 writes none); credentials and
-                # cookies are not kept in a process-wide memo that outlives the session.
-                if value != SKIP_HEADER and header.lower() not in _UNREMEMBERED_HEADERS:
-                    if len(_header_lines) >= _HEADER_LINES_SIZE:
-                        _header_lines.clear()
-                    encoded = value.encode("latin-1") if isinstance(value, str) else value
-                    _header_lines[(header, value)] = header.encode("ascii") + b": " + encoded
+                super().putheader(header, *values)  # type: ignore[misc]
+                self.preset_header_lines[key] = header.encode("ascii") + b": " + values[0].encode("latin-1")
                 return
         super().putheader(header, *values)  # type: ignore[misc]
+
     sock: Any
     timeout: Any
     host: str
@@ -494,9 +489,10 @@ class _ConnectionMixin:
     source_address: tuple[str, int] | None
 
     def _new_conn(self) -> socket.socket:
-        if hasattr(self, "_socks_options"):
-            # A SOCKS connection connects through its proxy (PySocks): urllib3's own
-            # code does that; the deadline still caps the timeouts it is given.
+        if hasattr(self, "_socks_options") or not _upstream.hook_enabled("cuttable_connect"):
+            # A SOCKS connection connects through its proxy (PySocks), and without
+            # the hook urllib3 connects: its own code does that; the deadline still
+            # caps the timeouts it is given (see request and getresponse).
             sock = super()._new_conn()  # type: ignore[misc]
             _metrics.mark("connect_done")  # resolving and the proxy's handshake included
             return sock  # type: ignore[no-any-return]
@@ -570,7 +566,7 @@ class _ConnectionMixin:
             tx.connect_start = _metrics._now()
             tx.dns_done = tx.connect_done = tx.tls_done = None
         call = current_call()
-        key = self._tls_session_key()
+        key = self._tls_session_key() if _upstream.hook_enabled("tls_resumption") else None
         if key is not None:
             assert self.tls_sessions is not None
             # Read before the lookup: a clear() from here on makes this connection's session stale.
@@ -802,8 +798,12 @@ class _PoolMixin:
             # would have from a pool the manager merely dropped). Calls already
             # waiting in line when the pool closes fail instead (see close).
             conn = self._new_conn()  # type: ignore[attr-defined]
+        elif self.block and _upstream.hook_enabled("pool_queue"):
+            conn = self._wait_for_conn(call)
+        elif self.block:
+            conn = self._get_conn_from_urllib3(timeout)
         else:
-            conn = self._wait_for_conn(call) if self.block else super()._get_conn(timeout)  # type: ignore[misc]
+            conn = super()._get_conn(timeout)  # type: ignore[misc]
         age_limit = self.max_connection_age
         if (
             age_limit is not None
@@ -821,6 +821,15 @@ class _PoolMixin:
             else:
                 conn._preset_state = "active"  # what connection_state does, without an exporter
         return conn
+
+    def _get_conn_from_urllib3(self, timeout: float | None) -> Any:
+        """Without the pool_queue hook: urllib3's own blocking wait, bounded by wait_limit, then an extra connection."""
+        limit = self.wait_limit if timeout is None else timeout
+        try:
+            return super()._get_conn(limit)  # type: ignore[misc]
+        except EmptyPoolError:
+            log.debug("no free connection after %.3g s; opening an extra one", limit or 0.0)
+            return self._new_conn()  # type: ignore[attr-defined]
 
     def _take(self) -> Any:
         """Take an item from urllib3's queue without blocking (EmptyPoolError when there is none)."""
@@ -948,6 +957,10 @@ class _PoolMixin:
         if not self.block:
             super()._put_conn(conn)  # type: ignore[misc]
             return
+        if not _upstream.hook_enabled("pool_queue"):
+            with contextlib.suppress(FullPoolError):  # an extra connection: urllib3 has closed it
+                super()._put_conn(conn)  # type: ignore[misc]
+            return
         with self._preset_lock:
             try:
                 super()._put_conn(conn)  # type: ignore[misc]
@@ -1029,11 +1042,19 @@ def _pool_classes(
     metrics: SessionMetrics,
     tls_sessions: TLSSessionCache | None = None,
     wait_limit: float | None = None,
+    static_headers: frozenset[tuple[str, str]] = frozenset(),
+    header_lines: dict[tuple[str, str], bytes] | None = None,
 ) -> dict[str, type[HTTPConnectionPool]]:
     # The pool classes carry this adapter's counters and limits; their connection
     # classes and the acknowledged context are resolved only when a pool needs them.
     pool_attrs = {"max_connection_age": max_age, "checked_out": checked_out, "wait_limit": wait_limit}
-    conn_attrs = {"counters": counters, "metrics": metrics, "tls_sessions": tls_sessions}
+    conn_attrs = {
+        "counters": counters,
+        "metrics": metrics,
+        "tls_sessions": tls_sessions,
+        "preset_static_headers": static_headers,
+        "preset_header_lines": {} if header_lines is None else header_lines,
+    }
     http_pool = type(
         "PresetHTTPConnectionPool",
         (_PoolMixin, HTTPConnectionPool),
@@ -1199,6 +1220,8 @@ class PresetAdapter(HTTPAdapter):
     def __init__(
         self, config: PresetConfig, *, counters: Counters | None = None, metrics: SessionMetrics | None = None
     ) -> None:
+        # The fast path is decided at first use (a bad SESSION_PRESETS_FAST_PATH is refused here).
+        _upstream.gate()
         self.preset = config
         self.counters = counters if counters is not None else Counters()
         self.metrics = metrics if metrics is not None else SessionMetrics(config.name)
@@ -1215,6 +1238,10 @@ class PresetAdapter(HTTPAdapter):
         check_trust(self._trust)
         self._checked_out: weakref.WeakSet[Any] = weakref.WeakSet()
         self.tls_sessions = _tls_session_cache(config)
+        self._no_cache = config.cache_policy == "reload"
+        self._fallback_headers = tuple(self.default_headers.items())
+        #: The preset's own header lines as http.client encoded them (see _ConnectionMixin.putheader).
+        self._header_lines: dict[tuple[str, str], bytes] = {}
         self._pool_classes = _pool_classes(
             self.counters,
             config.max_connection_age,
@@ -1223,11 +1250,14 @@ class PresetAdapter(HTTPAdapter):
             self.metrics,
             self.tls_sessions,
             config.connect_timeout,
+            _static_header_lines(config, self.default_headers),
+            self._header_lines,
         )
-        self._no_cache = config.cache_policy == "reload"
-        self._fallback_headers = tuple(self.default_headers.items())
         self._used_since_close = True
-        self._pool_cache: dict[tuple[str, Any, Any, type], HTTPConnectionPool] = {}
+        #: Pools by origin and trust setting (see get_connection_with_tls_context).
+        self._pool_cache = _upstream.LRUMemo(_POOL_CACHE_SIZE)
+        #: requests' encoding by Content-Type value (see _encoding_of).
+        self._encodings = _upstream.LRUMemo(_ENCODING_MEMO_SIZE)
         # A subclass that adds per-request pool settings must not get a pool memoised per origin.
         self._memo_pools = (
             type(self).build_connection_pool_key_attributes is PresetAdapter.build_connection_pool_key_attributes
@@ -1404,37 +1434,33 @@ class PresetAdapter(HTTPAdapter):
         # Direct connections are looked up once per origin and trust setting;
         # requests would parse the URL three times and rebuild the pool key.
         url = request.url
-        if proxies or not self._memo_pools or not isinstance(url, str) or isinstance(cert, list):
+        if (
+            proxies
+            or not self._memo_pools
+            or not isinstance(url, str)
+            or isinstance(cert, list)
+            or not _upstream.ADAPTER_GET_CONNECTION.live()
+        ):
             return super().get_connection_with_tls_context(request, verify, proxies=proxies, cert=cert)
         slash = url.find("/", url.find("//") + 2)
         # ssl.SSLContext is in the key: after truststore or gevent replace it, the
         # pools holding contexts built from the old class are not used again.
         key = (url[:slash] if slash > 0 else url, verify, cert, ssl.SSLContext)
-        pool = self._pool_cache.get(key)
+        pool: HTTPConnectionPool | None = self._pool_cache.get(key)
         if pool is None or pool.pool is None:
             pool = super().get_connection_with_tls_context(request, verify, proxies=proxies, cert=cert)
-            if len(self._pool_cache) >= _POOL_CACHE_SIZE:
-                self._pool_cache.clear()
-            self._pool_cache[key] = pool
+            self._pool_cache.put(key, pool)
         return pool
 
     def request_url(self, request: PreparedRequest, proxies: dict[str, str] | None) -> str:
-        if proxies:
-            return super().request_url(request, proxies)
-        url = request.url
-        # requests' path_url parses the whole URL each time; it depends on the URL alone.
-        memo = type(url) is str and type(request).path_url is _PATH_URL
-        if memo:
-            known = _request_paths.get(url)  # type: ignore[arg-type]
-            if known is not None:
-                return known
-        path = request.path_url
-        path = "/" + path.lstrip("/") if path.startswith("//") else path
-        if memo:
-            if len(_request_paths) >= _REQUEST_PATHS_SIZE:
-                _request_paths.clear()
-            _request_paths[url] = path  # type: ignore[index]
-        return path
+        if proxies or not _upstream.ADAPTER_REQUEST_URL.live():
+            url = super().request_url(request, proxies)
+            if proxies:
+                return url
+        else:
+            # requests' without a proxy to select: the path.
+            url = request.path_url
+        return "/" + url.lstrip("/") if url.startswith("//") else url
 
     def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
         # Deliberately empty: requests would set ca_certs on the pool here, and
@@ -1443,43 +1469,26 @@ class PresetAdapter(HTTPAdapter):
         return None
 
     def build_response(self, req: PreparedRequest, resp: Any) -> Response:
-        headers = getattr(resp, "headers", None)
-        store: collections.OrderedDict[str, tuple[str, str]] | None = None
-        if type(headers) is HTTPHeaderDict:
-            # What CaseInsensitiveDict(headers) holds (one entry per name, values
-            # joined by ", "), built without its per-header Python calls. urllib3
-            # keeps [name as sent, value, ...] by lower-cased name: when no name
-            # came twice, each list is the (name, value) pair requests stores.
-            fields = headers._container.values()
-            if max(map(len, fields), default=2) == 2:
-                store = collections.OrderedDict(zip(headers._container, map(tuple, fields), strict=True))  # type: ignore[arg-type]
-            else:
-                store = collections.OrderedDict(
-                    (name.lower(), (name, value)) for name, value in headers.itermerged()
-                )
-            if "set-cookie" in store or "set-cookie2" in store:
-                return super().build_response(req, resp)
-        elif headers is None or "set-cookie" in headers or "set-cookie2" in headers:
-            return super().build_response(req, resp)
-        # What requests builds, minus the cookie extraction that a response
-        # without Set-Cookie headers cannot change (a sixth of this call).
-        response = _new_response()
-        response.status_code = resp.status
-        if store is None:
-            response.headers = CaseInsensitiveDict(headers)
-            response.encoding = get_encoding_from_headers(response.headers)
-        else:
-            response.headers._store = store
-            content_type = store.get("content-type")
-            response.encoding = None if content_type is None else _encoding_of(content_type[1])
-        response.raw = resp
-        response.reason = resp.reason
-        response.url = req.url.decode("utf-8") if isinstance(req.url, bytes) else (req.url or "")
-        response.request = req
-        response.connection = self
-        # No Set-Cookie in this raw response: the session need not look for one (see PresetSession.send).
-        response._preset_cookieless = resp  # type: ignore[attr-defined]
-        return response
+        if _upstream.ADAPTER_BUILD_RESPONSE.live():
+            response = _upstream.build_response(self, req, resp, MeteredResponse, self._encoding_of)
+            if response is not None:
+                return response
+        return super().build_response(req, resp)
+
+    def _encoding_of(self, content_type: str) -> str | None:
+        """requests' encoding for a Content-Type value (get_encoding_from_headers), worked out once per value."""
+        encoding: str | None = self._encodings.get(content_type)
+        if encoding is not None:
+            return encoding
+        if content_type in self._encodings:
+            return None
+        if _upstream.ENCODING_FROM_HEADERS.live():
+            encoding = get_encoding_from_headers(CaseInsensitiveDict({"Content-Type": content_type}))
+            self._encodings.put(content_type, encoding)
+            return encoding
+        headers = CaseInsensitiveDict({"Content-Type": content_type})
+        found: str | None = requests.adapters.get_encoding_from_headers(headers)  # type: ignore[attr-defined]
+        return found
 
     @property
     def default_headers(self) -> dict[str, str]:
@@ -1557,8 +1566,16 @@ class PresetAdapter(HTTPAdapter):
                 tx.resends_before = call.sent
         try:
             try:
-                if self._preset_plain_send and HTTPAdapter.send is _REQUESTS_ADAPTER_SEND:
-                    response = self._send_through_pool(request, stream, timeout, verify, cert, proxies)
+                if self._preset_plain_send and _upstream.ADAPTER_SEND.live():
+                    cls = type(self)
+                    response = _upstream.adapter_send(
+                        self, request, stream, timeout, verify, cert, proxies,
+                        # PresetAdapter's cert_verify does nothing, and its add_headers adds
+                        # nothing to what a PresetSession prepared.
+                        check_cert=cls.cert_verify is not PresetAdapter.cert_verify,
+                        add_headers=cls.add_headers is not PresetAdapter.add_headers
+                        or not getattr(request, "preset_session_prepared", False),
+                    )
                 else:
                     response = super().send(
                         request, stream=stream, timeout=timeout, verify=verify, cert=cert, proxies=proxies
@@ -1612,87 +1629,6 @@ class PresetAdapter(HTTPAdapter):
                 watchdog.discard(own)
                 set_current_call(None)
 
-    def _send_through_pool(
-        self, request: PreparedRequest, stream: bool, timeout: Any, verify: Any, cert: Any, proxies: Any
-    ) -> Response:
-        """HTTPAdapter.send, step for step, handing urllib3 the headers as a plain dict.
-
-        urllib3 copies the headers it is given, merges the pool's proxy headers
-        into the copy and iterates it twice; requests gives it its
-        CaseInsensitiveDict, where each of those is Python calls per header. A
-        dict of the same names, spelt and ordered the same, sends the same lines.
-        """
-        try:
-            conn = self.get_connection_with_tls_context(request, verify, proxies=proxies, cert=cert)
-        except LocationValueError as e:
-            raise requests.exceptions.InvalidURL(e, request=request)  # noqa: B904
-        cls = type(self)
-        if cls.cert_verify is not PresetAdapter.cert_verify:  # PresetAdapter's does nothing
-            self.cert_verify(conn, request.url, verify, cert)  # type: ignore[arg-type]
-        url = self.request_url(request, proxies)
-        if cls.add_headers is not PresetAdapter.add_headers or not getattr(request, "preset_session_prepared", False):
-            # PresetAdapter's adds nothing to what a PresetSession prepared.
-            self.add_headers(request, stream=stream, timeout=timeout, verify=verify, cert=cert, proxies=proxies)
-        headers: Any = request.headers
-        chunked = not (request.body is None or "Content-Length" in headers)
-        if type(headers) is CaseInsensitiveDict and not getattr(conn, "proxy_headers", True):
-            # Without proxy headers to merge (case-blind in a CaseInsensitiveDict), a dict is equivalent.
-            headers = dict(headers._store.values())
-        if isinstance(timeout, tuple):
-            try:
-                connect, read = timeout
-                resolved_timeout = Timeout(connect=connect, read=read)
-            except ValueError:
-                raise ValueError(  # noqa: B904
-                    f"Invalid timeout {timeout}. Pass a (connect, read) timeout tuple, "
-                    f"or a single float to set both timeouts to the same value."
-                )
-        elif isinstance(timeout, Timeout):
-            resolved_timeout = timeout
-        else:
-            resolved_timeout = Timeout(connect=timeout, read=timeout)
-        # The errors urllib3 raises become requests' exceptions, as HTTPAdapter.send
-        # maps them (chained implicitly, as there: no "from").
-        try:
-            resp = conn.urlopen(
-                method=request.method,  # type: ignore[arg-type]
-                url=url,
-                body=request.body,  # type: ignore[arg-type]
-                headers=headers,
-                redirect=False,
-                assert_same_host=False,
-                preload_content=False,
-                decode_content=False,
-                retries=self.max_retries,
-                timeout=resolved_timeout,
-                chunked=chunked,
-            )
-        except (ProtocolError, OSError) as err:
-            raise requests.ConnectionError(err, request=request)  # noqa: B904
-        except MaxRetryError as e:
-            if isinstance(e.reason, ConnectTimeoutError) and not isinstance(e.reason, NewConnectionError):
-                raise requests.ConnectTimeout(e, request=request)  # noqa: B904
-            if isinstance(e.reason, ResponseError):
-                raise requests.exceptions.RetryError(e, request=request)  # noqa: B904
-            if isinstance(e.reason, _ProxyError):
-                raise requests.exceptions.ProxyError(e, request=request)  # noqa: B904
-            if isinstance(e.reason, _SSLError):
-                raise requests.exceptions.SSLError(e, request=request)  # noqa: B904
-            raise requests.ConnectionError(e, request=request)  # noqa: B904
-        except ClosedPoolError as e:
-            raise requests.ConnectionError(e, request=request)  # noqa: B904
-        except _ProxyError as e:
-            raise requests.exceptions.ProxyError(e)  # noqa: B904
-        except (_SSLError, _HTTPError) as e:
-            if isinstance(e, _SSLError):
-                raise requests.exceptions.SSLError(e, request=request)  # noqa: B904
-            if isinstance(e, ReadTimeoutError):
-                raise requests.ReadTimeout(e, request=request)  # noqa: B904
-            if isinstance(e, InvalidHeader):
-                raise requests.exceptions.InvalidHeader(e, request=request)  # noqa: B904
-            raise
-        return self.build_response(request, resp)
-
     def close(self) -> None:
         """Close every pool, as HTTPAdapter.close does.
 
@@ -1706,6 +1642,8 @@ class PresetAdapter(HTTPAdapter):
         # urllib3 2 closes a dropped pool when nothing refers to it any more: the
         # memo must let go too, or the pool's idle sockets outlive the close.
         self._pool_cache.clear()
+        self._encodings.clear()
+        self._header_lines.clear()
         # A private cache dies with its session (a preset's shared one lives on):
         # the connections closing now need not keep their sessions.
         private = self.tls_sessions if self.tls_sessions is not None and not self.tls_sessions.shared else None
@@ -1750,7 +1688,7 @@ class PresetAdapter(HTTPAdapter):
     def forget_pools_after_fork(self) -> None:
         """Drop every pool without touching its sockets (they belong to the parent)."""
         self.proxy_manager = {}
-        self._pool_cache = {}
+        self._pool_cache.clear()
         # Those sockets are shared with the parent: shutting one down would cut its call.
         self._checked_out.clear()
         # Not a resize: the old manager's sockets are the parent's, so it is dropped unclosed.
@@ -1759,66 +1697,8 @@ class PresetAdapter(HTTPAdapter):
 
 
 
-#: What requests.Response() sets, in the requests this module was written against.
-_RESPONSE_FIELDS: Final = frozenset(
-    {
-        "_content", "_content_consumed", "_next", "cookies", "elapsed", "encoding", "headers",
-        "history", "raw", "reason", "request", "status_code", "url",
-    }
-)
-#: The fields each new Response gets a new object for; the others hold immutable values.
-_FRESH_RESPONSE_FIELDS: Final = frozenset({"cookies", "headers", "history"})
-
-
-def _response_defaults() -> dict[str, Any] | None:
-    """The immutable fields of a new Response, or None if this requests sets others (then Response() is used)."""
-    fields = vars(Response())
-    if set(fields) != _RESPONSE_FIELDS:
-        return None
-    return {name: value for name, value in fields.items() if name not in _FRESH_RESPONSE_FIELDS}
-
-
-_RESPONSE_DEFAULTS: Final = _response_defaults()
-
-
-def _new_response() -> Response:
-    """An empty Response as Response() makes it, built without the Python calls of its __init__."""
-    if _RESPONSE_DEFAULTS is None:
-        return Response()
-    # Already of the class PresetAdapter.send gives every response.
-    response = Response.__new__(MeteredResponse)
-    fields = response.__dict__
-    fields.update(_RESPONSE_DEFAULTS)
-    headers: CaseInsensitiveDict[str] = CaseInsensitiveDict.__new__(CaseInsensitiveDict)
-    headers._store = collections.OrderedDict()
-    fields["headers"] = headers
-    fields["history"] = []
-    fields["cookies"] = RequestsCookieJar()
-    return response
-
-
-#: requests' PreparedRequest.path_url, which the request-path memo stands in for.
-_PATH_URL: Final = PreparedRequest.path_url
-#: How many distinct URLs the request-path memo keeps before it starts afresh.
-_REQUEST_PATHS_SIZE: Final = 1024
-_request_paths: dict[str, str] = {}
-
-#: How many distinct Content-Type values the encoding memo keeps before it starts afresh.
+#: Content-Type values whose encoding an adapter remembers (least recently used first out).
 _ENCODING_MEMO_SIZE: Final = 64
-_encodings: dict[str, str | None] = {}
-
-
-def _encoding_of(content_type: str) -> str | None:
-    """requests' encoding for a Content-Type value (get_encoding_from_headers), worked out once per value."""
-    try:
-        return _encodings[content_type]
-    except KeyError:
-        pass
-    encoding = get_encoding_from_headers(CaseInsensitiveDict({"Content-Type": content_type}))
-    if len(_encodings) >= _ENCODING_MEMO_SIZE:
-        _encodings.clear()
-    _encodings[content_type] = encoding
-    return encoding
 
 
 def preset_adapter_class(base: type[HTTPAdapter]) -> type[PresetAdapter]:

@@ -15,6 +15,7 @@ from . import _process, _warn
 from ._config import FIELD_FORMS, FIELD_PARSERS, PresetConfig, parse_bool, parse_duration, validate_field
 from ._errors import ConfigError, UnknownVariableWarning
 from ._redact import mask_text
+from ._upstream import FAST_PATH_VARIABLE
 
 __all__ = [
     "CA_BUNDLE_VARIABLES",
@@ -41,8 +42,8 @@ CA_BUNDLE_VARIABLES: Final = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 #: Seconds the detached-transfer agent stays up with nothing to do (background/agent.py).
 AGENT_IDLE_VARIABLE: Final = "SESSION_PRESETS_AGENT_IDLE"
 
-#: Variables with this prefix that are not preset fields.
-_EXTRA_VARIABLES: Final = frozenset({STRICT_REUSE_VARIABLE, AGENT_IDLE_VARIABLE})
+#: Variables with this prefix that are not preset fields (FAST_PATH_VARIABLE: docs/fast-path.md).
+_EXTRA_VARIABLES: Final = frozenset({STRICT_REUSE_VARIABLE, AGENT_IDLE_VARIABLE, FAST_PATH_VARIABLE})
 
 _warned_lock = _process.fork_safe_lock()
 _warned: set[str] = set()

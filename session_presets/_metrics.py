@@ -38,7 +38,7 @@ from urllib3 import HTTPResponse
 from urllib3.exceptions import ProtocolError, ReadTimeoutError
 from urllib3.exceptions import SSLError as _TLSError
 
-from . import _process
+from . import _process, _upstream
 from ._redact import safe_url
 
 __all__ = [
@@ -348,13 +348,9 @@ class Transaction:
         raw = self.raw
         if raw is not None:
             reader = getattr(getattr(raw, "_original_response", None), "preset_reader", None)
-            if reader is not None:
-                received = reader.count
-            else:
-                # Not read through CountingHTTPResponse (a connection class patched
-                # in by another library): the head as parsed and urllib3's count,
-                # which misses chunked bodies.
-                received = header_size(raw) + int(getattr(raw, "_fp_bytes_read", 0) or 0)
+            # Without CountingHTTPResponse (a connection class patched in by another library):
+            # the head as parsed and urllib3's count, which misses chunked bodies.
+            received = reader.count if reader is not None else header_size(raw) + _upstream.body_bytes_read(raw)
         return TransactionMetrics(
             dns=_span(self.connect_start, self.dns_done),
             connect=_span(connect_from, self.connect_done),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import copy
 import enum
 import http.cookiejar
 import logging
@@ -18,22 +19,19 @@ import warnings
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any, Final
 from urllib.parse import urlsplit
 
 import requests
 import requests.sessions
-from requests.cookies import RequestsCookieJar, cookiejar_from_dict, extract_cookies_to_jar, merge_cookies
+from requests.cookies import RequestsCookieJar
 from requests.exceptions import InvalidHeader
-from requests.hooks import dispatch_hook
 from requests.models import PreparedRequest, Response
-from requests.sessions import merge_hooks, merge_setting, preferred_clock
 from requests.structures import CaseInsensitiveDict
 from requests.utils import address_in_network, get_netrc_auth, is_ipv4_address, is_valid_cidr, resolve_proxies
 from urllib3.exceptions import ResponseError
 
-from . import _process, _warn
+from . import _process, _upstream, _warn
 from ._adapters import IDEMPOTENT_METHODS, Counters, PresetAdapter, PresetTimeout, preset_adapter_class
 from ._calls import CANCELLED, DEADLINE, Call, call_local, watchdog
 from ._config import PresetConfig
@@ -169,124 +167,6 @@ SHARED_READ_ONLY: Final = frozenset(
 
 #: PresetSession.request's ``timeout`` when the caller gives none: the preset's connect and read timeouts.
 _PRESET_TIMEOUTS: Final[Any] = object()
-
-#: How many distinct URLs the prepared-URL memo keeps before it starts afresh.
-_URL_MEMO_SIZE: Final = 1024
-_url_memo: dict[str, str] = {}
-
-#: Types of ``data`` that, when empty, make no body (requests' own outcome for them).
-_EMPTY_BODY_TYPES: Final = (list, dict, tuple, str, bytes)
-#: What requests.Request and PreparedRequest start with: no hook at all.
-_NO_HOOKS: Final[dict[str, list[Any]]] = {"response": []}
-
-#: requests' own Session.send and cookie extraction; when either is patched (requests-mock
-#: patches send), PresetSession.send goes through requests' send, patch included.
-_REQUESTS_SEND: Final = requests.Session.send
-_REQUESTS_REQUEST: Final = requests.Session.request
-_REQUESTS_EXTRACT_COOKIES: Final = extract_cookies_to_jar
-#: requests' redirect test of a response and of a session, which look for a Location header.
-_IS_REDIRECT: Final = Response.is_redirect
-_GET_REDIRECT_TARGET: Final = requests.Session.get_redirect_target
-
-
-class _PresetPreparedRequest(PreparedRequest):
-    """A PreparedRequest that remembers prepared URLs and skips empty-cookie work."""
-
-    #: Tells a PresetAdapter that a PresetSession prepared it: default headers, no netrc.
-    preset_session_prepared = True
-
-    def copy(self) -> PreparedRequest:
-        # requests copies for every redirect hop; the hop keeps the marker.
-        duplicate = super().copy()
-        duplicate.__class__ = _PresetPreparedRequest
-        return duplicate
-
-    def prepare_url(self, url: Any, params: Any) -> None:
-        # Without params, preparing a URL (parse, IDNA, requote) depends on the
-        # text alone, and services call the same few URLs over and over.
-        if params or not isinstance(url, str):
-            super().prepare_url(url, params)
-            return
-        prepared = _url_memo.get(url)
-        if prepared is None:
-            super().prepare_url(url, params)
-            if len(_url_memo) >= _URL_MEMO_SIZE:
-                _url_memo.clear()
-            _url_memo[url] = prepared = self.url or ""
-        self.url = prepared
-
-    def prepare_headers(self, headers: Any) -> None:
-        # A shared session's default headers cannot change: requests' per-header
-        # validation ran once, when they were frozen, and its result is copied.
-        template = self.__dict__.pop("_preset_header_template", None)
-        if template is None:
-            super().prepare_headers(headers)
-            return
-        fresh: CaseInsensitiveDict[Any] = CaseInsensitiveDict.__new__(CaseInsensitiveDict)
-        fresh._store = template._store.copy()
-        self.headers = fresh
-
-    def prepare_body(self, data: Any, files: Any, json: Any = None) -> None:
-        # No body at all (a GET): requests would end the same way, after ABC
-        # isinstance checks on the empty data.
-        if json is None and not files and (data is None or (type(data) in _EMPTY_BODY_TYPES and not data)):
-            self.prepare_content_length(None)
-            self.body = None
-            return
-        super().prepare_body(data, files, json)
-
-    def prepare_hooks(self, hooks: Any) -> None:
-        # requests.Request's default hooks register nothing, after a typing.Callable
-        # isinstance check per event; PreparedRequest already starts with them.
-        if hooks == _NO_HOOKS and self.hooks == _NO_HOOKS:
-            return
-        super().prepare_hooks(hooks)
-
-    def prepare_auth(self, auth: Any, url: Any = "") -> None:
-        # Without auth, requests looks for credentials in the URL (a full parse and
-        # a caught TypeError); a URL without "@" has none, so there is nothing to do.
-        if auth is None and "@" not in (self.url or ""):
-            return
-        super().prepare_auth(auth, url)
-
-    def prepare_cookies(self, cookies: Any) -> None:
-        # An empty jar adds no Cookie header; a new RequestsCookieJar is empty
-        # without iterating it (a jar emptied by removals may keep empty dicts).
-        if (type(cookies) is RequestsCookieJar and not cookies._cookies) or (  # type: ignore[attr-defined]
-            isinstance(cookies, http.cookiejar.CookieJar) and next(iter(cookies), None) is None
-        ):
-            self._cookies = cookies
-            return
-        super().prepare_cookies(cookies)
-
-
-#: Methods for which requests adds no Content-Length to a request without a body.
-_BODYLESS_METHODS: Final = frozenset({"GET", "HEAD"})
-#: The fields PreparedRequest() sets, and the values the shortcut in prepare_request copies.
-_PREPARED_FIELDS: Final = frozenset({"method", "url", "headers", "_cookies", "body", "hooks", "_body_position"})
-_REQUESTS_PREPARE: Final = PreparedRequest.prepare
-
-
-def _prepared_defaults() -> dict[str, Any] | None:
-    """PreparedRequest()'s fields but hooks, or None if this requests sets others (no shortcut then)."""
-    fields = vars(PreparedRequest())
-    if set(fields) != _PREPARED_FIELDS or fields["hooks"] != {"response": []}:
-        return None
-    return {name: value for name, value in fields.items() if name != "hooks"}
-
-
-_PREPARED_DEFAULTS: Final = _prepared_defaults()
-
-
-def _has_none_value(headers: Any) -> bool:
-    """True when a session header is None (requests drops those when it merges), or the headers are."""
-    if headers is None:
-        # session.headers = None: requests merges the request's own headers alone.
-        return True
-    store = getattr(headers, "_store", None)  # CaseInsensitiveDict: skip its per-key lookups
-    if isinstance(store, dict):
-        return any(value is None for _, value in store.values())
-    return None in headers.values()
 
 
 class _BlockAllCookies(http.cookiejar.DefaultCookiePolicy):
@@ -536,7 +416,7 @@ class PresetSession(requests.Session):
         self.hooks = freeze_hooks(self.hooks, preset=name)
         self.adapters = ReadOnlyAdapters(self.adapters, preset=name)
         self.adapter.shared_preset = True
-        self._header_none = _has_none_value(self.headers)
+        self._header_none = _upstream.has_none_value(self.headers)
         if not self._header_none:
             probe = PreparedRequest()
             with contextlib.suppress(InvalidHeader):
@@ -733,49 +613,23 @@ class PresetSession(requests.Session):
         elif timeout is None:
             timeout = self._no_read_timeout
         try:
-            if requests.Session.request is not _REQUESTS_REQUEST:
-                # Patched (an instrumentation): the patch runs, as it would on requests.
-                patched: Response = super().request(
+            if not _upstream.SESSION_REQUEST.live():
+                # Patched (an instrumentation), or the fast path is off: requests' own runs.
+                upstream: Response = super().request(
                     method, url, params, data, headers, cookies, files, auth, timeout,
                     allow_redirects, proxies, hooks, stream, verify, cert, json,
                 )
-                return patched
-            # requests.Session.request, step for step.
-            if isinstance(url, bytes):
-                url = url.decode("utf-8")
-            if hooks is None and type(self).prepare_request is PresetSession.prepare_request:
-                # The fields requests.Request(...) would hold (hooks register nothing), without building it.
-                prep = self._prepare(
-                    method.upper(),
-                    url,
-                    {} if headers is None else headers,
-                    [] if files is None else files,
-                    data or {},
-                    json,
-                    params or {},
-                    auth,
-                    cookies,
-                    {"response": []},
-                )
-            else:
-                prep = self.prepare_request(
-                    requests.Request(
-                        method=method.upper(),
-                        url=url,
-                        headers=headers,
-                        files=files,
-                        data=data or {},
-                        json=json,
-                        params=params or {},
-                        auth=auth,
-                        cookies=cookies,
-                        hooks=hooks,
-                    )
-                )
-            settings = self.merge_environment_settings(prep.url, proxies or {}, stream, verify, cert)
-            send_kwargs: dict[str, Any] = {"timeout": timeout, "allow_redirects": allow_redirects}
-            send_kwargs.update(settings)
-            return self.send(prep, **send_kwargs)
+                return upstream
+            fields = {
+                "params": params, "data": data, "headers": headers, "cookies": cookies,
+                "files": files, "auth": auth, "hooks": hooks, "json": json,
+            }
+            send_kwargs = {
+                "timeout": timeout, "allow_redirects": allow_redirects, "proxies": proxies,
+                "stream": stream, "verify": verify, "cert": cert,
+            }
+            response: Response = _upstream.session_request(self, method, url, fields, send_kwargs)
+            return response
         except Exception as exc:
             # Preparing the URL fails before send(), with the URL in the message;
             # whatever leaves shows no query string or userinfo.
@@ -812,6 +666,8 @@ class PresetSession(requests.Session):
         return self._proxy_snapshot.proxies if proxies is None else proxies
 
     def prepare_request(self, request: requests.Request) -> PreparedRequest:
+        if not _upstream.SESSION_PREPARE_REQUEST.live():
+            return self._prepare_as_requests(request)
         return self._prepare(
             request.method,
             request.url,
@@ -824,6 +680,21 @@ class PresetSession(requests.Session):
             request.cookies,
             request.hooks,
         )
+
+    def preset_prepares_itself(self) -> bool:
+        """Whether prepare_request is this class's own (a subclass may override it)."""
+        return type(self).prepare_request is PresetSession.prepare_request
+
+    def _prepare_as_requests(self, request: requests.Request) -> PreparedRequest:
+        """requests' own prepare_request (patched or not), reading netrc only with store_credentials."""
+        if self.config.store_credentials and not request.auth and not self.auth and request.url:
+            request = copy.copy(request)
+            request.auth = get_netrc_auth(request.url)  # type: ignore[arg-type]
+        prepared = super().prepare_request(request)
+        if type(prepared) is PreparedRequest:
+            # The adapter adds nothing to what a PresetSession prepared (see PresetAdapter.add_headers).
+            prepared.__class__ = _upstream.PresetPreparedRequest
+        return prepared
 
     def _prepare(
         self,
@@ -840,101 +711,24 @@ class PresetSession(requests.Session):
     ) -> PreparedRequest:
         """prepare_request for a Request's fields, as request() hands them over without building one."""
         # The same merge as requests.Session.prepare_request, minus what this
-        # session never does (netrc unless store_credentials) and minus the
-        # work an empty mapping costs there (runtime Protocol checks, cookie
-        # headers from empty jars), which is most of its time.
-        merged_cookies: Any = RequestsCookieJar()
-        jar = self.cookies
-        # An empty jar has nothing to merge; a jar of another class may iterate differently.
-        if type(jar) is not RequestsCookieJar or jar._cookies:  # type: ignore[attr-defined]
-            merged_cookies = merge_cookies(merged_cookies, jar)
-        if request_cookies:
-            cookies: Any = request_cookies
-            if not isinstance(cookies, http.cookiejar.CookieJar):
-                cookies = cookiejar_from_dict(cookies)
-            merged_cookies = merge_cookies(merged_cookies, cookies)
-        auth = request_auth
-        if self.config.store_credentials and not auth and not self.auth and url:
-            auth = get_netrc_auth(url)
-        headers: Any = self.headers
-        template = None
-        header_none = self._header_none
-        if header_none is None:
-            header_none = _has_none_value(headers)
-        if request_headers or header_none:
-            # requests' merge also drops the session headers set to None.
-            headers = merge_setting(request_headers, self.headers, dict_class=CaseInsensitiveDict)
-        else:
-            template = self._header_template
-        params: Any = None
-        if request_params or self.params:
-            params = merge_setting(request_params, self.params)
-        method = (request_method or "").upper()
-        if (
-            template is not None
-            and params is None
-            and method in _BODYLESS_METHODS
-            and type(url) is str
-            and "@" not in url
-            and (data is None or (type(data) in _EMPTY_BODY_TYPES and not data))
-            and not files
-            and json is None
-            and auth is None
-            and self.auth is None
-            and type(merged_cookies) is RequestsCookieJar
-            and not merged_cookies._cookies  # type: ignore[attr-defined]
-            and request_hooks == _NO_HOOKS
-            and self.hooks == _NO_HOOKS
-            and _PREPARED_DEFAULTS is not None
-            and PreparedRequest.prepare is _REQUESTS_PREPARE
-        ):
-            prepared_url = _url_memo.get(url)
-            if prepared_url is not None:
-                # What prepare() would make of it, step for step: the method, the
-                # URL prepared before, the frozen headers, an empty jar (no Cookie
-                # header), no body, no auth in the URL, no hooks.
-                fast = _PresetPreparedRequest.__new__(_PresetPreparedRequest)
-                headers_copy: CaseInsensitiveDict[Any] = CaseInsensitiveDict.__new__(CaseInsensitiveDict)
-                headers_copy._store = template._store.copy()
-                fast.__dict__.update(_PREPARED_DEFAULTS)
-                fast.__dict__.update(
-                    method=method,
-                    url=prepared_url,
-                    headers=headers_copy,
-                    _cookies=merged_cookies,
-                    hooks={"response": []},
-                )
-                return fast
-        prepared = _PresetPreparedRequest()
-        if template is not None:
-            prepared._preset_header_template = template  # type: ignore[attr-defined]
-        prepared.prepare(
-            method=method,
-            url=url,
-            files=files,
-            data=data,
-            json=json,
-            headers=headers,
-            params=params,
-            auth=merge_setting(auth, self.auth),
-            cookies=merged_cookies,
-            hooks=merge_hooks(request_hooks, self.hooks),
+        # session never does (netrc unless store_credentials).
+        netrc = None
+        if self.config.store_credentials and not request_auth and not self.auth and url:
+            netrc = get_netrc_auth(url)
+        return _upstream.session_prepare(
+            self, request_method, url, request_headers, files, data, json,
+            request_params, request_auth, request_cookies, request_hooks, netrc,
         )
-        return prepared
 
-    def _may_redirect(self, resp: Response) -> bool:
-        """False when resolve_redirects would surely follow nothing: no Location header, requests' own checks."""
-        headers = resp.headers
-        return not (
-            type(headers) is CaseInsensitiveDict
-            and "location" not in headers._store
-            and type(resp).is_redirect is _IS_REDIRECT
-            and type(self).resolve_redirects is PresetSession.resolve_redirects
-            and type(self).get_redirect_target is _GET_REDIRECT_TARGET
+    def preset_plain_redirects(self) -> bool:
+        """Whether redirects are resolved by requests' own code (no subclass overrides them)."""
+        return (
+            type(self).resolve_redirects is PresetSession.resolve_redirects
+            and type(self).get_redirect_target is _upstream.SESSION_REDIRECT_TARGET.original
         )
 
     def resolve_redirects(self, resp: Response, req: PreparedRequest, *args: Any, **kwargs: Any) -> Any:
-        if self.get_redirect_target(resp) is None:
+        if _upstream.SESSION_RESOLVE_REDIRECTS.live() and self.get_redirect_target(resp) is None:
             # Most responses are not redirects; requests would still parse the URL.
             return iter(())
         return super().resolve_redirects(resp, req, *args, **kwargs)
@@ -1007,57 +801,15 @@ class PresetSession(requests.Session):
                     self._drained.notify_all()
 
     def _send_as_requests(self, request: PreparedRequest, kwargs: dict[str, Any]) -> Response:
-        """requests.Session.send, step for step, minus a cookie extraction that cannot find a cookie.
-
-        requests reads the Set-Cookie headers of every response through a mock
-        request and response pair; when the adapter saw none in the response
-        (see PresetAdapter.build_response), there is nothing to store. A patched
-        requests.Session.send (requests-mock) runs instead, as it would on requests.
-        """
-        if requests.Session.send is not _REQUESTS_SEND:
+        """requests.Session.send: the fast path's copy while it is live, else requests' own (patch included)."""
+        if not _upstream.SESSION_SEND.live():
+            if self.proxies is None and "proxies" not in kwargs:
+                # requests' send would take None as "no proxies" (the environment is not read
+                # again here): the environment's proxies as read at build time apply, as above.
+                kwargs["proxies"] = resolve_proxies(request, self._session_proxies(), self.trust_env)
             return super().send(request, **kwargs)
-        # kwargs is this call's own dict (send's **kwargs): changed here as requests changes its own.
-        kwargs.setdefault("stream", self.stream)
-        kwargs.setdefault("verify", self.verify)
-        kwargs.setdefault("cert", self.cert)
-        if "proxies" not in kwargs:
-            kwargs["proxies"] = resolve_proxies(request, self._session_proxies(), self.trust_env)
-        if isinstance(request, requests.Request):
-            raise ValueError("You can only send PreparedRequests.")
-        allow_redirects = kwargs.pop("allow_redirects", True)
-        stream = kwargs.get("stream")
-        hooks = request.hooks
-        adapter = self.get_adapter(url=request.url)  # type: ignore[arg-type]
-        start = preferred_clock()
-        r = adapter.send(request, **kwargs)
-        r.elapsed = timedelta(seconds=preferred_clock() - start)
-        dispatch = requests.sessions.dispatch_hook  # type: ignore[attr-defined]
-        if dispatch is not dispatch_hook or (hooks and hooks.get("response")):
-            # requests' dispatch_hook hands back the response untouched when no hook is registered.
-            r = dispatch("response", hooks, r, **kwargs)
-        if r.history:
-            # Responses a hook made part of the history keep their cookies too.
-            for resp in r.history:
-                requests.sessions.extract_cookies_to_jar(self.cookies, resp.request, resp.raw)  # type: ignore[attr-defined]
-        if not (
-            r.__dict__.get("_preset_cookieless") is r.raw
-            and type(self.cookies) is RequestsCookieJar
-            and requests.sessions.extract_cookies_to_jar is _REQUESTS_EXTRACT_COOKIES  # type: ignore[attr-defined]
-        ):
-            requests.sessions.extract_cookies_to_jar(self.cookies, request, r.raw)  # type: ignore[attr-defined]
-        history = []
-        if allow_redirects and self._may_redirect(r):
-            history = list(self.resolve_redirects(r, request, **kwargs))
-        if history:
-            history.insert(0, r)
-            r = history.pop()
-            r.history = history
-        if not allow_redirects:
-            with contextlib.suppress(StopIteration):
-                r._next = next(self.resolve_redirects(r, request, yield_requests=True, **kwargs))
-        if not stream:
-            r.content  # noqa: B018
-        return r
+        response: Response = _upstream.session_send(self, request, kwargs)
+        return response
 
     def _aborted_error(self, call: Call, request: PreparedRequest, exc: Exception | None) -> Exception:
         self._counters.add("errors")

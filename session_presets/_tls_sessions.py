@@ -17,18 +17,21 @@ How a session reaches the handshake: urllib3 calls
 argument. Each context we build gets :class:`ResumingSSLSocket` as its
 ``sslsocket_class``; the connection puts the session to offer in a
 thread-local slot just before it connects, and the socket class takes it from
-there, in the same thread, a moment later.
+there, in the same thread, a moment later. That socket class overrides the
+private ``ssl.SSLSocket._create``, so it lives in ``_upstream`` with the other
+reaches into upstream internals (hook ``tls_resumption``, docs/fast-path.md):
+where the hook is missing, every handshake is a full one.
 """
 
 from __future__ import annotations
 
 import collections
 import ssl
-import threading
 import time
-from typing import Any, Final
+from typing import Final
 
-from . import _process
+from . import _process, _upstream
+from ._upstream import ResumingSSLSocket, offer
 
 __all__ = [
     "MAX_LIFETIME",
@@ -47,25 +50,8 @@ MAX_SESSIONS: Final = 256
 
 _Key = tuple[str, int, str, int]
 
-_offer = threading.local()
 #: The socket class ResumingSSLSocket extends: ssl.SSLSocket as it was when this module was imported.
 _BASE_SOCKET: Final = ssl.SSLSocket
-
-
-def offer(session: ssl.SSLSession | None) -> None:
-    """Offer ``session`` to the next TLS handshake made on this thread (None takes the offer back)."""
-    _offer.session = session
-
-
-class ResumingSSLSocket(ssl.SSLSocket):
-    """An SSLSocket that offers the session put in this thread's slot by :func:`offer`."""
-
-    @classmethod
-    def _create(cls, sock: Any, *args: Any, session: ssl.SSLSession | None = None, **kwargs: Any) -> Any:
-        if session is None:
-            session = getattr(_offer, "session", None)
-            _offer.session = None
-        return super()._create(sock, *args, session=session, **kwargs)  # type: ignore[misc]
 
 
 def enable_resumption(context: ssl.SSLContext) -> None:
@@ -74,8 +60,11 @@ def enable_resumption(context: ssl.SSLContext) -> None:
     Only a context whose socket class is the one :class:`ResumingSSLSocket`
     extends: a context of truststore's, or one whose socket class gevent
     replaced after this module was imported, keeps its own class and simply
-    makes full handshakes.
+    makes full handshakes. Without the hook (``ssl.SSLSocket._create`` taking
+    ``session=``) every context makes full handshakes.
     """
+    if not _upstream.hook_enabled("tls_resumption"):
+        return
     if getattr(context, "sslsocket_class", None) is _BASE_SOCKET:
         context.sslsocket_class = ResumingSSLSocket
 

@@ -1,4 +1,4 @@
-"""The ``session-presets`` command line: inspect presets, fetch a URL, download or upload a file, bench.
+"""The ``session-presets`` command line: presets, fetch a URL, download or upload a file, bench, doctor.
 
 Exit statuses (the same table is printed by ``--help`` and shown in docs/cli.md):
 
@@ -41,6 +41,7 @@ from typing import IO, Any, Final, NoReturn, TextIO
 import requests
 
 from ._config import PresetConfig, check_header
+from ._diagnostics import diagnostics
 from ._env import collected_error, parse_duration, variable_name
 from ._errors import (
     ConfigError,
@@ -431,6 +432,12 @@ def _cmd_presets(args: argparse.Namespace) -> int:
             lines.append(line.rstrip())
         blocks.append("\n".join(lines))
     print("\n\n".join(blocks))
+    return EXIT_OK
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    report = diagnostics()
+    print(json.dumps(report.as_dict(), indent=2) if args.json else report.format())
     return EXIT_OK
 
 
@@ -1306,6 +1313,11 @@ def build_parser() -> argparse.ArgumentParser:
     presets.add_argument("--show-origin", action="store_true", help="say where each value comes from")
     presets.add_argument("--json", action="store_true", help="print JSON")
     presets.set_defaults(run=_cmd_presets)
+
+    doctor = sub.add_parser("doctor", parents=[common],
+                            help="print versions, the fast path's state, hooks and environment (for a bug report)")
+    doctor.add_argument("--json", action="store_true", help="print JSON")
+    doctor.set_defaults(run=_cmd_doctor)
 
     get = sub.add_parser("get", parents=[common], help="send a request with a preset and print the response",
                          epilog=EXIT_TABLE, formatter_class=raw)

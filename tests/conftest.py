@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 import trustme
 
-from session_presets import testing
+from session_presets import _upstream, testing
 
 from .servers import LoopbackServer
 
@@ -24,9 +24,9 @@ _CLEANED = (
 
 @pytest.fixture(autouse=True)
 def clean_environ(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Remove proxy, CA-bundle, netrc and SESSION_PRESETS_* variables; reset global state."""
+    """Remove proxy, CA-bundle, netrc and SESSION_PRESETS_* variables (but the fast-path switch); reset global state."""
     for name in list(os.environ):
-        if name in _CLEANED or name.startswith("SESSION_PRESETS_"):
+        if name in _CLEANED or (name.startswith("SESSION_PRESETS_") and name != _upstream.FAST_PATH_VARIABLE):
             monkeypatch.delenv(name, raising=False)
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("HOME", str(home))

@@ -11,7 +11,7 @@ import requests
 import session_presets as sp
 
 EXPECTED = {
-    "BackgroundSession", "CircuitOpenError", "ConfigError", "DestinationInUseError", "DiskFullError",
+    "BackgroundSession", "CircuitOpenError", "ConfigError", "DestinationInUseError", "Diagnostics", "DiskFullError",
     "ForeignAdapterWarning", "IdentifierInUseError",
     "InsecureRedirectError", "InsecureSessionWarning", "InvalidationTimeoutError", "PresetAdapter",
     "PresetConfig", "PresetSession", "PresetTimeout", "RateLimitedError", "SessionInvalidatedError",
@@ -20,8 +20,8 @@ EXPECTED = {
     "SessionStats", "SharedSessionError", "TotalTimeoutError", "TransactionMetrics",
     "TransferError", "TransferState", "TransferTask",
     "UnknownPresetError", "UnknownVariableWarning", "__version__", "background_session", "close_all", "default_session",
-    "ephemeral_session", "get_preset", "get_session", "instrument", "preset_adapter_class", "preset_names",
-    "register_preset",
+    "diagnostics", "ephemeral_session", "get_preset", "get_session", "instrument", "preset_adapter_class",
+    "preset_names", "register_preset",
 }
 
 

@@ -16,11 +16,13 @@ import urllib3.connection
 from requests.cookies import RequestsCookieJar
 from requests.structures import CaseInsensitiveDict
 
-from session_presets import PresetAdapter, PresetSession, _adapters, _sessions, default_session, get_session
+from session_presets import PresetAdapter, PresetSession, _upstream, default_session, get_session
 
+from .fast_path import requires_fast_path
 from .servers import Handler, LoopbackServer
 
 
+@requires_fast_path
 def test_shared_session_validates_its_default_headers_once(
     http_server: LoopbackServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -349,8 +351,6 @@ def test_a_requests_whose_response_has_other_fields_builds_responses_itself(
         self.extra = "new in requests"  # type: ignore[attr-defined]
 
     monkeypatch.setattr(requests.models.Response, "__init__", with_extra_field)
-    assert _adapters._response_defaults() is None
-    monkeypatch.setattr(_adapters, "_RESPONSE_DEFAULTS", None)
     response = get_session().get(http_server.url())
     assert (response.extra, response.content) == ("new in requests", b"ok")  # type: ignore[attr-defined]
 
@@ -470,8 +470,6 @@ def test_a_requests_whose_prepared_request_has_other_fields_prepares_them_itself
         self.extra = "new in requests"  # type: ignore[attr-defined]
 
     monkeypatch.setattr(requests.models.PreparedRequest, "__init__", with_extra_field)
-    assert _sessions._prepared_defaults() is None
-    monkeypatch.setattr(_sessions, "_PREPARED_DEFAULTS", None)
     session = get_session()
     for _ in range(2):
         assert session.get(http_server.url()).request.extra == "new in requests"  # type: ignore[union-attr]
@@ -566,13 +564,22 @@ def test_an_adapter_subclass_add_headers_and_cert_verify_run_for_every_request(h
     assert verified == [http_server.url()] * 2
 
 
-def test_credentials_and_cookies_are_not_kept_in_the_header_line_memo(http_server: LoopbackServer) -> None:
-    """Authorization and Cookie lines are sent every time but never kept in the process-wide header-line memo."""
+def test_only_the_presets_own_header_lines_are_kept(http_server: LoopbackServer) -> None:
+    """Per-call headers, credentials and cookies are sent every time but never kept in the header-line memo."""
     session = get_session()
     for _ in range(2):
-        session.get(http_server.url(), auth=("user", "secret-pass"), cookies={"sid": "secret-cookie"})
+        session.get(
+            http_server.url(),
+            auth=("user", "secret-pass"),
+            cookies={"sid": "secret-cookie"},
+            headers={"X-Request-Id": "id-123", "X-Trace": "t"},
+        )
     seen = http_server.requests[-1]
     assert (seen.header("Cookie"), seen.header("Authorization") is not None) == ("sid=secret-cookie", True)
-    kept = b"".join(_adapters._header_lines.values())
-    assert b"Authorization" not in kept and b"secret-cookie" not in kept
-    assert _adapters._header_lines  # the other lines are remembered
+    assert (seen.header("X-Request-Id"), seen.header("X-Trace")) == ("id-123", "t")
+    kept = b"".join(session.adapter._header_lines.values())
+    assert b"Authorization" not in kept and b"secret-cookie" not in kept and b"id-123" not in kept
+    assert {name for name, _ in session.adapter._header_lines} <= {
+        "User-Agent", "Accept-Encoding", "Accept", "Connection", "Cache-Control", "Pragma"
+    }
+    assert bool(session.adapter._header_lines) == _upstream.header_lines_usable()  # the static lines are remembered

@@ -55,7 +55,7 @@ from urllib3.exceptions import MaxRetryError
 from urllib3.response import BaseHTTPResponse
 from urllib3.util import Retry
 
-from .. import _process
+from .. import _process, _upstream
 from .._adapters import build_retry, readable_retry_after
 from .._calls import CANCELLED, shutdown_connection
 from .._config import PresetConfig
@@ -305,8 +305,9 @@ class _BodyReader:
     def __init__(self, response: requests.Response, length: int | None) -> None:
         raw = response.raw
         self._raw = raw
-        inner = getattr(raw, "_fp", None)
-        fast = length is not None and not getattr(raw, "chunked", True) and isinstance(inner, http.client.HTTPResponse)
+        # The standard library's response under urllib3's (hook body_readinto, see docs/fast-path.md).
+        inner = _upstream.readinto_target(raw)
+        fast = length is not None and not getattr(raw, "chunked", True) and inner is not None
         self._inner: http.client.HTTPResponse | None = inner if fast else None
         self._slow = False
         self._pending: BaseException | None = None

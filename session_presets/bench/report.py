@@ -11,6 +11,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any, Final
 
+from .. import _upstream
 from .._version import __version__
 from .scenarios import COMPARISON_SCENARIOS, DOWNLOAD_SCENARIOS
 
@@ -97,6 +98,8 @@ def environment(**run: Any) -> dict[str, Any]:
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
         "executable": sys.executable,
+        # What the figures of a PresetSession were measured with (docs/fast-path.md).
+        "fast_path": "on" if _upstream.gate().active else f"off ({_upstream.gate().reason})",
     }
     try:
         import httpx
@@ -147,7 +150,7 @@ def format_table(report: Mapping[str, Any]) -> str:
     lines = [
         f"session-presets bench: {env.get('scheme', 'https')}{certificate} on 127.0.0.1, server in its own process; "
         f"python {env['python']}, requests {env['requests']}, urllib3 {env['urllib3']}, "
-        f"{env['cpu_count']} CPU(s)",
+        f"{env['cpu_count']} CPU(s); fast path {env.get('fast_path', 'unknown')}",
         "",
     ]
     header = ("scenario", "requests", "seconds", "req/s", "p50 ms", "p99 ms", "conns", "rss MiB", "fds after", "note")
