@@ -41,8 +41,10 @@ FALLBACK_ENV = {"SESSION_PRESETS_FAST_PATH": "off"}
 #: requests' own suite runs twice: PresetSession for requests.Session, and PresetAdapter on plain sessions.
 DOWNSTREAM_MODES = ["session", "adapter"]
 
+# The one-Python sessions first: they check what differs from a developer's machine (the range, the
+# fallback, upstream's suite, the artifacts), so a break there shows early in a long run.
 nox.options.sessions = [
-    "lint", "tests", "compat", "deps-min", "deps-latest", "fallback", "downstream", "docs", "package",
+    "lint", "deps-min", "deps-latest", "fallback", "downstream", "docs", "package", "compat", "tests",
 ]
 # Sessions run one after another: they share the checkout's coverage data files.
 nox.options.reuse_existing_virtualenvs = False
