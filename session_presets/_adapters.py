@@ -1671,9 +1671,15 @@ class PresetAdapter(HTTPAdapter):
         fully read responses stayed open after invalidation.
         """
         for manager in (self.poolmanager, *self.proxy_manager.values()):
-            pools = manager.pools
-            for key in list(pools.keys()):
-                pool = pools.get(key)
+            pools = getattr(manager, "pools", None)
+            try:
+                keys = list(pools.keys())  # type: ignore[union-attr]
+            except (AttributeError, TypeError):
+                # Not urllib3's manager (a test double in proxy_manager, as requests' own suite
+                # puts there): it has no pools to close; clear() below still reaches it.
+                continue
+            for key in keys:
+                pool = pools.get(key)  # type: ignore[union-attr]
                 if pool is not None:
                     pool.close()
 

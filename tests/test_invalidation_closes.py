@@ -107,3 +107,24 @@ def test_a_call_holding_a_pool_closed_by_flush_still_sends(
         assert session.stats.open_connections == 0
     assert [seen.path for seen in http_server.requests] == ["/ok", "/echo"]
     assert http_server.connections == 2
+
+
+class _ForeignProxyManager:
+    """Not urllib3's manager: what requests' own suite puts in an adapter's proxy_manager (it has no pools)."""
+
+    def __init__(self) -> None:
+        self.cleared = 0
+
+    def clear(self) -> None:
+        self.cleared += 1
+
+
+def test_close_reaches_a_foreign_proxy_manager_without_pools(http_server: LoopbackServer) -> None:
+    """close() clears an object in proxy_manager that has no pools, as requests' close does, and still closes ours."""
+    session = sp.default_session()
+    assert session.get(http_server.url("/ok")).status_code == 200
+    foreign = _ForeignProxyManager()
+    session.adapter.proxy_manager["http://proxy.invalid:1"] = foreign  # type: ignore[assignment]
+    session.close()
+    assert foreign.cleared == 1
+    wait_until(lambda: http_server.mock.open_connections == 0, 5, "the session's connection to close")
