@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sqlite3
@@ -284,7 +285,7 @@ def test_journal_keeps_resource_and_identity_not_credentials(
         assert task.state is TransferState.COMPLETED
         journal = bg.journal_path
     info = os.stat(src)
-    with sqlite3.connect(journal) as db:
+    with contextlib.closing(sqlite3.connect(journal)) as db, db:
         row = db.execute("SELECT protocol, upload_url, source_identity, bytes_done, headers FROM tasks").fetchone()
     assert row[:4] == (
         "tus", server.url("/uploads/1"), f"{info.st_dev}:{info.st_ino}:{info.st_size}:{info.st_mtime_ns}", len(data)
@@ -305,7 +306,7 @@ def test_old_journal_is_upgraded(tmp_path: Path) -> None:
     state = Path(os.environ["SESSION_PRESETS_STATE_DIR"])
     state.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = state / "old.sqlite3"
-    with sqlite3.connect(path) as db:
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
         db.executescript(
             "CREATE TABLE tasks (id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, url TEXT NOT NULL, "
             "path TEXT NOT NULL, method TEXT NOT NULL, headers TEXT NOT NULL, sha256 TEXT, state TEXT NOT NULL, "
@@ -319,7 +320,7 @@ def test_old_journal_is_upgraded(tmp_path: Path) -> None:
     with open_bg("old") as bg:
         (task,) = bg.tasks()
         assert task.state is TransferState.COMPLETED and task.protocol == "none" and task.upload_url is None
-    with sqlite3.connect(path) as db:
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == 2
 
 
