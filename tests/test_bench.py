@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from session_presets import _upstream
 from session_presets.bench import BenchOptions, importcost, run_bench
 from session_presets.bench.certs import BenchSetupError, make_certificates
 from session_presets.bench.importcost import parse_importtime
@@ -565,7 +566,10 @@ def test_api_client_fast_path_off_runs_in_a_child_with_the_variable(tiny_report:
     state = variants["get_session_fast_path_off"]["fast_path"]
     if state is not None:  # a build with diagnostics(): the library itself says the variable turned it off
         assert state["fast_path"] is False and state["fast_path_forced_off"] is True
-        assert variants["get_session"]["fast_path"]["fast_path_forced_off"] is False
+        # The get_session child inherits this process's environment: forced off only where the suite itself
+        # runs with the variable (nox -s fallback).
+        inherited = os.environ.get("SESSION_PRESETS_FAST_PATH", "").strip().lower() in _upstream._OFF_VALUES
+        assert variants["get_session"]["fast_path"]["fast_path_forced_off"] is inherited
 
 
 def test_comparison_runs_in_process_and_survives_a_failing_variant(api_server) -> None:  # type: ignore[no-untyped-def]

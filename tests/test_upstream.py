@@ -241,7 +241,9 @@ def test_every_fingerprint_matches_the_checked_versions_or_the_gate_is_closed() 
     """The fast path is on exactly when every installed function has a fingerprint its copy was checked against."""
     state = _upstream.gate()
     differing = [p.name for p in _upstream.REPLACED if _upstream.installed_fingerprint(p) not in p.fingerprints]
-    assert state.active == (not differing and not state.forced_off and not state.mismatched)
+    # A standalone copy that differs (a putheader of another Python) turns off alone; any other closes the gate.
+    blocking = [name for name in state.mismatched if not PIECES[name].standalone]
+    assert state.active == (not blocking and not state.forced_off)
     assert set(differing) <= set(state.mismatched)
     for piece in _upstream.REPLACED:
         assert piece.checked_against and piece.used_by
@@ -330,11 +332,14 @@ def test_diagnostics_report_versions_gate_hooks_and_bindings(monkeypatch: pytest
 def test_a_standalone_copy_that_differs_turns_off_alone(http_server: LoopbackServer,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """A putheader of another Python version turns off the header-line memo only; the report says so."""
+    _upstream.reset_gate()
+    # What differs already on this Python (urllib3's putheader on 3.10, say): standalone copies only, or no gate.
+    already = set(_upstream.gate().mismatched) - {"http.client.HTTPConnection.putheader"}
     monkeypatch.setattr(PIECES["http.client.HTTPConnection.putheader"], "fingerprints", frozenset({"0" * 16}))
     _upstream.reset_gate()
     report = sp.diagnostics()
-    assert report.fast_path is True
-    assert report.fingerprint_mismatches == ("http.client.HTTPConnection.putheader",)
+    assert report.fast_path is all(PIECES[name].standalone for name in already)
+    assert set(report.fingerprint_mismatches) == already | {"http.client.HTTPConnection.putheader"}
     assert "except the copies of http.client.HTTPConnection.putheader" in report.format()
     assert not _upstream.header_lines_usable() and "header_lines" in report.hooks_unused
     with sp.default_session() as session:
@@ -447,7 +452,8 @@ def test_memos_are_per_adapter_bounded_and_emptied_on_close(http_server: Loopbac
         for port_path in range(3):
             session.get(http_server.url(f"/ok?n={port_path}"))
         assert len(adapter._pool_cache) == 1 and len(adapter._encodings) <= 1
-        assert adapter._header_lines
+        # The header-line memo fills only where its putheader copy matches this Python's (not on 3.10).
+        assert bool(adapter._header_lines) is _upstream.header_lines_usable()
     assert len(adapter._pool_cache) == 0 and len(adapter._encodings) == 0 and not adapter._header_lines
     memo = _upstream.LRUMemo(2)
     memo.put("a", 1)
