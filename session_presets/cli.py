@@ -940,6 +940,35 @@ def _find_or_start(
     return bg.download(args.url, output, sha256=args.sha256, progress=progress), None, False
 
 
+def _follow_transfer(
+    task: Any, progress: Any, reporter: Any, args: argparse.Namespace, deadline: float | None, note: Callable[[], str]
+) -> tuple[bool, int] | None:
+    """Show ``task``'s progress until it ends; the early exit (``--timeout`` passed, or Ctrl-C), else None.
+
+    On either early exit the transfer is left live: at exit the session suspends it and keeps
+    the journal (and a download's .part file), like a kill would, for the next run to resume.
+    ``note`` says how to resume, read when it is printed.
+    """
+    try:
+        while not task.done:
+            if deadline is not None and time.monotonic() >= deadline:
+                task.progress = None
+                progress.close()
+                last = f"; last error: {reporter.last_reason}" if reporter.last_reason else ""
+                _err(f"{safe_url(args.url)}: gave up after --timeout {format_duration(args.timeout)}{last}; {note()}")
+                return True, EXIT_NETWORK
+            task.wait(_PROGRESS_INTERVAL)
+            progress(task)
+    except KeyboardInterrupt:
+        task.progress = None
+        progress.close()
+        _err(f"interrupted; {note()}")
+        return True, EXIT_INTERRUPTED
+    progress(task)
+    progress.close()
+    return None
+
+
 def _part_note(output: str) -> str:
     part = output + ".part"
     try:
@@ -1017,27 +1046,9 @@ def _run_download(
     # once and may be finished by now) nor the .part's size (the engine cuts it back
     # to what the journal committed).
     resumed_from = int(getattr(task, "resumed_from", part_before) or 0) if reattached else 0
-    try:
-        while not task.done:
-            if deadline is not None and time.monotonic() >= deadline:
-                task.progress = None
-                progress.close()
-                last = f"; last error: {reporter.last_reason}" if reporter.last_reason else ""
-                _err(f"{safe_url(args.url)}: gave up after --timeout {format_duration(args.timeout)}{last}; "
-                     f"{_part_note(output)}")
-                # Left live: at exit the transfer is suspended and kept in the journal, like Ctrl-C.
-                return True, EXIT_NETWORK
-            task.wait(_PROGRESS_INTERVAL)
-            progress(task)
-    except KeyboardInterrupt:
-        task.progress = None
-        progress.close()
-        _err(f"interrupted; {_part_note(output)}")
-        # The session is left live: at exit it suspends the transfer and keeps the
-        # journal and the .part file, like a kill would, for the next run to resume.
-        return True, EXIT_INTERRUPTED
-    progress(task)
-    progress.close()
+    early = _follow_transfer(task, progress, reporter, args, deadline, lambda: _part_note(output))
+    if early is not None:
+        return early
     state = _state(task)
     if state != "completed":
         return False, _transfer_failed(args.url, getattr(task, "error", None), state, task)
@@ -1159,24 +1170,9 @@ def _run_upload(
     reporter.task_id = task.id
     deadline = None if args.timeout is None else started + args.timeout
     resumable = "run the same command again to resume"
-    try:
-        while not task.done:
-            if deadline is not None and time.monotonic() >= deadline:
-                task.progress = None
-                progress.close()
-                last = f"; last error: {reporter.last_reason}" if reporter.last_reason else ""
-                _err(f"{safe_url(args.url)}: gave up after --timeout {format_duration(args.timeout)}{last}; "
-                     f"{resumable}")
-                return True, EXIT_NETWORK
-            task.wait(_PROGRESS_INTERVAL)
-            progress(task)
-    except KeyboardInterrupt:
-        task.progress = None
-        progress.close()
-        _err(f"interrupted; {resumable}")
-        return True, EXIT_INTERRUPTED
-    progress(task)
-    progress.close()
+    early = _follow_transfer(task, progress, reporter, args, deadline, lambda: resumable)
+    if early is not None:
+        return early
     state = _state(task)
     if state != "completed":
         return False, _transfer_failed(args.url, getattr(task, "error", None), state, task)
