@@ -940,6 +940,16 @@ def _find_or_start(
     return bg.download(args.url, output, sha256=args.sha256, progress=progress), None, False
 
 
+def _transfer_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The preset fields that ``--retries`` and ``-k`` override for a download or an upload."""
+    overrides: dict[str, Any] = {}
+    if args.retries is not None:
+        overrides["retries"] = args.retries
+    if args.insecure:
+        overrides["verify"] = False
+    return overrides
+
+
 def _follow_transfer(
     task: Any, progress: Any, reporter: Any, args: argparse.Namespace, deadline: float | None, note: Callable[[], str]
 ) -> tuple[bool, int] | None:
@@ -1000,11 +1010,7 @@ def _cmd_download(args: argparse.Namespace) -> int:
             raise UsageError(f"--sha256 {args.sha256!r} is invalid: expected 64 hexadecimal digits")
         args.sha256 = text
     identifier = args.identifier or default_identifier(output)
-    overrides: dict[str, Any] = {}
-    if args.retries is not None:
-        overrides["retries"] = args.retries
-    if args.insecure:
-        overrides["verify"] = False
+    overrides = _transfer_overrides(args)
     if args.detach:
         from ._cli_transfers import run_detached_download
 
@@ -1129,11 +1135,7 @@ def _cmd_upload(args: argparse.Namespace) -> int:
     if not os.path.isfile(src):
         raise UsageError(f"FILE {args.file!r} is not an existing file")
     identifier = args.identifier or upload_identifier(src, args.url)
-    overrides: dict[str, Any] = {}
-    if args.retries is not None:
-        overrides["retries"] = args.retries
-    if args.insecure:
-        overrides["verify"] = False
+    overrides = _transfer_overrides(args)
     if args.detach:
         from ._cli_transfers import run_detached_upload
 
