@@ -39,7 +39,9 @@ __all__ = [
     "parse_bool",
     "parse_breaker",
     "parse_duration",
+    "parse_number",
     "parse_rate_limit",
+    "parse_whole",
     "show_rate",
     "validate_field",
 ]
@@ -94,7 +96,9 @@ def _invalid(field: str, value: object, reason: str | None = None, *, label: str
     )
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*(ms|s|m|h|d)?\s*$", re.IGNORECASE)
+#: A decimal number as the environment writes one: digits, with an optional fraction.
+_NUMBER = r"(\d+(?:\.\d+)?|\.\d+)"
+_DURATION = re.compile(rf"^\s*{_NUMBER}\s*(ms|s|m|h|d)?\s*$", re.IGNORECASE)
 _UNITS: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _NONE: Final = frozenset({"none", "off"})
 
@@ -114,6 +118,18 @@ def parse_duration(text: str, *, allow_none: bool = False) -> float | None:
     if match is None:
         raise ValueError(f"{text!r} is not a duration")
     return float(match.group(1)) * _UNITS[(match.group(2) or "s").lower()]
+
+
+def parse_number(text: str) -> float:
+    """Parse a decimal number without a unit (``256``, ``0.5``), the number part of a duration.
+
+    Raises:
+        ValueError: the text is not such a number.
+    """
+    match = re.fullmatch(rf"\s*{_NUMBER}\s*", text)
+    if match is None:
+        raise ValueError(f"{text!r} is not a number")
+    return float(match.group(1))
 
 
 def _duration(field: str, value: object, *, allow_none: bool = False, allow_zero: bool = False) -> float | None:
@@ -353,7 +369,12 @@ def _parse_optional_duration(text: str) -> float | None:
     return parse_duration(text, allow_none=True)
 
 
-def _parse_whole(text: str) -> int:
+def parse_whole(text: str) -> int:
+    """Parse a whole number written in decimal digits (``0``, ``10``).
+
+    Raises:
+        ValueError: the text is not a whole number.
+    """
     stripped = text.strip()
     if not re.fullmatch(r"\d+", stripped):
         raise ValueError(f"{text!r} is not a whole number")
@@ -363,14 +384,14 @@ def _parse_whole(text: str) -> int:
 def _parse_retries(text: str) -> int | None:
     if text.strip().lower() == "unlimited":
         return None
-    return _parse_whole(text)
+    return parse_whole(text)
 
 
 def _parse_statuses(text: str) -> frozenset[int]:
     parts = [part.strip() for part in text.split(",")]
     if not text.strip():
         return frozenset()
-    return frozenset(_parse_whole(part) for part in parts)
+    return frozenset(parse_whole(part) for part in parts)
 
 
 def _parse_json_object(text: str) -> dict[str, Any]:
@@ -515,7 +536,7 @@ def _optional_whole(field: str, value: object, *, minimum: int, maximum: int | N
 
 
 def _parse_optional_whole(text: str) -> int | None:
-    return None if text.strip().lower() in _NONE else _parse_whole(text)
+    return None if text.strip().lower() in _NONE else parse_whole(text)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -620,7 +641,7 @@ def _breaker_from(given: Mapping[str, Any]) -> BreakerSpec:
                     raise ValueError
                 values[key] = float(seconds)
             elif key in ("minimum_calls", "half_open_probes"):
-                count = _parse_whole(raw) if isinstance(raw, str) else raw
+                count = parse_whole(raw) if isinstance(raw, str) else raw
                 if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= _MAX_RATE_PERMITS:
                     raise ValueError
                 values[key] = count
@@ -792,14 +813,14 @@ class PresetConfig:
     pool_connections: int = _spec(
         10,
         form="a whole number from 1 to 1024",
-        parse=_parse_whole,
+        parse=parse_whole,
         check=partial(_whole, minimum=1, maximum=_MAX_POOL),
         doc="hosts kept in the pool",
     )
     pool_maxsize: int = _spec(
         10,
         form="a whole number from 1 to 1024",
-        parse=_parse_whole,
+        parse=parse_whole,
         check=partial(_whole, minimum=1, maximum=_MAX_POOL),
         doc="connections kept per host",
     )
@@ -916,7 +937,7 @@ class PresetConfig:
     max_redirects: int = _spec(
         10,
         form="a whole number >= 0",
-        parse=_parse_whole,
+        parse=parse_whole,
         check=partial(_whole, minimum=0),
         doc="redirects followed before TooManyRedirects",
     )
@@ -963,7 +984,7 @@ class PresetConfig:
     max_concurrent_transfers: int = _spec(
         4,
         form="a whole number >= 1",
-        parse=_parse_whole,
+        parse=parse_whole,
         check=partial(_whole, minimum=1),
         doc="background only: transfers run at once",
     )

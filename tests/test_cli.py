@@ -33,6 +33,8 @@ import pytest
 
 from session_presets import cli, get_preset, register_preset
 from session_presets.cli import default_identifier, main
+from session_presets.cli._reasons import short_reason
+from session_presets.cli._transfer import Progress
 
 from .servers import Handler, LoopbackServer
 
@@ -1085,7 +1087,7 @@ def test_second_download_to_a_file_being_written_exits_4(
 def test_progress_plain_line_without_tqdm(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     """Without tqdm the progress is one rewritten percentage line, ended by close(), silent afterwards."""
     monkeypatch.setitem(sys.modules, "tqdm", None)
-    progress = cli._Progress("file.bin", enabled=True)
+    progress = Progress("file.bin", enabled=True)
 
     class Task:
         bytes_done = 512 * 1024
@@ -1105,7 +1107,7 @@ def test_progress_plain_line_without_tqdm(capsys: pytest.CaptureFixture[str], mo
 @pytest.mark.parametrize("enabled", [True, False])
 def test_no_retry_line_after_the_progress_is_closed(capsys: pytest.CaptureFixture[str], enabled: bool) -> None:
     """A retry the worker reports after close() prints nothing: the command's own last line stays last and whole."""
-    progress = cli._Progress("file.bin", enabled=enabled)
+    progress = Progress("file.bin", enabled=enabled)
     progress.message("attempt 1 failed: connection refused; next try in 0.2 s")
     progress.close()
     progress.message("attempt 2 failed: connection refused; next try in 0.5 s")
@@ -1117,7 +1119,7 @@ def test_no_retry_line_after_the_progress_is_closed(capsys: pytest.CaptureFixtur
 def test_progress_uses_tqdm_when_installed(capsys: pytest.CaptureFixture[str]) -> None:
     """With tqdm installed the progress is a tqdm bar on stderr; messages go above it; none after close."""
     pytest.importorskip("tqdm")
-    progress = cli._Progress("file.bin", enabled=True)
+    progress = Progress("file.bin", enabled=True)
 
     class Task:
         bytes_done = 1024 * 1024
@@ -1138,7 +1140,7 @@ def test_progress_uses_tqdm_when_installed(capsys: pytest.CaptureFixture[str]) -
 
 def test_retry_reasons_are_shortened_to_what_a_person_needs() -> None:
     """The engine's long retry reasons become 'connection refused', 'cannot resolve host name'..."""
-    shorten = cli._short_reason
+    shorten = short_reason
     assert shorten("ConnectionError: HTTPConnectionPool(host='h', port=1): Max retries exceeded ... "
                    "[Errno 111] Connection refused')") == "connection refused"
     assert shorten("ConnectionError: ... NameResolutionError(\"...: Failed to resolve 'nosuch.invalid' "
