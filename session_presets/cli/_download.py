@@ -7,8 +7,6 @@ import contextlib
 import hashlib
 import logging
 import os
-import sys
-import time
 from typing import Any, Final
 
 import requests
@@ -23,18 +21,18 @@ from ._base import (
     add_transfer_options,
     check_url,
     config_with,
-    human_bytes,
     summary,
     with_scheme,
 )
 from ._get import fetch
 from ._transfer import (
+    Attached,
     Progress,
-    RetryReporter,
-    follow_transfer,
-    reporting_retries,
+    await_transfer,
+    resumed_note,
+    run_attached,
     task_state,
-    transfer_failed,
+    throughput,
     transfer_overrides,
 )
 
@@ -162,8 +160,6 @@ def _part_note(output: str) -> str:
 
 
 def _cmd_download(args: argparse.Namespace) -> int:
-    from ..background import background_session
-
     if args.output == "-" and args.detach:
         raise UsageError("--detach needs -o FILE: the agent cannot write to this command's standard output")
     if args.output == "-":
@@ -181,59 +177,31 @@ def _cmd_download(args: argparse.Namespace) -> int:
             raise UsageError(f"--sha256 {args.sha256!r} is invalid: expected 64 hexadecimal digits")
         args.sha256 = text
     identifier = args.identifier or default_identifier(output)
-    overrides = transfer_overrides(args)
     if args.detach:
         from ._agent import run_detached_download
 
-        return run_detached_download(args, identifier, output, overrides)
-    progress = Progress(os.path.basename(output), enabled=sys.stderr.isatty())
-    reporter = RetryReporter(progress.message)
+        return run_detached_download(args, identifier, output, transfer_overrides(args))
     # Measured before the session opens: it resumes an interrupted task at once.
-    started = time.monotonic()
     part_before = os.path.getsize(output + ".part") if os.path.isfile(output + ".part") else 0
-    with reporting_retries(reporter):
-        bg: Any = background_session(identifier, **overrides)
-        detached = False
-        try:
-            detached, status = _run_download(bg, args, output, progress, reporter, started, part_before)
-            return status
-        finally:
-            progress.close()
-            if not detached:
-                bg.finish_tasks_and_invalidate()
+    return run_attached(
+        args, identifier, os.path.basename(output), lambda bg, run: _run_download(bg, run, output, part_before)
+    )
 
 
-def _run_download(
-    bg: Any,
-    args: argparse.Namespace,
-    output: str,
-    progress: Progress,
-    reporter: RetryReporter,
-    started: float,
-    part_before: int,
-) -> tuple[bool, int]:
+def _run_download(bg: Any, run: Attached, output: str, part_before: int) -> tuple[bool, int]:
     """Run the download to its end; return (left running for a later resume, exit status)."""
-    deadline = None if args.timeout is None else started + args.timeout
-    task, because, reattached = _find_or_start(bg, args, output, progress)
+    task, because, reattached = _find_or_start(bg, run.args, output, run.progress)
     if task is None:
         summary(f"{output} is already complete: {because}; nothing downloaded")
         return False, EXIT_OK
-    reporter.task_id = task.id
     # The journal's committed offset, not bytes_done (a reattached task resumes at
     # once and may be finished by now) nor the .part's size (the engine cuts it back
     # to what the journal committed).
     resumed_from = int(getattr(task, "resumed_from", part_before) or 0) if reattached else 0
-    early = follow_transfer(task, progress, reporter, args, deadline, lambda: _part_note(output))
-    if early is not None:
-        return early
-    state = task_state(task)
-    if state != "completed":
-        return False, transfer_failed(args.url, getattr(task, "error", None), state, task)
-    elapsed = max(time.monotonic() - started, 1e-6)
-    size = int(task.bytes_done)
-    fetched = max(size - resumed_from, 0)
-    how = f"resumed from byte {resumed_from}" if resumed_from else "not resumed"
-    summary(f"saved {output}: {size} bytes in {elapsed:.1f} s ({human_bytes(fetched / elapsed)}/s), {how}")
+    ended = await_transfer(run, task, lambda: _part_note(output))
+    if ended is not None:
+        return ended
+    summary(f"saved {output}: {throughput(run, int(task.bytes_done), resumed_from)}, {resumed_note(resumed_from)}")
     return False, EXIT_OK
 
 

@@ -1,9 +1,10 @@
-"""What ``download`` and ``upload`` share: progress, retry reports, following a task, failure reasons."""
+"""What ``download`` and ``upload`` share: the session, progress, retry reports, following a task, reports."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import logging
 import os
 import ssl
@@ -18,7 +19,7 @@ import requests
 
 from .._errors import TransferError
 from .._redact import safe_url
-from ._base import EXIT_HTTP, EXIT_INTERRUPTED, EXIT_NETWORK, PROG, debugging, err, format_duration
+from ._base import EXIT_HTTP, EXIT_INTERRUPTED, EXIT_NETWORK, PROG, debugging, err, format_duration, human_bytes
 from ._reasons import causes, network_reason, short_reason
 
 #: Seconds between two progress updates, and how often a transfer's wait wakes up.
@@ -178,15 +179,53 @@ def transfer_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return overrides
 
 
-def follow_transfer(
-    task: Any, progress: Any, reporter: Any, args: argparse.Namespace, deadline: float | None, note: Callable[[], str]
-) -> tuple[bool, int] | None:
-    """Show ``task``'s progress until it ends; the early exit (``--timeout`` passed, or Ctrl-C), else None.
+@dataclasses.dataclass(frozen=True)
+class Attached:
+    """One download or upload this command follows: its options, progress display, retry reports and start."""
 
-    On either early exit the transfer is left live: at exit the session suspends it and keeps
-    the journal (and a download's .part file), like a kill would, for the next run to resume.
-    ``note`` says how to resume, read when it is printed.
+    args: argparse.Namespace
+    progress: Progress
+    reporter: RetryReporter
+    #: ``time.monotonic()`` before the background session opened (it resumes an interrupted task at once).
+    started: float
+
+
+def run_attached(
+    args: argparse.Namespace, identifier: str, label: str, body: Callable[[Any, Attached], tuple[bool, int]]
+) -> int:
+    """Run ``body`` with the background session ``identifier``, progress labelled ``label`` and retry reports.
+
+    ``body`` returns (left running, exit status). A transfer left running (``--timeout``
+    passed, or Ctrl-C) is suspended into its journal at exit for the next run to resume;
+    otherwise the session finishes its tasks and is invalidated.
     """
+    from ..background import background_session
+
+    progress = Progress(label, enabled=sys.stderr.isatty())
+    run = Attached(args, progress, RetryReporter(progress.message), time.monotonic())
+    with reporting_retries(run.reporter):
+        bg: Any = background_session(identifier, **transfer_overrides(args))
+        left_running = False
+        try:
+            left_running, status = body(bg, run)
+            return status
+        finally:
+            progress.close()
+            if not left_running:
+                bg.finish_tasks_and_invalidate()
+
+
+def await_transfer(run: Attached, task: Any, note: Callable[[], str]) -> tuple[bool, int] | None:
+    """Show ``task``'s progress until it ends: None once it completed, else (left running, exit status).
+
+    On an early exit (``--timeout`` passed, or Ctrl-C) the transfer is left live: at exit the
+    session suspends it and keeps the journal (and a download's .part file), like a kill would,
+    for the next run to resume. ``note`` says how to resume, read when it is printed. A task
+    that failed or was cancelled is reported by :func:`transfer_failed`.
+    """
+    args, progress, reporter = run.args, run.progress, run.reporter
+    reporter.task_id = task.id
+    deadline = None if args.timeout is None else run.started + args.timeout
     try:
         while not task.done:
             if deadline is not None and time.monotonic() >= deadline:
@@ -204,8 +243,21 @@ def follow_transfer(
         return True, EXIT_INTERRUPTED
     progress(task)
     progress.close()
+    state = task_state(task)
+    if state != "completed":
+        return False, transfer_failed(args.url, getattr(task, "error", None), state, task)
     return None
 
+
+def throughput(run: Attached, size: int, resumed_from: int) -> str:
+    """``N bytes in T s (R/s)`` for a completed transfer: the rate counts only what this run moved."""
+    elapsed = max(time.monotonic() - run.started, 1e-6)
+    return f"{size} bytes in {elapsed:.1f} s ({human_bytes(max(size - resumed_from, 0) / elapsed)}/s)"
+
+
+def resumed_note(resumed_from: int) -> str:
+    """Say where a transfer resumed: ``resumed from byte N`` or ``not resumed``."""
+    return f"resumed from byte {resumed_from}" if resumed_from else "not resumed"
 
 
 def transfer_failed(url: str, error: BaseException | None, state: str, task: Any) -> int:

@@ -6,8 +6,6 @@ import argparse
 import contextlib
 import hashlib
 import os
-import sys
-import time
 from typing import Any
 
 from .._redact import safe_url, without_userinfo
@@ -18,18 +16,17 @@ from ._base import (
     UsageError,
     add_transfer_options,
     check_url,
-    human_bytes,
     summary,
     with_scheme,
 )
 from ._transfer import (
-    Progress,
-    RetryReporter,
-    follow_transfer,
-    reporting_retries,
+    Attached,
+    await_transfer,
+    resumed_note,
+    run_attached,
     source_identity,
     task_state,
-    transfer_failed,
+    throughput,
     transfer_overrides,
 )
 
@@ -68,63 +65,37 @@ def find_upload(bg: Any, src: str, url: str) -> tuple[Any, bool]:
 
 
 def _cmd_upload(args: argparse.Namespace) -> int:
-    from ..background import background_session
-
     args.url = check_url(with_scheme(args.url))
     src = os.path.abspath(args.file)
     if not os.path.isfile(src):
         raise UsageError(f"FILE {args.file!r} is not an existing file")
     identifier = args.identifier or upload_identifier(src, args.url)
-    overrides = transfer_overrides(args)
     if args.detach:
         from ._agent import run_detached_upload
 
-        return run_detached_upload(args, identifier, src, overrides)
-    progress = Progress(os.path.basename(src), enabled=sys.stderr.isatty())
-    reporter = RetryReporter(progress.message)
-    started = time.monotonic()
-    with reporting_retries(reporter):
-        bg: Any = background_session(identifier, **overrides)
-        left_running = False
-        try:
-            task, complete = find_upload(bg, src, args.url)
-            if complete:
-                summary(f"{src} is already uploaded to {safe_url(args.url)} (unchanged since); nothing sent")
-                return EXIT_OK
-            reattached = task is not None
-            if task is None:
-                task = bg.upload(args.url, src, protocol=args.protocol, progress=progress)
-            else:
-                task.progress = progress
-            left_running, status = _run_upload(task, args, progress, reporter, started, reattached)
-            return status
-        finally:
-            progress.close()
-            if not left_running:
-                bg.finish_tasks_and_invalidate()
+        return run_detached_upload(args, identifier, src, transfer_overrides(args))
+    return run_attached(args, identifier, os.path.basename(src), lambda bg, run: _run_upload(bg, run, src))
 
 
-def _run_upload(
-    task: Any, args: argparse.Namespace, progress: Progress, reporter: RetryReporter, started: float,
-    reattached: bool,
-) -> tuple[bool, int]:
-    """Wait for the upload to end; return (left running for a later resume, exit status)."""
-    reporter.task_id = task.id
-    deadline = None if args.timeout is None else started + args.timeout
-    resumable = "run the same command again to resume"
-    early = follow_transfer(task, progress, reporter, args, deadline, lambda: resumable)
-    if early is not None:
-        return early
-    state = task_state(task)
-    if state != "completed":
-        return False, transfer_failed(args.url, getattr(task, "error", None), state, task)
-    elapsed = max(time.monotonic() - started, 1e-6)
-    size = int(task.bytes_done)
+def _run_upload(bg: Any, run: Attached, src: str) -> tuple[bool, int]:
+    """Start the upload, or reattach to it, and wait for its end; return (left running, exit status)."""
+    args = run.args
+    task, complete = find_upload(bg, src, args.url)
+    if complete:
+        summary(f"{src} is already uploaded to {safe_url(args.url)} (unchanged since); nothing sent")
+        return False, EXIT_OK
+    reattached = task is not None
+    if task is None:
+        task = bg.upload(args.url, src, protocol=args.protocol, progress=run.progress)
+    else:
+        task.progress = run.progress
+    ended = await_transfer(run, task, lambda: "run the same command again to resume")
+    if ended is not None:
+        return ended
     resumed_from = int(task.resumed_from) if reattached else 0
-    how = f"resumed from byte {resumed_from}" if resumed_from else "not resumed"
     summary(
-        f"uploaded {task.src}: {size} bytes in {elapsed:.1f} s "
-        f"({human_bytes(max(size - resumed_from, 0) / elapsed)}/s), protocol {task.protocol}, {how}"
+        f"uploaded {task.src}: {throughput(run, int(task.bytes_done), resumed_from)}, "
+        f"protocol {task.protocol}, {resumed_note(resumed_from)}"
     )
     return False, EXIT_OK
 
