@@ -42,9 +42,9 @@ from session_presets.background._protocol import (
 )
 
 from .background_server import FileRoute, UploadRoute
+from .cli_support import console_script
 from .servers import LoopbackServer
 from .test_background import FAST, MIB, make_data
-from .test_cli import console_script
 from .waiting import wait_until
 
 pytestmark = [

@@ -16,8 +16,8 @@ from session_presets.background._protocol import AGENT_LOCK, AGENT_LOG, AGENT_SO
 from session_presets.background.lockfile import validate_identifier
 from session_presets.testing import MockServer
 
+from .cli_support import run_cli
 from .test_agent import BOUND, agent_env, agent_pid, process_gone, state_dir  # noqa: F401 - agent_env: autouse
-from .test_cli import run_cli
 from .waiting import wait_until
 
 pytestmark = [
