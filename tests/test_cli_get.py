@@ -254,6 +254,36 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert "is not a duration" in err
 
 
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["get", "--retries", "-1"], "argument --retries: '-1' is not a whole number"),
+        (["get", "--max-redirs", "+3"], "argument --max-redirs: '+3' is not a whole number"),
+        (["get", "--retries", "1_000"], "argument --retries: '1_000' is not a whole number"),
+        (["get", "--timeout", "0s"], "argument --timeout: '0s' must be above 0"),
+        (["get", "--timeout", "soon"], "argument --timeout: 'soon' is not a duration such as 30, 30s, 500ms, 2m, 1h"),
+        (["bench", "--requests", "0"], "argument --requests: '0' must be at least 1"),
+        (["bench", "--download-mib", "inf"], "argument --download-mib: 'inf' is not a number"),
+        (["bench", "--download-mib", "1e3"], "argument --download-mib: '1e3' is not a number"),
+        (["bench", "--download-mib", "0"], "argument --download-mib: '0' must be above 0"),
+    ],
+)
+def test_option_values_are_parsed_as_the_environment_parses_them(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Number and duration options refuse what the environment refuses (parse_whole, parse_number), and say why."""
+    url = ["http://127.0.0.1:9/"] if argv[0] == "get" else []
+    assert main([*argv, *url]) == 2
+    assert f"session-presets: {message}\n" in capsys.readouterr().err
+
+
+def test_option_values_take_the_environment_forms(http_server: LoopbackServer) -> None:
+    """--retries ' 2 ', --max-redirs 0 and --timeout 1.5m are taken; the server sees the one request."""
+    result = run_cli("get", "--retries", " 2 ", "--max-redirs", "0", "--timeout", "1.5m", http_server.url("/ok"))
+    assert result.returncode == 0, result.stderr
+    assert [entry.path for entry in http_server.requests] == ["/ok"]
+
+
 # -- get: HTTP errors, retries, timeouts --------------------------------------------------------
 
 
