@@ -65,6 +65,7 @@ from ._base import (
     debugging,
     err,
     format_duration,
+    handling_debug_records,
 )
 from ._download import default_identifier
 from ._reasons import network_error
@@ -141,15 +142,10 @@ def _debug_logging(enabled: bool) -> Iterator[None]:
         return
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
-    package = logging.getLogger("session_presets")
-    level = package.level
-    package.addHandler(handler)
-    package.setLevel(logging.DEBUG)
     try:
-        yield
+        with handling_debug_records("session_presets", handler):
+            yield
     finally:
-        package.removeHandler(handler)
-        package.setLevel(level)
         debugging.enabled = False
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Final, NoReturn, TypeVar
 
 from .._config import PresetConfig, parse_duration, parse_number, parse_whole
@@ -96,6 +98,21 @@ class Parser(argparse.ArgumentParser):
 def err(message: str) -> None:
     """Print one ``session-presets: MESSAGE`` line on stderr."""
     print(f"{PROG}: {message}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def handling_debug_records(logger_name: str, handler: logging.Handler) -> Iterator[None]:
+    """Give ``handler`` the DEBUG records of the logger ``logger_name`` while the block runs; then restore it."""
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.addHandler(handler)
+    if not logger.isEnabledFor(logging.DEBUG):
+        logger.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def stdout_is_terminal() -> bool:

@@ -12,14 +12,24 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, Final
 
 import requests
 
 from .._errors import TransferError
 from .._redact import safe_url
-from ._base import EXIT_HTTP, EXIT_INTERRUPTED, EXIT_NETWORK, PROG, debugging, err, format_duration, human_bytes
+from ._base import (
+    EXIT_HTTP,
+    EXIT_INTERRUPTED,
+    EXIT_NETWORK,
+    PROG,
+    debugging,
+    err,
+    format_duration,
+    handling_debug_records,
+    human_bytes,
+)
 from ._reasons import causes, network_reason, short_reason
 
 #: Seconds between two progress updates, and how often a transfer's wait wakes up.
@@ -139,19 +149,9 @@ class RetryReporter(logging.Handler):
         self._say(f"attempt {attempt} failed: {self.last_reason}; next try in {seconds:.1f} s")
 
 
-@contextlib.contextmanager
-def reporting_retries(reporter: RetryReporter) -> Iterator[None]:
+def reporting_retries(reporter: RetryReporter) -> contextlib.AbstractContextManager[None]:
     """Attach ``reporter`` to the background engine's logger while the block runs."""
-    logger = logging.getLogger("session_presets.background")
-    level = logger.level
-    logger.addHandler(reporter)
-    if not logger.isEnabledFor(logging.DEBUG):
-        logger.setLevel(logging.DEBUG)
-    try:
-        yield
-    finally:
-        logger.removeHandler(reporter)
-        logger.setLevel(level)
+    return handling_debug_records("session_presets.background", reporter)
 
 
 def task_state(task: Any) -> str:
