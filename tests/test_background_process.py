@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from session_presets import IdentifierInUseError, TransferError, TransferState, background_session
-from session_presets.background.transfer import CRASH_EXIT
+from session_presets.background._crashpoints import CRASH_EXIT
 
 from .background_server import FileRoute
 from .servers import LoopbackServer
@@ -31,14 +31,14 @@ CHILD = textwrap.dedent(
     """
     import os, resource, signal, sys, time
     from session_presets import background_session
-    from session_presets.background import transfer
+    from session_presets.background import _crashpoints, _download
 
     identifier, mode = sys.argv[1], sys.argv[2]
     # Commit often, so a kill leaves a committed offset inside small test files.
-    transfer.COMMIT_BYTES = 256 * 1024
+    _download.COMMIT_BYTES = 256 * 1024
     if os.environ.get("CRASH_AT"):
         name, nth = os.environ["CRASH_AT"].split("#")
-        transfer.set_crash_point(name, int(nth))
+        _crashpoints.set_crash_point(name, int(nth))
     if mode == "resume":
         bg = background_session(identifier, backoff_factor=0.01, backoff_max=0.05, read_timeout=5, total_timeout=30)
         for task in bg.tasks():
