@@ -52,9 +52,8 @@ from ._files import (
     pread,
     remove_file,
 )
-from ._journaling import TaskJournal
-from ._retrying import run_attempts
-from ._sender import TaskSender, describe
+from ._retrying import Attempts, run_attempts
+from ._sender import describe
 from ._taskstate import TaskState
 
 __all__ = ["COMMIT_BYTES", "COMMIT_SECONDS", "Download"]
@@ -88,17 +87,8 @@ def _same_version(task: TaskState, response: requests.Response) -> bool:
 
 
 
-class Download:
-    """Runs the attempts of download tasks: one ``.part`` per task, resumed where the journal says.
-
-    Args:
-        sender: sends the requests and holds the retry policy and the deadline.
-        journal: where the committed offset and the validators are recorded.
-    """
-
-    def __init__(self, sender: TaskSender, journal: TaskJournal) -> None:
-        self._sender = sender
-        self._journal = journal
+class Download(Attempts):
+    """Runs download tasks: one ``.part`` per task, resumed where the journal says."""
 
     def run(self, task: TaskState) -> None:
         """Download ``task`` until it completes: attempts, retried as the preset says.

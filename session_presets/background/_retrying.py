@@ -22,10 +22,11 @@ from .._adapters import readable_retry_after
 from .._errors import TransferError
 from .._redact import safe_url
 from ._attempt import AttemptFailed, Stopped
+from ._journaling import TaskJournal
 from ._sender import TaskSender
 from ._taskstate import TaskState
 
-__all__ = ["RETRY_AFTER_MAX", "run_attempts"]
+__all__ = ["RETRY_AFTER_MAX", "Attempts", "run_attempts"]
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,28 @@ def run_attempts(sender: TaskSender, task: TaskState, attempt: Callable[[float |
             if task.stop.is_set():
                 raise Stopped("stopped") from exc
             raise
+
+
+class Attempts:
+    """Base of what runs one kind of task (a download, an upload): attempts, retried by :func:`run_attempts`.
+
+    Args:
+        sender: sends the requests and holds the retry policy and the deadline.
+        journal: where the task's progress is recorded.
+    """
+
+    def __init__(self, sender: TaskSender, journal: TaskJournal) -> None:
+        self._sender = sender
+        self._journal = journal
+
+    def run(self, task: TaskState) -> None:
+        """Transfer ``task`` until it completes.
+
+        Raises:
+            Stopped: the task was cancelled or the process is suspending.
+            TransferError: the task failed for good.
+        """
+        raise NotImplementedError
 
 
 def _increment(sender: TaskSender, task: TaskState, retry: Retry, failure: AttemptFailed) -> Retry:

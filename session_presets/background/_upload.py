@@ -56,9 +56,7 @@ from .._errors import TransferError
 from .._redact import safe_url
 from ._attempt import AttemptFailed, Stopped
 from ._files import CHUNK_SIZE
-from ._journaling import TaskJournal
-from ._retrying import run_attempts
-from ._sender import TaskSender
+from ._retrying import Attempts, run_attempts
 from ._taskstate import TaskState
 
 __all__ = [
@@ -288,17 +286,8 @@ def _open_source(task: TaskState) -> IO[bytes]:
         raise TransferError(f"cannot read {src!r} for upload: {exc}") from exc
 
 
-class Upload:
-    """Runs the attempts of upload tasks: whole (``protocol="none"``), or resumed with tus or the IETF draft.
-
-    Args:
-        sender: sends the requests and holds the retry policy and the deadline.
-        journal: where the upload resource and the confirmed offset are recorded.
-    """
-
-    def __init__(self, sender: TaskSender, journal: TaskJournal) -> None:
-        self._sender = sender
-        self._journal = journal
+class Upload(Attempts):
+    """Runs upload tasks: whole (``protocol="none"``), or resumed with tus or the IETF draft."""
 
     def run(self, task: TaskState) -> None:
         """Upload ``task`` until it completes: attempts, retried as the preset says.
