@@ -9,7 +9,6 @@ import os
 import socket
 import sqlite3
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -152,13 +151,16 @@ def test_offset_is_committed_only_after_fsync_at_the_interval(
     bg = open_bg()
     task = bg.download(http_server.url("/file"), tmp_path / "out.bin")
     seen: list[int] = []
-    deadline = time.monotonic() + 30
-    while not task.done and time.monotonic() < deadline:
+
+    def sample_until_done() -> bool:
+        done = task.done  # read first: the last sample then sees the final commit
         committed = journal_row(bg.journal_path, task.id)["bytes_done"]
         assert isinstance(committed, int)
         if not seen or committed != seen[-1]:
             seen.append(committed)
-        time.sleep(0.02)
+        return done
+
+    wait_until(sample_until_done, 30.0, "the download to finish while its journal row is sampled")
     assert task.wait(20).state is TransferState.COMPLETED, task.error
     assert journal_row(bg.journal_path, task.id)["bytes_done"] == len(data)
     # The offset only grows, in steps of at least COMMIT_BYTES, until the final length.

@@ -9,7 +9,6 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +19,7 @@ from session_presets.background._crashpoints import CRASH_EXIT
 from .background_server import FileRoute
 from .servers import LoopbackServer
 from .test_background import FAST, MIB, make_data, open_bg
+from .waiting import wait_until
 
 pytestmark = [
     pytest.mark.timeout(60),
@@ -101,9 +101,7 @@ def test_kill_9_then_new_process_resumes_from_part(http_server: LoopbackServer, 
     try:
         assert child.stdout is not None
         assert child.stdout.readline().startswith("started")
-        deadline = time.monotonic() + 20
-        while (not part.exists() or part.stat().st_size < MIB) and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: part.exists() and part.stat().st_size >= MIB, 20.0, "1 MiB in the child's .part")
         child.send_signal(signal.SIGKILL)
         child.wait(10)
     finally:
