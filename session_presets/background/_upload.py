@@ -1,4 +1,4 @@
-"""Resumable uploads: tus 1.0 and the IETF HTTP resumable-upload draft, one attempt at a time.
+"""Uploads: whole (``protocol="none"``), or resumed with tus 1.0 or the IETF resumable-upload draft.
 
 The runner (``transfer.Runner``) hands every upload to :meth:`Upload.run`. One
 whose protocol is ``"none"`` is sent whole, from the start of the file, at
