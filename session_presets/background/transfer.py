@@ -12,6 +12,7 @@ ended:
 - ``_sender``: the requests, their credentials, and how their errors map.
 - ``_journaling``: what a task writes to the journal, and how durably.
 - ``_files``: files opened never through a link, errors that name them.
+- ``_crashpoints``: where the tests make a process exit between two durable steps.
 """
 
 from __future__ import annotations
