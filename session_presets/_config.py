@@ -425,6 +425,56 @@ def _spec(
     return dataclasses.field(default=default, default_factory=default_factory, hash=hash, metadata={"spec": spec})
 
 
+def _flag_spec(default: bool, *, doc: str) -> Any:
+    """Declare a boolean field."""
+    return _spec(default, form=_BOOLEAN_FORM, parse=parse_bool, check=_flag, doc=doc)
+
+
+def _duration_spec(
+    default: float, *, form: str, doc: str, optional: bool = False, zero: bool = False, socket: bool = False
+) -> Any:
+    """Declare a duration field: ``optional`` takes none/off, ``zero`` takes 0, ``socket`` is capped as sockets need."""
+    check = _socket_timeout if socket else partial(_duration, allow_none=optional, allow_zero=zero)
+    parse = parse_optional_duration if optional else parse_duration
+    return _spec(default, form=form, parse=parse, check=check, show=show_duration, doc=doc)
+
+
+def _whole_spec(
+    default: int | None, *, form: str, doc: str, minimum: int, maximum: int | None = None, optional: bool = False
+) -> Any:
+    """Declare a whole-number field from ``minimum`` to ``maximum``; ``optional`` takes none."""
+    if optional:
+        return _spec(
+            default,
+            form=form,
+            parse=parse_optional_whole,
+            check=partial(_optional_whole, minimum=minimum, maximum=maximum),
+            doc=doc,
+        )
+    check = partial(_whole, minimum=minimum, maximum=maximum)
+    return _spec(default, form=form, parse=parse_whole, check=check, doc=doc)
+
+
+def _choice_spec(
+    default: str,
+    choices: tuple[str, ...],
+    *,
+    doc: str,
+    form: str | None = None,
+    parse: Callable[[str], str] = parse_lower_word,
+) -> Any:
+    """Declare a field that takes one of ``choices``; its form lists them (``'a', 'b' or 'c'``) unless given."""
+    if form is None:
+        quoted = [repr(choice) for choice in choices]
+        form = f"{', '.join(quoted[:-1])} or {quoted[-1]}"
+    return _spec(default, form=form, parse=parse, check=partial(_choice, choices=choices), doc=doc)
+
+
+def _path_spec(*, form: str, doc: str) -> Any:
+    """Declare a file or directory path field that defaults to none."""
+    return _spec(None, form=form, parse=parse_optional_path, check=_path, doc=doc)
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class PresetConfig:
     """The configuration of one preset: timeouts, retries, pools, TLS, state policy.
@@ -439,29 +489,17 @@ class PresetConfig:
     """
 
     name: str = "default"
-    connect_timeout: float = _spec(
-        10.0,
-        form="a duration > 0 such as 10, 10s, 500ms, 2m",
-        parse=parse_duration,
-        check=_socket_timeout,
-        show=show_duration,
-        doc="TCP and TLS connect",
+    connect_timeout: float = _duration_spec(
+        10.0, form="a duration > 0 such as 10, 10s, 500ms, 2m", doc="TCP and TLS connect", socket=True
     )
-    read_timeout: float = _spec(
-        20.0,
-        form="a duration > 0 such as 20, 20s, 500ms, 2m",
-        parse=parse_duration,
-        check=_socket_timeout,
-        show=show_duration,
-        doc="idle gap between bytes",
+    read_timeout: float = _duration_spec(
+        20.0, form="a duration > 0 such as 20, 20s, 500ms, 2m", doc="idle gap between bytes", socket=True
     )
-    total_timeout: float | None = _spec(
+    total_timeout: float | None = _duration_spec(
         60.0,
         form="a duration > 0 such as 60s, 1h, 7d, or none/off",
-        parse=parse_optional_duration,
-        check=partial(_duration, allow_none=True),
-        show=show_duration,
         doc="deadline for one call: retries and body included",
+        optional=True,
     )
     retries: int | None = _spec(
         2,
@@ -471,21 +509,14 @@ class PresetConfig:
         show=show_retries,
         doc="extra attempts, idempotent methods only; connect errors always",
     )
-    backoff_factor: float = _spec(
+    backoff_factor: float = _duration_spec(
         0.5,
         form="a duration >= 0 such as 0.5, 500ms, 1s",
-        parse=parse_duration,
-        check=partial(_duration, allow_zero=True),
-        show=show_duration,
         doc="back-off unit: the first retry is at once, later ones wait 2x, 4x, ... this, plus up to this much jitter",
+        zero=True,
     )
-    backoff_max: float = _spec(
-        30.0,
-        form="a duration > 0 such as 30s, 5m",
-        parse=parse_duration,
-        check=_duration,
-        show=show_duration,
-        doc="longest pause between retries",
+    backoff_max: float = _duration_spec(
+        30.0, form="a duration > 0 such as 30s, 5m", doc="longest pause between retries"
     )
     retry_statuses: frozenset[int] = _spec(
         DEFAULT_RETRY_STATUSES,
@@ -494,63 +525,39 @@ class PresetConfig:
         check=_statuses,
         doc="statuses retried; Retry-After is honoured",
     )
-    pool_connections: int = _spec(
-        10,
-        form="a whole number from 1 to 1024",
-        parse=parse_whole,
-        check=partial(_whole, minimum=1, maximum=_MAX_POOL),
-        doc="hosts kept in the pool",
+    pool_connections: int = _whole_spec(
+        10, form="a whole number from 1 to 1024", doc="hosts kept in the pool", minimum=1, maximum=_MAX_POOL
     )
-    pool_maxsize: int = _spec(
-        10,
-        form="a whole number from 1 to 1024",
-        parse=parse_whole,
-        check=partial(_whole, minimum=1, maximum=_MAX_POOL),
-        doc="connections kept per host",
+    pool_maxsize: int = _whole_spec(
+        10, form="a whole number from 1 to 1024", doc="connections kept per host", minimum=1, maximum=_MAX_POOL
     )
-    pool_block: bool = _spec(
+    pool_block: bool = _flag_spec(
         True,
-        form=_BOOLEAN_FORM,
-        parse=parse_bool,
-        check=_flag,
         doc="a call beyond pool_maxsize waits for a free connection (up to connect_timeout, "
         "within total_timeout) instead of opening one that is thrown away",
     )
-    max_connection_age: float | None = _spec(
+    max_connection_age: float | None = _duration_spec(
         300.0,
         form="a duration > 0 such as 300s, 5m, or none/off",
-        parse=parse_optional_duration,
-        check=partial(_duration, allow_none=True),
-        show=show_duration,
         doc="older connections are not reused (DNS changes)",
+        optional=True,
     )
-    cache_policy: CachePolicy = _spec(
+    cache_policy: CachePolicy = _choice_spec(
         "reload",
-        form="'reload' or 'protocol'",
-        parse=parse_lower_word,
-        check=partial(_choice, choices=("reload", "protocol")),
+        ("reload", "protocol"),
         doc="`reload` sends `Cache-Control: no-cache` and `Pragma: no-cache`; `protocol` sends nothing",
     )
-    cookies: CookiePolicy = _spec(
+    cookies: CookiePolicy = _choice_spec(
         "memory",
+        ("memory", "none", "file"),
         form="'memory', 'none' or 'file' (with cookie_file)",
-        parse=parse_lower_word,
-        check=partial(_choice, choices=("memory", "none", "file")),
         doc="`memory`, `none`, or `file` together with `cookie_file`",
     )
-    cookie_file: str | None = _spec(
-        None,
-        form="a file path, or none",
-        parse=parse_optional_path,
-        check=_path,
-        doc="cookie file (Netscape format, mode 0600) when cookies is `file`",
+    cookie_file: str | None = _path_spec(
+        form="a file path, or none", doc="cookie file (Netscape format, mode 0600) when cookies is `file`"
     )
-    store_credentials: bool = _spec(
-        False,
-        form=_BOOLEAN_FORM,
-        parse=parse_bool,
-        check=_flag,
-        doc="netrc is read only when true; credentials are never written anywhere",
+    store_credentials: bool = _flag_spec(
+        False, doc="netrc is read only when true; credentials are never written anywhere"
     )
     headers: Mapping[str, str] = _spec(
         default_factory=lambda: types.MappingProxyType({}),
@@ -567,18 +574,9 @@ class PresetConfig:
         check=_user_agent,
         doc="the User-Agent header",
     )
-    verify: bool = _spec(
-        True,
-        form=_BOOLEAN_FORM,
-        parse=parse_bool,
-        check=_flag,
-        doc="check TLS certificates",
-    )
-    ca_bundle: str | None = _spec(
-        None,
+    verify: bool = _flag_spec(True, doc="check TLS certificates")
+    ca_bundle: str | None = _path_spec(
         form="a path to a PEM CA bundle file or directory, or none",
-        parse=parse_optional_path,
-        check=_path,
         doc="CA bundle; set in code or a preset, it wins over `REQUESTS_CA_BUNDLE`",
     )
     client_cert: str | tuple[str, str] | None = _spec(
@@ -588,25 +586,15 @@ class PresetConfig:
         check=_client_cert,
         doc="client certificate, or certificate and key",
     )
-    trust_store: TrustStore = _spec(
-        "certifi",
-        form="'certifi' or 'system'",
-        parse=parse_lower_word,
-        check=partial(_choice, choices=("certifi", "system")),
-        doc="`certifi`, or `system` (extra `truststore`)",
+    trust_store: TrustStore = _choice_spec(
+        "certifi", ("certifi", "system"), doc="`certifi`, or `system` (extra `truststore`)"
     )
-    tls_min_version: str = _spec(
-        "TLSv1.2",
-        form="'TLSv1.2' or 'TLSv1.3'",
-        parse=parse_tls_version,
-        check=partial(_choice, choices=TLS_VERSIONS),
-        doc="oldest TLS version accepted",
+    tls_min_version: str = _choice_spec(
+        "TLSv1.2", tuple(TLS_VERSIONS), parse=parse_tls_version, doc="oldest TLS version accepted"
     )
-    tls_session_cache: str = _spec(
+    tls_session_cache: str = _choice_spec(
         "shared",
-        form="'shared', 'private' or 'off'",
-        parse=parse_lower_word,
-        check=partial(_choice, choices=("shared", "private", "off")),
+        ("shared", "private", "off"),
         doc="TLS session resumption: `shared` by the preset's sessions, `private` to each session, or `off`",
     )
     proxies: str | Mapping[str, str] = _spec(
@@ -618,19 +606,11 @@ class PresetConfig:
         check=_proxies,
         doc="`env` (read once, when the session is built), `none`, or a mapping",
     )
-    max_redirects: int = _spec(
-        10,
-        form="a whole number >= 0",
-        parse=parse_whole,
-        check=partial(_whole, minimum=0),
-        doc="redirects followed before TooManyRedirects",
+    max_redirects: int = _whole_spec(
+        10, form="a whole number >= 0", doc="redirects followed before TooManyRedirects", minimum=0
     )
-    allow_insecure_redirects: bool = _spec(
-        False,
-        form=_BOOLEAN_FORM,
-        parse=parse_bool,
-        check=_flag,
-        doc="an https→http redirect raises `InsecureRedirectError` unless true",
+    allow_insecure_redirects: bool = _flag_spec(
+        False, doc="an https→http redirect raises `InsecureRedirectError` unless true"
     )
     rate_limit: str | None = _spec(
         None,
@@ -640,12 +620,13 @@ class PresetConfig:
         doc="per origin: at most N requests in any span of the period (a moving window); "
         "a call waits for a permit within its deadline, else `RateLimitedError`",
     )
-    max_in_flight: int | None = _spec(
+    max_in_flight: int | None = _whole_spec(
         None,
         form="a whole number >= 1, or none",
-        parse=parse_optional_whole,
-        check=partial(_optional_whole, minimum=1, maximum=MAX_RATE_PERMITS),
         doc="requests of one session in flight at once; the others wait in line within their deadline",
+        minimum=1,
+        maximum=MAX_RATE_PERMITS,
+        optional=True,
     )
     circuit_breaker: BreakerSpec | None = _spec(
         None,
@@ -665,18 +646,11 @@ class PresetConfig:
         doc="none: limits, breakers and pauses stay in the process; a Redis URL shares them "
         "across processes (extra `redis`)",
     )
-    max_concurrent_transfers: int = _spec(
-        4,
-        form="a whole number >= 1",
-        parse=parse_whole,
-        check=partial(_whole, minimum=1),
-        doc="background only: transfers run at once",
+    max_concurrent_transfers: int = _whole_spec(
+        4, form="a whole number >= 1", doc="background only: transfers run at once", minimum=1
     )
-    state_dir: str | None = _spec(
-        None,
+    state_dir: str | None = _path_spec(
         form="a directory path, or none for the platform state directory",
-        parse=parse_optional_path,
-        check=_path,
         doc="background only: journal directory; none: the platform state directory",
     )
     _origins: Mapping[str, str] = dataclasses.field(
