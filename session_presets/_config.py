@@ -103,11 +103,18 @@ def _shown(value: object) -> str:
         return "<a number too large to show>"
 
 
-def _invalid(field: str, value: object, reason: str | None = None, *, label: str | None = None) -> ConfigError:
-    """Return the ConfigError for ``value`` refused in ``field`` (shown as ``label``, e.g. ``headers['X']``)."""
+def _invalid(
+    field: str, value: object, reason: str | None = None, *, label: str | None = None, detail: str | None = None
+) -> ConfigError:
+    """Return the ConfigError for ``value`` refused in ``field`` (shown as ``label``, e.g. ``headers['X']``).
+
+    The reason is ``reason``, else the field's accepted form (``expected ...``), after ``detail`` if given.
+    """
     spec = FIELD_SPECS.get(field)
     form = spec.form if spec is not None else None
     why = reason if reason is not None else f"expected {form}"
+    if detail is not None:
+        why = f"{detail}; {why}"
     shown_as = label if label is not None else field
     return ConfigError(
         f"{shown_as}={_shown(value)} is invalid: {why}",
@@ -146,10 +153,7 @@ def _socket_timeout(field: str, value: object) -> float | None:
     number = _duration(field, value)
     if number is not None and number > _MAX_SOCKET_TIMEOUT:
         raise _invalid(
-            field,
-            value,
-            f"longer than a socket timeout can be (at most {_MAX_SOCKET_TIMEOUT:g}s); "
-            f"expected {FIELD_SPECS[field].form}",
+            field, value, detail=f"longer than a socket timeout can be (at most {_MAX_SOCKET_TIMEOUT:g}s)"
         )
     return number
 
@@ -324,10 +328,6 @@ def _user_agent(field: str, value: object) -> str:
     return text
 
 
-def _retries(field: str, value: object) -> int | None:
-    return None if value is None else _whole(field, value, minimum=0)
-
-
 def _rate_limit(field: str, value: object) -> str | None:
     if value is None:
         return None
@@ -338,7 +338,7 @@ def _rate_limit(field: str, value: object) -> str | None:
     try:
         limits = parse_rate_limit(value)
     except ValueError as exc:
-        raise _invalid(field, value, f"{exc}; expected {FIELD_SPECS[field].form}") from None
+        raise _invalid(field, value, detail=str(exc)) from None
     return ";".join(show_rate(permits, period) for permits, period in limits)
 
 
@@ -359,7 +359,7 @@ def _breaker(field: str, value: object) -> BreakerSpec | None:
         if isinstance(value, Mapping):
             return breaker_from(value)
     except ValueError as exc:
-        raise _invalid(field, value, f"{exc}; expected {FIELD_SPECS[field].form}") from None
+        raise _invalid(field, value, detail=str(exc)) from None
     raise _invalid(field, value)
 
 
@@ -505,7 +505,7 @@ class PresetConfig:
         2,
         form="a whole number >= 0, or 'unlimited' (bounded by total_timeout)",
         parse=parse_retries,
-        check=_retries,
+        check=partial(_optional_whole, minimum=0),
         show=show_retries,
         doc="extra attempts, idempotent methods only; connect errors always",
     )
