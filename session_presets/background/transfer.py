@@ -26,7 +26,7 @@ Every file is opened with ``O_NOFOLLOW``, and created with ``O_EXCL``.
 An upload with ``protocol="none"`` is retried from the start; a resumable one
 (tus, the IETF draft) resumes from the offset the server confirms (see
 ``_upload``). Retries follow the preset's urllib3
-``Retry`` (``_adapters.build_retry``, as the adapter's): its back-off and
+``Retry`` (``_retry.build_retry``, as the adapter's): its back-off and
 Retry-After, until ``total_timeout`` (or ``retries`` consecutive failures
 without progress). The pause is waited on the task's stop event, never in
 ``Retry.sleep``, so that a cancel or a suspension ends it at once.
@@ -56,11 +56,11 @@ from urllib3.response import BaseHTTPResponse
 from urllib3.util import Retry
 
 from .. import _process, _upstream
-from .._adapters import build_retry, readable_retry_after
 from .._calls import CANCELLED, shutdown_connection
 from .._config import PresetConfig
 from .._errors import DiskFullError, SessionInvalidatedError, TransferError
 from .._redact import redact_text, safe_url
+from .._retry import build_retry, readable_retry_after
 from .._sessions import PresetSession
 from . import _upload
 from ._attempt import AttemptFailed as _AttemptFailed

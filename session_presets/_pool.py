@@ -1,0 +1,423 @@
+"""The pool classes: connection bookkeeping, max_connection_age, and the first-come-first-served line of pool_block."""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import queue
+import ssl
+import threading
+import time
+import weakref
+from typing import Any, ClassVar, Final
+
+from urllib3 import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import ClosedPoolError, EmptyPoolError, FullPoolError
+
+from . import _metrics, _process, _upstream
+from ._calls import DEADLINE, Call, current_call
+from ._connection import ConnectionMixin
+from ._counters import Counters
+from ._metrics import SessionMetrics
+from ._tls import TrustConfig, get_ssl_context
+from ._tls_sessions import TLSSessionCache
+
+__all__ = ["pool_classes", "socks_pool_classes"]
+
+log = logging.getLogger(__name__)
+
+#: How finely a wait in line checks for cancellation.
+_SLEEP_SLICE: Final = 0.05
+
+
+#: A pool_block waiter's states; each change happens under its pool's lock.
+_WAITING: Final = "waiting"
+_GRANTED: Final = "granted"
+_LEFT: Final = "left"
+_CLOSED: Final = "closed"
+
+
+class _Waiter:
+    """One call queued for a connection of a ``pool_block`` pool, in arrival order."""
+
+    __slots__ = ("state", "woken")
+
+    def __init__(self) -> None:
+        # Held until a grant (or the pool's close) releases it: lighter than an
+        # Event, which builds a Condition and a lock per wait.
+        self.woken = threading.Lock()
+        self.woken.acquire()
+        #: _LEFT while not in line (before joining, and after leaving it or taking its grant).
+        self.state: str = _LEFT
+
+
+class _PoolMixin:
+    """Hands the call its connection, and retires connections past max_connection_age.
+
+    With ``block`` (the preset's ``pool_block``), calls beyond ``pool_maxsize``
+    wait in line, first come first served. A connection given back while
+    calls wait goes into urllib3's queue *granted* to the oldest waiter: newcomers
+    leave granted items alone, and the waiter takes its item through urllib3's
+    own ``_get_conn``, so a patched ``_get_conn`` or ``is_connection_dropped``
+    (vcrpy) sees every connection handed out.
+    """
+
+    max_connection_age: ClassVar[float | None]
+    #: How long a call waits for a free connection before it opens an extra one.
+    wait_limit: ClassVar[float | None] = None
+    block: bool
+    pool: queue.LifoQueue[Any] | None
+    #: Connections handed out and not yet returned, including those under a streamed body.
+    checked_out: ClassVar[weakref.WeakSet[Any]]
+    #: The insecure context of a verify=False preset: warned about once per session already.
+    acknowledged_context: ClassVar[ssl.SSLContext | None] = None
+    conn_kw: dict[str, Any]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # Guards the line and the grants; re-created unlocked in a forked child.
+        self._preset_lock = _process.fork_safe_lock()
+        self._preset_waiters: collections.deque[_Waiter] = collections.deque()
+        #: Items in the queue promised to woken waiters that have not taken them yet.
+        self._preset_granted = 0
+        super().__init__(*args, **kwargs)
+
+    @property
+    def preset_waiting(self) -> int:
+        """How many calls wait in line for a connection of this pool now."""
+        return len(self._preset_waiters)
+
+    def _validate_conn(self, conn: Any) -> None:
+        acknowledged = self.acknowledged_context
+        if acknowledged is None or self.conn_kw.get("ssl_context") is not acknowledged:
+            super()._validate_conn(conn)  # type: ignore[misc]
+            return
+        # urllib3 would warn on every request; the session warned once when built.
+        if conn.is_closed:
+            conn.connect()
+
+    def _get_conn(self, timeout: float | None = None) -> Any:
+        call = current_call()
+        if self.pool is None and _abort_reason(call) is None:
+            # flush(), reset() or close() closed this pool after the call looked it up:
+            # the call still gets a connection, which closes when released (as it
+            # would have from a pool the manager merely dropped). Calls already
+            # waiting in line when the pool closes fail instead (see close).
+            conn = self._new_conn()  # type: ignore[attr-defined]
+        elif self.block and _upstream.hook_enabled("pool_queue"):
+            conn = self._wait_for_conn(call)
+        elif self.block:
+            conn = self._get_conn_from_urllib3(timeout)
+        else:
+            conn = super()._get_conn(timeout)  # type: ignore[misc]
+        age_limit = self.max_connection_age
+        if (
+            age_limit is not None
+            and conn.sock is not None
+            and time.monotonic() - conn.preset_connected_at > age_limit
+        ):
+            log.debug("closing a connection older than max_connection_age=%r", age_limit)
+            conn.close()
+        if call is not None:
+            call.hold(conn)
+        self.checked_out.add(conn)
+        if conn._preset_state == "idle":
+            if _metrics._sinks:
+                conn.metrics.connection_state(conn, "active")
+            else:
+                conn._preset_state = "active"  # what connection_state does, without an exporter
+        return conn
+
+    def _get_conn_from_urllib3(self, timeout: float | None) -> Any:
+        """Without the pool_queue hook: urllib3's own blocking wait, bounded by wait_limit, then an extra connection."""
+        limit = self.wait_limit if timeout is None else timeout
+        try:
+            return super()._get_conn(limit)  # type: ignore[misc]
+        except EmptyPoolError:
+            log.debug("no free connection after %.3g s; opening an extra one", limit or 0.0)
+            return self._new_conn()  # type: ignore[attr-defined]
+
+    def _take(self) -> Any:
+        """Take an item from urllib3's queue without blocking (EmptyPoolError when there is none)."""
+        return super()._get_conn(timeout=0)  # type: ignore[misc]
+
+    def _wait_for_conn(self, call: Call | None) -> Any:
+        """Take a pooled connection, waiting in line for one when all pool_maxsize are in use."""
+        if not self._preset_waiters and not self._preset_granted:
+            with contextlib.suppress(EmptyPoolError):
+                return self._take()
+        conn = self._wait_in_line(call)
+        return self._new_conn() if conn is None else conn  # type: ignore[attr-defined]
+
+    def _wait_in_line(self, call: Call | None) -> Any:
+        """Wait for a connection first come first served; None: wait_limit passed, open an extra one.
+
+        The wait ends at the call's deadline or cancellation, and in any case
+        after ``wait_limit`` (connect_timeout): past that an extra connection
+        is opened (and closed when given back to a full pool), so a caller
+        that never closes its streamed responses slows other calls down but
+        never starves them.
+
+        Raises:
+            EmptyPoolError: the call was aborted or ran out of time while waiting;
+                urllib3 then knows that no slot was taken and puts nothing back.
+            ClosedPoolError: the pool was closed, before or during the wait.
+        """
+        give_up = time.monotonic() + (self.wait_limit or 0.0)
+        waiter = _Waiter()
+        # Back at the head of the line after a newcomer took a granted item in a race.
+        front = False
+        reason: str | None = None
+        while True:
+            reason = _abort_reason(call)
+            left = give_up - time.monotonic()
+            if reason is not None or left <= 0:
+                with self._preset_lock:
+                    if waiter.state == _WAITING:
+                        self._preset_waiters.remove(waiter)
+                        waiter.state = _LEFT
+                if waiter.state != _GRANTED:
+                    break
+            elif waiter.state == _LEFT:
+                if not self._join_line(waiter, front=front):
+                    # A free item, granted to nobody: take it, or look again if it went meanwhile.
+                    with contextlib.suppress(EmptyPoolError):
+                        return self._take()
+                continue
+            elif not waiter.woken.acquire(timeout=min(left, _SLEEP_SLICE)):
+                # Sliced: cancellation and the deadline only set call.reason.
+                continue
+            if waiter.state == _CLOSED:
+                break
+            # Granted: an item in the queue is this waiter's, unless the call was aborted meanwhile.
+            reason = _abort_reason(call)
+            if reason is not None:
+                with self._preset_lock:
+                    self._preset_granted -= 1
+                    waiter.state = _LEFT
+                    self._grant_locked()  # to the next in line
+                break
+            try:
+                return self._take()
+            except EmptyPoolError:
+                front = True
+            finally:
+                with self._preset_lock:
+                    self._preset_granted -= 1
+                    waiter.state = _LEFT
+        if waiter.state == _CLOSED:
+            raise ClosedPoolError(self, "Pool was closed while waiting for a connection.")  # type: ignore[arg-type]
+        if reason is not None:
+            raise EmptyPoolError(self, f"call aborted while waiting for a connection: {reason}")  # type: ignore[arg-type]
+        log.debug("no free connection after %.3g s; opening an extra one", self.wait_limit)
+        return None
+
+    def _join_line(self, waiter: _Waiter, *, front: bool) -> bool:
+        """Put ``waiter`` in line, unless an item granted to nobody is in the queue (then False)."""
+        with self._preset_lock:
+            pool = self.pool
+            if pool is None:
+                raise ClosedPoolError(self, "Pool is closed.")  # type: ignore[arg-type]
+            if pool.qsize() > self._preset_granted:
+                return False
+            waiter.state = _WAITING
+            if front:
+                self._preset_waiters.appendleft(waiter)
+            else:
+                self._preset_waiters.append(waiter)
+            return True
+
+    def _grant_locked(self) -> None:
+        """Promise each queued item granted to nobody to the oldest waiter (the pool's lock is held)."""
+        pool = self.pool
+        while self._preset_waiters and pool is not None and pool.qsize() > self._preset_granted:
+            waiter = self._preset_waiters.popleft()
+            waiter.state = _GRANTED
+            self._preset_granted += 1
+            waiter.woken.release()
+
+    def _put_conn(self, conn: Any) -> None:
+        if conn is not None:  # urllib3 puts None back for a connection it dropped
+            self.checked_out.discard(conn)
+            if not conn.preset_tls_saved and conn.preset_tls_key is not None and (
+                conn.tls_sessions.shared or self.checked_out or self._preset_waiters
+            ):
+                # Reading the session costs a copy of it (about 0.1 ms). A
+                # private cache serves only this session's later connections:
+                # with no other call in flight, none is coming before this one
+                # closes, and the session is read then, if at all.
+                conn.save_tls_session()
+            # The body was read to its end or the response closed: its request is over.
+            tx = conn._preset_tx
+            if tx is not None:
+                tx.finish()
+            if conn._preset_state == "active":
+                if _metrics._sinks:
+                    conn.metrics.connection_state(conn, "idle")
+                else:
+                    conn._preset_state = "idle"
+            # Before it is back in the pool, where another call may take it.
+            holder = conn.preset_call
+            if holder is not None:
+                holder.release(conn)
+        if not self.block:
+            super()._put_conn(conn)  # type: ignore[misc]
+            return
+        if not _upstream.hook_enabled("pool_queue"):
+            with contextlib.suppress(FullPoolError):  # an extra connection: urllib3 has closed it
+                super()._put_conn(conn)  # type: ignore[misc]
+            return
+        with self._preset_lock:
+            try:
+                super()._put_conn(conn)  # type: ignore[misc]
+            except FullPoolError:
+                # An extra connection opened after waiting (see _wait_in_line)
+                # came back to a full pool; urllib3 has closed it.
+                return
+            if self._preset_waiters:
+                self._grant_locked()
+
+    def close(self) -> None:
+        """Close the pool as urllib3 does, and wake every waiter with ClosedPoolError."""
+        super().close()  # type: ignore[misc]
+        with self._preset_lock:
+            waiters, self._preset_waiters = self._preset_waiters, collections.deque()
+            for waiter in waiters:
+                waiter.state = _CLOSED
+                waiter.woken.release()
+
+
+def _abort_reason(call: Call | None) -> str | None:
+    """Why ``call`` must stop waiting (cancelled, or past its deadline, which marks it), or None."""
+    if call is None:
+        return None
+    if call.reason is None:
+        remaining = call.remaining()
+        if remaining is not None and remaining <= 0:
+            call.reason = DEADLINE
+    return call.reason
+
+
+class _CurrentConnectionCls:
+    """A pool's ``ConnectionCls``, derived from its urllib3 base class's current one at each use.
+
+    vcrpy and pytest-recording patch ``ConnectionCls`` on urllib3's pool classes,
+    before or after this module is imported. A class attribute set once here would
+    hide that patch; reading the base class's attribute whenever a connection is
+    made lets the patch reach the pool, and its removal too. The counting subclass
+    is built once per base connection class and reused, so ``isinstance`` checks on
+    pooled connections (vcrpy makes them) keep holding.
+    """
+
+    def __init__(self, base_pool: type[HTTPConnectionPool], name: str, attrs: dict[str, Any]) -> None:
+        self._base_pool = base_pool
+        self._name = name
+        self._attrs = attrs
+        self._built: tuple[type, type] | None = None
+
+    def __get__(self, pool: object, owner: type | None = None) -> type:
+        current: type = self._base_pool.ConnectionCls
+        built = self._built
+        if built is None or built[0] is not current:
+            with _classes_lock:
+                built = self._built
+                if built is None or built[0] is not current:
+                    built = (current, type(self._name, (ConnectionMixin, current), dict(self._attrs)))
+                    self._built = built
+        return built[1]
+
+
+class _AcknowledgedContext:
+    """The insecure context a verify=False preset was warned about, looked up when a pool asks."""
+
+    def __init__(self, trust: TrustConfig) -> None:
+        self._trust = trust
+
+    def __get__(self, pool: object, owner: type | None = None) -> ssl.SSLContext:
+        return get_ssl_context(self._trust)
+
+
+_classes_lock = _process.fork_safe_lock()
+
+
+def pool_classes(
+    counters: Counters,
+    max_age: float | None,
+    acknowledged: TrustConfig | None,
+    checked_out: weakref.WeakSet[Any],
+    metrics: SessionMetrics,
+    tls_sessions: TLSSessionCache | None = None,
+    wait_limit: float | None = None,
+    static_headers: frozenset[tuple[str, str]] = frozenset(),
+    header_lines: dict[tuple[str, str], bytes] | None = None,
+) -> dict[str, type[HTTPConnectionPool]]:
+    # The pool classes carry this adapter's counters and limits; their connection
+    # classes and the acknowledged context are resolved only when a pool needs them.
+    pool_attrs = {"max_connection_age": max_age, "checked_out": checked_out, "wait_limit": wait_limit}
+    conn_attrs = {
+        "counters": counters,
+        "metrics": metrics,
+        "tls_sessions": tls_sessions,
+        "preset_static_headers": static_headers,
+        "preset_header_lines": {} if header_lines is None else header_lines,
+    }
+    http_pool = type(
+        "PresetHTTPConnectionPool",
+        (_PoolMixin, HTTPConnectionPool),
+        {
+            **pool_attrs,
+            "ConnectionCls": _CurrentConnectionCls(
+                HTTPConnectionPool, "PresetHTTPConnection", {**conn_attrs, "preset_scheme": "http"}
+            ),
+        },
+    )
+    https_attrs: dict[str, Any] = {
+        **pool_attrs,
+        "ConnectionCls": _CurrentConnectionCls(
+            HTTPSConnectionPool, "PresetHTTPSConnection", {**conn_attrs, "preset_scheme": "https"}
+        ),
+    }
+    if acknowledged is not None:
+        https_attrs["acknowledged_context"] = _AcknowledgedContext(acknowledged)
+    https_pool = type("PresetHTTPSConnectionPool", (_PoolMixin, HTTPSConnectionPool), https_attrs)
+    return {"http": http_pool, "https": https_pool}
+
+
+def socks_pool_classes(
+    counters: Counters,
+    metrics: SessionMetrics,
+    max_age: float | None,
+    acknowledged: ssl.SSLContext | None,
+    checked_out: weakref.WeakSet[Any],
+    wait_limit: float | None,
+) -> dict[str, type[HTTPConnectionPool]]:
+    """The preset's pool classes built on urllib3's SOCKS ones (needs PySocks: requests[socks])."""
+    from urllib3.contrib.socks import (
+        SOCKSConnection,
+        SOCKSHTTPConnectionPool,
+        SOCKSHTTPSConnection,
+        SOCKSHTTPSConnectionPool,
+    )
+
+    attrs = {"counters": counters, "metrics": metrics}
+    http_conn = type("PresetSOCKSConnection", (ConnectionMixin, SOCKSConnection), {**attrs, "preset_scheme": "http"})
+    https_conn = type(
+        "PresetSOCKSHTTPSConnection", (ConnectionMixin, SOCKSHTTPSConnection), {**attrs, "preset_scheme": "https"}
+    )
+    pool_attrs = {
+        "max_connection_age": max_age,
+        "acknowledged_context": acknowledged,
+        "checked_out": checked_out,
+        "wait_limit": wait_limit,
+    }
+    http_pool = type(
+        "PresetSOCKSHTTPConnectionPool",
+        (_PoolMixin, SOCKSHTTPConnectionPool),
+        {**pool_attrs, "ConnectionCls": http_conn},
+    )
+    https_pool = type(
+        "PresetSOCKSHTTPSConnectionPool",
+        (_PoolMixin, SOCKSHTTPSConnectionPool),
+        {**pool_attrs, "ConnectionCls": https_conn},
+    )
+    return {"http": http_pool, "https": https_pool}
