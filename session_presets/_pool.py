@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import enum
 import logging
-import queue
 import ssl
 import threading
 import time
 import weakref
-from typing import Any, ClassVar, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from urllib3 import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ClosedPoolError, EmptyPoolError, FullPoolError
@@ -31,11 +31,25 @@ log = logging.getLogger(__name__)
 _SLEEP_SLICE: Final = 0.05
 
 
-#: A pool_block waiter's states; each change happens under its pool's lock.
-_WAITING: Final = "waiting"
-_GRANTED: Final = "granted"
-_LEFT: Final = "left"
-_CLOSED: Final = "closed"
+if TYPE_CHECKING:
+    # What the mixins below are mixed into (urllib3's HTTPConnectionPool or a subclass):
+    # their super() calls are checked against it.
+    _Pool = HTTPConnectionPool
+else:
+    _Pool = object
+
+
+class _WaiterState(enum.Enum):
+    """Where a pool_block waiter stands; each change happens under its pool's lock."""
+
+    #: In line for a connection.
+    WAITING = "waiting"
+    #: Woken: an item in urllib3's queue is promised to it.
+    GRANTED = "granted"
+    #: Not in line: before joining, and after leaving the line or taking its grant.
+    LEFT = "left"
+    #: Woken by the pool's close(): it raises ClosedPoolError.
+    CLOSED = "closed"
 
 
 class _Waiter:
@@ -48,31 +62,22 @@ class _Waiter:
         # Event, which builds a Condition and a lock per wait.
         self.woken = threading.Lock()
         self.woken.acquire()
-        #: _LEFT while not in line (before joining, and after leaving it or taking its grant).
-        self.state: str = _LEFT
+        self.state = _WaiterState.LEFT
 
 
-class _PoolMixin:
-    """Hands the call its connection, and retires connections past max_connection_age.
+class _FirstComeFirstServed(_Pool):
+    """With ``block`` (the preset's ``pool_block``), calls beyond ``pool_maxsize`` wait in line, in arrival order.
 
-    With ``block`` (the preset's ``pool_block``), calls beyond ``pool_maxsize``
-    wait in line, first come first served. A connection given back while
-    calls wait goes into urllib3's queue *granted* to the oldest waiter: newcomers
-    leave granted items alone, and the waiter takes its item through urllib3's
-    own ``_get_conn``, so a patched ``_get_conn`` or ``is_connection_dropped``
-    (vcrpy) sees every connection handed out.
+    A connection given back while calls wait goes into urllib3's queue
+    *granted* to the oldest waiter: newcomers leave granted items alone, and
+    the waiter takes its item through urllib3's own ``_get_conn``, so a patched
+    ``_get_conn`` or ``is_connection_dropped`` (vcrpy) sees every connection
+    handed out. Without the ``pool_queue`` hook, urllib3's own blocking wait
+    runs instead.
     """
 
-    max_connection_age: ClassVar[float | None]
     #: How long a call waits for a free connection before it opens an extra one.
     wait_limit: ClassVar[float | None] = None
-    block: bool
-    pool: queue.LifoQueue[Any] | None
-    #: Connections handed out and not yet returned, including those under a streamed body.
-    checked_out: ClassVar[weakref.WeakSet[Any]]
-    #: The insecure context of a verify=False preset: warned about once per session already.
-    acknowledged_context: ClassVar[ssl.SSLContext | None] = None
-    conn_kw: dict[str, Any]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # Guards the line and the grants; re-created unlocked in a forked child.
@@ -87,59 +92,25 @@ class _PoolMixin:
         """How many calls wait in line for a connection of this pool now."""
         return len(self._preset_waiters)
 
-    def _validate_conn(self, conn: Any) -> None:
-        acknowledged = self.acknowledged_context
-        if acknowledged is None or self.conn_kw.get("ssl_context") is not acknowledged:
-            super()._validate_conn(conn)  # type: ignore[misc]
-            return
-        # urllib3 would warn on every request; the session warned once when built.
-        if conn.is_closed:
-            conn.connect()
-
     def _get_conn(self, timeout: float | None = None) -> Any:
-        call = current_call()
-        if self.pool is None and _abort_reason(call) is None:
-            # flush(), reset() or close() closed this pool after the call looked it up:
-            # the call still gets a connection, which closes when released (as it
-            # would have from a pool the manager merely dropped). Calls already
-            # waiting in line when the pool closes fail instead (see close).
-            conn = self._new_conn()  # type: ignore[attr-defined]
-        elif self.block and _upstream.hook_enabled("pool_queue"):
-            conn = self._wait_for_conn(call)
-        elif self.block:
-            conn = self._get_conn_from_urllib3(timeout)
-        else:
-            conn = super()._get_conn(timeout)  # type: ignore[misc]
-        age_limit = self.max_connection_age
-        if (
-            age_limit is not None
-            and conn.sock is not None
-            and time.monotonic() - conn.preset_connected_at > age_limit
-        ):
-            log.debug("closing a connection older than max_connection_age=%r", age_limit)
-            conn.close()
-        if call is not None:
-            call.hold(conn)
-        self.checked_out.add(conn)
-        if conn._preset_state == "idle":
-            if _metrics._sinks:
-                conn.metrics.connection_state(conn, "active")
-            else:
-                conn._preset_state = "active"  # what connection_state does, without an exporter
-        return conn
+        if not self.block:
+            return super()._get_conn(timeout)
+        if _upstream.hook_enabled("pool_queue"):
+            return self._wait_for_conn(current_call())
+        return self._get_conn_from_urllib3(timeout)
 
     def _get_conn_from_urllib3(self, timeout: float | None) -> Any:
         """Without the pool_queue hook: urllib3's own blocking wait, bounded by wait_limit, then an extra connection."""
         limit = self.wait_limit if timeout is None else timeout
         try:
-            return super()._get_conn(limit)  # type: ignore[misc]
+            return super()._get_conn(limit)
         except EmptyPoolError:
             log.debug("no free connection after %.3g s; opening an extra one", limit or 0.0)
-            return self._new_conn()  # type: ignore[attr-defined]
+            return self._new_conn()
 
     def _take(self) -> Any:
         """Take an item from urllib3's queue without blocking (EmptyPoolError when there is none)."""
-        return super()._get_conn(timeout=0)  # type: ignore[misc]
+        return super()._get_conn(timeout=0)
 
     def _wait_for_conn(self, call: Call | None) -> Any:
         """Take a pooled connection, waiting in line for one when all pool_maxsize are in use."""
@@ -147,7 +118,7 @@ class _PoolMixin:
             with contextlib.suppress(EmptyPoolError):
                 return self._take()
         conn = self._wait_in_line(call)
-        return self._new_conn() if conn is None else conn  # type: ignore[attr-defined]
+        return self._new_conn() if conn is None else conn
 
     def _wait_in_line(self, call: Call | None) -> Any:
         """Wait for a connection first come first served; None: wait_limit passed, open an extra one.
@@ -173,12 +144,12 @@ class _PoolMixin:
             left = give_up - time.monotonic()
             if reason is not None or left <= 0:
                 with self._preset_lock:
-                    if waiter.state == _WAITING:
+                    if waiter.state == _WaiterState.WAITING:
                         self._preset_waiters.remove(waiter)
-                        waiter.state = _LEFT
-                if waiter.state != _GRANTED:
+                        waiter.state = _WaiterState.LEFT
+                if waiter.state != _WaiterState.GRANTED:
                     break
-            elif waiter.state == _LEFT:
+            elif waiter.state == _WaiterState.LEFT:
                 if not self._join_line(waiter, front=front):
                     # A free item, granted to nobody: take it, or look again if it went meanwhile.
                     with contextlib.suppress(EmptyPoolError):
@@ -187,14 +158,14 @@ class _PoolMixin:
             elif not waiter.woken.acquire(timeout=min(left, _SLEEP_SLICE)):
                 # Sliced: cancellation and the deadline only set call.reason.
                 continue
-            if waiter.state == _CLOSED:
+            if waiter.state == _WaiterState.CLOSED:
                 break
             # Granted: an item in the queue is this waiter's, unless the call was aborted meanwhile.
             reason = _abort_reason(call)
             if reason is not None:
                 with self._preset_lock:
                     self._preset_granted -= 1
-                    waiter.state = _LEFT
+                    waiter.state = _WaiterState.LEFT
                     self._grant_locked()  # to the next in line
                 break
             try:
@@ -204,11 +175,11 @@ class _PoolMixin:
             finally:
                 with self._preset_lock:
                     self._preset_granted -= 1
-                    waiter.state = _LEFT
-        if waiter.state == _CLOSED:
-            raise ClosedPoolError(self, "Pool was closed while waiting for a connection.")  # type: ignore[arg-type]
+                    waiter.state = _WaiterState.LEFT
+        if waiter.state == _WaiterState.CLOSED:
+            raise ClosedPoolError(self, "Pool was closed while waiting for a connection.")
         if reason is not None:
-            raise EmptyPoolError(self, f"call aborted while waiting for a connection: {reason}")  # type: ignore[arg-type]
+            raise EmptyPoolError(self, f"call aborted while waiting for a connection: {reason}")
         log.debug("no free connection after %.3g s; opening an extra one", self.wait_limit)
         return None
 
@@ -217,10 +188,10 @@ class _PoolMixin:
         with self._preset_lock:
             pool = self.pool
             if pool is None:
-                raise ClosedPoolError(self, "Pool is closed.")  # type: ignore[arg-type]
+                raise ClosedPoolError(self, "Pool is closed.")
             if pool.qsize() > self._preset_granted:
                 return False
-            waiter.state = _WAITING
+            waiter.state = _WaiterState.WAITING
             if front:
                 self._preset_waiters.appendleft(waiter)
             else:
@@ -232,9 +203,90 @@ class _PoolMixin:
         pool = self.pool
         while self._preset_waiters and pool is not None and pool.qsize() > self._preset_granted:
             waiter = self._preset_waiters.popleft()
-            waiter.state = _GRANTED
+            waiter.state = _WaiterState.GRANTED
             self._preset_granted += 1
             waiter.woken.release()
+
+    def _put_conn(self, conn: Any) -> None:
+        if not self.block:
+            super()._put_conn(conn)
+            return
+        if not _upstream.hook_enabled("pool_queue"):
+            with contextlib.suppress(FullPoolError):  # an extra connection: urllib3 has closed it
+                super()._put_conn(conn)
+            return
+        with self._preset_lock:
+            try:
+                super()._put_conn(conn)
+            except FullPoolError:
+                # An extra connection opened after waiting (see _wait_in_line)
+                # came back to a full pool; urllib3 has closed it.
+                return
+            if self._preset_waiters:
+                self._grant_locked()
+
+    def close(self) -> None:
+        """Close the pool as urllib3 does, and wake every waiter with ClosedPoolError."""
+        super().close()
+        with self._preset_lock:
+            waiters, self._preset_waiters = self._preset_waiters, collections.deque()
+            for waiter in waiters:
+                waiter.state = _WaiterState.CLOSED
+                waiter.woken.release()
+
+
+class _PresetPool(_Pool):
+    """Hands the call its connection and takes it back; retires connections past max_connection_age.
+
+    Each connection handed out is held by its call (which can cut it), counted
+    as checked out, and marked active for the gauges; given back, its request's
+    metrics end and its TLS session may be cached.
+    """
+
+    max_connection_age: ClassVar[float | None]
+    #: Connections handed out and not yet returned, including those under a streamed body.
+    checked_out: ClassVar[weakref.WeakSet[Any]]
+    #: The insecure context of a verify=False preset: warned about once per session already.
+    acknowledged_context: ClassVar[ssl.SSLContext | None] = None
+    # The line of _FirstComeFirstServed: whether other calls are waiting (see _put_conn).
+    _preset_waiters: collections.deque[_Waiter]
+
+    def _validate_conn(self, conn: Any) -> None:
+        acknowledged = self.acknowledged_context
+        if acknowledged is None or self.conn_kw.get("ssl_context") is not acknowledged:
+            super()._validate_conn(conn)
+            return
+        # urllib3 would warn on every request; the session warned once when built.
+        if conn.is_closed:
+            conn.connect()
+
+    def _get_conn(self, timeout: float | None = None) -> Any:
+        call = current_call()
+        if self.pool is None and _abort_reason(call) is None:
+            # flush(), reset() or close() closed this pool after the call looked it up:
+            # the call still gets a connection, which closes when released (as it
+            # would have from a pool the manager merely dropped). Calls already
+            # waiting in line when the pool closes fail instead (see close).
+            conn: Any = self._new_conn()
+        else:
+            conn = super()._get_conn(timeout)
+        age_limit = self.max_connection_age
+        if (
+            age_limit is not None
+            and conn.sock is not None
+            and time.monotonic() - conn.preset_connected_at > age_limit
+        ):
+            log.debug("closing a connection older than max_connection_age=%r", age_limit)
+            conn.close()
+        if call is not None:
+            call.hold(conn)
+        self.checked_out.add(conn)
+        if conn._preset_state == "idle":
+            if _metrics._sinks:
+                conn.metrics.connection_state(conn, "active")
+            else:
+                conn._preset_state = "active"  # what connection_state does, without an exporter
+        return conn
 
     def _put_conn(self, conn: Any) -> None:
         if conn is not None:  # urllib3 puts None back for a connection it dropped
@@ -260,31 +312,11 @@ class _PoolMixin:
             holder = conn.preset_call
             if holder is not None:
                 holder.release(conn)
-        if not self.block:
-            super()._put_conn(conn)  # type: ignore[misc]
-            return
-        if not _upstream.hook_enabled("pool_queue"):
-            with contextlib.suppress(FullPoolError):  # an extra connection: urllib3 has closed it
-                super()._put_conn(conn)  # type: ignore[misc]
-            return
-        with self._preset_lock:
-            try:
-                super()._put_conn(conn)  # type: ignore[misc]
-            except FullPoolError:
-                # An extra connection opened after waiting (see _wait_in_line)
-                # came back to a full pool; urllib3 has closed it.
-                return
-            if self._preset_waiters:
-                self._grant_locked()
+        super()._put_conn(conn)
 
-    def close(self) -> None:
-        """Close the pool as urllib3 does, and wake every waiter with ClosedPoolError."""
-        super().close()  # type: ignore[misc]
-        with self._preset_lock:
-            waiters, self._preset_waiters = self._preset_waiters, collections.deque()
-            for waiter in waiters:
-                waiter.state = _CLOSED
-                waiter.woken.release()
+
+class PoolMixin(_PresetPool, _FirstComeFirstServed):
+    """What a preset's pool adds to urllib3's: the bookkeeping of each connection handed out, then the line."""
 
 
 def _abort_reason(call: Call | None) -> str | None:
@@ -363,7 +395,7 @@ def pool_classes(
     }
     http_pool = type(
         "PresetHTTPConnectionPool",
-        (_PoolMixin, HTTPConnectionPool),
+        (PoolMixin, HTTPConnectionPool),
         {
             **pool_attrs,
             "ConnectionCls": _CurrentConnectionCls(
@@ -379,7 +411,7 @@ def pool_classes(
     }
     if acknowledged is not None:
         https_attrs["acknowledged_context"] = _AcknowledgedContext(acknowledged)
-    https_pool = type("PresetHTTPSConnectionPool", (_PoolMixin, HTTPSConnectionPool), https_attrs)
+    https_pool = type("PresetHTTPSConnectionPool", (PoolMixin, HTTPSConnectionPool), https_attrs)
     return {"http": http_pool, "https": https_pool}
 
 
@@ -412,12 +444,12 @@ def socks_pool_classes(
     }
     http_pool = type(
         "PresetSOCKSHTTPConnectionPool",
-        (_PoolMixin, SOCKSHTTPConnectionPool),
+        (PoolMixin, SOCKSHTTPConnectionPool),
         {**pool_attrs, "ConnectionCls": http_conn},
     )
     https_pool = type(
         "PresetSOCKSHTTPSConnectionPool",
-        (_PoolMixin, SOCKSHTTPSConnectionPool),
+        (PoolMixin, SOCKSHTTPSConnectionPool),
         {**pool_attrs, "ConnectionCls": https_conn},
     )
     return {"http": http_pool, "https": https_pool}
