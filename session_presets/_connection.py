@@ -8,7 +8,7 @@ import sys
 import threading
 import time
 from socket import getdefaulttimeout
-from typing import TYPE_CHECKING, Any, ClassVar, Final
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import requests
 import requests.adapters
@@ -24,7 +24,7 @@ from ._calls import AbortHandle, Call, call_local, current_call, shutdown_connec
 from ._config import PresetConfig
 from ._counters import Counters
 from ._metrics import CountingHTTPResponse, SessionMetrics, Transaction
-from ._redact import CREDENTIAL_HEADERS
+from ._redact import looks_secret
 from ._tls_sessions import TLSSessionCache, offer
 
 __all__ = ["ConnectionMixin", "static_header_lines"]
@@ -37,24 +37,18 @@ else:
     _Connection = object
 
 
-#: Header names whose lines the header-line memo never keeps, even from a preset: their values are secrets.
-_SECRET_HEADER_WORDS: Final = ("auth", "cookie", "key", "password", "secret", "session", "signature", "token")
-
-
 def static_header_lines(config: PresetConfig, defaults: dict[str, str]) -> frozenset[tuple[str, str]]:
     """The (name, value) pairs every request of the preset sends, which the header-line memo may keep.
 
     requests' default headers, the preset's User-Agent and no-cache headers and
     its ``headers``: never a per-call value, and never a name that looks like
-    a credential.
+    a credential (``_redact.looks_secret``).
     """
     pairs = {**requests.utils.default_headers(), "User-Agent": config.user_agent, **defaults}
     return frozenset(
         (name, value)
         for name, value in pairs.items()
-        if isinstance(value, str)
-        and name.lower() not in CREDENTIAL_HEADERS
-        and not any(word in name.lower() for word in _SECRET_HEADER_WORDS)
+        if isinstance(value, str) and not looks_secret(name)
     )
 
 
