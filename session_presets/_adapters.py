@@ -217,6 +217,11 @@ class PresetAdapter(HTTPAdapter):
     A subclass whose ``__init__`` takes other arguments overrides
     ``__getstate__``/``__setstate__`` too if it must pickle.
 
+    The preset applied is ``adapter.preset``, the PresetConfig that a session
+    calls ``session.config``: requests' HTTPAdapter already owns ``config`` (a
+    dict it sets in ``__init__`` and lists in ``__attrs__``), and an adapter must
+    stay usable wherever an HTTPAdapter is.
+
     Args:
         config: the preset to apply.
         counters: where connection and retry counts go; a new set if omitted.
