@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import inspect
 import logging
-import os
-import ssl
 import time
 import weakref
 from typing import Any, ClassVar, Final
@@ -23,18 +20,19 @@ from urllib3.exceptions import MaxRetryError, ReadTimeoutError
 from urllib3.util import Retry
 
 from . import _metrics, _resilience, _upstream
-from ._calls import DEADLINE, Call, call_local, current_call, set_current_call, shutdown_connection, watchdog
+from ._calls import DEADLINE, Call, call_local, current_call, set_current_call, watchdog
 from ._config import PresetConfig
 from ._connection import static_header_lines
 from ._counters import Counters
-from ._errors import ConfigError, TotalTimeoutError
+from ._errors import TotalTimeoutError
 from ._metrics import MeteredResponse, SessionMetrics, Transaction
-from ._pool import pool_classes, socks_pool_classes
+from ._pool import AdapterPools, pool_classes, socks_pool_classes
 from ._readonly import shared_refusal
 from ._redact import RedactingFilter, safe_url
 from ._retry import IDEMPOTENT_METHODS, PresetRetry, PresetTimeout, _attempt, build_retry
-from ._tls import TrustConfig, check_trust, get_ssl_context
+from ._tls import check_trust
 from ._tls_sessions import TLSSessionCache, shared_cache
+from ._trust import TrustMixin, refuse_dropped_trust, trust_config
 
 __all__ = [
     "IDEMPOTENT_METHODS",
@@ -42,7 +40,6 @@ __all__ = [
     "PresetAdapter",
     "PresetTimeout",
     "preset_adapter_class",
-    "tls_hook_problem",
 ]
 
 
@@ -51,61 +48,9 @@ log = logging.getLogger(__name__)
 #: Origins whose pool lookup is remembered per adapter before the memo is emptied.
 _POOL_CACHE_SIZE: Final = 64
 
-#: The variables through which requests' merge_environment_settings hands a CA bundle to the adapter.
-_ENV_CA_BUNDLE_VARIABLES: Final = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
-
 #: The classes preset_adapter_class built, by base class: one per base in a process.
 _PRESET_ADAPTER_CLASSES: dict[type[HTTPAdapter], type[PresetAdapter]] = {}
 
-
-#: The requests hook through which a preset's TLS settings reach urllib3's pool (public since requests 2.32.3).
-TLS_HOOK: Final = "build_connection_pool_key_attributes"
-
-
-def tls_hook_problem(adapter_class: type[HTTPAdapter]) -> str | None:
-    """Say why ``adapter_class`` would not pass a preset's TLS settings to its pools, or None when it would.
-
-    requests 2.32.0 to 2.32.2 look pools up without calling the hook, so an
-    override of it is never called: the preset's CA bundle, client certificate
-    and minimum TLS version would be dropped without a sign.
-
-    Args:
-        adapter_class: requests' ``HTTPAdapter`` (a parameter so that tests can
-            hand it a class shaped like an older release).
-
-    Returns:
-        What is missing, naming the installed requests version; None when the hook is there and used.
-    """
-    lookup = getattr(adapter_class, "get_connection_with_tls_context", None)
-    version = getattr(requests, "__version__", "?")
-    if getattr(adapter_class, TLS_HOOK, None) is None or lookup is None:
-        return f"requests {version} has no HTTPAdapter.{TLS_HOOK} (requests 2.32.3 added it)"
-    code = getattr(inspect.unwrap(lookup), "__code__", None)
-    if code is not None and TLS_HOOK not in code.co_names:
-        return f"requests {version}'s HTTPAdapter.get_connection_with_tls_context does not call {TLS_HOOK}"
-    return None
-
-
-#: Checked once, at import: why this requests would drop a preset's TLS settings, or None.
-_TLS_HOOK_PROBLEM: str | None = tls_hook_problem(HTTPAdapter)
-
-
-def _refuse_dropped_trust(trust: TrustConfig) -> None:
-    """Raise ConfigError when ``trust`` sets anything that requests without the TLS hook would drop."""
-    if _TLS_HOOK_PROBLEM is None:
-        return
-    default = TrustConfig()
-    changed = [name for name in TrustConfig.__slots__ if getattr(trust, name) != getattr(default, name)]
-    if changed:
-        settings = ", ".join(f"{name}={getattr(trust, name)!r}" for name in changed)
-        raise ConfigError(
-            f"{settings} cannot be applied: {_TLS_HOOK_PROBLEM}, so the TLS settings would be silently "
-            "dropped; install requests>=2.32.3",
-            field=changed[0],
-            value=getattr(trust, changed[0]),
-            expected="requests>=2.32.3",
-            reason=_TLS_HOOK_PROBLEM,
-        )
 
 #: urllib3's loggers that write request paths, with their query strings, into log records.
 _URLLIB3_LOGGERS: Final = (
@@ -123,66 +68,13 @@ for _name in _URLLIB3_LOGGERS:
     logging.getLogger(_name).addFilter(_url_filter)
 
 
-#: What a missing per-call verify=/cert= path error adds after requests' own text.
-_PATH_ADVICE: Final = (
-    "session_presets: verify= takes a PEM CA bundle file or directory (or a bool), cert= a PEM file or a "
-    "(cert, key) pair; a CA bundle for every call belongs in the preset's ca_bundle"
-)
-
-
-def _path_error(text: str) -> OSError:
-    # str() stays requests' exact text, which callers compare; the advice follows
-    # it as a note (Python 3.11+), printed after it in a traceback.
-    error = OSError(text)
-    if hasattr(error, "add_note"):
-        error.add_note(_PATH_ADVICE)
-    return error
-
-
-def _check_paths(verify: Any, cert: Any) -> None:
-    """Raise requests' OSError for a per-call CA bundle or client certificate path that does not exist."""
-    if isinstance(verify, str) and not os.path.exists(verify):
-        raise _path_error(f"Could not find a suitable TLS CA certificate bundle, invalid path: {verify}")
-    if cert is None:
-        return
-    cert_file, key_file = (cert[0], cert[1]) if isinstance(cert, (list, tuple)) else (cert, None)
-    if not os.path.exists(cert_file):
-        raise _path_error(f"Could not find the TLS certificate file, invalid path: {cert_file}")
-    if key_file and not os.path.exists(key_file):
-        raise _path_error(f"Could not find the TLS key file, invalid path: {key_file}")
-
-
-def _trust(
-    *,
-    verify: bool,
-    trust_store: str,
-    ca_bundle: str | None,
-    client_cert: str | tuple[str, str] | None,
-    tls_min_version: str,
-) -> TrustConfig:
-    if not verify:
-        # Trust anchors mean nothing without verification: one insecure context each.
-        return TrustConfig(verify=False, client_cert=client_cert, tls_min_version=tls_min_version)
-    return TrustConfig(
-        verify=True,
-        trust_store=trust_store,
-        ca_bundle=ca_bundle,
-        client_cert=client_cert,
-        tls_min_version=tls_min_version,
-    )
-
-
-def _cert_reqs(context: ssl.SSLContext) -> str:
-    return "CERT_NONE" if context.verify_mode == ssl.CERT_NONE else "CERT_REQUIRED"
-
-
 def _tls_session_cache(config: PresetConfig) -> TLSSessionCache | None:
     if config.tls_session_cache == "off":
         return None
     return shared_cache(config.name) if config.tls_session_cache == "shared" else TLSSessionCache()
 
 
-class PresetAdapter(HTTPAdapter):
+class PresetAdapter(AdapterPools, TrustMixin, HTTPAdapter):
     """An HTTPAdapter that applies a preset: timeouts, retries, cache headers, pools, TLS.
 
     - ``timeout=None`` (what requests passes when the caller gives none) or a
@@ -237,14 +129,14 @@ class PresetAdapter(HTTPAdapter):
         self.counters = counters if counters is not None else Counters()
         self.metrics = metrics if metrics is not None else SessionMetrics(config.name)
         self._timeout = PresetTimeout(connect=config.connect_timeout, read=config.read_timeout)
-        self._trust = _trust(
+        self._trust = trust_config(
             verify=config.verify,
             trust_store=config.trust_store,
             ca_bundle=config.ca_bundle,
             client_cert=config.client_cert,
             tls_min_version=config.tls_min_version,
         )
-        _refuse_dropped_trust(self._trust)
+        refuse_dropped_trust(self._trust)
         # Checked now, built on the first HTTPS connection (see tls).
         check_trust(self._trust)
         self._checked_out: weakref.WeakSet[Any] = weakref.WeakSet()
@@ -286,8 +178,6 @@ class PresetAdapter(HTTPAdapter):
             pool_block=config.pool_block,
         )
 
-    #: Set on the adapter of a shared (registry) session: its pools and retries are not changed in place.
-    shared_preset: bool = False
     #: Whether the send after PresetAdapter's in this class's method order is HTTPAdapter's (see send).
     _preset_plain_send: ClassVar[bool] = True
 
@@ -308,40 +198,6 @@ class PresetAdapter(HTTPAdapter):
         if self.shared_preset:
             raise shared_refusal(self.preset.name, "the retries (max_retries; set retries in the preset)")
         self._max_retries = retry
-
-    def init_poolmanager(self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any) -> None:
-        """Build the pool manager, as requests does; called again, resize the pools in place.
-
-        requests-futures calls it again to size the pools for its workers
-        (``max_workers`` above 10, or ``adapter_kwargs``): the pools come from
-        the new manager from then on, and the old one's idle connections close.
-
-        Raises:
-            SharedSessionError: a resize of the pools of a shared session's adapter.
-        """
-        previous = self._resizing(connections, maxsize, block, pool_kwargs)
-        super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
-        self._adopt_pool_manager(previous)
-
-    def _resizing(self, connections: int, maxsize: int, block: bool, pool_kwargs: dict[str, Any]) -> Any:
-        """Return the pool manager being replaced, if any; refuse a resize of a shared session's pools."""
-        previous = self.__dict__.get("poolmanager")
-        current = (self._pool_connections, self._pool_maxsize, self._pool_block) if previous is not None else None
-        if previous is not None and self.shared_preset and (pool_kwargs or (connections, maxsize, block) != current):
-            raise shared_refusal(
-                self.preset.name,
-                f"the connection pool sizes (init_poolmanager({connections}, {maxsize}, block={block}), "
-                "as requests-futures does for max_workers above 10; set pool_maxsize in the preset)",
-            )
-        return previous
-
-    def _adopt_pool_manager(self, previous: Any) -> None:
-        """Give the new pool manager the preset's pool classes; close the one it replaces."""
-        self.poolmanager.pool_classes_by_scheme = self._pool_classes
-        if previous is not None and previous is not self.poolmanager:
-            # Pools memoised from the old manager would keep the old sizes.
-            self._pool_cache.clear()
-            previous.clear()
 
     def __getstate__(self) -> dict[str, Any]:
         # Pools, sockets, counters and contexts belong to this process: a
@@ -370,99 +226,6 @@ class PresetAdapter(HTTPAdapter):
             manager.pool_classes_by_scheme = self._pool_classes
         return manager
 
-    @property
-    def _context(self) -> ssl.SSLContext:
-        """The shared context of the preset's own trust configuration, built on first use.
-
-        Raises:
-            OSError: OpenSSL refused what the build-time check let through (a key
-                that does not match its certificate); the call fails as requests
-                fails one for a bad certificate, with the ConfigError chained.
-        """
-        try:
-            return get_ssl_context(self._trust)
-        except ConfigError as exc:
-            raise OSError(f"cannot use the TLS configuration of preset {self.preset.name!r}: {exc}") from exc
-
-    def context_for(self, verify: Any, cert: Any) -> ssl.SSLContext:
-        """Return the shared SSLContext for a call's merged ``verify`` and ``cert``.
-
-        Raises:
-            OSError: ``verify`` or ``cert`` names a file that does not exist
-                (requests' own message, then ours) or cannot be loaded.
-        """
-        if cert is None and verify is self.preset.verify:
-            return self._context
-        _check_paths(verify, cert)
-        client = self._trust.client_cert
-        if cert is not None:
-            client = (str(cert[0]), str(cert[1])) if isinstance(cert, (list, tuple)) else str(cert)
-        trust = _trust(
-            verify=verify is not False,
-            trust_store=self._trust.trust_store,
-            ca_bundle=verify if isinstance(verify, str) else self._trust.ca_bundle,
-            client_cert=client,
-            tls_min_version=self._trust.tls_min_version,
-        )
-        if trust == self._trust:
-            return self._context
-        try:
-            return get_ssl_context(trust)
-        except ConfigError as exc:
-            # A per-call verify= or cert= is not configuration: fail the call the
-            # way requests does for a bad path, with an OSError naming it.
-            raise OSError(f"cannot use verify={verify!r} / cert={cert!r} for this call: {exc}") from exc
-
-    def _is_environment_bundle(self, verify: str) -> bool:
-        """True when ``verify`` is the environment's CA bundle handed over by requests; ca_bundle beats it."""
-        if self._trust.ca_bundle is None:
-            return False
-        return any(verify == os.environ.get(name) for name in _ENV_CA_BUNDLE_VARIABLES)
-
-    def build_connection_pool_key_attributes(
-        self, request: PreparedRequest, verify: Any, cert: Any = None
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
-        host_params, pool_kwargs = super().build_connection_pool_key_attributes(request, verify, cert)
-        if host_params.get("scheme") == "https":
-            if (
-                isinstance(verify, str)
-                # A PresetSession never reads the environment per call: its verify= is the caller's.
-                and not getattr(request, "preset_session_prepared", False)
-                and self._is_environment_bundle(verify)
-            ):
-                verify = self.preset.verify
-            context = self.context_for(verify, cert)
-            pool_kwargs = {"ssl_context": context, "cert_reqs": _cert_reqs(context)}
-        return host_params, pool_kwargs
-
-    def get_connection_with_tls_context(
-        self,
-        request: PreparedRequest,
-        verify: Any,
-        proxies: dict[str, str] | None = None,
-        cert: Any = None,
-    ) -> HTTPConnectionPool:
-        # Direct connections are looked up once per origin and trust setting;
-        # requests would parse the URL three times and rebuild the pool key.
-        url = request.url
-        if (
-            proxies
-            or not self._memo_pools
-            or not isinstance(url, str)
-            or isinstance(cert, list)
-            or not _upstream.ADAPTER_GET_CONNECTION.live()
-        ):
-            return super().get_connection_with_tls_context(request, verify, proxies=proxies, cert=cert)
-        slash = url.find("/", url.find("//") + 2)
-        # ssl.SSLContext is in the key: after truststore or gevent replace it, the
-        # pools holding contexts built from the old class are not used again.
-        key = (url[:slash] if slash > 0 else url, verify, cert, ssl.SSLContext)
-        pool: HTTPConnectionPool | None = self._pool_cache.get(key)
-        if pool is None or pool.pool is None:
-            pool = super().get_connection_with_tls_context(request, verify, proxies=proxies, cert=cert)
-            self._pool_cache.put(key, pool)
-        return pool
-
     def request_url(self, request: PreparedRequest, proxies: dict[str, str] | None) -> str:
         if proxies or not _upstream.ADAPTER_REQUEST_URL.live():
             url = super().request_url(request, proxies)
@@ -472,12 +235,6 @@ class PresetAdapter(HTTPAdapter):
             # requests' without a proxy to select: the path.
             url = request.path_url
         return "/" + url.lstrip("/") if url.startswith("//") else url
-
-    def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
-        # Deliberately empty: requests would set ca_certs on the pool here, and
-        # urllib3 would then load that bundle on every new connection. The shared
-        # context already holds the trust anchors and the client certificate.
-        return None
 
     def build_response(self, req: PreparedRequest, resp: Any) -> Response:
         if _upstream.ADAPTER_BUILD_RESPONSE.live():
@@ -668,49 +425,6 @@ class PresetAdapter(HTTPAdapter):
                 private.clear()
                 private.discarding = False
 
-    def abort_checked_out(self) -> None:
-        """Shut down the socket of every connection in use, streamed bodies included."""
-        for conn in list(self._checked_out):
-            shutdown_connection(conn)
-
-    def _close_every_pool(self) -> None:
-        """Close each pool now, its idle connections with it; connections in use close when released.
-
-        Clearing a PoolManager only drops its pools: urllib3 2 closes a dropped
-        pool when it is garbage-collected, and every response the caller keeps
-        refers to its pool, so without this the idle sockets of a session's
-        fully read responses stayed open after invalidation.
-        """
-        for manager in (self.poolmanager, *self.proxy_manager.values()):
-            pools = getattr(manager, "pools", None)
-            try:
-                keys = list(pools.keys())  # type: ignore[union-attr]
-            except (AttributeError, TypeError):
-                # Not urllib3's manager (a test double in proxy_manager, as requests' own suite
-                # puts there): it has no pools to close; clear() below still reaches it.
-                continue
-            for key in keys:
-                pool = pools.get(key)  # type: ignore[union-attr]
-                if pool is not None:
-                    pool.close()
-
-    def close_idle(self) -> None:
-        """Close every pooled connection; connections in use close when released."""
-        self._pool_cache.clear()
-        self._close_every_pool()
-        self.poolmanager.clear()
-        for manager in list(self.proxy_manager.values()):
-            manager.clear()
-
-    def forget_pools_after_fork(self) -> None:
-        """Drop every pool without touching its sockets (they belong to the parent)."""
-        self.proxy_manager = {}
-        self._pool_cache.clear()
-        # Those sockets are shared with the parent: shutting one down would cut its call.
-        self._checked_out.clear()
-        # Not a resize: the old manager's sockets are the parent's, so it is dropped unclosed.
-        del self.poolmanager
-        self.init_poolmanager(self._pool_connections, self._pool_maxsize, block=self._pool_block)
 
 
 #: Content-Type values whose encoding an adapter remembers (least recently used first out).

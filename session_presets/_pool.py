@@ -12,18 +12,22 @@ import time
 import weakref
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
+from requests.adapters import HTTPAdapter
+from requests.models import PreparedRequest
 from urllib3 import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ClosedPoolError, EmptyPoolError, FullPoolError
 
 from . import _metrics, _process, _upstream
-from ._calls import DEADLINE, Call, current_call
+from ._calls import DEADLINE, Call, current_call, shutdown_connection
+from ._config import PresetConfig
 from ._connection import ConnectionMixin
 from ._counters import Counters
 from ._metrics import SessionMetrics
+from ._readonly import shared_refusal
 from ._tls import TrustConfig, get_ssl_context
 from ._tls_sessions import TLSSessionCache
 
-__all__ = ["pool_classes", "socks_pool_classes"]
+__all__ = ["AdapterPools", "PoolMixin", "pool_classes", "socks_pool_classes"]
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +39,9 @@ if TYPE_CHECKING:
     # What the mixins below are mixed into (urllib3's HTTPConnectionPool or a subclass):
     # their super() calls are checked against it.
     _Pool = HTTPConnectionPool
+    _Adapter = HTTPAdapter
 else:
-    _Pool = object
+    _Pool = _Adapter = object
 
 
 class _WaiterState(enum.Enum):
@@ -453,3 +458,126 @@ def socks_pool_classes(
         {**pool_attrs, "ConnectionCls": https_conn},
     )
     return {"http": http_pool, "https": https_pool}
+
+
+class AdapterPools(_Adapter):
+    """A PresetAdapter's pools: built from the preset's pool classes, looked up once per origin, resized, closed.
+
+    Closing a pool closes its idle connections now; those in use close when
+    released, and ``abort_checked_out`` cuts them.
+    """
+
+    preset: PresetConfig
+    #: Set on the adapter of a shared (registry) session: its pools and retries are not changed in place.
+    shared_preset: bool = False
+    _pool_classes: dict[str, type[HTTPConnectionPool]]
+    _pool_cache: _upstream.LRUMemo
+    _checked_out: weakref.WeakSet[Any]
+    #: Whether pools may be remembered per origin (not when a subclass adds per-request pool settings).
+    _memo_pools: bool
+
+    def init_poolmanager(self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any) -> None:
+        """Build the pool manager, as requests does; called again, resize the pools in place.
+
+        requests-futures calls it again to size the pools for its workers
+        (``max_workers`` above 10, or ``adapter_kwargs``): the pools come from
+        the new manager from then on, and the old one's idle connections close.
+
+        Raises:
+            SharedSessionError: a resize of the pools of a shared session's adapter.
+        """
+        previous = self._resizing(connections, maxsize, block, pool_kwargs)
+        super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
+        self._adopt_pool_manager(previous)
+
+    def _resizing(self, connections: int, maxsize: int, block: bool, pool_kwargs: dict[str, Any]) -> Any:
+        """Return the pool manager being replaced, if any; refuse a resize of a shared session's pools."""
+        previous = self.__dict__.get("poolmanager")
+        current = (self._pool_connections, self._pool_maxsize, self._pool_block) if previous is not None else None
+        if previous is not None and self.shared_preset and (pool_kwargs or (connections, maxsize, block) != current):
+            raise shared_refusal(
+                self.preset.name,
+                f"the connection pool sizes (init_poolmanager({connections}, {maxsize}, block={block}), "
+                "as requests-futures does for max_workers above 10; set pool_maxsize in the preset)",
+            )
+        return previous
+
+    def _adopt_pool_manager(self, previous: Any) -> None:
+        """Give the new pool manager the preset's pool classes; close the one it replaces."""
+        self.poolmanager.pool_classes_by_scheme = self._pool_classes
+        if previous is not None and previous is not self.poolmanager:
+            # Pools memoised from the old manager would keep the old sizes.
+            self._pool_cache.clear()
+            previous.clear()
+
+    def get_connection_with_tls_context(
+        self,
+        request: PreparedRequest,
+        verify: Any,
+        proxies: dict[str, str] | None = None,
+        cert: Any = None,
+    ) -> HTTPConnectionPool:
+        # Direct connections are looked up once per origin and trust setting;
+        # requests would parse the URL three times and rebuild the pool key.
+        url = request.url
+        if (
+            proxies
+            or not self._memo_pools
+            or not isinstance(url, str)
+            or isinstance(cert, list)
+            or not _upstream.ADAPTER_GET_CONNECTION.live()
+        ):
+            return super().get_connection_with_tls_context(request, verify, proxies=proxies, cert=cert)
+        slash = url.find("/", url.find("//") + 2)
+        # ssl.SSLContext is in the key: after truststore or gevent replace it, the
+        # pools holding contexts built from the old class are not used again.
+        key = (url[:slash] if slash > 0 else url, verify, cert, ssl.SSLContext)
+        pool: HTTPConnectionPool | None = self._pool_cache.get(key)
+        if pool is None or pool.pool is None:
+            pool = super().get_connection_with_tls_context(request, verify, proxies=proxies, cert=cert)
+            self._pool_cache.put(key, pool)
+        return pool
+
+    def abort_checked_out(self) -> None:
+        """Shut down the socket of every connection in use, streamed bodies included."""
+        for conn in list(self._checked_out):
+            shutdown_connection(conn)
+
+    def _close_every_pool(self) -> None:
+        """Close each pool now, its idle connections with it; connections in use close when released.
+
+        Clearing a PoolManager only drops its pools: urllib3 2 closes a dropped
+        pool when it is garbage-collected, and every response the caller keeps
+        refers to its pool, so without this the idle sockets of a session's
+        fully read responses stayed open after invalidation.
+        """
+        for manager in (self.poolmanager, *self.proxy_manager.values()):
+            pools: Any = getattr(manager, "pools", None)
+            try:
+                keys = list(pools.keys())
+            except (AttributeError, TypeError):
+                # Not urllib3's manager (a test double in proxy_manager, as requests' own suite
+                # puts there): it has no pools to close; clear() below still reaches it.
+                continue
+            for key in keys:
+                pool = pools.get(key)
+                if pool is not None:
+                    pool.close()
+
+    def close_idle(self) -> None:
+        """Close every pooled connection; connections in use close when released."""
+        self._pool_cache.clear()
+        self._close_every_pool()
+        self.poolmanager.clear()
+        for manager in list(self.proxy_manager.values()):
+            manager.clear()
+
+    def forget_pools_after_fork(self) -> None:
+        """Drop every pool without touching its sockets (they belong to the parent)."""
+        self.proxy_manager = {}
+        self._pool_cache.clear()
+        # Those sockets are shared with the parent: shutting one down would cut its call.
+        self._checked_out.clear()
+        # Not a resize: the old manager's sockets are the parent's, so it is dropped unclosed.
+        del self.poolmanager
+        self.init_poolmanager(self._pool_connections, self._pool_maxsize, block=self._pool_block)
