@@ -143,7 +143,7 @@ class PresetAdapter(AdapterPools, TrustMixin, HTTPAdapter):
         self.tls_sessions = _tls_session_cache(config)
         self._no_cache = config.cache_policy == "reload"
         self._fallback_headers = tuple(self.default_headers.items())
-        #: The preset's own header lines as http.client encoded them (see ConnectionMixin.putheader).
+        #: The preset's own header lines as http.client encoded them (see _connection._HeaderLineMemo.putheader).
         self._header_lines: dict[tuple[str, str], bytes] = {}
         self._pool_classes = pool_classes(
             self.counters,
