@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import pytest
 import requests
@@ -461,3 +462,29 @@ def test_memos_are_per_adapter_bounded_and_emptied_on_close(http_server: Loopbac
     assert memo.get("a") == 1
     memo.put("c", 3)  # "b" was used least recently
     assert ("a" in memo, "b" in memo, "c" in memo, len(memo)) == (True, False, True, 2)
+
+
+#: The private methods our pool and connection classes override without a hook, each with the upstream
+#: method that must still call it for the override to run (docs/fast-path.md, "Overrides without a hook").
+_OVERRIDE_SEAMS: Final = (
+    ("urllib3.connectionpool", "HTTPConnectionPool.urlopen", "_get_conn"),
+    ("urllib3.connectionpool", "HTTPConnectionPool.urlopen", "_put_conn"),
+    ("urllib3.connectionpool", "HTTPConnectionPool._make_request", "_validate_conn"),
+    ("urllib3.connectionpool", "HTTPConnectionPool._get_conn", "_new_conn"),
+    ("urllib3.connection", "HTTPConnection.getresponse", "getresponse"),
+    ("http.client", "HTTPConnection.getresponse", "response_class"),
+)
+
+
+@pytest.mark.parametrize(("module", "caller", "callee"), _OVERRIDE_SEAMS)
+def test_upstream_still_calls_each_overridden_seam(module: str, caller: str, callee: str) -> None:
+    """The installed urllib3 and http.client still reach each private method or attribute our classes override."""
+    owner: Any = importlib.import_module(module)
+    for part in caller.split("."):
+        owner = getattr(owner, part)
+    code = inspect.unwrap(owner).__code__
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if inspect.iscode(const):
+            names.update(const.co_names)
+    assert callee in names, f"{module}.{caller} no longer uses {callee}: see docs/fast-path.md"

@@ -18,9 +18,9 @@ from urllib3.exceptions import MaxRetryError
 from urllib3.response import BaseHTTPResponse
 from urllib3.util import Retry
 
-from .._adapters import readable_retry_after
 from .._errors import TransferError
 from .._redact import safe_url
+from .._retry import readable_retry_after
 from ._attempt import AttemptFailed, Stopped
 from ._journaling import TaskJournal
 from ._sender import TaskSender

@@ -18,10 +18,10 @@ from typing import Any
 import requests
 from urllib3.util import Retry
 
-from .._adapters import build_retry
 from .._config import PresetConfig
 from .._errors import SessionInvalidatedError, TransferError
 from .._redact import redact_text, safe_url
+from .._retry import build_retry
 from .._sessions import PresetSession
 from ._attempt import AttemptFailed, Stopped
 from ._taskstate import TaskState

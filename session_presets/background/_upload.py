@@ -53,7 +53,7 @@ import requests
 
 from .._calls import shutdown_connection
 from .._errors import TransferError
-from .._redact import safe_url
+from .._redact import CREDENTIAL_HEADERS, safe_url
 from ._attempt import AttemptFailed, Stopped
 from ._files import CHUNK_SIZE
 from ._retrying import Attempts, run_attempts
@@ -213,10 +213,6 @@ class _Ietf:
 _BY_NAME: Final[dict[str, _Protocol]] = {"tus": _Tus(), "ietf": _Ietf()}
 
 
-#: Request headers that carry credentials: never sent to an upload resource on another origin.
-_CREDENTIAL_HEADERS: Final = frozenset({"authorization", "proxy-authorization", "cookie"})
-
-
 def _origin(url: str) -> tuple[str, str, int | None]:
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
@@ -237,7 +233,7 @@ def _headers(task: TaskState, protocol: _Protocol, extra: dict[str, str], *, use
     headers = {
         name: value
         for name, value in task.headers.items()
-        if (user or not name.lower().startswith("content-")) and (same or name.lower() not in _CREDENTIAL_HEADERS)
+        if (user or not name.lower().startswith("content-")) and (same or name.lower() not in CREDENTIAL_HEADERS)
     }
     headers.update(protocol.common())
     headers.update(extra)
