@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import stat
 import subprocess
 import sys
@@ -195,23 +196,43 @@ def test_gc_of_unclosed_session_warns() -> None:
 
 _EXIT_WITH_REGISTRY_SESSIONS = """
 import sys
+import weakref
 import session_presets as sp
-sp.get_session().get(sys.argv[1]).close()
-sp.get_session("ephemeral").get(sys.argv[1]).close()
+
+freed = []
+for preset in ("default", "ephemeral"):
+    session = sp.get_session(preset)
+    session.get(sys.argv[1]).close()
+    freed.append(weakref.ref(session, lambda _ref, name=preset: print("freed", name, flush=True)))
+del session
 """
 
 
-def test_registry_sessions_never_warn_at_interpreter_exit(http_server: LoopbackServer) -> None:
-    """A process that used get_session() and exits without closing it prints no ResourceWarning under -W error."""
+@pytest.mark.parametrize(
+    ("options", "environment"),
+    [
+        (["-W", "error::ResourceWarning"], {}),
+        ([], {"PYTHONWARNINGS": "error::ResourceWarning"}),
+        (["-X", "dev", "-W", "error"], {}),
+    ],
+    ids=["W-error-ResourceWarning", "PYTHONWARNINGS", "X-dev-W-error"],
+)
+def test_registry_sessions_never_warn_at_interpreter_exit(
+    http_server: LoopbackServer, options: list[str], environment: dict[str, str]
+) -> None:
+    """A process that used get_session() exits unclosed: its sessions are freed at exit and stderr stays empty."""
     result = subprocess.run(
-        [sys.executable, "-W", "error::ResourceWarning", "-c", _EXIT_WITH_REGISTRY_SESSIONS, http_server.url()],
+        [sys.executable, *options, "-c", _EXIT_WITH_REGISTRY_SESSIONS, http_server.url()],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
+        env={**os.environ, **environment},
     )
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
+    # Freed at exit, so PresetSession.__del__ really ran there (a session kept alive never gets to warn).
+    assert sorted(result.stdout.splitlines()) == ["freed default", "freed ephemeral"]
     assert http_server.saw("/ok") == 2
 
 
