@@ -507,7 +507,11 @@ class MeteredResponse(requests.Response):
         A body that stops arriving raises BodyReadTimeoutError, a ReadTimeout, where
         requests raises a bare ConnectionError wrapping urllib3's ReadTimeoutError.
         """
-        return _body_timeouts_as_read_timeouts(self, super().iter_content(chunk_size, decode_unicode))
+        if decode_unicode:
+            chunks: Iterator[Any] = super().iter_content(chunk_size, decode_unicode=True)
+        else:
+            chunks = super().iter_content(chunk_size)
+        return _body_timeouts_as_read_timeouts(self, chunks)
 
     def __getstate__(self) -> dict[str, Any]:
         state: dict[str, Any] = super().__getstate__()
