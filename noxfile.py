@@ -34,7 +34,7 @@ TEST_COMMAND = ["pytest", "-W", "error", "--cov=session_presets", "--cov-branch"
 RANGE_COMMAND = ["pytest", "-W", "error"]
 
 #: The tests that run third-party libraries (gevent, eventlet, vcrpy, ...): once, in the compat session.
-COMPAT_TESTS = ["tests/test_compat.py", "tests/test_compat_more.py"]
+COMPAT_TESTS = ["tests/test_compat.py", "tests/test_compat_libraries.py"]
 
 #: What the core matrix adds to TEST_COMMAND: everything but the compat tests (marked ``compat``).
 CORE_SELECTION = ["-m", "not compat"]
