@@ -6,6 +6,7 @@ import os
 import signal
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,31 +22,31 @@ pytestmark = pytest.mark.filterwarnings("ignore:This process .* is multi-threade
 CHILD_BOUND = 30.0
 
 
+def _held(lock: Any) -> bool:
+    """Whether another thread holds ``lock`` now."""
+    if lock.acquire(blocking=False):
+        lock.release()
+        return False
+    return True
+
+
 def _exit_code(pid: int, bound: float) -> int | None:
     """The child's exit code, or None (child killed) if it did not end within ``bound`` seconds."""
-    statuses: list[int] = []
+    codes: list[int] = []
 
-    def reaped() -> bool:
+    def exited() -> bool:
         done, status = os.waitpid(pid, os.WNOHANG)
         if done:
-            statuses.append(status)
-        return bool(done)
+            codes.append(os.waitstatus_to_exitcode(status))
+        return bool(codes)
 
     try:
-        wait_until(reaped, bound, f"child {pid} to exit")
+        wait_until(exited, bound, "the forked child to exit")
     except AssertionError:
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
         return None
-    return os.waitstatus_to_exitcode(statuses[0])
-
-
-def _tls_lock_is_held() -> bool:
-    """True while another thread holds tls._lock."""
-    if tls._lock.acquire(blocking=False):
-        tls._lock.release()
-        return False
-    return True
+    return codes[0]
 
 
 @pytest.mark.timeout(90)
@@ -64,7 +65,7 @@ def test_child_forked_during_a_context_build_builds_its_own(
 
     _process.start_thread(build, name="test-context-builder")
     try:
-        wait_until(_tls_lock_is_held, CHILD_BOUND, "the builder thread to take tls._lock")
+        wait_until(lambda: _held(tls._lock), CHILD_BOUND, "the builder thread to take tls._lock")
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child reports through its exit code
             code = 1

@@ -18,7 +18,7 @@ import session_presets as sp
 from session_presets import _upstream
 from session_presets.cli import main
 
-from . import test_background, test_connect_phase, test_hot_path, test_pool_policy
+from . import test_background, test_connect_phase, test_pool_policy, test_upstream_hot_path
 from .fast_path import requires_fast_path
 from .servers import LoopbackServer
 
@@ -398,8 +398,8 @@ def test_without_the_pool_queue_hook_calls_beyond_pool_maxsize_still_wait(http_s
 def test_without_the_header_lines_hook_the_same_lines_are_sent(http_server: LoopbackServer) -> None:
     """Without the header_lines hook, the server gets the header lines plain requests sends."""
     with _upstream.hook_disabled("header_lines"):
-        test_hot_path.test_header_lines_reach_the_server_as_requests_sends_them(http_server)
-        test_hot_path.test_only_the_presets_own_header_lines_are_kept(http_server)
+        test_upstream_hot_path.test_header_lines_reach_the_server_as_requests_sends_them(http_server)
+        test_upstream_hot_path.test_only_the_presets_own_header_lines_are_kept(http_server)
 
 
 def test_without_the_cuttable_connect_hook_urllib3_connects(http_server: LoopbackServer) -> None:
