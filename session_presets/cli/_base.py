@@ -10,7 +10,8 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any, Final, NoReturn, TypeVar
 
-from .._config import PresetConfig, parse_duration, parse_number, parse_whole
+from .._config import PresetConfig
+from .._forms import parse_duration, parse_number, parse_whole
 from .._presets import get_preset
 from .._redact import safe_url
 
