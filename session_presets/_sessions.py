@@ -6,35 +6,31 @@ import collections
 import contextlib
 import copy
 import enum
-import http.cookiejar
 import logging
 import os
 import sys
-import tempfile
 import threading
 import time
 import types
-import urllib.request
 import warnings
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
-from urllib.parse import urlsplit
 
 import requests
 import requests.sessions
-from requests.cookies import RequestsCookieJar
 from requests.exceptions import InvalidHeader
 from requests.models import PreparedRequest, Response
 from requests.structures import CaseInsensitiveDict
-from requests.utils import address_in_network, get_netrc_auth, is_ipv4_address, is_valid_cidr, resolve_proxies
+from requests.utils import get_netrc_auth, resolve_proxies
 from urllib3.exceptions import ResponseError
 
 from . import _process, _upstream, _warn
 from ._adapters import IDEMPOTENT_METHODS, Counters, PresetAdapter, PresetTimeout, preset_adapter_class
 from ._calls import CANCELLED, DEADLINE, Call, call_local, watchdog
 from ._config import PresetConfig
+from ._cookies import build_cookie_jar, save_cookie_file
 from ._env import STRICT_REUSE_VARIABLE, parse_bool
 from ._errors import (
     ConfigError,
@@ -56,8 +52,9 @@ from ._metrics import (
     SessionMetrics,
 )
 from ._presets import resolve
+from ._proxies import ProxySnapshot, proxy_secrets
 from ._readonly import ReadOnlyAdapters, ReadOnlyDict, ReadOnlyHeaders, freeze_hooks, shared_refusal
-from ._redact import redact_exception, safe_url, userinfo_secrets
+from ._redact import redact_exception, safe_url
 
 __all__ = [
     "InvalidationTimeoutError",
@@ -167,107 +164,6 @@ SHARED_READ_ONLY: Final = frozenset(
 
 #: PresetSession.request's ``timeout`` when the caller gives none: the preset's connect and read timeouts.
 _PRESET_TIMEOUTS: Final[Any] = object()
-
-
-class _BlockAllCookies(http.cookiejar.DefaultCookiePolicy):
-    """cookies='none': nothing a server sets is ever stored."""
-
-    def set_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
-        return False
-
-
-def _load_cookie_file(path: str) -> RequestsCookieJar:
-    jar = RequestsCookieJar()
-    if not os.path.exists(path):
-        return jar
-    try:
-        info = os.stat(path)
-        if hasattr(os, "getuid") and info.st_uid != os.getuid():
-            raise ConfigError(
-                f"cookie_file={path!r} is owned by another user (uid {info.st_uid}); "
-                "refusing to read cookies from it"
-            )
-        source = http.cookiejar.MozillaCookieJar()
-        with warnings.catch_warnings():
-            # cookiejar warns "http.cookiejar bug!" on a malformed line before raising LoadError.
-            warnings.filterwarnings("ignore", "http.cookiejar bug", UserWarning)
-            source.load(path, ignore_discard=True, ignore_expires=False)
-    except (http.cookiejar.LoadError, OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(
-            f"cookie_file={path!r} cannot be read ({exc}); expected a Netscape cookies.txt file. "
-            "It was left untouched."
-        ) from exc
-    for cookie in source:
-        jar.set_cookie(cookie)
-    return jar
-
-
-def _save_cookie_file(path: str, jar: http.cookiejar.CookieJar) -> None:
-    target = http.cookiejar.MozillaCookieJar()
-    for cookie in jar:
-        target.set_cookie(cookie)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, temp = tempfile.mkstemp(prefix=".cookies-", dir=directory)
-    os.close(fd)
-    try:
-        os.chmod(temp, 0o600)
-        target.save(temp, ignore_discard=True, ignore_expires=False)
-        os.chmod(temp, 0o600)
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
-
-
-class _ProxySnapshot:
-    """The environment's proxies, read once; NO_PROXY is applied per URL."""
-
-    __slots__ = ("no_proxy", "proxies")
-
-    def __init__(self, setting: str | Mapping[str, str]) -> None:
-        self.no_proxy: list[str] = []
-        if setting == "none":
-            self.proxies: dict[str, str] = {}
-        elif isinstance(setting, Mapping):
-            self.proxies = {k: v for k, v in setting.items() if k != "no_proxy"}
-            self.no_proxy = _split_no_proxy(setting.get("no_proxy", ""))
-        else:
-            found = urllib.request.getproxies_environment()
-            self.no_proxy = _split_no_proxy(found.pop("no", ""))
-            self.proxies = {k: v for k, v in found.items() if k in ("http", "https", "all")}
-
-    def bypass(self, url: str) -> bool:
-        if not self.no_proxy:
-            return False
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        if "*" in self.no_proxy:
-            return True
-        if is_ipv4_address(host):
-            for entry in self.no_proxy:
-                if is_valid_cidr(entry) and address_in_network(host, entry):
-                    return True
-                if entry == host:
-                    return True
-            return False
-        with_port = f"{host}:{parts.port}" if parts.port else host
-        for entry in self.no_proxy:
-            bare = entry.lstrip(".")
-            if bare in (host, with_port) or host.endswith("." + bare):
-                return True
-        return False
-
-
-def _proxy_secrets(*proxies: object) -> tuple[str, ...]:
-    """The userinfo of every proxy URL in ``proxies`` (mappings, or None), to mask in errors."""
-    return userinfo_secrets(
-        url for mapping in proxies if isinstance(mapping, Mapping) for url in mapping.values()
-    )
-
-
-def _split_no_proxy(value: str) -> list[str]:
-    return [item.strip().lower() for item in value.replace(" ", ",").split(",") if item.strip()]
 
 
 _reuse_lock = _process.fork_safe_lock()
@@ -384,12 +280,12 @@ class PresetSession(requests.Session):
             self.headers["Pragma"] = "no-cache"
         self.headers.update(config.headers)
         self.verify = config.verify
-        self._proxy_snapshot = _ProxySnapshot(config.proxies)
+        self._proxy_snapshot = ProxySnapshot(config.proxies)
         self.proxies = dict(self._proxy_snapshot.proxies)
         for adapter in self.adapters.values():
             adapter.close()
         self.adapters.clear()
-        self.cookies = self._build_cookie_jar(config)
+        self.cookies = build_cookie_jar(config)
         self.adapter = PresetAdapter(config, counters=self._counters, metrics=self._metrics)
         self.mount("https://", self.adapter)
         self.mount("http://", self.adapter)
@@ -550,16 +446,6 @@ class PresetSession(requests.Session):
             self._warned_adapters.add(id(adapter))
             self.mount(prefix, adapter)
 
-    @staticmethod
-    def _build_cookie_jar(config: PresetConfig) -> RequestsCookieJar:
-        if config.cookies == "file":
-            assert config.cookie_file is not None
-            return _load_cookie_file(config.cookie_file)
-        jar = RequestsCookieJar()
-        if config.cookies == "none":
-            jar.set_policy(_BlockAllCookies())
-        return jar
-
     # -- state -------------------------------------------------------------
 
     @property
@@ -633,7 +519,7 @@ class PresetSession(requests.Session):
         except Exception as exc:
             # Preparing the URL fails before send(), with the URL in the message;
             # whatever leaves shows no query string or userinfo.
-            redact_exception(exc, secrets=_proxy_secrets(self.proxies, proxies))
+            redact_exception(exc, secrets=proxy_secrets(self.proxies, proxies))
             raise
 
     def merge_environment_settings(
@@ -779,7 +665,7 @@ class PresetSession(requests.Session):
             # urllib3 writes the path and its query into its messages, and shows a
             # proxy's mangled userinfo as a bad host; the request object
             # (exc.request) keeps the full URL for code that needs it.
-            redact_exception(exc, secrets=_proxy_secrets(kwargs.get("proxies")))
+            redact_exception(exc, secrets=proxy_secrets(kwargs.get("proxies")))
             if call.reason is not None:
                 raise self._aborted_error(call, request, exc) from exc
             self._counters.add("errors")
@@ -962,7 +848,7 @@ class PresetSession(requests.Session):
 
     def _save_cookies(self) -> None:
         if self.config.cookies == "file" and self.config.cookie_file is not None:
-            _save_cookie_file(self.config.cookie_file, self.cookies)
+            save_cookie_file(self.config.cookie_file, self.cookies)
 
     def _after_fork_in_child(self) -> None:
         self._lock = threading.Lock()
@@ -993,8 +879,6 @@ def _after_fork_in_child() -> None:
 
 
 _process.on_fork_child(_after_fork_in_child, order=_process.ORDER_SESSIONS)
-
-
 
 
 def default_session(*, auth: Any = None, **overrides: Any) -> PresetSession:
