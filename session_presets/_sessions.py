@@ -5,7 +5,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import copy
-import enum
 import logging
 import os
 import sys
@@ -44,6 +43,7 @@ from ._errors import (
     TotalTimeoutError,
     add_note,
 )
+from ._lifecycle import SessionLifecycle, SessionState
 from ._metrics import (
     CONNECTION_DURATION_BUCKETS,
     REQUEST_DURATION_BUCKETS,
@@ -74,14 +74,6 @@ REUSE_LIMIT: Final = 32
 REUSE_WINDOW: Final = 60.0
 #: How long invalidate_and_cancel waits for aborted calls to unwind.
 CANCEL_GRACE: Final = 1.0
-
-
-class SessionState(str, enum.Enum):
-    """Lifecycle of a session: active, then invalidating, then invalidated."""
-
-    ACTIVE = "active"
-    INVALIDATING = "invalidating"
-    INVALIDATED = "invalidated"
 
 
 #: SessionState.ACTIVE, read per request (an enum member lookup costs several attribute reads on 3.11).
@@ -214,7 +206,7 @@ def _takes_http_urls(prefix: str) -> bool:
     return any(scheme.startswith(prefix) or prefix.startswith(scheme) for scheme in ("http://", "https://"))
 
 
-class PresetSession(requests.Session):
+class PresetSession(SessionLifecycle, requests.Session):
     """A requests.Session built from a PresetConfig, with URLSession semantics.
 
     - The environment is read once, when the session is built: proxies,
@@ -242,6 +234,7 @@ class PresetSession(requests.Session):
             client certificate, cookie file).
     """
 
+    _WORK = "requests"
     _shared = False
     #: A shared session's default headers as requests prepares them, validated once (see _freeze).
     _header_template: CaseInsensitiveDict[Any] | None = None
@@ -258,11 +251,9 @@ class PresetSession(requests.Session):
         super().__init__()
         self.config = config
         self._registry_owned = _registry_owned
-        self._lock = threading.Lock()
-        self._drained = threading.Condition(self._lock)
-        self._calls: set[Call] = set()
         # Not active until fully built, so a failed build is never reported as a leak.
-        self._state = SessionState.INVALIDATED
+        self._init_lifecycle(SessionState.INVALIDATED)
+        self._calls: set[Call] = set()
         # Run once, when the session stops accepting requests (under _lock).
         self._on_invalidating: list[Callable[[PresetSession], None]] = []
         # Set by a registry: where a request goes that reaches this shared session
@@ -449,11 +440,6 @@ class PresetSession(requests.Session):
     # -- state -------------------------------------------------------------
 
     @property
-    def state(self) -> SessionState:
-        """Where the session is in its lifecycle."""
-        return self._state
-
-    @property
     def stats(self) -> SessionStats:
         """A snapshot of this session's counts and aggregates (see SessionStats)."""
         counts: dict[str, Any] = self._counters.snapshot()
@@ -637,9 +623,9 @@ class PresetSession(requests.Session):
             # A redirect hop of a call already in flight on this session.
             if self._state is not _ACTIVE and outer.reason is not None:
                 raise self._aborted_error(outer, request, None)
-            return self._send_as_requests(request, kwargs)
+            return self._send_fast_or_upstream(request, kwargs)
         call = Call(self.config.total_timeout)
-        with self._lock:
+        with self._cond:
             refused = self._state is not _ACTIVE
             if not refused:
                 self._calls.add(call)
@@ -649,18 +635,14 @@ class PresetSession(requests.Session):
             # it late (its caller fetched it just before) to its replacement.
             replacement = successor() if successor is not None else None
             if replacement is None or replacement is self:
-                raise SessionInvalidatedError(
-                    f"session for preset {self.config.name!r} is {self._state.value}; "
-                    "it refuses new requests",
-                    request=request,
-                )
+                raise self._refusal(request=request)
             log.debug("preset %r session is %s; sending through its replacement", self.config.name, self._state.value)
             return replacement.send(request, **kwargs)
         call_local.call = call
         if call.deadline is not None:
             watchdog.add(call)
         try:
-            return self._send_as_requests(request, kwargs)
+            return self._send_fast_or_upstream(request, kwargs)
         except Exception as exc:
             # urllib3 writes the path and its query into its messages, and shows a
             # proxy's mangled userinfo as a bad host; the request object
@@ -679,14 +661,14 @@ class PresetSession(requests.Session):
         finally:
             call_local.call = outer
             watchdog.discard(call)
-            with self._lock:
+            with self._cond:
                 self._calls.discard(call)
-                # Only an invalidation waits on _drained, and it marks the session
+                # Only an invalidation waits on _cond, and it marks the session
                 # non-active under this lock first: an active one has no waiter to wake.
                 if not self._calls and self._state is not _ACTIVE:
-                    self._drained.notify_all()
+                    self._cond.notify_all()
 
-    def _send_as_requests(self, request: PreparedRequest, kwargs: dict[str, Any]) -> Response:
+    def _send_fast_or_upstream(self, request: PreparedRequest, kwargs: dict[str, Any]) -> Response:
         """requests.Session.send: the fast path's copy while it is live, else requests' own (patch included)."""
         if not _upstream.SESSION_SEND.live():
             if self.proxies is None and "proxies" not in kwargs:
@@ -715,67 +697,37 @@ class PresetSession(requests.Session):
             request=request,
         )
 
-    # -- lifecycle ---------------------------------------------------------
+    # -- lifecycle (the steps are SessionLifecycle's) ------------------------
 
-    def finish_tasks_and_invalidate(self, timeout: float | None = None) -> None:
-        """Refuse new requests, wait for those in flight, then close every connection.
+    def _describe(self) -> str:
+        return f"session for preset {self.config.name!r}"
 
-        Like URLSession's ``finishTasksAndInvalidate``. Safe to call twice.
+    def _unfinished(self) -> str:
+        return f"{len(self._calls)} request(s) still in flight"
 
-        Args:
-            timeout: seconds to wait for requests in flight; None waits forever.
-
-        Raises:
-            InvalidationTimeoutError: requests were still in flight after
-                ``timeout``; the session stays invalidating.
-        """
+    def _drained(self) -> bool:
+        # A hook or a streamed body's caller may invalidate from inside its own call.
         me = threading.get_ident()
-        if not self._stop_accepting(cancel=False):
-            return
-        with self._lock:
-            if not self._drained.wait_for(lambda: self._only_own_calls(me), timeout):
-                raise InvalidationTimeoutError(
-                    f"{len(self._calls)} request(s) still in flight after {timeout:g}s; "
-                    f"session for preset {self.config.name!r} stays invalidating"
-                )
-        self._finish_invalidation()
+        return all(call.thread_id == me for call in self._calls)
 
-    def _stop_accepting(self, *, cancel: bool) -> bool:
-        """Refuse new requests from now on; False if the session is already invalidated.
+    def _on_stop_accepting(self, *, cancel: bool, first: bool) -> None:
+        # The first time, the ``_on_invalidating`` callbacks run: a registry hands
+        # out a replacement from this moment, not once the session is drained.
+        # After a cancel, nothing is handed to the replacement (see ``send``).
+        if first:
+            log.debug("invalidating session for preset %r", self.config.name)
+        if cancel:
+            self._successor = None
+        # Under the lock, so that no request sees the session refusing while
+        # its registry still hands it out (the callbacks take no session lock).
+        callbacks, self._on_invalidating = self._on_invalidating, []
+        for callback in callbacks:
+            callback(self)
 
-        The first time, the ``_on_invalidating`` callbacks run: a registry hands
-        out a replacement from this moment, not once the session is drained.
-        After a cancel, nothing is handed to the replacement (see ``send``).
-        """
-        with self._lock:
-            if self._state is SessionState.INVALIDATED:
-                return False
-            if self._state is SessionState.ACTIVE:
-                log.debug("invalidating session for preset %r", self.config.name)
-            self._state = SessionState.INVALIDATING
-            if cancel:
-                self._successor = None
-            # Under the lock, so that no request sees the session refusing while
-            # its registry still hands it out (the callbacks take no session lock).
-            callbacks, self._on_invalidating = self._on_invalidating, []
-            for callback in callbacks:
-                callback(self)
-        return True
-
-    def _only_own_calls(self, thread_id: int) -> bool:
-        """True when no thread but ``thread_id`` has a call in flight (hold ``_lock``)."""
-        return all(call.thread_id == thread_id for call in self._calls)
-
-    def invalidate_and_cancel(self) -> None:
-        """Refuse new requests, abort those in flight, then close every connection.
-
-        Like URLSession's ``invalidateAndCancel``. Aborted requests raise
-        SessionInvalidatedError in their own threads within about a second.
-        """
+    def _cancel_work(self) -> None:
+        # Aborted requests raise SessionInvalidatedError in their own threads within about a second.
         me = threading.get_ident()
-        if not self._stop_accepting(cancel=True):
-            return
-        with self._lock:
+        with self._cond:
             calls = [call for call in self._calls if call.thread_id != me]
         log.debug("cancelling %d request(s) of preset %r", len(calls), self.config.name)
         for call in calls:
@@ -784,26 +736,22 @@ class PresetSession(requests.Session):
         for adapter in self.adapters.values():
             if isinstance(adapter, PresetAdapter):
                 adapter.abort_checked_out()
-        with self._lock:
-            self._drained.wait_for(lambda: self._only_own_calls(me), CANCEL_GRACE)
-        self._finish_invalidation()
+        with self._cond:
+            self._cond.wait_for(self._drained, CANCEL_GRACE)
 
     def _abort_thread_calls(self, thread_id: int, reason: str) -> None:
         """Abort the calls that thread ``thread_id`` has in flight (for background transfers)."""
-        with self._lock:
+        with self._cond:
             calls = [call for call in self._calls if call.thread_id == thread_id]
         for call in calls:
             call.abort(reason)
 
-    def _finish_invalidation(self) -> None:
-        if self._state is SessionState.INVALIDATED:
-            return
+    def _release(self) -> None:
         try:
             self._save_cookies()
         finally:
             for adapter in self._distinct_adapters():
                 adapter.close()
-            self._state = SessionState.INVALIDATED
             log.debug("session for preset %r invalidated", self.config.name)
 
     def close(self) -> None:
@@ -816,9 +764,6 @@ class PresetSession(requests.Session):
         if self._shared:
             return
         self.finish_tasks_and_invalidate()
-
-    def __exit__(self, *args: object) -> None:
-        self.close()
 
     def flush(self) -> None:
         """Write cookies to ``cookie_file`` (if any) and close idle connections.
@@ -851,8 +796,7 @@ class PresetSession(requests.Session):
             save_cookie_file(self.config.cookie_file, self.cookies)
 
     def _after_fork_in_child(self) -> None:
-        self._lock = threading.Lock()
-        self._drained = threading.Condition(self._lock)
+        self._init_lifecycle(self._state)
         self._calls = set()
         self._counters.after_fork()
         for adapter in self.adapters.values():
