@@ -540,17 +540,9 @@ class PresetSession(SessionLifecycle, requests.Session):
     def prepare_request(self, request: requests.Request) -> PreparedRequest:
         if not _upstream.SESSION_PREPARE_REQUEST.live():
             return self._prepare_as_requests(request)
-        return self._prepare(
-            request.method,
-            request.url,
-            request.headers,
-            request.files,
-            request.data,
-            request.json,
-            request.params,
-            request.auth,
-            request.cookies,
-            request.hooks,
+        return _upstream.session_prepare(
+            self, request.method, request.url, request.headers, request.files, request.data,
+            request.json, request.params, request.auth, request.cookies, request.hooks,
         )
 
     def preset_prepares_itself(self) -> bool:
@@ -559,38 +551,21 @@ class PresetSession(SessionLifecycle, requests.Session):
 
     def _prepare_as_requests(self, request: requests.Request) -> PreparedRequest:
         """requests' own prepare_request (patched or not), reading netrc only with store_credentials."""
-        if self.config.store_credentials and not request.auth and not self.auth and request.url:
+        netrc = None if request.auth or self.auth else self._netrc_auth(request.url)
+        if netrc is not None:
             request = copy.copy(request)
-            request.auth = get_netrc_auth(request.url)  # type: ignore[arg-type]
+            request.auth = netrc
         prepared = super().prepare_request(request)
         if type(prepared) is PreparedRequest:
             # The adapter adds nothing to what a PresetSession prepared (see PresetAdapter.add_headers).
             prepared.__class__ = _upstream.PresetPreparedRequest
         return prepared
 
-    def _prepare(
-        self,
-        request_method: Any,
-        url: Any,
-        request_headers: Any,
-        files: Any,
-        data: Any,
-        json: Any,
-        request_params: Any,
-        request_auth: Any,
-        request_cookies: Any,
-        request_hooks: Any,
-    ) -> PreparedRequest:
-        """prepare_request for a Request's fields, as request() hands them over without building one."""
-        # The same merge as requests.Session.prepare_request, minus what this
-        # session never does (netrc unless store_credentials).
-        netrc = None
-        if self.config.store_credentials and not request_auth and not self.auth and url:
-            netrc = get_netrc_auth(url)
-        return _upstream.session_prepare(
-            self, request_method, url, request_headers, files, data, json,
-            request_params, request_auth, request_cookies, request_hooks, netrc,
-        )
+    def _netrc_auth(self, url: Any) -> tuple[str, str] | None:
+        """What netrc holds for ``url``; None without ``store_credentials``, which never reads netrc."""
+        if not self.config.store_credentials or not url:
+            return None
+        return get_netrc_auth(url)
 
     def preset_plain_redirects(self) -> bool:
         """Whether redirects are resolved by requests' own code (no subclass overrides them)."""

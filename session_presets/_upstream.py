@@ -638,8 +638,8 @@ def session_request(session: Any, method: Any, url: Any, fields: dict[str, Any],
         # The fields requests.Request(...) would hold (hooks register nothing), without building it.
         headers = fields["headers"]
         files = fields["files"]
-        prep = session._prepare(
-            method.upper(), url, {} if headers is None else headers, [] if files is None else files,
+        prep = session_prepare(
+            session, method.upper(), url, {} if headers is None else headers, [] if files is None else files,
             data, fields["json"], params, fields["auth"], fields["cookies"], {"response": []},
         )
     else:
@@ -669,13 +669,11 @@ def session_prepare(
     request_auth: Any,
     request_cookies: Any,
     request_hooks: Any,
-    netrc_auth: Any,
 ) -> PreparedRequest:
     """requests.Session.prepare_request for a Request's fields, minus the work an empty mapping costs there.
 
-    ``netrc_auth`` is what the session reads from netrc for this URL, or None
-    (a preset reads it only with store_credentials). Only called while
-    SESSION_PREPARE_REQUEST.live().
+    netrc is what ``session._netrc_auth(url)`` reads (a preset reads it only
+    with store_credentials). Only called while SESSION_PREPARE_REQUEST.live().
     """
     merged_cookies: Any = RequestsCookieJar()
     jar = session.cookies
@@ -688,8 +686,8 @@ def session_prepare(
             cookies = cookiejar_from_dict(cookies)
         merged_cookies = merge_cookies(merged_cookies, cookies)
     auth = request_auth
-    if netrc_auth is not None and not auth and not session.auth:
-        auth = netrc_auth
+    if not auth and not session.auth:
+        auth = session._netrc_auth(url) or auth
     headers: Any = session.headers
     template = None
     header_none = session._header_none
