@@ -19,21 +19,19 @@ from typing import Any, Final
 
 import requests
 import requests.sessions
-from requests.exceptions import InvalidHeader
 from requests.models import PreparedRequest, Response
 from requests.structures import CaseInsensitiveDict
 from requests.utils import get_netrc_auth, resolve_proxies
 from urllib3.exceptions import ResponseError
 
 from . import _process, _upstream, _warn
-from ._adapters import IDEMPOTENT_METHODS, Counters, PresetAdapter, PresetTimeout, preset_adapter_class
+from ._adapters import IDEMPOTENT_METHODS, Counters, PresetAdapter, PresetTimeout
 from ._calls import CANCELLED, DEADLINE, Call, call_local, watchdog
 from ._config import PresetConfig
 from ._cookies import build_cookie_jar, save_cookie_file
 from ._env import STRICT_REUSE_VARIABLE, parse_bool
 from ._errors import (
     ConfigError,
-    ForeignAdapterWarning,
     InsecureRedirectError,
     InsecureSessionWarning,
     InvalidationTimeoutError,
@@ -51,9 +49,10 @@ from ._metrics import (
     HistogramSnapshot,
     SessionMetrics,
 )
+from ._mounts import AdapterMounts
 from ._presets import resolve
 from ._proxies import ProxySnapshot, proxy_secrets
-from ._readonly import ReadOnlyAdapters, ReadOnlyDict, ReadOnlyHeaders, freeze_hooks, shared_refusal
+from ._readonly import SharedReadOnly
 from ._redact import redact_exception, safe_url
 
 __all__ = [
@@ -145,15 +144,6 @@ class SessionStats:
         return self.request_duration.p99
 
 
-#: What a shared session refuses to change: its configuration, not its cookie jar
-#: (docs/design.md, "Shared sessions are read-only").
-SHARED_READ_ONLY: Final = frozenset(
-    {
-        "adapters", "auth", "cert", "headers", "hooks", "max_redirects",
-        "params", "proxies", "stream", "trust_env", "verify",
-    }
-)
-
 #: PresetSession.request's ``timeout`` when the caller gives none: the preset's connect and read timeouts.
 _PRESET_TIMEOUTS: Final[Any] = object()
 
@@ -200,13 +190,7 @@ def _clear_reuse_counts() -> None:
 _process.on_reset(_clear_reuse_counts, order=_process.ORDER_SESSIONS)
 
 
-def _takes_http_urls(prefix: str) -> bool:
-    """Whether a mount at ``prefix`` serves some http:// or https:// URLs (requests matches prefixes, case-blind)."""
-    prefix = prefix.lower()
-    return any(scheme.startswith(prefix) or prefix.startswith(scheme) for scheme in ("http://", "https://"))
-
-
-class PresetSession(SessionLifecycle, requests.Session):
+class PresetSession(SharedReadOnly, AdapterMounts, SessionLifecycle, requests.Session):
     """A requests.Session built from a PresetConfig, with URLSession semantics.
 
     - The environment is read once, when the session is built: proxies,
@@ -235,11 +219,6 @@ class PresetSession(SessionLifecycle, requests.Session):
     """
 
     _WORK = "requests"
-    _shared = False
-    #: A shared session's default headers as requests prepares them, validated once (see _freeze).
-    _header_template: CaseInsensitiveDict[Any] | None = None
-    #: Whether a shared session's (frozen) default headers hold a None value.
-    _header_none: bool | None = None
 
     def __init__(
         self, config: PresetConfig | None = None, *, _registry_owned: bool = False, _shared: bool = False
@@ -293,114 +272,6 @@ class PresetSession(SessionLifecycle, requests.Session):
                 InsecureSessionWarning,
             )
         log.debug("built session for preset %r", config.name)
-
-    def _freeze(self) -> None:
-        """Make the configuration read-only: this session is shared by the whole process."""
-        name = self.config.name
-        self.headers = ReadOnlyHeaders(self.headers, preset=name)
-        self.params = ReadOnlyDict(self.params, preset=name, what="the params")
-        self.proxies = ReadOnlyDict(self.proxies, preset=name, what="the proxies")
-        self.hooks = freeze_hooks(self.hooks, preset=name)
-        self.adapters = ReadOnlyAdapters(self.adapters, preset=name)
-        self.adapter.shared_preset = True
-        self._header_none = _upstream.has_none_value(self.headers)
-        if not self._header_none:
-            probe = PreparedRequest()
-            with contextlib.suppress(InvalidHeader):
-                # An invalid header keeps no template: every request then raises, as requests does.
-                probe.prepare_headers(self.headers)
-                self._header_template = probe.headers
-        self._shared = True
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if self._shared and name in SHARED_READ_ONLY:
-            raise shared_refusal(self.config.name, name)
-        super().__setattr__(name, value)
-
-    def __delattr__(self, name: str) -> None:
-        if self._shared and name in SHARED_READ_ONLY:
-            raise shared_refusal(self.config.name, name)
-        super().__delattr__(name)
-
-    def mount(self, prefix: str, adapter: Any) -> None:
-        """Mount ``adapter`` for URLs starting with ``prefix``, as requests does.
-
-        An HTTPAdapter that is not a PresetAdapter gets the preset's default
-        headers and connect/read timeouts, but not its retries, total_timeout,
-        shared TLS context, max_connection_age or stats: that is warned once per
-        adapter (``adapter_factory`` builds one that keeps them). Adapters that
-        open no connection of their own (mocks and recorders built on
-        ``BaseAdapter``), and adapters for URLs the preset's adapter never
-        serves (``http+unix://``), are mounted without a warning.
-
-        Raises:
-            SharedSessionError: this is a shared session (read-only).
-        """
-        if self._shared:
-            raise shared_refusal(self.config.name, f"the mounted adapters (mount({prefix!r}, ...))")
-        if (
-            # Only a network transport that lacks the preset is worth a warning:
-            # mocks and recorders (requests-mock, betamax) are BaseAdapters that
-            # open no connection, and betamax sends what it records through the
-            # PresetAdapter it wraps.
-            isinstance(adapter, requests.adapters.HTTPAdapter)
-            and not isinstance(adapter, PresetAdapter)
-            # requests-unixsocket's http+unix:// takes nothing from the preset's adapter.
-            and _takes_http_urls(prefix)
-            # requests.Session.__init__ mounts its own adapters, which this one replaces.
-            and getattr(self, "_state", None) is SessionState.ACTIVE
-            and id(adapter) not in self._warned_adapters
-        ):
-            self._warned_adapters.add(id(adapter))
-            warnings.warn(
-                f"{type(adapter).__name__} mounted for {prefix!r} on a session of preset "
-                f"{self.config.name!r} is not a PresetAdapter: requests through it get the preset's "
-                "default headers and connect/read timeouts, but not its retries, total_timeout, "
-                "shared TLS context, max_connection_age or stats. To keep them, build it with "
-                f"session.adapter_factory({type(adapter).__name__})(...) (for a library that takes an "
-                "adapter class, pass that as the class: CacheControl(session, adapter_class=...)), or "
-                "subclass session_presets.PresetAdapter (see examples/host_header_adapter.py)",
-                ForeignAdapterWarning,
-                stacklevel=2,
-            )
-        super().mount(prefix, adapter)
-
-    def adapter_factory(self, base: type[requests.adapters.HTTPAdapter]) -> Callable[..., PresetAdapter]:
-        """Return a callable that builds ``base`` adapters on this session's preset, for ``mount()``.
-
-        What it builds is a ``base`` and a PresetAdapter (see
-        ``preset_adapter_class``): ``base`` adds its feature (a cache, a source
-        address), and the preset's timeouts, retries, total_timeout, TLS context
-        and stats stay, counted in this session's ``stats``. Mounting it warns
-        nothing. Pass it where a library takes an adapter class::
-
-            session = default_session(cache_policy="protocol")
-            CacheControl(session, adapter_class=session.adapter_factory(CacheControlAdapter))
-
-        or call it with ``base``'s arguments and mount the result yourself.
-
-        Args:
-            base: an ``HTTPAdapter`` subclass that passes extra keyword arguments on to ``HTTPAdapter.__init__``.
-
-        Returns:
-            A callable taking ``base``'s arguments and returning the adapter.
-
-        Raises:
-            TypeError: ``base`` is not an HTTPAdapter subclass.
-        """
-        cls: Any = preset_adapter_class(base)
-        config, counters, metrics = self.config, self._counters, self._metrics
-
-        def build(*args: Any, **kwargs: Any) -> PresetAdapter:
-            adapter: PresetAdapter = cls(*args, config=config, counters=counters, metrics=metrics, **kwargs)
-            return adapter
-
-        build.__qualname__ = build.__name__ = cls.__name__
-        return build
-
-    def _distinct_adapters(self) -> list[Any]:
-        """The mounted adapters, each once (one adapter serves http:// and https://)."""
-        return list({id(adapter): adapter for adapter in self.adapters.values()}.values())
 
     def __getstate__(self) -> dict[str, Any]:
         return {
@@ -728,17 +599,6 @@ class PresetSession(SessionLifecycle, requests.Session):
             for adapter in self._distinct_adapters():
                 adapter.close()
             log.debug("session for preset %r invalidated", self.config.name)
-
-    def close(self) -> None:
-        """Same as ``finish_tasks_and_invalidate()``; safe to call twice.
-
-        On a shared session it does nothing, as invalidating ``URLSession.shared``
-        does nothing: other modules hold it. ``close_all()`` and an explicit
-        ``finish_tasks_and_invalidate()`` or ``invalidate_and_cancel()`` end it.
-        """
-        if self._shared:
-            return
-        self.finish_tasks_and_invalidate()
 
     def flush(self) -> None:
         """Write cookies to ``cookie_file`` (if any) and close idle connections.
