@@ -1,6 +1,6 @@
 """The URLSession lifecycle that PresetSession, BackgroundSession and DetachedSession share.
 
-One home for each rule of it (docs/design.md, "PresetSession lifecycle"):
+One home for each rule of it (docs/design.md, "Sessions and their lifecycle"):
 
 - ``state`` runs active → invalidating → invalidated, and never back.
 - ``finish_tasks_and_invalidate(timeout)`` refuses new work, waits for the work

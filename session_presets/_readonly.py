@@ -208,7 +208,10 @@ class SharedReadOnly(_SessionBase):
         super().__delattr__(name)
 
     def mount(self, prefix: str, adapter: Any) -> None:
-        """Mount ``adapter`` for URLs starting with ``prefix``; see the session class.
+        """Mount ``adapter`` for URLs starting with ``prefix``, as requests does.
+
+        An HTTPAdapter that is not a PresetAdapter is warned about once (see the
+        class); mocks built on ``BaseAdapter`` and ``http+unix://`` adapters are not.
 
         Raises:
             SharedSessionError: this is a shared session (read-only).

@@ -201,6 +201,10 @@ class PresetSession(SharedReadOnly, AdapterMounts, SessionLifecycle, requests.Se
     - A shared (registry) session is read-only: changing its configuration
       (see SHARED_READ_ONLY) or calling ``mount()`` raises SharedSessionError,
       and ``close()``/``with`` leave it working for the other modules.
+    - ``mount()`` of an HTTPAdapter that is not a PresetAdapter warns
+      ForeignAdapterWarning once: it misses the preset's retries,
+      total_timeout, TLS context and stats. ``adapter_factory`` builds one
+      that keeps them.
     - Per-call ``timeout=``: omitted, the preset's connect and read timeouts
       apply and a timeout is retried; ``None`` lifts the read timeout (the
       connect timeout stays); a number, pair or urllib3 Timeout applies to
