@@ -47,19 +47,22 @@ class SessionLifecycle:
 
     A subclass calls ``_init_lifecycle()`` first thing in ``__init__`` and
     implements ``_describe``, ``_unfinished``, ``_drained``, ``_cancel_work``
-    and ``_release``. ``_cond`` guards ``_state`` and whatever the subclass
-    counts as work in flight; notify it when that work ends.
+    and ``_release``. ``_cond`` (over ``_lock``) guards ``_state`` and whatever
+    the subclass counts as work in flight; notify it when that work ends.
     """
 
     #: What the session refuses once it stops accepting, plural ("requests", "transfers").
     _WORK: ClassVar[str]
 
     _state: SessionState
+    _lock: threading.Lock
     _cond: threading.Condition
 
     def _init_lifecycle(self, state: SessionState = SessionState.ACTIVE) -> None:
         """Give the session its lock and its first state (a fresh lock after a fork, too)."""
-        self._cond = threading.Condition(threading.Lock())
+        # The bare lock too: taking it directly skips Condition's Python-level __enter__ (per request).
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._state = state
 
     # -- what a session class says about itself --------------------------------

@@ -475,7 +475,7 @@ class PresetSession(SharedReadOnly, AdapterMounts, SessionLifecycle, requests.Se
                 raise self._aborted_error(outer, request, None)
             return self._send_fast_or_upstream(request, kwargs)
         call = Call(self.config.total_timeout)
-        with self._cond:
+        with self._lock:
             refused = self._state is not _ACTIVE
             if not refused:
                 self._calls.add(call)
@@ -511,7 +511,7 @@ class PresetSession(SharedReadOnly, AdapterMounts, SessionLifecycle, requests.Se
         finally:
             call_local.call = outer
             watchdog.discard(call)
-            with self._cond:
+            with self._lock:
                 self._calls.discard(call)
                 # Only an invalidation waits on _cond, and it marks the session
                 # non-active under this lock first: an active one has no waiter to wake.
@@ -577,7 +577,7 @@ class PresetSession(SharedReadOnly, AdapterMounts, SessionLifecycle, requests.Se
     def _cancel_work(self) -> None:
         # Aborted requests raise SessionInvalidatedError in their own threads within about a second.
         me = threading.get_ident()
-        with self._cond:
+        with self._lock:
             calls = [call for call in self._calls if call.thread_id != me]
         log.debug("cancelling %d request(s) of preset %r", len(calls), self.config.name)
         for call in calls:
@@ -591,7 +591,7 @@ class PresetSession(SharedReadOnly, AdapterMounts, SessionLifecycle, requests.Se
 
     def _abort_thread_calls(self, thread_id: int, reason: str) -> None:
         """Abort the calls that thread ``thread_id`` has in flight (for background transfers)."""
-        with self._cond:
+        with self._lock:
             calls = [call for call in self._calls if call.thread_id == thread_id]
         for call in calls:
             call.abort(reason)
