@@ -9,9 +9,10 @@ Two kinds of code live here (docs/fast-path.md explains both):
   first use only when every fingerprint matches the installed code and
   ``SESSION_PRESETS_FAST_PATH`` is not ``off``; otherwise the package calls
   upstream's own methods (``super()``), correct and slower. A function patched
-  at run time (a mock, a recorder, a tracer) is always called: each use of a
-  copy first checks that the function it stands in for is still the one
-  fingerprinted (:meth:`Replaced.live`).
+  at run time (a mock, a recorder, a tracer) is always called: a copy runs
+  only while the function it stands in for is still the one fingerprinted
+  (:meth:`Replaced.live`), looked at once per call of a PresetSession
+  (:func:`begin_call`) and before each use elsewhere.
 - **Hooks**: private upstream internals that a feature needs (TLS session
   resumption through ``ssl.SSLSocket._create``, the pool's queue). Each is
   detected when first needed; where it is missing the feature falls back to
