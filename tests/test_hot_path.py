@@ -655,7 +655,7 @@ def test_the_first_invalid_header_in_requests_order_is_the_one_refused(http_serv
 #: Query parameters as callers pass them: lists, None, bytes, numbers, non-ASCII, ordered, as pairs.
 _PARAMS: list[Any] = [
     {"page": "1", "q": "café crème 1-2"},
-    {"a": ["1", "2"], "b": None, "c": ""},
+    {"a": ["1", None, "2"], "b": None, "c": ""},
     {b"raw": b"bytes", "n": 5, "f": 1.5},
     collections.OrderedDict([("z", "1"), ("a", "2")]),
     [("k", "1"), ("k", "2")],
