@@ -359,6 +359,8 @@ class PresetSession(SharedReadOnly, AdapterMounts, SessionLifecycle, requests.Se
             timeout = self._default_timeout
         elif timeout is None:
             timeout = self._no_read_timeout
+        # Which copies of upstream code run is decided once for the whole call.
+        live = _upstream.begin_call()
         try:
             if not _upstream.SESSION_REQUEST.live():
                 # Patched (an instrumentation), or the fast path is off: requests' own runs.
@@ -382,6 +384,8 @@ class PresetSession(SharedReadOnly, AdapterMounts, SessionLifecycle, requests.Se
             # whatever leaves shows no query string or userinfo.
             redact_exception(exc, secrets=proxy_secrets(self.proxies, proxies))
             raise
+        finally:
+            _upstream.end_call(live)
 
     def merge_environment_settings(
         self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
