@@ -25,6 +25,7 @@ import pytest
 
 from session_presets import (
     ConfigError,
+    InvalidationTimeoutError,
     SessionInvalidatedError,
     SessionState,
     TransferError,
@@ -214,6 +215,26 @@ def test_detached_session_has_the_background_session_api(
     bg.finish_tasks_and_invalidate()
     with pytest.raises(SessionInvalidatedError, match="detached=True"):
         bg.download(http_server.url("/file"), tmp_path / "c.bin")
+
+
+def test_finish_that_timed_out_finishes_on_the_next_call(
+    http_server: LoopbackServer, gated: FileRoute, gate: threading.Event, tmp_path: Path
+) -> None:
+    """After a finish whose timeout ran out, the next finish waits for the agent's download and ends the session."""
+    bg = background_session("again", detached=True, **FAST)
+    task = bg.download(http_server.url("/file"), tmp_path / "a.bin")
+    with pytest.raises(InvalidationTimeoutError, match=r"1 transfer\(s\) still unfinished after 0.2s"):
+        bg.finish_tasks_and_invalidate(timeout=0.2)
+    assert bg.state is SessionState.INVALIDATING
+    with pytest.raises(SessionInvalidatedError, match="'again' is invalidating; it refuses new transfers"):
+        bg.download(http_server.url("/file"), tmp_path / "b.bin")
+    assert not task.wait(0.01).done  # the agent still answers for its invalidating session
+    gate.set()
+    bg.finish_tasks_and_invalidate()
+    assert bg.state is SessionState.INVALIDATED
+    assert task.state is TransferState.COMPLETED, task.error
+    assert (tmp_path / "a.bin").read_bytes() == gated.data
+    assert [hit.status for hit in gated.log] == [200]
 
 
 def test_upload_and_cancel_through_the_agent(

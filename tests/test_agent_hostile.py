@@ -31,10 +31,15 @@ def _raw(payload: bytes, *, shut_write: bool = True) -> dict[str, Any]:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(BOUND)
         sock.connect(str(state_dir() / AGENT_SOCKET))
-        if payload:
-            sock.sendall(payload)
-        if shut_write:
-            sock.shutdown(socket.SHUT_WR)
+        try:
+            if payload:
+                sock.sendall(payload)
+            if shut_write:
+                sock.shutdown(socket.SHUT_WR)
+        except (BrokenPipeError, ConnectionResetError):
+            # The agent may answer and close before it has read all of an over-long payload: its reply is
+            # already in this socket's receive buffer, which the read below still gets.
+            pass
         line = sock.makefile("rb").readline()
     assert line, "the agent closed the connection without a reply"
     reply: dict[str, Any] = json.loads(line)
