@@ -11,15 +11,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 import session_presets
 from session_presets import TransferError, TransferState, TransferTask, background_session
 from session_presets.background import _retrying, _taskstate
 from session_presets.background.journal import Journal
+from session_presets.cli import EXIT_NETWORK
+from session_presets.cli._transfer import transfer_failed
 
-from .fault_servers import Arrivals, status_then_ok
+from .fault_servers import Arrivals, flaky, status_then_ok
 from .servers import LoopbackServer
 from .test_background import FAST
+from .waiting import wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -132,6 +136,56 @@ def test_backoff_is_capped_by_backoff_max(http_server: LoopbackServer, tmp_path:
     assert task.state is TransferState.FAILED
     assert "13 attempt(s)" in str(task.error) and "retries=12" in str(task.error)
     assert len(arrivals.times) == 13
+
+
+class _HoldFirstRetry(logging.Handler):
+    """Holds the runner at its first "retrying in" line (before its pause) until ``resume`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.reached = threading.Event()
+        self.resume = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "retrying in" in record.getMessage() and not self.reached.is_set():
+            self.reached.set()
+            self.resume.wait(30)
+
+
+@pytest.mark.parametrize("kind", ["download", "upload"])
+def test_deadline_passing_between_attempts_keeps_the_last_error(
+    http_server: LoopbackServer, tmp_path: Path, kind: str
+) -> None:
+    """total_timeout passing during the pause after a reset: the error names and chains it (CLI exit 3, not 1)."""
+    arrivals = Arrivals()
+    http_server.route("/reset", flaky(arrivals, failures=10**6))
+    src = tmp_path / "src.bin"
+    src.write_bytes(b"payload")
+    bg = background_session("t", **{**FAST, "total_timeout": 2.0})
+    logger = logging.getLogger(_retrying.__name__)
+    hold = _HoldFirstRetry()
+    old_level = logger.level
+    logger.addHandler(hold)
+    logger.setLevel(logging.DEBUG)
+    try:
+        url = http_server.url("/reset")
+        task = bg.download(url, tmp_path / "out.bin") if kind == "download" else bg.upload(url, src)
+        # The runner found the pause short enough to fit before the deadline; it passes now.
+        assert hold.reached.wait(30), f"no retry was scheduled: {task!r} {task.error}"
+        wait_until(lambda: time.time() >= task.created_at + 2.0, 30, "the task's total_timeout to pass")
+        hold.resume.set()
+        task.wait(30)
+    finally:
+        hold.resume.set()
+        logger.removeHandler(hold)
+        logger.setLevel(old_level)
+    assert task.state is TransferState.FAILED
+    assert isinstance(task.error, TransferError)
+    assert "total_timeout=2s reached after 1 attempt(s)" in str(task.error)
+    assert "last error: ConnectionError" in str(task.error)
+    assert isinstance(task.error.__cause__, requests.ConnectionError)
+    assert transfer_failed(url, task.error, "failed", task) == EXIT_NETWORK
+    assert len(arrivals.times) == 1
 
 
 def test_upload_with_post_is_retried_on_a_retry_status(http_server: LoopbackServer, tmp_path: Path) -> None:

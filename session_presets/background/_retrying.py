@@ -56,8 +56,10 @@ def run_attempts(sender: TaskSender, task: TaskState, attempt: Callable[[float |
     """
     deadline = sender.deadline(task)
     retry = sender.policy
+    # The failure before this attempt: the deadline may pass during the pause after it.
+    last: AttemptFailed | None = None
     while True:
-        sender.check(task, deadline)
+        sender.check(task, deadline, last)
         task.attempts += 1
         try:
             attempt(deadline)
@@ -81,6 +83,9 @@ def run_attempts(sender: TaskSender, task: TaskState, attempt: Callable[[float |
             log.debug(
                 "task %d attempt %d: %s; retrying in %.2fs", task.record.id, task.attempts, failure.reason, delay
             )
+            # Kept for the deadline check after the pause, without its traceback: the frames of
+            # the attempt (and their buffers) need not live through the pause.
+            last = failure.with_traceback(None)
             # Not Retry.sleep(): a cancel or a suspension must end the wait at once.
             if task.stop.wait(delay):
                 raise Stopped("stopped") from None

@@ -113,12 +113,20 @@ class TaskSender:
         total = self.config.total_timeout
         return None if total is None else task.record.created_at + total
 
-    def check(self, task: TaskState, deadline: float | None) -> None:
-        """Raise Stopped if ``task`` was told to stop, TransferError if ``deadline`` has passed."""
+    def check(self, task: TaskState, deadline: float | None, last: AttemptFailed | None = None) -> None:
+        """Raise Stopped if ``task`` was told to stop, TransferError if ``deadline`` has passed.
+
+        ``last`` is the failure of the attempt before, when the deadline is checked between
+        attempts: the TransferError names it and is raised from its cause, so that a task that
+        gives up on a host refusing every connection fails as a network error.
+        """
         if task.stop.is_set():
             raise Stopped("stopped")
         if deadline is not None and time.time() >= deadline:
-            raise TransferError(
+            message = (
                 f"{task.record.kind} of {safe_url(task.url)} gave up: total_timeout={self.config.total_timeout:g}s "
                 f"reached after {task.attempts} attempt(s) and {task.bytes_done} bytes"
             )
+            if last is None:
+                raise TransferError(message)
+            raise TransferError(f"{message}; last error: {last.reason}") from last.cause
