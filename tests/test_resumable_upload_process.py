@@ -67,7 +67,9 @@ def test_kill_9_at_40_percent_then_new_process_finishes_from_server_offset(
     src.write_bytes(data)
     route = ResumableUploadRoute()
     url = route.install(server, "/files")
-    route.throttle = 4 * MIB
+    # The server holds the upload at 40% until the child is dead: the kill lands there, however
+    # fast the child sends (a throttle and a poll let it fill the socket buffers with the rest).
+    route.hold_at = len(data) * 4 // 10
     child = subprocess.Popen(
         [sys.executable, "-c", CHILD, "killup", url, str(src), protocol],
         stdout=subprocess.PIPE,
@@ -77,20 +79,20 @@ def test_kill_9_at_40_percent_then_new_process_finishes_from_server_offset(
     try:
         assert child.stdout is not None
         assert child.stdout.readline().startswith("started")
-        wait_until(lambda: route.received() >= len(data) * 4 // 10, BOUND, "40% of the file at the server")
+        assert route.holding.wait(BOUND), "the upload never reached 40% at the server"
         child.send_signal(signal.SIGKILL)
         child.wait(10)
     finally:
+        route.release()
         if child.poll() is None:  # pragma: no cover - only when the wait above failed
             child.kill()
             child.wait()
         child.stdout.close()  # type: ignore[union-attr]
         child.stderr.close()  # type: ignore[union-attr]
     assert child.returncode == -signal.SIGKILL
-    route.throttle = None
     wait_until(lambda: _settled(route), BOUND, "the killed upload's connection to end at the server")
     offset = route.received()
-    assert len(data) * 4 // 10 <= offset < len(data)
+    assert offset == len(data) * 4 // 10
     seen = len(server.requests)
 
     with background_session("killup", **FAST) as bg:
@@ -115,16 +117,20 @@ def test_detached_agent_killed_mid_upload_is_resumed_by_the_next_agent(
     src.write_bytes(data)
     route = ResumableUploadRoute()
     url = route.install(server, "/files")
-    route.throttle = 4 * MIB
+    # The server holds the upload at 40% until the agent is dead: the kill lands there.
+    route.hold_at = len(data) * 4 // 10
     bg = background_session("agentup", detached=True, **FAST)
     task = bg.upload(url, src, protocol=protocol, headers={"X-Api-Key": "k"})
-    wait_until(lambda: route.received() >= len(data) * 4 // 10, BOUND, "40% of the file at the server")
-    pid = agent_pid()
-    os.kill(pid, signal.SIGKILL)
-    wait_until(lambda: process_gone(pid), BOUND, "the killed agent to be gone")
-    route.throttle = None
+    try:
+        assert route.holding.wait(BOUND), "the upload never reached 40% at the server"
+        pid = agent_pid()
+        os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: process_gone(pid), BOUND, "the killed agent to be gone")
+    finally:
+        route.release()
     wait_until(lambda: _settled(route), BOUND, "the killed agent's connection to end at the server")
     offset = route.received()
+    assert offset == len(data) * 4 // 10
     seen = len(server.requests)
 
     again = background_session("agentup", detached=True)

@@ -18,6 +18,8 @@ _TUS: Final = "1.0.0"
 _INTEROP: Final = "8"
 #: Largest piece of a body read at once.
 _PIECE: Final = 64 * 1024
+#: The longest a PATCH is held at ``hold_at`` when :meth:`ResumableUploadRoute.release` is not called.
+_HOLD_MAX: Final = 60.0
 
 
 @dataclasses.dataclass
@@ -72,6 +74,10 @@ class ResumableUploadRoute:
 
     - ``drop_after``: an absolute offset of the upload; a PATCH crossing it keeps the bytes
       before it, then resets the connection without answering. Used once.
+    - ``hold_at``: an absolute offset of the upload; a PATCH reaching it keeps the bytes before
+      it, sets ``holding``, waits for :meth:`release` (at most 60 s), then resets
+      the connection without reading more. Used once. A test kills the client while it is held:
+      the server has then received exactly ``hold_at`` bytes, however fast the client sent.
     - ``mismatch``: the next N PATCHes are answered 409 (their bodies read and discarded).
     - ``offset_ahead``: the next HEAD reports that many bytes more than were received. Used once.
     - :meth:`lose_uploads`: forget every upload (HEAD and PATCH answer 404).
@@ -86,6 +92,7 @@ class ResumableUploadRoute:
 
     Attributes:
         uploads: every upload, oldest first.
+        holding: set while a PATCH is held at ``hold_at`` (and after, until :meth:`release`).
     """
 
     reads_body = True
@@ -112,6 +119,9 @@ class ResumableUploadRoute:
         self.mismatch = 0
         self.offset_ahead = 0
         self.throttle: float | None = None
+        self.hold_at: int | None = None
+        self.holding = threading.Event()
+        self._released = threading.Event()
         self.uploads: list[ResumableUpload] = []
         self._lock = threading.Lock()
         self._server: MockServer | None = None
@@ -141,6 +151,10 @@ class ResumableUploadRoute:
         """Bytes received for the latest upload (0 before the first)."""
         with self._lock:
             return self.uploads[-1].offset if self.uploads else 0
+
+    def release(self) -> None:
+        """End the hold at ``hold_at``: the held PATCH's connection is reset (now, or as it reaches it)."""
+        self._released.set()
 
     def lose_uploads(self) -> None:
         """Forget every upload, as a server that lost its state: HEAD and PATCH answer 404."""
@@ -328,12 +342,24 @@ class ResumableUploadRoute:
                 piece = min(left, _PIECE)
                 with self._lock:
                     drop = self.drop_after
+                    hold = self.hold_at
                 if drop is not None and upload.offset < drop <= upload.offset + piece:
                     piece = drop - upload.offset
+                held = False
+                if hold is not None and upload.offset < hold <= upload.offset + piece:
+                    piece, held = hold - upload.offset, True
                 data = exchange.rfile.read(piece) if piece else b""
                 if data:
                     upload.data += data
                     left -= len(data)
+                if held and upload.offset == hold:
+                    with self._lock:
+                        self.hold_at = None
+                    self.holding.set()
+                    self._released.wait(_HOLD_MAX)
+                    # What the client sent after the hold point stays unread in the socket.
+                    exchange.reset()
+                    return False
                 if drop is not None and upload.offset >= drop:
                     with self._lock:
                         self.drop_after = None
