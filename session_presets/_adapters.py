@@ -50,8 +50,8 @@ from ._calls import (
     DEADLINE,
     AbortHandle,
     Call,
-    call_local,
     current_call,
+    reset_current_call,
     set_current_call,
     shutdown_connection,
     watchdog,
@@ -62,7 +62,7 @@ from ._metrics import CountingHTTPResponse, MeteredResponse, SessionMetrics, Tra
 from ._readonly import shared_refusal
 from ._redact import CREDENTIAL_HEADERS, RedactingFilter, safe_url
 from ._tls import TrustConfig, check_trust, get_ssl_context
-from ._tls_sessions import TLSSessionCache, offer, shared_cache
+from ._tls_sessions import TLSSessionCache, shared_cache
 
 __all__ = [
     "Counters",
@@ -140,15 +140,6 @@ def _refuse_dropped_trust(trust: TrustConfig) -> None:
             expected="requests>=2.32.3",
             reason=_TLS_HOOK_PROBLEM,
         )
-
-class _Attempt(threading.local):
-    #: Whether the call in flight gave its own ``timeout=`` (its timeouts are not retried).
-    caller_timeout = False
-
-
-#: Per thread: how the call in flight chose its timeouts.
-_attempt = _Attempt()
-
 
 class PresetTimeout(Timeout):
     """The preset's own connect/read timeouts, as a session passes them when a call gives none.
@@ -295,7 +286,7 @@ class PresetRetry(Retry):
             if call.reason is not None and response is not None:
                 _discard_connection(response)
             call.raise_if_aborted()
-        if getattr(_attempt, "caller_timeout", False) and _is_timeout(error):
+        if call is not None and call.caller_timeout and _is_timeout(error):
             # The caller's own timeout= is the longest it wants to wait for a
             # silent peer; retrying would multiply it.
             raise MaxRetryError(_pool, url or "", error)
@@ -318,20 +309,24 @@ class PresetRetry(Retry):
                 raise MaxRetryError(_pool, url or "", error)
         if self.counters is not None:
             self.counters.add("retries")
-        if self.guard is not None:
-            self.guard.after_failed_attempt(response, error)
-        tx = _metrics._local.tx
-        if tx is not None:
-            tx.new_attempt(getattr(response, "status", None), error)
+        if call is not None:
+            if self.guard is not None:
+                self.guard.after_failed_attempt(call, response, error)
+            tx = call.tx
+            if tx is not None:
+                tx.new_attempt(getattr(response, "status", None), error)
         return retry
 
     def sleep(self, response: Any = None) -> None:
         super().sleep(response)
-        tx = _metrics._local.tx
+        call = current_call()
+        if call is None:
+            return
+        tx = call.tx
         guard = self.guard
         if guard is not None:
             # The next attempt is another request at the origin: breaker and rate limit apply to it too.
-            waited = guard.before_retry()
+            waited = guard.before_retry(call)
             if tx is not None and waited:
                 tx.queued += waited
         # The next attempt starts after the pause (and any wait for a permit), not when the retry was decided.
@@ -489,14 +484,16 @@ class _ConnectionMixin:
     source_address: tuple[str, int] | None
 
     def _new_conn(self) -> socket.socket:
+        call = current_call()
+        tx = None if call is None else call.tx
         if hasattr(self, "_socks_options") or not _upstream.hook_enabled("cuttable_connect"):
             # A SOCKS connection connects through its proxy (PySocks), and without
             # the hook urllib3 connects: its own code does that; the deadline still
             # caps the timeouts it is given (see request and getresponse).
             sock = super()._new_conn()  # type: ignore[misc]
-            _metrics.mark("connect_done")  # resolving and the proxy's handshake included
+            if tx is not None:
+                tx.connect_done = _metrics._now()  # resolving and the proxy's handshake included
             return sock  # type: ignore[no-any-return]
-        call = current_call()
         host = self._dns_host
         if host.startswith("["):
             host = host.strip("[]")
@@ -510,7 +507,8 @@ class _ConnectionMixin:
             addresses = socket.getaddrinfo(host, self.port, allowed_gai_family(), socket.SOCK_STREAM)
         except socket.gaierror as exc:
             raise NameResolutionError(self.host, self, exc) from exc  # type: ignore[arg-type]
-        _metrics.mark("dns_done")
+        if tx is not None:
+            tx.dns_done = _metrics._now()
         error: OSError = OSError("getaddrinfo returned no address")
         for family, kind, proto, _, address in addresses:
             try:
@@ -518,7 +516,7 @@ class _ConnectionMixin:
             except OSError as exc:
                 error = exc
         if call is not None:
-            call.expire_if_due()
+            call.stop_reason()  # a connect timeout capped at the deadline: mark the call past it
         if isinstance(error, TimeoutError):
             raise ConnectTimeoutError(
                 self, f"Connection to {self.host} timed out. (connect timeout={self.timeout})"
@@ -542,8 +540,9 @@ class _ConnectionMixin:
                 timeout = call.cap(timeout)
             sock.settimeout(timeout)
             sock.connect(address)
-            _metrics.mark("connect_done")
             if call is not None:
+                if call.tx is not None:
+                    call.tx.connect_done = _metrics._now()
                 # An abort between the check above and connect() may have found
                 # the socket not yet connecting; it is caught here. The cap also
                 # bounds the TLS handshake that follows.
@@ -561,28 +560,35 @@ class _ConnectionMixin:
             handle.close()
 
     def connect(self) -> None:
-        tx = _metrics._local.tx
+        call = current_call()
+        tx = None if call is None else call.tx
         if tx is not None:
             tx.connect_start = _metrics._now()
             tx.dns_done = tx.connect_done = tx.tls_done = None
-        call = current_call()
         key = self._tls_session_key() if _upstream.hook_enabled("tls_resumption") else None
+        token = None
         if key is not None:
             assert self.tls_sessions is not None
+            if call is None:
+                # Connected outside any call (urllib3 driven directly): a context for this handshake alone.
+                call = Call(None)
+                token = set_current_call(call)
             # Read before the lookup: a clear() from here on makes this connection's session stale.
             self.preset_tls_epoch = self.tls_sessions.epoch
-            offer(self.tls_sessions.get(key))
+            call.tls_offer = self.tls_sessions.get(key)
         try:
             super().connect()  # type: ignore[misc]
         except BaseException:
             if call is not None:
-                call.expire_if_due()
+                call.stop_reason()  # a timeout capped at the deadline: mark the call past it
             raise
         finally:
             # Connected and, for HTTPS, handshaken: from now on the call cuts self.sock.
             self._preset_close_abort_handle()
-            if key is not None:
-                offer(None)
+            if call is not None:
+                call.tls_offer = None
+            if token is not None:
+                reset_current_call(token)
         self.preset_connected_at = time.monotonic()
         self._preset_fresh = True
         self.counters.add("connections_opened")
@@ -636,7 +642,8 @@ class _ConnectionMixin:
         self.tls_sessions.put(key, session, sock.context, epoch=self.preset_tls_epoch)
 
     def request(self, *args: Any, **kwargs: Any) -> None:
-        tx = _metrics._local.tx
+        call = current_call()
+        tx = None if call is None else call.tx
         if tx is not None:
             if self.sock is None:
                 # Connect first, so that the connect phase is not counted as sending.
@@ -648,7 +655,6 @@ class _ConnectionMixin:
             tx.request_start = _metrics._now()
         if not self._preset_fresh and self.sock is not None:
             self.counters.add("connections_reused")
-        call = call_local.call
         if call is not None:
             timeout = self.timeout
             self.timeout = call.cap(getdefaulttimeout() if timeout is _DEFAULT_TIMEOUT else timeout)
@@ -706,7 +712,7 @@ class _ConnectionMixin:
             self.save_tls_session()
 
     def getresponse(self) -> Any:
-        call = call_local.call
+        call = current_call()
         if call is None:
             response = super().getresponse()  # type: ignore[misc]
         else:
@@ -715,7 +721,7 @@ class _ConnectionMixin:
             try:
                 response = super().getresponse()  # type: ignore[misc]
             except TimeoutError:
-                call.expire_if_due()
+                call.stop_reason()  # a read timeout capped at the deadline: mark the call past it
                 raise
         tx = self._preset_tx
         if tx is not None:
@@ -983,13 +989,7 @@ class _PoolMixin:
 
 def _abort_reason(call: Call | None) -> str | None:
     """Why ``call`` must stop waiting (cancelled, or past its deadline, which marks it), or None."""
-    if call is None:
-        return None
-    if call.reason is None:
-        remaining = call.remaining()
-        if remaining is not None and remaining <= 0:
-            call.reason = DEADLINE
-    return call.reason
+    return None if call is None else call.stop_reason()
 
 
 class _CurrentConnectionCls:
@@ -1533,37 +1533,71 @@ class PresetAdapter(HTTPAdapter):
         cert: Any = None,
         proxies: Any = None,
     ) -> Response:
+        call = current_call()
+        if call is None:
+            return self._send_own_call(request, stream, timeout, verify, cert, proxies)
         guard = self.guard
-        if guard is not None and _resilience._current.origin is None:
-            # Breaker, rate limit and max_in_flight around this hop (then this method again, unguarded).
-            return guard.send(self.send, request, stream, timeout=timeout, verify=verify, cert=cert, proxies=proxies)
+        if guard is not None and call.origin is None:
+            # Breaker, rate limit and max_in_flight around this hop (then _send_hop, with call.origin set).
+            return guard.send(
+                call, self._send_hop, request, stream, timeout=timeout, verify=verify, cert=cert, proxies=proxies
+            )
+        return self._send_hop(request, stream, timeout, verify, cert, proxies)
+
+    def _send_own_call(
+        self, request: PreparedRequest, stream: bool, timeout: Any, verify: Any, cert: Any, proxies: Any
+    ) -> Response:
+        """Send ``request`` as a call of its own: sent by a plain Session (OAuth2Session...), not a PresetSession.
+
+        The adapter then keeps the call's context, and its deadline: one per request it sends.
+        """
+        own = Call(self.preset.total_timeout)
+        token = set_current_call(own)
+        if own.deadline is not None:
+            watchdog.add(own)
+        try:
+            response = self.send(request, stream=stream, timeout=timeout, verify=verify, cert=cert, proxies=proxies)
+            if own.deadline is not None and not stream and not response.is_redirect:
+                # The body is part of the deadline, as on a PresetSession. A redirect's
+                # body is left to requests, which forgives a bad one.
+                response.content  # noqa: B018
+            return response
+        except Exception as exc:
+            # A socket timeout capped at the deadline fires before the watchdog looks.
+            if own.stop_reason() == DEADLINE and not isinstance(exc, TotalTimeoutError):
+                raise own.timeout_error(request, self.preset.name) from exc
+            raise
+        finally:
+            if own.deadline is not None:
+                watchdog.discard(own)
+            reset_current_call(token)
+
+    def _send_hop(
+        self,
+        request: PreparedRequest,
+        stream: bool = False,
+        timeout: Any = None,
+        verify: Any = True,
+        cert: Any = None,
+        proxies: Any = None,
+    ) -> Response:
+        """Send one hop of the call in flight (``current_call()``), recording its metrics on the call's context."""
+        call = current_call()
+        assert call is not None
         if timeout is None:
             timeout = self._timeout
-        call: Call | None = call_local.call
-        own: Call | None = None
-        if call is None and self.preset.total_timeout is not None:
-            # Not sent by a PresetSession (a plain Session, OAuth2Session...):
-            # the adapter keeps the deadline itself, one per request it sends.
-            own = call = Call(self.preset.total_timeout)
-            set_current_call(own)
-            watchdog.add(own)
-        elif call is not None:
-            deadline = call.deadline
-            if deadline is not None and deadline - time.monotonic() <= 0:
-                call.reason = DEADLINE
-                call.raise_if_aborted()
+        call.check()
         self._used_since_close = True
         if not getattr(request, "preset_session_prepared", False):
             self._drop_netrc_credentials(request)
-        outer_choice = _attempt.caller_timeout
-        _attempt.caller_timeout = not isinstance(timeout, PresetTimeout)
+        # Saved and put back: code run inside a hop (a body generator, say) may send a hop of its own.
+        outer_choice, outer_tx = call.caller_timeout, call.tx
+        call.caller_timeout = not isinstance(timeout, PresetTimeout)
         self.counters.add("requests")
         tx: Transaction | None = None
         if _metrics.ENABLED:
-            tx = self.metrics.start(request.method or "", request.url or "")
-            _metrics._local.tx = tx
-            if call is not None:
-                tx.resends_before = call.sent
+            tx = call.tx = self.metrics.start(request.method or "", request.url or "")
+            tx.resends_before = call.sent
         try:
             try:
                 if self._preset_plain_send and _upstream.ADAPTER_SEND.live():
@@ -1586,9 +1620,7 @@ class PresetAdapter(HTTPAdapter):
                 raise
             finally:
                 if tx is not None:
-                    _metrics._local.tx = None
-                    if call is not None:
-                        call.sent += tx.attempts
+                    call.sent += tx.attempts
             # What requests built, with a metrics property read from the recorder.
             if type(response) is not MeteredResponse:
                 response.__class__ = MeteredResponse
@@ -1596,21 +1628,8 @@ class PresetAdapter(HTTPAdapter):
             if stream and tx is not None and not tx.done:
                 # A streamed body left unread and unclosed still ends its request.
                 weakref.finalize(response, tx.abandon).atexit = False
-            if own is not None and not stream and not response.is_redirect:
-                # The body is part of the deadline, as on a PresetSession. A redirect's
-                # body is left to requests, which forgives a bad one.
-                response.content  # noqa: B018
             return response
         except Exception as exc:
-            if own is not None:
-                # A socket timeout capped at the deadline fires before the watchdog looks.
-                own.expire_if_due()
-            if own is not None and own.reason == DEADLINE:
-                raise TotalTimeoutError(
-                    f"request to {safe_url(request.url)} exceeded total_timeout={own.total_timeout:g}s "
-                    f"(preset {self.preset.name!r}; retries and body included)",
-                    request=request,
-                ) from exc
             wrapped = exc.args[0] if exc.args else None
             # With retries, urllib3 wraps a final read timeout in MaxRetryError, which
             # requests reports as ConnectionError; callers rightly expect a Timeout.
@@ -1624,10 +1643,7 @@ class PresetAdapter(HTTPAdapter):
         finally:
             # Again after the fact: a close() that ran during this send left its pool in use.
             self._used_since_close = True
-            _attempt.caller_timeout = outer_choice
-            if own is not None:
-                watchdog.discard(own)
-                set_current_call(None)
+            call.caller_timeout, call.tx = outer_choice, outer_tx
 
     def close(self) -> None:
         """Close every pool, as HTTPAdapter.close does.
