@@ -1,12 +1,17 @@
-"""One call's deadline never cuts a connection another call holds (issue 9 §2)."""
+"""Each call has its own context: one call's deadline never cuts a connection another call holds
+(issue 9 §2), and concurrent or nested calls never share a deadline, a timeout choice or a metrics
+record (issue 24 §2)."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+import requests
 
 from session_presets import default_session
 from session_presets._errors import TotalTimeoutError
@@ -17,6 +22,21 @@ from .waiting import wait_until
 
 #: Bounded waits: far longer than anything here should take.
 BOUND = 20.0
+
+
+def _hold_until_client_closes(h: Handler) -> None:
+    """Answer nothing until the client closes (or cuts) the connection; bounded by BOUND."""
+    h.connection.settimeout(0.05)
+    ends = time.monotonic() + BOUND
+    while time.monotonic() < ends:
+        try:
+            if h.connection.recv(1) == b"":
+                break
+        except TimeoutError:
+            continue
+        except OSError:
+            break
+    h.close_connection = True
 
 
 @pytest.fixture
@@ -36,18 +56,8 @@ def test_deadline_of_one_call_spares_the_connection_it_gave_back(
 
     def hang(h: Handler) -> None:
         # Hold the response until the client closes the connection (A's deadline).
-        h.connection.settimeout(0.05)
-        ends = time.monotonic() + BOUND
-        while time.monotonic() < ends:
-            try:
-                if h.connection.recv(1) == b"":
-                    break
-            except TimeoutError:
-                continue
-            except OSError:
-                break
+        _hold_until_client_closes(h)
         a_hung_up.set()
-        h.close_connection = True
 
     def held(h: Handler) -> None:
         # B's request is answered only once A has hit its deadline.
@@ -90,3 +100,77 @@ def test_streamed_body_released_leaves_the_call(http_server: LoopbackServer) -> 
         assert conn.preset_call is None
         assert session.get(http_server.url()).text == "ok"
     assert http_server.connections == 1
+
+
+@pytest.mark.timeout(60)
+def test_two_threads_on_one_session_keep_their_own_timeout_choice(http_server: LoopbackServer) -> None:
+    """Two threads on one session: a call with its own timeout= is not retried while another's preset timeout is."""
+    preset_tries = itertools.count()
+
+    def second_try_answers(h: Handler) -> None:
+        if next(preset_tries) == 0:
+            _hold_until_client_closes(h)
+        else:
+            h.reply(200, b"second try")
+
+    http_server.route("/own-timeout", _hold_until_client_closes)
+    http_server.route("/preset-timeout", second_try_answers)
+    with default_session(read_timeout=4, retries=1, backoff_factor=0, total_timeout=None) as session:
+        # A's own read timeout fires while B's call is in flight, B having started after A.
+        a = _run(lambda: session.get(http_server.url("/own-timeout"), timeout=(5, 1.5)))
+        wait_until(lambda: http_server.saw("/own-timeout"), BOUND, "the server to see A's request")
+        b = _run(lambda: session.get(http_server.url("/preset-timeout")))
+        assert a.done.wait(BOUND)
+        assert b.done.wait(BOUND)
+    assert isinstance(a.error, requests.ReadTimeout), a.error
+    assert b.error is None, b.error
+    assert b.result.text == "second try"
+    assert b.result.metrics.attempts == 2
+    # What the server saw: A's request once (a caller's timeout= is not retried), B's twice.
+    assert http_server.saw("/own-timeout") == 1
+    assert http_server.saw("/preset-timeout") == 2
+
+
+@pytest.mark.timeout(60)
+def test_a_call_made_from_a_response_hook_has_its_own_deadline(http_server: LoopbackServer) -> None:
+    """A call made from a response hook on the same session runs to its own deadline, not the outer call's."""
+    outer_cut = threading.Event()
+
+    def outer(h: Handler) -> None:
+        # Most of the outer call's 2 s go by here; its connection is cut at its deadline.
+        h.wait(1.2)
+        # Half of the body: the rest never comes, so the outer call's body is still being read.
+        h.send_response(200)
+        h.send_header("Content-Length", "10")
+        h.end_headers()
+        h.wfile.write(b"outer")
+        h.wfile.flush()
+        _hold_until_client_closes(h)
+        outer_cut.set()
+
+    def nested(h: Handler) -> None:
+        # Answered only once the outer call hit its deadline: 1.2 s into the nested call's own 2 s.
+        outer_cut.wait(BOUND)
+        h.reply(200, b"nested")
+
+    http_server.route("/outer", outer)
+    http_server.route("/nested", nested)
+    seen: dict[str, Any] = {}
+    with default_session(total_timeout=2, retries=0) as session:
+
+        def hook(response: requests.Response, **kwargs: Any) -> None:
+            try:
+                seen["nested"] = session.get(http_server.url("/nested"))
+            except Exception as exc:
+                seen["nested"] = exc
+
+        with pytest.raises(TotalTimeoutError, match="/outer"):
+            session.get(http_server.url("/outer"), hooks={"response": [hook]})
+    nested_response = seen["nested"]
+    assert isinstance(nested_response, requests.Response), nested_response
+    assert nested_response.text == "nested"
+    assert nested_response.metrics.attempts == 1
+    assert outer_cut.is_set()
+    # What the server saw: each path once, on a connection of its own.
+    assert [request.path for request in http_server.requests] == ["/outer", "/nested"]
+    assert http_server.connections == 2
