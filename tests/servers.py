@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -137,6 +138,21 @@ def _close(h: Handler) -> None:
 
 def _reset(h: Handler) -> None:
     reset_connection(h)
+
+
+def hold_until_client_closes(h: Handler, bound: float = 20.0) -> None:
+    """Answer nothing until the client closes (or cuts) the connection, for at most ``bound`` seconds."""
+    h.connection.settimeout(0.05)
+    ends = time.monotonic() + bound
+    while time.monotonic() < ends:
+        try:
+            if h.connection.recv(1) == b"":
+                break
+        except TimeoutError:
+            continue
+        except OSError:
+            break
+    h.close_connection = True
 
 
 def reset_connection(h: Handler) -> None:

@@ -16,7 +16,7 @@ import requests
 from session_presets import default_session
 from session_presets._errors import TotalTimeoutError
 
-from .servers import Handler, LoopbackServer
+from .servers import Handler, LoopbackServer, hold_until_client_closes
 from .threaded_call import run_in_thread as _run
 from .waiting import wait_until
 
@@ -26,17 +26,7 @@ BOUND = 20.0
 
 def _hold_until_client_closes(h: Handler) -> None:
     """Answer nothing until the client closes (or cuts) the connection; bounded by BOUND."""
-    h.connection.settimeout(0.05)
-    ends = time.monotonic() + BOUND
-    while time.monotonic() < ends:
-        try:
-            if h.connection.recv(1) == b"":
-                break
-        except TimeoutError:
-            continue
-        except OSError:
-            break
-    h.close_connection = True
+    hold_until_client_closes(h, BOUND)
 
 
 @pytest.fixture
