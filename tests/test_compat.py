@@ -13,8 +13,8 @@ process: tests/compat_child.py.
 from __future__ import annotations
 
 import gc
-import itertools
 import importlib.util
+import itertools
 import json
 import os
 import subprocess
