@@ -1573,13 +1573,7 @@ class PresetAdapter(HTTPAdapter):
             reset_current_call(token)
 
     def _send_hop(
-        self,
-        request: PreparedRequest,
-        stream: bool = False,
-        timeout: Any = None,
-        verify: Any = True,
-        cert: Any = None,
-        proxies: Any = None,
+        self, request: PreparedRequest, stream: bool, timeout: Any, verify: Any, cert: Any, proxies: Any
     ) -> Response:
         """Send one hop of the call in flight (``current_call()``), recording its metrics on the call's context."""
         call = current_call()

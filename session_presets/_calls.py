@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import enum
 import logging
 import socket
 import threading
@@ -40,6 +41,7 @@ __all__ = [
     "CANCELLED",
     "DEADLINE",
     "AbortHandle",
+    "AbortReason",
     "Call",
     "as_redirect_hops",
     "current_call",
@@ -49,12 +51,23 @@ __all__ = [
     "watchdog",
 ]
 
-log = logging.getLogger(__name__)
 
-#: Abort reason: the session was invalidated with invalidate_and_cancel().
-CANCELLED: Final = "cancelled"
-#: Abort reason: the call ran past its total_timeout.
-DEADLINE: Final = "deadline"
+
+class AbortReason(str, enum.Enum):
+    """Why a call was aborted; a str, so that messages and logs show the bare value."""
+
+    #: The session was invalidated with invalidate_and_cancel().
+    CANCELLED = "cancelled"
+    #: The call ran past its total_timeout.
+    DEADLINE = "deadline"
+
+    __str__ = str.__str__
+
+
+CANCELLED: Final = AbortReason.CANCELLED
+DEADLINE: Final = AbortReason.DEADLINE
+
+log = logging.getLogger(__name__)
 
 #: How often the watchdog looks at deadlines while calls are in flight.
 _WATCH_INTERVAL: Final = 0.05

@@ -4,7 +4,6 @@ record (issue 24 §2)."""
 
 from __future__ import annotations
 
-import itertools
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -15,7 +14,7 @@ import requests
 from session_presets import default_session
 from session_presets._errors import TotalTimeoutError
 
-from .servers import Handler, LoopbackServer, hold_until_client_closes
+from .servers import Handler, LoopbackServer, Route, hold_until_client_closes, route_timeout_then_answer
 from .threaded_call import run_in_thread as _run
 from .waiting import wait_until
 
@@ -23,9 +22,32 @@ from .waiting import wait_until
 BOUND = 20.0
 
 
-def _hold_until_client_closes(h: Handler) -> None:
-    """Answer nothing until the client closes (or cuts) the connection; bounded by BOUND."""
-    hold_until_client_closes(h, BOUND)
+def _hold_then_signal(cut: threading.Event, *, delay: float = 0.0, half_body: bytes = b"") -> Route:
+    """A route that (after ``delay`` s, and half a body if given) holds until the client cuts it, then sets ``cut``."""
+
+    def route(h: Handler) -> None:
+        if delay:
+            h.wait(delay)
+        if half_body:
+            h.send_response(200)
+            h.send_header("Content-Length", str(2 * len(half_body)))
+            h.end_headers()
+            h.wfile.write(half_body)
+            h.wfile.flush()
+        hold_until_client_closes(h, BOUND)
+        cut.set()
+
+    return route
+
+
+def _answer_once_set(cut: threading.Event, body: bytes) -> Route:
+    """A route that answers ``body`` only once ``cut`` is set (bounded)."""
+
+    def route(h: Handler) -> None:
+        cut.wait(BOUND)
+        h.reply(200, body)
+
+    return route
 
 
 @pytest.fixture
@@ -41,20 +63,10 @@ def test_deadline_of_one_call_spares_the_connection_it_gave_back(
     http_server: LoopbackServer, second_server: LoopbackServer, method: str
 ) -> None:
     """A's deadline after a redirect does not cut A's first connection, now carrying B's request."""
+    # A's response is held until its deadline cuts the connection; B's is answered only then.
     a_hung_up = threading.Event()
-
-    def hang(h: Handler) -> None:
-        # Hold the response until the client closes the connection (A's deadline).
-        _hold_until_client_closes(h)
-        a_hung_up.set()
-
-    def held(h: Handler) -> None:
-        # B's request is answered only once A has hit its deadline.
-        a_hung_up.wait(BOUND)
-        h.reply(200, b"held")
-
-    second_server.route("/hang", hang)
-    http_server.route("/held", held)
+    second_server.route("/hang", _hold_then_signal(a_hung_up))
+    http_server.route("/held", _answer_once_set(a_hung_up, b"held"))
     first = default_session(total_timeout=2)
     # B has no deadline of its own, on the same pools as A.
     second = default_session(total_timeout=None)
@@ -94,16 +106,7 @@ def test_streamed_body_released_leaves_the_call(http_server: LoopbackServer) -> 
 @pytest.mark.timeout(60)
 def test_two_threads_on_one_session_keep_their_own_timeout_choice(http_server: LoopbackServer) -> None:
     """Two threads on one session: a call with its own timeout= is not retried while another's preset timeout is."""
-    preset_tries = itertools.count()
-
-    def second_try_answers(h: Handler) -> None:
-        if next(preset_tries) == 0:
-            _hold_until_client_closes(h)
-        else:
-            h.reply(200, b"second try")
-
-    http_server.route("/own-timeout", _hold_until_client_closes)
-    http_server.route("/preset-timeout", second_try_answers)
+    route_timeout_then_answer(http_server, "/own-timeout", "/preset-timeout")
     with default_session(read_timeout=4, retries=1, backoff_factor=0, total_timeout=None) as session:
         # A's own read timeout fires while B's call is in flight, B having started after A.
         a = _run(lambda: session.get(http_server.url("/own-timeout"), timeout=(5, 1.5)))
@@ -123,27 +126,11 @@ def test_two_threads_on_one_session_keep_their_own_timeout_choice(http_server: L
 @pytest.mark.timeout(60)
 def test_a_call_made_from_a_response_hook_has_its_own_deadline(http_server: LoopbackServer) -> None:
     """A call made from a response hook on the same session runs to its own deadline, not the outer call's."""
+    # Most of the outer call's 2 s go by before it gets half of its body; its connection is cut at
+    # its deadline. The nested call is answered only then: 1.2 s into its own 2 s.
     outer_cut = threading.Event()
-
-    def outer(h: Handler) -> None:
-        # Most of the outer call's 2 s go by here; its connection is cut at its deadline.
-        h.wait(1.2)
-        # Half of the body: the rest never comes, so the outer call's body is still being read.
-        h.send_response(200)
-        h.send_header("Content-Length", "10")
-        h.end_headers()
-        h.wfile.write(b"outer")
-        h.wfile.flush()
-        _hold_until_client_closes(h)
-        outer_cut.set()
-
-    def nested(h: Handler) -> None:
-        # Answered only once the outer call hit its deadline: 1.2 s into the nested call's own 2 s.
-        outer_cut.wait(BOUND)
-        h.reply(200, b"nested")
-
-    http_server.route("/outer", outer)
-    http_server.route("/nested", nested)
+    http_server.route("/outer", _hold_then_signal(outer_cut, delay=1.2, half_body=b"outer"))
+    http_server.route("/nested", _answer_once_set(outer_cut, b"nested"))
     seen: dict[str, Any] = {}
     with default_session(total_timeout=2, retries=0) as session:
 

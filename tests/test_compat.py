@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import gc
 import importlib.util
-import itertools
 import json
 import os
 import subprocess
@@ -28,7 +27,7 @@ import requests
 
 import session_presets as sp
 
-from .servers import Handler, LoopbackServer, hold_until_client_closes
+from .servers import Handler, LoopbackServer, route_timeout_then_answer
 from .session_kinds import KINDS
 from .session_kinds import is_preset as _is_preset
 
@@ -401,16 +400,7 @@ def test_truststore_injection(when: str, https_server: LoopbackServer, ca_bundle
 def test_gevent_greenlets_on_one_session_keep_their_own_call_context(http_server: LoopbackServer) -> None:
     """Under gevent, two greenlets on one session: a call's own timeout= is not retried while another's is."""
     pytest.importorskip("gevent", reason="gevent is not installed (extra 'compat')")
-    preset_tries = itertools.count()
-
-    def second_try_answers(h: Handler) -> None:
-        if next(preset_tries) == 0:
-            hold_until_client_closes(h)
-        else:
-            h.reply(200, b"second try")
-
-    http_server.route("/own-timeout", hold_until_client_closes)
-    http_server.route("/preset-timeout", second_try_answers)
+    route_timeout_then_answer(http_server, "/own-timeout", "/preset-timeout")
     report = _child("gevent-greenlets", http_server.url("").rstrip("/"))
     assert report == {
         "own-timeout": {"error": "ReadTimeout"},
