@@ -1542,7 +1542,7 @@ class PresetAdapter(HTTPAdapter):
             return guard.send(
                 call, self._send_hop, request, stream, timeout=timeout, verify=verify, cert=cert, proxies=proxies
             )
-        return self._send_hop(request, stream, timeout, verify, cert, proxies)
+        return self._send_hop(call, request, stream, timeout, verify, cert, proxies)
 
     def _send_own_call(
         self, request: PreparedRequest, stream: bool, timeout: Any, verify: Any, cert: Any, proxies: Any
@@ -1573,11 +1573,9 @@ class PresetAdapter(HTTPAdapter):
             reset_current_call(token)
 
     def _send_hop(
-        self, request: PreparedRequest, stream: bool, timeout: Any, verify: Any, cert: Any, proxies: Any
+        self, call: Call, request: PreparedRequest, stream: bool, timeout: Any, verify: Any, cert: Any, proxies: Any
     ) -> Response:
-        """Send one hop of the call in flight (``current_call()``), recording its metrics on the call's context."""
-        call = current_call()
-        assert call is not None
+        """Send one hop of ``call`` (the call in flight), recording its metrics on the call's context."""
         if timeout is None:
             timeout = self._timeout
         call.check()

@@ -79,10 +79,8 @@ _current: contextvars.ContextVar[Call | None] = contextvars.ContextVar("session_
 current_call: Final = _current.get
 
 
-def set_current_call(call: Call | None) -> contextvars.Token[Call | None]:
-    """Make ``call`` the call in flight here; hand the token to :func:`reset_current_call` when it ends."""
-    return _current.set(call)
-
+#: Make a call the call in flight here; hand the token it returns to :func:`reset_current_call` when it ends.
+set_current_call: Final = _current.set
 
 #: Put back the call that was in flight before the :func:`set_current_call` that returned the token.
 reset_current_call: Final = _current.reset
@@ -172,13 +170,18 @@ class Call:
         return self.reason
 
     def check(self) -> None:
-        """Raise when the call must stop: aborted, or past its deadline.
+        """Raise when the call must stop: aborted, or past its deadline (then marked so).
 
         Raises:
             urllib3.exceptions.ProtocolError: as :meth:`raise_if_aborted`.
         """
-        if self.stop_reason() is not None:
-            self.raise_if_aborted()
+        # stop_reason(), inlined: this runs once per request sent.
+        if self.reason is None:
+            deadline = self.deadline
+            if deadline is None or deadline - time.monotonic() > 0:
+                return
+            self.reason = DEADLINE
+        self.raise_if_aborted()
 
     def cap(self, timeout: float | None) -> float | None:
         """Return ``timeout`` (None: no limit) capped at the time left before the deadline.

@@ -590,7 +590,7 @@ class Guard:
     def send(
         self, call: Call, send: Callable[..., requests.Response], request: Any, stream: bool, **kwargs: Any
     ) -> requests.Response:
-        """Send one hop of ``call`` through ``send`` (the adapter's own), guarded; see the class docstring.
+        """Send one hop of ``call`` through ``send(call, request, stream=..., ...)`` (the adapter's own), guarded.
 
         The hop's origin and probe travel on the call's context (``call.origin``,
         ``call.probe``), where a retry inside urllib3 finds them (see before_retry).
@@ -618,7 +618,7 @@ class Guard:
         call.probe = probe
         try:
             try:
-                response = send(request, stream=stream, **kwargs)
+                response = send(call, request, stream=stream, **kwargs)
                 if slots is not None and not stream and not response.is_redirect:
                     # The body is part of the call in flight (the slot is held until it is read).
                     response.content  # noqa: B018
