@@ -113,13 +113,13 @@ class TotalTimeoutError(SessionPresetsError, requests.Timeout):
     """A call ran past its ``total_timeout`` deadline (retries and body included)."""
 
 
-class CircuitOpenError(SessionPresetsError, requests.ConnectionError):
-    """The circuit breaker of the origin is open: the call was refused at once, nothing was sent.
+class _OriginRefusedError(SessionPresetsError, requests.ConnectionError):
+    """A call refused for its origin before anything was sent: the common part of the two errors below.
 
     Attributes:
         origin: ``scheme://host:port`` of the refused call.
-        preset: the preset whose breaker is open.
-        state: ``"open"``, or ``"half-open"`` when every probe slot is taken.
+        preset: the preset whose breaker or limit refused it.
+        state: what holds the call (see each subclass).
         retry_at: when the origin lets calls through again (``time.time()`` seconds).
     """
 
@@ -133,7 +133,18 @@ class CircuitOpenError(SessionPresetsError, requests.ConnectionError):
         self.retry_at = retry_at
 
 
-class RateLimitedError(SessionPresetsError, requests.ConnectionError):
+class CircuitOpenError(_OriginRefusedError):
+    """The circuit breaker of the origin is open: the call was refused at once, nothing was sent.
+
+    Attributes:
+        origin: ``scheme://host:port`` of the refused call.
+        preset: the preset whose breaker is open.
+        state: ``"open"``, or ``"half-open"`` when every probe slot is taken.
+        retry_at: when the origin lets calls through again (``time.time()`` seconds).
+    """
+
+
+class RateLimitedError(_OriginRefusedError):
     """No rate-limit permit (or end of a Retry-After pause) fits in the call's deadline; nothing was sent.
 
     Attributes:
@@ -142,15 +153,6 @@ class RateLimitedError(SessionPresetsError, requests.ConnectionError):
         state: what holds the call: ``"rate limit 10/s"`` or ``"a Retry-After pause"``.
         retry_at: when a permit is expected to be free (``time.time()`` seconds).
     """
-
-    def __init__(
-        self, message: str, *, origin: str, preset: str, state: str, retry_at: float, **kwargs: object
-    ) -> None:
-        super().__init__(message, **kwargs)
-        self.origin = origin
-        self.preset = preset
-        self.state = state
-        self.retry_at = retry_at
 
 
 class InsecureRedirectError(SessionPresetsError, requests.exceptions.InvalidURL):

@@ -43,7 +43,7 @@ from . import _process
 from ._calls import CANCELLED, Call
 from ._config import BreakerSpec, PresetConfig, parse_rate_limit, show_rate
 from ._errors import CircuitOpenError, RateLimitedError
-from ._redact import safe_url
+from ._redact import safe_url, without_userinfo
 
 __all__ = [
     "CLOSED",
@@ -75,6 +75,10 @@ _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 def origin_of(url: str | bytes | None) -> str:
     """Return ``scheme://host:port`` of ``url``: the unit a limit, breaker or pause applies to."""
     text = url.decode("utf-8", "replace") if isinstance(url, bytes) else (url or "")
+    if "@" in text:
+        # Userinfo never becomes part of an origin (nor of a key in Redis or in the memo below);
+        # _redact finds where it ends, whatever '/', '?' or '#' its password holds.
+        text = without_userinfo(text)
     parts = text.split("/", 3)
     if len(parts) < 3 or parts[1] or not parts[0].endswith(":"):
         return safe_url(text)
@@ -91,8 +95,7 @@ def _origin_of(scheme: str, authority: str) -> str:
     scheme = scheme.lower()
     for stop in "?#":
         authority = authority.split(stop, 1)[0]
-    # Userinfo never becomes part of an origin (nor of a key in Redis).
-    authority = authority.rsplit("@", 1)[-1].lower()
+    authority = authority.lower()
     if not authority.endswith("]") and ":" in authority.rsplit("]", 1)[-1]:
         return f"{scheme}://{authority}"
     return f"{scheme}://{authority}:{_DEFAULT_PORTS.get(scheme, 0)}"

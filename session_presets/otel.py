@@ -55,6 +55,34 @@ _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 #: The value of session_presets.circuit_breaker.state for each breaker state.
 _BREAKER_LEVELS: Final = {_resilience.CLOSED: 0, _resilience.HALF_OPEN: 1, _resilience.OPEN: 2}
 
+#: The resilience counters: name, the figure of _resilience.totals() each reports, unit, description.
+_RESILIENCE_COUNTERS: Final = (
+    (
+        "session_presets.circuit_breaker.transitions",
+        "transitions",
+        "{transition}",
+        "Circuit breaker state changes caused by this process's calls.",
+    ),
+    (
+        "session_presets.resilience.rejected",
+        "rejected",
+        "{request}",
+        "Calls refused by a circuit breaker, a rate limit or max_in_flight, with nothing sent.",
+    ),
+    (
+        "session_presets.rate_limit.waits",
+        "rate_limit_waits",
+        "{request}",
+        "Calls that waited for a rate-limit permit or a Retry-After pause.",
+    ),
+    (
+        "session_presets.rate_limit.wait_time",
+        "rate_limit_wait_time",
+        "s",
+        "Time calls spent waiting for a rate-limit permit or a Retry-After pause.",
+    ),
+)
+
 
 def _origin_attributes(preset: str, scheme: str, host: str, port: int) -> dict[str, Any]:
     return {
@@ -142,30 +170,8 @@ class Instrumentation:
             unit="1",
             description="Circuit breaker state per origin: 0 closed, 1 half-open, 2 open.",
         )
-        meter.create_observable_counter(
-            "session_presets.circuit_breaker.transitions",
-            callbacks=observe("transitions"),
-            unit="{transition}",
-            description="Circuit breaker state changes caused by this process's calls.",
-        )
-        meter.create_observable_counter(
-            "session_presets.resilience.rejected",
-            callbacks=observe("rejected"),
-            unit="{request}",
-            description="Calls refused by a circuit breaker, a rate limit or max_in_flight, with nothing sent.",
-        )
-        meter.create_observable_counter(
-            "session_presets.rate_limit.waits",
-            callbacks=observe("rate_limit_waits"),
-            unit="{request}",
-            description="Calls that waited for a rate-limit permit or a Retry-After pause.",
-        )
-        meter.create_observable_counter(
-            "session_presets.rate_limit.wait_time",
-            callbacks=observe("rate_limit_wait_time"),
-            unit="s",
-            description="Time calls spent waiting for a rate-limit permit or a Retry-After pause.",
-        )
+        for name, figure, unit, description in _RESILIENCE_COUNTERS:
+            meter.create_observable_counter(name, callbacks=observe(figure), unit=unit, description=description)
         meter.create_observable_gauge(
             "session_presets.in_flight",
             callbacks=[in_flight],

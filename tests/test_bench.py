@@ -436,7 +436,8 @@ def test_bench_leaves_no_scratch_files(tmp_path: Path, monkeypatch: pytest.Monke
 
 # -- the api_client comparison ---------------------------------------------------------
 
-API_VARIANTS = ("get_session", "requests_session", "httpx_client", "urllib3_pool", "get_session_fast_path_off")
+API_VARIANTS = ("get_session", "requests_session", "httpx_client", "urllib3_pool", "get_session_fast_path_off",
+                "get_session_resilience_on")
 API_RATIOS = {
     "get_session_vs_requests_session",
     "get_session_vs_httpx_client",
@@ -445,6 +446,8 @@ API_RATIOS = {
     "get_session_fast_path_off_vs_httpx_client",
     "get_session_fast_path_off_vs_urllib3_pool",
     "get_session_vs_get_session_fast_path_off",
+    "get_session_resilience_on_vs_requests_session",
+    "get_session_resilience_on_vs_get_session",
 }
 
 
@@ -570,6 +573,14 @@ def test_api_client_fast_path_off_runs_in_a_child_with_the_variable(tiny_report:
         # runs with the variable (nox -s fallback).
         inherited = os.environ.get("SESSION_PRESETS_FAST_PATH", "").strip().lower() in _upstream._OFF_VALUES
         assert variants["get_session"]["fast_path"]["fast_path_forced_off"] is inherited
+
+
+def test_api_client_resilience_variant_measures_the_pipeline(tiny_report: dict) -> None:  # type: ignore[type-arg]
+    """The resilience-on pass ran with a rate limit, an in-flight limit and a breaker; plain get_session with none."""
+    variants = tiny_report["scenarios"]["api_client"]["variants"]
+    assert variants["get_session_resilience_on"]["resilience"] == ["circuit_breaker", "max_in_flight", "rate_limit"]
+    assert variants["get_session"]["resilience"] == []
+    assert variants["get_session_resilience_on"]["server_saw"]["requests"] == 20
 
 
 def test_comparison_runs_in_process_and_survives_a_failing_variant(api_server) -> None:  # type: ignore[no-untyped-def]

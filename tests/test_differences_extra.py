@@ -1,4 +1,4 @@
-"""Two differences from requests that real clients meet, pinned as docs/differences-extra.md describes them."""
+"""Two differences from requests that real clients meet, pinned as docs/migrating.md describes them."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import session_presets as sp
 from .servers import LoopbackServer
 from .waiting import wait_until
 
-#: The filter docs/differences-extra.md gives for the leak guard's warning.
+#: The filter docs/migrating.md gives for the leak guard's warning.
 SILENCE: dict[str, Any] = {"message": "unclosed session for preset", "category": ResourceWarning}
 
 

@@ -39,7 +39,7 @@ def _seen_by(kind: str, server: LoopbackServer, configure: Configure, path: str 
     return server.requests[before:]
 
 
-#: Headers in which a PresetSession differs from requests by design (see docs/differences-extra.md).
+#: Headers in which a PresetSession differs from requests by design (see docs/migrating.md).
 _DIFFER: Final = frozenset({"user-agent", "cache-control", "pragma"})
 
 

@@ -134,3 +134,15 @@ def test_redact_text_and_secrets() -> None:
         "Failed to parse: '***' is not a valid host"
     )
     assert safe_url("http://u:p#w@h:1/x?y") == "http://h:1/x"
+
+
+@pytest.mark.parametrize("password", PASSWORDS.values(), ids=PASSWORDS.keys())
+def test_an_origin_never_holds_the_userinfo(password: str) -> None:
+    """origin_of (the key of limits, breakers and Redis) drops the whole userinfo, whatever it holds."""
+    from session_presets import _resilience
+
+    _resilience._origins.clear()
+    assert _resilience.origin_of(f"http://user:{password}@Host.invalid:81/x?y=1") == "http://host.invalid:81"
+    assert _resilience.origin_of(f"https://user:{password}@host.invalid/x") == "https://host.invalid:443"
+    _assert_hidden(repr(_resilience._origins))
+    assert _resilience.origin_of("http://host.invalid/p?mail=a@b.invalid") == "http://host.invalid:80"

@@ -189,8 +189,15 @@ def _get_session(ctx: BenchContext, pass_number: int) -> tuple[Warm, Body]:
             get_session(name).finish_tasks_and_invalidate()
             raise
         session = get_session(name)
+        config = session.config
         return len(calls), session.finish_tasks_and_invalidate, {
-            "client_connections_opened": session.stats.connections_opened
+            "client_connections_opened": session.stats.connections_opened,
+            # What the child's preset really had on, so the resilience variant is seen to measure it.
+            "resilience": sorted(
+                field
+                for field in ("rate_limit", "max_in_flight", "circuit_breaker")
+                if getattr(config, field) is not None
+            ),
         }
 
     return warm, body
@@ -345,6 +352,17 @@ API_CLIENT: Final = Comparison(
             _get_session,
             environment={"SESSION_PRESETS_FAST_PATH": "off"},
         ),
+        # The resilience pipeline's own cost: limits far above what the bench sends, so it never waits.
+        Variant(
+            "get_session_resilience_on",
+            "get_session(), rate limit, in-flight limit and breaker on",
+            _get_session,
+            environment={
+                "SESSION_PRESETS_RATE_LIMIT": "1000000/s",
+                "SESSION_PRESETS_MAX_IN_FLIGHT": "1000",
+                "SESSION_PRESETS_CIRCUIT_BREAKER": "on",
+            },
+        ),
     ),
     ratios=(
         ("get_session", "requests_session"),
@@ -354,6 +372,8 @@ API_CLIENT: Final = Comparison(
         ("get_session_fast_path_off", "httpx_client"),
         ("get_session_fast_path_off", "urllib3_pool"),
         ("get_session", "get_session_fast_path_off"),
+        ("get_session_resilience_on", "requests_session"),
+        ("get_session_resilience_on", "get_session"),
     ),
     check=check_pass,
     listeners=ORIGINS,
