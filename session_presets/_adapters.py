@@ -1556,7 +1556,14 @@ class PresetAdapter(HTTPAdapter):
         if own.deadline is not None:
             watchdog.add(own)
         try:
-            response = self.send(request, stream=stream, timeout=timeout, verify=verify, cert=cert, proxies=proxies)
+            # The hop itself, not self.send again: a subclass's send runs once per request.
+            guard = self.guard
+            if guard is not None:
+                response = guard.send(
+                    own, self._send_hop, request, stream, timeout=timeout, verify=verify, cert=cert, proxies=proxies
+                )
+            else:
+                response = self._send_hop(own, request, stream, timeout, verify, cert, proxies)
             if own.deadline is not None and not stream and not response.is_redirect:
                 # The body is part of the deadline, as on a PresetSession. A redirect's
                 # body is left to requests, which forgives a bad one.

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import requests
 
-from session_presets import default_session
+from session_presets import PresetAdapter, default_session, get_preset
 from session_presets._errors import TotalTimeoutError
 
 from .servers import Handler, LoopbackServer, Route, hold_until_client_closes, route_timeout_then_answer
@@ -150,3 +150,23 @@ def test_a_call_made_from_a_response_hook_has_its_own_deadline(http_server: Loop
     # What the server saw: each path once, on a connection of its own.
     assert [request.path for request in http_server.requests] == ["/outer", "/nested"]
     assert http_server.connections == 2
+
+
+@pytest.mark.parametrize("guarded", [False, True], ids=["plain", "guarded"])
+def test_a_subclass_send_runs_once_per_request_on_a_plain_session(http_server: LoopbackServer, guarded: bool) -> None:
+    """On a plain Session, the adapter makes the call's context without running a subclass's send twice."""
+
+    class Stamping(PresetAdapter):
+        sends = 0
+
+        def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
+            type(self).sends += 1
+            request.headers["X-Sends"] = str(self.sends)
+            return super().send(request, *args, **kwargs)
+
+    config = get_preset("default").replace(total_timeout=5, max_in_flight=4 if guarded else None)
+    with requests.Session() as session:
+        session.mount("http://", Stamping(config))
+        assert session.get(http_server.url("/ok")).text == "ok"
+    assert Stamping.sends == 1
+    assert [request.header("X-Sends") for request in http_server.requests] == ["1"]
