@@ -34,7 +34,7 @@ TEST_COMMAND = ["pytest", "-W", "error", "--cov=session_presets", "--cov-branch"
 RANGE_COMMAND = ["pytest", "-W", "error"]
 
 #: The tests that run third-party libraries (gevent, eventlet, vcrpy, ...): once, in the compat session.
-COMPAT_TESTS = ["tests/test_compat.py", "tests/test_compat_more.py"]
+COMPAT_TESTS = ["tests/test_compat.py", "tests/test_compat_libraries.py"]
 
 #: What the core matrix adds to TEST_COMMAND: everything but the compat tests (marked ``compat``).
 CORE_SELECTION = ["-m", "not compat"]
@@ -104,7 +104,7 @@ def tests(session: nox.Session) -> None:
 @nox.session(python=RANGE_PYTHON)
 def compat(session: nox.Session) -> None:
     """The tests that run gevent, eventlet, vcrpy, responses, sentry and the others, at their pinned versions."""
-    session.install("-e", ".[test]", *CONSTRAINTS)
+    session.install("-e", ".[test,compat]", *CONSTRAINTS)
     session.run("pytest", "-W", "error", *COMPAT_TESTS, *session.posargs)
 
 
@@ -124,7 +124,7 @@ def deps_min(session: nox.Session) -> None:
 @nox.session(name="deps-latest", python=RANGE_PYTHON)
 def deps_latest(session: nox.Session) -> None:
     """The whole suite on the newest release of everything, no constraints: what a new user installs today."""
-    session.install("--upgrade", "-e", ".[test]")
+    session.install("--upgrade", "-e", ".[test,compat]")
     session.run("pip", "list", silent=False)
     # The compat tests too: the newest releases of those libraries are what breaks first (sentry-sdk 3).
     session.run(*RANGE_COMMAND, *session.posargs)

@@ -16,6 +16,7 @@ from ._adapters import PresetAdapter, PresetTimeout, preset_adapter_class
 from ._config import PresetConfig
 from ._diagnostics import Diagnostics, diagnostics
 from ._errors import (
+    BodyReadTimeoutError,
     CircuitOpenError,
     ConfigError,
     DestinationInUseError,
@@ -82,6 +83,7 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "BackgroundSession",
+    "BodyReadTimeoutError",
     "CircuitOpenError",
     "ConfigError",
     "DestinationInUseError",

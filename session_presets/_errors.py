@@ -113,6 +113,16 @@ class TotalTimeoutError(SessionPresetsError, requests.Timeout):
     """A call ran past its ``total_timeout`` deadline (retries and body included)."""
 
 
+class BodyReadTimeoutError(SessionPresetsError, requests.ReadTimeout, requests.ConnectionError):
+    """The response body stopped arriving for ``read_timeout`` after the headers came.
+
+    Plain requests reports this as a ``ConnectionError`` ("Read timed out"); it is a
+    ``ReadTimeout`` here, as for a response head that never comes, and still a
+    ``ConnectionError`` for code written against requests (as requests' own
+    ``ConnectTimeout`` is both).
+    """
+
+
 class _OriginRefusedError(SessionPresetsError, requests.ConnectionError):
     """A call refused for its origin before anything was sent: the common part of the two errors below.
 

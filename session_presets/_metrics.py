@@ -30,7 +30,7 @@ import math
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
@@ -40,6 +40,7 @@ from urllib3.exceptions import ProtocolError, ReadTimeoutError
 from urllib3.exceptions import SSLError as _TLSError
 
 from . import _process, _upstream
+from ._errors import BodyReadTimeoutError
 from ._redact import safe_url
 
 __all__ = [
@@ -484,13 +485,25 @@ class MeteredResponse(requests.Response):
             except ProtocolError as exc:  # a truncated body, as requests maps them
                 raise requests.exceptions.ChunkedEncodingError(exc) from exc
             except ReadTimeoutError as exc:
-                raise requests.exceptions.ConnectionError(exc) from exc
+                raise BodyReadTimeoutError(exc, request=self.request, response=self) from exc
             except _TLSError as exc:
                 raise requests.exceptions.SSLError(exc) from exc
             self._content = data or b""
             self._content_consumed = True
             return self._content
         return super().content
+
+    def iter_content(self, chunk_size: int | None = 1, decode_unicode: bool = False) -> Iterator[Any]:
+        """requests' chunks (``content``, ``text``, ``json()`` and ``iter_lines`` read through here).
+
+        A body that stops arriving raises BodyReadTimeoutError, a ReadTimeout, where
+        requests raises a bare ConnectionError wrapping urllib3's ReadTimeoutError.
+        """
+        if decode_unicode:
+            chunks: Iterator[Any] = super().iter_content(chunk_size, decode_unicode=True)
+        else:
+            chunks = super().iter_content(chunk_size)
+        return _body_timeouts_as_read_timeouts(self, chunks)
 
     def __getstate__(self) -> dict[str, Any]:
         state: dict[str, Any] = super().__getstate__()
@@ -501,6 +514,16 @@ class MeteredResponse(requests.Response):
         frozen = state.pop("_preset_metrics", None)
         super().__setstate__(state)
         self._preset_metrics = frozen
+
+
+def _body_timeouts_as_read_timeouts(response: requests.Response, chunks: Iterator[Any]) -> Iterator[Any]:
+    try:
+        yield from chunks
+    except requests.exceptions.ConnectionError as exc:
+        cause = exc.args[0] if exc.args else None
+        if isinstance(cause, ReadTimeoutError) and not isinstance(exc, requests.exceptions.Timeout):
+            raise BodyReadTimeoutError(cause, request=response.request, response=response) from exc
+        raise
 
 
 class _CountingReader:

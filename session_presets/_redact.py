@@ -12,7 +12,9 @@ from urllib.parse import urlsplit, urlunsplit
 __all__ = [
     "AUTHORIZATION_HEADERS",
     "CREDENTIAL_HEADERS",
+    "SECRET_HEADER_WORDS",
     "RedactingFilter",
+    "looks_secret",
     "mask_text",
     "mask_url",
     "mask_value",
@@ -26,8 +28,16 @@ __all__ = [
 
 #: Headers that carry credentials for the server or the proxy: refused in presets.
 AUTHORIZATION_HEADERS: Final = frozenset({"authorization", "proxy-authorization"})
-#: Headers that carry credentials: never stored, never logged, never remembered.
+#: Headers that carry credentials: never stored, never logged, never remembered, never sent to another origin.
 CREDENTIAL_HEADERS: Final = AUTHORIZATION_HEADERS | {"cookie"}
+#: Words that make any header name look like it carries a secret (``X-Api-Key``, ``X-Auth-Token``).
+SECRET_HEADER_WORDS: Final = ("auth", "cookie", "key", "password", "secret", "session", "signature", "token")
+
+
+def looks_secret(name: str) -> bool:
+    """Whether header ``name`` is a credential header or looks like one (see SECRET_HEADER_WORDS)."""
+    lowered = name.lower()
+    return lowered in CREDENTIAL_HEADERS or any(word in lowered for word in SECRET_HEADER_WORDS)
 
 #: What stands in for a userinfo (or any known secret) in what is shown.
 MASK: Final = "***"

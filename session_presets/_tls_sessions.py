@@ -78,7 +78,7 @@ class TLSSessionCache:
         self.max_lifetime = max_lifetime
         #: Whether other sessions look sessions up here (a preset's cache), so a connection's
         #: session is worth keeping as soon as it is known, rather than only when its own
-        #: session may need it (see _adapters._PoolMixin._put_conn).
+        #: session may need it (see _pool._PresetPool._put_conn).
         self.shared = shared
         #: True while the session owning a private cache closes: its connections' sessions are not kept.
         self.discarding = False

@@ -1,4 +1,4 @@
-"""A worker process for tests/test_coordination.py: calls one URL through a coordinated session.
+"""A worker process for tests/test_resilience_coordination.py: calls one URL through a coordinated session.
 
 Usage: python -m tests.coordination_child CONFIG_JSON URL COUNT; prints one JSON list of outcomes
 (the status code, "open" for CircuitOpenError, "limited: <state>" for RateLimitedError).

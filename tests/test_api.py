@@ -12,7 +12,7 @@ import session_presets as sp
 
 EXPECTED = {
     "BackgroundSession", "CircuitOpenError", "ConfigError", "DestinationInUseError", "Diagnostics", "DiskFullError",
-    "ForeignAdapterWarning", "IdentifierInUseError",
+    "BodyReadTimeoutError", "ForeignAdapterWarning", "IdentifierInUseError",
     "InsecureRedirectError", "InsecureSessionWarning", "InvalidationTimeoutError", "PresetAdapter",
     "PresetConfig", "PresetSession", "PresetTimeout", "RateLimitedError", "SessionInvalidatedError",
     "SessionPresetsError",
@@ -69,6 +69,8 @@ def test_error_hierarchy() -> None:
     assert issubclass(sp.SessionInvalidatedError, sp.SessionPresetsError)
     assert issubclass(sp.SessionInvalidatedError, requests.RequestException)
     assert issubclass(sp.TotalTimeoutError, requests.Timeout)
+    assert issubclass(sp.BodyReadTimeoutError, requests.ReadTimeout)
+    assert issubclass(sp.BodyReadTimeoutError, requests.ConnectionError)
     assert issubclass(sp.IdentifierInUseError, sp.TransferError)
     assert issubclass(sp.DestinationInUseError, sp.TransferError)
     assert issubclass(sp.DiskFullError, sp.TransferError)

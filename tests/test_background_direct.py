@@ -13,22 +13,22 @@ from pathlib import Path
 import pytest
 
 from session_presets import TransferError, TransferState
-from session_presets.background import transfer
+from session_presets.background import _bodyio, _files
 
 from .background_server import FileRoute
 from .servers import LoopbackServer
 from .test_background import MIB, make_data, open_bg
 
-ALIGN = transfer.DIRECT_ALIGN
+ALIGN = _bodyio.DIRECT_ALIGN
 
-pytestmark = pytest.mark.skipif(not transfer.O_DIRECT, reason="the platform has no O_DIRECT")
+pytestmark = pytest.mark.skipif(not _files.O_DIRECT, reason="the platform has no O_DIRECT")
 
 
 def _direct_supported(directory: Path) -> bool:
     probe = directory / "probe"
     probe.write_bytes(b"")
     try:
-        fd = os.open(probe, os.O_WRONLY | transfer.O_DIRECT)
+        fd = os.open(probe, os.O_WRONLY | _files.O_DIRECT)
     except OSError:
         return False
     finally:
@@ -63,7 +63,7 @@ def writes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Writes:
     def pwrite(fd: int, data: bytes | memoryview, offset: int) -> int:
         if not os.readlink(f"/proc/self/fd/{fd}").endswith(".part"):
             return real(fd, data, offset)  # the lock file, say
-        is_direct = bool(fcntl.fcntl(fd, fcntl.F_GETFL) & transfer.O_DIRECT)
+        is_direct = bool(fcntl.fcntl(fd, fcntl.F_GETFL) & _files.O_DIRECT)
         with record.lock:
             record.seen.append((is_direct, offset, len(data)))
             if is_direct and record.fail.get("direct_after", -1) == 0:
@@ -134,7 +134,7 @@ def test_without_positioned_io_a_resumed_verified_download_is_exact(
     http_server: LoopbackServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Where os.pwrite/pread do not exist (Windows), seek-and-write keeps resumes and sha256 exact."""
-    monkeypatch.setattr(transfer, "_HAS_PWRITE", False)
+    monkeypatch.setattr(_files, "_HAS_PWRITE", False)
     data = make_data(3 * MIB + 5)
     route = FileRoute(data)
     route.drops = [1_000_003]

@@ -9,7 +9,6 @@ import os
 import socket
 import sqlite3
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -141,10 +140,10 @@ def test_offset_is_committed_only_after_fsync_at_the_interval(
     http_server: LoopbackServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """While running, the journal's bytes_done trails the .part: it moves in COMMIT_BYTES steps."""
-    from session_presets.background import transfer
+    from session_presets.background import _download
 
-    monkeypatch.setattr(transfer, "COMMIT_BYTES", 256 * 1024)
-    monkeypatch.setattr(transfer, "COMMIT_SECONDS", 3600.0)
+    monkeypatch.setattr(_download, "COMMIT_BYTES", 256 * 1024)
+    monkeypatch.setattr(_download, "COMMIT_SECONDS", 3600.0)
     data = make_data(2 * MIB)
     route = FileRoute(data, chunk=64 * 1024)
     route.delay = 0.02
@@ -152,13 +151,16 @@ def test_offset_is_committed_only_after_fsync_at_the_interval(
     bg = open_bg()
     task = bg.download(http_server.url("/file"), tmp_path / "out.bin")
     seen: list[int] = []
-    deadline = time.monotonic() + 30
-    while not task.done and time.monotonic() < deadline:
+
+    def sample_until_done() -> bool:
+        done = task.done  # read first: the last sample then sees the final commit
         committed = journal_row(bg.journal_path, task.id)["bytes_done"]
         assert isinstance(committed, int)
         if not seen or committed != seen[-1]:
             seen.append(committed)
-        time.sleep(0.02)
+        return done
+
+    wait_until(sample_until_done, 30.0, "the download to finish while its journal row is sampled")
     assert task.wait(20).state is TransferState.COMPLETED, task.error
     assert journal_row(bg.journal_path, task.id)["bytes_done"] == len(data)
     # The offset only grows, in steps of at least COMMIT_BYTES, until the final length.
@@ -268,9 +270,9 @@ def test_commit_thread_is_joined_before_the_task_ends(
     http_server: LoopbackServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """No commit thread outlives its download, so a late commit never overwrites a newer offset."""
-    from session_presets.background import transfer
+    from session_presets.background import _download
 
-    monkeypatch.setattr(transfer, "COMMIT_BYTES", 64 * 1024)
+    monkeypatch.setattr(_download, "COMMIT_BYTES", 64 * 1024)
     http_server.route("/file", FileRoute(make_data(2 * MIB)))
     task = open_bg().download(http_server.url("/file"), tmp_path / "out.bin").wait(20)
     assert task.state is TransferState.COMPLETED, task.error

@@ -9,17 +9,17 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
 
 from session_presets import IdentifierInUseError, TransferError, TransferState, background_session
-from session_presets.background.transfer import CRASH_EXIT
+from session_presets.background._crashpoints import CRASH_EXIT
 
 from .background_server import FileRoute
 from .servers import LoopbackServer
 from .test_background import FAST, MIB, make_data, open_bg
+from .waiting import wait_until
 
 pytestmark = [
     pytest.mark.timeout(60),
@@ -31,14 +31,14 @@ CHILD = textwrap.dedent(
     """
     import os, resource, signal, sys, time
     from session_presets import background_session
-    from session_presets.background import transfer
+    from session_presets.background import _crashpoints, _download
 
     identifier, mode = sys.argv[1], sys.argv[2]
     # Commit often, so a kill leaves a committed offset inside small test files.
-    transfer.COMMIT_BYTES = 256 * 1024
+    _download.COMMIT_BYTES = 256 * 1024
     if os.environ.get("CRASH_AT"):
         name, nth = os.environ["CRASH_AT"].split("#")
-        transfer.set_crash_point(name, int(nth))
+        _crashpoints.set_crash_point(name, int(nth))
     if mode == "resume":
         bg = background_session(identifier, backoff_factor=0.01, backoff_max=0.05, read_timeout=5, total_timeout=30)
         for task in bg.tasks():
@@ -101,9 +101,7 @@ def test_kill_9_then_new_process_resumes_from_part(http_server: LoopbackServer, 
     try:
         assert child.stdout is not None
         assert child.stdout.readline().startswith("started")
-        deadline = time.monotonic() + 20
-        while (not part.exists() or part.stat().st_size < MIB) and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: part.exists() and part.stat().st_size >= MIB, 20.0, "1 MiB in the child's .part")
         child.send_signal(signal.SIGKILL)
         child.wait(10)
     finally:

@@ -7,7 +7,6 @@ import json
 import multiprocessing
 import os
 import signal
-import time
 
 import pytest
 
@@ -15,6 +14,7 @@ from session_presets import get_session
 
 from .fault_servers import request_id_route
 from .servers import LoopbackServer
+from .waiting import wait_until
 
 WORKERS = 4
 PER_WORKER = 200
@@ -43,23 +43,25 @@ def _child(url: str, index: int, write_fd: int) -> None:
         os._exit(code)
 
 
-def _wait_all(pids: list[int], timeout: float) -> dict[int, int]:
-    """Wait for every child, killing any still running after ``timeout``; return exit codes."""
+def _reap_all(pids: list[int], timeout: float) -> dict[int, int]:
+    """The exit code of every child; fails naming the children still running after ``timeout`` (killed)."""
     codes: dict[int, int] = {}
-    ends = time.monotonic() + timeout
-    while len(codes) < len(pids) and time.monotonic() < ends:
+
+    def all_exited() -> bool:
         for pid in pids:
-            if pid in codes:
-                continue
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                codes[pid] = os.waitstatus_to_exitcode(status)
-        time.sleep(0.02)
-    for pid in pids:
-        if pid not in codes:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            codes[pid] = -9
+            if pid not in codes:
+                done, status = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    codes[pid] = os.waitstatus_to_exitcode(status)
+        return len(codes) == len(pids)
+
+    try:
+        wait_until(all_exited, timeout, f"{len(pids)} forked children to exit")
+    finally:
+        for pid in pids:
+            if pid not in codes:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
     return codes
 
 
@@ -86,7 +88,7 @@ def test_forked_workers_open_their_own_connections(http_server: LoopbackServer) 
         pipes.append((index, read_fd))
         pids.append(pid)
 
-    codes = _wait_all(pids, timeout=45)
+    codes = _reap_all(pids, timeout=45)
     reports = {}
     for index, read_fd in pipes:
         with os.fdopen(read_fd, "rb") as pipe:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import signal
 import threading
-import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,6 +14,7 @@ from session_presets import _process, default_session
 from session_presets import _tls as tls
 
 from .servers import LoopbackServer
+from .waiting import wait_until
 
 pytestmark = pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 
@@ -21,17 +22,31 @@ pytestmark = pytest.mark.filterwarnings("ignore:This process .* is multi-threade
 CHILD_BOUND = 30.0
 
 
+def _held(lock: Any) -> bool:
+    """Whether another thread holds ``lock`` now."""
+    if lock.acquire(blocking=False):
+        lock.release()
+        return False
+    return True
+
+
 def _exit_code(pid: int, bound: float) -> int | None:
     """The child's exit code, or None (child killed) if it did not end within ``bound`` seconds."""
-    ends = time.monotonic() + bound
-    while time.monotonic() < ends:
+    codes: list[int] = []
+
+    def exited() -> bool:
         done, status = os.waitpid(pid, os.WNOHANG)
         if done:
-            return os.waitstatus_to_exitcode(status)
-        time.sleep(0.02)
-    os.kill(pid, signal.SIGKILL)
-    os.waitpid(pid, 0)
-    return None
+            codes.append(os.waitstatus_to_exitcode(status))
+        return bool(codes)
+
+    try:
+        wait_until(exited, bound, "the forked child to exit")
+    except AssertionError:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        return None
+    return codes[0]
 
 
 @pytest.mark.timeout(90)
@@ -50,11 +65,7 @@ def test_child_forked_during_a_context_build_builds_its_own(
 
     _process.start_thread(build, name="test-context-builder")
     try:
-        ends = time.monotonic() + CHILD_BOUND
-        while tls._lock.acquire(blocking=False):
-            tls._lock.release()
-            assert time.monotonic() < ends, "the builder thread never took tls._lock"
-            time.sleep(0.01)
+        wait_until(lambda: _held(tls._lock), CHILD_BOUND, "the builder thread to take tls._lock")
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child reports through its exit code
             code = 1

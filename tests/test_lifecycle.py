@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import stat
 import subprocess
 import sys
@@ -92,16 +93,17 @@ def test_finish_tasks_timeout_leaves_invalidating(http_server: LoopbackServer) -
 
 @pytest.mark.timeout(20)
 def test_invalidate_and_cancel_aborts_blocked_read(https_server: LoopbackServer, ca_bundle: str) -> None:
-    """A thread blocked on a 1 byte/s body raises SessionInvalidatedError soon after cancel."""
+    """A thread blocked on a 1 byte/s body raises SessionInvalidatedError after cancel, long before the body ends."""
     session = default_session(ca_bundle=ca_bundle, total_timeout=None)
+    headers_in = threading.Event()
+    # Response hooks run before requests reads a non-streamed body: the call is in its body read from here on.
+    session.hooks["response"].append(lambda response, *args, **kwargs: headers_in.set())
     thread, box = _in_thread(lambda: session.get(https_server.url("/trickle?bytes=30&interval=1")))
-    _wait_for_request(https_server, "/trickle")
-    time.sleep(0.2)
-    cancelled = time.monotonic()
+    assert headers_in.wait(10), "the response headers never arrived"
     session.invalidate_and_cancel()
     thread.join(10)
+    assert not thread.is_alive(), "the cancelled read went on (the body takes 30 s)"
     assert isinstance(box.get("error"), SessionInvalidatedError), box
-    assert box["done"] - cancelled < 2.0  # type: ignore[operator]  # the body would take 30 s
     assert session.state is SessionState.INVALIDATED
     assert session.stats.errors == 1
 
@@ -113,8 +115,9 @@ def test_cancel_interrupts_retry_backoff(http_server: LoopbackServer) -> None:
     _wait_for_request(http_server, "/status/503", count=2)  # urllib3 retries once at once, then backs off
     session.invalidate_and_cancel()
     thread.join(5)
+    assert not thread.is_alive(), "the cancelled call went on backing off"
     assert isinstance(box.get("error"), SessionInvalidatedError)
-    time.sleep(0.1)
+    # The call's thread has ended, so no later attempt can still be on its way to the server.
     assert len(http_server.requests) == 2
 
 
@@ -169,7 +172,7 @@ def test_stats_match_server_connection_counts(http_server: LoopbackServer) -> No
         session.get(http_server.url())
         assert (session.stats.connections_opened, http_server.connections) == (3, 3)
         http_server.close_idle_connections()
-        time.sleep(0.05)
+        wait_until(lambda: http_server.mock.open_connections == 0, 10.0, "the server to close its idle connection")
         session.get(http_server.url())
         stats = session.stats
         assert stats.connections_opened == http_server.connections == 4
@@ -195,23 +198,43 @@ def test_gc_of_unclosed_session_warns() -> None:
 
 _EXIT_WITH_REGISTRY_SESSIONS = """
 import sys
+import weakref
 import session_presets as sp
-sp.get_session().get(sys.argv[1]).close()
-sp.get_session("ephemeral").get(sys.argv[1]).close()
+
+freed = []
+for preset in ("default", "ephemeral"):
+    session = sp.get_session(preset)
+    session.get(sys.argv[1]).close()
+    freed.append(weakref.ref(session, lambda _ref, name=preset: print("freed", name, flush=True)))
+del session
 """
 
 
-def test_registry_sessions_never_warn_at_interpreter_exit(http_server: LoopbackServer) -> None:
-    """A process that used get_session() and exits without closing it prints no ResourceWarning under -W error."""
+@pytest.mark.parametrize(
+    ("options", "environment"),
+    [
+        (["-W", "error::ResourceWarning"], {}),
+        ([], {"PYTHONWARNINGS": "error::ResourceWarning"}),
+        (["-X", "dev", "-W", "error"], {}),
+    ],
+    ids=["W-error-ResourceWarning", "PYTHONWARNINGS", "X-dev-W-error"],
+)
+def test_registry_sessions_never_warn_at_interpreter_exit(
+    http_server: LoopbackServer, options: list[str], environment: dict[str, str]
+) -> None:
+    """A process that used get_session() exits unclosed: its sessions are freed at exit and stderr stays empty."""
     result = subprocess.run(
-        [sys.executable, "-W", "error::ResourceWarning", "-c", _EXIT_WITH_REGISTRY_SESSIONS, http_server.url()],
+        [sys.executable, *options, "-c", _EXIT_WITH_REGISTRY_SESSIONS, http_server.url()],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
+        env={**os.environ, **environment},
     )
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
+    # Freed at exit, so PresetSession.__del__ really ran there (a session kept alive never gets to warn).
+    assert sorted(result.stdout.splitlines()) == ["freed default", "freed ephemeral"]
     assert http_server.saw("/ok") == 2
 
 
@@ -322,13 +345,14 @@ def test_invalidate_and_cancel_cuts_a_streamed_body(http_server: LoopbackServer)
     """A body read with stream=True after send() returned is cut too, and its reader gets a requests error."""
     session = default_session(total_timeout=None)
     response = session.get(http_server.url("/trickle?bytes=30&interval=1"), stream=True)
-    thread, box = _in_thread(lambda: b"".join(response.iter_content(1)))
-    time.sleep(0.3)
-    cancelled = time.monotonic()
+    received: list[bytes] = []
+    thread, box = _in_thread(lambda: received.extend(response.iter_content(1)))
+    wait_until(lambda: len(received) >= 1, 10.0, "the reader to receive the body's first byte")
     session.invalidate_and_cancel()
     thread.join(10)
+    assert not thread.is_alive(), "the cancelled read went on (the body takes 30 s)"
     assert isinstance(box.get("error"), requests.RequestException), box
-    assert box["done"] - cancelled < 2.0  # type: ignore[operator]  # the body would take 30 s
+    assert len(received) < 30
     response.close()
 
 

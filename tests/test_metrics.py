@@ -9,6 +9,7 @@ import os
 import pickle
 import socket
 import ssl
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ import requests
 
 import session_presets as sp
 from session_presets import _metrics, _process
+from session_presets._counters import Counters
 from session_presets.cli import main
 
 from .servers import Handler, LoopbackServer
@@ -313,6 +315,30 @@ def test_aggregates_are_thread_safe(http_server: LoopbackServer) -> None:
         assert stats.request_duration.count == stats.requests == threads * per_thread
         assert stats.active_requests == 0
         assert stats.open_connections == http_server.connections
+
+
+def test_counters_lose_no_increment_between_threads() -> None:
+    """8 threads adding to one Counters, switching as often as CPython allows, lose no increment."""
+    threads, per_thread = 8, 20_000
+    counters = Counters()
+    start = threading.Barrier(threads)
+
+    def work() -> None:
+        start.wait(SLACK)
+        for _ in range(per_thread):
+            counters.add("requests")
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        workers = [_process.start_thread(work, name="counters-worker") for _ in range(threads)]
+        for worker in workers:
+            worker.join(SLACK * 3)
+    finally:
+        sys.setswitchinterval(interval)
+    assert counters.requests == counters.snapshot()["requests"] == threads * per_thread
+    with pytest.raises(KeyError):
+        counters.add("request")
 
 
 @pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")

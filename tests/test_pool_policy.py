@@ -80,10 +80,9 @@ def test_a_waiting_call_is_cancelled_by_invalidate_and_cancel(http_server: Loopb
     errors: list[BaseException] = []
     session = sp.default_session(pool_maxsize=1, pool_connections=1, connect_timeout=30)
     held = session.get(http_server.url(), stream=True)
-    waiting = threading.Event()
+    pool = _pool(session, http_server.url())
 
     def wait_for_connection() -> None:
-        waiting.set()
         try:
             session.get(http_server.url())
         except requests.RequestException as exc:
@@ -91,7 +90,8 @@ def test_a_waiting_call_is_cancelled_by_invalidate_and_cancel(http_server: Loopb
 
     thread = threading.Thread(target=wait_for_connection)
     thread.start()
-    waiting.wait(5)
+    # Cancelled while really in the pool's line, not before it asked (which a closed session refuses anyway).
+    wait_until(lambda: pool.preset_waiting == 1, _BOUND, "the second call to wait for the held connection")
     session.invalidate_and_cancel()
     thread.join(10)
     held.close()

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 
 from session_presets import SessionInvalidatedError, SessionState, _process, get_session
 
 from .servers import LoopbackServer
+from .waiting import wait_until
 
 THREADS = 32
 #: Invalidations of the shared session while the threads run.
@@ -40,11 +40,12 @@ def _hammer(url: str, rounds: int) -> tuple[list[BaseException], int]:
     try:
         for _ in range(rounds):
             target = sum(done) + THREADS
-            ends = time.monotonic() + BOUND
             # Calls in flight on the current session, from many threads.
-            while sum(done) < target and not errors and any(thread.is_alive() for thread in threads):
-                assert time.monotonic() < ends, "the threads made no progress"
-                time.sleep(0.005)
+            wait_until(
+                lambda target=target: sum(done) >= target or errors or not any(t.is_alive() for t in threads),
+                BOUND,
+                "the threads to make progress",
+            )
             old = get_session()
             old.finish_tasks_and_invalidate(BOUND)
             assert old.state is SessionState.INVALIDATED

@@ -329,19 +329,19 @@ def test_patch_metrics_count_the_body(
     server: MockServer, route: ResumableUploadRoute, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The PATCH of a resumed upload has metrics like any request: bytes_sent covers the part it sent."""
-    from session_presets.background.transfer import Runner
+    from session_presets.background._sender import TaskSender
 
     src, data = write_source(tmp_path, 2 * MIB)
     route.drop_after = MIB
     seen: list[Any] = []
-    send = Runner._send
+    send = TaskSender.send
 
-    def recording(self: Runner, *args: Any, **kwargs: Any) -> Any:
+    def recording(self: TaskSender, *args: Any, **kwargs: Any) -> Any:
         response = send(self, *args, **kwargs)
         seen.append(response)
         return response
 
-    monkeypatch.setattr(Runner, "_send", recording)
+    monkeypatch.setattr(TaskSender, "send", recording)
     with open_bg() as bg:
         assert bg.upload(server.url("/files"), src, protocol="tus").wait(30).state is TransferState.COMPLETED
     (patch,) = [response for response in seen if response.request.method == "PATCH"]

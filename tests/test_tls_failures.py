@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime
 import socket
 import ssl
-import time
 import warnings
 from collections.abc import Iterator
 
@@ -19,6 +18,7 @@ from session_presets import _tls as tls
 
 from .fault_servers import leaf_context
 from .servers import LoopbackServer
+from .waiting import wait_until
 
 
 @pytest.fixture
@@ -38,9 +38,11 @@ def serve() -> Iterator[object]:
 
 def _handshake_errors(server: LoopbackServer) -> list[str]:
     """What the server saw of failed handshakes, once its handler thread has recorded them."""
-    ends = time.monotonic() + 5
-    while time.monotonic() < ends and (server.accepted == 0 or len(server.handshake_errors) < server.accepted):
-        time.sleep(0.01)
+    wait_until(
+        lambda: server.accepted > 0 and len(server.handshake_errors) >= server.accepted,
+        10.0,
+        "the server to record a handshake error for each connection it accepted",
+    )
     return server.handshake_errors
 
 

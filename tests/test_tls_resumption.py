@@ -5,7 +5,6 @@ from __future__ import annotations
 import pathlib
 import select
 import ssl
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,6 +16,7 @@ import session_presets as sp
 from session_presets._tls_sessions import ResumingSSLSocket
 
 from .servers import LoopbackServer
+from .waiting import wait_until
 
 
 def _server_context(ca: trustme.CA, *, maximum: ssl.TLSVersion = ssl.TLSVersion.MAXIMUM_SUPPORTED) -> ssl.SSLContext:
@@ -205,9 +205,7 @@ def test_a_private_cache_keeps_the_session_of_a_connection_the_server_closed(
         assert session.get(tls_server.url()).text == "ok"
         idle = _pool(session, tls_server.url()).pool.queue[-1]
         tls_server.close_idle_connections()
-        until = time.monotonic() + 10
-        while not select.select([idle.sock], [], [], 0.05)[0]:  # the server's close has reached the client
-            assert time.monotonic() < until, "the server's close never reached the client"
+        wait_until(lambda: select.select([idle.sock], [], [], 0)[0], 10.0, "the server's close to reach the client")
         assert session.get(tls_server.url()).text == "ok"
         assert session.stats.connections_resumed == 1
     assert (tls_server.connections, tls_server.full_handshakes, tls_server.resumed_handshakes) == (2, 1, 1)

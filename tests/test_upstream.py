@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import pytest
 import requests
@@ -17,7 +18,7 @@ import session_presets as sp
 from session_presets import _upstream
 from session_presets.cli import main
 
-from . import test_background, test_connect_phase, test_hot_path, test_pool_policy
+from . import test_background, test_connect_phase, test_pool_policy, test_upstream_hot_path
 from .fast_path import requires_fast_path
 from .servers import LoopbackServer
 
@@ -397,8 +398,8 @@ def test_without_the_pool_queue_hook_calls_beyond_pool_maxsize_still_wait(http_s
 def test_without_the_header_lines_hook_the_same_lines_are_sent(http_server: LoopbackServer) -> None:
     """Without the header_lines hook, the server gets the header lines plain requests sends."""
     with _upstream.hook_disabled("header_lines"):
-        test_hot_path.test_header_lines_reach_the_server_as_requests_sends_them(http_server)
-        test_hot_path.test_only_the_presets_own_header_lines_are_kept(http_server)
+        test_upstream_hot_path.test_header_lines_reach_the_server_as_requests_sends_them(http_server)
+        test_upstream_hot_path.test_only_the_presets_own_header_lines_are_kept(http_server)
 
 
 def test_without_the_cuttable_connect_hook_urllib3_connects(http_server: LoopbackServer) -> None:
@@ -461,3 +462,29 @@ def test_memos_are_per_adapter_bounded_and_emptied_on_close(http_server: Loopbac
     assert memo.get("a") == 1
     memo.put("c", 3)  # "b" was used least recently
     assert ("a" in memo, "b" in memo, "c" in memo, len(memo)) == (True, False, True, 2)
+
+
+#: The private methods our pool and connection classes override without a hook, each with the upstream
+#: method that must still call it for the override to run (docs/fast-path.md, "Overrides without a hook").
+_OVERRIDE_SEAMS: Final = (
+    ("urllib3.connectionpool", "HTTPConnectionPool.urlopen", "_get_conn"),
+    ("urllib3.connectionpool", "HTTPConnectionPool.urlopen", "_put_conn"),
+    ("urllib3.connectionpool", "HTTPConnectionPool._make_request", "_validate_conn"),
+    ("urllib3.connectionpool", "HTTPConnectionPool._get_conn", "_new_conn"),
+    ("urllib3.connection", "HTTPConnection.getresponse", "getresponse"),
+    ("http.client", "HTTPConnection.getresponse", "response_class"),
+)
+
+
+@pytest.mark.parametrize(("module", "caller", "callee"), _OVERRIDE_SEAMS)
+def test_upstream_still_calls_each_overridden_seam(module: str, caller: str, callee: str) -> None:
+    """The installed urllib3 and http.client still reach each private method or attribute our classes override."""
+    owner: Any = importlib.import_module(module)
+    for part in caller.split("."):
+        owner = getattr(owner, part)
+    code = inspect.unwrap(owner).__code__
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if inspect.iscode(const):
+            names.update(const.co_names)
+    assert callee in names, f"{module}.{caller} no longer uses {callee}: see docs/fast-path.md"

@@ -10,7 +10,7 @@ import trustme
 from requests.adapters import HTTPAdapter
 
 from session_presets import ConfigError, PresetAdapter, PresetConfig
-from session_presets import _adapters as adapters
+from session_presets import _trust as trust
 
 from .servers import LoopbackServer
 
@@ -38,17 +38,17 @@ class _UnusedHookAdapter(_Requests2322Adapter):
 
 def test_installed_requests_has_and_calls_the_tls_hook() -> None:
     """The installed requests calls the hook at import (the declared minimum, 2.32.3, is the first that does)."""
-    assert adapters.tls_hook_problem(HTTPAdapter) is None
-    assert adapters._TLS_HOOK_PROBLEM is None
+    assert trust.tls_hook_problem(HTTPAdapter) is None
+    assert trust._TLS_HOOK_PROBLEM is None
 
 
 def test_requests_without_the_hook_is_detected() -> None:
     """A requests shaped like 2.32.2 (no hook) and one whose lookup skips the hook are both named."""
-    missing = adapters.tls_hook_problem(_Requests2322Adapter)  # type: ignore[arg-type]
+    missing = trust.tls_hook_problem(_Requests2322Adapter)  # type: ignore[arg-type]
     assert missing is not None
     assert "no HTTPAdapter.build_connection_pool_key_attributes" in missing
     assert requests.__version__ in missing
-    unused = adapters.tls_hook_problem(_UnusedHookAdapter)  # type: ignore[arg-type]
+    unused = trust.tls_hook_problem(_UnusedHookAdapter)  # type: ignore[arg-type]
     assert unused is not None
     assert "does not call build_connection_pool_key_attributes" in unused
 
@@ -56,9 +56,9 @@ def test_requests_without_the_hook_is_detected() -> None:
 @pytest.fixture
 def hook_missing(monkeypatch: pytest.MonkeyPatch) -> str:
     """The import-time finding of a requests that lacks the hook."""
-    problem = adapters.tls_hook_problem(_Requests2322Adapter)  # type: ignore[arg-type]
+    problem = trust.tls_hook_problem(_Requests2322Adapter)  # type: ignore[arg-type]
     assert problem is not None
-    monkeypatch.setattr(adapters, "_TLS_HOOK_PROBLEM", problem)
+    monkeypatch.setattr(trust, "_TLS_HOOK_PROBLEM", problem)
     return problem
 
 

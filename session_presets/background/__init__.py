@@ -2,7 +2,11 @@
 
 - ``engine``: BackgroundSession, its worker threads and lifecycle, and
   ``background_session``, which keeps one live object per identifier.
-- ``transfer``: one task's attempts: Range/If-Range resume, back-off, verification.
+- ``transfer``: the runner, which takes one task from start to end. It runs a
+  task with ``_download`` (Range/If-Range resume, verification; ``_bodyio``
+  moves the body to disk) or ``_upload`` (plain, tus, the IETF draft), retries
+  with ``_retrying``, sends with ``_sender``, journals with ``_journaling``,
+  and writes files through ``_files``.
 - ``journal``: the SQLite journal that lets a new process resume.
 - ``lockfile``: the OS locks (one process per identifier, one writer per
   destination) and the state directory.

@@ -5,8 +5,9 @@ A task has three faces, each with one job:
 - ``journal.TaskRecord``: the frozen row the journal stores and a new process
   reads back. Its fields are the one list of what a task records.
 - :class:`TaskState` (here): what changes while the task runs. Its one writer
-  is ``transfer.Runner``; the engine asks the runner for every change (start,
-  end, cancel, suspend) and never writes a field itself.
+  is the runner (``transfer.Runner`` and the modules it runs a task with);
+  the engine asks the runner for every change (start, end, cancel, suspend)
+  and never writes a field itself.
 - ``task.TransferTask``: the read-only handle users hold. It reads a
   TaskState, listens to it for progress, and cancels through a callback
   into the engine.

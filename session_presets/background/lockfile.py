@@ -173,14 +173,51 @@ def _check_lock_content(fd: int, path: str) -> None:
         )
 
 
+#: errno values of a lock another open file description holds.
+_BUSY: Final = frozenset({errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK})
+
+
+def _read_holder(fd: int) -> str:
+    """What the holder wrote into the lock file ``fd`` (who it is), or "" when it cannot be read."""
+    if not hasattr(os, "pread"):  # pragma: no cover - Windows: the locked byte cannot be read
+        return ""
+    try:
+        return os.pread(fd, 512, 0).decode("utf-8", "replace").strip()
+    except OSError:  # pragma: no cover - a lock file we just opened is readable
+        return ""
+
+
+def _lock_or_holder(fd: int, path: str) -> str | None:
+    """Lock ``fd``: None once it is ours; when another holds it, close ``fd`` and return what the holder wrote.
+
+    Raises:
+        TransferError: locking failed for another reason (``fd`` is closed).
+    """
+    try:
+        _lock(fd)
+    except OSError as exc:
+        holder = _read_holder(fd)
+        os.close(fd)
+        if exc.errno not in _BUSY:  # pragma: no cover - flock fails only when the lock is held
+            raise TransferError(f"cannot lock {path!r}: {exc}") from exc
+        return holder
+    return None
+
+
 class _HeldLock:
-    """What both lock classes share: releasing the held descriptor, and forgetting it in a forked child."""
+    """What both lock classes share: saying who holds the lock, releasing it, forgetting it in a forked child."""
 
     #: Remove the lock file on release (while still locked), so no stale file stays behind.
     _remove_on_release: bool = False
 
     path: str
     _fd: int | None
+
+    def _write_holder(self, text: str) -> None:
+        """Replace the lock file's content with ``text``, for other callers' messages."""
+        if self._fd is not None and sys.platform != "win32":
+            os.ftruncate(self._fd, 0)
+            os.pwrite(self._fd, f"{text}\n".encode(), 0)
 
     def release(self) -> None:
         """Drop the lock and close the file (removing the file first if the class says so); safe to call twice."""
@@ -227,13 +264,8 @@ class DestinationLock(_HeldLock):
         while True:
             fd = _open_lock_file(self.path)
             _check_lock_content(fd, self.path)
-            try:
-                _lock(fd)
-            except OSError as exc:
-                holder = os.pread(fd, 512, 0).decode("utf-8", "replace").strip() if hasattr(os, "pread") else ""
-                os.close(fd)
-                if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):  # pragma: no cover
-                    raise TransferError(f"cannot lock {self.path!r}: {exc}") from exc
+            holder = _lock_or_holder(fd, self.path)
+            if holder is not None:
                 raise DestinationInUseError(
                     f"dest={dest!r} is already being written by {holder or 'another task'}; one task at a "
                     f"time may write a file (lock {self.path!r}). Its bytes were left untouched."
@@ -252,9 +284,7 @@ class DestinationLock(_HeldLock):
 
     def set_owner(self, owner: str) -> None:
         """Write who holds the lock into the lock file, for other callers' messages."""
-        if self._fd is not None and sys.platform != "win32":
-            os.ftruncate(self._fd, 0)
-            os.pwrite(self._fd, f"{owner}\n".encode(), 0)
+        self._write_holder(owner)
 
 
 class IdentifierLock(_HeldLock):
@@ -271,35 +301,16 @@ class IdentifierLock(_HeldLock):
 
     def __init__(self, path: str, identifier: str) -> None:
         self.path = path
-        self._fd: int | None = _open_lock_file(path)
-        try:
-            _lock(self._fd)
-        except OSError as exc:
-            holder = self._holder()
-            os.close(self._fd)
-            self._fd = None
-            if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                raise TransferError(f"cannot lock {path!r}: {exc}") from exc
+        fd = _open_lock_file(path)
+        holder = _lock_or_holder(fd, path)
+        if holder is not None:
             who = f" (pid {holder})" if holder else ""
             raise IdentifierInUseError(
                 f"background session identifier {identifier!r} is in use by another process{who}; "
                 f"lock file {path!r}. Only one process per identifier may run at a time."
-            ) from None
-        self._write_pid()
-
-    def _holder(self) -> str:
-        assert self._fd is not None
-        try:
-            return os.pread(self._fd, 32, 0).decode("ascii", "replace").strip() if hasattr(os, "pread") else ""
-        except OSError:  # pragma: no cover - a lock file we just opened is readable
-            return ""
-
-    def _write_pid(self) -> None:
-        assert self._fd is not None
-        if sys.platform == "win32":  # pragma: no cover - the locked byte cannot be rewritten
-            return
-        os.ftruncate(self._fd, 0)
-        os.pwrite(self._fd, f"{os.getpid()}\n".encode(), 0)
+            )
+        self._fd: int | None = fd
+        self._write_holder(str(os.getpid()))
 
     @property
     def held(self) -> bool:

@@ -10,8 +10,8 @@ import pytest
 import requests
 
 from session_presets import SessionInvalidatedError, default_session
-from session_presets._adapters import PresetRetry
 from session_presets._calls import CANCELLED, DEADLINE, current_call
+from session_presets._retry import PresetRetry
 from tests.servers import LoopbackServer
 
 

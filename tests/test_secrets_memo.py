@@ -112,7 +112,7 @@ def leaks_after_close(base: str, kind: str, tokens: dict[str, str]) -> dict[str,
 #: Runs leaks_after_close in a fresh interpreter: what other tests left in this process is not the library's.
 _CHILD = """
 import json, sys
-from tests.test_memo_secrets import leaks_after_close
+from tests.test_secrets_memo import leaks_after_close
 print(json.dumps(leaks_after_close(sys.argv[1], sys.argv[2], json.loads(sys.argv[3]))))
 """
 
