@@ -33,6 +33,7 @@ __all__ = [
     "parse_header_text",
     "parse_json_object",
     "parse_lower_word",
+    "parse_number",
     "parse_optional_duration",
     "parse_optional_path",
     "parse_optional_rate",
@@ -56,7 +57,9 @@ TLS_VERSIONS: Final[Mapping[str, ssl.TLSVersion]] = types.MappingProxyType(
     {"TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3}
 )
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*(ms|s|m|h|d)?\s*$", re.IGNORECASE)
+#: A decimal number as the environment writes one: digits, with an optional fraction.
+_NUMBER = r"(\d+(?:\.\d+)?|\.\d+)"
+_DURATION = re.compile(rf"^\s*{_NUMBER}\s*(ms|s|m|h|d)?\s*$", re.IGNORECASE)
 _UNITS: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 NONE_WORDS: Final = frozenset({"none", "off"})
 
@@ -76,6 +79,18 @@ def parse_duration(text: str, *, allow_none: bool = False) -> float | None:
     if match is None:
         raise ValueError(f"{text!r} is not a duration")
     return float(match.group(1)) * _UNITS[(match.group(2) or "s").lower()]
+
+
+def parse_number(text: str) -> float:
+    """Parse a decimal number without a unit (``256``, ``0.5``), the number part of a duration.
+
+    Raises:
+        ValueError: the text is not such a number.
+    """
+    match = re.fullmatch(rf"\s*{_NUMBER}\s*", text)
+    if match is None:
+        raise ValueError(f"{text!r} is not a number")
+    return float(match.group(1))
 
 
 # -- environment text -> value (each raises ValueError on text of the wrong form) ------------

@@ -5,20 +5,51 @@ made by one module (a header, a hook, a mounted adapter) would reach all of
 them. Its mappings are these types: reading works as with the requests types
 they subclass, and every change raises SharedSessionError naming the way out.
 ``copy()`` returns an ordinary, mutable container, which is what requests'
-own merges use.
+own merges use. ``SharedReadOnly`` is the session side: it freezes a session
+into these containers and refuses the attribute assignments, mounts and
+``close()`` that would change or end it for everyone.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 from collections.abc import Iterable, Mapping
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, Final, NoReturn
 
+from requests.exceptions import InvalidHeader
+from requests.models import PreparedRequest
 from requests.structures import CaseInsensitiveDict
 
+from . import _upstream
 from ._errors import SharedSessionError
 
-__all__ = ["ReadOnlyAdapters", "ReadOnlyDict", "ReadOnlyHeaders", "ReadOnlyList", "freeze_hooks", "shared_refusal"]
+if TYPE_CHECKING:
+    import requests
+
+    _SessionBase = requests.Session
+else:
+    _SessionBase = object
+
+__all__ = [
+    "SHARED_READ_ONLY",
+    "ReadOnlyAdapters",
+    "ReadOnlyDict",
+    "ReadOnlyHeaders",
+    "ReadOnlyList",
+    "SharedReadOnly",
+    "freeze_hooks",
+    "shared_refusal",
+]
+
+#: What a shared session refuses to change: its configuration, not its cookie jar
+#: (docs/design.md, "Shared sessions are read-only").
+SHARED_READ_ONLY: Final = frozenset(
+    {
+        "adapters", "auth", "cert", "headers", "hooks", "max_redirects",
+        "params", "proxies", "stream", "trust_env", "verify",
+    }
+)
 
 
 def shared_refusal(preset: str, what: str) -> SharedSessionError:
@@ -129,3 +160,73 @@ def freeze_hooks(hooks: Mapping[str, Iterable[Any]], *, preset: str) -> ReadOnly
         preset=preset,
         what=what,
     )
+
+
+class SharedReadOnly(_SessionBase):
+    """Session mixin: once ``_freeze()`` ran, the session's configuration is read-only.
+
+    Setting or deleting an attribute of SHARED_READ_ONLY, or calling ``mount()``,
+    raises SharedSessionError; ``close()`` does nothing. The class using it has
+    ``config`` (a PresetConfig) and ``adapter`` (its PresetAdapter).
+    """
+
+    _shared = False
+    #: A shared session's default headers as requests prepares them, validated once (see _freeze).
+    _header_template: CaseInsensitiveDict[Any] | None = None
+    #: Whether a shared session's (frozen) default headers hold a None value.
+    _header_none: bool | None = None
+
+    config: Any
+    adapter: Any
+
+    def _freeze(self) -> None:
+        """Make the configuration read-only: this session is shared by the whole process."""
+        name = self.config.name
+        self.headers = ReadOnlyHeaders(self.headers, preset=name)
+        self.params = ReadOnlyDict(self.params, preset=name, what="the params")
+        self.proxies = ReadOnlyDict(self.proxies, preset=name, what="the proxies")
+        self.hooks = freeze_hooks(self.hooks, preset=name)
+        self.adapters = ReadOnlyAdapters(self.adapters, preset=name)
+        self.adapter.shared_preset = True
+        self._header_none = _upstream.has_none_value(self.headers)
+        if not self._header_none:
+            probe = PreparedRequest()
+            with contextlib.suppress(InvalidHeader):
+                # An invalid header keeps no template: every request then raises, as requests does.
+                probe.prepare_headers(self.headers)
+                self._header_template = probe.headers
+        self._shared = True
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if self._shared and name in SHARED_READ_ONLY:
+            raise shared_refusal(self.config.name, name)
+        super().__setattr__(name, value)
+
+    def __delattr__(self, name: str) -> None:
+        if self._shared and name in SHARED_READ_ONLY:
+            raise shared_refusal(self.config.name, name)
+        super().__delattr__(name)
+
+    def mount(self, prefix: str, adapter: Any) -> None:
+        """Mount ``adapter`` for URLs starting with ``prefix``, as requests does.
+
+        An HTTPAdapter that is not a PresetAdapter is warned about once (see the
+        class); mocks built on ``BaseAdapter`` and ``http+unix://`` adapters are not.
+
+        Raises:
+            SharedSessionError: this is a shared session (read-only).
+        """
+        if self._shared:
+            raise shared_refusal(self.config.name, f"the mounted adapters (mount({prefix!r}, ...))")
+        super().mount(prefix, adapter)
+
+    def close(self) -> None:
+        """Same as ``finish_tasks_and_invalidate()``; safe to call twice.
+
+        On a shared session it does nothing, as invalidating ``URLSession.shared``
+        does nothing: other modules hold it. ``close_all()`` and an explicit
+        ``finish_tasks_and_invalidate()`` or ``invalidate_and_cancel()`` end it.
+        """
+        if self._shared:
+            return
+        super().close()

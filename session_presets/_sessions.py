@@ -5,34 +5,27 @@ from __future__ import annotations
 import collections
 import contextlib
 import copy
-import enum
-import http.cookiejar
 import logging
 import os
 import sys
-import tempfile
 import threading
 import time
 import types
-import urllib.request
 import warnings
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
-from urllib.parse import urlsplit
 
 import requests
 import requests.sessions
-from requests.cookies import RequestsCookieJar
-from requests.exceptions import InvalidHeader
 from requests.models import PreparedRequest, Response
 from requests.structures import CaseInsensitiveDict
-from requests.utils import address_in_network, get_netrc_auth, is_ipv4_address, is_valid_cidr, resolve_proxies
+from requests.utils import get_netrc_auth, resolve_proxies
 from urllib3.exceptions import ResponseError
 
 from . import _process, _upstream, _warn
-from ._adapters import IDEMPOTENT_METHODS, Counters, PresetAdapter, PresetTimeout, preset_adapter_class
+from ._adapters import IDEMPOTENT_METHODS, Counters, PresetAdapter, PresetTimeout
 from ._calls import (
     CANCELLED,
     DEADLINE,
@@ -44,10 +37,10 @@ from ._calls import (
     watchdog,
 )
 from ._config import PresetConfig
+from ._cookies import build_cookie_jar, save_cookie_file
 from ._env import STRICT_REUSE_VARIABLE, parse_bool
 from ._errors import (
     ConfigError,
-    ForeignAdapterWarning,
     InsecureRedirectError,
     InsecureSessionWarning,
     InvalidationTimeoutError,
@@ -56,6 +49,7 @@ from ._errors import (
     SessionReuseWarning,
     add_note,
 )
+from ._lifecycle import SessionLifecycle, SessionState
 from ._metrics import (
     CONNECTION_DURATION_BUCKETS,
     REQUEST_DURATION_BUCKETS,
@@ -63,9 +57,11 @@ from ._metrics import (
     HistogramSnapshot,
     SessionMetrics,
 )
+from ._mounts import AdapterMounts
 from ._presets import resolve
-from ._readonly import ReadOnlyAdapters, ReadOnlyDict, ReadOnlyHeaders, freeze_hooks, shared_refusal
-from ._redact import redact_exception, safe_url, userinfo_secrets
+from ._proxies import ProxySnapshot, proxy_secrets
+from ._readonly import SharedReadOnly
+from ._redact import redact_exception, safe_url
 
 __all__ = [
     "InvalidationTimeoutError",
@@ -85,14 +81,6 @@ REUSE_LIMIT: Final = 32
 REUSE_WINDOW: Final = 60.0
 #: How long invalidate_and_cancel waits for aborted calls to unwind.
 CANCEL_GRACE: Final = 1.0
-
-
-class SessionState(str, enum.Enum):
-    """Lifecycle of a session: active, then invalidating, then invalidated."""
-
-    ACTIVE = "active"
-    INVALIDATING = "invalidating"
-    INVALIDATED = "invalidated"
 
 
 #: SessionState.ACTIVE, read per request (an enum member lookup costs several attribute reads on 3.11).
@@ -164,118 +152,8 @@ class SessionStats:
         return self.request_duration.p99
 
 
-#: What a shared session refuses to change: its configuration, not its cookie jar
-#: (docs/design.md, "Shared sessions are read-only").
-SHARED_READ_ONLY: Final = frozenset(
-    {
-        "adapters", "auth", "cert", "headers", "hooks", "max_redirects",
-        "params", "proxies", "stream", "trust_env", "verify",
-    }
-)
-
 #: PresetSession.request's ``timeout`` when the caller gives none: the preset's connect and read timeouts.
 _PRESET_TIMEOUTS: Final[Any] = object()
-
-
-class _BlockAllCookies(http.cookiejar.DefaultCookiePolicy):
-    """cookies='none': nothing a server sets is ever stored."""
-
-    def set_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
-        return False
-
-
-def _load_cookie_file(path: str) -> RequestsCookieJar:
-    jar = RequestsCookieJar()
-    if not os.path.exists(path):
-        return jar
-    try:
-        info = os.stat(path)
-        if hasattr(os, "getuid") and info.st_uid != os.getuid():
-            raise ConfigError(
-                f"cookie_file={path!r} is owned by another user (uid {info.st_uid}); "
-                "refusing to read cookies from it"
-            )
-        source = http.cookiejar.MozillaCookieJar()
-        with warnings.catch_warnings():
-            # cookiejar warns "http.cookiejar bug!" on a malformed line before raising LoadError.
-            warnings.filterwarnings("ignore", "http.cookiejar bug", UserWarning)
-            source.load(path, ignore_discard=True, ignore_expires=False)
-    except (http.cookiejar.LoadError, OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(
-            f"cookie_file={path!r} cannot be read ({exc}); expected a Netscape cookies.txt file. "
-            "It was left untouched."
-        ) from exc
-    for cookie in source:
-        jar.set_cookie(cookie)
-    return jar
-
-
-def _save_cookie_file(path: str, jar: http.cookiejar.CookieJar) -> None:
-    target = http.cookiejar.MozillaCookieJar()
-    for cookie in jar:
-        target.set_cookie(cookie)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, temp = tempfile.mkstemp(prefix=".cookies-", dir=directory)
-    os.close(fd)
-    try:
-        os.chmod(temp, 0o600)
-        target.save(temp, ignore_discard=True, ignore_expires=False)
-        os.chmod(temp, 0o600)
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
-
-
-class _ProxySnapshot:
-    """The environment's proxies, read once; NO_PROXY is applied per URL."""
-
-    __slots__ = ("no_proxy", "proxies")
-
-    def __init__(self, setting: str | Mapping[str, str]) -> None:
-        self.no_proxy: list[str] = []
-        if setting == "none":
-            self.proxies: dict[str, str] = {}
-        elif isinstance(setting, Mapping):
-            self.proxies = {k: v for k, v in setting.items() if k != "no_proxy"}
-            self.no_proxy = _split_no_proxy(setting.get("no_proxy", ""))
-        else:
-            found = urllib.request.getproxies_environment()
-            self.no_proxy = _split_no_proxy(found.pop("no", ""))
-            self.proxies = {k: v for k, v in found.items() if k in ("http", "https", "all")}
-
-    def bypass(self, url: str) -> bool:
-        if not self.no_proxy:
-            return False
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        if "*" in self.no_proxy:
-            return True
-        if is_ipv4_address(host):
-            for entry in self.no_proxy:
-                if is_valid_cidr(entry) and address_in_network(host, entry):
-                    return True
-                if entry == host:
-                    return True
-            return False
-        with_port = f"{host}:{parts.port}" if parts.port else host
-        for entry in self.no_proxy:
-            bare = entry.lstrip(".")
-            if bare in (host, with_port) or host.endswith("." + bare):
-                return True
-        return False
-
-
-def _proxy_secrets(*proxies: object) -> tuple[str, ...]:
-    """The userinfo of every proxy URL in ``proxies`` (mappings, or None), to mask in errors."""
-    return userinfo_secrets(
-        url for mapping in proxies if isinstance(mapping, Mapping) for url in mapping.values()
-    )
-
-
-def _split_no_proxy(value: str) -> list[str]:
-    return [item.strip().lower() for item in value.replace(" ", ",").split(",") if item.strip()]
 
 
 _reuse_lock = _process.fork_safe_lock()
@@ -320,13 +198,7 @@ def _clear_reuse_counts() -> None:
 _process.on_reset(_clear_reuse_counts, order=_process.ORDER_SESSIONS)
 
 
-def _takes_http_urls(prefix: str) -> bool:
-    """Whether a mount at ``prefix`` serves some http:// or https:// URLs (requests matches prefixes, case-blind)."""
-    prefix = prefix.lower()
-    return any(scheme.startswith(prefix) or prefix.startswith(scheme) for scheme in ("http://", "https://"))
-
-
-class PresetSession(requests.Session):
+class PresetSession(SharedReadOnly, AdapterMounts, SessionLifecycle, requests.Session):
     """A requests.Session built from a PresetConfig, with URLSession semantics.
 
     - The environment is read once, when the session is built: proxies,
@@ -337,6 +209,10 @@ class PresetSession(requests.Session):
     - A shared (registry) session is read-only: changing its configuration
       (see SHARED_READ_ONLY) or calling ``mount()`` raises SharedSessionError,
       and ``close()``/``with`` leave it working for the other modules.
+    - ``mount()`` of an HTTPAdapter that is not a PresetAdapter warns
+      ForeignAdapterWarning once: it misses the preset's retries,
+      total_timeout, TLS context and stats. ``adapter_factory`` builds one
+      that keeps them.
     - Per-call ``timeout=``: omitted, the preset's connect and read timeouts
       apply and a timeout is retried; ``None`` lifts the read timeout (the
       connect timeout stays); a number, pair or urllib3 Timeout applies to
@@ -354,11 +230,7 @@ class PresetSession(requests.Session):
             client certificate, cookie file).
     """
 
-    _shared = False
-    #: A shared session's default headers as requests prepares them, validated once (see _freeze).
-    _header_template: CaseInsensitiveDict[Any] | None = None
-    #: Whether a shared session's (frozen) default headers hold a None value.
-    _header_none: bool | None = None
+    _WORK = "requests"
 
     def __init__(
         self, config: PresetConfig | None = None, *, _registry_owned: bool = False, _shared: bool = False
@@ -370,11 +242,9 @@ class PresetSession(requests.Session):
         super().__init__()
         self.config = config
         self._registry_owned = _registry_owned
-        self._lock = threading.Lock()
-        self._drained = threading.Condition(self._lock)
-        self._calls: set[Call] = set()
         # Not active until fully built, so a failed build is never reported as a leak.
-        self._state = SessionState.INVALIDATED
+        self._init_lifecycle(SessionState.INVALIDATED)
+        self._calls: set[Call] = set()
         # Run once, when the session stops accepting requests (under _lock).
         self._on_invalidating: list[Callable[[PresetSession], None]] = []
         # Set by a registry: where a request goes that reaches this shared session
@@ -392,12 +262,12 @@ class PresetSession(requests.Session):
             self.headers["Pragma"] = "no-cache"
         self.headers.update(config.headers)
         self.verify = config.verify
-        self._proxy_snapshot = _ProxySnapshot(config.proxies)
+        self._proxy_snapshot = ProxySnapshot(config.proxies)
         self.proxies = dict(self._proxy_snapshot.proxies)
         for adapter in self.adapters.values():
             adapter.close()
         self.adapters.clear()
-        self.cookies = self._build_cookie_jar(config)
+        self.cookies = build_cookie_jar(config)
         self.adapter = PresetAdapter(config, counters=self._counters, metrics=self._metrics)
         self.mount("https://", self.adapter)
         self.mount("http://", self.adapter)
@@ -414,114 +284,6 @@ class PresetSession(requests.Session):
                 InsecureSessionWarning,
             )
         log.debug("built session for preset %r", config.name)
-
-    def _freeze(self) -> None:
-        """Make the configuration read-only: this session is shared by the whole process."""
-        name = self.config.name
-        self.headers = ReadOnlyHeaders(self.headers, preset=name)
-        self.params = ReadOnlyDict(self.params, preset=name, what="the params")
-        self.proxies = ReadOnlyDict(self.proxies, preset=name, what="the proxies")
-        self.hooks = freeze_hooks(self.hooks, preset=name)
-        self.adapters = ReadOnlyAdapters(self.adapters, preset=name)
-        self.adapter.shared_preset = True
-        self._header_none = _upstream.has_none_value(self.headers)
-        if not self._header_none:
-            probe = PreparedRequest()
-            with contextlib.suppress(InvalidHeader):
-                # An invalid header keeps no template: every request then raises, as requests does.
-                probe.prepare_headers(self.headers)
-                self._header_template = probe.headers
-        self._shared = True
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if self._shared and name in SHARED_READ_ONLY:
-            raise shared_refusal(self.config.name, name)
-        super().__setattr__(name, value)
-
-    def __delattr__(self, name: str) -> None:
-        if self._shared and name in SHARED_READ_ONLY:
-            raise shared_refusal(self.config.name, name)
-        super().__delattr__(name)
-
-    def mount(self, prefix: str, adapter: Any) -> None:
-        """Mount ``adapter`` for URLs starting with ``prefix``, as requests does.
-
-        An HTTPAdapter that is not a PresetAdapter gets the preset's default
-        headers and connect/read timeouts, but not its retries, total_timeout,
-        shared TLS context, max_connection_age or stats: that is warned once per
-        adapter (``adapter_factory`` builds one that keeps them). Adapters that
-        open no connection of their own (mocks and recorders built on
-        ``BaseAdapter``), and adapters for URLs the preset's adapter never
-        serves (``http+unix://``), are mounted without a warning.
-
-        Raises:
-            SharedSessionError: this is a shared session (read-only).
-        """
-        if self._shared:
-            raise shared_refusal(self.config.name, f"the mounted adapters (mount({prefix!r}, ...))")
-        if (
-            # Only a network transport that lacks the preset is worth a warning:
-            # mocks and recorders (requests-mock, betamax) are BaseAdapters that
-            # open no connection, and betamax sends what it records through the
-            # PresetAdapter it wraps.
-            isinstance(adapter, requests.adapters.HTTPAdapter)
-            and not isinstance(adapter, PresetAdapter)
-            # requests-unixsocket's http+unix:// takes nothing from the preset's adapter.
-            and _takes_http_urls(prefix)
-            # requests.Session.__init__ mounts its own adapters, which this one replaces.
-            and getattr(self, "_state", None) is SessionState.ACTIVE
-            and id(adapter) not in self._warned_adapters
-        ):
-            self._warned_adapters.add(id(adapter))
-            warnings.warn(
-                f"{type(adapter).__name__} mounted for {prefix!r} on a session of preset "
-                f"{self.config.name!r} is not a PresetAdapter: requests through it get the preset's "
-                "default headers and connect/read timeouts, but not its retries, total_timeout, "
-                "shared TLS context, max_connection_age or stats. To keep them, build it with "
-                f"session.adapter_factory({type(adapter).__name__})(...) (for a library that takes an "
-                "adapter class, pass that as the class: CacheControl(session, adapter_class=...)), or "
-                "subclass session_presets.PresetAdapter (see examples/host_header_adapter.py)",
-                ForeignAdapterWarning,
-                stacklevel=2,
-            )
-        super().mount(prefix, adapter)
-
-    def adapter_factory(self, base: type[requests.adapters.HTTPAdapter]) -> Callable[..., PresetAdapter]:
-        """Return a callable that builds ``base`` adapters on this session's preset, for ``mount()``.
-
-        What it builds is a ``base`` and a PresetAdapter (see
-        ``preset_adapter_class``): ``base`` adds its feature (a cache, a source
-        address), and the preset's timeouts, retries, total_timeout, TLS context
-        and stats stay, counted in this session's ``stats``. Mounting it warns
-        nothing. Pass it where a library takes an adapter class::
-
-            session = default_session(cache_policy="protocol")
-            CacheControl(session, adapter_class=session.adapter_factory(CacheControlAdapter))
-
-        or call it with ``base``'s arguments and mount the result yourself.
-
-        Args:
-            base: an ``HTTPAdapter`` subclass that passes extra keyword arguments on to ``HTTPAdapter.__init__``.
-
-        Returns:
-            A callable taking ``base``'s arguments and returning the adapter.
-
-        Raises:
-            TypeError: ``base`` is not an HTTPAdapter subclass.
-        """
-        cls: Any = preset_adapter_class(base)
-        config, counters, metrics = self.config, self._counters, self._metrics
-
-        def build(*args: Any, **kwargs: Any) -> PresetAdapter:
-            adapter: PresetAdapter = cls(*args, config=config, counters=counters, metrics=metrics, **kwargs)
-            return adapter
-
-        build.__qualname__ = build.__name__ = cls.__name__
-        return build
-
-    def _distinct_adapters(self) -> list[Any]:
-        """The mounted adapters, each once (one adapter serves http:// and https://)."""
-        return list({id(adapter): adapter for adapter in self.adapters.values()}.values())
 
     def __getstate__(self) -> dict[str, Any]:
         return {
@@ -558,22 +320,7 @@ class PresetSession(requests.Session):
             self._warned_adapters.add(id(adapter))
             self.mount(prefix, adapter)
 
-    @staticmethod
-    def _build_cookie_jar(config: PresetConfig) -> RequestsCookieJar:
-        if config.cookies == "file":
-            assert config.cookie_file is not None
-            return _load_cookie_file(config.cookie_file)
-        jar = RequestsCookieJar()
-        if config.cookies == "none":
-            jar.set_policy(_BlockAllCookies())
-        return jar
-
     # -- state -------------------------------------------------------------
-
-    @property
-    def state(self) -> SessionState:
-        """Where the session is in its lifecycle."""
-        return self._state
 
     @property
     def stats(self) -> SessionStats:
@@ -620,6 +367,8 @@ class PresetSession(requests.Session):
             timeout = self._default_timeout
         elif timeout is None:
             timeout = self._no_read_timeout
+        # Which copies of upstream code run is decided once for the whole call.
+        live = _upstream.begin_call()
         try:
             if not _upstream.SESSION_REQUEST.live():
                 # Patched (an instrumentation), or the fast path is off: requests' own runs.
@@ -641,8 +390,10 @@ class PresetSession(requests.Session):
         except Exception as exc:
             # Preparing the URL fails before send(), with the URL in the message;
             # whatever leaves shows no query string or userinfo.
-            redact_exception(exc, secrets=_proxy_secrets(self.proxies, proxies))
+            redact_exception(exc, secrets=proxy_secrets(self.proxies, proxies))
             raise
+        finally:
+            _upstream.end_call(live)
 
     def merge_environment_settings(
         self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
@@ -676,17 +427,9 @@ class PresetSession(requests.Session):
     def prepare_request(self, request: requests.Request) -> PreparedRequest:
         if not _upstream.SESSION_PREPARE_REQUEST.live():
             return self._prepare_as_requests(request)
-        return self._prepare(
-            request.method,
-            request.url,
-            request.headers,
-            request.files,
-            request.data,
-            request.json,
-            request.params,
-            request.auth,
-            request.cookies,
-            request.hooks,
+        return _upstream.session_prepare(
+            self, request.method, request.url, request.headers, request.files, request.data,
+            request.json, request.params, request.auth, request.cookies, request.hooks,
         )
 
     def preset_prepares_itself(self) -> bool:
@@ -695,38 +438,21 @@ class PresetSession(requests.Session):
 
     def _prepare_as_requests(self, request: requests.Request) -> PreparedRequest:
         """requests' own prepare_request (patched or not), reading netrc only with store_credentials."""
-        if self.config.store_credentials and not request.auth and not self.auth and request.url:
+        netrc = None if request.auth or self.auth else self._netrc_auth(request.url)
+        if netrc is not None:
             request = copy.copy(request)
-            request.auth = get_netrc_auth(request.url)  # type: ignore[arg-type]
+            request.auth = netrc
         prepared = super().prepare_request(request)
         if type(prepared) is PreparedRequest:
             # The adapter adds nothing to what a PresetSession prepared (see PresetAdapter.add_headers).
             prepared.__class__ = _upstream.PresetPreparedRequest
         return prepared
 
-    def _prepare(
-        self,
-        request_method: Any,
-        url: Any,
-        request_headers: Any,
-        files: Any,
-        data: Any,
-        json: Any,
-        request_params: Any,
-        request_auth: Any,
-        request_cookies: Any,
-        request_hooks: Any,
-    ) -> PreparedRequest:
-        """prepare_request for a Request's fields, as request() hands them over without building one."""
-        # The same merge as requests.Session.prepare_request, minus what this
-        # session never does (netrc unless store_credentials).
-        netrc = None
-        if self.config.store_credentials and not request_auth and not self.auth and url:
-            netrc = get_netrc_auth(url)
-        return _upstream.session_prepare(
-            self, request_method, url, request_headers, files, data, json,
-            request_params, request_auth, request_cookies, request_hooks, netrc,
-        )
+    def _netrc_auth(self, url: Any) -> tuple[str, str] | None:
+        """What netrc holds for ``url``; None without ``store_credentials``, which never reads netrc."""
+        if not self.config.store_credentials or not url:
+            return None
+        return get_netrc_auth(url)
 
     def preset_plain_redirects(self) -> bool:
         """Whether redirects are resolved by requests' own code (no subclass overrides them)."""
@@ -760,7 +486,7 @@ class PresetSession(requests.Session):
             outer.redirecting = False
             if self._state is not _ACTIVE and outer.reason is not None:
                 raise self._aborted_error(outer, request, None)
-            return self._send_as_requests(request, kwargs)
+            return self._send_fast_or_upstream(request, kwargs)
         call = Call(self.config.total_timeout)
         with self._lock:
             refused = self._state is not _ACTIVE
@@ -772,23 +498,19 @@ class PresetSession(requests.Session):
             # it late (its caller fetched it just before) to its replacement.
             replacement = successor() if successor is not None else None
             if replacement is None or replacement is self:
-                raise SessionInvalidatedError(
-                    f"session for preset {self.config.name!r} is {self._state.value}; "
-                    "it refuses new requests",
-                    request=request,
-                )
+                raise self._refusal(request=request)
             log.debug("preset %r session is %s; sending through its replacement", self.config.name, self._state.value)
             return replacement.send(request, **kwargs)
         token = set_current_call(call)
         if call.deadline is not None:
             watchdog.add(call)
         try:
-            return self._send_as_requests(request, kwargs)
+            return self._send_fast_or_upstream(request, kwargs)
         except Exception as exc:
             # urllib3 writes the path and its query into its messages, and shows a
             # proxy's mangled userinfo as a bad host; the request object
             # (exc.request) keeps the full URL for code that needs it.
-            redact_exception(exc, secrets=_proxy_secrets(kwargs.get("proxies")))
+            redact_exception(exc, secrets=proxy_secrets(kwargs.get("proxies")))
             if call.reason is not None:
                 raise self._aborted_error(call, request, exc) from exc
             self._counters.add("errors")
@@ -804,12 +526,12 @@ class PresetSession(requests.Session):
             watchdog.discard(call)
             with self._lock:
                 self._calls.discard(call)
-                # Only an invalidation waits on _drained, and it marks the session
+                # Only an invalidation waits on _cond, and it marks the session
                 # non-active under this lock first: an active one has no waiter to wake.
                 if not self._calls and self._state is not _ACTIVE:
-                    self._drained.notify_all()
+                    self._cond.notify_all()
 
-    def _send_as_requests(self, request: PreparedRequest, kwargs: dict[str, Any]) -> Response:
+    def _send_fast_or_upstream(self, request: PreparedRequest, kwargs: dict[str, Any]) -> Response:
         """requests.Session.send: the fast path's copy while it is live, else requests' own (patch included)."""
         if not _upstream.SESSION_SEND.live():
             if self.proxies is None and "proxies" not in kwargs:
@@ -834,66 +556,36 @@ class PresetSession(requests.Session):
         detail = f"; gave up: {last}" if isinstance(last, ResponseError) else ""
         return call.timeout_error(request, self.config.name, detail)
 
-    # -- lifecycle ---------------------------------------------------------
+    # -- lifecycle (the steps are SessionLifecycle's) ------------------------
 
-    def finish_tasks_and_invalidate(self, timeout: float | None = None) -> None:
-        """Refuse new requests, wait for those in flight, then close every connection.
+    def _describe(self) -> str:
+        return f"session for preset {self.config.name!r}"
 
-        Like URLSession's ``finishTasksAndInvalidate``. Safe to call twice.
+    def _unfinished(self) -> str:
+        return f"{len(self._calls)} request(s) still in flight"
 
-        Args:
-            timeout: seconds to wait for requests in flight; None waits forever.
-
-        Raises:
-            InvalidationTimeoutError: requests were still in flight after
-                ``timeout``; the session stays invalidating.
-        """
+    def _drained(self) -> bool:
+        # A hook or a streamed body's caller may invalidate from inside its own call.
         me = threading.get_ident()
-        if not self._stop_accepting(cancel=False):
-            return
-        with self._lock:
-            if not self._drained.wait_for(lambda: self._only_own_calls(me), timeout):
-                raise InvalidationTimeoutError(
-                    f"{len(self._calls)} request(s) still in flight after {timeout:g}s; "
-                    f"session for preset {self.config.name!r} stays invalidating"
-                )
-        self._finish_invalidation()
+        return all(call.thread_id == me for call in self._calls)
 
-    def _stop_accepting(self, *, cancel: bool) -> bool:
-        """Refuse new requests from now on; False if the session is already invalidated.
+    def _on_stop_accepting(self, *, cancel: bool, first: bool) -> None:
+        # The first time, the ``_on_invalidating`` callbacks run: a registry hands
+        # out a replacement from this moment, not once the session is drained.
+        # After a cancel, nothing is handed to the replacement (see ``send``).
+        if first:
+            log.debug("invalidating session for preset %r", self.config.name)
+        if cancel:
+            self._successor = None
+        # Under the lock, so that no request sees the session refusing while
+        # its registry still hands it out (the callbacks take no session lock).
+        callbacks, self._on_invalidating = self._on_invalidating, []
+        for callback in callbacks:
+            callback(self)
 
-        The first time, the ``_on_invalidating`` callbacks run: a registry hands
-        out a replacement from this moment, not once the session is drained.
-        After a cancel, nothing is handed to the replacement (see ``send``).
-        """
-        with self._lock:
-            if self._state is SessionState.INVALIDATED:
-                return False
-            if self._state is SessionState.ACTIVE:
-                log.debug("invalidating session for preset %r", self.config.name)
-            self._state = SessionState.INVALIDATING
-            if cancel:
-                self._successor = None
-            # Under the lock, so that no request sees the session refusing while
-            # its registry still hands it out (the callbacks take no session lock).
-            callbacks, self._on_invalidating = self._on_invalidating, []
-            for callback in callbacks:
-                callback(self)
-        return True
-
-    def _only_own_calls(self, thread_id: int) -> bool:
-        """True when no thread but ``thread_id`` has a call in flight (hold ``_lock``)."""
-        return all(call.thread_id == thread_id for call in self._calls)
-
-    def invalidate_and_cancel(self) -> None:
-        """Refuse new requests, abort those in flight, then close every connection.
-
-        Like URLSession's ``invalidateAndCancel``. Aborted requests raise
-        SessionInvalidatedError in their own threads within about a second.
-        """
+    def _cancel_work(self) -> None:
+        # Aborted requests raise SessionInvalidatedError in their own threads within about a second.
         me = threading.get_ident()
-        if not self._stop_accepting(cancel=True):
-            return
         with self._lock:
             calls = [call for call in self._calls if call.thread_id != me]
         log.debug("cancelling %d request(s) of preset %r", len(calls), self.config.name)
@@ -903,9 +595,8 @@ class PresetSession(requests.Session):
         for adapter in self.adapters.values():
             if isinstance(adapter, PresetAdapter):
                 adapter.abort_checked_out()
-        with self._lock:
-            self._drained.wait_for(lambda: self._only_own_calls(me), CANCEL_GRACE)
-        self._finish_invalidation()
+        with self._cond:
+            self._cond.wait_for(self._drained, CANCEL_GRACE)
 
     def _abort_thread_calls(self, thread_id: int, reason: str) -> None:
         """Abort the calls that thread ``thread_id`` has in flight (for background transfers)."""
@@ -914,30 +605,13 @@ class PresetSession(requests.Session):
         for call in calls:
             call.abort(reason)
 
-    def _finish_invalidation(self) -> None:
-        if self._state is SessionState.INVALIDATED:
-            return
+    def _release(self) -> None:
         try:
             self._save_cookies()
         finally:
             for adapter in self._distinct_adapters():
                 adapter.close()
-            self._state = SessionState.INVALIDATED
             log.debug("session for preset %r invalidated", self.config.name)
-
-    def close(self) -> None:
-        """Same as ``finish_tasks_and_invalidate()``; safe to call twice.
-
-        On a shared session it does nothing, as invalidating ``URLSession.shared``
-        does nothing: other modules hold it. ``close_all()`` and an explicit
-        ``finish_tasks_and_invalidate()`` or ``invalidate_and_cancel()`` end it.
-        """
-        if self._shared:
-            return
-        self.finish_tasks_and_invalidate()
-
-    def __exit__(self, *args: object) -> None:
-        self.close()
 
     def flush(self) -> None:
         """Write cookies to ``cookie_file`` (if any) and close idle connections.
@@ -967,11 +641,10 @@ class PresetSession(requests.Session):
 
     def _save_cookies(self) -> None:
         if self.config.cookies == "file" and self.config.cookie_file is not None:
-            _save_cookie_file(self.config.cookie_file, self.cookies)
+            save_cookie_file(self.config.cookie_file, self.cookies)
 
     def _after_fork_in_child(self) -> None:
-        self._lock = threading.Lock()
-        self._drained = threading.Condition(self._lock)
+        self._init_lifecycle(self._state)
         self._calls = set()
         self._counters.after_fork()
         for adapter in self.adapters.values():
@@ -998,8 +671,6 @@ def _after_fork_in_child() -> None:
 
 
 _process.on_fork_child(_after_fork_in_child, order=_process.ORDER_SESSIONS)
-
-
 
 
 def default_session(*, auth: Any = None, **overrides: Any) -> PresetSession:

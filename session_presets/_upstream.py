@@ -9,9 +9,10 @@ Two kinds of code live here (docs/fast-path.md explains both):
   first use only when every fingerprint matches the installed code and
   ``SESSION_PRESETS_FAST_PATH`` is not ``off``; otherwise the package calls
   upstream's own methods (``super()``), correct and slower. A function patched
-  at run time (a mock, a recorder, a tracer) is always called: each use of a
-  copy first checks that the function it stands in for is still the one
-  fingerprinted (:meth:`Replaced.live`).
+  at run time (a mock, a recorder, a tracer) is always called: a copy runs
+  only while the function it stands in for is still the one fingerprinted
+  (:meth:`Replaced.live`), looked at once per call of a PresetSession
+  (:func:`begin_call`) and before each use elsewhere.
 - **Hooks**: private upstream internals that a feature needs (TLS session
   resumption through ``ssl.SSLSocket._create``, the pool's queue). Each is
   detected when first needed; where it is missing the feature falls back to
@@ -25,13 +26,16 @@ change to the function, a new check or a new header, changes it.
 from __future__ import annotations
 
 import collections
+import collections.abc
 import contextlib
+import contextvars
 import hashlib
 import http.client
 import http.cookiejar
 import importlib
 import inspect
 import linecache
+import operator
 import os
 import ssl
 import textwrap
@@ -44,10 +48,11 @@ from datetime import timedelta
 from typing import Any, Final
 
 import requests
+import requests.models
 import requests.sessions
 from requests.cookies import RequestsCookieJar, cookiejar_from_dict, merge_cookies
 from requests.models import PreparedRequest, Response
-from requests.sessions import merge_hooks, merge_setting, preferred_clock
+from requests.sessions import merge_hooks, preferred_clock
 from requests.structures import CaseInsensitiveDict
 from requests.utils import get_encoding_from_headers, resolve_proxies
 from urllib3 import HTTPHeaderDict
@@ -192,13 +197,23 @@ class Replaced:
         return getattr(self.owner, self.attribute, None)
 
     def live(self) -> bool:
-        """Whether the copy may run now: the fast path is on and nobody patched the function since import."""
+        """Whether the copy may run now: the fast path is on and nobody patched the function since import.
+
+        Inside a call (see :func:`begin_call`) this is the answer taken when the call began.
+        """
+        taken = _taken.get()
+        if taken is not None:
+            return self in taken
+        return self.live_now()
+
+    def live_now(self) -> bool:
+        """live(), looked at now."""
         state = _gate
         if state is None:
             state = gate()
         return (
             state.active
-            and self.current() is self.original
+            and getattr(self.owner, self.attribute, None) is self.original
             and not (self.standalone and self.name in state.mismatched)
         )
 
@@ -238,6 +253,22 @@ SESSION_REDIRECT_TARGET: Final = Replaced(
 )
 DISPATCH_HOOK: Final = Replaced(
     "requests.sessions", "dispatch_hook", _fp("0d3c9f78d42aa1d7"), _R, "session_send: no hook, nothing dispatched"
+)
+MERGE_SETTING: Final = Replaced(
+    "requests.sessions", "merge_setting", _fp("51bb96ca1831ea11"), _R,
+    "merge_setting (session_prepare): mappings merged without to_key_val_list's Protocol check",
+)
+SESSIONS_TO_KEY_VAL_LIST: Final = Replaced(
+    "requests.sessions", "to_key_val_list", _fp("60f7af28fd48a60a"), _R,
+    "merge_setting (session_prepare): a mapping's items, listed without the Protocol check",
+)
+ENCODE_PARAMS: Final = Replaced(
+    "requests.models", "PreparedRequest._encode_params", _fp("8c7d2d1ea4db41cd"), _R,
+    "PresetPreparedRequest._encode_params (encode_params): a dict of params",
+)
+MODELS_TO_KEY_VAL_LIST: Final = Replaced(
+    "requests.models", "to_key_val_list", _fp("60f7af28fd48a60a"), _R,
+    "encode_params: a dict's items, listed without the Protocol check",
 )
 EXTRACT_COOKIES: Final = Replaced(
     "requests.sessions", "extract_cookies_to_jar", _fp("afd2f8c2b6a5db83"), _R,
@@ -382,9 +413,68 @@ def gate() -> GateState:
 
 def reset_gate() -> None:
     """Decide again at next use (the environment may have changed): for tests."""
-    global _gate
+    global _gate, _unpatched
     with _gate_lock:
         _gate = None
+        _unpatched = None
+
+
+# -- once per call: which copies are live ----------------------------------------------------------
+
+#: The copies live for the call running in this context, taken when it began (None: outside a call).
+_taken: contextvars.ContextVar[frozenset[Replaced] | None] = contextvars.ContextVar(
+    "session_presets_live_copies", default=None
+)
+#: (owners, attribute names, originals, every copy the gate lets run): for the check of a call with nothing patched.
+_unpatched: tuple[tuple[Any, ...], tuple[str, ...], tuple[Any, ...], frozenset[Replaced]] | None = None
+_NONE_LIVE: Final[frozenset[Replaced]] = frozenset()
+
+
+def live_copies() -> frozenset[Replaced]:
+    """The copies that may run now: each one's live(), looked at once for all of them."""
+    global _unpatched
+    state = _gate
+    if state is None:
+        state = gate()
+    if not state.active:
+        return _NONE_LIVE
+    known = _unpatched
+    if known is None:
+        allowed = frozenset(
+            piece for piece in REPLACED if not (piece.standalone and piece.name in state.mismatched)
+        )
+        known = _unpatched = (
+            tuple(piece.owner for piece in REPLACED),
+            tuple(piece.attribute for piece in REPLACED),
+            tuple(piece.original for piece in REPLACED),
+            allowed,
+        )
+    owners, attributes, originals, allowed = known
+    try:
+        # One pass in C: every function as it is now, against the one fingerprinted.
+        if all(map(operator.is_, map(getattr, owners, attributes), originals)):
+            return allowed
+    except AttributeError:  # a function deleted: looked at one by one below
+        pass
+    return frozenset(piece for piece in REPLACED if piece.live_now())
+
+
+def begin_call() -> contextvars.Token[frozenset[Replaced] | None] | None:
+    """Take, for the call beginning in this context, which copies are live; None when a call is already running.
+
+    A function patched at run time between two calls reaches the second call
+    whole; one patched during a call reaches the next. Pass the result to
+    :func:`end_call` when the call ends.
+    """
+    if _taken.get() is not None:
+        return None
+    return _taken.set(live_copies())
+
+
+def end_call(token: contextvars.Token[frozenset[Replaced] | None] | None) -> None:
+    """End what :func:`begin_call` began (nothing when it returned None)."""
+    if token is not None:
+        _taken.reset(token)
 
 
 _process.on_reset(reset_gate, order=_process.ORDER_TLS)
@@ -569,13 +659,25 @@ class PresetPreparedRequest(PreparedRequest):
     def prepare_headers(self, headers: Any) -> None:
         # A shared session's default headers cannot change: requests' per-header
         # validation ran once, when they were frozen, and its result is copied.
+        # With a template, ``headers`` are the request's own, laid over it here
+        # as requests' merge_setting would (see session_prepare).
         template = self.__dict__.pop("_preset_header_template", None)
-        if template is None or not PREPARE_HEADERS.live():
+        if template is None:
             super().prepare_headers(headers)
             return
+        if not PREPARE_HEADERS.live():
+            super().prepare_headers(merge(headers, template, CaseInsensitiveDict))
+            return
         fresh: CaseInsensitiveDict[Any] = CaseInsensitiveDict.__new__(CaseInsensitiveDict)
-        fresh._store = template._store.copy()
+        fresh._store = overlay_headers(template._store, headers)
         self.headers = fresh
+
+    def _encode_params(self, data: Any) -> Any:  # type: ignore[override]
+        # requests' own is a staticmethod called on the instance (prepare_url,
+        # prepare_body); a method reaches a patched upstream with the same arguments.
+        if type(data) in _PLAIN_DICTS and ENCODE_PARAMS.live() and MODELS_TO_KEY_VAL_LIST.live():
+            return encode_params(data)
+        return super()._encode_params(data)
 
     def prepare_body(self, data: Any, files: Any, json: Any = None) -> None:
         # No body at all (a GET): requests would end the same way, after ABC
@@ -612,6 +714,114 @@ class PresetPreparedRequest(PreparedRequest):
         super().prepare_cookies(cookies)
 
 
+# -- copies: requests.sessions.merge_setting and requests.models' _encode_params ------------------
+
+#: Mapping classes whose items() requests' to_key_val_list lists, known without its Protocol check.
+_PLAIN_DICTS: Final = frozenset({dict, collections.OrderedDict})
+#: What to_key_val_list refuses to list.
+_NOT_PAIRS: Final = (str, bytes, bool, int)
+
+
+def merging() -> bool:
+    """Whether merge() may run the copy: requests' merge_setting and the to_key_val_list it calls are unchanged."""
+    return MERGE_SETTING.live() and SESSIONS_TO_KEY_VAL_LIST.live()
+
+
+def merge(request_setting: Any, session_setting: Any, dict_class: Any) -> Any:
+    """requests.sessions.merge_setting(request_setting, session_setting, dict_class), step for step.
+
+    Both values are mappings when it merges (it checks), and a mapping has
+    ``items``: there its to_key_val_list is ``list(value.items())``, without
+    the runtime-checkable Protocol test (tens of microseconds in requests
+    2.34) that it makes to find that out. Calls requests' own while it is
+    changed or patched (see merging()).
+    """
+    if not merging():
+        return requests.sessions.merge_setting(request_setting, session_setting, dict_class=dict_class)
+    if session_setting is None:
+        return request_setting
+    if request_setting is None:
+        return session_setting
+    if not (
+        isinstance(session_setting, collections.abc.Mapping) and isinstance(request_setting, collections.abc.Mapping)
+    ):
+        return request_setting
+    merged = dict_class(_pairs(session_setting))
+    merged.update(_pairs(request_setting))
+    none_keys = [k for (k, v) in merged.items() if v is None]
+    for key in none_keys:
+        del merged[key]
+    return merged
+
+
+def _pairs(mapping: Any) -> Any:
+    """to_key_val_list(mapping) for a mapping: its items, listed."""
+    if isinstance(mapping, _NOT_PAIRS) or getattr(mapping, "items", None) is None:
+        return requests.sessions.to_key_val_list(mapping)  # type: ignore[attr-defined]
+    return list(mapping.items())
+
+
+def encode_params(data: dict[Any, Any]) -> str:
+    """requests' RequestEncodingMixin._encode_params for a dict (or OrderedDict), step for step.
+
+    A plain dict is neither a string nor readable, and its to_key_val_list is
+    ``list(data.items())``: the two runtime-checkable Protocol tests requests
+    makes to find that out are left out. Only called while ENCODE_PARAMS and
+    MODELS_TO_KEY_VAL_LIST are live.
+    """
+    result: list[tuple[Any, Any]] = []
+    for k, vs in list(data.items()):
+        values = [vs] if isinstance(vs, (str, bytes)) or not hasattr(vs, "__iter__") else vs
+        for v in values:
+            if v is not None:
+                result.append(
+                    (
+                        k.encode("utf-8") if isinstance(k, str) else k,
+                        v.encode("utf-8") if isinstance(v, str) else v,
+                    )
+                )
+    encoded: str = requests.models.urlencode(result, doseq=True)  # type: ignore[attr-defined]
+    return encoded
+
+
+def overlays(request_headers: Any) -> bool:
+    """Whether overlay_headers() takes these request headers: a dict, or a CaseInsensitiveDict, of str names."""
+    if type(request_headers) is CaseInsensitiveDict:
+        return all(type(name) is str for name, _ in request_headers._store.values())
+    return type(request_headers) in _PLAIN_DICTS and all(type(name) is str for name in request_headers)
+
+
+def overlay_headers(
+    template: collections.OrderedDict[str, tuple[str, Any]], request_headers: Any
+) -> collections.OrderedDict[str, tuple[str, Any]]:
+    """What requests' prepare_headers stores for merge_setting(request_headers, session headers).
+
+    ``template`` is the store of the session's headers as prepare_headers made
+    them (every line already validated). merge_setting sets the request's
+    headers over the session's, case-blind, then drops those set to None;
+    prepare_headers then validates each header in that order and stores it
+    under its name. Only the request's own survivors are validated here, in
+    the same order, by requests' check_header_validity. Only called while
+    PREPARE_HEADERS, MERGE_SETTING and SESSIONS_TO_KEY_VAL_LIST are live, with
+    headers overlays() takes.
+    """
+    store = template.copy()
+    if not request_headers:
+        return store
+    touched = set()
+    for name, value in list(request_headers.items()):
+        key = name.lower()
+        store[key] = (name, value)
+        touched.add(key)
+    for key in [key for key, (_, value) in store.items() if value is None]:
+        del store[key]
+    check = requests.models.check_header_validity  # type: ignore[attr-defined]
+    for key, header in store.items():
+        if key in touched:
+            check(header)
+    return store
+
+
 # -- copies: requests.sessions.Session -------------------------------------------------------------
 
 
@@ -631,8 +841,8 @@ def session_request(session: Any, method: Any, url: Any, fields: dict[str, Any],
         # The fields requests.Request(...) would hold (hooks register nothing), without building it.
         headers = fields["headers"]
         files = fields["files"]
-        prep = session._prepare(
-            method.upper(), url, {} if headers is None else headers, [] if files is None else files,
+        prep = session_prepare(
+            session, method.upper(), url, {} if headers is None else headers, [] if files is None else files,
             data, fields["json"], params, fields["auth"], fields["cookies"], {"response": []},
         )
     else:
@@ -662,13 +872,11 @@ def session_prepare(
     request_auth: Any,
     request_cookies: Any,
     request_hooks: Any,
-    netrc_auth: Any,
 ) -> PreparedRequest:
     """requests.Session.prepare_request for a Request's fields, minus the work an empty mapping costs there.
 
-    ``netrc_auth`` is what the session reads from netrc for this URL, or None
-    (a preset reads it only with store_credentials). Only called while
-    SESSION_PREPARE_REQUEST.live().
+    netrc is what ``session._netrc_auth(url)`` reads (a preset reads it only
+    with store_credentials). Only called while SESSION_PREPARE_REQUEST.live().
     """
     merged_cookies: Any = RequestsCookieJar()
     jar = session.cookies
@@ -681,21 +889,26 @@ def session_prepare(
             cookies = cookiejar_from_dict(cookies)
         merged_cookies = merge_cookies(merged_cookies, cookies)
     auth = request_auth
-    if netrc_auth is not None and not auth and not session.auth:
-        auth = netrc_auth
+    if not auth and not session.auth:
+        auth = session._netrc_auth(url) or auth
     headers: Any = session.headers
-    template = None
+    template = session._header_template
     header_none = session._header_none
     if header_none is None:
         header_none = has_none_value(headers)
-    if request_headers or header_none:
-        # requests' merge also drops the session headers set to None.
-        headers = merge_setting(request_headers, session.headers, dict_class=CaseInsensitiveDict)
+    if template is not None and not header_none and overlays(request_headers) and merging():
+        # The request's own headers go over the session's validated ones in prepare_headers.
+        headers = request_headers
     else:
-        template = session._header_template
+        template = None
+        if request_headers or header_none or not merging():
+            # requests' merge also drops the session headers set to None.
+            headers = merge(request_headers, session.headers, CaseInsensitiveDict)
     params: Any = None
-    if request_params or session.params:
-        params = merge_setting(request_params, session.params)
+    if request_params or session.params or not (merging() and ENCODE_PARAMS.live() and MODELS_TO_KEY_VAL_LIST.live()):
+        # Without params requests still merges two empty mappings and encodes the result: a
+        # changed merge or encoding (patched, say) runs for every request, as in requests.
+        params = merge(request_params, session.params, collections.OrderedDict)
     prepared = PresetPreparedRequest()
     if template is not None:
         prepared._preset_header_template = template  # type: ignore[attr-defined]
@@ -707,7 +920,7 @@ def session_prepare(
         json=json,
         headers=headers,
         params=params,
-        auth=merge_setting(auth, session.auth),
+        auth=merge(auth, session.auth, collections.OrderedDict),
         cookies=merged_cookies,
         hooks=merge_hooks(request_hooks, session.hooks),
     )

@@ -25,6 +25,7 @@ import pytest
 
 from session_presets import (
     ConfigError,
+    InvalidationTimeoutError,
     SessionInvalidatedError,
     SessionState,
     TransferError,
@@ -42,9 +43,9 @@ from session_presets.background._protocol import (
 )
 
 from .background_server import FileRoute, UploadRoute
+from .cli_support import console_script
 from .servers import LoopbackServer
 from .test_background import FAST, MIB, make_data
-from .test_cli import console_script
 from .waiting import wait_until
 
 pytestmark = [
@@ -214,6 +215,26 @@ def test_detached_session_has_the_background_session_api(
     bg.finish_tasks_and_invalidate()
     with pytest.raises(SessionInvalidatedError, match="detached=True"):
         bg.download(http_server.url("/file"), tmp_path / "c.bin")
+
+
+def test_finish_that_timed_out_finishes_on_the_next_call(
+    http_server: LoopbackServer, gated: FileRoute, gate: threading.Event, tmp_path: Path
+) -> None:
+    """After a finish whose timeout ran out, the next finish waits for the agent's download and ends the session."""
+    bg = background_session("again", detached=True, **FAST)
+    task = bg.download(http_server.url("/file"), tmp_path / "a.bin")
+    with pytest.raises(InvalidationTimeoutError, match=r"1 transfer\(s\) still unfinished after 0.2s"):
+        bg.finish_tasks_and_invalidate(timeout=0.2)
+    assert bg.state is SessionState.INVALIDATING
+    with pytest.raises(SessionInvalidatedError, match="'again' is invalidating; it refuses new transfers"):
+        bg.download(http_server.url("/file"), tmp_path / "b.bin")
+    assert not task.wait(0.01).done  # the agent still answers for its invalidating session
+    gate.set()
+    bg.finish_tasks_and_invalidate()
+    assert bg.state is SessionState.INVALIDATED
+    assert task.state is TransferState.COMPLETED, task.error
+    assert (tmp_path / "a.bin").read_bytes() == gated.data
+    assert [hit.status for hit in gated.log] == [200]
 
 
 def test_upload_and_cancel_through_the_agent(
@@ -563,14 +584,11 @@ def test_cli_transfers_usage_errors_and_empty_listing() -> None:
     assert to_stdout.returncode == 2 and "--detach needs -o FILE" in to_stdout.stderr
 
 
-def test_cli_transfers_exit_statuses_mirror_the_cli() -> None:
-    """The detached commands' exit statuses are the ones the CLI documents."""
-    from session_presets import _cli_transfers
-    from session_presets import cli as cli_module
+def test_cli_transfer_sizes_use_the_binary_units() -> None:
+    """The detached listing shows sizes as the rest of the CLI does: B, KiB, MiB, GiB."""
+    from session_presets.cli._base import human_bytes
 
-    for name in ("EXIT_OK", "EXIT_HTTP", "EXIT_CONFIG", "EXIT_NETWORK"):
-        assert getattr(_cli_transfers, name) == getattr(cli_module, name), name
-    assert [_cli_transfers._human_bytes(n) for n in (5, 2048, 3 * MIB, 5 << 30)] == [
+    assert [human_bytes(n) for n in (5, 2048, 3 * MIB, 5 << 30)] == [
         "5 B", "2.0 KiB", "3.0 MiB", "5.0 GiB",
     ]
 

@@ -387,6 +387,30 @@ def test_finish_tasks_and_invalidate_timeout(http_server: LoopbackServer, tmp_pa
     bg.invalidate_and_cancel()
 
 
+def test_finish_that_timed_out_finishes_on_the_next_call(http_server: LoopbackServer, tmp_path: Path) -> None:
+    """After a finish whose timeout ran out, the next finish waits for the download and ends the session."""
+    from session_presets import InvalidationTimeoutError
+
+    gate = threading.Event()
+    route = FileRoute(make_data(MIB))
+    route.before_headers = lambda: gate.wait(30) and None
+    http_server.route("/file", route)
+    bg = open_bg()
+    try:
+        task = bg.download(http_server.url("/file"), tmp_path / "a.bin")
+        with pytest.raises(InvalidationTimeoutError, match=r"1 transfer\(s\) still unfinished after 0.1s"):
+            bg.finish_tasks_and_invalidate(timeout=0.1)
+        with pytest.raises(SessionInvalidatedError, match="'t' is invalidating; it refuses new transfers"):
+            bg.download(http_server.url("/file"), tmp_path / "b.bin")
+    finally:
+        gate.set()
+    bg.finish_tasks_and_invalidate()
+    assert bg.state is SessionState.INVALIDATED
+    assert task.state is TransferState.COMPLETED, task.error
+    assert (tmp_path / "a.bin").read_bytes() == route.data
+    assert [hit.status for hit in route.log] == [200]
+
+
 def test_one_object_per_identifier(tmp_path: Path) -> None:
     """background_session returns the same live object for an identifier, a new one per identifier."""
     first = open_bg("same")

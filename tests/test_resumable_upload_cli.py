@@ -10,9 +10,9 @@ import pytest
 
 from session_presets.testing import MockResponse, MockServer, ResumableUploadRoute
 
+from .cli_support import run_cli
 from .test_agent import agent_env  # noqa: F401 - autouse: no agent outlives a test
 from .test_background import MIB, make_data
-from .test_cli import run_cli
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.skipif(sys.platform == "win32", reason="POSIX agent")]
 

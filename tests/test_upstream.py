@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import importlib
 import inspect
 import json
@@ -13,6 +14,7 @@ import pytest
 import requests
 import requests.adapters
 import requests.utils
+from requests.structures import CaseInsensitiveDict
 
 import session_presets as sp
 from session_presets import _upstream
@@ -98,6 +100,33 @@ def _marking(piece: _upstream.Replaced, calls: list[str]) -> Callable[..., Any]:
             url: str = old(self, request, proxies)
             return url + ("&" if "?" in url else "?") + "upstream=changed"
 
+    elif name == "merge_setting":
+
+        def new(request_setting: Any, session_setting: Any, dict_class: Any = collections.OrderedDict) -> Any:
+            calls.append(name)
+            merged = old(request_setting, session_setting, dict_class=dict_class)
+            if dict_class is CaseInsensitiveDict:  # the headers' merge
+                merged = CaseInsensitiveDict(merged or {})
+                merged[MARK] = f"{name} #{len(calls)}"
+            return merged
+
+    elif name == "to_key_val_list":
+
+        def new(value: Any) -> Any:
+            calls.append(name)
+            pairs = old(value)
+            # The headers' merge and the params' encoding both list this pair, which the server sees.
+            return None if pairs is None else [*pairs, (MARK, f"{name} #{len(calls)}")]
+
+    elif name == "PreparedRequest._encode_params":
+
+        def encode(data: Any) -> Any:
+            calls.append(name)
+            encoded = old(data)
+            return f"{encoded}&upstream=changed" if encoded else "upstream=changed"
+
+        return staticmethod(encode)  # type: ignore[return-value]
+
     elif name.endswith("putheader"):
 
         def new(self: Any, header: Any, *values: Any) -> Any:
@@ -123,7 +152,14 @@ def _server_saw_the_change(piece: _upstream.Replaced, server: LoopbackServer) ->
                           "PreparedRequest.prepare_"):
         marks = [request.header(MARK) for request in seen]
         return None not in marks and len(set(marks)) == len(marks)
-    if piece.qualname == "HTTPAdapter.request_url":
+    if piece.qualname == "merge_setting" or piece.name == "requests.sessions.to_key_val_list":
+        # A new merge (or the listing it calls) marks each request's headers.
+        marks = [request.header(MARK) for request in seen]
+        return None not in marks and len(set(marks)) == len(marks)
+    if piece.name == "requests.models.to_key_val_list":
+        # The params' encoding lists the mark into the query, even of a request without params.
+        return all(f"{MARK}=to_key_val_list" in request.path for request in seen)
+    if piece.qualname in ("HTTPAdapter.request_url", "PreparedRequest._encode_params"):
         return all(request.path.endswith("upstream=changed") for request in seen)
     if piece.qualname.endswith("putheader"):
         return all((request.header("User-Agent") or "").endswith("upstream-changed") for request in seen)
@@ -190,6 +226,66 @@ def test_a_changed_upstream_function_reaches_every_session_kind(
     assert len(http_server.requests) == 2
     assert _server_saw_the_change(piece, http_server), [r.headers for r in http_server.requests]
     assert calls, f"{piece.name} was never called"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "requests.adapters.HTTPAdapter.send",
+        "requests.sessions.merge_setting",
+        "requests.models.PreparedRequest.prepare_headers",
+        "http.client.HTTPConnection.putheader",
+    ],
+)
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_a_function_patched_between_two_calls_reaches_the_second(
+    http_server: LoopbackServer, monkeypatch: pytest.MonkeyPatch, kind: str, name: str
+) -> None:
+    """Which copies run is taken once per call: a function patched after one call runs for the whole next one."""
+    piece = PIECES[name]
+    calls: list[str] = []
+    session = KINDS[kind]()
+    try:
+        session.get(http_server.url(), headers={"X-Call": "1"})
+        monkeypatch.setattr(piece.owner, piece.attribute, _marking(piece, calls))
+        session.get(http_server.url(), headers={"X-Call": "2"})
+    finally:
+        session.close()
+    first, second = http_server.requests
+    assert calls, f"{name} was never called"
+    if name.endswith("putheader"):
+        assert not first.header("User-Agent").endswith("upstream-changed")  # type: ignore[union-attr]
+        assert second.header("User-Agent").endswith("upstream-changed")  # type: ignore[union-attr]
+    else:
+        assert (first.header(MARK), second.header(MARK) is not None) == (None, True)
+
+
+@requires_fast_path
+def test_a_shared_session_looks_at_its_copies_once_per_call(
+    http_server: LoopbackServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A get_session() call takes which copies are live once, however many it runs, and none one by one."""
+    taken: list[int] = []
+    one_by_one: list[str] = []
+    live_copies, live_now = _upstream.live_copies, _upstream.Replaced.live_now
+
+    def counting_all() -> frozenset[_upstream.Replaced]:
+        taken.append(1)
+        return live_copies()
+
+    def counting_one(piece: _upstream.Replaced) -> bool:
+        one_by_one.append(piece.name)
+        return live_now(piece)
+
+    monkeypatch.setattr(_upstream, "live_copies", counting_all)
+    monkeypatch.setattr(_upstream.Replaced, "live_now", counting_one)
+    session = sp.get_session()
+    for index in range(3):
+        session.get(http_server.url(f"/items/{index}"), params={"page": "1"}, headers={"X-Request-Id": str(index)})
+    session.post(http_server.url("/items"), json={"id": 1}, headers={"Authorization": "Bearer t"})
+    assert (len(taken), one_by_one) == (4, [])
+    assert [request.path for request in http_server.requests] == ["/items/0?page=1", "/items/1?page=1",
+                                                                  "/items/2?page=1", "/items"]
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import collections
 import http.client
 from typing import Any
 
@@ -585,3 +586,96 @@ def test_only_the_presets_own_header_lines_are_kept(http_server: LoopbackServer)
         "User-Agent", "Accept-Encoding", "Accept", "Connection", "Cache-Control", "Pragma"
     }
     assert bool(session.adapter._header_lines) == _upstream.header_lines_usable()  # the static lines are remembered
+
+
+#: Per-request headers laid over a shared session's defaults: re-spelt, dropped with None, set twice.
+_OVERLAY_CALLS: list[Any] = [
+    {"Accept-Encoding": None, "X-Request-Id": "1"},
+    {"x-a": None, "X-A": "kept"},
+    {"X-A": "dropped", "x-a": None},
+    {"accept": None, "ACCEPT": "text/html"},
+    {"ACCEPT": "text/plain", "Authorization": "Bearer t"},
+    CaseInsensitiveDict({"X-Case": "insensitive", "connection": "close"}),
+    {"X-Bytes": b"raw", "User-Agent": None},
+]
+
+
+def test_request_headers_over_shared_defaults_reach_the_server_as_requests_sends_them(
+    http_server: LoopbackServer,
+) -> None:
+    """Headers a call sets, re-spells or drops with None over a shared session's defaults arrive as requests sends."""
+
+    def lines(session: requests.Session) -> list[list[tuple[str, str]]]:
+        sent = []
+        for headers in _OVERLAY_CALLS:
+            session.get(http_server.url(), headers=headers)
+            sent.append(list(http_server.requests[-1].headers.items()))
+        return sent
+
+    session = get_session()
+    ours = lines(session)
+    with requests.Session() as plain:
+        plain.headers = CaseInsensitiveDict(session.headers)
+        assert ours == lines(plain)
+    # Without the session's Accept-Encoding, http.client writes its own.
+    assert ("Accept-Encoding", "identity") in ours[0] and ("X-A", "kept") in ours[1]
+    assert "X-A" not in dict(ours[2]) and "x-a" not in dict(ours[2])
+
+
+@requires_fast_path
+def test_a_shared_session_validates_only_a_calls_own_headers(
+    http_server: LoopbackServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over a shared session's validated defaults, only the call's own surviving headers are checked, in order."""
+    session = get_session()
+    checked: list[object] = []
+    original = requests.models.check_header_validity
+
+    def counting(header: tuple[str, str | bytes]) -> None:
+        checked.append(header)
+        original(header)
+
+    monkeypatch.setattr(requests.models, "check_header_validity", counting)
+    session.get(http_server.url(), headers={"X-One": "1", "user-agent": "mine", "Accept": None})
+    assert checked == [("user-agent", "mine"), ("X-One", "1")]
+    assert http_server.requests[-1].header("User-Agent") == "mine"
+
+
+def test_the_first_invalid_header_in_requests_order_is_the_one_refused(http_server: LoopbackServer) -> None:
+    """With two invalid per-call headers, a shared session names the one requests names, and sends nothing."""
+    headers = {"X-Late": "bad\n", "accept": " leading space"}
+    with requests.Session() as plain:
+        plain.headers = CaseInsensitiveDict(get_session().headers)
+        with pytest.raises(requests.exceptions.InvalidHeader) as theirs:
+            plain.get(http_server.url(), headers=headers)
+    with pytest.raises(requests.exceptions.InvalidHeader) as ours:
+        get_session().get(http_server.url(), headers=headers)
+    assert str(ours.value) == str(theirs.value) and "' leading space'" in str(ours.value)
+    assert http_server.requests == []
+
+
+#: Query parameters as callers pass them: lists, None, bytes, numbers, non-ASCII, ordered, as pairs.
+_PARAMS: list[Any] = [
+    {"page": "1", "q": "café crème 1-2"},
+    {"a": ["1", None, "2"], "b": None, "c": ""},
+    {b"raw": b"bytes", "n": 5, "f": 1.5},
+    collections.OrderedDict([("z", "1"), ("a", "2")]),
+    [("k", "1"), ("k", "2")],
+    "already=encoded&x=1",
+    {},
+]
+
+
+def test_params_reach_the_server_as_requests_encodes_them(http_server: LoopbackServer) -> None:
+    """Params of every shape, over a URL with a query of its own or without, reach the server as requests sends them."""
+
+    def targets(session: requests.Session) -> list[str]:
+        before = len(http_server.requests)
+        for path in ("/items/1", "/items/2?x=y"):
+            for params in _PARAMS:
+                session.get(http_server.url(path), params=params)
+        return [request.path for request in http_server.requests[before:]]
+
+    for ours in (get_session(), default_session()):
+        with ours, requests.Session() as plain:
+            assert targets(ours) == targets(plain)

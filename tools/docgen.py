@@ -388,8 +388,28 @@ def render_api_reference() -> str:
     out = []
     for title, members in groups:
         out.append(f"## {title}")
-        out.extend(f"::: {_api_path(n)}" for n in members)
+        for n in members:
+            entry = f"::: {_api_path(n)}"
+            inherited = _inherited_from_package(objects[n])
+            if inherited:
+                # mkdocstrings leaves inherited members out; the ones from the package's own bases
+                # (the shared lifecycle, the read-only mixin) are part of the class's API.
+                entry += "\n    options:\n      inherited_members: [" + ", ".join(inherited) + "]"
+            out.append(entry)
     return "\n\n".join(out)
+
+
+def _inherited_from_package(obj: object) -> list[str]:
+    """The public members a class gets from a base class of this package rather than defining them."""
+    if not isinstance(obj, type):
+        return []
+    own = set(vars(obj))
+    names: set[str] = set()
+    for base in obj.__mro__[1:]:
+        if base.__module__.split(".")[0] != "session_presets":
+            continue
+        names.update(n for n in vars(base) if not n.startswith("_") and n not in own)
+    return sorted(names)
 
 
 GENERATORS: dict[str, Callable[[], str]] = {

@@ -20,9 +20,9 @@ from typing import Any, Final
 
 from .. import _process
 from .._config import PresetConfig
-from .._errors import ConfigError, SessionInvalidatedError, TransferError
+from .._errors import ConfigError, TransferError
+from .._lifecycle import SessionLifecycle
 from .._presets import resolve
-from .._sessions import SessionState
 from ._protocol import AGENT_LOG, AGENT_SOCKET, check_socket_file, decode, encode, error_from_wire, peer_uid, read_line
 from .lockfile import default_state_dir, prepare_state_dir, validate_identifier
 from .task import FINISHED, TransferState
@@ -302,7 +302,7 @@ class DetachedTask:
         )
 
 
-class DetachedSession:
+class DetachedSession(SessionLifecycle):
     """A background session run by the per-user agent: it survives this process.
 
     Get one with ``background_session(identifier, detached=True)``. Every
@@ -315,12 +315,14 @@ class DetachedSession:
         journal_path: ``<state_dir>/<identifier>.sqlite3``, written by the agent.
     """
 
+    _WORK = "transfers"
+
     def __init__(self, identifier: str, config: PresetConfig, state_dir: str, overrides: dict[str, Any]) -> None:
         self.identifier = identifier
         self.config = config
         self.state_dir = state_dir
         self.journal_path = os.path.join(state_dir, f"{identifier}.sqlite3")
-        self._state = SessionState.ACTIVE
+        self._init_lifecycle()
         self._tasks: dict[int, DetachedTask] = {}
         self._sync(self._request("open", overrides=overrides))
 
@@ -338,26 +340,8 @@ class DetachedSession:
             tasks.append(task)
         return tasks
 
-    @property
-    def state(self) -> SessionState:
-        """ACTIVE until this object finished or cancelled the session."""
-        return self._state
-
-    def _require_active(self) -> None:
-        if self._state is not SessionState.ACTIVE:
-            raise SessionInvalidatedError(
-                f"detached session {self.identifier!r} is {self._state.value}; it refuses new transfers. "
-                f"Call background_session({self.identifier!r}, detached=True) for a new one."
-            )
-
     def __repr__(self) -> str:
         return f"<DetachedSession {self.identifier!r} state={self._state.value}>"
-
-    def __enter__(self) -> DetachedSession:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.finish_tasks_and_invalidate()
 
     def download(
         self,
@@ -415,25 +399,25 @@ class DetachedSession:
         self._request("forget", task_id=task.id)
         del self._tasks[task.id]
 
-    def finish_tasks_and_invalidate(self, timeout: float | None = None) -> None:
-        """Wait for every task to end, then have the agent close the session; safe to call twice."""
-        if self._state is SessionState.INVALIDATED:
-            return
-        self._state = SessionState.INVALIDATING
+    # The steps are SessionLifecycle's; the agent waits for, cancels and closes
+    # the session, and this object is ACTIVE until it finished or cancelled it.
+
+    def _describe(self) -> str:
+        return f"detached session {self.identifier!r}"
+
+    def _refusal_hint(self) -> str:
+        return f". Call background_session({self.identifier!r}, detached=True) for a new one."
+
+    def _wait_for_work(self, timeout: float | None) -> None:
+        # The agent waits, and closes the session when the tasks are done (or raises
+        # InvalidationTimeoutError, and the session stays invalidating).
         self._sync(self._request("finish", timeout=timeout))
-        self._state = SessionState.INVALIDATED
 
-    def invalidate_and_cancel(self) -> None:
-        """Cancel every unfinished task and have the agent close the session; safe to call twice."""
-        if self._state is SessionState.INVALIDATED:
-            return
-        self._state = SessionState.INVALIDATING
+    def _cancel_work(self) -> None:
         self._sync(self._request("cancel_all"))
-        self._state = SessionState.INVALIDATED
 
-    def close(self) -> None:
-        """Same as ``finish_tasks_and_invalidate()``."""
-        self.finish_tasks_and_invalidate()
+    def _release(self) -> None:
+        """Nothing: the agent closed the session when it finished or cancelled it."""
 
 
 def detached_session(identifier: str, **overrides: Any) -> DetachedSession:

@@ -36,8 +36,8 @@ from typing import Any, Final
 
 from .. import _process
 from .._errors import ConfigError, IdentifierInUseError, TransferError
+from .._lifecycle import SessionState
 from .._redact import safe_url
-from .._sessions import SessionState
 from . import engine
 from ._protocol import (
     AGENT_LOCK,
@@ -147,6 +147,10 @@ class Agent:
         identifier = validate_identifier(identifier)
         with self._lock:
             session = self._sessions.get(identifier)
+            if session is not None and session.state is SessionState.INVALIDATING and overrides is None:
+                # A finish that timed out leaves it invalidating: its tasks, and the next
+                # finish or cancel, are still its own (as with an in-process session).
+                return session
             if session is not None and session.state is SessionState.ACTIVE:
                 if overrides:
                     # Raises ConfigError when the live session has other settings.

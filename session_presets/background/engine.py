@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Any, Final, Literal, overload
 
 from .. import _process
 from .._config import PresetConfig, check_header
-from .._errors import ConfigError, SessionInvalidatedError, TransferError
+from .._errors import ConfigError, TransferError
+from .._lifecycle import SessionLifecycle, SessionState
 from .._presets import resolve
 from .._redact import safe_url
-from .._sessions import InvalidationTimeoutError, PresetSession, SessionState
+from .._sessions import PresetSession
 from . import _upload
 from ._taskstate import TaskState
 from .journal import Journal, TaskRecord
@@ -88,7 +89,7 @@ def _check_name_length(path: str) -> None:
             f"limit of {limit} bytes; use a name of at most {limit - len(_LONGEST_SUFFIX)} bytes"
         )
 
-class BackgroundSession:
+class BackgroundSession(SessionLifecycle):
     """Resumable file transfers on worker threads, with a journal that survives the process.
 
     Get one with :func:`background_session`: there is one live object per
@@ -104,6 +105,8 @@ class BackgroundSession:
         TransferError: the journal is damaged, not SQLite, or from a newer version.
     """
 
+    _WORK = "transfers"
+
     def __init__(self, identifier: str, config: PresetConfig, *, auth: Any = None) -> None:
         self.identifier = validate_identifier(identifier)
         self.config = config
@@ -117,8 +120,7 @@ class BackgroundSession:
         except BaseException:
             self._lockfile.release()
             raise
-        self._state = SessionState.ACTIVE
-        self._cond = threading.Condition(threading.Lock())
+        self._init_lifecycle()
         # The runner's state of every task, and the read-only handles users hold, by task id.
         self._tasks: dict[int, TaskState] = {}
         self._handles: dict[int, TransferTask] = {}
@@ -138,26 +140,8 @@ class BackgroundSession:
 
     # -- state -----------------------------------------------------------------
 
-    @property
-    def state(self) -> SessionState:
-        """Where the session is in its lifecycle: active, invalidating, invalidated."""
-        return self._state
-
     def __repr__(self) -> str:
         return f"<BackgroundSession {self.identifier!r} state={self._state.value} tasks={len(self._tasks)}>"
-
-    def __enter__(self) -> BackgroundSession:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.finish_tasks_and_invalidate()
-
-    def _require_active(self) -> None:
-        if self._state is not SessionState.ACTIVE:
-            raise SessionInvalidatedError(
-                f"background session {self.identifier!r} is {self._state.value}; it refuses new transfers. "
-                f"Call background_session({self.identifier!r}) for a new one."
-            )
 
     # -- journal ---------------------------------------------------------------
 
@@ -430,57 +414,38 @@ class BackgroundSession:
 
     # -- lifecycle -------------------------------------------------------------
 
-    def finish_tasks_and_invalidate(self, timeout: float | None = None) -> None:
-        """Refuse new transfers, wait for every task to end, then release the identifier.
+    # The steps are SessionLifecycle's: finish_tasks_and_invalidate() waits for
+    # every task to end, invalidate_and_cancel() cancels the unfinished ones and
+    # deletes their .part files; either releases the identifier, and afterwards
+    # background_session(identifier) returns a new object.
 
-        Safe to call twice. Afterwards ``background_session(identifier)`` returns a new object.
+    def _describe(self) -> str:
+        return f"background session {self.identifier!r}"
 
-        Args:
-            timeout: seconds to wait for the tasks; None waits as long as they take.
+    def _refusal_hint(self) -> str:
+        return f". Call background_session({self.identifier!r}) for a new one."
 
-        Raises:
-            InvalidationTimeoutError: tasks were still unfinished after
-                ``timeout``; the session stays invalidating and they keep running.
-        """
+    def _unfinished(self) -> str:
+        unfinished = sum(1 for task in self._tasks.values() if not task.finished.is_set())
+        return f"{unfinished} transfer(s) still unfinished"
+
+    def _drained(self) -> bool:
+        return all(task.finished.is_set() for task in self._tasks.values())
+
+    def _cancel_work(self) -> None:
         with self._cond:
-            if self._state is SessionState.INVALIDATED:
-                return
-            self._state = SessionState.INVALIDATING
-            if not self._cond.wait_for(lambda: all(task.finished.is_set() for task in self._tasks.values()), timeout):
-                unfinished = sum(1 for task in self._tasks.values() if not task.finished.is_set())
-                raise InvalidationTimeoutError(
-                    f"{unfinished} transfer(s) still unfinished after {timeout:g}s; background "
-                    f"session {self.identifier!r} stays invalidating"
-                )
-        self._shut_down()
-
-    def invalidate_and_cancel(self) -> None:
-        """Refuse new transfers, cancel every unfinished task, delete their ``.part`` files.
-
-        Safe to call twice. Afterwards ``background_session(identifier)`` returns a new object.
-        """
-        with self._cond:
-            if self._state is SessionState.INVALIDATED:
-                return
-            self._state = SessionState.INVALIDATING
             unfinished = [task for task in self._tasks.values() if not task.finished.is_set()]
         for task in unfinished:
             self._cancel(task)
         ends = time.monotonic() + STOP_GRACE
         for task in unfinished:
             task.finished.wait(max(0.0, ends - time.monotonic()))
-        self._shut_down()
-
-    def close(self) -> None:
-        """Same as ``finish_tasks_and_invalidate()``."""
-        self.finish_tasks_and_invalidate()
 
     def _suspend(self, grace: float = STOP_GRACE) -> None:
         """Stop every transfer but keep it in the journal for the next run (process exit)."""
+        if not self._stop_accepting(cancel=False):
+            return
         with self._cond:
-            if self._state is SessionState.INVALIDATED:
-                return
-            self._state = SessionState.INVALIDATING
             running = [task for task in self._tasks.values() if task.state is TransferState.RUNNING]
             self._stopping = True
             self._cond.notify_all()
@@ -490,9 +455,9 @@ class BackgroundSession:
         ends = time.monotonic() + grace
         for task in running:
             task.finished.wait(max(0.0, ends - time.monotonic()))
-        self._shut_down()
+        self._finish_invalidation()
 
-    def _shut_down(self) -> None:
+    def _release(self) -> None:
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
@@ -519,7 +484,7 @@ class BackgroundSession:
                     del _registry[self.identifier]
 
     def _after_fork_in_child(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
+        self._init_lifecycle(SessionState.INVALIDATED)
         self._lockfile.forget_after_fork()
         self._journal.forget_after_fork()
         for task in self._tasks.values():
@@ -529,7 +494,6 @@ class BackgroundSession:
         self._idle_workers = 0
         self._queue.clear()
         self._stopping = True
-        self._state = SessionState.INVALIDATED
 
 
 @overload

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import gc
 import json
 import os
 import statistics
@@ -38,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from .._errors import SessionReuseWarning
-from .scenarios import BenchContext, Body, ScenarioSkipped, Warm, server_figures, timed_run
+from .scenarios import BenchContext, Body, ScenarioSkipped, Warm, measure, server_figures
 
 __all__ = ["CHILD_MODULE", "CHILD_TIMEOUT", "Comparison", "PassCheck", "Variant", "VariantFactory",
            "fast_path_state", "run_comparison"]
@@ -253,15 +252,7 @@ def _pass_here(variant: Variant, ctx: BenchContext, pass_number: int) -> dict[st
     warm, body = variant.factory(ctx, pass_number)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SessionReuseWarning)
-        warm(ctx)
-        gc.collect()
-        ctx.process.reset()
-        client, close = timed_run(ctx, body)
-    try:
-        server = server_figures(ctx)
-    finally:
-        close()
-    return {**client, **server}
+        return measure(ctx, warm, body)
 
 
 # -- variants in a child process ---------------------------------------------------------

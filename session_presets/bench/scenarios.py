@@ -43,6 +43,7 @@ __all__ = [
     "Closer",
     "ScenarioSkipped",
     "Warm",
+    "measure",
     "open_fds",
     "rss_bytes",
     "run_scenario",
@@ -297,7 +298,8 @@ def server_figures(ctx: BenchContext) -> dict[str, Any]:
     return figures
 
 
-def _measure(ctx: BenchContext, warm: Warm, body: Body) -> dict[str, Any]:
+def measure(ctx: BenchContext, warm: Warm, body: Body) -> dict[str, Any]:
+    """Warm up, collect garbage, reset the process counters, then time ``body``: the client's and server's figures."""
     warm(ctx)
     gc.collect()
     ctx.process.reset()
@@ -690,4 +692,4 @@ def run_scenario(name: str, ctx: BenchContext) -> dict[str, Any]:
     with warnings.catch_warnings():
         # Opening a session per call is the point of these scenarios.
         warnings.simplefilter("ignore", SessionReuseWarning)
-        return _measure(ctx, warm, body)
+        return measure(ctx, warm, body)

@@ -1,9 +1,8 @@
-"""The command line's detached transfers: ``download --detach``, ``transfers`` and ``stop-agent``.
+"""The command line's detached transfers: ``download --detach``, ``upload --detach``, ``transfers``, ``stop-agent``.
 
-Kept apart from ``cli.py`` so that the agent's commands are one self-contained
-piece; ``cli.build_parser`` calls :func:`add_parsers`. This module does not
-import ``cli`` (the import layers forbid the cycle): the few exit statuses it
-uses mirror ``cli``'s, and a test checks that they agree.
+The agent's commands are one self-contained piece: ``build_parser`` calls
+:func:`add_parsers`, and ``download`` and ``upload`` hand over to
+:func:`run_detached_download` and :func:`run_detached_upload`.
 """
 
 from __future__ import annotations
@@ -12,34 +11,18 @@ import argparse
 import json
 import os
 import sys
-from typing import Any, Final
+from typing import Any
 
-from ._presets import resolve
-from .background._client import agent_request, stop_agent
-from .background._protocol import MARKER_SUFFIX
-from .background.engine import background_session
-from .background.lockfile import default_state_dir
-from .background.task import FINISHED, TransferState
+from .._presets import resolve
+from ..background._client import agent_request, stop_agent
+from ..background._protocol import MARKER_SUFFIX
+from ..background.engine import background_session
+from ..background.lockfile import default_state_dir
+from ..background.task import FINISHED, TransferState
+from ._base import EXIT_CONFIG, EXIT_HTTP, EXIT_NETWORK, EXIT_OK, err, human_bytes
+from ._transfer import source_identity
 
 __all__ = ["add_parsers", "run_detached_download", "run_detached_upload"]
-
-#: cli.EXIT_OK, EXIT_HTTP, EXIT_CONFIG and EXIT_NETWORK.
-EXIT_OK: Final = 0
-EXIT_HTTP: Final = 1
-EXIT_CONFIG: Final = 2
-EXIT_NETWORK: Final = 3
-
-
-def _err(message: str) -> None:
-    print(f"session-presets: {message}", file=sys.stderr, flush=True)
-
-
-def _human_bytes(count: float) -> str:
-    for unit in ("B", "KiB", "MiB"):
-        if count < 1024:
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1024
-    return f"{count:.1f} GiB"
 
 
 def _state_dir() -> str:
@@ -60,7 +43,7 @@ def run_detached_upload(args: argparse.Namespace, identifier: str, src: str, ove
     """Hand the upload to the agent (unless it runs or is complete and unchanged), print its identifier."""
     bg = background_session(identifier, detached=True, **overrides)
     busy = False
-    now = _identity(src)
+    now = source_identity(src)
     for task in bg.tasks():
         if task.src != src:
             continue
@@ -68,21 +51,13 @@ def run_detached_upload(args: argparse.Namespace, identifier: str, src: str, ove
             busy = True
         elif task.state is TransferState.COMPLETED and now is not None and task.source_identity == now:
             busy = True
-            _err(f"{src} is already uploaded (unchanged since); nothing sent")
+            err(f"{src} is already uploaded (unchanged since); nothing sent")
         else:
             bg.forget(task)
     if not busy:
         bg.upload(args.url, src, protocol=args.protocol)
     print(identifier, flush=True)
     return EXIT_OK
-
-
-def _identity(src: str) -> str | None:
-    try:
-        info = os.stat(src)
-    except OSError:
-        return None
-    return f"{info.st_dev}:{info.st_ino}:{info.st_size}:{info.st_mtime_ns}"
 
 
 def _snapshots() -> list[dict[str, Any]]:
@@ -94,12 +69,12 @@ def _snapshots() -> list[dict[str, Any]]:
 
 
 def _line(task: dict[str, Any]) -> str:
-    total = "?" if task["bytes_total"] is None else _human_bytes(task["bytes_total"])
-    rate = "" if task["rate"] is None else f" {_human_bytes(task['rate'])}/s"
+    total = "?" if task["bytes_total"] is None else human_bytes(task["bytes_total"])
+    rate = "" if task["rate"] is None else f" {human_bytes(task['rate'])}/s"
     where = task["dest"] if task["kind"] == "download" else task["src"]
     error = f"  error: {task['error']}" if task["error"] else ""
     return (
-        f"{task['identifier']}  {task['id']}  {task['state']}  {_human_bytes(task['bytes_done'])}/{total}{rate}  "
+        f"{task['identifier']}  {task['id']}  {task['state']}  {human_bytes(task['bytes_done'])}/{total}{rate}  "
         f"{task['kind']} {task['url']} {'->' if task['kind'] == 'download' else '<-'} {where}{error}"
     )
 
@@ -115,7 +90,7 @@ def _cmd_transfers(args: argparse.Namespace) -> int:
                 print(_line(snapshot))
         return EXIT_OK
     if args.id is None:
-        _err(f"transfers {args.action}: give the identifier that 'download --detach' printed")
+        err(f"transfers {args.action}: give the identifier that 'download --detach' printed")
         return EXIT_CONFIG
     bg = background_session(args.id, detached=True)
     tasks = bg.tasks()
@@ -135,7 +110,7 @@ def _cmd_transfers(args: argparse.Namespace) -> int:
             status = max(status, EXIT_NETWORK)
         elif state is not TransferState.COMPLETED:
             if task.error is not None:
-                _err(f"task {task.id}: {task.error}")
+                err(f"task {task.id}: {task.error}")
             status = max(status, EXIT_HTTP)
     return status
 
