@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 import weakref
 from typing import Any, ClassVar, Final
 
@@ -20,7 +19,7 @@ from urllib3.exceptions import MaxRetryError, ReadTimeoutError
 from urllib3.util import Retry
 
 from . import _metrics, _resilience, _upstream
-from ._calls import DEADLINE, Call, call_local, current_call, set_current_call, watchdog
+from ._calls import DEADLINE, Call, current_call, reset_current_call, set_current_call, watchdog
 from ._config import PresetConfig
 from ._connection import static_header_lines
 from ._counters import Counters
@@ -29,7 +28,7 @@ from ._metrics import MeteredResponse, SessionMetrics, Transaction
 from ._pool import AdapterPools, pool_classes, socks_pool_classes
 from ._readonly import shared_refusal
 from ._redact import RedactingFilter, safe_url
-from ._retry import IDEMPOTENT_METHODS, PresetRetry, PresetTimeout, _attempt, build_retry
+from ._retry import IDEMPOTENT_METHODS, PresetRetry, PresetTimeout, build_retry
 from ._tls import check_trust
 from ._tls_sessions import TLSSessionCache, shared_cache
 from ._trust import TrustMixin, refuse_dropped_trust, trust_config
@@ -301,37 +300,70 @@ class PresetAdapter(AdapterPools, TrustMixin, HTTPAdapter):
         cert: Any = None,
         proxies: Any = None,
     ) -> Response:
+        call = current_call()
+        if call is None:
+            return self._send_own_call(request, stream, timeout, verify, cert, proxies)
         guard = self.guard
-        if guard is not None and _resilience._current.origin is None:
-            # Breaker, rate limit and max_in_flight around this hop (then this method again, unguarded).
-            return guard.send(self.send, request, stream, timeout=timeout, verify=verify, cert=cert, proxies=proxies)
+        if guard is not None and call.origin is None:
+            # Breaker, rate limit and max_in_flight around this hop (then _send_hop, with call.origin set).
+            return guard.send(
+                call, self._send_hop, request, stream, timeout=timeout, verify=verify, cert=cert, proxies=proxies
+            )
+        return self._send_hop(call, request, stream, timeout, verify, cert, proxies)
+
+    def _send_own_call(
+        self, request: PreparedRequest, stream: bool, timeout: Any, verify: Any, cert: Any, proxies: Any
+    ) -> Response:
+        """Send ``request`` as a call of its own: sent by a plain Session (OAuth2Session...), not a PresetSession.
+
+        The adapter then keeps the call's context, and its deadline: one per request it sends.
+        """
+        own = Call(self.preset.total_timeout)
+        token = set_current_call(own)
+        if own.deadline is not None:
+            watchdog.add(own)
+        try:
+            # The hop itself, not self.send again: a subclass's send runs once per request.
+            guard = self.guard
+            if guard is not None:
+                response = guard.send(
+                    own, self._send_hop, request, stream, timeout=timeout, verify=verify, cert=cert, proxies=proxies
+                )
+            else:
+                response = self._send_hop(own, request, stream, timeout, verify, cert, proxies)
+            if own.deadline is not None and not stream and not response.is_redirect:
+                # The body is part of the deadline, as on a PresetSession. A redirect's
+                # body is left to requests, which forgives a bad one.
+                response.content  # noqa: B018
+            return response
+        except Exception as exc:
+            # A socket timeout capped at the deadline fires before the watchdog looks.
+            if own.stop_reason() == DEADLINE and not isinstance(exc, TotalTimeoutError):
+                raise own.timeout_error(request, self.preset.name) from exc
+            raise
+        finally:
+            if own.deadline is not None:
+                watchdog.discard(own)
+            reset_current_call(token)
+
+    def _send_hop(
+        self, call: Call, request: PreparedRequest, stream: bool, timeout: Any, verify: Any, cert: Any, proxies: Any
+    ) -> Response:
+        """Send one hop of ``call`` (the call in flight), recording its metrics on the call's context."""
         if timeout is None:
             timeout = self._timeout
-        call: Call | None = call_local.call
-        own: Call | None = None
-        if call is None and self.preset.total_timeout is not None:
-            # Not sent by a PresetSession (a plain Session, OAuth2Session...):
-            # the adapter keeps the deadline itself, one per request it sends.
-            own = call = Call(self.preset.total_timeout)
-            set_current_call(own)
-            watchdog.add(own)
-        elif call is not None:
-            deadline = call.deadline
-            if deadline is not None and deadline - time.monotonic() <= 0:
-                call.reason = DEADLINE
-                call.raise_if_aborted()
+        call.check()
         self._used_since_close = True
         if not getattr(request, "preset_session_prepared", False):
             self._drop_netrc_credentials(request)
-        outer_choice = _attempt.caller_timeout
-        _attempt.caller_timeout = not isinstance(timeout, PresetTimeout)
+        # Saved and put back: code run inside a hop (a body generator, say) may send a hop of its own.
+        outer_choice, outer_tx = call.caller_timeout, call.tx
+        call.caller_timeout = not isinstance(timeout, PresetTimeout)
         self.counters.add("requests")
         tx: Transaction | None = None
         if _metrics.ENABLED:
-            tx = self.metrics.start(request.method or "", request.url or "")
-            _metrics._local.tx = tx
-            if call is not None:
-                tx.resends_before = call.sent
+            tx = call.tx = self.metrics.start(request.method or "", request.url or "")
+            tx.resends_before = call.sent
         try:
             try:
                 if self._preset_plain_send and _upstream.ADAPTER_SEND.live():
@@ -354,9 +386,7 @@ class PresetAdapter(AdapterPools, TrustMixin, HTTPAdapter):
                 raise
             finally:
                 if tx is not None:
-                    _metrics._local.tx = None
-                    if call is not None:
-                        call.sent += tx.attempts
+                    call.sent += tx.attempts
             # What requests built, with a metrics property read from the recorder.
             if type(response) is not MeteredResponse:
                 response.__class__ = MeteredResponse
@@ -364,21 +394,8 @@ class PresetAdapter(AdapterPools, TrustMixin, HTTPAdapter):
             if stream and tx is not None and not tx.done:
                 # A streamed body left unread and unclosed still ends its request.
                 weakref.finalize(response, tx.abandon).atexit = False
-            if own is not None and not stream and not response.is_redirect:
-                # The body is part of the deadline, as on a PresetSession. A redirect's
-                # body is left to requests, which forgives a bad one.
-                response.content  # noqa: B018
             return response
         except Exception as exc:
-            if own is not None:
-                # A socket timeout capped at the deadline fires before the watchdog looks.
-                own.expire_if_due()
-            if own is not None and own.reason == DEADLINE:
-                raise TotalTimeoutError(
-                    f"request to {safe_url(request.url)} exceeded total_timeout={own.total_timeout:g}s "
-                    f"(preset {self.preset.name!r}; retries and body included)",
-                    request=request,
-                ) from exc
             wrapped = exc.args[0] if exc.args else None
             # With retries, urllib3 wraps a final read timeout in MaxRetryError, which
             # requests reports as ConnectionError; callers rightly expect a Timeout.
@@ -392,10 +409,7 @@ class PresetAdapter(AdapterPools, TrustMixin, HTTPAdapter):
         finally:
             # Again after the fact: a close() that ran during this send left its pool in use.
             self._used_since_close = True
-            _attempt.caller_timeout = outer_choice
-            if own is not None:
-                watchdog.discard(own)
-                set_current_call(None)
+            call.caller_timeout, call.tx = outer_choice, outer_tx
 
     def close(self) -> None:
         """Close every pool, as HTTPAdapter.close does.

@@ -1,8 +1,16 @@
-"""Per-call bookkeeping: the connections a call holds, its deadline, and aborting it.
+"""The per-call context: one object carries a call's deadline, cancellation, metrics record and TLS offer.
 
-A call is one ``PresetSession.send`` (redirect hops included). Aborting a call
-shuts down the sockets it holds, which wakes a thread blocked in ``connect``,
-in the TLS handshake or in ``recv`` at once; that is how
+A call is one ``PresetSession.send`` (redirect hops included), or one
+``PresetAdapter.send`` on any other session. Its :class:`Call` is the only
+per-request state the package keeps: our own code passes it along, and the
+classes urllib3 calls back into (connection, pool, retry, the TLS socket) read
+it from one context variable, :func:`current_call`. A context variable is per
+thread, and per greenlet under gevent or eventlet, so concurrent calls never
+see each other's state; a nested call (made from a response hook, say) sets
+its own and puts the outer one back when it ends (see docs/design.md).
+
+Aborting a call shuts down the sockets it holds, which wakes a thread blocked
+in ``connect``, in the TLS handshake or in ``recv`` at once; that is how
 ``invalidate_and_cancel`` and ``total_timeout`` interrupt a blocking requests
 call from another thread.
 
@@ -16,51 +24,100 @@ connection (and the TLS handshake) is done.
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import enum
 import logging
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any, Final
 
 from . import _process
+from ._errors import TotalTimeoutError
+from ._redact import safe_url
 
 __all__ = [
     "CANCELLED",
     "DEADLINE",
     "AbortHandle",
+    "AbortReason",
     "Call",
-    "call_local",
+    "as_redirect_hops",
     "current_call",
+    "reset_current_call",
     "set_current_call",
     "shutdown_connection",
     "watchdog",
 ]
 
-log = logging.getLogger(__name__)
 
-#: Abort reason: the session was invalidated with invalidate_and_cancel().
-CANCELLED: Final = "cancelled"
-#: Abort reason: the call ran past its total_timeout.
-DEADLINE: Final = "deadline"
+
+class AbortReason(str, enum.Enum):
+    """Why a call was aborted; a str, so that messages and logs show the bare value."""
+
+    #: The session was invalidated with invalidate_and_cancel().
+    CANCELLED = "cancelled"
+    #: The call ran past its total_timeout.
+    DEADLINE = "deadline"
+
+    __str__ = str.__str__
+
+
+CANCELLED: Final = AbortReason.CANCELLED
+DEADLINE: Final = AbortReason.DEADLINE
+
+log = logging.getLogger(__name__)
 
 #: How often the watchdog looks at deadlines while calls are in flight.
 _WATCH_INTERVAL: Final = 0.05
 
-class _CallLocal(threading.local):
-    """Per thread: the call running on it."""
+#: The call in flight in this thread (or greenlet); None between calls.
+_current: contextvars.ContextVar[Call | None] = contextvars.ContextVar("session_presets_call", default=None)
 
-    #: A class default, so that the per-request reads are plain attribute reads.
-    call: Call | None = None
+#: Return the call in flight here, or None: what the classes urllib3 calls back into read.
+current_call: Final = _current.get
 
 
-#: The call running on each thread; hot paths read and set ``call_local.call`` directly.
-call_local = _CallLocal()
+#: Make a call the call in flight here; hand the token it returns to :func:`reset_current_call` when it ends.
+set_current_call: Final = _current.set
+
+#: Put back the call that was in flight before the :func:`set_current_call` that returned the token.
+reset_current_call: Final = _current.reset
 
 
 class Call:
-    """One call in flight: its deadline, the connections it holds now, and why it was aborted."""
+    """One call in flight: the per-call context (see the module docstring).
 
-    __slots__ = ("_conns", "_lock", "deadline", "reason", "sent", "thread_id", "total_timeout")
+    Attributes:
+        total_timeout: the call's ``total_timeout`` (None: no deadline).
+        deadline: when it runs out, in ``time.monotonic()`` seconds, or None.
+        reason: why the call was aborted (:data:`CANCELLED`, :data:`DEADLINE`), or None.
+        thread_id: the thread that makes the call.
+        sent: requests sent so far, redirect hops and retries included (metrics' resend count).
+        redirecting: True while the session's redirect loop is about to send a hop of this call.
+        tx: the metrics record of the request being sent now, if metrics are on.
+        caller_timeout: whether that request has the caller's own ``timeout=`` (not retried on timeout).
+        origin: the origin of the guarded hop in flight (resilience), or None.
+        probe: whether that hop's attempt is a half-open breaker probe.
+        tls_offer: the TLS session to offer to the next handshake of this call, or None.
+    """
+
+    __slots__ = (
+        "_conns",
+        "_lock",
+        "caller_timeout",
+        "deadline",
+        "origin",
+        "probe",
+        "reason",
+        "redirecting",
+        "sent",
+        "thread_id",
+        "tls_offer",
+        "total_timeout",
+        "tx",
+    )
 
     def __init__(self, total_timeout: float | None) -> None:
         self.total_timeout = total_timeout
@@ -72,8 +129,13 @@ class Call:
         self._lock = threading.Lock()
         self.reason: str | None = None
         self.thread_id = threading.get_ident()
-        #: Requests this call has sent so far, redirect hops and retries included (metrics' resend count).
         self.sent = 0
+        self.redirecting = False
+        self.tx: Any = None
+        self.caller_timeout = False
+        self.origin: str | None = None
+        self.probe = False
+        self.tls_offer: Any = None
 
     def hold(self, conn: Any) -> None:
         """Record that this call now holds ``conn``; an abort from now on cuts it."""
@@ -94,6 +156,33 @@ class Call:
             return None
         return self.deadline - time.monotonic()
 
+    def stop_reason(self) -> str | None:
+        """Why the call must stop now, or None: the one deadline check.
+
+        A call past its deadline is marked so (:data:`DEADLINE`) here, whoever
+        looks first: this check, a socket timeout capped at the deadline, or
+        the watchdog.
+        """
+        if self.reason is None:
+            deadline = self.deadline
+            if deadline is not None and deadline - time.monotonic() <= 0:
+                self.reason = DEADLINE
+        return self.reason
+
+    def check(self) -> None:
+        """Raise when the call must stop: aborted, or past its deadline (then marked so).
+
+        Raises:
+            urllib3.exceptions.ProtocolError: as :meth:`raise_if_aborted`.
+        """
+        # stop_reason(), inlined: this runs once per request sent.
+        if self.reason is None:
+            deadline = self.deadline
+            if deadline is None or deadline - time.monotonic() > 0:
+                return
+            self.reason = DEADLINE
+        self.raise_if_aborted()
+
     def cap(self, timeout: float | None) -> float | None:
         """Return ``timeout`` (None: no limit) capped at the time left before the deadline.
 
@@ -106,18 +195,12 @@ class Call:
         deadline = self.deadline
         if deadline is None:
             return timeout
-        # Inlined remaining(): this runs twice per request.
+        # stop_reason(), inlined: this runs twice per request.
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            self.reason = self.reason or DEADLINE
+            self.reason = DEADLINE
             self.raise_if_aborted()
         return remaining if timeout is None else min(timeout, remaining)
-
-    def expire_if_due(self) -> None:
-        """Mark the call as past its deadline if it is: a capped socket timeout fired."""
-        remaining = self.remaining()
-        if remaining is not None and remaining <= 0 and self.reason is None:
-            self.reason = DEADLINE
 
     def abort(self, reason: str) -> None:
         """Mark the call aborted and shut down every socket it holds now."""
@@ -133,6 +216,41 @@ class Call:
             from urllib3.exceptions import ProtocolError
 
             raise ProtocolError(f"call aborted: {self.reason}")
+
+    def timeout_error(self, request: Any, preset: str, detail: str = "") -> TotalTimeoutError:
+        """The TotalTimeoutError of this call past its deadline: one message, wherever it is raised.
+
+        Args:
+            request: the PreparedRequest of the call (its URL is shown without credentials or query).
+            preset: the name of the preset whose ``total_timeout`` ran out.
+            detail: what the call was doing or gave up on, appended as is (``"; ..."`` or ``" ..."``).
+        """
+        return TotalTimeoutError(
+            f"request to {safe_url(request.url)} exceeded total_timeout={self.total_timeout:g}s "
+            f"(preset {preset!r}; retries and body included){detail}",
+            request=request,
+        )
+
+
+def as_redirect_hops(call: Call | None, steps: Iterator[Any]) -> Iterator[Any]:
+    """Run a session's redirect loop ``steps`` so that each request it sends is a hop of ``call``.
+
+    ``call.redirecting`` is True only while the loop runs, and the session's
+    send clears it as a hop starts: a request sent from a response hook, even
+    a hook of a hop, is a call of its own, with its own deadline and context.
+    """
+    if call is None:
+        yield from steps
+        return
+    while True:
+        call.redirecting = True
+        try:
+            step = next(steps)
+        except StopIteration:
+            return
+        finally:
+            call.redirecting = False
+        yield step
 
 
 class AbortHandle:
@@ -165,16 +283,6 @@ class AbortHandle:
             sock, self._sock = self._sock, None
         if sock is not None:
             sock.close()
-
-
-def current_call() -> Call | None:
-    """Return the call running on this thread, if any."""
-    return call_local.call
-
-
-def set_current_call(call: Call | None) -> None:
-    """Make ``call`` the call running on this thread."""
-    call_local.call = call
 
 
 def shutdown_connection(conn: Any) -> None:
@@ -239,14 +347,14 @@ class _Watchdog:
                     self._wake.wait()
                     continue
                 self._idle = False
-            self._abort_overdue(time.monotonic())
+            self._abort_overdue()
             time.sleep(_WATCH_INTERVAL)
 
-    def _abort_overdue(self, now: float) -> None:
+    def _abort_overdue(self) -> None:
         # A method of its own so that no local of this thread's long-lived frame
         # keeps the last call, and the connections it held, alive while idle.
         for call in list(self._calls):
-            if call.deadline is not None and call.deadline <= now and call.reason is None:
+            if call.reason is None and call.stop_reason() is not None:
                 log.debug("call exceeded total_timeout=%r; aborting it", call.total_timeout)
                 call.abort(DEADLINE)
 

@@ -20,12 +20,12 @@ from urllib3.util.connection import allowed_gai_family
 from urllib3.util.timeout import _DEFAULT_TIMEOUT
 
 from . import _metrics, _upstream
-from ._calls import AbortHandle, Call, call_local, current_call, shutdown_connection
+from ._calls import AbortHandle, Call, current_call, reset_current_call, set_current_call, shutdown_connection
 from ._config import PresetConfig
 from ._counters import Counters
 from ._metrics import CountingHTTPResponse, SessionMetrics, Transaction
 from ._redact import looks_secret
-from ._tls_sessions import TLSSessionCache, offer
+from ._tls_sessions import TLSSessionCache
 
 __all__ = ["ConnectionMixin", "static_header_lines"]
 
@@ -123,16 +123,25 @@ class _TLSTickets(_Connection):
 
     def connect(self) -> None:
         key = self._tls_session_key() if _upstream.hook_enabled("tls_resumption") else None
-        if key is not None:
+        if key is None:
+            super().connect()
+        else:
             assert self.tls_sessions is not None
+            call = current_call()
+            token = None
+            if call is None:
+                # Connected outside any call (urllib3 driven directly): a context for this handshake alone.
+                call = Call(None)
+                token = set_current_call(call)
             # Read before the lookup: a clear() from here on makes this connection's session stale.
             self.preset_tls_epoch = self.tls_sessions.epoch
-            offer(self.tls_sessions.get(key))
-        try:
-            super().connect()
-        finally:
-            if key is not None:
-                offer(None)
+            call.tls_offer = self.tls_sessions.get(key)
+            try:
+                super().connect()
+            finally:
+                call.tls_offer = None
+                if token is not None:
+                    reset_current_call(token)
         self.preset_tls_key = key
         self.preset_tls_saved = False
         if key is not None and getattr(self.sock, "session_reused", False):
@@ -213,14 +222,16 @@ class _CuttableConnect(_Connection):
     preset_call: Call | None = None
 
     def _new_conn(self) -> socket.socket:
+        call = current_call()
+        tx = None if call is None else call.tx
         if hasattr(self, "_socks_options") or not _upstream.hook_enabled("cuttable_connect"):
             # A SOCKS connection connects through its proxy (PySocks), and without
             # the hook urllib3 connects: its own code does that; the deadline still
             # caps the timeouts it is given (see request and getresponse).
             sock = super()._new_conn()
-            _metrics.mark("connect_done")  # resolving and the proxy's handshake included
+            if tx is not None:
+                tx.connect_done = _metrics._now()  # resolving and the proxy's handshake included
             return sock
-        call = current_call()
         host = self._dns_host
         if host.startswith("["):
             host = host.strip("[]")
@@ -234,7 +245,8 @@ class _CuttableConnect(_Connection):
             addresses = socket.getaddrinfo(host, self.port, allowed_gai_family(), socket.SOCK_STREAM)
         except socket.gaierror as exc:
             raise NameResolutionError(self.host, self, exc) from exc
-        _metrics.mark("dns_done")
+        if tx is not None:
+            tx.dns_done = _metrics._now()
         error: OSError = OSError("getaddrinfo returned no address")
         for family, kind, proto, _, address in addresses:
             try:
@@ -242,7 +254,7 @@ class _CuttableConnect(_Connection):
             except OSError as exc:
                 error = exc
         if call is not None:
-            call.expire_if_due()
+            call.stop_reason()  # a connect timeout capped at the deadline: mark the call past it
         if isinstance(error, TimeoutError):
             raise ConnectTimeoutError(
                 self, f"Connection to {self.host} timed out. (connect timeout={self.timeout})"
@@ -266,8 +278,9 @@ class _CuttableConnect(_Connection):
                 timeout = call.cap(timeout)
             sock.settimeout(timeout)
             sock.connect(address)
-            _metrics.mark("connect_done")
             if call is not None:
+                if call.tx is not None:
+                    call.tx.connect_done = _metrics._now()
                 # An abort between the check above and connect() may have found
                 # the socket not yet connecting; it is caught here. The cap also
                 # bounds the TLS handshake that follows.
@@ -290,7 +303,7 @@ class _CuttableConnect(_Connection):
             super().connect()
         except BaseException:
             if call is not None:
-                call.expire_if_due()
+                call.stop_reason()  # a timeout capped at the deadline: mark the call past it
             raise
         finally:
             # Connected and, for HTTPS, handshaken: from now on the call cuts self.sock.
@@ -299,14 +312,14 @@ class _CuttableConnect(_Connection):
             shutdown_connection(self)
 
     def request(self, *args: Any, **kwargs: Any) -> None:
-        call = call_local.call
+        call = current_call()
         if call is not None:
             timeout: Any = self.timeout
             self.timeout = call.cap(getdefaulttimeout() if timeout is _DEFAULT_TIMEOUT else timeout)
         super().request(*args, **kwargs)
 
     def getresponse(self) -> Any:
-        call = call_local.call
+        call = current_call()
         if call is None:
             return super().getresponse()
         timeout: Any = self.timeout
@@ -314,7 +327,7 @@ class _CuttableConnect(_Connection):
         try:
             return super().getresponse()
         except TimeoutError:
-            call.expire_if_due()
+            call.stop_reason()  # a read timeout capped at the deadline: mark the call past it
             raise
 
 
@@ -336,7 +349,8 @@ class _MetricsMarks(_Connection):
     _preset_fresh: bool
 
     def connect(self) -> None:
-        tx = _metrics._local.tx
+        call = current_call()
+        tx = None if call is None else call.tx
         if tx is not None:
             tx.connect_start = _metrics._now()
             tx.dns_done = tx.connect_done = tx.tls_done = None
@@ -357,7 +371,8 @@ class _MetricsMarks(_Connection):
         self.metrics.connection_state(self, "active")
 
     def request(self, *args: Any, **kwargs: Any) -> None:
-        tx = _metrics._local.tx
+        call = current_call()
+        tx = None if call is None else call.tx
         if tx is not None:
             if self.sock is None:
                 # Connect first, so that the connect phase is not counted as sending.

@@ -6,8 +6,9 @@ the body is released back to the pool (read to the end, or closed). Nothing
 is reconstructed afterwards from totals.
 
 - :class:`Transaction` is the mutable recorder of one request (one redirect
-  hop: retries included); it is found through a thread-local while the
-  request is sent, and through the connection while its body is read.
+  hop: retries included); it is found through the call's context
+  (``Call.tx``, see ``_calls``) while the request is sent, and through the
+  connection while its body is read.
 - :class:`TransactionMetrics` is its frozen snapshot, ``response.metrics``.
 - :class:`SessionMetrics` keeps a session's aggregates: request and
   connection duration histograms, open connections, active requests.
@@ -58,7 +59,6 @@ __all__ = [
     "add_sink",
     "format_timing",
     "header_size",
-    "mark",
     "remove_sink",
 ]
 
@@ -89,14 +89,6 @@ _FOLD_EVERY: Final = 256
 _now = time.perf_counter
 _frexp = math.frexp
 _bisect_left = bisect.bisect_left
-
-
-class _Local(threading.local):
-    #: The request being sent on this thread (read on every request: a plain attribute).
-    tx: Transaction | None = None
-
-
-_local = _Local()
 
 
 # -- histograms -------------------------------------------------------------------------
@@ -596,17 +588,6 @@ def header_size(raw: Any) -> int:
     for name, value in raw.headers.items():
         size += len(name) + len(value) + 4  # ": " and CRLF
     return size + 2  # the blank line
-
-
-def mark(event: str) -> None:
-    """Record that ``event`` happened now for the request being sent on this thread.
-
-    Events, in order: ``connect_start``, ``dns_done`` (the address is resolved),
-    ``connect_done`` (TCP is connected), ``tls_done`` (the handshake finished).
-    """
-    tx = _local.tx
-    if tx is not None:
-        setattr(tx, event, _now())
 
 
 # -- per session ----------------------------------------------------------------------------

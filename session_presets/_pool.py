@@ -18,7 +18,7 @@ from urllib3 import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ClosedPoolError, EmptyPoolError, FullPoolError
 
 from . import _metrics, _process, _upstream
-from ._calls import DEADLINE, Call, current_call, shutdown_connection
+from ._calls import Call, current_call, shutdown_connection
 from ._config import PresetConfig
 from ._connection import ConnectionMixin
 from ._counters import Counters
@@ -326,13 +326,7 @@ class PoolMixin(_PresetPool, _FirstComeFirstServed):
 
 def _abort_reason(call: Call | None) -> str | None:
     """Why ``call`` must stop waiting (cancelled, or past its deadline, which marks it), or None."""
-    if call is None:
-        return None
-    if call.reason is None:
-        remaining = call.remaining()
-        if remaining is not None and remaining <= 0:
-            call.reason = DEADLINE
-    return call.reason
+    return None if call is None else call.stop_reason()
 
 
 class _CurrentConnectionCls:

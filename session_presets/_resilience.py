@@ -40,9 +40,9 @@ import requests
 from urllib3.exceptions import HTTPError
 
 from . import _process
-from ._calls import CANCELLED, Call, call_local
+from ._calls import CANCELLED, Call
 from ._config import BreakerSpec, PresetConfig, parse_rate_limit, show_rate
-from ._errors import CircuitOpenError, RateLimitedError, TotalTimeoutError
+from ._errors import CircuitOpenError, RateLimitedError
 from ._redact import safe_url, without_userinfo
 
 __all__ = [
@@ -544,17 +544,18 @@ class Guard:
 
     # -- after an attempt -----------------------------------------------------------------
 
-    def failed_attempt(self, origin: str, response: Any, error: BaseException | None, probe: bool) -> None:
-        """An attempt that will be retried ended: record it, and pause the origin on a Retry-After."""
+    def failed_attempt(
+        self, call: Call, origin: str, response: Any, error: BaseException | None, probe: bool
+    ) -> None:
+        """An attempt of ``call`` that will be retried ended: record it, and pause the origin on a Retry-After."""
         if response is not None:
             self._maybe_pause(origin, getattr(response, "status", None), response.headers.get("Retry-After"))
-        self._record(origin, self._failed(getattr(response, "status", None), error), probe)
+        self._record(origin, self._failed(call, getattr(response, "status", None), error), probe)
 
-    def _failed(self, status: int | None, error: BaseException | None) -> bool | None:
+    def _failed(self, call: Call, status: int | None, error: BaseException | None) -> bool | None:
         """True for a failure, False for a success, None for no verdict (cancelled, refused, not the origin's)."""
         if error is not None:
-            call = call_local.call
-            if (call is not None and call.reason == CANCELLED) or isinstance(
+            if call.reason == CANCELLED or isinstance(
                 error, (CircuitOpenError, RateLimitedError)
             ):
                 return None
@@ -590,13 +591,13 @@ class Guard:
     # -- one hop ----------------------------------------------------------------------------
 
     def send(
-        self, send: Callable[..., requests.Response], request: Any, stream: bool, **kwargs: Any
+        self, call: Call, send: Callable[..., requests.Response], request: Any, stream: bool, **kwargs: Any
     ) -> requests.Response:
-        """Send one hop through ``send`` (the adapter's own), guarded; see the class docstring."""
-        call = call_local.call
-        if call is None and self.config.total_timeout is not None:
-            # Mounted on a plain Session: the adapter keeps the deadline of each hop, waits included.
-            call = Call(self.config.total_timeout)
+        """Send one hop of ``call`` through ``send(call, request, stream=..., ...)`` (the adapter's own), guarded.
+
+        The hop's origin and probe travel on the call's context (``call.origin``,
+        ``call.probe``), where a retry inside urllib3 finds them (see before_retry).
+        """
         origin = origin_of(request.url)
         probe, waited = self.admit(origin, call)
         slots = self.slots
@@ -605,22 +606,22 @@ class Guard:
             if not slots.acquire(call):
                 if probe:
                     self.shared.backend().breaker_release_probe(origin)
-                if call is not None and call.reason == CANCELLED:
+                if call.reason == CANCELLED:
                     call.raise_if_aborted()
                 self._count("rejected")
                 # No slot can be promised ahead (unlike a permit), so the line is left at the deadline.
-                raise TotalTimeoutError(
-                    f"request to {safe_url(request.url)} exceeded total_timeout={self.config.total_timeout:g}s "
-                    f"(preset {self.preset!r}) waiting for a max_in_flight slot: {slots.size} requests of "
-                    "this session are in flight; nothing was sent",
-                    request=request,
+                raise call.timeout_error(
+                    request,
+                    self.preset,
+                    f" waiting for a max_in_flight slot: {slots.size} requests of this session are in flight; "
+                    "nothing was sent",
                 )
             waited += time.monotonic() - started
-        _current.origin = origin
-        _current.probe = probe
+        call.origin = origin
+        call.probe = probe
         try:
             try:
-                response = send(request, stream=stream, **kwargs)
+                response = send(call, request, stream=stream, **kwargs)
                 if slots is not None and not stream and not response.is_redirect:
                     # The body is part of the call in flight (the slot is held until it is read).
                     response.content  # noqa: B018
@@ -629,15 +630,15 @@ class Guard:
                 if isinstance(inner, (CircuitOpenError, RateLimitedError)):
                     # A retry refused by the breaker or the limit, raised inside urllib3: re-raise it as is.
                     raise inner from None
-                self._record(_current.origin, self._failed(None, exc), _current.probe)
+                self._record(origin, self._failed(call, None, exc), call.probe)
                 raise
             except Exception as exc:
-                self._record(_current.origin, self._failed(None, exc), _current.probe)
+                self._record(origin, self._failed(call, None, exc), call.probe)
                 raise
             status = response.status_code
             if status in PAUSE_STATUSES:
                 self._maybe_pause(origin, status, response.headers.get("Retry-After"))
-            self._record(_current.origin, self._failed(status, None), _current.probe)
+            self._record(origin, self._failed(call, status, None), call.probe)
             tx = getattr(response, "_preset_tx", None)
             if tx is not None and waited:
                 tx.queued += waited
@@ -646,28 +647,28 @@ class Guard:
                 slots = None
             return response
         finally:
-            _current.origin = None
-            _current.probe = False
+            call.origin = None
+            call.probe = False
             if slots is not None:
                 slots.release()
 
     # -- a retry inside urllib3 (PresetRetry) ---------------------------------------------
 
-    def before_retry(self) -> float:
-        """Admit the next attempt of the hop in flight; return the seconds waited for a permit."""
-        origin = _current.origin
+    def before_retry(self, call: Call) -> float:
+        """Admit the next attempt of ``call``'s hop in flight; return the seconds waited for a permit."""
+        origin = call.origin
         if origin is None:
             return 0.0
-        probe, waited = self.admit(origin, call_local.call)
-        _current.probe = probe
+        probe, waited = self.admit(origin, call)
+        call.probe = probe
         return waited
 
-    def after_failed_attempt(self, response: Any, error: BaseException | None) -> None:
-        """The attempt of the hop in flight failed and will be retried."""
-        origin = _current.origin
+    def after_failed_attempt(self, call: Call, response: Any, error: BaseException | None) -> None:
+        """The attempt of ``call``'s hop in flight failed and will be retried."""
+        origin = call.origin
         if origin is not None:
-            self.failed_attempt(origin, response, error, _current.probe)
-            _current.probe = False
+            self.failed_attempt(call, origin, response, error, call.probe)
+            call.probe = False
 
     # -- figures --------------------------------------------------------------------------
 
@@ -712,14 +713,6 @@ def _hold_until_released(response: requests.Response, slots: _Slots) -> None:
     weakref.finalize(response, free).atexit = False
 
 
-class _Current(threading.local):
-    """Per thread: the origin of the guarded hop in flight, and whether its attempt is a probe."""
-
-    origin: str | None = None
-    probe = False
-
-
-_current = _Current()
 _guards: weakref.WeakSet[Guard] = weakref.WeakSet()
 #: Process-wide counts by (preset, figure), for the OpenTelemetry export: they never go down.
 _totals: dict[tuple[str, str], float] = {}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 import time
 from typing import Any, Final, TypeVar
 
@@ -33,15 +32,6 @@ IDEMPOTENT_METHODS: Final = frozenset({"DELETE", "GET", "HEAD", "OPTIONS", "PUT"
 
 #: How finely a retry back-off sleep checks for cancellation.
 _SLEEP_SLICE: Final = 0.05
-
-
-class _Attempt(threading.local):
-    #: Whether the call in flight gave its own ``timeout=`` (its timeouts are not retried).
-    caller_timeout = False
-
-
-#: Per thread: how the call in flight chose its timeouts.
-_attempt = _Attempt()
 
 
 class PresetTimeout(Timeout):
@@ -115,7 +105,7 @@ class PresetRetry(Retry):
             if call.reason is not None and response is not None:
                 _discard_connection(response)
             call.raise_if_aborted()
-        if getattr(_attempt, "caller_timeout", False) and _is_timeout(error):
+        if call is not None and call.caller_timeout and _is_timeout(error):
             # The caller's own timeout= is the longest it wants to wait for a
             # silent peer; retrying would multiply it.
             raise MaxRetryError(_pool, url or "", error)
@@ -138,20 +128,24 @@ class PresetRetry(Retry):
                 raise MaxRetryError(_pool, url or "", error)
         if self.counters is not None:
             self.counters.add("retries")
-        if self.guard is not None:
-            self.guard.after_failed_attempt(response, error)
-        tx = _metrics._local.tx
-        if tx is not None:
-            tx.new_attempt(getattr(response, "status", None), error)
+        if call is not None:
+            if self.guard is not None:
+                self.guard.after_failed_attempt(call, response, error)
+            tx = call.tx
+            if tx is not None:
+                tx.new_attempt(getattr(response, "status", None), error)
         return retry
 
     def sleep(self, response: Any = None) -> None:
         super().sleep(response)
-        tx = _metrics._local.tx
+        call = current_call()
+        if call is None:
+            return
+        tx = call.tx
         guard = self.guard
         if guard is not None:
             # The next attempt is another request at the origin: breaker and rate limit apply to it too.
-            waited = guard.before_retry()
+            waited = guard.before_retry(call)
             if tx is not None and waited:
                 tx.queued += waited
         # The next attempt starts after the pause (and any wait for a permit), not when the retry was decided.

@@ -26,7 +26,16 @@ from urllib3.exceptions import ResponseError
 
 from . import _process, _upstream, _warn
 from ._adapters import IDEMPOTENT_METHODS, Counters, PresetAdapter, PresetTimeout
-from ._calls import CANCELLED, DEADLINE, Call, call_local, watchdog
+from ._calls import (
+    CANCELLED,
+    DEADLINE,
+    Call,
+    as_redirect_hops,
+    current_call,
+    reset_current_call,
+    set_current_call,
+    watchdog,
+)
 from ._config import PresetConfig
 from ._cookies import build_cookie_jar, save_cookie_file
 from ._env import STRICT_REUSE_VARIABLE, parse_bool
@@ -38,7 +47,6 @@ from ._errors import (
     SessionInvalidatedError,
     SessionReuseError,
     SessionReuseWarning,
-    TotalTimeoutError,
     add_note,
 )
 from ._lifecycle import SessionLifecycle, SessionState
@@ -457,7 +465,7 @@ class PresetSession(SharedReadOnly, AdapterMounts, SessionLifecycle, requests.Se
         if _upstream.SESSION_RESOLVE_REDIRECTS.live() and self.get_redirect_target(resp) is None:
             # Most responses are not redirects; requests would still parse the URL.
             return iter(())
-        return super().resolve_redirects(resp, req, *args, **kwargs)
+        return as_redirect_hops(current_call(), super().resolve_redirects(resp, req, *args, **kwargs))
 
     def rebuild_auth(self, prepared_request: PreparedRequest, response: Response) -> None:
         if not self.config.allow_insecure_redirects:
@@ -472,9 +480,10 @@ class PresetSession(SharedReadOnly, AdapterMounts, SessionLifecycle, requests.Se
         super().rebuild_auth(prepared_request, response)
 
     def send(self, request: PreparedRequest, **kwargs: Any) -> Response:
-        outer = call_local.call
-        if outer is not None and outer in self._calls:
-            # A redirect hop of a call already in flight on this session.
+        outer = current_call()
+        if outer is not None and outer.redirecting and outer in self._calls:
+            # A redirect hop of the call in flight; a call made from a hook is a call of its own.
+            outer.redirecting = False
             if self._state is not _ACTIVE and outer.reason is not None:
                 raise self._aborted_error(outer, request, None)
             return self._send_fast_or_upstream(request, kwargs)
@@ -492,7 +501,7 @@ class PresetSession(SharedReadOnly, AdapterMounts, SessionLifecycle, requests.Se
                 raise self._refusal(request=request)
             log.debug("preset %r session is %s; sending through its replacement", self.config.name, self._state.value)
             return replacement.send(request, **kwargs)
-        call_local.call = call
+        token = set_current_call(call)
         if call.deadline is not None:
             watchdog.add(call)
         try:
@@ -513,7 +522,7 @@ class PresetSession(SharedReadOnly, AdapterMounts, SessionLifecycle, requests.Se
                 )
             raise
         finally:
-            call_local.call = outer
+            reset_current_call(token)
             watchdog.discard(call)
             with self._lock:
                 self._calls.discard(call)
@@ -545,11 +554,7 @@ class PresetSession(SharedReadOnly, AdapterMounts, SessionLifecycle, requests.Se
         # A retry given up for lack of time: say which status the server last sent.
         last = getattr(exc.args[0], "reason", None) if exc is not None and exc.args else None
         detail = f"; gave up: {last}" if isinstance(last, ResponseError) else ""
-        return TotalTimeoutError(
-            f"request to {safe_url(request.url)} exceeded total_timeout={call.total_timeout:g}s "
-            f"(preset {self.config.name!r}; retries and body included){detail}",
-            request=request,
-        )
+        return call.timeout_error(request, self.config.name, detail)
 
     # -- lifecycle (the steps are SessionLifecycle's) ------------------------
 

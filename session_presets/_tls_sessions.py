@@ -15,9 +15,9 @@ hint is shorter.
 How a session reaches the handshake: urllib3 calls
 ``SSLContext.wrap_socket(sock, server_hostname=...)`` with no ``session``
 argument. Each context we build gets :class:`ResumingSSLSocket` as its
-``sslsocket_class``; the connection puts the session to offer in a
-thread-local slot just before it connects, and the socket class takes it from
-there, in the same thread, a moment later. That socket class overrides the
+``sslsocket_class``; the connection puts the session to offer on its call's
+context (``Call.tls_offer``, see ``_calls``) just before it connects, and the
+socket class takes it from there, in the same call, a moment later. That socket class overrides the
 private ``ssl.SSLSocket._create``, so it lives in ``_upstream`` with the other
 reaches into upstream internals (hook ``tls_resumption``, docs/fast-path.md):
 where the hook is missing, every handshake is a full one.
@@ -31,7 +31,7 @@ import time
 from typing import Final
 
 from . import _process, _upstream
-from ._upstream import ResumingSSLSocket, offer
+from ._upstream import ResumingSSLSocket
 
 __all__ = [
     "MAX_LIFETIME",
@@ -39,7 +39,6 @@ __all__ = [
     "ResumingSSLSocket",
     "TLSSessionCache",
     "enable_resumption",
-    "offer",
     "shared_cache",
 ]
 

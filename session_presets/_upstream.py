@@ -73,6 +73,7 @@ from urllib3.exceptions import SSLError as _SSLError
 from urllib3.util import Timeout
 
 from . import _process
+from ._calls import current_call
 
 __all__ = [
     "FAST_PATH_VARIABLE",
@@ -86,7 +87,6 @@ __all__ = [
     "gate",
     "hook_disabled",
     "hook_enabled",
-    "offer",
 ]
 
 #: The environment variable that forces the fallback: ``off`` (or 0/false/no).
@@ -613,16 +613,8 @@ class LRUMemo:
 
 # -- TLS session resumption (hook tls_resumption) ---------------------------------------------------
 
-_offer = threading.local()
-
-
-def offer(session: ssl.SSLSession | None) -> None:
-    """Offer ``session`` to the next TLS handshake made on this thread (None takes the offer back)."""
-    _offer.session = session
-
-
 class ResumingSSLSocket(ssl.SSLSocket):
-    """An SSLSocket that offers the session put in this thread's slot by :func:`offer`.
+    """An SSLSocket that offers the session its call put in ``Call.tls_offer`` (see ``_calls``).
 
     urllib3 calls ``SSLContext.wrap_socket`` with no ``session`` argument; the
     private ``SSLSocket._create`` that ``wrap_socket`` calls is the one place
@@ -632,10 +624,11 @@ class ResumingSSLSocket(ssl.SSLSocket):
     @classmethod
     def _create(cls, sock: Any, *args: Any, session: ssl.SSLSession | None = None, **kwargs: Any) -> Any:
         if session is None:
-            session = getattr(_offer, "session", None)
-            _offer.session = None
+            call = current_call()
+            if call is not None:
+                # Taken, not read: the offer is for this one handshake.
+                session, call.tls_offer = call.tls_offer, None
         return super()._create(sock, *args, session=session, **kwargs)  # type: ignore[misc]
-
 
 
 # -- copies: requests.models.PreparedRequest -------------------------------------------------------

@@ -12,6 +12,10 @@ Scenarios:
   then calls to an http:// URL; reports how many SSLContexts were built. With
   an https:// URL and its CA bundle, a call there follows, and the module of
   the context's class is reported.
+- ``gevent-greenlets``: ``gevent.monkey.patch_all()`` after import, then two
+  greenlets on one session: the first calls URL/own-timeout with its own
+  ``timeout=``, the second URL/preset-timeout with the preset's; reports what
+  each got (the first must not be retried, the second is).
 - ``truststore-before`` / ``truststore-after`` / ``truststore-used``:
   ``truststore.inject_into_ssl()`` before the sessions are built, after they are
   built, or after they made an https:// call; then calls to an https:// URL
@@ -63,6 +67,30 @@ def _gevent(url: str, https_url: str | None, ca_bundle: str | None) -> dict[str,
         with session_presets.default_session(ca_bundle=ca_bundle) as session:
             report["https"] = session.get(https_url).text
             report["context_class"] = type(session.adapter.context_for(True, None)).__module__
+    return report
+
+
+def _gevent_greenlets(url: str) -> dict[str, Any]:
+    import gevent
+    from gevent import monkey
+
+    import session_presets
+
+    monkey.patch_all()
+    report: dict[str, Any] = {}
+    with session_presets.default_session(read_timeout=4, retries=1, backoff_factor=0, total_timeout=None) as session:
+
+        def call(name: str, **kwargs: Any) -> None:
+            try:
+                response = session.get(f"{url}/{name}", **kwargs)
+                report[name] = {"text": response.text, "attempts": response.metrics.attempts}
+            except Exception as exc:
+                report[name] = {"error": type(exc).__name__}
+
+        # Spawned in this order, they start in it: the second's call is in flight when the first's timeout fires.
+        first = gevent.spawn(call, "own-timeout", timeout=(5, 1.5))
+        second = gevent.spawn(call, "preset-timeout")
+        gevent.joinall([first, second], timeout=60)
     return report
 
 
@@ -130,6 +158,7 @@ def _sentry(url: str) -> dict[str, Any]:
 
 SCENARIOS: dict[str, Callable[[list[str]], dict[str, Any]]] = {
     "gevent": lambda args: _gevent(*[*args, None, None][:3]),
+    "gevent-greenlets": lambda args: _gevent_greenlets(args[0]),
     "truststore-before": lambda args: _truststore(args[0], "before"),
     "truststore-after": lambda args: _truststore(args[0], "after"),
     "truststore-used": lambda args: _truststore(args[0], "used"),

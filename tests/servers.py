@@ -25,9 +25,11 @@ and returns nothing.
 
 from __future__ import annotations
 
+import itertools
 import json
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -137,6 +139,40 @@ def _close(h: Handler) -> None:
 
 def _reset(h: Handler) -> None:
     reset_connection(h)
+
+
+def hold_until_client_closes(h: Handler, bound: float = 20.0) -> None:
+    """Answer nothing until the client closes (or cuts) the connection, for at most ``bound`` seconds."""
+    h.connection.settimeout(0.05)
+    ends = time.monotonic() + bound
+    while time.monotonic() < ends:
+        try:
+            if h.connection.recv(1) == b"":
+                break
+        except TimeoutError:
+            continue
+        except OSError:
+            break
+    h.close_connection = True
+
+
+def route_timeout_then_answer(server: LoopbackServer, own: str, preset: str) -> None:
+    """Route ``own`` to hang until the client gives up, and ``preset`` to hang the first time, then answer.
+
+    For two concurrent calls on one session, one with its own ``timeout=`` (to
+    ``own``: not retried) and one with the preset's (to ``preset``: its read
+    timeout is retried, and the retry gets b"second try").
+    """
+    tries = itertools.count()
+
+    def second_try_answers(h: Handler) -> None:
+        if next(tries) == 0:
+            hold_until_client_closes(h)
+        else:
+            h.reply(200, b"second try")
+
+    server.route(own, hold_until_client_closes)
+    server.route(preset, second_try_answers)
 
 
 def reset_connection(h: Handler) -> None:

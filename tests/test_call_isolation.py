@@ -1,22 +1,53 @@
-"""One call's deadline never cuts a connection another call holds (issue 9 §2)."""
+"""Each call has its own context: one call's deadline never cuts a connection another call holds
+(issue 9 §2), and concurrent or nested calls never share a deadline, a timeout choice or a metrics
+record (issue 24 §2)."""
 
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+import requests
 
-from session_presets import default_session
+from session_presets import PresetAdapter, default_session, get_preset
 from session_presets._errors import TotalTimeoutError
 
-from .servers import Handler, LoopbackServer
+from .servers import Handler, LoopbackServer, Route, hold_until_client_closes, route_timeout_then_answer
 from .threaded_call import run_in_thread as _run
 from .waiting import wait_until
 
 #: Bounded waits: far longer than anything here should take.
 BOUND = 20.0
+
+
+def _hold_then_signal(cut: threading.Event, *, delay: float = 0.0, half_body: bytes = b"") -> Route:
+    """A route that (after ``delay`` s, and half a body if given) holds until the client cuts it, then sets ``cut``."""
+
+    def route(h: Handler) -> None:
+        if delay:
+            h.wait(delay)
+        if half_body:
+            h.send_response(200)
+            h.send_header("Content-Length", str(2 * len(half_body)))
+            h.end_headers()
+            h.wfile.write(half_body)
+            h.wfile.flush()
+        hold_until_client_closes(h, BOUND)
+        cut.set()
+
+    return route
+
+
+def _answer_once_set(cut: threading.Event, body: bytes) -> Route:
+    """A route that answers ``body`` only once ``cut`` is set (bounded)."""
+
+    def route(h: Handler) -> None:
+        cut.wait(BOUND)
+        h.reply(200, body)
+
+    return route
 
 
 @pytest.fixture
@@ -32,30 +63,10 @@ def test_deadline_of_one_call_spares_the_connection_it_gave_back(
     http_server: LoopbackServer, second_server: LoopbackServer, method: str
 ) -> None:
     """A's deadline after a redirect does not cut A's first connection, now carrying B's request."""
+    # A's response is held until its deadline cuts the connection; B's is answered only then.
     a_hung_up = threading.Event()
-
-    def hang(h: Handler) -> None:
-        # Hold the response until the client closes the connection (A's deadline).
-        h.connection.settimeout(0.05)
-        ends = time.monotonic() + BOUND
-        while time.monotonic() < ends:
-            try:
-                if h.connection.recv(1) == b"":
-                    break
-            except TimeoutError:
-                continue
-            except OSError:
-                break
-        a_hung_up.set()
-        h.close_connection = True
-
-    def held(h: Handler) -> None:
-        # B's request is answered only once A has hit its deadline.
-        a_hung_up.wait(BOUND)
-        h.reply(200, b"held")
-
-    second_server.route("/hang", hang)
-    http_server.route("/held", held)
+    second_server.route("/hang", _hold_then_signal(a_hung_up))
+    http_server.route("/held", _answer_once_set(a_hung_up, b"held"))
     first = default_session(total_timeout=2)
     # B has no deadline of its own, on the same pools as A.
     second = default_session(total_timeout=None)
@@ -90,3 +101,72 @@ def test_streamed_body_released_leaves_the_call(http_server: LoopbackServer) -> 
         assert conn.preset_call is None
         assert session.get(http_server.url()).text == "ok"
     assert http_server.connections == 1
+
+
+@pytest.mark.timeout(60)
+def test_two_threads_on_one_session_keep_their_own_timeout_choice(http_server: LoopbackServer) -> None:
+    """Two threads on one session: a call with its own timeout= is not retried while another's preset timeout is."""
+    route_timeout_then_answer(http_server, "/own-timeout", "/preset-timeout")
+    with default_session(read_timeout=4, retries=1, backoff_factor=0, total_timeout=None) as session:
+        # A's own read timeout fires while B's call is in flight, B having started after A.
+        a = _run(lambda: session.get(http_server.url("/own-timeout"), timeout=(5, 1.5)))
+        wait_until(lambda: http_server.saw("/own-timeout"), BOUND, "the server to see A's request")
+        b = _run(lambda: session.get(http_server.url("/preset-timeout")))
+        assert a.done.wait(BOUND)
+        assert b.done.wait(BOUND)
+    assert isinstance(a.error, requests.ReadTimeout), a.error
+    assert b.error is None, b.error
+    assert b.result.text == "second try"
+    assert b.result.metrics.attempts == 2
+    # What the server saw: A's request once (a caller's timeout= is not retried), B's twice.
+    assert http_server.saw("/own-timeout") == 1
+    assert http_server.saw("/preset-timeout") == 2
+
+
+@pytest.mark.timeout(60)
+def test_a_call_made_from_a_response_hook_has_its_own_deadline(http_server: LoopbackServer) -> None:
+    """A call made from a response hook on the same session runs to its own deadline, not the outer call's."""
+    # Most of the outer call's 2 s go by before it gets half of its body; its connection is cut at
+    # its deadline. The nested call is answered only then: 1.2 s into its own 2 s.
+    outer_cut = threading.Event()
+    http_server.route("/outer", _hold_then_signal(outer_cut, delay=1.2, half_body=b"outer"))
+    http_server.route("/nested", _answer_once_set(outer_cut, b"nested"))
+    seen: dict[str, Any] = {}
+    with default_session(total_timeout=2, retries=0) as session:
+
+        def hook(response: requests.Response, **kwargs: Any) -> None:
+            try:
+                seen["nested"] = session.get(http_server.url("/nested"))
+            except Exception as exc:
+                seen["nested"] = exc
+
+        with pytest.raises(TotalTimeoutError, match="/outer"):
+            session.get(http_server.url("/outer"), hooks={"response": [hook]})
+    nested_response = seen["nested"]
+    assert isinstance(nested_response, requests.Response), nested_response
+    assert nested_response.text == "nested"
+    assert nested_response.metrics.attempts == 1
+    assert outer_cut.is_set()
+    # What the server saw: each path once, on a connection of its own.
+    assert [request.path for request in http_server.requests] == ["/outer", "/nested"]
+    assert http_server.connections == 2
+
+
+@pytest.mark.parametrize("guarded", [False, True], ids=["plain", "guarded"])
+def test_a_subclass_send_runs_once_per_request_on_a_plain_session(http_server: LoopbackServer, guarded: bool) -> None:
+    """On a plain Session, the adapter makes the call's context without running a subclass's send twice."""
+
+    class Stamping(PresetAdapter):
+        sends = 0
+
+        def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
+            type(self).sends += 1
+            request.headers["X-Sends"] = str(self.sends)
+            return super().send(request, *args, **kwargs)
+
+    config = get_preset("default").replace(total_timeout=5, max_in_flight=4 if guarded else None)
+    with requests.Session() as session:
+        session.mount("http://", Stamping(config))
+        assert session.get(http_server.url("/ok")).text == "ok"
+    assert Stamping.sends == 1
+    assert [request.header("X-Sends") for request in http_server.requests] == ["1"]

@@ -27,7 +27,7 @@ import requests
 
 import session_presets as sp
 
-from .servers import Handler, LoopbackServer
+from .servers import Handler, LoopbackServer, route_timeout_then_answer
 from .session_kinds import KINDS
 from .session_kinds import is_preset as _is_preset
 
@@ -395,6 +395,20 @@ def test_truststore_injection(when: str, https_server: LoopbackServer, ca_bundle
     if when == "used":
         assert all(o.startswith("SSLError") for o in report["before_injection"].values()), report
     assert len(https_server.requests) == 4
+
+
+def test_gevent_greenlets_on_one_session_keep_their_own_call_context(http_server: LoopbackServer) -> None:
+    """Under gevent, two greenlets on one session: a call's own timeout= is not retried while another's is."""
+    pytest.importorskip("gevent", reason="gevent is not installed (extra 'compat')")
+    route_timeout_then_answer(http_server, "/own-timeout", "/preset-timeout")
+    report = _child("gevent-greenlets", http_server.url("").rstrip("/"))
+    assert report == {
+        "own-timeout": {"error": "ReadTimeout"},
+        "preset-timeout": {"text": "second try", "attempts": 2},
+    }, report
+    # What the server saw: the first greenlet's request once (its own timeout= is not retried), the second's twice.
+    assert http_server.saw("/own-timeout") == 1
+    assert http_server.saw("/preset-timeout") == 2
 
 
 def test_gevent_patch_all_after_import(
