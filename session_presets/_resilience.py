@@ -352,7 +352,8 @@ def _state_for(config: PresetConfig) -> PresetState:
     return state
 
 
-def _forget_states() -> None:
+def _reset_states() -> None:
+    """Reset hook (the public ``session_presets.testing.reset()``): drop each state, close its Redis client."""
     with _states_lock:
         states = list(_states.values())
         _states.clear()
@@ -361,7 +362,8 @@ def _forget_states() -> None:
             state.remote.close()
 
 
-def _forget_states_in_child() -> None:
+def _states_after_fork() -> None:
+    """The after-fork hook of a child process: start with no state, limiter or breaker of the parent's."""
     # The parent's Redis connections are the parent's: a child drops them unclosed.
     _states.clear()
     _totals.clear()
@@ -778,6 +780,6 @@ def rate_text(limits: tuple[tuple[int, float], ...]) -> str:
     return ";".join(show_rate(permits, period) for permits, period in limits)
 
 
-_process.on_fork_child(_forget_states_in_child, order=_process.ORDER_CALLS)
-_process.on_reset(_forget_states, order=_process.ORDER_PRESETS)
+_process.on_fork_child(_states_after_fork, order=_process.ORDER_CALLS)
+_process.on_reset(_reset_states, order=_process.ORDER_PRESETS)
 _process.on_reset(_clear_totals, order=_process.ORDER_PRESETS)
